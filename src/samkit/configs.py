@@ -1,0 +1,260 @@
+"""Model variants as frozen dataclasses with the official hyper-parameters, and one registry.
+
+Only the builders (`samkit.modeling.build`) read these dataclasses; module constructors take
+explicit arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Family = Literal["sam1", "sam2"]
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """SAM 1 image encoder (`ImageEncoderViT`)."""
+
+    img_size: int = 1024
+    patch_size: int = 16
+    in_chans: int = 3
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    out_chans: int = 256
+    qkv_bias: bool = True
+    use_abs_pos: bool = True
+    use_rel_pos: bool = True
+    window_size: int = 14
+    global_attn_indexes: tuple[int, ...] = (2, 5, 8, 11)
+    norm_eps: float = 1e-6
+
+
+@dataclass(frozen=True)
+class PromptEncoderConfig:
+    embed_dim: int = 256
+    image_embedding_size: tuple[int, int] = (64, 64)
+    input_image_size: tuple[int, int] = (1024, 1024)
+    mask_in_chans: int = 16
+
+
+@dataclass(frozen=True)
+class TwoWayTransformerConfig:
+    depth: int = 2
+    embedding_dim: int = 256
+    num_heads: int = 8
+    mlp_dim: int = 2048
+    attention_downsample_rate: int = 2
+
+
+@dataclass(frozen=True)
+class MaskDecoderConfig:
+    """Mask decoder; the SAM 2 flags default to SAM 1 behaviour."""
+
+    transformer_dim: int = 256
+    transformer: TwoWayTransformerConfig = field(default_factory=TwoWayTransformerConfig)
+    num_multimask_outputs: int = 3
+    iou_head_depth: int = 3
+    iou_head_hidden_dim: int = 256
+    use_high_res_features: bool = False
+    pred_obj_scores: bool = False
+    pred_obj_scores_mlp: bool = False
+    use_multimask_token_for_obj_ptr: bool = False
+    iou_prediction_use_sigmoid: bool = False
+    dynamic_multimask_via_stability: bool = False
+    dynamic_multimask_stability_delta: float = 0.05
+    dynamic_multimask_stability_thresh: float = 0.98
+
+
+@dataclass(frozen=True)
+class SamConfig:
+    """A complete SAM 1 model."""
+
+    image_encoder: ViTConfig = field(default_factory=ViTConfig)
+    prompt_encoder: PromptEncoderConfig = field(default_factory=PromptEncoderConfig)
+    mask_decoder: MaskDecoderConfig = field(default_factory=MaskDecoderConfig)
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    mask_threshold: float = 0.0
+    family: Family = "sam1"
+
+    @property
+    def img_size(self) -> int:
+        return self.image_encoder.img_size
+
+
+def sam1_config(
+    embed_dim: int, depth: int, num_heads: int, global_attn_indexes: tuple[int, ...]
+) -> SamConfig:
+    """The official 1024 px SAM 1 layout with the given ViT size."""
+    return SamConfig(
+        image_encoder=ViTConfig(
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            global_attn_indexes=global_attn_indexes,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A registry entry: a named architecture and, if official, where its weights live."""
+
+    name: str
+    family: Family
+    config: Any
+    url: str | None = None
+    sha256: str | None = None
+
+    @property
+    def filename(self) -> str | None:
+        return None if self.url is None else self.url.rsplit("/", 1)[-1]
+
+
+_SAM1_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+
+VARIANTS: dict[str, Variant] = {}
+
+
+def register(variant: Variant, *aliases: str) -> Variant:
+    """Add a variant (and optional alias names) to the registry."""
+    for name in (variant.name, *aliases):
+        VARIANTS[name] = variant
+    return variant
+
+
+register(
+    Variant(
+        "vit_b",
+        "sam1",
+        sam1_config(768, 12, 12, (2, 5, 8, 11)),
+        _SAM1_URL + "sam_vit_b_01ec64.pth",
+        "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+    ),
+    "sam_vit_b",
+)
+register(
+    Variant(
+        "vit_l",
+        "sam1",
+        sam1_config(1024, 24, 16, (5, 11, 17, 23)),
+        _SAM1_URL + "sam_vit_l_0b3195.pth",
+        "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+    ),
+    "sam_vit_l",
+)
+register(
+    Variant(
+        "vit_h",
+        "sam1",
+        sam1_config(1280, 32, 16, (7, 15, 23, 31)),
+        _SAM1_URL + "sam_vit_h_4b8939.pth",
+        "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+    ),
+    "sam_vit_h",
+    "default",
+)
+
+
+def get_variant(name: str) -> Variant:
+    """Look a variant up by name; unknown names raise a ValueError listing the known ones."""
+    _ensure_sam2_registered()
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        known = ", ".join(sorted(VARIANTS))
+        raise ValueError(f"unknown samkit variant {name!r}; known variants: {known}") from None
+
+
+def variant_names(family: Family | None = None) -> list[str]:
+    """Canonical variant names (no aliases), optionally of one family."""
+    _ensure_sam2_registered()
+    seen = {v.name: v for v in VARIANTS.values()}
+    return [n for n, v in seen.items() if family is None or v.family == family]
+
+
+def _ensure_sam2_registered() -> None:
+    # SAM 2 variants live in configs_sam2 to keep this module small; importing it registers them.
+    try:
+        from samkit import configs_sam2  # noqa: F401
+    except ImportError:  # pragma: no cover - only while SAM 2 is not part of the package
+        pass
+
+
+def sam_config_from_official(cfg: dict[str, Any]) -> SamConfig:
+    """Build a `SamConfig` from the official constructor arguments (fixture `config.json` format)."""
+    try:
+        enc, pe, dec = cfg["image_encoder"], cfg["prompt_encoder"], cfg["mask_decoder"]
+        tr = dec["transformer"]
+        norm = str(enc.get("norm_layer", "LayerNorm(eps=1e-6)"))
+        eps = float(norm.split("eps=")[1].rstrip(")")) if "eps=" in norm else 1e-6
+        for name, act in (("image_encoder.act_layer", enc.get("act_layer", "GELU")),
+                          ("mask_decoder.activation", dec.get("activation", "GELU")),
+                          ("transformer.activation", tr.get("activation", "ReLU"))):
+            expected = "ReLU" if name.startswith("transformer") else "GELU"
+            if act != expected:
+                raise ValueError(f"{name}={act!r} is not supported (only {expected})")
+        return SamConfig(
+            image_encoder=ViTConfig(
+                img_size=int(enc["img_size"]),
+                patch_size=int(enc["patch_size"]),
+                in_chans=int(enc.get("in_chans", 3)),
+                embed_dim=int(enc["embed_dim"]),
+                depth=int(enc["depth"]),
+                num_heads=int(enc["num_heads"]),
+                mlp_ratio=float(enc["mlp_ratio"]),
+                out_chans=int(enc["out_chans"]),
+                qkv_bias=bool(enc.get("qkv_bias", True)),
+                use_abs_pos=bool(enc.get("use_abs_pos", True)),
+                use_rel_pos=bool(enc.get("use_rel_pos", False)),
+                window_size=int(enc.get("window_size", 0)),
+                global_attn_indexes=tuple(int(i) for i in enc.get("global_attn_indexes", ())),
+                norm_eps=eps,
+            ),
+            prompt_encoder=PromptEncoderConfig(
+                embed_dim=int(pe["embed_dim"]),
+                image_embedding_size=tuple(int(s) for s in pe["image_embedding_size"]),
+                input_image_size=tuple(int(s) for s in pe["input_image_size"]),
+                mask_in_chans=int(pe["mask_in_chans"]),
+            ),
+            mask_decoder=MaskDecoderConfig(
+                transformer_dim=int(dec["transformer_dim"]),
+                transformer=TwoWayTransformerConfig(
+                    depth=int(tr["depth"]),
+                    embedding_dim=int(tr["embedding_dim"]),
+                    num_heads=int(tr["num_heads"]),
+                    mlp_dim=int(tr["mlp_dim"]),
+                    attention_downsample_rate=int(tr.get("attention_downsample_rate", 2)),
+                ),
+                num_multimask_outputs=int(dec.get("num_multimask_outputs", 3)),
+                iou_head_depth=int(dec.get("iou_head_depth", 3)),
+                iou_head_hidden_dim=int(dec.get("iou_head_hidden_dim", 256)),
+            ),
+            pixel_mean=tuple(float(x) for x in cfg.get("pixel_mean", SamConfig.pixel_mean)),
+            pixel_std=tuple(float(x) for x in cfg.get("pixel_std", SamConfig.pixel_std)),
+            mask_threshold=float(cfg.get("mask_threshold", 0.0)),
+        )
+    except (KeyError, TypeError, IndexError) as e:
+        raise ValueError(f"not a SAM 1 constructor config: missing or malformed field {e}") from e
+
+
+def load_config_json(path: str | Path) -> dict[str, Any]:
+    """Read a fixture-style `config.json`, raising ValueError for unreadable or non-JSON files."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{p}: not a readable JSON config ({e})") from e
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-serialisable dict of a config dataclass."""
+    return dataclasses.asdict(cfg)
