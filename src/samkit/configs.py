@@ -6,6 +6,7 @@ explicit arguments.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class TwoWayTransformerConfig:
     num_heads: int = 8
     mlp_dim: int = 2048
     attention_downsample_rate: int = 2
+    mlp_keys: str = "lin"  # state-dict names of the MLP: "lin" (SAM 1) or "layers" (SAM 2)
 
 
 @dataclass(frozen=True)
@@ -181,10 +183,8 @@ def variant_names(family: Family | None = None) -> list[str]:
 
 def _ensure_sam2_registered() -> None:
     # SAM 2 variants live in configs_sam2 to keep this module small; importing it registers them.
-    try:
+    with contextlib.suppress(ImportError):  # pragma: no cover - while SAM 2 is not packaged
         from samkit import configs_sam2  # noqa: F401
-    except ImportError:  # pragma: no cover - only while SAM 2 is not part of the package
-        pass
 
 
 def sam_config_from_official(cfg: dict[str, Any]) -> SamConfig:
@@ -194,9 +194,11 @@ def sam_config_from_official(cfg: dict[str, Any]) -> SamConfig:
         tr = dec["transformer"]
         norm = str(enc.get("norm_layer", "LayerNorm(eps=1e-6)"))
         eps = float(norm.split("eps=")[1].rstrip(")")) if "eps=" in norm else 1e-6
-        for name, act in (("image_encoder.act_layer", enc.get("act_layer", "GELU")),
-                          ("mask_decoder.activation", dec.get("activation", "GELU")),
-                          ("transformer.activation", tr.get("activation", "ReLU"))):
+        for name, act in (
+            ("image_encoder.act_layer", enc.get("act_layer", "GELU")),
+            ("mask_decoder.activation", dec.get("activation", "GELU")),
+            ("transformer.activation", tr.get("activation", "ReLU")),
+        ):
             expected = "ReLU" if name.startswith("transformer") else "GELU"
             if act != expected:
                 raise ValueError(f"{name}={act!r} is not supported (only {expected})")

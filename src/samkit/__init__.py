@@ -1,0 +1,48 @@
+"""samkit: Segment Anything (SAM 1 and SAM 2), correct, fast and friendly.
+
+Public API (imported lazily, so `import samkit` does no work):
+`build_sam`, `build_sam2`, `sam_model_registry`, `SamPredictor`, `Sam2ImagePredictor`,
+`SamAutomaticMaskGenerator`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "build_sam": "samkit.modeling.build",
+    "sam_model_registry": "samkit.modeling.build",
+    "build_sam2": "samkit.modeling.build_sam2",
+    "SamPredictor": "samkit.predictor",
+    "Sam2ImagePredictor": "samkit.sam2_predictor",
+    "SamAutomaticMaskGenerator": "samkit.amg",
+}
+
+__all__ = [
+    "Sam2ImagePredictor",
+    "SamAutomaticMaskGenerator",
+    "SamPredictor",
+    "build_sam",
+    "build_sam2",
+    "sam_model_registry",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from samkit.amg import SamAutomaticMaskGenerator
+    from samkit.modeling.build import build_sam, sam_model_registry
+    from samkit.modeling.build_sam2 import build_sam2
+    from samkit.predictor import SamPredictor
+    from samkit.sam2_predictor import Sam2ImagePredictor
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'samkit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,79 @@
+"""Decomposed relative-position attention (SAM 1 ViT / MViTv2), as an additive SDPA bias."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from samkit.layers.attention import sdpa
+
+# Upper bound on the bytes of one materialised bias chunk (B x nh x rows x Tk floats).
+BIAS_CHUNK_BYTES = 64 * 2**20
+
+
+def get_rel_pos(q_size: int, k_size: int, rel_pos: Tensor) -> Tensor:
+    """Relative positional embeddings for every (query, key) pair along one axis.
+
+    Args:
+        q_size: query length along the axis.
+        k_size: key length along the axis.
+        rel_pos: Lx C table; linearly interpolated when L != 2 * max(q_size, k_size) - 1.
+
+    Returns:
+        q_size x k_size x C embeddings.
+    """
+    max_rel_dist = int(2 * max(q_size, k_size) - 1)
+    if rel_pos.shape[0] != max_rel_dist:
+        resized = F.interpolate(
+            rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1),
+            size=max_rel_dist,
+            mode="linear",
+        )
+        rel_pos = resized.reshape(-1, max_rel_dist).permute(1, 0)
+    q_coords = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size, 1.0)
+    k_coords = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)
+    relative_coords = (q_coords - k_coords) + (k_size - 1) * max(q_size / k_size, 1.0)
+    return rel_pos[relative_coords.long()]
+
+
+def rel_pos_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    rel_pos_h: Tensor,
+    rel_pos_w: Tensor,
+    q_hw: tuple[int, int],
+    k_hw: tuple[int, int],
+    bias_chunk_bytes: int = BIAS_CHUNK_BYTES,
+) -> Tensor:
+    """Attention with the decomposed relative-position term handed to SDPA as `attn_mask`.
+
+    The bias rel_h[qh, qw, kh] + rel_w[qh, qw, kw] is materialised only for a chunk of query rows
+    at a time, so global attention over 64x64 tokens never holds the full (Tq x Tk) bias per head.
+
+    Args:
+        q, k, v: (B, nh, T, hs) with T = H * W in row-major order.
+        rel_pos_h, rel_pos_w: relative-position tables for the height and width axes.
+        q_hw, k_hw: the query and key grids (H, W).
+
+    Returns:
+        (B, nh, Tq, hs).
+    """
+    (qh, qw), (kh, kw) = q_hw, k_hw
+    b, nh, _, hs = q.shape
+    rh = get_rel_pos(qh, kh, rel_pos_h).to(q.dtype)  # (qh, kh, hs)
+    rw = get_rel_pos(qw, kw, rel_pos_w).to(q.dtype)  # (qw, kw, hs)
+    r_q = q.reshape(b, nh, qh, qw, hs)
+    rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, rh)  # (B, nh, qh, qw, kh)
+    rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, rw)  # (B, nh, qh, qw, kw)
+
+    row_bytes = b * nh * qw * kh * kw * q.element_size()
+    rows = max(1, min(qh, bias_chunk_bytes // max(row_bytes, 1)))
+    outs = []
+    for r0 in range(0, qh, rows):
+        r1 = min(qh, r0 + rows)
+        bias = rel_h[:, :, r0:r1, :, :, None] + rel_w[:, :, r0:r1, :, None, :]
+        bias = bias.reshape(b, nh, (r1 - r0) * qw, kh * kw)  # (B, nh, rows*qw, Tk)
+        outs.append(sdpa(q[:, :, r0 * qw : r1 * qw], k, v, bias))
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)

@@ -1,0 +1,121 @@
+"""Two-way transformer: prompt tokens and image embedding attend to each other (SAM 1 and 2)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from samkit.layers import MLP, Attention, MLPBlock
+
+
+class TwoWayAttentionBlock(nn.Module):
+    """Token self-attention, token->image, MLP, image->token (each with residual + LayerNorm)."""
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        mlp_dim: int = 2048,
+        activation: type[nn.Module] = nn.ReLU,
+        attention_downsample_rate: int = 2,
+        skip_first_layer_pe: bool = False,
+        mlp_keys: str = "lin",
+    ) -> None:
+        super().__init__()
+        self.self_attn = Attention(embedding_dim, num_heads)
+        self.norm1 = nn.LayerNorm(embedding_dim)
+        self.cross_attn_token_to_image = Attention(
+            embedding_dim, num_heads, downsample_rate=attention_downsample_rate
+        )
+        self.norm2 = nn.LayerNorm(embedding_dim)
+        # same computation; SAM 1 checkpoints name it mlp.lin1/lin2, SAM 2 mlp.layers.0/1
+        self.mlp = (
+            MLP(embedding_dim, mlp_dim, embedding_dim, 2, activation)
+            if mlp_keys == "layers"
+            else MLPBlock(embedding_dim, mlp_dim, activation)
+        )
+        self.norm3 = nn.LayerNorm(embedding_dim)
+        self.norm4 = nn.LayerNorm(embedding_dim)
+        self.cross_attn_image_to_token = Attention(
+            embedding_dim, num_heads, downsample_rate=attention_downsample_rate
+        )
+        self.skip_first_layer_pe = skip_first_layer_pe
+
+    def forward(
+        self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        if self.skip_first_layer_pe:
+            queries = self.self_attn(q=queries, k=queries, v=queries)
+        else:
+            q = queries + query_pe
+            queries = queries + self.self_attn(q=q, k=q, v=queries)
+        queries = self.norm1(queries)
+
+        q, k = queries + query_pe, keys + key_pe
+        queries = self.norm2(queries + self.cross_attn_token_to_image(q=q, k=k, v=keys))
+        queries = self.norm3(queries + self.mlp(queries))
+
+        q, k = queries + query_pe, keys + key_pe
+        keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries))
+        return queries, keys
+
+
+class TwoWayTransformer(nn.Module):
+    """`depth` two-way blocks and a final token->image attention."""
+
+    def __init__(
+        self,
+        depth: int,
+        embedding_dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        activation: type[nn.Module] = nn.ReLU,
+        attention_downsample_rate: int = 2,
+        mlp_keys: str = "lin",
+    ) -> None:
+        super().__init__()
+        if mlp_keys not in ("lin", "layers"):
+            raise ValueError(
+                f"mlp_keys must be 'lin' (SAM 1) or 'layers' (SAM 2), got {mlp_keys!r}"
+            )
+        self.depth = depth
+        self.embedding_dim = embedding_dim
+        self.num_heads = num_heads
+        self.mlp_dim = mlp_dim
+        self.layers = nn.ModuleList(
+            TwoWayAttentionBlock(
+                embedding_dim,
+                num_heads,
+                mlp_dim,
+                activation,
+                attention_downsample_rate,
+                skip_first_layer_pe=(i == 0),
+                mlp_keys=mlp_keys,
+            )
+            for i in range(depth)
+        )
+        self.final_attn_token_to_image = Attention(
+            embedding_dim, num_heads, downsample_rate=attention_downsample_rate
+        )
+        self.norm_final_attn = nn.LayerNorm(embedding_dim)
+
+    def forward(
+        self, image_embedding: Tensor, image_pe: Tensor, point_embedding: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Run the transformer.
+
+        Args:
+            image_embedding: BxCxHxW image embedding.
+            image_pe: BxCxHxW positional encoding of the image embedding.
+            point_embedding: BxNxC prompt (and output) tokens.
+
+        Returns:
+            BxNxC processed tokens and Bx(H*W)xC processed image embedding.
+        """
+        image_embedding = image_embedding.flatten(2).permute(0, 2, 1)  # (B, HW, C)
+        image_pe = image_pe.flatten(2).permute(0, 2, 1)
+        queries, keys = point_embedding, image_embedding
+        for layer in self.layers:
+            queries, keys = layer(queries, keys, point_embedding, image_pe)
+        q, k = queries + point_embedding, keys + image_pe
+        queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q=q, k=k, v=keys))
+        return queries, keys

@@ -1,0 +1,108 @@
+"""Image and coordinate transforms and mask post-processing (pure functions).
+
+SAM 1 resizes the longest side to the encoder size with PIL's (antialiased) bilinear filter,
+normalises, and pads bottom/right; coordinates scale by the same factors. Post-processing undoes
+this on low-res mask logits.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+
+def get_preprocess_shape(old_h: int, old_w: int, long_side_length: int) -> tuple[int, int]:
+    """Size (H, W) after resizing so that the longest side is `long_side_length` (official rounding)."""
+    scale = long_side_length * 1.0 / max(old_h, old_w)
+    new_h, new_w = old_h * scale, old_w * scale
+    return int(new_h + 0.5), int(new_w + 0.5)
+
+
+def resize_longest_side(image: np.ndarray, long_side_length: int) -> np.ndarray:
+    """Resize an HxWx3 uint8 image with PIL bilinear so its longest side is `long_side_length`."""
+    h, w = image.shape[:2]
+    new_h, new_w = get_preprocess_shape(h, w, long_side_length)
+    if (new_h, new_w) == (h, w):
+        return image
+    return np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+
+
+def apply_coords(coords: np.ndarray, original_size: tuple[int, int], target: int) -> np.ndarray:
+    """Map ...x2 (x, y) pixel coordinates of the original image to the resized frame (float64)."""
+    old_h, old_w = original_size
+    new_h, new_w = get_preprocess_shape(old_h, old_w, target)
+    coords = deepcopy(coords).astype(float)
+    coords[..., 0] = coords[..., 0] * (new_w / old_w)
+    coords[..., 1] = coords[..., 1] * (new_h / old_h)
+    return coords
+
+
+def apply_coords_torch(coords: Tensor, original_size: tuple[int, int], target: int) -> Tensor:
+    """Torch version of `apply_coords` (float32 result)."""
+    old_h, old_w = original_size
+    new_h, new_w = get_preprocess_shape(old_h, old_w, target)
+    coords = coords.clone().to(torch.float)
+    coords[..., 0] = coords[..., 0] * (new_w / old_w)
+    coords[..., 1] = coords[..., 1] * (new_h / old_h)
+    return coords
+
+
+class ResizeLongestSide:
+    """Object form of the transforms, with the official `ResizeLongestSide` method names."""
+
+    def __init__(self, target_length: int) -> None:
+        self.target_length = target_length
+
+    def apply_image(self, image: np.ndarray) -> np.ndarray:
+        return resize_longest_side(image, self.target_length)
+
+    def apply_coords(self, coords: np.ndarray, original_size: tuple[int, ...]) -> np.ndarray:
+        return apply_coords(coords, tuple(original_size[:2]), self.target_length)
+
+    def apply_boxes(self, boxes: np.ndarray, original_size: tuple[int, ...]) -> np.ndarray:
+        return self.apply_coords(boxes.reshape(-1, 2, 2), original_size).reshape(-1, 4)
+
+    def apply_coords_torch(self, coords: Tensor, original_size: tuple[int, ...]) -> Tensor:
+        return apply_coords_torch(coords, tuple(original_size[:2]), self.target_length)
+
+    def apply_boxes_torch(self, boxes: Tensor, original_size: tuple[int, ...]) -> Tensor:
+        return self.apply_coords_torch(boxes.reshape(-1, 2, 2), original_size).reshape(-1, 4)
+
+    @staticmethod
+    def get_preprocess_shape(old_h: int, old_w: int, long_side_length: int) -> tuple[int, int]:
+        return get_preprocess_shape(old_h, old_w, long_side_length)
+
+
+def normalize_and_pad(x: Tensor, pixel_mean: Tensor, pixel_std: Tensor, img_size: int) -> Tensor:
+    """(x - mean) / std on a BxCxHxW image, then zero-pad bottom/right to img_size x img_size."""
+    x = (x - pixel_mean) / pixel_std
+    h, w = x.shape[-2:]
+    return F.pad(x, (0, img_size - w, 0, img_size - h))
+
+
+def postprocess_masks(
+    masks: Tensor,
+    input_size: tuple[int, int],
+    original_size: tuple[int, int],
+    img_size: int,
+) -> Tensor:
+    """Low-res mask logits -> logits at the original image size.
+
+    Args:
+        masks: BxCxhxw low-res logits.
+        input_size: (H, W) of the resized image before padding.
+        original_size: (H, W) of the original image.
+        img_size: the encoder's square input size.
+
+    Returns:
+        BxCxHxW logits (float32).
+    """
+    masks = masks.float()
+    masks = F.interpolate(masks, (img_size, img_size), mode="bilinear", align_corners=False)
+    masks = masks[..., : input_size[0], : input_size[1]]
+    return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
