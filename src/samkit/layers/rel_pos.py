@@ -10,6 +10,10 @@ from samkit.layers.attention import sdpa
 
 # Upper bound on the bytes of one materialised bias chunk (B x nh x rows x Tk floats).
 BIAS_CHUNK_BYTES = 64 * 2**20
+# "auto" folds the relative-position term into q/k when the key grid has at least this many
+# tokens (SAM's 64x64 global blocks) and uses a chunked bias for windows.
+FOLD_MIN_KEYS = 1024
+FOLD_DEFAULT = "fold"
 
 
 def get_rel_pos(q_size: int, k_size: int, rel_pos: Tensor) -> Tensor:
@@ -45,28 +49,45 @@ def rel_pos_attention(
     rel_pos_w: Tensor,
     q_hw: tuple[int, int],
     k_hw: tuple[int, int],
+    method: str = "auto",
     bias_chunk_bytes: int = BIAS_CHUNK_BYTES,
 ) -> Tensor:
-    """Attention with the decomposed relative-position term handed to SDPA as `attn_mask`.
+    """Attention with the decomposed relative-position term (MViTv2 / SAM 1 ViT).
 
-    The bias rel_h[qh, qw, kh] + rel_w[qh, qw, kw] is materialised only for a chunk of query rows
-    at a time, so global attention over 64x64 tokens never holds the full (Tq x Tk) bias per head.
+    scores[q, k] = q.k / sqrt(hs) + rel_h[q, row(k)] + rel_w[q, col(k)], with
+    rel_h[q, r] = q . Rh[row(q), r] and rel_w[q, c] = q . Rw[col(q), c] (q unscaled).
+
+    Two exact ways to hand this to `F.scaled_dot_product_attention`:
+    - "bias": the term as an additive `attn_mask`, materialised for a chunk of query rows at a
+      time (at most `bias_chunk_bytes`), so a 64x64 global block never holds the full bias.
+    - "fold": the term folded into the dot product, q' = [q / sqrt(hs), rel_h, rel_w] and
+      k' = [k, onehot(row(k)), onehot(col(k))], so q'.k' is the biased score and SDPA runs without
+      a mask (v is zero-padded to q''s width, which SDPA's fast CPU kernel needs). No bias is
+      materialised at all; it costs more attention FLOPs but avoids streaming the bias.
+    "auto" picks "fold" for large key grids (global attention) and "bias" for windows.
 
     Args:
         q, k, v: (B, nh, T, hs) with T = H * W in row-major order.
         rel_pos_h, rel_pos_w: relative-position tables for the height and width axes.
         q_hw, k_hw: the query and key grids (H, W).
+        method: "auto", "bias" or "fold".
 
     Returns:
         (B, nh, Tq, hs).
     """
     (qh, qw), (kh, kw) = q_hw, k_hw
-    b, nh, _, hs = q.shape
+    b, nh, _tq, hs = q.shape
+    if method == "auto":
+        method = FOLD_DEFAULT if kh * kw >= FOLD_MIN_KEYS else "bias"
+    if method not in ("bias", "fold"):
+        raise ValueError(f"method must be 'auto', 'bias' or 'fold', got {method!r}")
     rh = get_rel_pos(qh, kh, rel_pos_h).to(q.dtype)  # (qh, kh, hs)
     rw = get_rel_pos(qw, kw, rel_pos_w).to(q.dtype)  # (qw, kw, hs)
     r_q = q.reshape(b, nh, qh, qw, hs)
     rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, rh)  # (B, nh, qh, qw, kh)
     rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, rw)  # (B, nh, qh, qw, kw)
+    if method == "fold":
+        return _folded_attention(q, k, v, rel_h, rel_w, kh, kw)
 
     row_bytes = b * nh * qw * kh * kw * q.element_size()
     rows = max(1, min(qh, bias_chunk_bytes // max(row_bytes, 1)))
@@ -77,3 +98,22 @@ def rel_pos_attention(
         bias = bias.reshape(b, nh, (r1 - r0) * qw, kh * kw)  # (B, nh, rows*qw, Tk)
         outs.append(sdpa(q[:, :, r0 * qw : r1 * qw], k, v, bias))
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+
+
+def _folded_attention(
+    q: Tensor, k: Tensor, v: Tensor, rel_h: Tensor, rel_w: Tensor, kh: int, kw: int
+) -> Tensor:
+    """SDPA on q' = [q/sqrt(hs), rel_h, rel_w], k' = [k, onehot rows, onehot cols], no mask."""
+    b, nh, tq, hs = q.shape
+    tk = k.shape[2]
+    eye_h = torch.eye(kh, dtype=q.dtype, device=q.device)
+    eye_w = torch.eye(kw, dtype=q.dtype, device=q.device)
+    onehot = torch.cat(
+        [eye_h.repeat_interleave(kw, dim=0), eye_w.repeat(kh, 1)], dim=1
+    )  # (Tk, kh + kw): key k -> its row and column indicators
+    q_f = torch.cat(
+        [q * hs**-0.5, rel_h.reshape(b, nh, tq, kh), rel_w.reshape(b, nh, tq, kw)], dim=-1
+    )  # (B, nh, Tq, hs + kh + kw)
+    k_f = torch.cat([k, onehot.expand(b, nh, tk, kh + kw)], dim=-1)
+    v_f = F.pad(v, (0, kh + kw))
+    return F.scaled_dot_product_attention(q_f, k_f, v_f, scale=1.0)[..., :hs]
