@@ -1,0 +1,201 @@
+"""Build SAM 2 / 2.1 image models from a variant name, a `Sam2Config` or an official config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import torch
+from torch import nn
+
+from samkit.configs import get_variant, load_config_json, variant_names
+from samkit.configs_sam2 import Sam2Config, sam2_config_from_official
+from samkit.layers import LayerNorm2d
+from samkit.layers.sine_position import PositionEmbeddingSine
+from samkit.modeling.build import build_mask_decoder, build_prompt_encoder
+from samkit.modeling.hiera import Hiera
+from samkit.modeling.neck import FpnNeck, ImageEncoder
+from samkit.modeling.sam2 import Sam2
+
+Sam2ConfigLike = str | os.PathLike | Sam2Config | None
+
+# Checkpoint tensors of the video memory modules: skipped (and reported) by the image model.
+VIDEO_KEY_PREFIXES: tuple[str, ...] = (
+    "memory_attention.",
+    "memory_encoder.",
+    "maskmem_tpos_enc",
+    "no_mem_pos_enc",
+    "no_obj_ptr",
+    "no_obj_embed_spatial",
+    "obj_ptr_proj.",
+    "obj_ptr_tpos_proj.",
+    "mask_downsample.",
+)
+
+
+def sam2_from_config(cfg: Sam2Config) -> Sam2:
+    """An (uninitialised-weights) `Sam2` image model from a `Sam2Config`."""
+    t, n = cfg.trunk, cfg.neck
+    trunk = Hiera(
+        embed_dim=t.embed_dim,
+        num_heads=t.num_heads,
+        q_pool=t.q_pool,
+        q_stride=t.q_stride,
+        stages=t.stages,
+        dim_mul=t.dim_mul,
+        head_mul=t.head_mul,
+        window_pos_embed_bkg_spatial_size=t.window_pos_embed_bkg_spatial_size,
+        window_spec=t.window_spec,
+        global_att_blocks=t.global_att_blocks,
+        mlp_ratio=t.mlp_ratio,
+    )
+    neck = FpnNeck(
+        PositionEmbeddingSine(n.pos_num_feats, n.pos_temperature, n.pos_normalize, n.pos_scale),
+        d_model=n.d_model,
+        backbone_channel_list=n.backbone_channel_list,
+        kernel_size=n.kernel_size,
+        stride=n.stride,
+        padding=n.padding,
+        fpn_interp_model=n.fpn_interp_model,
+        fuse_type=n.fuse_type,
+        fpn_top_down_levels=n.fpn_top_down_levels,
+    )
+    return Sam2(
+        ImageEncoder(trunk, neck, scalp=cfg.scalp),
+        build_prompt_encoder(cfg.prompt_encoder),
+        build_mask_decoder(cfg.mask_decoder, sam2_outputs=True),
+        image_size=cfg.image_size,
+        directly_add_no_mem_embed=cfg.directly_add_no_mem_embed,
+        pixel_mean=cfg.pixel_mean,
+        pixel_std=cfg.pixel_std,
+    )
+
+
+def resolve_sam2_config(variant_or_config: Sam2ConfigLike) -> tuple[Sam2Config, str | None]:
+    """(config, variant name or None) from a variant name, a `Sam2Config` or a config.json path."""
+    if isinstance(variant_or_config, Sam2Config):
+        return variant_or_config, None
+    if isinstance(variant_or_config, os.PathLike) or (
+        isinstance(variant_or_config, str)
+        and (variant_or_config.endswith(".json") or os.sep in variant_or_config)
+    ):
+        raw = load_config_json(variant_or_config)
+        if not isinstance(raw, dict):
+            raise ValueError(f"{variant_or_config}: expected a JSON object")
+        if raw.get("family", "sam2") != "sam2":
+            raise ValueError(f"{variant_or_config}: a {raw['family']} config; use samkit.build_sam")
+        return sam2_config_from_official(raw), None
+    if isinstance(variant_or_config, str):
+        variant = get_variant(variant_or_config)
+        if variant.family != "sam2":
+            raise ValueError(f"{variant_or_config!r} is a SAM 1 variant; use samkit.build_sam")
+        return variant.config, variant.name
+    raise ValueError(
+        "expected a SAM 2 variant name (e.g. 'sam2.1_hiera_s'), a Sam2Config, or a config.json "
+        f"path; got {type(variant_or_config).__name__}"
+    )
+
+
+def infer_sam2_variant(state_dict: dict[str, torch.Tensor]) -> str:
+    """The registered variant whose image-path tensor shapes match a checkpoint.
+
+    Head counts and global-attention blocks cannot be read from shapes, but every official size
+    has a distinct layout. SAM 2 and 2.1 share the image path; a checkpoint with the 2.1-only
+    `no_obj_embed_spatial` tensor is reported as 2.1.
+    """
+    shapes = {
+        k: tuple(v.shape) for k, v in state_dict.items() if not k.startswith(VIDEO_KEY_PREFIXES)
+    }
+    version = "sam2.1" if "no_obj_embed_spatial" in state_dict else "sam2"
+    for name in variant_names("sam2"):
+        if not name.startswith(version + "_"):
+            continue
+        with torch.device("meta"):
+            model = sam2_from_config(get_variant(name).config)
+        if {k: tuple(v.shape) for k, v in model.state_dict().items()} == shapes:
+            return name
+    raise ValueError(
+        "the checkpoint matches no official SAM 2 / 2.1 image model (compared "
+        f"{len(shapes)} image-path tensors); pass its config (variant name, Sam2Config or "
+        "config.json) as the first argument"
+    )
+
+
+def build_sam2(
+    variant_or_config: Sam2ConfigLike = None,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    apply_postprocessing: bool | None = None,
+) -> Sam2:
+    """Build a SAM 2 / 2.1 image model, optionally loading an official checkpoint.
+
+    Args:
+        variant_or_config: a variant name (`sam2_hiera_{t,s,b+,l}`, `sam2.1_hiera_{t,s,b+,l}`,
+            or the long names such as `sam2.1_hiera_base_plus`), a `Sam2Config`, or the path of an
+            official hydra-resolved config (JSON, `{"model": {...}}` with `_target_` keys). With
+            only `checkpoint`, the official variant with the checkpoint's layout is used.
+        checkpoint: `.pt` / `.safetensors` file, official `{"model": state_dict}` or a flat
+            state dict. Video memory tensors are skipped and reported in one INFO log line; any
+            missing or misshaped image-path tensor raises a ValueError. Without a checkpoint the
+            weights are randomly initialised.
+        device: where to put the model (default CPU).
+        dtype: parameter dtype (default float32).
+        apply_postprocessing: True forces and False disables the decoder's dynamic multimask
+            selection (what the official `apply_postprocessing` switches); None keeps the
+            config's setting (on for the registered variants, as in the official default).
+
+    Returns:
+        The model in eval mode.
+    """
+    from samkit.checkpoint import load_state_dict_into, read_state_dict
+
+    if variant_or_config is None and checkpoint is None:
+        raise ValueError("build_sam2 needs a variant name, a config, or checkpoint=")
+    state_dict = read_state_dict(checkpoint) if checkpoint is not None else None
+    if variant_or_config is None:
+        variant_or_config = infer_sam2_variant(state_dict)
+    cfg, _ = resolve_sam2_config(variant_or_config)
+    if apply_postprocessing is not None:
+        dec = dataclasses.replace(
+            cfg.mask_decoder, dynamic_multimask_via_stability=bool(apply_postprocessing)
+        )
+        cfg = dataclasses.replace(cfg, mask_decoder=dec)
+    with torch.device("meta"):
+        model = sam2_from_config(cfg)
+    model = model.to_empty(device=device or "cpu")
+    if state_dict is not None:
+        _reset_non_persistent(model, cfg)
+        load_state_dict_into(
+            model, state_dict, source=str(checkpoint), ignore_prefixes=VIDEO_KEY_PREFIXES
+        )
+    else:
+        _init_weights(model, cfg)
+    if dtype is not None:
+        model = model.to(dtype=dtype)
+        model.pixel_mean.data = model.pixel_mean.float()
+        model.pixel_std.data = model.pixel_std.float()
+    return model.eval()
+
+
+def _reset_non_persistent(model: Sam2, cfg: Sam2Config) -> None:
+    with torch.no_grad():
+        model.pixel_mean.copy_(torch.tensor(cfg.pixel_mean).view(-1, 1, 1))
+        model.pixel_std.copy_(torch.tensor(cfg.pixel_std).view(-1, 1, 1))
+
+
+@torch.no_grad()
+def _init_weights(model: Sam2, cfg: Sam2Config) -> None:
+    """Random initialisation for a model built without a checkpoint (meta-built modules are empty)."""
+    for m in model.modules():
+        if isinstance(m, LayerNorm2d):
+            m.weight.fill_(1.0)
+            m.bias.zero_()
+        elif hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    trunk = model.image_encoder.trunk
+    nn.init.trunc_normal_(trunk.pos_embed, std=0.02)
+    nn.init.trunc_normal_(trunk.pos_embed_window, std=0.02)
+    nn.init.trunc_normal_(model.no_mem_embed, std=0.02)
+    model.sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.normal_()
+    _reset_non_persistent(model, cfg)
