@@ -152,3 +152,26 @@ def test_config_is_frozen():
     cfg = SamConfig()
     with pytest.raises(AttributeError):
         cfg.mask_threshold = 1.0  # type: ignore[misc]
+
+
+def test_checkpoint_formats_give_identical_models(tmp_path):
+    """Official .pth, a {"model": ...} wrapper and samkit's safetensors all load the same weights."""
+    from samkit.checkpoint import save_checkpoint
+
+    d = FIXTURES / "sam1_tiny"
+    ref = build_sam(checkpoint=d / "sam1_tiny.pth")
+    sd = torch.load(d / "sam1_tiny.pth", map_location="cpu", weights_only=True)
+    torch.save({"model": sd}, tmp_path / "wrapped.pt")
+    save_checkpoint(ref, tmp_path / "model.safetensors")
+    for path in (tmp_path / "wrapped.pt", tmp_path / "model.safetensors"):
+        model = build_sam(checkpoint=path)
+        for k, v in ref.state_dict().items():
+            torch.testing.assert_close(model.state_dict()[k], v, rtol=0, atol=0)
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    data = (FIXTURES / "sam1_tiny" / "sam1_tiny.pth").read_bytes()
+    bad = tmp_path / "truncated.pth"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"truncated\.pth"):
+        build_sam(checkpoint=bad)
