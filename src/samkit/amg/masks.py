@@ -1,0 +1,130 @@
+"""Mask utilities: stability score, mask-to-box, and small hole / island removal."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+_MISSING_CC = (
+    "min_mask_region_area > 0 needs scipy or opencv for connected components: "
+    "pip install 'samkit[amg]' (or scipy, or opencv-python-headless)"
+)
+
+
+def _count_above(masks: Tensor, threshold: float) -> Tensor:
+    """Per-mask number of pixels > threshold over the last two dims, as int32."""
+    above = masks > threshold
+    if above.shape[-1] < 32768:  # row sums fit int16, as the official code relies on
+        return above.sum(-1, dtype=torch.int16).sum(-1, dtype=torch.int32)
+    return above.sum(-1, dtype=torch.int32).sum(-1, dtype=torch.int32)
+
+
+def calculate_stability_score(
+    masks: Tensor, mask_threshold: float, threshold_offset: float
+) -> Tensor:
+    """IoU between the masks thresholded at `threshold + offset` and at `threshold - offset`.
+
+    Args:
+        masks: ...xHxW mask logits.
+        mask_threshold: the binarisation threshold.
+        threshold_offset: how far to shift it each way.
+
+    Returns:
+        ... float32 scores (NaN where the low-threshold mask is empty).
+    """
+    intersections = _count_above(masks, mask_threshold + threshold_offset)
+    unions = _count_above(masks, mask_threshold - threshold_offset)
+    return intersections / unions
+
+
+def batched_mask_to_box(masks: Tensor) -> Tensor:
+    """XYXY boxes (inclusive pixel indices, int64) around ...xHxW bool masks; [0,0,0,0] if empty."""
+    if masks.dim() < 2:
+        raise ValueError(f"masks must be ...xHxW, got shape {tuple(masks.shape)}")
+    lead = masks.shape[:-2]
+    h, w = masks.shape[-2:]
+    if masks.numel() == 0:
+        return torch.zeros(*lead, 4, dtype=torch.int64, device=masks.device)
+    m = masks.reshape(-1, h, w).bool()
+    rows = m.view(torch.uint8).amax(-1).bool()  # (N, H)
+    cols = m.view(torch.uint8).amax(-2).bool()  # (N, W)
+    out = torch.stack([*_first_last(cols), *_first_last(rows)], -1)  # x0, x1, y0, y1
+    out = out[:, [0, 2, 1, 3]]
+    empty = ~rows.any(-1)
+    out[empty] = 0
+    return out.reshape(*lead, 4)
+
+
+def _first_last(present: Tensor) -> tuple[Tensor, Tensor]:
+    n = present.shape[-1]
+    ar = torch.arange(n, device=present.device)
+    first = torch.where(present, ar, n).amin(-1)
+    last = torch.where(present, ar, -1).amax(-1)
+    return first, last
+
+
+def _label(working: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """8-connected components of a bool image: (n_labels incl. background 0, labels, sizes)."""
+    try:
+        from scipy import ndimage
+    except ImportError:
+        ndimage = None
+    if ndimage is not None:
+        labels, n = ndimage.label(working, structure=np.ones((3, 3), dtype=bool))
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)
+        return n + 1, labels, sizes
+    try:
+        import cv2  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise ImportError(_MISSING_CC) from e
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(working.astype(np.uint8), 8)
+    return int(n), labels, stats[:, -1]
+
+
+def connected_components_available() -> bool:
+    """Whether scipy or opencv is importable (needed by `remove_small_regions`)."""
+    for mod in ("scipy.ndimage", "cv2"):
+        try:
+            __import__(mod)
+            return True
+        except ImportError:
+            continue
+    return False
+
+
+def remove_small_regions(
+    mask: np.ndarray, area_thresh: float, mode: str
+) -> tuple[np.ndarray, bool]:
+    """Remove small islands or fill small holes of an HxW bool mask (official semantics).
+
+    Components are 8-connected. In "holes" mode, background components smaller than
+    `area_thresh` are filled; in "islands" mode, foreground components smaller than it are
+    removed, keeping the largest one if all are small.
+
+    Returns:
+        The new mask and whether it changed.
+    """
+    if mode not in ("holes", "islands"):
+        raise ValueError(f"mode must be 'holes' or 'islands', got {mode!r}")
+    mask = np.asarray(mask).astype(bool)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be HxW, got shape {mask.shape}")
+    correct_holes = mode == "holes"
+    n_labels, regions, stats = _label(correct_holes ^ mask)
+    sizes = stats[1:]  # label 0 is the background of the working mask
+    small = np.flatnonzero(sizes < area_thresh) + 1
+    if small.size == 0:
+        return mask, False
+    if correct_holes:
+        fill = np.concatenate([[0], small])
+    else:
+        big = np.ones(n_labels, dtype=bool)
+        big[0] = False
+        big[small] = False
+        fill = np.flatnonzero(big)
+        if fill.size == 0:
+            fill = np.array([int(np.argmax(sizes)) + 1])
+    lut = np.zeros(n_labels, dtype=bool)
+    lut[fill] = True
+    return lut[regions], True
