@@ -1,0 +1,688 @@
+"""The `samkit` command line (also `python -m samkit`).
+
+Commands: segment, auto, embed, download, info, serve (+ export / finetune / eval when those
+modules are installed). Run `samkit COMMAND --help` for each one's options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RANDOM_WARNING = (
+    "\n" + "!" * 78 + "\n"
+    "!! WARNING: --random-weights: the model has RANDOM weights. Its masks are MEANINGLESS.\n"
+    "!! Use it only for smoke tests; drop --random-weights to load the real checkpoint.\n"
+    + "!" * 78
+    + "\n"
+)
+
+
+class CliError(Exception):
+    """An error reported as `samkit: error: ...` with exit status 2 (no traceback)."""
+
+
+# ------------------------------------------------------------------------------------ models
+
+
+@dataclass
+class LoadedModel:
+    """A built model and where it came from."""
+
+    model: Any
+    family: str  # "sam1" or "sam2"
+    name: str  # variant name, config path or checkpoint path
+    random_weights: bool = False
+
+    def img_size(self) -> int:
+        """The encoder's input side (1024 for the official models)."""
+        if self.family == "sam2":
+            return int(self.model.image_size)
+        return int(self.model.image_encoder.img_size)
+
+    def predictor(self) -> Any:
+        """A fresh `SamPredictor` / `Sam2ImagePredictor` for this model."""
+        if self.family == "sam2":
+            Sam2ImagePredictor = _sam2_api("Sam2ImagePredictor")
+            return Sam2ImagePredictor(self.model)
+        from samkit.predictor import SamPredictor
+
+        return SamPredictor(self.model)
+
+
+def _sam2_api(name: str) -> Any:
+    import samkit
+
+    try:
+        return getattr(samkit, name)
+    except (ImportError, AttributeError):
+        raise CliError(
+            f"SAM 2 models need samkit.{name}, which this samkit installation does not have yet; "
+            "use a SAM 1 variant (vit_b, vit_l, vit_h)"
+        ) from None
+
+
+def _config_family(path: Path) -> str:
+    from samkit.configs import load_config_json
+
+    raw = load_config_json(path)
+    if raw.get("family") == "sam2" or "model" in raw or "hydra_overrides" in raw:
+        return "sam2"
+    return "sam1"
+
+
+def load_model(
+    model: str | None,
+    checkpoint: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+) -> LoadedModel:
+    """Build the model named on the command line.
+
+    Args:
+        model: a variant name (`samkit info` lists them) or a config.json path; None infers the
+            architecture from `checkpoint` (or means vit_b without a checkpoint).
+        checkpoint: a checkpoint file; without it a variant's official checkpoint is taken from
+            the cache or downloaded.
+        random_weights: skip loading weights (smoke tests only; prints a loud warning).
+        device: torch device (default CPU).
+    """
+    from samkit.checkpoint import fetch_checkpoint
+    from samkit.configs import get_variant
+
+    if checkpoint is not None and random_weights:
+        raise CliError("--checkpoint and --random-weights exclude each other")
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise CliError(f"--checkpoint {checkpoint}: no such file")
+    if model is None and checkpoint is None:
+        model = "vit_b"
+    if model is None:
+        family, spec = "sam1", None
+    elif model.endswith(".json") or Path(model).is_file():
+        if not Path(model).is_file():
+            raise CliError(f"--model {model}: no such config file")
+        family, spec = _config_family(Path(model)), model
+        if checkpoint is None and not random_weights:
+            raise CliError(
+                f"--model {model} is a config file: also pass --checkpoint PATH (or "
+                "--random-weights for a smoke test)"
+            )
+    else:
+        variant = get_variant(model)  # ValueError lists the known names
+        family, spec = variant.family, model
+        if checkpoint is None and not random_weights:
+            checkpoint = str(fetch_checkpoint(variant.name))
+    if random_weights:
+        print(RANDOM_WARNING, file=sys.stderr, flush=True)
+    if family == "sam2":
+        net = _sam2_api("build_sam2")(spec, checkpoint=checkpoint, device=device)
+    else:
+        from samkit.modeling.build import build_sam
+
+        net = build_sam(spec, checkpoint=checkpoint, device=device)
+    return LoadedModel(net, family, model or str(checkpoint), random_weights)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        metavar="VARIANT",
+        help="variant name (see `samkit info`; default vit_b) or a config.json path",
+    )
+    g.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="checkpoint file; default: the variant's official checkpoint from the cache "
+        "(downloaded if missing)",
+    )
+    g.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="no weights at all (smoke tests only: the masks are meaningless)",
+    )
+    g.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default cpu)")
+
+
+def _model_from_args(args: argparse.Namespace) -> LoadedModel:
+    return load_model(args.model, args.checkpoint, args.random_weights, args.device)
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+
+def _point(text: str) -> tuple[float, float, int]:
+    parts = text.split(",")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        x, y = float(parts[0]), float(parts[1])
+        label = int(parts[2]) if len(parts) == 3 else 1
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a point is X,Y or X,Y,LABEL (LABEL 1 foreground, 0 background)"
+        ) from None
+    if not (np.isfinite(x) and np.isfinite(y)):
+        raise argparse.ArgumentTypeError(f"{text!r}: coordinates must be finite numbers")
+    if label not in (0, 1):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: LABEL must be 1 (foreground) or 0 (background)"
+        )
+    return x, y, label
+
+
+def _box(text: str) -> tuple[float, float, float, float]:
+    try:
+        v = [float(s) for s in text.split(",")]
+        if len(v) != 4 or not np.isfinite(v).all():
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a box is X0,Y0,X1,Y1 (finite numbers)"
+        ) from None
+    if v[2] < v[0] or v[3] < v[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: a box needs X1 >= X0 and Y1 >= Y0")
+    return v[0], v[1], v[2], v[3]
+
+
+def _image_files(inputs: list[str]) -> list[Path]:
+    """Image files from files and folders (a folder's images, sorted, not recursive)."""
+    from samkit.server.encoding import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files.extend(
+                sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            )
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise CliError(f"{item}: no such file or folder")
+    if not files:
+        raise CliError(
+            f"no image files in {' '.join(inputs)} (looked for {', '.join(IMAGE_SUFFIXES)})"
+        )
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems and stems[f.stem] != f:
+            raise CliError(
+                f"{stems[f.stem]} and {f} would write the same outputs ({f.stem}.*); "
+                "rename one or run them with different --out folders"
+            )
+        stems[f.stem] = f
+    return files
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    from samkit.server.encoding import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
+
+
+def _remove_stale_temporaries(out: Path, names: list[str]) -> None:
+    """Delete `<name>.*.tmp` left by a killed run (our atomic writes use that pattern)."""
+    for name in names:
+        for tmp in out.glob(f"{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------ segment
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from samkit.amg.io import render_overlay
+    from samkit.server.encoding import (
+        atomic_write_bytes,
+        decode_image,
+        draw_prompts,
+        mask_png_bytes,
+        mask_records,
+        png_bytes,
+    )
+
+    if not args.point and not args.box:
+        raise CliError("give at least one --point X,Y[,LABEL] or --box X0,Y0,X1,Y1")
+    image = decode_image(args.image)
+    lm = _model_from_args(args)
+    predictor = lm.predictor()
+    if args.embedding:
+        from samkit.embeddings import load_embedding, rgb_sha256
+
+        emb = load_embedding(args.embedding)
+        if emb.family != lm.family:
+            raise CliError(
+                f"--embedding {args.embedding} is from a {emb.family} model, --model is {lm.family}"
+            )
+        if emb.original_size != image.shape[:2]:
+            raise CliError(
+                f"--embedding {args.embedding} is for a {emb.original_size} image, "
+                f"{args.image} is {image.shape[:2]}"
+            )
+        if emb.image_sha256 and emb.image_sha256 != rgb_sha256(image):
+            raise CliError(f"--embedding {args.embedding} was computed for a different image")
+        emb.apply(predictor)
+    else:
+        predictor.set_image(image)
+
+    points = np.array([p[:2] for p in args.point], dtype=np.float64) if args.point else None
+    labels = np.array([p[2] for p in args.point], dtype=np.int64) if args.point else None
+    boxes = np.array(args.box, dtype=np.float64) if args.box else None
+    masks, scores, _ = predictor.predict(
+        point_coords=points,
+        point_labels=labels,
+        box=boxes,
+        multimask_output=args.multimask,
+    )
+    masks, scores = np.asarray(masks).astype(bool), np.asarray(scores, dtype=np.float64)
+    if masks.ndim == 3:  # one prompt set -> a box axis of 1
+        masks, scores = masks[None], scores[None]
+
+    out = Path(args.out)
+    stem = Path(args.image).stem
+    records = []
+    flat_masks = masks.reshape(-1, *masks.shape[-2:])
+    flat_records = mask_records(flat_masks, scores.reshape(-1).tolist())
+    for i, rec in enumerate(flat_records):
+        b, c = divmod(i, masks.shape[1])
+        name = f"{stem}_mask_{i}.png"
+        atomic_write_bytes(out / name, mask_png_bytes(flat_masks[i]))
+        records.append({"id": i, "file": name, "box_index": b, "candidate": c, **rec})
+
+    best = [b * masks.shape[1] + int(np.argmax(scores[b])) for b in range(masks.shape[0])]
+    overlay = render_overlay(image, [{"segmentation": flat_masks[i], "area": 0} for i in best])
+    overlay = draw_prompts(
+        overlay,
+        points.tolist() if points is not None else (),
+        labels.tolist() if labels is not None else (),
+        boxes.tolist() if boxes is not None else (),
+    )
+    atomic_write_bytes(out / f"{stem}_overlay.png", png_bytes(overlay))
+    doc = {
+        "image": {
+            "file_name": Path(args.image).name,
+            "height": image.shape[0],
+            "width": image.shape[1],
+        },
+        "model": lm.name,
+        "random_weights": lm.random_weights,
+        "prompt": {
+            "points": [] if points is None else points.tolist(),
+            "labels": [] if labels is None else labels.tolist(),
+            "boxes": [] if boxes is None else boxes.tolist(),
+            "multimask": bool(args.multimask),
+        },
+        "overlay": f"{stem}_overlay.png",
+        "overlay_shows": best,
+        "masks": records,
+    }
+    _write_json(out / f"{stem}.json", doc)
+    for r in records:
+        print(f"{out / r['file']}  score {r['score']:.3f}  area {r['area']}")
+    print(f"{out / (stem + '.json')}\n{out / (stem + '_overlay.png')}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ auto
+
+_AMG_OPTIONS: list[tuple[str, type, Any, str]] = [
+    ("points_per_side", int, 32, "grid points per side (points_per_side**2 prompts)"),
+    ("points_per_batch", int, 64, "prompts decoded at once"),
+    ("pred_iou_thresh", float, 0.88, "keep masks with predicted IoU above this"),
+    ("stability_score_thresh", float, 0.95, "keep masks with stability at least this"),
+    ("stability_score_offset", float, 1.0, "logit offset of the stability score"),
+    ("box_nms_thresh", float, 0.7, "box IoU of NMS within a crop"),
+    ("crop_n_layers", int, 0, "extra layers of image crops"),
+    ("crop_nms_thresh", float, 0.7, "box IoU of NMS between crops"),
+    ("crop_overlap_ratio", float, 512 / 1500, "overlap of layer-1 crops"),
+    ("crop_n_points_downscale_factor", int, 1, "points per side shrink per crop layer"),
+    ("min_mask_region_area", int, 0, "remove holes/islands smaller than this (pixels)"),
+]
+
+
+class _Progress:
+    """One stderr line: images done, masks, masks/s, ETA (rewritten in place on a terminal)."""
+
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        self.total, self.enabled = total, enabled
+        self.tty = sys.stderr.isatty()
+        self.done = self.masks = 0
+        self.busy_s = 0.0
+        self.t0 = time.perf_counter()
+
+    def update(self, name: str, masks: int, seconds: float, status: str) -> None:
+        self.done += 1
+        self.masks += masks
+        self.busy_s += seconds
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.t0
+        rate = self.masks / self.busy_s if self.busy_s > 0 else 0.0
+        eta = elapsed / self.done * (self.total - self.done)
+        bar = "#" * round(20 * self.done / self.total)
+        line = (
+            f"[{bar:<20}] {self.done}/{self.total} images | {self.masks} masks | "
+            f"{rate:.1f} masks/s | ETA {eta:.0f}s | {name}: {status}"
+        )
+        sys.stderr.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        if self.tty and self.done == self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _auto_complete(json_path: Path, overlay: Path, params: dict[str, Any]) -> bool:
+    """An image's outputs are complete: the JSON parses, matches the settings, overlay exists."""
+    if not (json_path.is_file() and overlay.is_file()):
+        return False
+    try:
+        doc = json.loads(json_path.read_text())
+        return (
+            isinstance(doc.get("annotations"), list)
+            and doc.get("image", {}).get("samkit") == params
+        )
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def cmd_auto(args: argparse.Namespace) -> int:
+    from samkit.amg import SamAutomaticMaskGenerator, render_overlay, write_coco_json
+    from samkit.server.encoding import atomic_write_bytes, decode_image, png_bytes
+
+    files = _image_files(args.inputs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(
+        out, [n for f in files for n in (f"{f.stem}.json", f"{f.stem}_overlay.png")]
+    )
+    amg_kwargs = {name: getattr(args, name) for name, *_ in _AMG_OPTIONS}
+    lm = _model_from_args(args)
+    if lm.family == "sam2":
+        raise CliError("samkit auto supports SAM 1 variants only so far")
+    generator = SamAutomaticMaskGenerator(lm.model, output_mode="coco_rle", **amg_kwargs)
+    params = {"model": lm.name, "random_weights": lm.random_weights, **amg_kwargs}
+
+    progress = _Progress(len(files), enabled=not args.quiet)
+    failed: list[tuple[Path, str]] = []
+    skipped = 0
+    for idx, f in enumerate(files):
+        json_path, overlay_path = out / f"{f.stem}.json", out / f"{f.stem}_overlay.png"
+        if not args.overwrite and _auto_complete(json_path, overlay_path, params):
+            skipped += 1
+            progress.update(f.name, 0, 0.0, "done already, skipped")
+            continue
+        t = time.perf_counter()
+        try:
+            image = decode_image(f)
+            records = generator.generate(image)
+            overlay = render_overlay(image, records)
+            # The overlay first, the JSON last: a JSON on disk means the image is complete.
+            atomic_write_bytes(overlay_path, png_bytes(overlay))
+            info = {
+                "image_id": idx,
+                "file_name": f.name,
+                "height": image.shape[0],
+                "width": image.shape[1],
+                "samkit": params,
+            }
+            write_coco_json(json_path, info, records)
+        except (ValueError, OSError, RuntimeError) as e:
+            failed.append((f, f"{type(e).__name__}: {e}"))
+            progress.update(f.name, 0, time.perf_counter() - t, "FAILED")
+            print(f"samkit auto: {f}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            continue
+        progress.update(f.name, len(records), time.perf_counter() - t, f"{len(records)} masks")
+
+    done = len(files) - skipped - len(failed)
+    print(
+        f"{done} images segmented, {skipped} skipped (already complete), {len(failed)} failed; outputs in {out}"
+    )
+    for f, msg in failed:
+        print(f"  failed: {f}: {msg}")
+    return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------------ embed
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from samkit.embeddings import features_of, load_embedding, rgb_sha256, save_embedding
+    from samkit.server.encoding import decode_image
+
+    files = _image_files(args.inputs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out, [f"{f.stem}.safetensors" for f in files])
+    lm = _model_from_args(args)
+    predictor = lm.predictor()
+    img_size = lm.img_size()
+    failed = 0
+    for f in files:
+        dest = out / f"{f.stem}.safetensors"
+        if dest.is_file() and not args.overwrite:
+            with contextlib.suppress(ValueError, OSError):
+                if load_embedding(dest).variant == lm.name:
+                    print(f"{dest} (exists, skipped)")
+                    continue
+        try:
+            image = decode_image(f)
+            predictor.set_image(image)
+            save_embedding(
+                dest,
+                features_of(predictor, lm.family),
+                variant=lm.name,
+                family=lm.family,
+                original_size=image.shape[:2],
+                input_size=getattr(predictor, "input_size", None) or (img_size, img_size),
+                img_size=img_size,
+                image_sha256=rgb_sha256(image),
+                file_name=f.name,
+            )
+        except (ValueError, OSError, RuntimeError) as e:
+            failed += 1
+            print(f"samkit embed: {f}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            continue
+        print(dest)
+    return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------------ download / info
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from samkit.checkpoint import fetch_checkpoint
+
+    path = fetch_checkpoint(args.variant, args.cache_dir, progress=True)
+    print(path)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    import samkit
+    from samkit.checkpoint import default_cache_dir
+    from samkit.configs import get_variant, variant_names
+
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    rows = []
+    for name in variant_names():
+        v = get_variant(name)
+        present = bool(v.filename) and (cache / v.filename).is_file()
+        rows.append(
+            {"name": name, "family": v.family, "file": v.filename, "present": present, "url": v.url}
+        )
+    info = {
+        "samkit": samkit.__version__,
+        "torch": torch.__version__,
+        "cuda": torch.cuda.is_available(),
+        "cache_dir": str(cache),
+        "variants": rows,
+    }
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    print(f"samkit {info['samkit']}  torch {info['torch']}  cuda {'yes' if info['cuda'] else 'no'}")
+    print(f"checkpoint cache: {cache}  (set SAMKIT_CACHE to change it)")
+    print(f"{'variant':<16} {'family':<7} {'checkpoint':<34} present")
+    for r in rows:
+        print(
+            f"{r['name']:<16} {r['family']:<7} {r['file'] or '-':<34} {'yes' if r['present'] else 'no'}"
+        )
+    return 0
+
+
+# ------------------------------------------------------------------------------------ serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from samkit.server.app import create_app
+    except ImportError as e:
+        raise CliError(
+            f"samkit serve needs the [server] extra: pip install 'samkit[server]' ({e})"
+        ) from None
+    lm = _model_from_args(args)
+    app = create_app(
+        lm,
+        cache_bytes=int(args.cache_mb * 2**20),
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_pixels=args.max_pixels,
+    )
+    print(
+        f"samkit serve: {lm.name} on http://{args.host}:{args.port}/", file=sys.stderr, flush=True
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="samkit", description="Segment Anything (SAM 1 / SAM 2): segment, auto, embed, serve."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = sub.add_parser("segment", help="masks for points / boxes on one image", formatter_class=fmt)
+    p.add_argument("image", help="image file")
+    p.add_argument(
+        "--point",
+        action="append",
+        type=_point,
+        default=[],
+        metavar="X,Y[,LABEL]",
+        help="a point in pixels; LABEL 1 foreground (default), 0 background; repeatable",
+    )
+    p.add_argument(
+        "--box",
+        action="append",
+        type=_box,
+        default=[],
+        metavar="X0,Y0,X1,Y1",
+        help="a box in pixels; repeatable (each box gets its own mask(s))",
+    )
+    p.add_argument(
+        "--multimask", action="store_true", help="3 candidate masks per prompt instead of 1"
+    )
+    p.add_argument(
+        "--embedding",
+        metavar="PATH",
+        help="a `samkit embed` file for this image (skips the encoder)",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser(
+        "auto", help="segment everything in many images (resumable)", formatter_class=fmt
+    )
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument(
+        "--out", required=True, help="output folder: <stem>.json (COCO RLE) + <stem>_overlay.png"
+    )
+    for name, typ, default, help_ in _AMG_OPTIONS:
+        p.add_argument(
+            "--" + name.replace("_", "-"), dest=name, type=typ, default=default, help=help_
+        )
+    p.add_argument(
+        "--overwrite", action="store_true", help="recompute images whose outputs are complete"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_auto)
+
+    p = sub.add_parser(
+        "embed", help="precompute image embeddings (.safetensors)", formatter_class=fmt
+    )
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("--out", required=True, help="output folder: <stem>.safetensors")
+    p.add_argument("--overwrite", action="store_true", help="recompute existing embeddings")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("download", help="download a variant's official checkpoint into the cache")
+    p.add_argument("variant", help="variant name (see `samkit info`)")
+    p.add_argument("--cache-dir", help="cache folder (default: $SAMKIT_CACHE or ~/.cache/samkit)")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("info", help="variants, cache folder and which checkpoints are present")
+    p.add_argument("--cache-dir", help="cache folder to inspect")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("serve", help="the interactive web app", formatter_class=fmt)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only by default)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--cache-mb", type=float, default=1024, help="embedding cache bound (MiB)")
+    p.add_argument("--max-upload-mb", type=float, default=32, help="largest accepted upload (MiB)")
+    p.add_argument(
+        "--max-pixels", type=int, default=40_000_000, help="largest accepted image (pixels)"
+    )
+    p.add_argument(
+        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    _add_model_args(p)
+    p.set_defaults(func=cmd_serve)
+
+    with contextlib.suppress(ImportError):
+        from samkit.export.cli import add_parser as add_export
+
+        add_export(sub)
+    with contextlib.suppress(ImportError):
+        from samkit.train.cli import add_parsers as add_train
+
+        add_train(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `samkit` script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CliError, ValueError, FileNotFoundError) as e:
+        # ValueError covers bad settings, unknown variants and CheckpointUnavailableError, whose
+        # messages say what to do.
+        print(f"samkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"samkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""Image embedding files: what `samkit embed` writes and `SamPredictor.set_embedding` loads.
+
+A file is a safetensors archive with the image encoder's output (SAM 1: `image_embedding`,
+1xCxhxw; SAM 2: `image_embedding` = the predictor's `image_embed`, plus `high_res_feats_0` and
+`high_res_feats_1`), and string metadata:
+
+| key | meaning |
+|---|---|
+| `format` | `samkit.embedding/1` |
+| `variant` | the model (variant name or config path) that computed it |
+| `family` | `sam1` or `sam2` |
+| `original_size` | `H,W` of the image |
+| `input_size` | `H,W` of the resized image before padding (the model input frame) |
+| `img_size` | the encoder's input side (1024 for the official models) |
+| `image_sha256` | sha256 of the HxWx3 uint8 RGB pixels (C order), to check it is the same image |
+| `file_name` | the image's file name (informational) |
+
+Usage::
+
+    emb = load_embedding("truck.safetensors")
+    predictor.set_embedding(emb.embedding, emb.original_size, emb.input_size)  # SAM 1
+    emb.apply(predictor)  # SAM 1 or SAM 2
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+FORMAT = "samkit.embedding/1"
+_KEY = "image_embedding"
+
+
+@dataclass(frozen=True)
+class ImageEmbedding:
+    """A loaded embedding file.
+
+    Attributes:
+        embedding: 1xCxhxw float tensor (CPU).
+        original_size: (H, W) of the image.
+        input_size: (H, W) of the resized image in the model input frame.
+        variant: the model that computed it.
+        family: "sam1" or "sam2".
+        img_size: the encoder's input side.
+        image_sha256: sha256 of the RGB pixels, or "" if not recorded.
+        metadata: every metadata string of the file.
+        tensors: every tensor of the file (SAM 2 adds `high_res_feats_0/1`).
+    """
+
+    embedding: Tensor
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+    variant: str
+    family: str
+    img_size: int
+    image_sha256: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+
+    def apply(self, predictor: Any) -> None:
+        """Give `predictor` this image's features (SAM 1: `set_embedding`), skipping its encoder."""
+        restore_features(
+            predictor,
+            self.family,
+            self.tensors or {_KEY: self.embedding},
+            self.original_size,
+            self.input_size,
+        )
+
+
+def features_of(predictor: Any, family: str) -> dict[str, Tensor]:
+    """The current image's encoder output as flat named tensors (what an embedding file stores)."""
+    if family == "sam2":
+        feats = predictor._features  # the official Sam2ImagePredictor's layout
+        high = feats["high_res_feats"]
+        return {
+            _KEY: feats["image_embed"],
+            "high_res_feats_0": high[0],
+            "high_res_feats_1": high[1],
+        }
+    return {_KEY: predictor.get_image_embedding()}
+
+
+def restore_features(
+    predictor: Any,
+    family: str,
+    tensors: dict[str, Tensor],
+    original_size: tuple[int, int],
+    input_size: tuple[int, int] | None = None,
+) -> None:
+    """Set stored features (`features_of`) on a fresh predictor, as if `set_image` had run."""
+    if family == "sam2":
+        missing = {_KEY, "high_res_feats_0", "high_res_feats_1"} - set(tensors)
+        if missing:
+            raise ValueError(f"SAM 2 features need {sorted(missing)}")
+        device = predictor.device
+        predictor.reset_predictor()
+        predictor._features = {
+            "image_embed": tensors[_KEY].to(device),
+            "high_res_feats": [
+                tensors["high_res_feats_0"].to(device),
+                tensors["high_res_feats_1"].to(device),
+            ],
+        }
+        predictor._orig_hw = [(int(original_size[0]), int(original_size[1]))]
+        predictor._is_image_set = True
+        return
+    predictor.set_embedding(tensors[_KEY], original_size, input_size)
+
+
+def rgb_sha256(image: np.ndarray) -> str:
+    """sha256 of an HxWx3 uint8 array's bytes (C order), prefixed by nothing: the fixture convention."""
+    return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+def _size(text: str, key: str, path: Path) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"{path}: metadata {key}={text!r} is not 'H,W'") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"{path}: metadata {key}={text!r} must be positive")
+    return h, w
+
+
+def save_embedding(
+    path: str | os.PathLike,
+    embedding: Tensor | dict[str, Tensor],
+    *,
+    variant: str,
+    family: str,
+    original_size: tuple[int, int],
+    input_size: tuple[int, int],
+    img_size: int,
+    image_sha256: str = "",
+    file_name: str = "",
+) -> Path:
+    """Write an embedding file atomically (temporary file + rename).
+
+    Args:
+        path: destination `.safetensors` file.
+        embedding: 1xCxhxw tensor (stored as float32 unless it is float16/bfloat16), or the
+            named tensors of `features_of` (SAM 2).
+        variant, family: the model that computed it.
+        original_size, input_size: (H, W) as in `SamPredictor.original_size` / `.input_size`.
+        img_size: the encoder input side.
+        image_sha256: `rgb_sha256(image)`, recorded so a loader can check the image.
+        file_name: informational.
+
+    Returns:
+        The path written.
+    """
+    from safetensors.torch import save_file
+
+    named = embedding if isinstance(embedding, dict) else {_KEY: embedding}
+    tensors = {}
+    for name, t in named.items():
+        if not isinstance(t, Tensor) or t.ndim != 4 or t.shape[0] != 1:
+            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t)
+            raise ValueError(f"{name} must be a 1xCxhxw tensor, got {shape}")
+        t = t.detach().cpu()
+        tensors[name] = (
+            t if t.dtype in (torch.float16, torch.bfloat16) else t.float()
+        ).contiguous()
+    if _KEY not in tensors:
+        raise ValueError(f"the embedding needs an {_KEY!r} tensor")
+    meta = {
+        "format": FORMAT,
+        "variant": str(variant),
+        "family": str(family),
+        "original_size": f"{int(original_size[0])},{int(original_size[1])}",
+        "input_size": f"{int(input_size[0])},{int(input_size[1])}",
+        "img_size": str(int(img_size)),
+        "image_sha256": image_sha256,
+        "file_name": file_name,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_embedding(path: str | os.PathLike) -> ImageEmbedding:
+    """Read an embedding file written by `save_embedding` / `samkit embed`.
+
+    Raises:
+        ValueError: not a safetensors file, or not a samkit embedding (missing tensor or metadata).
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no embedding file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            keys = list(f.keys())
+            if _KEY not in keys:
+                raise ValueError(
+                    f"{path}: no {_KEY!r} tensor (has {keys}); not a samkit embedding file"
+                )
+            tensors = {k: f.get_tensor(k) for k in keys}
+            tensor = tensors[_KEY]
+    except SafetensorError as e:
+        raise ValueError(f"{path}: not a safetensors file ({e})") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(
+            f"{path}: metadata format={meta.get('format')!r}, expected {FORMAT!r}; "
+            "write it with `samkit embed`"
+        )
+    missing = [
+        k for k in ("variant", "family", "original_size", "input_size", "img_size") if k not in meta
+    ]
+    if missing:
+        raise ValueError(f"{path}: metadata lacks {missing}")
+    if tensor.ndim != 4 or tensor.shape[0] != 1:
+        raise ValueError(f"{path}: {_KEY} has shape {tuple(tensor.shape)}, expected 1xCxhxw")
+    return ImageEmbedding(
+        embedding=tensor,
+        original_size=_size(meta["original_size"], "original_size", path),
+        input_size=_size(meta["input_size"], "input_size", path),
+        variant=meta["variant"],
+        family=meta["family"],
+        img_size=int(meta["img_size"]),
+        image_sha256=meta.get("image_sha256", ""),
+        metadata=meta,
+        tensors=tensors,
+    )

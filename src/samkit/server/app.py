@@ -1,0 +1,242 @@
+"""The FastAPI app of `samkit serve`: a static page and a small JSON API.
+
+API (all JSON; coordinates in original-image pixels):
+- `POST /api/images`, body = the image file's bytes: encodes it (once per distinct file) and
+  returns `{image_id, width, height, cached, encode_ms}`. 413 over the size limit, 400 for data
+  that is not an image or has too many pixels.
+- `GET /api/images/{image_id}`: the image's size, 404 if unknown (never uploaded, or evicted).
+- `POST /api/images/{image_id}/predict`, body `{points: [[x, y], ...], labels: [1|0, ...],
+  box: [x0, y0, x1, y1] | null, multimask: bool, png: bool}`: the candidate masks with `score`,
+  `area`, `bbox` (XYWH), `segmentation` (COCO RLE) and optionally `png` (base64). 422 with the
+  reason for malformed prompts.
+- `POST /api/images/{image_id}/everything`, body: generator settings: COCO annotations.
+- `GET /api/info`, `GET /api/stats`: model, limits, cache statistics.
+
+Static files are read once from the package when the app is created; no path taken from a request
+is ever opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from samkit.server.encoding import ImageDecodeError
+from samkit.server.engine import Engine, Entry
+
+_ID = re.compile(r"^[0-9a-f]{64}$")
+MAX_POINTS = 64
+_STATIC = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/static/app.css": ("app.css", "text/css; charset=utf-8"),
+}
+
+
+class PromptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    points: list[tuple[float, float]] = Field(default_factory=list, max_length=MAX_POINTS)
+    labels: list[int] = Field(default_factory=list, max_length=MAX_POINTS)
+    box: tuple[float, float, float, float] | None = None
+    multimask: bool = True
+    png: bool = False
+
+
+class EverythingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    points_per_side: int = Field(16, ge=1, le=64)
+    points_per_batch: int = Field(64, ge=1, le=256)
+    pred_iou_thresh: float = Field(0.88, ge=0.0, le=1.0)
+    stability_score_thresh: float = Field(0.95, ge=0.0, le=1.0)
+    box_nms_thresh: float = Field(0.7, ge=0.0, le=1.0)
+    crop_n_layers: int = Field(0, ge=0, le=2)
+    min_mask_region_area: int = Field(0, ge=0, le=10**7)
+
+
+def _check_prompt(p: PromptIn, entry: Entry) -> None:
+    """422 for prompts that parse but make no sense for this image."""
+    h, w = entry.original_size
+    if len(p.points) != len(p.labels):
+        raise HTTPException(
+            422, f"{len(p.points)} points but {len(p.labels)} labels: one label per point"
+        )
+    if not p.points and p.box is None:
+        raise HTTPException(422, "no prompt: give at least one point or a box")
+    for i, ((x, y), lab) in enumerate(zip(p.points, p.labels)):
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise HTTPException(422, f"point {i} has a non-finite coordinate")
+        if not (0 <= x <= w and 0 <= y <= h):
+            raise HTTPException(422, f"point {i} ({x}, {y}) is outside the {w}x{h} image")
+        if lab not in (0, 1):
+            raise HTTPException(422, f"label {i} is {lab}: 1 = foreground, 0 = background")
+    if p.box is not None:
+        x0, y0, x1, y1 = p.box
+        if not all(math.isfinite(v) for v in p.box):
+            raise HTTPException(422, "the box has a non-finite coordinate")
+        if x1 < x0 or y1 < y0:
+            raise HTTPException(422, "the box must be [x0, y0, x1, y1] with x1 >= x0 and y1 >= y0")
+        if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+            raise HTTPException(422, f"the box {list(p.box)} is outside the {w}x{h} image")
+
+
+def create_app(
+    loaded: Any,
+    *,
+    cache_bytes: int = 1 << 30,
+    max_upload_bytes: int = 32 * 2**20,
+    max_pixels: int = 40_000_000,
+) -> FastAPI:
+    """Build the app.
+
+    Args:
+        loaded: a `samkit.cli.LoadedModel` (or anything with `.model`, `.family`, `.name`,
+            `.random_weights`), or a bare SAM 1 model.
+        cache_bytes: bound of the embedding cache, in bytes.
+        max_upload_bytes: larger uploads get 413.
+        max_pixels: images with more pixels get 400 (decompression-bomb protection).
+    """
+    model = getattr(loaded, "model", loaded)
+    family = getattr(loaded, "family", None) or (
+        "sam2" if hasattr(model, "sam_mask_decoder") else "sam1"
+    )
+    if max_upload_bytes <= 0 or max_pixels <= 0:
+        raise ValueError("max_upload_bytes and max_pixels must be positive")
+    engine = Engine(model, cache_bytes, max_pixels, max_upload_bytes, family)
+    info = {
+        "model": str(getattr(loaded, "name", type(model).__name__)),
+        "family": family,
+        "random_weights": bool(getattr(loaded, "random_weights", False)),
+        "img_size": getattr(model, "image_size", None) or model.image_encoder.img_size,
+        "max_upload_bytes": max_upload_bytes,
+        "max_pixels": engine.max_pixels,
+        "cache_bytes": cache_bytes,
+    }
+    static = {
+        route: ((resources.files("samkit.server") / "static" / name).read_bytes(), ctype)
+        for route, (name, ctype) in _STATIC.items()
+    }
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.close()
+
+    app = FastAPI(
+        title="samkit", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
+    app.state.engine = engine
+
+    def static_route(route: str) -> Any:
+        body, ctype = static[route]
+
+        async def serve() -> Response:
+            return Response(body, media_type=ctype, headers={"Cache-Control": "no-cache"})
+
+        return serve
+
+    for route in static:
+        app.add_api_route(route, static_route(route), methods=["GET"], include_in_schema=False)
+
+    def entry_or_404(image_id: str) -> Entry:
+        entry = engine.get(image_id) if _ID.match(image_id) else None
+        if entry is None:
+            raise HTTPException(
+                404,
+                f"unknown image id {image_id[:80]!r}: upload the image (again; it may have been evicted)",
+            )
+        return entry
+
+    @app.get("/api/info")
+    async def api_info() -> dict[str, Any]:
+        return info
+
+    @app.get("/api/stats")
+    async def api_stats() -> dict[str, Any]:
+        return {"cache": engine.cache.stats()}
+
+    @app.post("/api/images")
+    async def upload(request: Request) -> dict[str, Any]:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_upload_bytes:
+            raise HTTPException(
+                413, f"the upload is {int(length):,} bytes; the limit is {max_upload_bytes:,}"
+            )
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_upload_bytes:
+                raise HTTPException(
+                    413, f"the upload is over the limit of {max_upload_bytes:,} bytes"
+                )
+        if not body:
+            raise HTTPException(
+                400, "empty upload: send the image file's bytes as the request body"
+            )
+        image_id, fut = engine.submit_image(bytes(body))
+        try:
+            entry, cached = await asyncio.wrap_future(fut)
+        except ImageDecodeError as e:
+            raise HTTPException(400, str(e)) from None
+        h, w = entry.original_size
+        return {
+            "image_id": image_id,
+            "width": w,
+            "height": h,
+            "cached": cached,
+            "encode_ms": entry.encode_ms,
+        }
+
+    @app.get("/api/images/{image_id}")
+    async def image_info(image_id: str) -> dict[str, Any]:
+        entry = entry_or_404(image_id)
+        return {
+            "image_id": image_id,
+            "width": entry.original_size[1],
+            "height": entry.original_size[0],
+        }
+
+    @app.post("/api/images/{image_id}/predict")
+    def predict(image_id: str, prompt: PromptIn) -> dict[str, Any]:
+        # A plain `def`: FastAPI runs it in its thread pool, off the event loop.
+        entry = entry_or_404(image_id)
+        _check_prompt(prompt, entry)
+        try:
+            out = engine.predict(
+                entry,
+                list(prompt.points),
+                list(prompt.labels),
+                prompt.box,
+                prompt.multimask,
+                prompt.png,
+            )
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        h, w = entry.original_size
+        return {
+            "image_id": image_id,
+            "width": w,
+            "height": h,
+            "prompt": prompt.model_dump(exclude={"png"}),
+            **out,
+        }
+
+    @app.post("/api/images/{image_id}/everything")
+    async def everything(image_id: str, params: EverythingIn) -> dict[str, Any]:
+        entry = entry_or_404(image_id)
+        try:
+            result = await asyncio.wrap_future(engine.everything(entry, params.model_dump()))
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        h, w = entry.original_size
+        return {"image": {"image_id": image_id, "height": h, "width": w}, **result}
+
+    return app

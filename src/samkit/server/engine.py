@@ -1,0 +1,220 @@
+"""The model side of the web app: encode an image once, decode prompts against cached embeddings.
+
+`Engine` is thread-safe: the (slow) encoder and the automatic mask generator run on one worker
+thread; prompt decoding runs on any thread with a fresh lightweight predictor per call, so clicks
+on an encoded image never wait for another image's encoder.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from samkit.embeddings import features_of, restore_features
+from samkit.predictor import SamPredictor
+from samkit.server.cache import ByteLRUCache
+from samkit.server.encoding import DEFAULT_MAX_PIXELS, decode_image, mask_png_bytes, mask_records
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A cached image: its embedding, sizes, and the uploaded bytes (for "segment everything")."""
+
+    image_id: str
+    features: dict[str, torch.Tensor]  # `samkit.embeddings.features_of` layout
+    original_size: tuple[int, int]
+    input_size: tuple[int, int] | None
+    data: bytes
+    encode_ms: float
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.features.values()) + len(self.data)
+
+
+class _CachedPredictor(SamPredictor):
+    """A predictor that reuses the cached embedding when asked to encode the full image."""
+
+    def __init__(self, model: Any, entry: Entry) -> None:
+        super().__init__(model)
+        self._entry = entry
+
+    def set_image(self, image: Any, image_format: str = "RGB") -> None:
+        e = self._entry
+        if tuple(np.shape(image)[:2]) == e.original_size:
+            restore_features(self, "sam1", e.features, e.original_size, e.input_size)
+        else:  # a crop of the image (crop_n_layers > 0)
+            super().set_image(image, image_format)
+
+
+class Engine:
+    """Encodes uploads into a byte-bounded LRU cache and answers prompts from it.
+
+    Args:
+        model: a SAM 1 or SAM 2 model.
+        cache_bytes: the cache bound; must hold at least one largest entry.
+        max_pixels: largest accepted image.
+        max_upload_bytes: largest accepted upload (counted in an entry's size).
+        family: "sam1" or "sam2".
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        cache_bytes: int,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_upload_bytes: int = 32 * 2**20,
+        family: str = "sam1",
+    ) -> None:
+        if family not in ("sam1", "sam2"):
+            raise ValueError(f"family must be 'sam1' or 'sam2', got {family!r}")
+        self.model = model
+        self.family = family
+        emb_bytes = _feature_bytes(model, family)
+        if cache_bytes < emb_bytes + max_upload_bytes:
+            raise ValueError(
+                f"the embedding cache ({cache_bytes:,} bytes) must hold at least one image: "
+                f"{emb_bytes:,} bytes of features + up to {max_upload_bytes:,} bytes of upload"
+            )
+        self.cache = ByteLRUCache(cache_bytes)
+        self.max_pixels = int(max_pixels)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samkit-encoder")
+        self._encoder = self._new_predictor()
+        self._inflight: dict[str, Future] = {}
+        self._lock = threading.Lock()
+
+    def _new_predictor(self) -> Any:
+        if self.family == "sam2":
+            from samkit.sam2_predictor import Sam2ImagePredictor
+
+            return Sam2ImagePredictor(self.model)
+        return SamPredictor(self.model)
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ images
+
+    def submit_image(self, data: bytes) -> tuple[str, Future]:
+        """Start (or join) encoding an upload; returns (image_id, future of (Entry, cached))."""
+        image_id = hashlib.sha256(data).hexdigest()
+        with self._lock:
+            entry = self.cache.get(image_id)
+            if entry is not None:
+                fut: Future = Future()
+                fut.set_result((entry, True))
+                return image_id, fut
+            fut = self._inflight.get(image_id)
+            if fut is None:
+                fut = self._worker.submit(self._encode, image_id, data)
+                self._inflight[image_id] = fut
+            return image_id, fut
+
+    def _encode(self, image_id: str, data: bytes) -> tuple[Entry, bool]:
+        try:
+            image = decode_image(data, self.max_pixels)
+            t = time.perf_counter()
+            enc = self._encoder
+            enc.set_image(image)
+            features = {k: v.detach().clone() for k, v in features_of(enc, self.family).items()}
+            entry = Entry(
+                image_id,
+                features,
+                (int(image.shape[0]), int(image.shape[1])),
+                getattr(enc, "input_size", None),
+                data,
+                (time.perf_counter() - t) * 1e3,
+            )
+            self.cache.put(image_id, entry, entry.nbytes)
+            return entry, False
+        finally:
+            with self._lock:
+                self._inflight.pop(image_id, None)
+
+    def get(self, image_id: str) -> Entry | None:
+        return self.cache.get(image_id)
+
+    # ------------------------------------------------------------------ prompts
+
+    def predict(
+        self,
+        entry: Entry,
+        points: list[tuple[float, float]],
+        labels: list[int],
+        box: tuple[float, float, float, float] | None,
+        multimask: bool,
+        png: bool = False,
+    ) -> dict[str, Any]:
+        """Masks for one prompt: records with score, area, bbox, COCO RLE (and PNG if asked)."""
+        t = time.perf_counter()
+        predictor = self._new_predictor()
+        restore_features(
+            predictor, self.family, entry.features, entry.original_size, entry.input_size
+        )
+        masks, scores, _ = predictor.predict(
+            point_coords=np.asarray(points, dtype=np.float64) if points else None,
+            point_labels=np.asarray(labels, dtype=np.int64) if points else None,
+            box=None if box is None else np.asarray(box, dtype=np.float64),
+            multimask_output=multimask,
+        )
+        masks = np.asarray(masks).astype(bool, copy=False)  # SAM 2 returns float 0/1
+        decode_ms = (time.perf_counter() - t) * 1e3
+        records = mask_records(masks, scores.tolist())
+        if png:
+            for rec, m in zip(records, masks):
+                rec["png"] = base64.b64encode(mask_png_bytes(m, compress_level=1)).decode()
+        return {
+            "masks": records,
+            "best": int(np.argmax(scores)),
+            "decode_ms": decode_ms,
+            "total_ms": (time.perf_counter() - t) * 1e3,
+        }
+
+    def everything(self, entry: Entry, params: dict[str, Any]) -> Future:
+        """Run the automatic mask generator on the worker thread; future of COCO annotations."""
+        if self.family != "sam1":
+            raise ValueError("segment everything supports SAM 1 models so far")
+        return self._worker.submit(self._everything, entry, dict(params))
+
+    def _everything(self, entry: Entry, params: dict[str, Any]) -> dict[str, Any]:
+        from samkit.amg import SamAutomaticMaskGenerator
+
+        t = time.perf_counter()
+        image = decode_image(entry.data, self.max_pixels)
+        gen = SamAutomaticMaskGenerator(
+            _CachedPredictor(self.model, entry), output_mode="coco_rle", **params
+        )
+        records = gen.generate(image)
+        annotations = [
+            {
+                "id": i,
+                "segmentation": r["segmentation"],
+                "area": int(r["area"]),
+                "bbox": [float(v) for v in r["bbox"]],
+                "predicted_iou": float(r["predicted_iou"]),
+                "stability_score": float(r["stability_score"]),
+                "point_coords": r["point_coords"],
+                "crop_box": [float(v) for v in r["crop_box"]],
+            }
+            for i, r in enumerate(records)
+        ]
+        return {"annotations": annotations, "elapsed_ms": (time.perf_counter() - t) * 1e3}
+
+
+def _feature_bytes(model: Any, family: str) -> int:
+    """Bytes of one image's cached features."""
+    elt = next(model.parameters()).element_size()
+    if family == "sam2":
+        d = model.sam_mask_decoder.transformer_dim
+        (h0, w0), (h1, w1), (h2, w2) = model.bb_feat_sizes  # finest first
+        return elt * (d // 8 * h0 * w0 + d // 4 * h1 * w1 + d * h2 * w2)
+    pe = model.prompt_encoder
+    return elt * pe.embed_dim * pe.image_embedding_size[0] * pe.image_embedding_size[1]
