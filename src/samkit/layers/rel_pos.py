@@ -8,12 +8,8 @@ from torch import Tensor
 
 from samkit.layers.attention import sdpa
 
-# Upper bound on the bytes of one materialised bias chunk (B x nh x rows x Tk floats).
+# Upper bound on the bytes of the bias buffer (one chunk of heads x query rows x keys).
 BIAS_CHUNK_BYTES = 64 * 2**20
-# "auto" folds the relative-position term into q/k when the key grid has at least this many
-# tokens (SAM's 64x64 global blocks) and uses a chunked bias for windows.
-FOLD_MIN_KEYS = 1024
-FOLD_DEFAULT = "fold"
 
 
 def get_rel_pos(q_size: int, k_size: int, rel_pos: Tensor) -> Tensor:
@@ -49,71 +45,65 @@ def rel_pos_attention(
     rel_pos_w: Tensor,
     q_hw: tuple[int, int],
     k_hw: tuple[int, int],
-    method: str = "auto",
     bias_chunk_bytes: int = BIAS_CHUNK_BYTES,
 ) -> Tensor:
-    """Attention with the decomposed relative-position term (MViTv2 / SAM 1 ViT).
+    """Attention with the decomposed relative-position term (MViTv2 / SAM 1 ViT) as SDPA's mask.
 
     scores[q, k] = q.k / sqrt(hs) + rel_h[q, row(k)] + rel_w[q, col(k)], with
     rel_h[q, r] = q . Rh[row(q), r] and rel_w[q, c] = q . Rw[col(q), c] (q unscaled).
 
-    Two exact ways to hand this to `F.scaled_dot_product_attention`:
-    - "bias": the term as an additive `attn_mask`, materialised for a chunk of query rows at a
-      time (at most `bias_chunk_bytes`), so a 64x64 global block never holds the full bias.
-    - "fold": the term folded into the dot product, q' = [q / sqrt(hs), rel_h, rel_w] and
-      k' = [k, onehot(row(k)), onehot(col(k))], so q'.k' is the biased score and SDPA runs without
-      a mask (v is zero-padded to q''s width, which SDPA's fast CPU kernel needs). No bias is
-      materialised at all; it costs more attention FLOPs but avoids streaming the bias.
-    "auto" picks "fold" for large key grids (global attention) and "bias" for windows.
+    The additive bias is built into one reused buffer of at most `bias_chunk_bytes`, a chunk of
+    heads at a time (query rows too when a single head does not fit), and handed to
+    `F.scaled_dot_product_attention` as `attn_mask`. A 64x64 global block thus holds one head's
+    4096 x 4096 bias (64 MiB) instead of all heads' (0.8 GiB for vit_b), and reusing the buffer
+    avoids the page faults of a fresh large allocation per chunk.
 
     Args:
         q, k, v: (B, nh, T, hs) with T = H * W in row-major order.
         rel_pos_h, rel_pos_w: relative-position tables for the height and width axes.
         q_hw, k_hw: the query and key grids (H, W).
-        method: "auto", "bias" or "fold".
+        bias_chunk_bytes: budget for the bias buffer.
 
     Returns:
         (B, nh, Tq, hs).
     """
     (qh, qw), (kh, kw) = q_hw, k_hw
-    b, nh, _tq, hs = q.shape
-    if method == "auto":
-        method = FOLD_DEFAULT if kh * kw >= FOLD_MIN_KEYS else "bias"
-    if method not in ("bias", "fold"):
-        raise ValueError(f"method must be 'auto', 'bias' or 'fold', got {method!r}")
+    b, nh, tq, hs = q.shape
+    tk = k.shape[2]
     rh = get_rel_pos(qh, kh, rel_pos_h).to(q.dtype)  # (qh, kh, hs)
     rw = get_rel_pos(qw, kw, rel_pos_w).to(q.dtype)  # (qw, kw, hs)
     r_q = q.reshape(b, nh, qh, qw, hs)
     rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, rh)  # (B, nh, qh, qw, kh)
     rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, rw)  # (B, nh, qh, qw, kw)
-    if method == "fold":
-        return _folded_attention(q, k, v, rel_h, rel_w, kh, kw)
 
-    row_bytes = b * nh * qw * kh * kw * q.element_size()
-    rows = max(1, min(qh, bias_chunk_bytes // max(row_bytes, 1)))
-    outs = []
-    for r0 in range(0, qh, rows):
-        r1 = min(qh, r0 + rows)
-        bias = rel_h[:, :, r0:r1, :, :, None] + rel_w[:, :, r0:r1, :, None, :]
-        bias = bias.reshape(b, nh, (r1 - r0) * qw, kh * kw)  # (B, nh, rows*qw, Tk)
-        outs.append(sdpa(q[:, :, r0 * qw : r1 * qw], k, v, bias))
-    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+    head_bytes = b * tq * tk * q.element_size()
+    heads = max(1, min(nh, bias_chunk_bytes // max(head_bytes, 1)))
+    rows = (
+        qh
+        if heads > 1 or head_bytes <= bias_chunk_bytes
+        else max(1, bias_chunk_bytes // max(head_bytes // qh, 1))
+    )
+    if heads == nh and rows == qh:  # everything fits: one bias, one SDPA call
+        bias = q.new_empty(b, nh, qh, qw, kh, kw)
+        torch.add(rel_h[..., None], rel_w[..., None, :], out=bias)
+        return sdpa(q, k, v, bias.view(b, nh, tq, tk))
 
-
-def _folded_attention(
-    q: Tensor, k: Tensor, v: Tensor, rel_h: Tensor, rel_w: Tensor, kh: int, kw: int
-) -> Tensor:
-    """SDPA on q' = [q/sqrt(hs), rel_h, rel_w], k' = [k, onehot rows, onehot cols], no mask."""
-    b, nh, tq, hs = q.shape
-    tk = k.shape[2]
-    eye_h = torch.eye(kh, dtype=q.dtype, device=q.device)
-    eye_w = torch.eye(kw, dtype=q.dtype, device=q.device)
-    onehot = torch.cat(
-        [eye_h.repeat_interleave(kw, dim=0), eye_w.repeat(kh, 1)], dim=1
-    )  # (Tk, kh + kw): key k -> its row and column indicators
-    q_f = torch.cat(
-        [q * hs**-0.5, rel_h.reshape(b, nh, tq, kh), rel_w.reshape(b, nh, tq, kw)], dim=-1
-    )  # (B, nh, Tq, hs + kh + kw)
-    k_f = torch.cat([k, onehot.expand(b, nh, tk, kh + kw)], dim=-1)
-    v_f = F.pad(v, (0, kh + kw))
-    return F.scaled_dot_product_attention(q_f, k_f, v_f, scale=1.0)[..., :hs]
+    out = torch.empty(b, nh, tq, v.shape[-1], dtype=q.dtype, device=q.device)
+    buf = torch.empty(b * heads * rows * qw * tk, dtype=q.dtype, device=q.device)
+    for h0 in range(0, nh, heads):
+        h1 = min(nh, h0 + heads)
+        for r0 in range(0, qh, rows):
+            r1 = min(qh, r0 + rows)
+            n = b * (h1 - h0) * (r1 - r0) * qw * tk
+            bias = buf[:n].view(b, h1 - h0, r1 - r0, qw, kh, kw)
+            torch.add(
+                rel_h[:, h0:h1, r0:r1, :, :, None], rel_w[:, h0:h1, r0:r1, :, None, :], out=bias
+            )
+            rows_q = slice(r0 * qw, r1 * qw)
+            out[:, h0:h1, rows_q] = sdpa(
+                q[:, h0:h1, rows_q],
+                k[:, h0:h1],
+                v[:, h0:h1],
+                bias.view(b, h1 - h0, (r1 - r0) * qw, tk),
+            )
+    return out

@@ -17,7 +17,9 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.proj(x).permute(0, 2, 3, 1)
+        # Contiguous BxHxWxD: a permuted view would make every later LayerNorm, linear and
+        # residual add copy or stride through memory.
+        return self.proj(x).permute(0, 2, 3, 1).contiguous()
 
 
 class ViTAttention(nn.Module):
