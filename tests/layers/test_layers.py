@@ -94,3 +94,18 @@ def test_random_position_embedding_dense_and_coords_agree():
     # the centre of grid cell (row 1, col 2) in a 4x6 "image" is (x=2.5, y=1.5)
     pt = pe.forward_with_coords(torch.tensor([[[2.5, 1.5]]]), (4, 6))
     torch.testing.assert_close(pt[0, 0], dense[:, 1, 2])
+
+
+def test_rel_pos_attention_gradients_match_reference():
+    torch.manual_seed(0)
+    hw, hs = (3, 4), 4
+    t = hw[0] * hw[1]
+    q, k, v = (torch.randn(1, 2, t, hs, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    rph = torch.randn(5, hs, dtype=torch.float64, requires_grad=True)
+    rpw = torch.randn(7, hs, dtype=torch.float64, requires_grad=True)
+    out = rel_pos_attention(q, k, v, rph, rpw, hw, hw, bias_chunk_bytes=1)
+    ref = reference_attention(q, k, v, _reference_rel_pos_bias(q, rph, rpw, hw))
+    grads = torch.autograd.grad(out.sum(), (q, k, v, rph, rpw))
+    ref_grads = torch.autograd.grad(ref.sum(), (q, k, v, rph, rpw))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10)

@@ -76,6 +76,14 @@ def rel_pos_attention(
     rel_h = torch.einsum("bnhwc,hkc->bnhwk", r_q, rh)  # (B, nh, qh, qw, kh)
     rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, rw)  # (B, nh, qh, qw, kw)
 
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (q, k, v, rel_pos_h, rel_pos_w)
+    )
+    if needs_grad or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+        # Autograd and the exporters cannot use `out=` buffers: one broadcast add, one SDPA.
+        bias = (rel_h[..., None] + rel_w[..., None, :]).reshape(b, nh, tq, tk)
+        return sdpa(q, k, v, bias)
+
     head_bytes = b * tq * tk * q.element_size()
     heads = max(1, min(nh, bias_chunk_bytes // max(head_bytes, 1)))
     rows = (

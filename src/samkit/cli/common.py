@@ -1,0 +1,233 @@
+"""Shared pieces of the command line: model loading, argument parsing helpers, atomic writes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RANDOM_WARNING = (
+    "\n" + "!" * 78 + "\n"
+    "!! WARNING: --random-weights: the model has RANDOM weights. Its masks are MEANINGLESS.\n"
+    "!! Use it only for smoke tests; drop --random-weights to load the real checkpoint.\n"
+    + "!" * 78
+    + "\n"
+)
+
+
+class CliError(Exception):
+    """An error reported as `samkit: error: ...` with exit status 2 (no traceback)."""
+
+
+# ------------------------------------------------------------------------------------ models
+
+
+@dataclass
+class LoadedModel:
+    """A built model and where it came from."""
+
+    model: Any
+    family: str  # "sam1" or "sam2"
+    name: str  # variant name, config path or checkpoint path
+    random_weights: bool = False
+
+    def img_size(self) -> int:
+        """The encoder's input side (1024 for the official models)."""
+        if self.family == "sam2":
+            return int(self.model.image_size)
+        return int(self.model.image_encoder.img_size)
+
+    def predictor(self) -> Any:
+        """A fresh `SamPredictor` / `Sam2ImagePredictor` for this model."""
+        if self.family == "sam2":
+            Sam2ImagePredictor = _sam2_api("Sam2ImagePredictor")
+            return Sam2ImagePredictor(self.model)
+        from samkit.predictor import SamPredictor
+
+        return SamPredictor(self.model)
+
+
+def _sam2_api(name: str) -> Any:
+    import samkit
+
+    try:
+        return getattr(samkit, name)
+    except (ImportError, AttributeError):
+        raise CliError(
+            f"SAM 2 models need samkit.{name}, which this samkit installation does not have yet; "
+            "use a SAM 1 variant (vit_b, vit_l, vit_h)"
+        ) from None
+
+
+def _config_family(path: Path) -> str:
+    from samkit.configs import load_config_json
+
+    raw = load_config_json(path)
+    if raw.get("family") == "sam2" or "model" in raw or "hydra_overrides" in raw:
+        return "sam2"
+    return "sam1"
+
+
+def load_model(
+    model: str | None,
+    checkpoint: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+) -> LoadedModel:
+    """Build the model named on the command line.
+
+    Args:
+        model: a variant name (`samkit info` lists them) or a config.json path; None infers the
+            architecture from `checkpoint` (or means vit_b without a checkpoint).
+        checkpoint: a checkpoint file; without it a variant's official checkpoint is taken from
+            the cache or downloaded.
+        random_weights: skip loading weights (smoke tests only; prints a loud warning).
+        device: torch device (default CPU).
+    """
+    from samkit.checkpoint import fetch_checkpoint
+    from samkit.configs import get_variant
+
+    if checkpoint is not None and random_weights:
+        raise CliError("--checkpoint and --random-weights exclude each other")
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise CliError(f"--checkpoint {checkpoint}: no such file")
+    if model is None and checkpoint is None:
+        model = "vit_b"
+    if model is None:
+        family, spec = "sam1", None
+    elif model.endswith(".json") or Path(model).is_file():
+        if not Path(model).is_file():
+            raise CliError(f"--model {model}: no such config file")
+        family, spec = _config_family(Path(model)), model
+        if checkpoint is None and not random_weights:
+            raise CliError(
+                f"--model {model} is a config file: also pass --checkpoint PATH (or "
+                "--random-weights for a smoke test)"
+            )
+    else:
+        variant = get_variant(model)  # ValueError lists the known names
+        family, spec = variant.family, model
+        if checkpoint is None and not random_weights:
+            checkpoint = str(fetch_checkpoint(variant.name))
+    if random_weights:
+        print(RANDOM_WARNING, file=sys.stderr, flush=True)
+    if family == "sam2":
+        net = _sam2_api("build_sam2")(spec, checkpoint=checkpoint, device=device)
+    else:
+        from samkit.modeling.build import build_sam
+
+        net = build_sam(spec, checkpoint=checkpoint, device=device)
+    return LoadedModel(net, family, model or str(checkpoint), random_weights)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        metavar="VARIANT",
+        help="variant name (see `samkit info`; default vit_b) or a config.json path",
+    )
+    g.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="checkpoint file; default: the variant's official checkpoint from the cache "
+        "(downloaded if missing)",
+    )
+    g.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="no weights at all (smoke tests only: the masks are meaningless)",
+    )
+    g.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default cpu)")
+
+
+def _model_from_args(args: argparse.Namespace) -> LoadedModel:
+    return load_model(args.model, args.checkpoint, args.random_weights, args.device)
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+
+def _point(text: str) -> tuple[float, float, int]:
+    parts = text.split(",")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        x, y = float(parts[0]), float(parts[1])
+        label = int(parts[2]) if len(parts) == 3 else 1
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a point is X,Y or X,Y,LABEL (LABEL 1 foreground, 0 background)"
+        ) from None
+    if not (np.isfinite(x) and np.isfinite(y)):
+        raise argparse.ArgumentTypeError(f"{text!r}: coordinates must be finite numbers")
+    if label not in (0, 1):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: LABEL must be 1 (foreground) or 0 (background)"
+        )
+    return x, y, label
+
+
+def _box(text: str) -> tuple[float, float, float, float]:
+    try:
+        v = [float(s) for s in text.split(",")]
+        if len(v) != 4 or not np.isfinite(v).all():
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a box is X0,Y0,X1,Y1 (finite numbers)"
+        ) from None
+    if v[2] < v[0] or v[3] < v[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: a box needs X1 >= X0 and Y1 >= Y0")
+    return v[0], v[1], v[2], v[3]
+
+
+def _image_files(inputs: list[str]) -> list[Path]:
+    """Image files from files and folders (a folder's images, sorted, not recursive)."""
+    from samkit.server.encoding import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files.extend(
+                sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            )
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise CliError(f"{item}: no such file or folder")
+    if not files:
+        raise CliError(
+            f"no image files in {' '.join(inputs)} (looked for {', '.join(IMAGE_SUFFIXES)})"
+        )
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems and stems[f.stem] != f:
+            raise CliError(
+                f"{stems[f.stem]} and {f} would write the same outputs ({f.stem}.*); "
+                "rename one or run them with different --out folders"
+            )
+        stems[f.stem] = f
+    return files
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    from samkit.server.encoding import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
+
+
+def _remove_stale_temporaries(out: Path, names: list[str]) -> None:
+    """Delete `<name>.*.tmp` left by a killed run (our atomic writes use that pattern)."""
+    for name in names:
+        for tmp in out.glob(f"{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------ segment
