@@ -79,8 +79,10 @@ def rel_pos_attention(
     needs_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (q, k, v, rel_pos_h, rel_pos_w)
     )
-    if needs_grad or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
-        # Autograd and the exporters cannot use `out=` buffers: one broadcast add, one SDPA.
+    tracing = torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+    if needs_grad or tracing or torch.compiler.is_compiling():
+        # Autograd, exporters and compilers get the plain form (no `out=` buffers): one
+        # broadcast add, one SDPA; a compiler fuses the add itself.
         bias = (rel_h[..., None] + rel_w[..., None, :]).reshape(b, nh, tq, tk)
         return sdpa(q, k, v, bias)
 
