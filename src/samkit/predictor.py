@@ -91,6 +91,7 @@ class SamPredictor:
         """Forget the current image and its embedding."""
         self.is_image_set = False
         self.features: Tensor | None = None
+        self._dense_pe: Tensor | None = None  # prompt-independent: computed once per image
         self.orig_h = self.orig_w = self.input_h = self.input_w = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
@@ -162,6 +163,11 @@ class SamPredictor:
         """The current image's 1xCxhxw embedding."""
         self._require_image()
         return self.features
+
+    def _get_dense_pe(self) -> Tensor:
+        if self._dense_pe is None:
+            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
+        return self._dense_pe
 
     def _require_image(self) -> None:
         if not self.is_image_set or self.features is None:
@@ -324,7 +330,7 @@ class SamPredictor:
         )
         low_res, iou = model.mask_decoder(
             image_embeddings=self.features,
-            image_pe=model.prompt_encoder.get_dense_pe(),
+            image_pe=self._get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,

@@ -147,24 +147,29 @@ class MaskDecoder(nn.Module):
         output_tokens = output_tokens.unsqueeze(0).expand(b, -1, -1)
         tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)  # (B, T, C)
 
-        if repeat_image:
+        if repeat_image and image_embeddings.shape[0] != 1:
             src = torch.repeat_interleave(image_embeddings, b, dim=0)
-        else:
-            if image_embeddings.shape[0] != b:
-                raise ValueError(
-                    f"{image_embeddings.shape[0]} image embeddings for {b} prompts; "
-                    "expected one per prompt when repeat_image=False"
-                )
+        elif not repeat_image and image_embeddings.shape[0] != b:
+            raise ValueError(
+                f"{image_embeddings.shape[0]} image embeddings for {b} prompts; "
+                "expected one per prompt when repeat_image=False"
+            )
+        else:  # one per prompt, or a single one that the add below broadcasts over b prompts
             src = image_embeddings
         src = src + dense_prompt_embeddings
-        pos_src = torch.repeat_interleave(image_pe, b, dim=0)
+        if src.shape[0] != b:
+            src = src.expand(b, -1, -1, -1)
+        # Channels-last layout makes the transformer's (B, HW, C) token views contiguous, so its
+        # adds and projections do not stride through memory; image_pe broadcasts over the batch.
+        src = src.contiguous(memory_format=torch.channels_last)
+        pos_src = image_pe.contiguous(memory_format=torch.channels_last)
         _, c, h, w = src.shape
 
         hs, src = self.transformer(src, pos_src, tokens)
         iou_token_out = hs[:, s, :]
         mask_tokens_out = hs[:, s + 1 : s + 1 + self.num_mask_tokens, :]
 
-        src = src.transpose(1, 2).reshape(b, c, h, w)
+        src = src.reshape(b, h, w, c).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last view
         if not self.use_high_res_features or high_res_features is None:
             upscaled = self.output_upscaling(src)
         else:

@@ -1,0 +1,312 @@
+"""onnxruntime backend of the SAM 1 predictor: numpy + PIL + onnxruntime only (no torch import).
+
+    from samkit.export.ort_predictor import OnnxSamPredictor
+    p = OnnxSamPredictor("out/encoder.onnx", "out/decoder.onnx")
+    p.set_image(image)                      # HxWx3 uint8 RGB
+    masks, scores, low_res = p.predict(np.array([[500, 375]]), np.array([1]))
+
+The files come from `samkit export onnx` (or `samkit.export.onnx.export_sam_onnx`). An official
+`segment_anything` ONNX decoder works too (it has the same interface); without samkit metadata the
+standard SAM pixel mean / std and a 1024 px input are assumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+VALID_LABELS = (-1, 0, 1, 2, 3)
+SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
+SAM_PIXEL_STD = (58.395, 57.12, 57.375)
+
+
+def _require_ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as e:  # pragma: no cover - exercised only without the extra
+        raise ImportError("OnnxSamPredictor needs onnxruntime: pip install 'samkit[onnx]'") from e
+    return onnxruntime
+
+
+def preprocess_shape(h: int, w: int, long_side: int) -> tuple[int, int]:
+    """(H, W) after resizing the longest side to `long_side` (official rounding)."""
+    scale = long_side * 1.0 / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def _rgb_uint8(image: Any, image_format: str) -> np.ndarray:
+    if image_format not in ("RGB", "BGR"):
+        raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+    if isinstance(image, Image.Image):
+        image, image_format = np.asarray(image.convert("RGB")), "RGB"
+    if not isinstance(image, np.ndarray):
+        raise ValueError(
+            f"expected an HxWx3 uint8 array or a PIL image, got {type(image).__name__}"
+        )
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image (0-255), got dtype {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or 0 in image.shape[:2]:
+        raise ValueError(f"expected a non-empty HxW or HxWx{{1,3,4}} image, got {image.shape}")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    image = image[:, :, :3]
+    if image_format == "BGR":
+        image = image[:, :, ::-1]
+    return np.ascontiguousarray(image)
+
+
+def _finite(name: str, value: Any, dtype: type = np.float64) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be numeric, got {value!r:.80}") from e
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _meta(session: Any) -> dict[str, Any]:
+    raw = session.get_modelmeta().custom_metadata_map
+    return {k[len("samkit_") :]: json.loads(v) for k, v in raw.items() if k.startswith("samkit_")}
+
+
+class OnnxSamPredictor:
+    """`SamPredictor`'s `set_image` / `predict` on onnxruntime sessions.
+
+    Args:
+        encoder_path: `encoder.onnx` (None: only `set_embedding` can set an image).
+        decoder_path: `decoder.onnx` with the official SAM ONNX decoder interface.
+        providers: onnxruntime execution providers (default: CPU).
+        intra_op_num_threads: onnxruntime threads (default: onnxruntime's choice).
+    """
+
+    def __init__(
+        self,
+        encoder_path: str | os.PathLike | None,
+        decoder_path: str | os.PathLike,
+        providers: list[str] | None = None,
+        intra_op_num_threads: int | None = None,
+    ) -> None:
+        ort = _require_ort()
+        opts = ort.SessionOptions()
+        if intra_op_num_threads is not None:
+            opts.intra_op_num_threads = int(intra_op_num_threads)
+        providers = providers or ["CPUExecutionProvider"]
+        for name, path in (("encoder", encoder_path), ("decoder", decoder_path)):
+            if path is not None and not os.path.isfile(path):
+                raise FileNotFoundError(f"{name} file not found: {path}")
+        self.decoder = ort.InferenceSession(str(decoder_path), opts, providers=providers)
+        names = {i.name for i in self.decoder.get_inputs()}
+        expected = {
+            "image_embeddings",
+            "point_coords",
+            "point_labels",
+            "mask_input",
+            "has_mask_input",
+            "orig_im_size",
+        }
+        if names != expected:
+            raise ValueError(
+                f"{decoder_path}: decoder inputs {sorted(names)}, expected {sorted(expected)}"
+            )
+        self.encoder = None
+        meta = _meta(self.decoder)
+        if encoder_path is not None:
+            self.encoder = ort.InferenceSession(str(encoder_path), opts, providers=providers)
+            enc_in = self.encoder.get_inputs()[0]
+            meta = {**_meta(self.encoder), **meta}
+            meta.setdefault("img_size", int(enc_in.shape[-1]))
+        self.img_size = int(meta.get("img_size", 1024))
+        self.pixel_mean = np.asarray(meta.get("pixel_mean", SAM_PIXEL_MEAN), np.float32)
+        self.pixel_std = np.asarray(meta.get("pixel_std", SAM_PIXEL_STD), np.float32)
+        self.mask_threshold = float(meta.get("mask_threshold", 0.0))
+        emb = self.decoder.get_inputs()[0].shape
+        self.embedding_shape = tuple(int(d) for d in emb)
+        mask_shape = next(i.shape for i in self.decoder.get_inputs() if i.name == "mask_input")
+        self.mask_input_size = (int(mask_shape[-2]), int(mask_shape[-1]))
+        out = next(o for o in self.decoder.get_outputs() if o.name == "iou_predictions")
+        self.num_decoder_masks = out.shape[-1] if isinstance(out.shape[-1], int) else 4
+        coords = next(i for i in self.decoder.get_inputs() if i.name == "point_coords")
+        self.batched_decoder = not isinstance(coords.shape[0], int)
+        self.reset_image()
+
+    def reset_image(self) -> None:
+        """Forget the current image and its embedding."""
+        self.is_image_set = False
+        self.features: np.ndarray | None = None
+        self.original_size: tuple[int, int] | None = None
+        self.input_size: tuple[int, int] | None = None
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 RGB -> 1x3xSxS float32 encoder input (resize, normalise, pad)."""
+        h, w = image.shape[:2]
+        new_h, new_w = preprocess_shape(h, w, self.img_size)
+        if (new_h, new_w) != (h, w):
+            image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
+        x = (image.astype(np.float32) - self.pixel_mean) / self.pixel_std
+        out = np.zeros((1, 3, self.img_size, self.img_size), np.float32)
+        out[0, :, :new_h, :new_w] = x.transpose(2, 0, 1)
+        return out
+
+    def set_image(self, image: np.ndarray | Image.Image, image_format: str = "RGB") -> None:
+        """Run the encoder on an HxWx3 uint8 image (or PIL image)."""
+        if self.encoder is None:
+            raise ValueError("no encoder file was given: use set_embedding(...) instead")
+        image = _rgb_uint8(image, image_format)
+        x = self.preprocess(image)
+        (emb,) = self.encoder.run(["image_embeddings"], {"image": x})
+        h, w = image.shape[:2]
+        self.set_embedding(emb, (h, w))
+
+    def set_embedding(self, embedding: np.ndarray, original_size: tuple[int, int]) -> None:
+        """Use a precomputed 1xCxhxw embedding for an image of `original_size` (H, W)."""
+        embedding = np.asarray(embedding, dtype=np.float32)
+        if embedding.shape != self.embedding_shape:
+            raise ValueError(
+                f"embedding must have shape {self.embedding_shape}, got {embedding.shape}"
+            )
+        self.reset_image()
+        self.features = embedding
+        self.original_size = (int(original_size[0]), int(original_size[1]))
+        self.input_size = preprocess_shape(*self.original_size, self.img_size)
+        self.is_image_set = True
+
+    def get_image_embedding(self) -> np.ndarray:
+        self._require_image()
+        return self.features
+
+    def _require_image(self) -> None:
+        if not self.is_image_set:
+            raise ValueError("no image is set: call set_image(...) before predicting")
+
+    def _to_model(self, xy: np.ndarray) -> np.ndarray:
+        (oh, ow), (nh, nw) = self.original_size, self.input_size
+        xy = xy.astype(np.float64).copy()
+        xy[..., 0] *= nw / ow
+        xy[..., 1] *= nh / oh
+        return xy
+
+    def _prompts(
+        self, point_coords: Any, point_labels: Any, box: Any
+    ) -> tuple[np.ndarray, np.ndarray, int, bool]:
+        """BxNx2 coords and BxN labels in the model frame (box corners labelled 2 / 3)."""
+        if (point_coords is None) != (point_labels is None):
+            raise ValueError("point_coords and point_labels must be given together")
+        nb, batched, boxes = 1, False, None
+        if box is not None:
+            boxes = _finite("box", box)
+            boxes = boxes[None] if boxes.ndim == 1 else boxes
+            if boxes.ndim != 2 or boxes.shape[1] != 4 or boxes.shape[0] == 0:
+                raise ValueError(f"box must have shape (4,) or (B, 4), got {np.shape(box)}")
+            if (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
+                raise ValueError("boxes must be (x0, y0, x1, y1) with x1 >= x0 and y1 >= y0")
+            nb, batched = boxes.shape[0], boxes.shape[0] > 1
+        coords = np.zeros((nb, 0, 2))
+        labels = np.zeros((nb, 0))
+        if point_coords is not None:
+            coords = _finite("point_coords", point_coords)
+            labels = _finite("point_labels", point_labels)
+            if not np.equal(np.round(labels), labels).all():
+                raise ValueError("point_labels must be whole numbers")
+            if coords.ndim == 2:
+                coords, labels = coords[None], labels[None] if labels.ndim == 1 else labels
+            if coords.ndim != 3 or coords.shape[-1] != 2 or coords.shape[1] == 0:
+                raise ValueError(
+                    f"point_coords must have shape (N, 2), got {np.shape(point_coords)}"
+                )
+            if labels.shape != coords.shape[:2]:
+                raise ValueError(
+                    f"point_labels shape {np.shape(point_labels)} does not match point_coords "
+                    f"shape {np.shape(point_coords)}: one label per point"
+                )
+            bad = ~np.isin(labels, VALID_LABELS)
+            if bad.any():
+                raise ValueError(
+                    f"point_labels must be in {{-1, 0, 1, 2, 3}}, got {sorted(set(labels[bad]))}"
+                )
+            if coords.shape[0] == 1 and nb > 1:
+                coords, labels = np.repeat(coords, nb, 0), np.repeat(labels, nb, 0)
+            if coords.shape[0] != nb:
+                raise ValueError(f"{coords.shape[0]} point sets for {nb} boxes")
+            coords = self._to_model(coords)
+        if boxes is not None:
+            corners = self._to_model(boxes.reshape(nb, 2, 2))
+            coords = np.concatenate([coords, corners], axis=1)
+            labels = np.concatenate([labels, np.tile([2.0, 3.0], (nb, 1))], axis=1)
+        elif point_coords is not None:
+            # As SamPredictor (and the official ONNX example): a padding point when there is no box.
+            coords = np.concatenate([coords, np.zeros((nb, 1, 2))], axis=1)
+            labels = np.concatenate([labels, -np.ones((nb, 1))], axis=1)
+        return coords.astype(np.float32), labels.astype(np.float32), nb, batched
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Same arguments and results as `SamPredictor.predict` (original-image pixels).
+
+        Returns:
+            masks CxHxW, scores C, low-res logits Cxhxw; with B > 1 boxes a leading B axis.
+        """
+        self._require_image()
+        if point_coords is None and box is None and mask_input is None:
+            raise ValueError("no prompt: give point_coords + point_labels, a box, or a mask_input")
+        if multimask_output and self.num_decoder_masks == 1:
+            raise ValueError(
+                "this decoder was exported with --return-single-mask: call predict with "
+                "multimask_output=False, or export without it for the 3 multimask outputs"
+            )
+        coords, labels, nb, batched = self._prompts(point_coords, point_labels, box)
+        h, w = self.mask_input_size
+        if mask_input is not None:
+            m = _finite("mask_input", mask_input, np.float32)
+            if m.shape == (1, h, w):
+                m = np.repeat(m[None], nb, 0)
+            if m.shape != (nb, 1, h, w):
+                raise ValueError(
+                    f"mask_input must have shape (1, {h}, {w}) (low-res logits of an earlier "
+                    f"predict) or ({nb}, 1, {h}, {w}); got {m.shape}"
+                )
+            has_mask = np.ones(1, np.float32)
+        else:
+            m, has_mask = np.zeros((nb, 1, h, w), np.float32), np.zeros(1, np.float32)
+        if self.batched_decoder:
+            masks, iou, low_res = self._run(coords, labels, m, has_mask)
+        else:  # a decoder with a fixed batch of 1 (e.g. an official file): one call per box
+            outs = [
+                self._run(coords[i : i + 1], labels[i : i + 1], m[i : i + 1], has_mask)
+                for i in range(nb)
+            ]
+            masks, iou, low_res = (np.concatenate(o) for o in zip(*outs))
+        if self.num_decoder_masks > 1:
+            sel = slice(1, None) if multimask_output else slice(0, 1)
+            masks, iou, low_res = masks[:, sel], iou[:, sel], low_res[:, sel]
+        if not return_logits:
+            masks = masks > self.mask_threshold
+        if not batched:
+            masks, iou, low_res = masks[0], iou[0], low_res[0]
+        return masks, iou, low_res
+
+    def _run(
+        self, coords: np.ndarray, labels: np.ndarray, mask: np.ndarray, has_mask: np.ndarray
+    ) -> list[np.ndarray]:
+        feeds = {
+            "image_embeddings": self.features,
+            "point_coords": coords,
+            "point_labels": labels,
+            "mask_input": mask,
+            "has_mask_input": has_mask,
+            "orig_im_size": np.asarray(self.original_size, np.float32),
+        }
+        return self.decoder.run(["masks", "iou_predictions", "low_res_masks"], feeds)

@@ -1,0 +1,146 @@
+"""Fast paths (bf16 encoder, int8 encoder Linear layers, torch.compile) keep the fixtures' masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from samkit import SamPredictor, build_sam
+from samkit.accel import autocast_decoder, encoder_to_dtype, optimize, quantize_encoder_int8
+from tests.conftest import FIXTURES, load_rgb, manifest
+
+MODELS = ["sam1_tiny", "sam1_shapes"]
+
+
+def _build(model_dir: str):
+    d = FIXTURES / model_dir
+    return build_sam(d / "config.json", checkpoint=d / f"{model_dir}.pth")
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def _run_cases(predictor: SamPredictor, model_dir: str):
+    """(case name, masks, iou predictions, reference masks, reference iou) for every case."""
+    current = None
+    for c in manifest(model_dir)["cases"]:
+        z = np.load(FIXTURES / model_dir / c["file"])
+        if current != c["image"]:
+            local = FIXTURES / model_dir / c["image"]
+            predictor.set_image(load_rgb(str(local) if local.exists() else c["image"]))
+            current = c["image"]
+        multimask = bool(z["multimask_output"])
+        if c["call"] == "predict_torch":
+            masks, iou, _ = predictor.predict(box=z["boxes"], multimask_output=multimask)
+            ref = z["masks"]
+        else:
+            kw = {
+                k: z[k]
+                for k in ("point_coords", "point_labels", "box", "mask_input")
+                if k in z.files
+            }
+            logits, iou, _ = predictor.predict(**kw, multimask_output=multimask, return_logits=True)
+            if "logits_stride4" in z.files:
+                masks, ref = logits[..., ::4, ::4] > 0, z["logits_stride4"] > 0
+            else:
+                masks, ref = logits > 0, z["masks"]
+        yield c["name"], masks, iou, ref, z["iou_predictions"]
+
+
+def _check_keeps_masks(model, model_dir: str) -> None:
+    for name, masks, iou, ref, ref_iou in _run_cases(SamPredictor(model), model_dir):
+        assert masks.shape == ref.shape, name
+        flat, ref_flat = masks.reshape(-1, *masks.shape[-2:]), ref.reshape(-1, *ref.shape[-2:])
+        worst = min(_iou(a, b) for a, b in zip(flat, ref_flat))
+        assert worst >= 0.97, f"{model_dir}/{name}: mask IoU {worst:.4f} < 0.97"
+        np.testing.assert_allclose(iou, ref_iou, atol=0.02, rtol=0, err_msg=name)
+
+
+@pytest.mark.parametrize("model_dir", MODELS)
+def test_bf16_encoder_keeps_masks(model_dir):
+    model = optimize(_build(model_dir), dtype=torch.bfloat16)
+    assert model.image_encoder.patch_embed.proj.weight.dtype == torch.bfloat16
+    assert model.mask_decoder.iou_token.weight.dtype == torch.float32
+    _check_keeps_masks(model, model_dir)
+
+
+@pytest.mark.parametrize("model_dir", MODELS)
+def test_bf16_encoder_and_autocast_decoder_keep_masks(model_dir):
+    model = optimize(_build(model_dir), dtype=torch.bfloat16, decoder_autocast=torch.bfloat16)
+    assert model.mask_decoder.iou_token.weight.dtype == torch.float32  # weights stay fp32
+    _check_keeps_masks(model, model_dir)
+    optimize(model, decoder_autocast=torch.bfloat16)  # re-applying does not nest
+    assert not hasattr(model.mask_decoder.forward._samkit_plain, "_samkit_plain")
+    autocast_decoder(model, None)
+    assert "forward" not in model.mask_decoder.__dict__
+
+
+@pytest.mark.parametrize("model_dir", MODELS)
+def test_int8_encoder_keeps_masks(model_dir):
+    model = optimize(_build(model_dir), int8=True)
+    linears = [m for m in model.image_encoder.modules() if type(m) is torch.nn.Linear]
+    assert not linears  # every encoder Linear was replaced by a quantised one
+    assert any("quantized" in type(m).__module__ for m in model.image_encoder.modules())
+    _check_keeps_masks(model, model_dir)
+
+
+def test_compiled_encoder_graph_capture_keeps_masks():
+    """torch.compile traces the encoder (aot_eager: dynamo + AOT autograd, no codegen)."""
+    model = optimize(_build("sam1_shapes"), compile=True, compile_backend="aot_eager")
+    _check_keeps_masks(model, "sam1_shapes")
+
+
+@pytest.mark.slow
+def test_inductor_compiled_encoder_matches_eager():
+    eager = _build("sam1_shapes")
+    compiled = optimize(_build("sam1_shapes"), compile=True)
+    x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(
+            compiled.image_encoder(x), eager.image_encoder(x), atol=1e-4, rtol=1e-4
+        )
+    _check_keeps_masks(compiled, "sam1_shapes")
+
+
+def test_optimize_keeps_state_dict_keys_and_hooks_are_not_stacked():
+    model = _build("sam1_shapes")
+    keys = list(model.state_dict())
+    optimize(model, dtype=torch.bfloat16)
+    optimize(model, dtype=torch.bfloat16)
+    assert len(model.image_encoder._samkit_cast_hooks) == 2
+    assert list(model.state_dict()) == keys
+    x = torch.zeros(1, 3, 256, 256)
+    with torch.inference_mode():
+        assert model.image_encoder(x).dtype == torch.float32  # back in the decoder's dtype
+    encoder_to_dtype(model, torch.float32)  # back to fp32: the hooks go away
+    assert model.image_encoder._samkit_cast_hooks == ()
+    assert model.image_encoder.patch_embed.proj.weight.dtype == torch.float32
+
+
+def test_decoder_dtype_casts_the_rest_but_keeps_pixel_stats_float32():
+    model = optimize(_build("sam1_shapes"), dtype=torch.bfloat16, decoder_dtype=torch.bfloat16)
+    assert model.mask_decoder.iou_token.weight.dtype == torch.bfloat16
+    assert model.pixel_mean.dtype == torch.float32 and model.pixel_std.dtype == torch.float32
+    p = SamPredictor(model)
+    p.set_image(load_rgb(str(FIXTURES / "sam1_shapes" / "shapes_1.png")))
+    masks, iou, low = p.predict(np.array([[163.0, 346.0]]), np.array([1]))
+    assert masks.shape == (3, 480, 640) and iou.dtype == np.float32 and low.dtype == np.float32
+
+
+def test_bad_options():
+    model = _build("sam1_shapes")
+    with pytest.raises(ValueError, match="int8"):
+        optimize(model, dtype=torch.bfloat16, int8=True)
+    with pytest.raises(ValueError, match="dtype must be"):
+        optimize(model, dtype=torch.int8)
+    with pytest.raises(ValueError, match="image_encoder"):
+        optimize(torch.nn.Linear(2, 2), dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="float32"):
+        quantize_encoder_int8(optimize(_build("sam1_shapes"), dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="not supported"):
+        quantize_encoder_int8(model, engine="nope")
+    with pytest.raises(ValueError, match="autocast dtype"):
+        optimize(model, decoder_autocast=torch.float32)
