@@ -109,3 +109,26 @@ def test_rel_pos_attention_gradients_match_reference():
     ref_grads = torch.autograd.grad(ref.sum(), (q, k, v, rph, rpw))
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("n_keys", [7, 300])  # the small-key matmul path and the SDPA path
+def test_two_way_attention_broadcasts_a_shared_side(n_keys):
+    from samkit.layers import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(32, 4, downsample_rate=2).double()
+    q = torch.randn(5, 11, 32, dtype=torch.float64)
+    kv = torch.randn(1, n_keys, 32, dtype=torch.float64)
+    shared = attn(q, kv, kv)
+    expanded = attn(q, kv.expand(5, -1, -1), kv.expand(5, -1, -1))
+    torch.testing.assert_close(shared, expanded, rtol=1e-12, atol=1e-12)
+    # against the plain formula
+    qh = attn.q_proj(q).reshape(5, 11, 4, 4).transpose(1, 2)
+    kh = attn.k_proj(kv).reshape(1, n_keys, 4, 4).transpose(1, 2).expand(5, -1, -1, -1)
+    vh = attn.v_proj(kv).reshape(1, n_keys, 4, 4).transpose(1, 2).expand(5, -1, -1, -1)
+    ref = attn.out_proj(reference_attention(qh, kh, vh).transpose(1, 2).reshape(5, 11, 16))
+    torch.testing.assert_close(shared, ref, rtol=1e-10, atol=1e-10)
+    # and the other way round: one query side, many key sides
+    torch.testing.assert_close(
+        attn(kv, q, q), attn(kv.expand(5, -1, -1), q, q), rtol=1e-12, atol=1e-12
+    )

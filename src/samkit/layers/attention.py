@@ -6,6 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# Attention over at most this many keys uses explicit matmuls instead of SDPA.
+SMALL_KEYS = 32
+
 
 def sdpa(q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor | None = None) -> Tensor:
     """Scaled dot-product attention with an optional additive bias.
@@ -58,12 +61,26 @@ class Attention(nn.Module):
         )  # (B, nh, N, hs)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """Attend from q (BxNqxC) to k, v (BxNkxC_kv); returns BxNqxC."""
+        """Attend from q (BxNqxC) to k, v (BxNkxC_kv); returns BxNqxC.
+
+        A batch of 1 on either side broadcasts over the other's batch (the mask decoder keeps a
+        shared image embedding at batch 1), so its projections are computed once.
+        """
         q = self._separate_heads(self.q_proj(q))
         k = self._separate_heads(self.k_proj(k))
         v = self._separate_heads(self.v_proj(v))
-        out = sdpa(q, k, v)  # (B, nh, Nq, hs)
-        b, nh, n, hs = out.shape
+        if k.shape[2] <= SMALL_KEYS:
+            # A few keys (image -> token attention): plain matmuls beat the SDPA kernel here, and
+            # scores laid out keys x queries let the softmax vectorise along the long query axis.
+            scores_t = k @ q.transpose(-2, -1) * q.shape[-1] ** -0.5  # (B, nh, Nk, Nq)
+            out = torch.softmax(scores_t, dim=-2).transpose(-2, -1) @ v
+        else:
+            if q.shape[0] == 1 and k.shape[0] != 1:
+                q = q.expand(k.shape[0], -1, -1, -1)
+            elif k.shape[0] == 1 and q.shape[0] != 1:
+                k, v = k.expand(q.shape[0], -1, -1, -1), v.expand(q.shape[0], -1, -1, -1)
+            out = sdpa(q, k, v)  # (B, nh, Nq, hs)
+        b, nh, n, hs = out.shape  # from the output, so exporters keep the batch dynamic
         return self.out_proj(out.transpose(1, 2).reshape(b, n, nh * hs))
 
 

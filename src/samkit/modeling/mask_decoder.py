@@ -156,9 +156,15 @@ class MaskDecoder(nn.Module):
             )
         else:  # one per prompt, or a single one that the add below broadcasts over b prompts
             src = image_embeddings
-        src = src + dense_prompt_embeddings
-        if src.shape[0] != b:
-            src = src.expand(b, -1, -1, -1)
+        dense = dense_prompt_embeddings
+        if src.shape[0] == 1 and (dense.shape[0] == 1 or dense.stride(0) == 0):
+            # One image and the same dense prompt (no mask input) for every prompt: keep the image
+            # side at batch 1; the transformer broadcasts it until the first image->token update.
+            src = src + dense[:1]
+        else:
+            src = src + dense
+            if src.shape[0] != b:
+                src = src.expand(b, -1, -1, -1)
         # Channels-last layout makes the transformer's (B, HW, C) token views contiguous, so its
         # adds and projections do not stride through memory; image_pe broadcasts over the batch.
         src = src.contiguous(memory_format=torch.channels_last)
