@@ -1,0 +1,433 @@
+"""Segmentation datasets for fine-tuning and evaluation.
+
+Two on-disk layouts are read:
+
+* a folder ``DATA/images/NAME.{jpg,jpeg,png}`` with either ``DATA/masks/NAME.png`` (an instance-id
+  PNG: 0 = background, every other value one instance) or ``DATA/masks/NAME/K.png`` (one binary
+  PNG per instance, nonzero = foreground);
+* a COCO JSON file (``images`` + ``annotations`` with polygon or RLE ``segmentation``).
+
+Every sample is an HxWx3 uint8 RGB image and an NxHxW bool array of instance masks. Bad input (an
+unreadable file, a mask whose size differs from its image, an empty mask, a missing image) raises
+a `ValueError` naming the file, or is skipped with a warning when ``skip_invalid=True``.
+`prepare_sample` applies the official SAM 1 resize / pad so the model and the losses see the same
+frame as `SamPredictor`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+
+from samkit.transforms import get_preprocess_shape, resize_longest_side
+
+logger = logging.getLogger("samkit")
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass
+class Sample:
+    """One image with its instance masks.
+
+    Attributes:
+        name: identifier (the file stem, or the COCO file name).
+        image: HxWx3 uint8 RGB.
+        masks: NxHxW bool, N >= 1, none of them empty.
+    """
+
+    name: str
+    image: np.ndarray
+    masks: np.ndarray
+
+
+@dataclass
+class PreparedSample:
+    """A sample in the model's input frame.
+
+    Attributes:
+        name: identifier.
+        image: 3xhxw float32 0-255 image resized so its longest side is the encoder size (not yet
+            normalised or padded: `Sam.preprocess` does that).
+        gt: Nx(S)x(S) bool masks resized to the input frame and zero-padded to the encoder size S.
+        original_size: (H, W) of the original image.
+        input_size: (h, w) after resizing.
+    """
+
+    name: str
+    image: torch.Tensor
+    gt: torch.Tensor
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+
+
+class DataError(ValueError):
+    """A dataset file is missing, unreadable or inconsistent (the message names it)."""
+
+
+def _read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return np.array(im.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{path}: cannot read the image ({e})") from e
+
+
+def _read_mask_png(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr"):
+                raise DataError(
+                    f"{path}: a {im.mode} mask; expected a single-channel PNG "
+                    "(mode L, P, I or 1) with instance ids or 0/nonzero values"
+                )
+            return np.array(im)
+    except DataError:
+        raise
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{path}: cannot read the mask ({e})") from e
+
+
+def _check_masks(masks: np.ndarray, image: np.ndarray, where: str) -> np.ndarray:
+    if masks.shape[0] == 0:
+        raise DataError(f"{where}: no instances (the mask is all background)")
+    if masks.shape[1:] != image.shape[:2]:
+        raise DataError(
+            f"{where}: mask size {masks.shape[1]}x{masks.shape[2]} (HxW) differs from the image "
+            f"size {image.shape[0]}x{image.shape[1]}"
+        )
+    empty = [i for i in range(masks.shape[0]) if not masks[i].any()]
+    if empty:
+        raise DataError(f"{where}: instance(s) {empty} have an empty mask")
+    return masks
+
+
+class SegmentationDataset:
+    """Base class: a list of sample loaders with optional skipping of invalid samples."""
+
+    def __init__(self, skip_invalid: bool = False) -> None:
+        self.skip_invalid = skip_invalid
+        self._names: list[str] = []
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.load(self._names[index])
+
+    def load(self, name: str) -> Sample:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _validate_all(self) -> None:
+        """Load every sample once; drop (with a warning) or raise on the invalid ones."""
+        kept = []
+        for name in self._names:
+            try:
+                self.load(name)
+            except DataError as e:
+                if not self.skip_invalid:
+                    raise
+                warnings.warn(f"skipping {name}: {e}", stacklevel=3)
+                continue
+            kept.append(name)
+        if not kept:
+            raise DataError("no valid samples left in the dataset")
+        self._names = kept
+
+
+class FolderDataset(SegmentationDataset):
+    """``DATA/images/NAME.ext`` + ``DATA/masks/NAME.png`` or ``DATA/masks/NAME/K.png``.
+
+    Args:
+        root: the DATA folder.
+        skip_invalid: skip bad samples with a warning instead of raising.
+        validate: read every sample once at construction (so errors surface early and skipped
+            samples do not change the dataset length later).
+    """
+
+    def __init__(self, root: str | Path, skip_invalid: bool = False, validate: bool = True) -> None:
+        super().__init__(skip_invalid)
+        self.root = Path(root)
+        img_dir, mask_dir = self.root / "images", self.root / "masks"
+        for d in (img_dir, mask_dir):
+            if not d.is_dir():
+                raise DataError(
+                    f"{d}: not a folder; expected DATA/images/NAME.jpg|png with DATA/masks/NAME.png "
+                    "or DATA/masks/NAME/K.png"
+                )
+        self._images: dict[str, Path] = {}
+        for p in sorted(img_dir.iterdir()):
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if p.stem in self._images:
+                raise DataError(f"{p}: two images named {p.stem!r} in {img_dir}")
+            self._images[p.stem] = p
+        if not self._images:
+            raise DataError(f"{img_dir}: no .jpg/.jpeg/.png images")
+        names = []
+        for stem, path in self._images.items():
+            if (mask_dir / f"{stem}.png").is_file() or (mask_dir / stem).is_dir():
+                names.append(stem)
+                continue
+            msg = f"{path}: no mask {mask_dir / (stem + '.png')} or folder {mask_dir / stem}"
+            if not skip_invalid:
+                raise DataError(msg)
+            warnings.warn(f"skipping {stem}: {msg}", stacklevel=2)
+        self._names = names
+        if validate:
+            self._validate_all()
+
+    def load(self, name: str) -> Sample:
+        image = _read_image(self._images[name])
+        mask_dir = self.root / "masks"
+        single = mask_dir / f"{name}.png"
+        if single.is_file():
+            ids = _read_mask_png(single)
+            if ids.ndim != 2:
+                raise DataError(f"{single}: expected a 2-D instance-id mask, got shape {ids.shape}")
+            values = [v for v in np.unique(ids) if v != 0]
+            masks = np.stack([ids == v for v in values]) if values else np.zeros((0, *ids.shape))
+            return Sample(name, image, _check_masks(masks.astype(bool), image, str(single)))
+        folder = mask_dir / name
+        files = sorted(
+            (p for p in folder.iterdir() if p.suffix.lower() == ".png"),
+            key=lambda p: (int(p.stem) if p.stem.isdigit() else float("inf"), p.stem),
+        )
+        if not files:
+            raise DataError(f"{folder}: no per-instance .png masks")
+        masks = []
+        for f in files:
+            m = _read_mask_png(f)
+            if m.ndim != 2:
+                raise DataError(f"{f}: expected a 2-D binary mask, got shape {m.shape}")
+            if m.shape != image.shape[:2]:
+                _check_masks(m[None] != 0, image, str(f))
+            if not m.any():
+                raise DataError(f"{f}: the instance mask is empty")
+            masks.append(m != 0)
+        return Sample(name, image, _check_masks(np.stack(masks), image, str(folder)))
+
+
+class CocoDataset(SegmentationDataset):
+    """A COCO instance-segmentation JSON (polygons, uncompressed or compressed RLE).
+
+    Args:
+        annotation_file: the JSON file.
+        image_dir: folder of the images (default: ``images/`` next to the JSON if it exists,
+            else the JSON's folder).
+        include_crowd: keep ``iscrowd=1`` annotations (skipped by default).
+        skip_invalid: skip bad images with a warning instead of raising.
+        validate: read every sample once at construction.
+    """
+
+    def __init__(
+        self,
+        annotation_file: str | Path,
+        image_dir: str | Path | None = None,
+        include_crowd: bool = False,
+        skip_invalid: bool = False,
+        validate: bool = True,
+    ) -> None:
+        super().__init__(skip_invalid)
+        self.annotation_file = Path(annotation_file)
+        try:
+            data = json.loads(self.annotation_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DataError(f"{self.annotation_file}: not a readable COCO JSON ({e})") from e
+        if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
+            raise DataError(f"{self.annotation_file}: expected 'images' and 'annotations' lists")
+        if image_dir is None:
+            cand = self.annotation_file.parent / "images"
+            image_dir = cand if cand.is_dir() else self.annotation_file.parent
+        self.image_dir = Path(image_dir)
+        self._info: dict[str, dict[str, Any]] = {}
+        self._anns: dict[str, list[dict[str, Any]]] = {}
+        by_id: dict[Any, str] = {}
+        for img in data["images"]:
+            try:
+                name = str(img["file_name"])
+                by_id[img["id"]] = name
+            except (KeyError, TypeError) as e:
+                raise DataError(
+                    f"{self.annotation_file}: image entry without {e}: {img!r:.80}"
+                ) from e
+            self._info[name] = img
+            self._anns[name] = []
+        for ann in data["annotations"]:
+            if ann.get("iscrowd", 0) and not include_crowd:
+                continue
+            name = by_id.get(ann.get("image_id"))
+            if name is None:
+                raise DataError(
+                    f"{self.annotation_file}: annotation {ann.get('id')} refers to unknown "
+                    f"image_id {ann.get('image_id')!r}"
+                )
+            self._anns[name].append(ann)
+        names = []
+        for name in self._info:
+            path = self.image_dir / name
+            problem = None
+            if not path.is_file():
+                problem = f"{path}: image listed in {self.annotation_file} is missing"
+            elif not self._anns[name]:
+                problem = f"{path}: no annotations in {self.annotation_file}"
+            if problem is None:
+                names.append(name)
+            elif skip_invalid:
+                warnings.warn(f"skipping {name}: {problem}", stacklevel=2)
+            else:
+                raise DataError(problem)
+        self._names = names
+        if validate:
+            self._validate_all()
+
+    def load(self, name: str) -> Sample:
+        path = self.image_dir / name
+        image = _read_image(path)
+        h, w = image.shape[:2]
+        info = self._info[name]
+        if (int(info.get("height", h)), int(info.get("width", w))) != (h, w):
+            raise DataError(
+                f"{path}: image is {h}x{w} (HxW) but {self.annotation_file} says "
+                f"{info.get('height')}x{info.get('width')}"
+            )
+        masks = []
+        for ann in self._anns[name]:
+            where = f"{self.annotation_file} annotation {ann.get('id')} (image {path})"
+            m = decode_segmentation(ann.get("segmentation"), h, w, where)
+            if not m.any():
+                raise DataError(f"{where}: the instance mask is empty")
+            masks.append(m)
+        return Sample(name, image, _check_masks(np.stack(masks), image, str(path)))
+
+
+def decode_segmentation(seg: Any, h: int, w: int, where: str = "segmentation") -> np.ndarray:
+    """A COCO ``segmentation`` (polygon list, or RLE dict) as an HxW bool mask."""
+    if isinstance(seg, list):
+        canvas = Image.new("L", (w, h), 0)
+        draw = ImageDraw.Draw(canvas)
+        for poly in seg:
+            if not isinstance(poly, (list, tuple)) or len(poly) < 6 or len(poly) % 2:
+                raise DataError(f"{where}: a polygon needs an even number (>= 6) of coordinates")
+            draw.polygon(
+                [(float(x), float(y)) for x, y in zip(poly[::2], poly[1::2])], fill=1, outline=1
+            )
+        return np.array(canvas, dtype=bool)
+    if isinstance(seg, dict) and "counts" in seg and "size" in seg:
+        rh, rw = (int(s) for s in seg["size"])
+        if (rh, rw) != (h, w):
+            raise DataError(f"{where}: RLE size {rh}x{rw} differs from the image size {h}x{w}")
+        counts = seg["counts"]
+        if isinstance(counts, (str, bytes)):
+            counts = rle_string_to_counts(counts if isinstance(counts, str) else counts.decode())
+        return rle_counts_to_mask(list(counts), h, w, where)
+    raise DataError(f"{where}: expected a polygon list or an RLE dict with 'size' and 'counts'")
+
+
+def rle_counts_to_mask(counts: Sequence[int], h: int, w: int, where: str = "RLE") -> np.ndarray:
+    """Uncompressed COCO RLE (runs starting with zeros, column-major) -> HxW bool mask."""
+    if any(c < 0 for c in counts) or sum(counts) != h * w:
+        raise DataError(f"{where}: RLE runs sum to {sum(counts)}, expected {h}*{w}={h * w}")
+    values = np.zeros(len(counts), dtype=bool)
+    values[1::2] = True
+    flat = np.repeat(values, np.asarray(counts, dtype=np.int64))
+    return flat.reshape(w, h).T.copy()
+
+
+def rle_string_to_counts(s: str) -> list[int]:
+    """Decode COCO's compressed RLE string (``maskApi.c: rleFrString``) into run lengths."""
+    counts: list[int] = []
+    p = 0
+    while p < len(s):
+        x, k, more = 0, 0, True
+        while more:
+            c = ord(s[p]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+def open_dataset(
+    path: str | Path, skip_invalid: bool = False, image_dir: str | Path | None = None
+) -> SegmentationDataset:
+    """A `FolderDataset` for a folder, a `CocoDataset` for a ``.json`` file."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"dataset not found: {p}")
+    if p.is_file():
+        if p.suffix.lower() != ".json":
+            raise DataError(f"{p}: expected a DATA folder or a COCO .json file")
+        return CocoDataset(p, image_dir=image_dir, skip_invalid=skip_invalid)
+    return FolderDataset(p, skip_invalid=skip_invalid)
+
+
+def split_names(
+    names: Sequence[str], val_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[str], list[str]]:
+    """Deterministic train / val split, independent of the listing order.
+
+    Names are ordered by ``sha256(f"{seed}:{name}")`` and the first ``round(val_fraction * n)``
+    (at least one when 0 < val_fraction and n >= 2) go to val. Both lists keep the input order.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n = len(names)
+    n_val = round(val_fraction * n)
+    if val_fraction > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    order = sorted(names, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
+    val = set(order[:n_val])
+    return [s for s in names if s not in val], [s for s in names if s in val]
+
+
+class Subset:
+    """The samples of a dataset with the given names."""
+
+    def __init__(self, dataset: SegmentationDataset, names: Sequence[str]) -> None:
+        self.dataset = dataset
+        self.names = list(names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.dataset.load(self.names[index])
+
+
+def prepare_sample(sample: Sample, img_size: int) -> PreparedSample:
+    """Resize the image (official PIL bilinear, longest side = img_size) and its masks.
+
+    Masks are resized with bilinear + antialias on 0/1 floats, thresholded at 0.5 and padded at
+    the bottom / right to img_size x img_size, like the image after `Sam.preprocess`.
+    """
+    h, w = sample.image.shape[:2]
+    new_h, new_w = get_preprocess_shape(h, w, img_size)
+    image = resize_longest_side(sample.image, img_size)
+    img_t = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()
+    m = torch.from_numpy(sample.masks).float()[:, None]
+    if (new_h, new_w) != (h, w):
+        m = F.interpolate(m, (new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
+    gt = F.pad(m[:, 0], (0, img_size - new_w, 0, img_size - new_h)) >= 0.5
+    return PreparedSample(sample.name, img_t, gt, (h, w), (new_h, new_w))

@@ -1,0 +1,417 @@
+"""The fine-tuning loop: AdamW, warm-up + decay, accumulation, bf16, clipping, exact resume.
+
+Every step draws its images and prompts from generators seeded by (seed, step, micro-step), so a
+run is a pure function of its config and its starting weights; a checkpoint holds the model, the
+optimizer, the scheduler, the step and the global RNG states, and a resumed run produces the same
+loss curve as an uninterrupted one.
+
+Out folder: ``log.jsonl`` (one JSON record per logged step / evaluation), ``checkpoints/step_N/``
+(``model.safetensors`` + ``trainer_state.pt``), and at the end ``model.safetensors`` (LoRA merged:
+an official-format state dict that `samkit.build_sam(checkpoint=...)` loads), ``adapters.safetensors``
+when adapters were trained, ``train_summary.json`` and, with validation data, ``metrics.json`` and
+``miou_vs_clicks.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from samkit.checkpoint import read_state_dict, save_checkpoint
+from samkit.train.datasets import PreparedSample, Sample, prepare_sample
+from samkit.train.lora import LoRALinear, adapter_state_dict, merge_lora
+from samkit.train.losses import LossWeights, sam_loss
+from samkit.train.optim import WarmupDecay, param_groups, rng_state, set_rng_state
+from samkit.train.prompts import noisy_boxes, sample_correction_points, sample_points_in_masks
+
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a fine-tuning run (all of them are saved with every checkpoint)."""
+
+    steps: int = 1000
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 50
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.1
+    grad_accum: int = 1
+    images_per_step: int = 2
+    prompts_per_image: int = 8
+    box_prob: float = 0.5
+    correction_iters: int = 0
+    grad_clip: float = 1.0
+    bf16: bool = False
+    seed: int = 0
+    log_every: int = 10
+    save_every: int = 0
+    keep_checkpoints: int = 2
+    eval_every: int = 0
+    eval_clicks: int = 5
+    stop_after: int | None = None
+    progress: bool = True
+    loss: LossWeights = field(default_factory=LossWeights)
+
+    def validate(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        for name in ("grad_accum", "images_per_step", "prompts_per_image", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.box_prob <= 1.0:
+            raise ValueError(f"box_prob must be in [0, 1], got {self.box_prob}")
+        if self.correction_iters < 0 or self.warmup_steps < 0:
+            raise ValueError("correction_iters and warmup_steps must be >= 0")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Trainer:
+    """Fine-tunes a SAM 1 model on a list / dataset of `Sample`s.
+
+    Args:
+        model: the model (with LoRA / adapters / frozen parts already set up).
+        train_data: indexable samples (`len` and `[i]`).
+        config: the run's hyper-parameters.
+        out_dir: output folder.
+        val_data: samples for the periodic / final evaluation (optional).
+        cache: keep prepared (resized) samples in memory.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_data: Sequence[Sample],
+        config: TrainConfig,
+        out_dir: str | Path,
+        val_data: Sequence[Sample] | None = None,
+        cache: bool = True,
+    ) -> None:
+        config.validate()
+        if len(train_data) == 0:
+            raise ValueError("the training set is empty")
+        self.model, self.data, self.cfg = model, train_data, config
+        self.val_data = val_data
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.cache: dict[int, PreparedSample] | None = {} if cache else None
+        self.optimizer = torch.optim.AdamW(
+            param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            WarmupDecay(config.warmup_steps, config.steps, config.schedule, config.min_lr_ratio),
+        )
+        self.step = 0
+        self.encoder_trainable = any(p.requires_grad for p in model.image_encoder.parameters())
+
+    # ------------------------------------------------------------------ data
+    def _prepared(self, i: int) -> PreparedSample:
+        if self.cache is not None and i in self.cache:
+            return self.cache[i]
+        p = prepare_sample(self.data[i], self.model.img_size)
+        keep = p.gt.flatten(1).any(1)  # instances that vanish when resized cannot be prompted
+        if not keep.any():
+            raise ValueError(f"{p.name}: every instance vanishes at {self.model.img_size} px")
+        p.gt = p.gt[keep]
+        if self.cache is not None:
+            self.cache[i] = p
+        return p
+
+    def _batch(
+        self, step: int, micro: int
+    ) -> tuple[list[PreparedSample], np.ndarray, torch.Generator]:
+        rng = np.random.default_rng([self.cfg.seed, step, micro])
+        n, k = len(self.data), self.cfg.images_per_step
+        idx = rng.choice(n, size=k, replace=n < k)
+        preps = [self._prepared(int(i)) for i in idx]
+        inst = [rng.integers(0, p.gt.shape[0], self.cfg.prompts_per_image) for p in preps]
+        gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+        return preps, np.stack(inst), gen
+
+    # ------------------------------------------------------------------ step
+    def _micro_step(self, step: int, micro: int) -> dict[str, float]:
+        m, cfg = self.model, self.cfg
+        dev = m.device
+        preps, inst, gen = self._batch(step, micro)
+        b, p = inst.shape
+        s = m.img_size
+        images = torch.stack([m.preprocess(x.image.to(dev)) for x in preps])
+        gt = torch.cat([x.gt[torch.as_tensor(inst[i])] for i, x in enumerate(preps)])  # (BP,S,S)
+        valid = torch.zeros(b, s, s, dtype=torch.bool)
+        for i, x in enumerate(preps):
+            valid[i, : x.input_size[0], : x.input_size[1]] = True
+        valid = valid.repeat_interleave(p, dim=0)
+        gt_low = F.avg_pool2d(gt[:, None].float(), 4) >= 0.5  # (BP,1,S/4,S/4)
+        valid_low = F.avg_pool2d(valid[:, None].float(), 4) > 0
+        is_box = torch.rand(b * p, generator=gen) < cfg.box_prob
+        first_pts = sample_points_in_masks(gt, gen)
+        boxes = noisy_boxes(gt, gen, (s, s))
+        # clip boxes to the unpadded image of each prompt
+        lim = torch.tensor([[x.input_size[1] - 1, x.input_size[0] - 1] * 2 for x in preps])
+        boxes = torch.minimum(boxes, lim.float().repeat_interleave(p, dim=0))
+        autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        with autocast:
+            with torch.set_grad_enabled(self.encoder_trainable):
+                emb = m.image_encoder(images.to(m.dtype))
+            pe = m.prompt_encoder.get_dense_pe()
+        emb_idx = torch.arange(b, device=dev).repeat_interleave(p)
+        groups = [g for g in (~is_box, is_box) if g.any()]
+        coords = [first_pts[g][:, None] for g in groups]
+        labels = [torch.ones(int(g.sum()), 1) for g in groups]
+        prev: list[Tensor | None] = [None] * len(groups)
+        total, stats = 0.0, {"focal": 0.0, "dice": 0.0, "iou_mse": 0.0, "train_iou": 0.0}
+        rounds = 1 + cfg.correction_iters
+        for r in range(rounds):
+            for gi, g in enumerate(groups):
+                box_group = bool(is_box[g][0])
+                multimask = r == 0 and not box_group
+                pts = None if (box_group and r == 0) else (coords[gi].to(dev), labels[gi].to(dev))
+                with autocast:
+                    sparse, dense = m.prompt_encoder(
+                        points=pts,
+                        boxes=boxes[g].to(dev) if box_group else None,
+                        masks=prev[gi],
+                    )
+                    low, iou_pred = m.mask_decoder(
+                        emb[emb_idx[g.to(dev)]], pe, sparse, dense, multimask, repeat_image=False
+                    )
+                out = sam_loss(
+                    low.float(), iou_pred.float(), gt_low[g].to(dev), valid_low[g].to(dev), cfg.loss
+                )
+                frac = float(g.sum()) / (b * p * rounds)
+                total = total + out["loss"] * frac
+                for key in ("focal", "dice", "iou_mse"):
+                    stats[key] += float(out[key]) * frac
+                sel = out["iou"][torch.arange(low.shape[0]), out["best"]]
+                stats["train_iou"] += float(sel.mean()) * frac
+                if r + 1 < rounds:
+                    best = iou_pred.argmax(1) if multimask else torch.zeros_like(out["best"])
+                    chosen = low[torch.arange(low.shape[0]), best][:, None].detach().float()
+                    prev[gi] = chosen
+                    up = F.interpolate(chosen, (s, s), mode="bilinear", align_corners=False)
+                    new_pts, new_lbl = sample_correction_points(
+                        up[:, 0].cpu() > 0, gt[g], gen, valid[g]
+                    )
+                    coords[gi] = torch.cat([coords[gi], new_pts[:, None]], 1)
+                    labels[gi] = torch.cat([labels[gi], new_lbl[:, None]], 1)
+                    if box_group and r == 0:  # the box group gets its first point now
+                        coords[gi], labels[gi] = coords[gi][:, 1:], labels[gi][:, 1:]
+        (total / cfg.grad_accum).backward()
+        stats["loss"] = float(total.detach())
+        return stats
+
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step (grad_accum micro-steps); returns the logged values."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        stats: dict[str, float] = {}
+        for micro in range(self.cfg.grad_accum):
+            for k, v in self._micro_step(self.step, micro).items():
+                stats[k] = stats.get(k, 0.0) + v / self.cfg.grad_accum
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, clip))
+        stats["lr"] = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        return stats
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> Path:
+        """Write ``checkpoints/step_N`` (model + trainer state) and prune old ones."""
+        root = self.out / "checkpoints"
+        final = root / f"step_{self.step:07d}"
+        tmp = root / f".tmp_step_{self.step:07d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_checkpoint(self.model, tmp / "model.safetensors", {"step": str(self.step)})
+        torch.save(
+            {
+                "step": self.step,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "rng": rng_state(),
+                "config": json.dumps(self.cfg.to_dict()),
+            },
+            tmp / "trainer_state.pt",
+        )
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        ckpts = sorted(root.glob("step_*"))
+        for old in ckpts[: max(0, len(ckpts) - max(1, self.cfg.keep_checkpoints))]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def latest_checkpoint(self) -> Path | None:
+        ckpts = [
+            d
+            for d in sorted((self.out / "checkpoints").glob("step_*"))
+            if (d / "trainer_state.pt").is_file()
+        ]
+        return ckpts[-1] if ckpts else None
+
+    def load(self, ckpt: str | Path) -> None:
+        """Restore model, optimizer, scheduler, step and RNG states from a checkpoint folder."""
+        ckpt = Path(ckpt)
+        state = torch.load(ckpt / "trainer_state.pt", map_location="cpu", weights_only=True)
+        sd = read_state_dict(ckpt / "model.safetensors")
+        missing, unexpected = self.model.load_state_dict(sd, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"{ckpt}: checkpoint does not match the model (LoRA / adapter settings differ?): "
+                f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.step = int(state["step"])
+
+    # ------------------------------------------------------------------ run
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _truncate_log(self) -> None:
+        path = self.out / "log.jsonl"
+        if not path.exists():
+            return
+        keep = [
+            ln
+            for ln in path.read_text().splitlines()
+            if ln and json.loads(ln).get("step", 0) <= self.step
+        ]
+        path.write_text("".join(ln + "\n" for ln in keep))
+
+    def evaluate(self, clicks: int | None = None) -> dict[str, Any]:
+        from samkit.train.evaluate import evaluate
+
+        if not self.val_data:
+            raise ValueError("no validation data")
+        return evaluate(self.model, self.val_data, clicks or self.cfg.eval_clicks)
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train to `config.steps` (or `stop_after`), resuming from the latest checkpoint if asked.
+
+        Returns:
+            The summary (also written to ``train_summary.json`` when the run completes).
+        """
+        cfg = self.cfg
+        ckpt = self.latest_checkpoint() if resume else None
+        if ckpt is not None:
+            self.load(ckpt)
+            self._truncate_log()
+        elif (self.out / "log.jsonl").exists():
+            (self.out / "log.jsonl").unlink()
+        end = cfg.steps if cfg.stop_after is None else min(cfg.steps, cfg.stop_after)
+        bar = _progress(self.step, cfg.steps, cfg.progress)
+        t0, images = time.perf_counter(), 0
+        last: dict[str, float] = {}
+        while self.step < end:
+            stats = self.train_step()
+            images += cfg.images_per_step * cfg.grad_accum
+            ips = images / (time.perf_counter() - t0)
+            last = stats
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{stats['loss']:.4f}", iou=f"{stats['train_iou']:.3f}", img_s=f"{ips:.2f}"
+                )
+            if self.step % cfg.log_every == 0 or self.step == end:
+                self._log(
+                    {
+                        "step": self.step,
+                        **stats,
+                        "img_per_s": ips,
+                        "time_s": time.perf_counter() - t0,
+                    }
+                )
+            if cfg.save_every and self.step % cfg.save_every == 0:
+                self.save()
+            if (
+                cfg.eval_every
+                and self.val_data
+                and self.step % cfg.eval_every == 0
+                and self.step < cfg.steps
+            ):
+                met = self.evaluate()
+                self._log(
+                    {
+                        "step": self.step,
+                        "event": "eval",
+                        **{k: v for k, v in met.items() if k != "per_instance"},
+                    }
+                )
+        if bar is not None:
+            bar.close()
+        if self.step < cfg.steps:  # interrupted on purpose (stop_after)
+            self.save()
+            return {"step": self.step, "completed": False}
+        return self.finish(last, time.perf_counter() - t0)
+
+    def finish(self, last: dict[str, float], wall_s: float) -> dict[str, Any]:
+        """Save the final checkpoint, the merged model, and evaluate on the validation data."""
+        self.save()
+        has_adapters = any(".adapter." in k for k in self.model.state_dict())
+        merged = merge_lora(self.model)
+        meta = {"samkit_train": json.dumps(self.cfg.to_dict()), "step": str(self.step)}
+        if has_adapters:
+            save_checkpoint(adapter_state_dict(self.model), self.out / "adapters.safetensors", meta)
+            base = {k: v for k, v in self.model.state_dict().items() if ".adapter." not in k}
+            save_checkpoint(base, self.out / "model.safetensors", meta)
+        else:
+            save_checkpoint(self.model, self.out / "model.safetensors", meta)
+        summary: dict[str, Any] = {
+            "step": self.step,
+            "completed": True,
+            "final": last,
+            "wall_s": wall_s,
+            "lora_layers_merged": merged,
+            "adapters": has_adapters,
+            "config": self.cfg.to_dict(),
+        }
+        if self.val_data:
+            from samkit.train.evaluate import plot_miou_curve
+
+            met = self.evaluate()
+            (self.out / "metrics.json").write_text(json.dumps(met, indent=1))
+            plot_miou_curve(met, self.out / "miou_vs_clicks.png", "validation mIoU vs clicks")
+            summary["val"] = {k: v for k, v in met.items() if k != "per_instance"}
+            self._log({"step": self.step, "event": "eval", **summary["val"]})
+        (self.out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        return summary
+
+
+def _progress(start: int, total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is in the [train] extra
+        return None
+    return tqdm(total=total, initial=start, desc="finetune", unit="step", file=sys.stderr)
+
+
+def has_lora(model: nn.Module) -> bool:
+    return any(isinstance(m, LoRALinear) for m in model.modules())

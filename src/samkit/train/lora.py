@@ -1,0 +1,226 @@
+"""Parameter-efficient fine-tuning of the image encoder: LoRA, adapters, freezing.
+
+`LoRALinear` is an `nn.Linear` (same `weight` / `bias` keys) with two extra parameters
+`lora_A` (rxin, random) and `lora_B` (outxr, zero-initialised), so a fresh LoRA model computes
+exactly what the base model does, and `merge_lora` folds ``W + (alpha / r) B A`` back into plain
+`nn.Linear` layers whose state dict is an official one.
+
+Adapters (Houlsby-style bottlenecks, in parallel with each encoder block's MLP, zero-initialised
+up-projection) are the alternative; they cannot be merged, so they are saved on their own
+(`adapter_state_dict`) and attached again with `add_adapters` + `load_state_dict(strict=False)`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from samkit.layers.mlp import MLPBlock
+
+LORA_TARGETS = ("qkv", "proj")
+
+
+class LoRALinear(nn.Linear):
+    """y = x W^T + b + (alpha / r) x A^T B^T, with B initialised to zero."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
+        if rank < 1:
+            raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+        nn.Module.__init__(self)
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.weight = base.weight
+        self.bias = base.bias
+        self.rank = rank
+        self.alpha = float(alpha)
+        self.scaling = self.alpha / rank
+        dev, dt = base.weight.device, base.weight.dtype
+        self.lora_A = nn.Parameter(torch.empty(rank, self.in_features, device=dev, dtype=dt))
+        self.lora_B = nn.Parameter(torch.zeros(self.out_features, rank, device=dev, dtype=dt))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = super().forward(x)
+        return out + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scaling
+
+    def merged_weight(self) -> Tensor:
+        return self.weight + (self.lora_B @ self.lora_A) * self.scaling
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, rank={self.rank}, alpha={self.alpha}"
+
+
+def _encoder_blocks(model: nn.Module) -> nn.ModuleList:
+    try:
+        return model.image_encoder.blocks  # type: ignore[union-attr,return-value]
+    except AttributeError:
+        raise ValueError("expected a SAM 1 model with image_encoder.blocks") from None
+
+
+def apply_lora(
+    model: nn.Module,
+    rank: int,
+    alpha: float | None = None,
+    targets: Iterable[str] = LORA_TARGETS,
+    blocks: Iterable[int] | None = None,
+) -> list[str]:
+    """Wrap the encoder attention projections with LoRA, in place.
+
+    Args:
+        model: a SAM 1 model.
+        rank: LoRA rank r.
+        alpha: scale numerator (default: rank, i.e. scaling 1).
+        targets: which projections of each block's attention: `qkv` and / or `proj`.
+        blocks: encoder block indices (default: all).
+
+    Returns:
+        The names of the wrapped modules.
+    """
+    targets = tuple(targets)
+    bad = [t for t in targets if t not in LORA_TARGETS]
+    if bad or not targets:
+        raise ValueError(
+            f"LoRA targets must be a non-empty subset of {LORA_TARGETS}, got {targets}"
+        )
+    enc_blocks = _encoder_blocks(model)
+    idx = range(len(enc_blocks)) if blocks is None else list(blocks)
+    wrapped = []
+    for i in idx:
+        if not 0 <= i < len(enc_blocks):
+            raise ValueError(f"LoRA block index {i} out of range (encoder has {len(enc_blocks)})")
+        attn = enc_blocks[i].attn
+        for t in targets:
+            layer = getattr(attn, t)
+            if isinstance(layer, LoRALinear):
+                raise ValueError(f"image_encoder.blocks.{i}.attn.{t} already has LoRA")
+            setattr(attn, t, LoRALinear(layer, rank, rank if alpha is None else alpha))
+            wrapped.append(f"image_encoder.blocks.{i}.attn.{t}")
+    return wrapped
+
+
+@torch.no_grad()
+def merge_lora(model: nn.Module) -> int:
+    """Replace every `LoRALinear` by a plain `nn.Linear` with the merged weight, in place.
+
+    Returns:
+        The number of merged layers.
+    """
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, LoRALinear):
+                plain = nn.Linear(
+                    child.in_features,
+                    child.out_features,
+                    bias=child.bias is not None,
+                    device=child.weight.device,
+                    dtype=child.weight.dtype,
+                )
+                plain.weight.copy_(child.merged_weight())
+                if child.bias is not None:
+                    plain.bias.copy_(child.bias)
+                plain.weight.requires_grad_(child.weight.requires_grad)
+                setattr(parent, name, plain)
+                count += 1
+    return count
+
+
+class Adapter(nn.Module):
+    """Bottleneck adapter: up(act(down(x))) * scale, with `up` zero-initialised."""
+
+    def __init__(self, dim: int, hidden: int, scale: float = 1.0) -> None:
+        super().__init__()
+        if hidden < 1:
+            raise ValueError(f"adapter hidden size must be >= 1, got {hidden}")
+        self.down = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.up = nn.Linear(hidden, dim)
+        self.scale = scale
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.up(self.act(self.down(x))) * self.scale
+
+
+class MLPBlockWithAdapter(MLPBlock):
+    """An encoder `MLPBlock` (same `lin1` / `lin2` keys) plus a parallel `adapter`."""
+
+    def __init__(self, base: MLPBlock, hidden: int, scale: float = 1.0) -> None:
+        nn.Module.__init__(self)
+        self.lin1, self.lin2, self.act = base.lin1, base.lin2, base.act
+        w = base.lin1.weight
+        self.adapter = Adapter(base.lin1.in_features, hidden, scale).to(w.device, w.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x) + self.adapter(x)
+
+
+def add_adapters(
+    model: nn.Module, hidden: int, scale: float = 1.0, blocks: Iterable[int] | None = None
+) -> list[str]:
+    """Add a parallel bottleneck adapter to the MLP of encoder blocks, in place."""
+    enc_blocks = _encoder_blocks(model)
+    idx = range(len(enc_blocks)) if blocks is None else list(blocks)
+    names = []
+    for i in idx:
+        if not 0 <= i < len(enc_blocks):
+            raise ValueError(
+                f"adapter block index {i} out of range (encoder has {len(enc_blocks)})"
+            )
+        mlp = enc_blocks[i].mlp
+        if isinstance(mlp, MLPBlockWithAdapter):
+            raise ValueError(f"image_encoder.blocks.{i}.mlp already has an adapter")
+        enc_blocks[i].mlp = MLPBlockWithAdapter(mlp, hidden, scale)
+        names.append(f"image_encoder.blocks.{i}.mlp.adapter")
+    return names
+
+
+def adapter_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """The adapter parameters only (keys `image_encoder.blocks.{i}.mlp.adapter.*`)."""
+    return {k: v for k, v in model.state_dict().items() if ".adapter." in k}
+
+
+def infer_adapters(state_dict: dict[str, Tensor]) -> tuple[int, list[int]]:
+    """(hidden size, block indices) of the adapters in an `adapter_state_dict`."""
+    blocks = sorted(
+        {int(k.split(".")[2]) for k in state_dict if k.endswith(".adapter.down.weight")}
+    )
+    if not blocks:
+        raise ValueError("no adapter weights (keys *.mlp.adapter.down.weight) in the state dict")
+    hidden = state_dict[f"image_encoder.blocks.{blocks[0]}.mlp.adapter.down.weight"].shape[0]
+    return hidden, blocks
+
+
+def configure_trainable(
+    model: nn.Module, freeze: str = "none", peft: bool = False
+) -> tuple[int, int]:
+    """Set `requires_grad` for fine-tuning.
+
+    Args:
+        model: a SAM 1 model, possibly with LoRA / adapters.
+        freeze: "none" (train everything), "encoder" (freeze the image encoder) or "encoder+prompt"
+            (train the mask decoder only).
+        peft: LoRA / adapters are present: the encoder's base weights are frozen whatever
+            `freeze` says, and the LoRA / adapter parameters stay trainable.
+
+    Returns:
+        (trainable, total) parameter counts.
+    """
+    if freeze not in ("none", "encoder", "encoder+prompt"):
+        raise ValueError(f"freeze must be 'none', 'encoder' or 'encoder+prompt', got {freeze!r}")
+    for name, p in model.named_parameters():
+        part = name.split(".", 1)[0]
+        train = True
+        if part == "image_encoder" and (freeze != "none" or peft):
+            train = False
+        if part == "prompt_encoder" and freeze == "encoder+prompt":
+            train = False
+        if ".lora_" in name or ".adapter." in name:
+            train = True
+        p.requires_grad_(train)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total

@@ -1,0 +1,122 @@
+"""`samkit finetune` / `samkit eval` end to end on a real checkpoint (the sam1_shapes fixture)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from samkit.checkpoint import read_state_dict
+from samkit.cli import main
+from samkit.train.synthetic import make_shapes_dataset, write_folder_dataset
+from tests.conftest import FIXTURES
+
+SHAPES = FIXTURES / "sam1_shapes"
+
+
+@pytest.fixture
+def data(tmp_path):
+    return write_folder_dataset(make_shapes_dataset(5, seed=3, size=(96, 128)), tmp_path / "data")
+
+
+def test_lora_finetune_then_eval_the_merged_checkpoint(tmp_path, data) -> None:
+    run = tmp_path / "run"
+    args = ["--data", str(data), "--val-fraction", "0.2", "--no-progress", "--clicks", "2"]
+    rc = main(
+        [
+            "finetune",
+            *args,
+            "--checkpoint",
+            str(SHAPES / "sam1_shapes.pth"),
+            "--out",
+            str(run),
+            "--steps",
+            "2",
+            "--lora-rank",
+            "4",
+            "--lora-targets",
+            "qkv",
+            "--freeze",
+            "encoder+prompt",
+            "--images-per-step",
+            "1",
+            "--prompts-per-image",
+            "2",
+            "--correction-iters",
+            "1",
+        ]
+    )
+    assert rc == 0
+    official = set(read_state_dict(SHAPES / "sam1_shapes.pth"))
+    merged = read_state_dict(run / "model.safetensors")
+    assert set(merged) == official
+    base = read_state_dict(SHAPES / "sam1_shapes.pth")
+    k = "image_encoder.blocks.0.attn.qkv.weight"
+    assert not (merged[k] == base[k]).all()  # LoRA was trained and merged
+    pe = "prompt_encoder.point_embeddings.0.weight"
+    assert (merged[pe] == base[pe]).all()  # frozen
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["lora_layers_merged"] == 4
+    out = tmp_path / "eval"
+    assert (
+        main(["eval", *args, "--checkpoint", str(run / "model.safetensors"), "--out", str(out)])
+        == 0
+    )
+    met = json.loads((out / "metrics.json").read_text())
+    assert met["miou_1pt"] == summary["val"]["miou_1pt"]
+    assert set(met) >= {"miou_1pt", "miou_box", "per_instance", "baseline_box"}
+    assert "miou_3pt" not in met  # only 2 clicks asked for
+    assert (out / "miou_vs_clicks.png").is_file()
+
+
+def test_adapter_finetune_and_eval_with_adapters(tmp_path, data) -> None:
+    run = tmp_path / "run"
+    args = ["--data", str(data), "--no-progress", "--clicks", "1"]
+    assert (
+        main(
+            [
+                "finetune",
+                *args,
+                "--checkpoint",
+                str(SHAPES / "sam1_shapes.pth"),
+                "--out",
+                str(run),
+                "--steps",
+                "1",
+                "--adapter-dim",
+                "8",
+                "--images-per-step",
+                "1",
+                "--prompts-per-image",
+                "2",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["adapters"]
+    out = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "eval",
+                *args,
+                "--checkpoint",
+                str(run / "model.safetensors"),
+                "--adapters",
+                str(run / "adapters.safetensors"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    met = json.loads((out / "metrics.json").read_text())
+    assert met["miou_1pt"] == summary["val"]["miou_1pt"]
+
+
+def test_cli_errors(tmp_path, data, capsys) -> None:
+    assert main(["eval", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) != 0
+    assert "dataset not found" in capsys.readouterr().err
+    assert main(["eval", "--data", str(data), "--out", str(tmp_path / "o")]) != 0
+    assert "--model" in capsys.readouterr().err
