@@ -32,7 +32,7 @@ from samkit.amg.masks import (
 )
 from samkit.amg.nms import batched_nms, box_area
 from samkit.amg.rle import coco_encode_rle, crop_mask_to_rle
-from samkit.amg.runtime import ProgressFn, make_progress, single_threaded
+from samkit.amg.runtime import ProgressFn, make_progress
 from samkit.amg.upsample import MaskUpsampler
 from samkit.amg.validate import check_image, check_params
 
@@ -317,10 +317,7 @@ class SamAutomaticMaskGenerator:
         if self.pred_iou_thresh > 0.0:
             idx = idx[(iou > self.pred_iou_thresh).cpu()]
         orig_box = [0, 0, int(orig_size[1]), int(orig_size[0])]
-        with single_threaded(low_res.device):
-            self._filter_masks(
-                data, low_res, iou, points, idx.tolist(), upsampler, crop_box, orig_box
-            )
+        self._filter_masks(data, low_res, iou, points, idx.tolist(), upsampler, crop_box, orig_box)
 
     def _filter_masks(
         self,

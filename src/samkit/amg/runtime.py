@@ -1,32 +1,11 @@
-"""Runtime helpers of the generator: progress reporting and per-mask threading."""
+"""Progress reporting for the generator."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-import torch
-
 ProgressFn = Callable[[int, int, str], None]
-
-
-@contextmanager
-def single_threaded(device: torch.device) -> Iterator[None]:
-    """Run per-mask CPU work on one intra-op thread.
-
-    Each mask is a handful of ~10 MB memory-bound passes: a second thread gains little when the
-    machine is idle, but on a busy machine every op waits for both threads (5-10x slower).
-    """
-    if device.type != "cpu":
-        yield
-        return
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def make_progress(progress: ProgressFn | bool | None) -> ProgressFn | None:
