@@ -10,11 +10,11 @@ and weight of every kept output pixel are the same as in the full-size call.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from samkit.transforms import rows_needed
 
 
 def _upsample_into(x: Tensor, size: tuple[int, int], out: Tensor | None) -> Tensor:
@@ -50,22 +50,14 @@ class MaskUpsampler:
         self.original_size = (int(original_size[0]), int(original_size[1]))
         self.img_size = int(img_size)
         # Rows / columns of the low-res map needed for the kept part of the first upsampling.
-        self.k_h = self._needed(lh, self.input_size[0])
-        self.k_w = self._needed(lw, self.input_size[1])
+        self.k_h = rows_needed(lh, self.input_size[0], self.img_size)
+        self.k_w = rows_needed(lw, self.input_size[1], self.img_size)
         self.mid_size = (
             self.img_size * self.k_h // lh,
             self.img_size * self.k_w // lw,
         )
         self._mid = torch.empty((1, 1, *self.mid_size), device=device)
         self._out = torch.empty((1, 1, *self.original_size), device=device)
-
-    def _needed(self, low: int, keep: int) -> int:
-        if self.img_size % low != 0:
-            return low
-        factor = self.img_size // low
-        # The last kept output row r = keep - 1 reads source rows <= ceil(keep / factor); one more
-        # row keeps the bilinear "next row" index away from the (smaller) input's border clamp.
-        return min(low, math.ceil(keep / factor) + 1)
 
     def __call__(self, low_res: Tensor) -> Tensor:
         """hxw float32 logits -> HxW float32 logits (a view of an internal buffer, reused)."""
