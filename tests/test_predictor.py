@@ -169,3 +169,11 @@ def test_predict_torch_errors(predictor):
 def test_set_torch_image_shape_check(predictor):
     with pytest.raises(ValueError, match="long side 1024"):
         predictor.set_torch_image(torch.zeros(1, 3, 100, 100, dtype=torch.uint8), (100, 100))
+
+
+def test_batched_point_sets_without_boxes(predictor):
+    pts = np.array([[[200.0, 200.0]], [[500.0, 300.0]]])
+    masks, scores, low = predictor.predict(pts, np.ones((2, 1)))
+    assert masks.shape == (2, 3, 534, 800) and scores.shape == (2, 3)
+    single = predictor.predict(pts[1], np.ones(1))[2]
+    np.testing.assert_allclose(low[1], single, atol=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -9,62 +10,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from samkit.inputs import as_rgb_uint8, validate_prompts
 from samkit.modeling.sam import Sam
 from samkit.transforms import ResizeLongestSide
-
-VALID_LABELS = (-1, 0, 1, 2, 3)
-
-
-def as_rgb_uint8(image: Any, image_format: str = "RGB") -> np.ndarray:
-    """Convert a PIL image or an HxW / HxWx{1,3,4} uint8 array to an HxWx3 uint8 RGB array."""
-    if image_format not in ("RGB", "BGR"):
-        raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
-    if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
-        image_format = "RGB"
-    if not isinstance(image, np.ndarray):
-        raise ValueError(
-            f"expected an HxWx3 uint8 numpy array or a PIL image, got {type(image).__name__}"
-        )
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image (0-255), got dtype {image.dtype}")
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected an image of shape HxW or HxWx{{1,3,4}}, got {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"the image is empty (shape {image.shape})")
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    elif image.shape[2] == 4:
-        image = image[:, :, :3]
-    if image_format == "BGR":
-        image = image[:, :, ::-1]
-    return np.ascontiguousarray(image)
-
-
-def _finite_array(name: str, value: Any, dtype: type = np.float64) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=dtype)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be numeric, got {value!r:.80}") from e
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
-
-
-def check_labels(labels: np.ndarray) -> None:
-    bad = ~np.isin(labels, VALID_LABELS)
-    if bad.any():
-        raise ValueError(
-            f"point_labels must be in {{-1, 0, 1, 2, 3}} (1 foreground, 0 background, -1 padding, "
-            f"2/3 box corners); got {sorted(set(labels[bad].tolist()))}"
-        )
-
-
-def check_boxes(boxes: np.ndarray) -> None:
-    if (boxes[..., 2] < boxes[..., 0]).any() or (boxes[..., 3] < boxes[..., 1]).any():
-        raise ValueError("boxes must be (x0, y0, x1, y1) with x1 >= x0 and y1 >= y0")
 
 
 class SamPredictor:
@@ -218,69 +166,21 @@ class SamPredictor:
         box: Any,
         mask_input: Any,
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None, bool]:
-        if point_coords is None and point_labels is not None:
-            raise ValueError("point_labels were given without point_coords")
-        if point_coords is not None and point_labels is None:
-            raise ValueError("point_coords need point_labels (1 foreground, 0 background)")
-        if point_coords is None and box is None and mask_input is None:
-            raise ValueError("no prompt: give point_coords + point_labels, a box, or a mask_input")
-
-        n_boxes, batched = 1, False
-        boxes_t = None
-        if box is not None:
-            b = _finite_array("box", box)
-            if b.ndim == 1:
-                b = b[None]
-            if b.ndim != 2 or b.shape[1] != 4 or b.shape[0] == 0:
-                raise ValueError(f"box must have shape (4,) or (B, 4), got {np.shape(box)}")
-            check_boxes(b)
-            n_boxes, batched = b.shape[0], b.shape[0] > 1
-            b = self.transform.apply_boxes(b, self.original_size)
-            boxes_t = torch.as_tensor(b, dtype=torch.float, device=self.device)
-
-        coords_t = labels_t = None
-        if point_coords is not None:
-            c = _finite_array("point_coords", point_coords)
-            lab = np.asarray(point_labels)
-            if lab.dtype.kind not in "iuf" or not np.isfinite(lab).all():
-                raise ValueError(f"point_labels must be integers, got dtype {lab.dtype}")
-            if lab.dtype.kind == "f" and not np.equal(np.round(lab), lab).all():
-                raise ValueError("point_labels must be whole numbers")
-            lab = lab.astype(np.int64)
-            if c.ndim == 2:
-                c, lab = c[None], lab[None] if lab.ndim == 1 else lab
-            if c.ndim != 3 or c.shape[-1] != 2 or c.shape[1] == 0:
-                raise ValueError(
-                    f"point_coords must have shape (N, 2) (or (B, N, 2) with B boxes), "
-                    f"got {np.shape(point_coords)}"
-                )
-            if lab.shape != c.shape[:2]:
-                raise ValueError(
-                    f"point_labels shape {np.shape(point_labels)} does not match point_coords "
-                    f"shape {np.shape(point_coords)}: one label per point"
-                )
-            check_labels(lab)
-            if c.shape[0] == 1 and n_boxes > 1:
-                c, lab = np.repeat(c, n_boxes, 0), np.repeat(lab, n_boxes, 0)
-            if c.shape[0] != n_boxes:
-                raise ValueError(f"{c.shape[0]} point sets for {n_boxes} boxes")
-            c = self.transform.apply_coords(c, self.original_size)
-            coords_t = torch.as_tensor(c, dtype=torch.float, device=self.device)
-            labels_t = torch.as_tensor(lab, dtype=torch.int, device=self.device)
-
-        masks_t = None
-        if mask_input is not None:
-            m = _finite_array("mask_input", mask_input, np.float32)
-            h, w = self.mask_input_size
-            if m.shape == (1, h, w):
-                m = np.repeat(m[None], n_boxes, 0)
-            if m.shape != (n_boxes, 1, h, w):
-                raise ValueError(
-                    f"mask_input must have shape (1, {h}, {w}) (low-res logits of an earlier "
-                    f"predict) or ({n_boxes}, 1, {h}, {w}); got {m.shape}"
-                )
-            masks_t = torch.as_tensor(m, dtype=torch.float, device=self.device)
-        return coords_t, labels_t, boxes_t, masks_t, batched
+        p = validate_prompts(point_coords, point_labels, box, mask_input, self.mask_input_size)
+        as_tensor = partial(torch.as_tensor, device=self.device)
+        boxes = coords = labels = masks = None
+        if p.boxes is not None:
+            boxes = as_tensor(
+                self.transform.apply_boxes(p.boxes, self.original_size), dtype=torch.float
+            )
+        if p.coords is not None:
+            coords = as_tensor(
+                self.transform.apply_coords(p.coords, self.original_size), dtype=torch.float
+            )
+            labels = as_tensor(p.labels, dtype=torch.int)
+        if p.mask_input is not None:
+            masks = as_tensor(p.mask_input, dtype=torch.float)
+        return coords, labels, boxes, masks, p.batched
 
     @torch.inference_mode()
     def predict_torch(

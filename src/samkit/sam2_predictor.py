@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -10,9 +11,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from samkit.inputs import as_rgb_uint8, validate_prompts
 from samkit.modeling.sam2 import Sam2
 from samkit.postprocess_sam2 import postprocess_masks, require_scipy
-from samkit.predictor import _finite_array, as_rgb_uint8, check_boxes, check_labels
 
 _Prompts = tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]
 
@@ -224,72 +225,19 @@ class Sam2ImagePredictor:
             (mask_input Bx1xhxw, coords BxNx2, labels BxN, box Bx2x2), each None when absent,
             as float32 / int32 tensors (the official `_prep_prompts` output).
         """
-        if point_coords is None and point_labels is not None:
-            raise ValueError("point_labels were given without point_coords")
-        if point_coords is not None and point_labels is None:
-            raise ValueError("point_coords need point_labels (1 foreground, 0 background)")
-        if point_coords is None and box is None and mask_logits is None:
-            raise ValueError("no prompt: give point_coords + point_labels, a box, or a mask_input")
+        p = validate_prompts(point_coords, point_labels, box, mask_logits, self.mask_input_size)
         orig_hw = self._orig_hw[img_idx]
-
-        n_boxes = 1
-        box_t = None
-        if box is not None:
-            b = _finite_array("box", box)
-            if b.ndim == 1:
-                b = b[None]
-            if b.ndim != 2 or b.shape[1] != 4 or b.shape[0] == 0:
-                raise ValueError(f"box must have shape (4,) or (B, 4), got {np.shape(box)}")
-            check_boxes(b)
-            n_boxes = b.shape[0]
-            box_t = torch.as_tensor(b, dtype=torch.float, device=self.device)
-            box_t = self._transform_coords(box_t.reshape(-1, 2, 2), normalize_coords, orig_hw)
-
-        coords_t = labels_t = None
-        if point_coords is not None:
-            c = _finite_array("point_coords", point_coords)
-            lab = np.asarray(point_labels)
-            if lab.dtype.kind not in "iuf" or not np.isfinite(lab).all():
-                raise ValueError(f"point_labels must be integers, got dtype {lab.dtype}")
-            if lab.dtype.kind == "f" and not np.equal(np.round(lab), lab).all():
-                raise ValueError("point_labels must be whole numbers")
-            lab = lab.astype(np.int64)
-            if c.ndim == 2:
-                c, lab = c[None], (lab[None] if lab.ndim == 1 else lab)
-            if c.ndim != 3 or c.shape[-1] != 2 or c.shape[1] == 0:
-                raise ValueError(
-                    "point_coords must have shape (N, 2) (or (B, N, 2) with B boxes), "
-                    f"got {np.shape(point_coords)}"
-                )
-            if lab.shape != c.shape[:2]:
-                raise ValueError(
-                    f"point_labels shape {np.shape(point_labels)} does not match point_coords "
-                    f"shape {np.shape(point_coords)}: one label per point"
-                )
-            check_labels(lab)
-            if c.shape[0] == 1 and n_boxes > 1:
-                c, lab = np.repeat(c, n_boxes, 0), np.repeat(lab, n_boxes, 0)
-            if box is not None and c.shape[0] != n_boxes:
-                raise ValueError(f"{c.shape[0]} point sets for {n_boxes} boxes")
-            n_boxes = c.shape[0]
-            coords_t = torch.as_tensor(c, dtype=torch.float, device=self.device)
+        as_tensor = partial(torch.as_tensor, device=self.device)
+        mask_t = coords_t = labels_t = box_t = None
+        if p.boxes is not None:
+            box_t = as_tensor(p.boxes, dtype=torch.float).reshape(-1, 2, 2)
+            box_t = self._transform_coords(box_t, normalize_coords, orig_hw)
+        if p.coords is not None:
+            coords_t = as_tensor(p.coords, dtype=torch.float)
             coords_t = self._transform_coords(coords_t, normalize_coords, orig_hw)
-            labels_t = torch.as_tensor(lab, dtype=torch.int, device=self.device)
-
-        mask_t = None
-        if mask_logits is not None:
-            m = _finite_array("mask_input", mask_logits, np.float32)
-            h, w = self.mask_input_size
-            if m.shape == (1, h, w):
-                m = m[None]
-            if m.shape[1:] == (1, h, w) and m.shape[0] == 1 and n_boxes > 1:
-                m = np.repeat(m, n_boxes, 0)
-            if m.shape != (n_boxes, 1, h, w):
-                raise ValueError(
-                    f"mask_input must have shape (1, {h}, {w}) (low-res logits of an earlier "
-                    f"predict) or ({n_boxes}, 1, {h}, {w}); got {np.shape(mask_logits)}"
-                )
-            mask_t = torch.as_tensor(m, dtype=torch.float, device=self.device)
+            labels_t = as_tensor(p.labels, dtype=torch.int)
+        if p.mask_input is not None:
+            mask_t = as_tensor(p.mask_input, dtype=torch.float)
         return mask_t, coords_t, labels_t, box_t
 
     def _transform_coords(

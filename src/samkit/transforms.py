@@ -16,12 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-
-def get_preprocess_shape(old_h: int, old_w: int, long_side_length: int) -> tuple[int, int]:
-    """Size (H, W) after resizing so that the longest side is `long_side_length` (official rounding)."""
-    scale = long_side_length * 1.0 / max(old_h, old_w)
-    new_h, new_w = old_h * scale, old_w * scale
-    return int(new_h + 0.5), int(new_w + 0.5)
+from samkit.inputs import get_preprocess_shape
 
 
 def resize_longest_side(image: np.ndarray, long_side_length: int) -> np.ndarray:

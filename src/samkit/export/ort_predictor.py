@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-VALID_LABELS = (-1, 0, 1, 2, 3)
+from samkit.inputs import Prompts, as_rgb_uint8, get_preprocess_shape, validate_prompts
+
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 
@@ -30,45 +31,6 @@ def _require_ort() -> Any:
     except ImportError as e:  # pragma: no cover - exercised only without the extra
         raise ImportError("OnnxSamPredictor needs onnxruntime: pip install 'samkit[onnx]'") from e
     return onnxruntime
-
-
-def preprocess_shape(h: int, w: int, long_side: int) -> tuple[int, int]:
-    """(H, W) after resizing the longest side to `long_side` (official rounding)."""
-    scale = long_side * 1.0 / max(h, w)
-    return int(h * scale + 0.5), int(w * scale + 0.5)
-
-
-def _rgb_uint8(image: Any, image_format: str) -> np.ndarray:
-    if image_format not in ("RGB", "BGR"):
-        raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
-    if isinstance(image, Image.Image):
-        image, image_format = np.asarray(image.convert("RGB")), "RGB"
-    if not isinstance(image, np.ndarray):
-        raise ValueError(
-            f"expected an HxWx3 uint8 array or a PIL image, got {type(image).__name__}"
-        )
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image (0-255), got dtype {image.dtype}")
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4) or 0 in image.shape[:2]:
-        raise ValueError(f"expected a non-empty HxW or HxWx{{1,3,4}} image, got {image.shape}")
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    image = image[:, :, :3]
-    if image_format == "BGR":
-        image = image[:, :, ::-1]
-    return np.ascontiguousarray(image)
-
-
-def _finite(name: str, value: Any, dtype: type = np.float64) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=dtype)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} must be numeric, got {value!r:.80}") from e
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
 
 
 def _meta(session: Any) -> dict[str, Any]:
@@ -146,7 +108,7 @@ class OnnxSamPredictor:
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """HxWx3 uint8 RGB -> 1x3xSxS float32 encoder input (resize, normalise, pad)."""
         h, w = image.shape[:2]
-        new_h, new_w = preprocess_shape(h, w, self.img_size)
+        new_h, new_w = get_preprocess_shape(h, w, self.img_size)
         if (new_h, new_w) != (h, w):
             image = np.asarray(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
         x = (image.astype(np.float32) - self.pixel_mean) / self.pixel_std
@@ -158,7 +120,7 @@ class OnnxSamPredictor:
         """Run the encoder on an HxWx3 uint8 image (or PIL image)."""
         if self.encoder is None:
             raise ValueError("no encoder file was given: use set_embedding(...) instead")
-        image = _rgb_uint8(image, image_format)
+        image = as_rgb_uint8(image, image_format)
         x = self.preprocess(image)
         (emb,) = self.encoder.run(["image_embeddings"], {"image": x})
         h, w = image.shape[:2]
@@ -174,7 +136,7 @@ class OnnxSamPredictor:
         self.reset_image()
         self.features = embedding
         self.original_size = (int(original_size[0]), int(original_size[1]))
-        self.input_size = preprocess_shape(*self.original_size, self.img_size)
+        self.input_size = get_preprocess_shape(*self.original_size, self.img_size)
         self.is_image_set = True
 
     def get_image_embedding(self) -> np.ndarray:
@@ -192,58 +154,21 @@ class OnnxSamPredictor:
         xy[..., 1] *= nh / oh
         return xy
 
-    def _prompts(
-        self, point_coords: Any, point_labels: Any, box: Any
-    ) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    def _prompts(self, p: Prompts) -> tuple[np.ndarray, np.ndarray]:
         """BxNx2 coords and BxN labels in the model frame (box corners labelled 2 / 3)."""
-        if (point_coords is None) != (point_labels is None):
-            raise ValueError("point_coords and point_labels must be given together")
-        nb, batched, boxes = 1, False, None
-        if box is not None:
-            boxes = _finite("box", box)
-            boxes = boxes[None] if boxes.ndim == 1 else boxes
-            if boxes.ndim != 2 or boxes.shape[1] != 4 or boxes.shape[0] == 0:
-                raise ValueError(f"box must have shape (4,) or (B, 4), got {np.shape(box)}")
-            if (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
-                raise ValueError("boxes must be (x0, y0, x1, y1) with x1 >= x0 and y1 >= y0")
-            nb, batched = boxes.shape[0], boxes.shape[0] > 1
-        coords = np.zeros((nb, 0, 2))
-        labels = np.zeros((nb, 0))
-        if point_coords is not None:
-            coords = _finite("point_coords", point_coords)
-            labels = _finite("point_labels", point_labels)
-            if not np.equal(np.round(labels), labels).all():
-                raise ValueError("point_labels must be whole numbers")
-            if coords.ndim == 2:
-                coords, labels = coords[None], labels[None] if labels.ndim == 1 else labels
-            if coords.ndim != 3 or coords.shape[-1] != 2 or coords.shape[1] == 0:
-                raise ValueError(
-                    f"point_coords must have shape (N, 2), got {np.shape(point_coords)}"
-                )
-            if labels.shape != coords.shape[:2]:
-                raise ValueError(
-                    f"point_labels shape {np.shape(point_labels)} does not match point_coords "
-                    f"shape {np.shape(point_coords)}: one label per point"
-                )
-            bad = ~np.isin(labels, VALID_LABELS)
-            if bad.any():
-                raise ValueError(
-                    f"point_labels must be in {{-1, 0, 1, 2, 3}}, got {sorted(set(labels[bad]))}"
-                )
-            if coords.shape[0] == 1 and nb > 1:
-                coords, labels = np.repeat(coords, nb, 0), np.repeat(labels, nb, 0)
-            if coords.shape[0] != nb:
-                raise ValueError(f"{coords.shape[0]} point sets for {nb} boxes")
-            coords = self._to_model(coords)
-        if boxes is not None:
-            corners = self._to_model(boxes.reshape(nb, 2, 2))
+        nb = p.batch
+        coords, labels = np.zeros((nb, 0, 2)), np.zeros((nb, 0))
+        if p.coords is not None:
+            coords, labels = self._to_model(p.coords), p.labels.astype(np.float64)
+        if p.boxes is not None:
+            corners = self._to_model(p.boxes.reshape(nb, 2, 2))
             coords = np.concatenate([coords, corners], axis=1)
             labels = np.concatenate([labels, np.tile([2.0, 3.0], (nb, 1))], axis=1)
-        elif point_coords is not None:
+        elif p.coords is not None:
             # As SamPredictor (and the official ONNX example): a padding point when there is no box.
             coords = np.concatenate([coords, np.zeros((nb, 1, 2))], axis=1)
             labels = np.concatenate([labels, -np.ones((nb, 1))], axis=1)
-        return coords.astype(np.float32), labels.astype(np.float32), nb, batched
+        return coords.astype(np.float32), labels.astype(np.float32)
 
     def predict(
         self,
@@ -260,26 +185,18 @@ class OnnxSamPredictor:
             masks CxHxW, scores C, low-res logits Cxhxw; with B > 1 boxes a leading B axis.
         """
         self._require_image()
-        if point_coords is None and box is None and mask_input is None:
-            raise ValueError("no prompt: give point_coords + point_labels, a box, or a mask_input")
         if multimask_output and self.num_decoder_masks == 1:
             raise ValueError(
                 "this decoder was exported with --return-single-mask: call predict with "
                 "multimask_output=False, or export without it for the 3 multimask outputs"
             )
-        coords, labels, nb, batched = self._prompts(point_coords, point_labels, box)
-        h, w = self.mask_input_size
-        if mask_input is not None:
-            m = _finite("mask_input", mask_input, np.float32)
-            if m.shape == (1, h, w):
-                m = np.repeat(m[None], nb, 0)
-            if m.shape != (nb, 1, h, w):
-                raise ValueError(
-                    f"mask_input must have shape (1, {h}, {w}) (low-res logits of an earlier "
-                    f"predict) or ({nb}, 1, {h}, {w}); got {m.shape}"
-                )
-            has_mask = np.ones(1, np.float32)
+        p = validate_prompts(point_coords, point_labels, box, mask_input, self.mask_input_size)
+        coords, labels = self._prompts(p)
+        nb, batched = p.batch, p.batched
+        if p.mask_input is not None:
+            m, has_mask = p.mask_input, np.ones(1, np.float32)
         else:
+            h, w = self.mask_input_size
             m, has_mask = np.zeros((nb, 1, h, w), np.float32), np.zeros(1, np.float32)
         if self.batched_decoder:
             masks, iou, low_res = self._run(coords, labels, m, has_mask)
