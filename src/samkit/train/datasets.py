@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from samkit.amg.rle import rle_string_to_counts
 from samkit.transforms import get_preprocess_shape, resize_longest_side
 
 logger = logging.getLogger("samkit")
@@ -334,7 +335,7 @@ def decode_segmentation(seg: Any, h: int, w: int, where: str = "segmentation") -
             raise DataError(f"{where}: RLE size {rh}x{rw} differs from the image size {h}x{w}")
         counts = seg["counts"]
         if isinstance(counts, (str, bytes)):
-            counts = rle_string_to_counts(counts if isinstance(counts, str) else counts.decode())
+            counts = rle_string_to_counts(counts)
         return rle_counts_to_mask(list(counts), h, w, where)
     raise DataError(f"{where}: expected a polygon list or an RLE dict with 'size' and 'counts'")
 
@@ -347,26 +348,6 @@ def rle_counts_to_mask(counts: Sequence[int], h: int, w: int, where: str = "RLE"
     values[1::2] = True
     flat = np.repeat(values, np.asarray(counts, dtype=np.int64))
     return flat.reshape(w, h).T.copy()
-
-
-def rle_string_to_counts(s: str) -> list[int]:
-    """Decode COCO's compressed RLE string (``maskApi.c: rleFrString``) into run lengths."""
-    counts: list[int] = []
-    p = 0
-    while p < len(s):
-        x, k, more = 0, 0, True
-        while more:
-            c = ord(s[p]) - 48
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and (c & 0x10):
-                x |= -1 << (5 * k)
-        if len(counts) > 2:
-            x += counts[-2]
-        counts.append(x)
-    return counts
 
 
 def open_dataset(
