@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -244,6 +245,46 @@ def sam_config_from_official(cfg: dict[str, Any]) -> SamConfig:
         )
     except (KeyError, TypeError, IndexError) as e:
         raise ValueError(f"not a SAM 1 constructor config: missing or malformed field {e}") from e
+
+
+_FAMILY_NAMES = {"sam1": "SAM 1", "sam2": "SAM 2"}
+
+
+def resolve_config(
+    variant_or_config: Any,
+    family: Family,
+    config_type: type,
+    from_official: Any,
+    example: str,
+) -> tuple[Any, str | None]:
+    """(config, registered variant name or None) from a variant name, a config object of
+    `config_type`, or the path of a fixture-style config.json (parsed with `from_official`)."""
+    other = "build_sam" if family == "sam2" else "build_sam2"
+    if isinstance(variant_or_config, config_type):
+        return variant_or_config, None
+    if isinstance(variant_or_config, os.PathLike) or (
+        isinstance(variant_or_config, str)
+        and (variant_or_config.endswith(".json") or os.sep in variant_or_config)
+    ):
+        raw = load_config_json(variant_or_config)
+        if not isinstance(raw, dict):
+            raise ValueError(f"{variant_or_config}: expected a JSON object")
+        if raw.get("family", family) != family:
+            raise ValueError(f"{variant_or_config}: a {raw['family']} config; use samkit.{other}")
+        return from_official(raw), None
+    if isinstance(variant_or_config, str):
+        variant = get_variant(variant_or_config)
+        if variant.family != family:
+            raise ValueError(
+                f"{variant_or_config!r} is a {_FAMILY_NAMES[variant.family]} variant; "
+                f"use samkit.{other}"
+            )
+        return variant.config, variant.name
+    raise ValueError(
+        f"expected a {_FAMILY_NAMES[family]} variant name (e.g. {example!r}), a "
+        f"{config_type.__name__}, or a config.json "
+        f"path; got {type(variant_or_config).__name__}"
+    )
 
 
 def load_config_json(path: str | Path) -> dict[str, Any]:

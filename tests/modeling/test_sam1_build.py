@@ -130,7 +130,7 @@ def test_build_errors(tmp_path):
         build_sam("vit_x")
     with pytest.raises(ValueError, match="needs a variant"):
         build_sam()
-    with pytest.raises(ValueError, match="expected a variant name"):
+    with pytest.raises(ValueError, match="expected a SAM 1 variant name"):
         build_sam(123)  # type: ignore[arg-type]
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

@@ -15,8 +15,7 @@ from samkit.configs import (
     SamConfig,
     TwoWayTransformerConfig,
     ViTConfig,
-    get_variant,
-    load_config_json,
+    resolve_config,
     sam_config_from_official,
 )
 from samkit.modeling.mask_decoder import MaskDecoder
@@ -186,25 +185,7 @@ def infer_sam_config(sd: Mapping[str, Tensor]) -> SamConfig:
 
 def resolve_sam_config(variant_or_config: ConfigLike) -> tuple[SamConfig, str | None]:
     """(config, default checkpoint variant name or None) from a name, config, or JSON path."""
-    if isinstance(variant_or_config, SamConfig):
-        return variant_or_config, None
-    if isinstance(variant_or_config, os.PathLike) or (
-        isinstance(variant_or_config, str)
-        and (variant_or_config.endswith(".json") or os.sep in variant_or_config)
-    ):
-        raw = load_config_json(variant_or_config)
-        if raw.get("family", "sam1") != "sam1":
-            raise ValueError(f"{variant_or_config}: a {raw['family']} config; use build_sam2")
-        return sam_config_from_official(raw), None
-    if isinstance(variant_or_config, str):
-        variant = get_variant(variant_or_config)
-        if variant.family != "sam1":
-            raise ValueError(f"{variant_or_config!r} is a SAM 2 variant; use samkit.build_sam2")
-        return variant.config, variant.name
-    raise ValueError(
-        "expected a variant name (e.g. 'vit_b'), a SamConfig, or a config.json path; "
-        f"got {type(variant_or_config).__name__}"
-    )
+    return resolve_config(variant_or_config, "sam1", SamConfig, sam_config_from_official, "vit_b")
 
 
 def build_sam(

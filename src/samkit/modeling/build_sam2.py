@@ -8,7 +8,7 @@ import os
 import torch
 from torch import nn
 
-from samkit.configs import get_variant, load_config_json, variant_names
+from samkit.configs import get_variant, resolve_config, variant_names
 from samkit.configs_sam2 import Sam2Config, sam2_config_from_official
 from samkit.layers import LayerNorm2d
 from samkit.layers.sine_position import PositionEmbeddingSine
@@ -73,26 +73,8 @@ def sam2_from_config(cfg: Sam2Config) -> Sam2:
 
 def resolve_sam2_config(variant_or_config: Sam2ConfigLike) -> tuple[Sam2Config, str | None]:
     """(config, variant name or None) from a variant name, a `Sam2Config` or a config.json path."""
-    if isinstance(variant_or_config, Sam2Config):
-        return variant_or_config, None
-    if isinstance(variant_or_config, os.PathLike) or (
-        isinstance(variant_or_config, str)
-        and (variant_or_config.endswith(".json") or os.sep in variant_or_config)
-    ):
-        raw = load_config_json(variant_or_config)
-        if not isinstance(raw, dict):
-            raise ValueError(f"{variant_or_config}: expected a JSON object")
-        if raw.get("family", "sam2") != "sam2":
-            raise ValueError(f"{variant_or_config}: a {raw['family']} config; use samkit.build_sam")
-        return sam2_config_from_official(raw), None
-    if isinstance(variant_or_config, str):
-        variant = get_variant(variant_or_config)
-        if variant.family != "sam2":
-            raise ValueError(f"{variant_or_config!r} is a SAM 1 variant; use samkit.build_sam")
-        return variant.config, variant.name
-    raise ValueError(
-        "expected a SAM 2 variant name (e.g. 'sam2.1_hiera_s'), a Sam2Config, or a config.json "
-        f"path; got {type(variant_or_config).__name__}"
+    return resolve_config(
+        variant_or_config, "sam2", Sam2Config, sam2_config_from_official, "sam2.1_hiera_s"
     )
 
 
