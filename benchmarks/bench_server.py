@@ -4,7 +4,7 @@ The image is encoded once (as the app does); then each "click" is one random for
 answered with 3 candidate masks at the original resolution, as `POST /api/images/{id}/predict`
 does. Measured per click:
 
-* `engine`: `Engine.predict` = prompt encoder + mask decoder + upsampling to the image size +
+* `engine`: `Engine.submit_predict` on the app's decoding thread = prompt encoder + mask decoder + upsampling to the image size +
   threshold + COCO RLE, bbox and area of the 3 masks (what the page asks for);
 * `engine_png`: the same plus a 1-bit PNG of each of the 3 masks (`png: true`);
 * `http`: the full request through the app (FastAPI TestClient: routing, validation, JSON).
@@ -55,8 +55,10 @@ def main() -> None:
 
     from samkit import build_sam
     from samkit.server.app import create_app
+    from samkit.server.threads import run_in_fresh_thread
 
-    model = build_sam("vit_b")
+    # As `samkit serve` does: no torch op on the main thread (see samkit.server.threads).
+    model = run_in_fresh_thread(build_sam, "vit_b")
     app = create_app(model, cache_bytes=1 << 30, max_upload_bytes=32 * 2**20)
     engine = app.state.engine
     results: dict[str, object] = {
@@ -88,9 +90,9 @@ def main() -> None:
             }
             for i, p in enumerate(points):
                 t0 = time.perf_counter()
-                out = engine.predict(entry, [tuple(p)], [1], None, True)
+                out = engine.submit_predict(entry, [tuple(p)], [1], None, True).result()
                 t1 = time.perf_counter()
-                engine.predict(entry, [tuple(p)], [1], None, True, png=True)
+                engine.submit_predict(entry, [tuple(p)], [1], None, True, png=True).result()
                 t2 = time.perf_counter()
                 resp = client.post(
                     f"/api/images/{info['image_id']}/predict", json={"points": [p], "labels": [1]}

@@ -148,13 +148,18 @@ class SamPredictor:
         coords, labels, boxes, masks_in, batched = self._validate_prompts(
             point_coords, point_labels, box, mask_input
         )
+        # On CPU numpy thresholds the full-size logits about 2x faster than torch.
+        on_cpu = self.device.type == "cpu"
         masks, iou, low_res = self.predict_torch(
-            coords, labels, boxes, masks_in, multimask_output, return_logits
+            coords, labels, boxes, masks_in, multimask_output, return_logits or on_cpu
         )
         if not batched:
             masks, iou, low_res = masks[0], iou[0], low_res[0]
+        out = masks.detach().cpu().numpy()
+        if on_cpu and not return_logits:
+            out = out > self.model.mask_threshold
         return (
-            masks.detach().cpu().numpy(),
+            out,
             iou.float().detach().cpu().numpy(),
             low_res.float().detach().cpu().numpy(),
         )

@@ -144,3 +144,30 @@ def test_upsampler_is_bitwise_postprocess_masks(hw: tuple[int, int]) -> None:
     up = MaskUpsampler((256, 256), 1024, input_size, hw, torch.device("cpu"))
     for i in range(3):
         assert torch.equal(up(low[i, 0]), ref[i, 0])
+
+
+def _reference_coco_string(counts: list[int]) -> str:
+    """pycocotools' rleToString, transcribed one value at a time."""
+    out = []
+    for i, c in enumerate(counts):
+        x = int(c) - (int(counts[i - 2]) if i > 2 else 0)
+        more = True
+        while more:
+            ch = x & 0x1F
+            x >>= 5
+            more = (x != -1) if ch & 0x10 else (x != 0)
+            out.append(chr((ch | 0x20 if more else ch) + 48))
+    return "".join(out)
+
+
+def test_vectorised_coco_string_matches_the_reference_at_every_width() -> None:
+    rng = np.random.default_rng(3)
+    cases = [[0], [5], [0, 1], [15, 16, 17, 511, 512, 0, 2**20, 1], [2**62, 1, 3, 2**40, 7]]
+    # Every character count from 1 to 13, with deltas of both signs.
+    cases += [[int(v) for v in rng.integers(0, 2**k, size=40)] for k in range(1, 63, 3)]
+    for counts in cases:
+        s = rle_counts_to_string(counts)
+        assert s == _reference_coco_string(counts)
+        assert rle_string_to_counts(s) == counts
+    assert rle_counts_to_string(np.asarray(cases[3])) == _reference_coco_string(cases[3])
+    assert rle_counts_to_string([]) == ""

@@ -330,11 +330,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from samkit.server.app import create_app
+        from samkit.server.threads import run_in_fresh_thread
     except ImportError as e:
         raise CliError(
             f"samkit serve needs the [server] extra: pip install 'samkit[server]' ({e})"
         ) from None
-    lm = _model_from_args(args)
+    # Built off the main thread, so that only the app's decoding thread keeps torch threads.
+    lm = run_in_fresh_thread(_model_from_args, args)
     app = create_app(
         lm,
         cache_bytes=int(args.cache_mb * 2**20),

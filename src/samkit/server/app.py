@@ -205,18 +205,19 @@ def create_app(
         }
 
     @app.post("/api/images/{image_id}/predict")
-    def predict(image_id: str, prompt: PromptIn) -> dict[str, Any]:
-        # A plain `def`: FastAPI runs it in its thread pool, off the event loop.
+    async def predict(image_id: str, prompt: PromptIn) -> dict[str, Any]:
         entry = entry_or_404(image_id)
         _check_prompt(prompt, entry)
         try:
-            out = engine.predict(
-                entry,
-                list(prompt.points),
-                list(prompt.labels),
-                prompt.box,
-                prompt.multimask,
-                prompt.png,
+            out = await asyncio.wrap_future(
+                engine.submit_predict(
+                    entry,
+                    list(prompt.points),
+                    list(prompt.labels),
+                    prompt.box,
+                    prompt.multimask,
+                    prompt.png,
+                )
             )
         except ValueError as e:
             raise HTTPException(422, str(e)) from None

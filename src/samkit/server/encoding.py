@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageOps
 
+from samkit.amg.rle import rle_counts_to_string
+
 # Formats the app and CLI decode; anything else is "not an image" (no exotic parsers).
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "PPM")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm")
@@ -78,29 +80,6 @@ def decode_image(
     return rgb
 
 
-def coco_rle_string(counts: np.ndarray) -> str:
-    """COCO compressed counts string of uncompressed run lengths (pycocotools' `rleToString`).
-
-    Vectorised over the runs with numpy; the same string as `samkit.amg.rle.rle_counts_to_string`.
-    """
-    c = np.asarray(counts, dtype=np.int64)
-    x = c.copy()
-    x[3:] -= c[1:-2]  # from the third run on, each count is coded relative to counts[i - 2]
-    chars = np.zeros((x.size, 13), dtype=np.uint8)  # 13 x 5 bits cover any int64
-    valid = np.zeros((x.size, 13), dtype=bool)
-    active = np.ones(x.size, dtype=bool)
-    for k in range(13):
-        ch = x & 0x1F
-        x = x >> 5  # arithmetic shift, like the C code
-        more = np.where(ch & 0x10, x != -1, x != 0)
-        chars[:, k] = (ch | (more.astype(np.int64) << 5)) + 48
-        valid[:, k] = active
-        active &= more
-        if not active.any():
-            break
-    return chars[valid].tobytes().decode("ascii")
-
-
 def _runs(mask: np.ndarray) -> np.ndarray:
     """Run lengths of an HxW bool mask in column-major order, starting with a run of zeros."""
     flat = mask.ravel(order="F")
@@ -117,7 +96,7 @@ def masks_to_coco_rle(masks: np.ndarray | torch.Tensor) -> list[dict[str, Any]]:
         raise ValueError(f"masks must be NxHxW, got shape {m.shape}")
     m = m.astype(bool, copy=False)
     h, w = m.shape[1:]
-    return [{"size": [h, w], "counts": coco_rle_string(_runs(x))} for x in m]
+    return [{"size": [h, w], "counts": rle_counts_to_string(_runs(x))} for x in m]
 
 
 def masks_bbox_xywh(masks: np.ndarray | torch.Tensor) -> list[list[int]]:

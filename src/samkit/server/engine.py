@@ -1,8 +1,11 @@
 """The model side of the web app: encode an image once, decode prompts against cached embeddings.
 
-`Engine` is thread-safe: the (slow) encoder and the automatic mask generator run on one worker
-thread; prompt decoding runs on any thread with a fresh lightweight predictor per call, so clicks
-on an encoded image never wait for another image's encoder.
+`Engine` is thread-safe. Prompt decoding (`submit_predict`) runs on one long-lived decoding
+thread with a fresh lightweight predictor per call; the (slow) encoder and the automatic mask
+generator run one job at a time, each on a fresh thread that exits when done
+(`samkit.server.threads` explains why). Clicks on an encoded image never wait for another image's
+encoder, and parallel clicks queue instead of oversubscribing the cores. `predict` also runs in the
+caller's thread.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from samkit.embeddings import features_of, restore_features
 from samkit.predictor import SamPredictor
 from samkit.server.cache import ByteLRUCache
 from samkit.server.encoding import DEFAULT_MAX_PIXELS, decode_image, mask_png_bytes, mask_records
+from samkit.server.threads import run_in_fresh_thread
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class Engine:
         max_pixels: largest accepted image.
         max_upload_bytes: largest accepted upload (counted in an entry's size).
         family: "sam1" or "sam2".
+        threads: torch intra-op threads for decoding and encoding (default: the caller's setting).
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class Engine:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_upload_bytes: int = 32 * 2**20,
         family: str = "sam1",
+        threads: int | None = None,
     ) -> None:
         if family not in ("sam1", "sam2"):
             raise ValueError(f"family must be 'sam1' or 'sam2', got {family!r}")
@@ -86,7 +92,15 @@ class Engine:
             )
         self.cache = ByteLRUCache(cache_bytes)
         self.max_pixels = int(max_pixels)
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samkit-encoder")
+        self.threads = torch.get_num_threads() if threads is None else int(threads)
+        # The worker only dispatches: each job runs torch on its own short-lived thread.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samkit-jobs")
+        self._decoder = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="samkit-decoder",
+            initializer=torch.set_num_threads,
+            initargs=(self.threads,),
+        )
         self._encoder = self._new_predictor()
         self._inflight: dict[str, Future] = {}
         self._lock = threading.Lock()
@@ -98,8 +112,12 @@ class Engine:
             return Sam2ImagePredictor(self.model)
         return SamPredictor(self.model)
 
+    def _in_fresh_thread(self, fn: Any, *args: Any) -> Any:
+        return run_in_fresh_thread(fn, *args, threads=self.threads)
+
     def close(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)
+        self._decoder.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ images
 
@@ -114,7 +132,7 @@ class Engine:
                 return image_id, fut
             fut = self._inflight.get(image_id)
             if fut is None:
-                fut = self._worker.submit(self._encode, image_id, data)
+                fut = self._worker.submit(self._in_fresh_thread, self._encode, image_id, data)
                 self._inflight[image_id] = fut
             return image_id, fut
 
@@ -143,6 +161,10 @@ class Engine:
         return self.cache.get(image_id)
 
     # ------------------------------------------------------------------ prompts
+
+    def submit_predict(self, entry: Entry, *args: Any, **kwargs: Any) -> Future:
+        """`predict` on the decoding thread; a future of its result."""
+        return self._decoder.submit(self.predict, entry, *args, **kwargs)
 
     def predict(
         self,
@@ -182,7 +204,7 @@ class Engine:
         """Run the automatic mask generator on the worker thread; future of COCO annotations."""
         if self.family != "sam1":
             raise ValueError("segment everything supports SAM 1 models so far")
-        return self._worker.submit(self._everything, entry, dict(params))
+        return self._worker.submit(self._in_fresh_thread, self._everything, entry, dict(params))
 
     def _everything(self, entry: Entry, params: dict[str, Any]) -> dict[str, Any]:
         from samkit.amg import SamAutomaticMaskGenerator
