@@ -66,22 +66,39 @@ class Attention(nn.Module):
         A batch of 1 on either side broadcasts over the other's batch (the mask decoder keeps a
         shared image embedding at batch 1), so its projections are computed once.
         """
-        q = self._separate_heads(self.q_proj(q))
-        k = self._separate_heads(self.k_proj(k))
-        v = self._separate_heads(self.v_proj(v))
-        if k.shape[2] <= SMALL_KEYS:
-            # A few keys (image -> token attention): plain matmuls beat the SDPA kernel here, and
-            # scores laid out keys x queries let the softmax vectorise along the long query axis.
-            scores_t = k @ q.transpose(-2, -1) * q.shape[-1] ** -0.5  # (B, nh, Nk, Nq)
-            out = torch.softmax(scores_t, dim=-2).transpose(-2, -1) @ v
-        else:
-            if q.shape[0] == 1 and k.shape[0] != 1:
-                q = q.expand(k.shape[0], -1, -1, -1)
-            elif k.shape[0] == 1 and q.shape[0] != 1:
-                k, v = k.expand(q.shape[0], -1, -1, -1), v.expand(q.shape[0], -1, -1, -1)
-            out = sdpa(q, k, v)  # (B, nh, Nq, hs)
+        q, k, v = self.q_proj(q), self.k_proj(k), self.v_proj(v)
+        if k.shape[1] <= SMALL_KEYS:
+            return self.out_proj(self._few_keys(q, k, v))
+        q, k, v = self._separate_heads(q), self._separate_heads(k), self._separate_heads(v)
+        if q.shape[0] == 1 and k.shape[0] != 1:
+            q = q.expand(k.shape[0], -1, -1, -1)
+        elif k.shape[0] == 1 and q.shape[0] != 1:
+            k, v = k.expand(q.shape[0], -1, -1, -1), v.expand(q.shape[0], -1, -1, -1)
+        out = sdpa(q, k, v)  # (B, nh, Nq, hs)
         b, nh, n, hs = out.shape  # from the output, so exporters keep the batch dynamic
         return self.out_proj(out.transpose(1, 2).reshape(b, n, nh * hs))
+
+    def _few_keys(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """Attention over a few keys (image -> token): (Bq, Nq, C) x (Bk, Nk, C) -> (B, Nq, C).
+
+        With keys and values spread block-diagonally over the heads, (Bk, nh*Nk, C), all heads are
+        one matmul against the queries in their (B, Nq, C) layout, and the output comes out in
+        that layout too: no head split or merge copies of the long query side. The scores are
+        laid out keys x queries, so the softmax vectorises along the long query axis.
+        """
+        nh = self.num_heads
+        bq, nq, c = q.shape
+        bk, nk, _ = k.shape
+        eye = torch.eye(nh, dtype=k.dtype, device=k.device)[:, None, :, None]  # (nh, 1, nh, 1)
+        k_bd = (k.reshape(bk, 1, nk, nh, c // nh) * eye).reshape(bk, nh * nk, c)
+        v_bd = (v.reshape(bk, 1, nk, nh, c // nh) * eye).reshape(bk, nh * nk, c)
+        k_bd = k_bd * (c // nh) ** -0.5
+        if bq == 1 and bk != 1:  # one shared query side: stack the batches' keys as rows
+            scores = (k_bd.reshape(1, bk * nh * nk, c) @ q.transpose(1, 2)).reshape(bk, nh, nk, nq)
+        else:
+            scores = (k_bd @ q.transpose(1, 2)).reshape(-1, nh, nk, nq)  # (B, nh, Nk, Nq)
+        attn = torch.softmax(scores, dim=-2).reshape(-1, nh * nk, nq)
+        return attn.transpose(1, 2) @ v_bd  # (B, Nq, C)
 
 
 def reference_attention(q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor | None = None) -> Tensor:

@@ -50,11 +50,13 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q=q, k=q, v=queries)
         queries = self.norm1(queries)
 
-        q, k = queries + query_pe, keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(q=q, k=k, v=keys))
+        k = keys + key_pe  # keys only change at the end of the block: one sum serves both
+        queries = self.norm2(
+            queries + self.cross_attn_token_to_image(q=queries + query_pe, k=k, v=keys)
+        )
         queries = self.norm3(queries + self.mlp(queries))
 
-        q, k = queries + query_pe, keys + key_pe
+        q = queries + query_pe
         keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries))
         return queries, keys
 
