@@ -148,18 +148,13 @@ class SamPredictor:
         coords, labels, boxes, masks_in, batched = self._validate_prompts(
             point_coords, point_labels, box, mask_input
         )
-        # On CPU numpy thresholds the full-size logits about 2x faster than torch.
-        on_cpu = self.device.type == "cpu"
         masks, iou, low_res = self.predict_torch(
-            coords, labels, boxes, masks_in, multimask_output, return_logits or on_cpu
+            coords, labels, boxes, masks_in, multimask_output, return_logits
         )
         if not batched:
             masks, iou, low_res = masks[0], iou[0], low_res[0]
-        out = masks.detach().cpu().numpy()
-        if on_cpu and not return_logits:
-            out = out > self.model.mask_threshold
         return (
-            out,
+            masks.detach().cpu().numpy(),
             iou.float().detach().cpu().numpy(),
             low_res.float().detach().cpu().numpy(),
         )
@@ -233,14 +228,42 @@ class SamPredictor:
             boxes=None if boxes is None else boxes.to(self.device),
             masks=None if mask_input is None else mask_input.to(self.device),
         )
-        low_res, iou = model.mask_decoder(
-            image_embeddings=self.features,
-            image_pe=self._get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
-        )[:2]
-        masks = model.postprocess_masks(low_res, self.input_size, self.original_size)
-        if not return_logits:
-            masks = masks > model.mask_threshold
+        # Decode and upsample a chunk of prompts at a time (see MaskDecoder.prompt_chunk): the
+        # full-size logits of a chunk are thresholded while they are still in the cache.
+        b = sparse.shape[0]
+        chunk = model.mask_decoder._chunk_size(self.features, b)
+        masks = None
+        iou_parts, low_parts = [], []
+        shared: dict = {}  # image-side work of the decoder, shared by the chunks
+        for i in range(0, b, chunk):
+            low_res, iou = model.mask_decoder(
+                image_embeddings=self.features,
+                image_pe=self._get_dense_pe(),
+                sparse_prompt_embeddings=sparse[i : i + chunk],
+                dense_prompt_embeddings=dense[i : i + chunk] if dense.shape[0] == b else dense,
+                multimask_output=multimask_output,
+                shared=shared,
+            )[:2]
+            logits = model.postprocess_masks(low_res, self.input_size, self.original_size)
+            if chunk >= b and return_logits:
+                masks = logits
+            else:
+                if masks is None:
+                    dtype = logits.dtype if return_logits else torch.bool
+                    masks = logits.new_empty((b, *logits.shape[1:]), dtype=dtype)
+                if return_logits:
+                    masks[i : i + chunk] = logits
+                else:
+                    _threshold(logits, model.mask_threshold, out=masks[i : i + chunk])
+            iou_parts.append(iou)
+            low_parts.append(low_res)
+        iou, low_res = torch.cat(iou_parts), torch.cat(low_parts)
         return masks, iou, low_res
+
+
+def _threshold(logits: Tensor, threshold: float, out: Tensor) -> None:
+    """out = logits > threshold (numpy on CPU: about twice torch's speed there)."""
+    if logits.device.type == "cpu":
+        np.greater(logits.numpy(), threshold, out=out.numpy())
+    else:
+        torch.gt(logits, threshold, out=out)

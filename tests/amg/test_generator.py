@@ -44,6 +44,7 @@ class SquareDecoder(nn.Module):
         sparse_prompt_embeddings,
         dense_prompt_embeddings,
         multimask_output,
+        shared=None,  # MaskDecoder's cache of image-side work; nothing to cache here
     ):
         pts = sparse_prompt_embeddings[:, 0]  # (B, 2) in the 256-px model input frame
         ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")

@@ -50,11 +50,11 @@ class _CachedGenerator(SamAutomaticMaskGenerator):
 
     cache: ClassVar[dict] = {}
 
-    def _decode(self, points, im_size):
+    def _decode(self, points, im_size, shared=None):
         f = self.predictor.features
         key = (id(self.predictor.model), points.tobytes(), tuple(im_size), float(f.sum()))
         if key not in self.cache:
-            self.cache[key] = super()._decode(points, im_size)
+            self.cache[key] = super()._decode(points, im_size, shared)
         return self.cache[key]
 
 

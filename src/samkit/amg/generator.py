@@ -250,9 +250,10 @@ class SamAutomaticMaskGenerator:
         upsampler: MaskUpsampler | None = None
         points_for_image = self.point_grids[layer_idx] * np.array([[crop_w, crop_h]])
         data = Candidates()
+        shared: dict = {}  # the decoder's image-side work for this crop, reused by every batch
         for start in range(0, len(points_for_image), self.points_per_batch):
             points = points_for_image[start : start + self.points_per_batch]
-            low_res, iou = self._decode(points, (crop_h, crop_w))
+            low_res, iou = self._decode(points, (crop_h, crop_w), shared)
             if upsampler is None:
                 upsampler = MaskUpsampler(
                     tuple(low_res.shape[-2:]),
@@ -279,7 +280,9 @@ class SamAutomaticMaskGenerator:
         data.points = [p + np.array([x0, y0]) for p in data.points]
         return data
 
-    def _decode(self, points: np.ndarray, im_size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    def _decode(
+        self, points: np.ndarray, im_size: tuple[int, int], shared: dict | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Decoder forward for one batch of single-point prompts -> (B*3)xhxw logits, B*3 IoU."""
         predictor = self.predictor
         model = predictor.model
@@ -292,10 +295,11 @@ class SamAutomaticMaskGenerator:
         )
         out = model.mask_decoder(
             image_embeddings=predictor.features,
-            image_pe=model.prompt_encoder.get_dense_pe(),
+            image_pe=predictor._get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=True,
+            shared=shared,
         )
         low_res, iou = out[0], out[1]
         self.timings["decoder_s"] += self._now() - t

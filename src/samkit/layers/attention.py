@@ -66,7 +66,10 @@ class Attention(nn.Module):
         A batch of 1 on either side broadcasts over the other's batch (the mask decoder keeps a
         shared image embedding at batch 1), so its projections are computed once.
         """
-        q, k, v = self.q_proj(q), self.k_proj(k), self.v_proj(v)
+        return self.attend(self.q_proj(q), self.k_proj(k), self.v_proj(v))
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """`forward` after the q/k/v projections (BxNqxC', BxNkxC', BxNkxC'); returns BxNqxC."""
         if k.shape[1] <= SMALL_KEYS:
             return self.out_proj(self._few_keys(q, k, v))
         q, k, v = self._separate_heads(q), self._separate_heads(k), self._separate_heads(v)

@@ -41,8 +41,15 @@ class TwoWayAttentionBlock(nn.Module):
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(
-        self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor
+        self,
+        queries: Tensor,
+        keys: Tensor,
+        query_pe: Tensor,
+        key_pe: Tensor,
+        memo: dict[str, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
+        """One block. `memo` keeps the image-side projections across chunks of prompts; only for
+        keys that are the same for every chunk (the first block's shared image)."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(q=queries, k=queries, v=queries)
         else:
@@ -50,14 +57,18 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q=q, k=q, v=queries)
         queries = self.norm1(queries)
 
-        k = keys + key_pe  # keys only change at the end of the block: one sum serves both
-        queries = self.norm2(
-            queries + self.cross_attn_token_to_image(q=queries + query_pe, k=k, v=keys)
-        )
+        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        proj = memo if memo is not None else {}
+        if not proj:
+            k = keys + key_pe  # keys only change at the end of the block: one sum serves both
+            proj.update(t2i_k=t2i.k_proj(k), t2i_v=t2i.v_proj(keys), i2t_q=i2t.q_proj(k))
+        q = t2i.q_proj(queries + query_pe)
+        queries = self.norm2(queries + t2i.attend(q, proj["t2i_k"], proj["t2i_v"]))
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(q=k, k=q, v=queries))
+        out = i2t.attend(proj["i2t_q"], i2t.k_proj(q), i2t.v_proj(queries))
+        keys = self.norm4(keys + out)
         return queries, keys
 
 
@@ -101,14 +112,21 @@ class TwoWayTransformer(nn.Module):
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
     def forward(
-        self, image_embedding: Tensor, image_pe: Tensor, point_embedding: Tensor
+        self,
+        image_embedding: Tensor,
+        image_pe: Tensor,
+        point_embedding: Tensor,
+        shared: dict[str, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Run the transformer.
 
         Args:
-            image_embedding: BxCxHxW image embedding.
+            image_embedding: BxCxHxW image embedding (or 1xCxHxW shared by B prompts).
             image_pe: BxCxHxW positional encoding of the image embedding.
             point_embedding: BxNxC prompt (and output) tokens.
+            shared: a dict kept across calls on chunks of prompts that share one batch-1
+                `image_embedding`: the first block's image-side projections are computed in
+                the first call and reused (pass an empty dict to start).
 
         Returns:
             BxNxC processed tokens and Bx(H*W)xC processed image embedding.
@@ -116,8 +134,10 @@ class TwoWayTransformer(nn.Module):
         image_embedding = image_embedding.flatten(2).permute(0, 2, 1)  # (B, HW, C)
         image_pe = image_pe.flatten(2).permute(0, 2, 1)
         queries, keys = point_embedding, image_embedding
-        for layer in self.layers:
-            queries, keys = layer(queries, keys, point_embedding, image_pe)
+        for i, layer in enumerate(self.layers):
+            # After the first block the keys depend on the prompts: nothing more to share.
+            memo = shared if i == 0 and image_embedding.shape[0] == 1 else None
+            queries, keys = layer(queries, keys, point_embedding, image_pe, memo)
         q, k = queries + point_embedding, keys + image_pe
         queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q=q, k=k, v=keys))
         return queries, keys
