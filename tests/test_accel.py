@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from samkit import SamPredictor, build_sam
+from samkit import Sam2ImagePredictor, SamPredictor, build_sam, build_sam2
 from samkit.accel import autocast_decoder, encoder_to_dtype, optimize, quantize_encoder_int8
 from tests.conftest import FIXTURES, load_rgb, manifest
 
 MODELS = ["sam1_tiny", "sam1_shapes"]
 
 
-def _build(model_dir: str):
+def _build(model_dir: str, dtype: torch.dtype | None = None):
     d = FIXTURES / model_dir
-    return build_sam(d / "config.json", checkpoint=d / f"{model_dir}.pth")
+    return build_sam(d / "config.json", checkpoint=d / f"{model_dir}.pth", dtype=dtype)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -65,6 +65,39 @@ def test_bf16_encoder_keeps_masks(model_dir):
     assert model.image_encoder.patch_embed.proj.weight.dtype == torch.bfloat16
     assert model.mask_decoder.iou_token.weight.dtype == torch.float32
     _check_keeps_masks(model, model_dir)
+
+
+@pytest.mark.parametrize("model_dir", MODELS)
+def test_build_sam_bf16_keeps_masks(model_dir):
+    model = _build(model_dir, dtype=torch.bfloat16)
+    assert model.image_encoder.patch_embed.proj.weight.dtype == torch.bfloat16
+    assert "forward" in model.mask_decoder.__dict__  # the autocast wrapper
+    _check_keeps_masks(model, model_dir)
+
+
+def test_build_sam2_bf16_keeps_masks():
+    d = FIXTURES / "sam2_tiny"
+    ref_model = build_sam2(d / "config.json", checkpoint=d / "sam2_tiny.pt")
+    model = build_sam2(d / "config.json", checkpoint=d / "sam2_tiny.pt", dtype=torch.bfloat16)
+    assert next(model.image_encoder.parameters()).dtype == torch.bfloat16
+    predictors: dict = {}
+    for c in manifest("sam2_tiny")["cases"]:
+        if c["call"] != "predict" or c["mask_input_from"] is not None:
+            continue
+        z = np.load(d / c["file"])
+        if c["image"] not in predictors:
+            predictors[c["image"]] = []
+            for m in (model, ref_model):
+                predictors[c["image"]].append(Sam2ImagePredictor(m))
+                predictors[c["image"]][-1].set_image(load_rgb(c["image"]))
+        kw = {k: z[k] for k in ("point_coords", "point_labels", "box") if k in z.files}
+        kw.update(
+            multimask_output=bool(z["multimask_output"]), normalize_coords=c["normalize_coords"]
+        )
+        fast, exact = (p.predict(**kw, return_logits=True) for p in predictors[c["image"]])
+        for a, b in zip(fast[0] > 0, exact[0] > 0):
+            assert _iou(a, b) >= 0.97, c["name"]
+        np.testing.assert_allclose(fast[1], z["iou_predictions"], atol=0.02, rtol=0)
 
 
 @pytest.mark.parametrize("model_dir", MODELS)

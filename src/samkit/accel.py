@@ -11,10 +11,11 @@ One entry point:
 `dtype` applies to the image encoder, which holds nearly all of the compute: its input is cast to
 `dtype` and its output back to the decoder's dtype by forward hooks, so the predictors need no
 change. The prompt encoder and mask decoder stay float32 unless `decoder_dtype` says otherwise:
-they cost milliseconds, and in bf16 they alone move masks more than the encoder does (sam1_shapes
-`shapes_box`: mask IoU 0.968 with a bf16 decoder, 0.999 with a bf16 encoder; the whole model in
-bf16, as `build_sam(..., dtype=torch.bfloat16)` builds it, gives 0.965). Pre- and
-post-processing stay float32.
+with bf16 weights they alone move masks more than the encoder does (sam1_shapes `shapes_box`: mask
+IoU 0.968 with a bf16 decoder, 0.999 with a bf16 encoder, 0.957 with the whole model cast).
+`decoder_autocast` instead runs the decoder's matmuls in bf16 with float32 weights, norms and
+residual stream (0.99 with a bf16 encoder); `build_sam(..., dtype=torch.bfloat16)` applies that
+pair (`low_precision`). Pre- and post-processing stay float32.
 
 Accuracy (tests/test_accel.py): every path keeps the fixtures' masks at IoU >= 0.97 against the
 fp32 result and predicted IoUs within 0.02. int8 quantises the weights per tensor and the
@@ -198,6 +199,20 @@ def compile_encoder(
     """
     _encoder(model).compile(mode=mode, dynamic=dynamic, backend=backend)
     return model
+
+
+def low_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """What `build_sam(..., dtype=...)` / `build_sam2(..., dtype=...)` apply.
+
+    float32 changes nothing. bfloat16 / float16 cast the image encoder's weights and run it in
+    that dtype (its outputs come back as float32), and run the mask decoder under autocast in
+    that dtype. Casting the decoder's weights as well (its residual stream and LayerNorms in
+    bf16) moved sam1_shapes `shapes_box` to mask IoU 0.957; this split keeps 0.99.
+    """
+    _check_dtype(dtype)
+    if dtype == torch.float32:
+        return model
+    return optimize(model, dtype=dtype, decoder_autocast=dtype)
 
 
 def optimize(

@@ -191,10 +191,11 @@ def test_random_init_small_model_end_to_end():
 def test_bfloat16_model_predicts_float32_outputs():
     torch.manual_seed(0)
     model = build_sam2(small_config(128), dtype=torch.bfloat16)
-    assert model.dtype == torch.bfloat16 and model.pixel_mean.dtype == torch.float32
+    assert next(model.image_encoder.parameters()).dtype == torch.bfloat16
+    assert model.dtype == torch.float32 and model.pixel_mean.dtype == torch.float32
     p = Sam2ImagePredictor(model)
     p.set_image(np.full((40, 60, 3), 128, np.uint8))
-    assert p.get_image_embedding().dtype == torch.bfloat16
+    assert p.get_image_embedding().dtype == torch.float32  # the encoder's output, cast back
     masks, iou, low = p.predict(box=np.array([5.0, 5.0, 30.0, 30.0]), multimask_output=False)
     assert masks.dtype == iou.dtype == low.dtype == np.float32
     assert masks.shape == (1, 40, 60) and np.isfinite(low).all()

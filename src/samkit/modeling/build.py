@@ -202,7 +202,11 @@ def build_sam(
             architecture is inferred from the checkpoint's tensor shapes.
         checkpoint: `.pth` / `.pt` / `.safetensors` file (official format or `{"model": ...}`).
         device: where to put the model (default CPU).
-        dtype: parameter dtype (default float32).
+        dtype: float32 (the default) or a low precision for speed: `torch.bfloat16` /
+            `torch.float16` run the image encoder in that dtype and the mask decoder under
+            autocast (its matmuls and convolutions in that dtype; its weights, LayerNorms,
+            softmax and residual stream in float32, which keeps the masks; see
+            `samkit.accel.low_precision`).
 
     Returns:
         The model in eval mode.
@@ -225,9 +229,9 @@ def build_sam(
     else:
         _init_weights(model, cfg)
     if dtype is not None:
-        model = model.to(dtype=dtype)
-        model.pixel_mean.data = model.pixel_mean.float()
-        model.pixel_std.data = model.pixel_std.float()
+        from samkit.accel import low_precision
+
+        low_precision(model, dtype)
     return model.eval()
 
 

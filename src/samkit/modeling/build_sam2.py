@@ -122,7 +122,11 @@ def build_sam2(
             missing or misshaped image-path tensor raises a ValueError. Without a checkpoint the
             weights are randomly initialised.
         device: where to put the model (default CPU).
-        dtype: parameter dtype (default float32).
+        dtype: float32 (the default) or a low precision for speed: `torch.bfloat16` /
+            `torch.float16` run the image encoder in that dtype and the mask decoder under
+            autocast (its matmuls and convolutions in that dtype; its weights, LayerNorms,
+            softmax and residual stream in float32, which keeps the masks; see
+            `samkit.accel.low_precision`).
         apply_postprocessing: True forces and False disables the decoder's dynamic multimask
             selection (what the official `apply_postprocessing` switches); None keeps the
             config's setting (on for the registered variants, as in the official default).
@@ -154,9 +158,9 @@ def build_sam2(
     else:
         _init_weights(model, cfg)
     if dtype is not None:
-        model = model.to(dtype=dtype)
-        model.pixel_mean.data = model.pixel_mean.float()
-        model.pixel_std.data = model.pixel_std.float()
+        from samkit.accel import low_precision
+
+        low_precision(model, dtype)
     return model.eval()
 
 
