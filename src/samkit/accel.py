@@ -26,6 +26,7 @@ the decoder stay in float32.
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
 from collections.abc import Iterator
 
@@ -199,6 +200,38 @@ def compile_encoder(
     """
     _encoder(model).compile(mode=mode, dynamic=dynamic, backend=backend)
     return model
+
+
+def is_plain_float32(model: nn.Module) -> bool:
+    """Whether every floating parameter is float32 and no `optimize` option is applied."""
+    encoder = getattr(model, "image_encoder", None)
+    decoder = getattr(model, "mask_decoder", None) or getattr(model, "sam_mask_decoder", None)
+    return (
+        all(p.dtype == torch.float32 for p in model.parameters() if p.is_floating_point())
+        and not getattr(encoder, "_samkit_cast_hooks", ())
+        and "forward" not in getattr(decoder, "__dict__", {})
+        and not getattr(encoder, "int8_engine", None)
+    )
+
+
+def plain_float32_copy(model: nn.Module) -> nn.Module:
+    """The model if `is_plain_float32`, else a float32 copy without the dtype hooks and the
+    decoder autocast (what exporters trace). int8 encoders cannot be undone: a ValueError."""
+    if is_plain_float32(model):
+        return model.eval()
+    encoder = _encoder(model)
+    if getattr(encoder, "int8_engine", None):
+        raise ValueError("an int8-quantised encoder cannot be exported: export the float model")
+    copy_ = copy.deepcopy(model)
+    copy_encoder = _encoder(copy_)
+    for handle in getattr(encoder, "_samkit_cast_hooks", ()):
+        copy_encoder._forward_pre_hooks.pop(handle.id, None)
+        copy_encoder._forward_hooks.pop(handle.id, None)
+    copy_encoder._samkit_cast_hooks = ()
+    decoder = getattr(copy_, "mask_decoder", None) or getattr(copy_, "sam_mask_decoder", None)
+    if decoder is not None:
+        decoder.__dict__.pop("forward", None)
+    return copy_.float().eval()
 
 
 def low_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module:

@@ -271,3 +271,24 @@ print(json.dumps({{"torch": "torch" in sys.modules, "iou": iou.tolist()}}))
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["torch"] is False
     np.testing.assert_allclose(res["iou"], z["iou_predictions"], atol=1e-5)
+
+
+def test_low_precision_models_export_float32_graphs(tmp_path, sam1_tiny):
+    """`build_sam(dtype=bf16)` / `optimize` hooks are left out: the file equals the fp32 export."""
+    from samkit import build_sam
+    from samkit.accel import is_plain_float32, optimize
+
+    d = FIXTURES / "sam1_tiny"
+    fast = build_sam(d / "config.json", checkpoint=d / "sam1_tiny.pth", dtype=torch.bfloat16)
+    assert not is_plain_float32(fast)
+    export_decoder(fast, tmp_path / "fast.onnx")
+    export_decoder(sam1_tiny, tmp_path / "exact.onnx")
+    assert not is_plain_float32(fast)  # the exporter copied, the model is unchanged
+    inputs = {k: v.numpy() for k, v in decoder_example_inputs(sam1_tiny).items()}
+    a = _session(tmp_path / "fast.onnx").run(None, inputs)
+    b = _session(tmp_path / "exact.onnx").run(None, inputs)
+    for x, y in zip(a, b):
+        assert x.dtype == np.float32
+        np.testing.assert_allclose(x, y, atol=1e-6, rtol=0)  # the decoder kept fp32 weights
+    with pytest.raises(ValueError, match="int8"):
+        export_decoder(optimize(build_sam(d / "config.json"), int8=True), tmp_path / "q.onnx")

@@ -29,7 +29,6 @@ Both files carry metadata (`samkit_*` keys: image size, pixel mean / std, mask t
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import warnings
@@ -47,10 +46,11 @@ DECODER_FILE = "decoder.onnx"
 
 
 def _float32_copy(model: Sam) -> Sam:
-    """The model itself when it is float32, else a float32 copy (exports are always fp32)."""
-    if model.dtype == torch.float32:
-        return model.eval()
-    return copy.deepcopy(model).float().eval()
+    """The model itself when it is plain float32, else a float32 copy without the low-precision
+    hooks of `build_sam(dtype=...)` / `samkit.accel.optimize` (exports are always float32)."""
+    from samkit.accel import plain_float32_copy
+
+    return plain_float32_copy(model)
 
 
 class SamOnnxEncoder(nn.Module):
