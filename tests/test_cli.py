@@ -112,6 +112,22 @@ def test_segment_boxes_batch_single_mask(tmp_path, predictor, capsys):
         assert r["score"] == pytest.approx(float(scores[r["box_index"], 0]), abs=1e-6)
 
 
+def test_segment_bfloat16_keeps_the_float32_masks(tmp_path, predictor, capsys):
+    args = ["segment", str(IMAGES / "groceries.jpg"), "--box", "50,40,420,500"]
+    code, _, _ = _run([*args, "--out", str(tmp_path), *MODEL, "--dtype", "bfloat16"], capsys)
+    assert code == 0
+    predictor.set_image(load_rgb("groceries.jpg"))
+    exact = predictor.predict(box=np.array([50.0, 40, 420, 500]), multimask_output=False)[0][0]
+    doc = json.loads((tmp_path / "groceries.json").read_text())
+    fast = np.array(Image.open(tmp_path / doc["masks"][0]["file"]))
+    assert (
+        exact.any() and np.logical_and(fast, exact).sum() / np.logical_or(fast, exact).sum() > 0.97
+    )
+    with pytest.raises(SystemExit) as exc:  # argparse refuses it, listing the choices
+        main([*args, "--out", str(tmp_path), *MODEL, "--dtype", "int4"])
+    assert exc.value.code == 2 and "bfloat16" in capsys.readouterr().err
+
+
 def test_segment_errors_are_clear(tmp_path, capsys):
     code, _, err = _run(
         ["segment", str(IMAGES / "dog.jpg"), "--out", str(tmp_path), *MODEL], capsys
