@@ -233,7 +233,7 @@ class Engine:
 
 def _feature_bytes(model: Any, family: str) -> int:
     """Bytes of one image's cached features."""
-    elt = next(model.parameters()).element_size()
+    elt = torch.empty((), dtype=model.dtype).element_size()  # features come in the decoder dtype
     if family == "sam2":
         d = model.sam_mask_decoder.transformer_dim
         (h0, w0), (h1, w1), (h2, w2) = model.bb_feat_sizes  # finest first
