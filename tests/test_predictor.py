@@ -177,3 +177,41 @@ def test_batched_point_sets_without_boxes(predictor):
     assert masks.shape == (2, 3, 534, 800) and scores.shape == (2, 3)
     single = predictor.predict(pts[1], np.ones(1))[2]
     np.testing.assert_allclose(low[1], single, atol=1e-5)
+
+
+def test_decoder_cache_follows_the_image_weights_and_mask_inputs():
+    """The image-side decoder work kept across calls is never stale."""
+    from samkit import build_sam
+    from tests.conftest import FIXTURES
+
+    d = FIXTURES / "sam1_tiny"
+    model = build_sam(d / "config.json", checkpoint=d / "sam1_tiny.pth")
+    p = SamPredictor(model)
+    p.set_image(load_rgb("dog.jpg"))
+    pt, lb = np.array([[400.0, 260.0]]), np.array([1])
+
+    def fresh(**kw):
+        q = SamPredictor(model)
+        q.set_embedding(p.get_image_embedding(), p.original_size, p.input_size)
+        return q.predict(pt, lb, return_logits=True, **kw)[2]
+
+    first = p.predict(pt, lb, return_logits=True)[2]
+    assert p._decoder_cache is not None and p._decoder_cache[1]  # filled by the first call
+    np.testing.assert_allclose(p.predict(pt, lb, return_logits=True)[2], first, atol=1e-6)
+    # A mask input changes the dense embedding: this call must not use the cached image side.
+    mask_in = first[:1] * 0.5
+    np.testing.assert_allclose(
+        p.predict(pt, lb, mask_input=mask_in, return_logits=True)[2],
+        fresh(mask_input=mask_in),
+        atol=1e-6,
+    )
+    # Weights changed in place (a fine-tuning step): recomputed.
+    k_proj = model.mask_decoder.transformer.layers[0].cross_attn_token_to_image.k_proj
+    with torch.no_grad():
+        k_proj.weight.mul_(0.5)
+    changed = p.predict(pt, lb, return_logits=True)[2]
+    assert np.abs(changed - first).max() > 1e-3
+    np.testing.assert_allclose(changed, fresh(), atol=1e-6)
+    # A new image: recomputed.
+    p.set_image(load_rgb("truck.jpg"))
+    np.testing.assert_allclose(p.predict(pt, lb, return_logits=True)[2], fresh(), atol=1e-6)

@@ -40,6 +40,7 @@ class SamPredictor:
         self.is_image_set = False
         self.features: Tensor | None = None
         self._dense_pe: Tensor | None = None  # prompt-independent: computed once per image
+        self._decoder_cache: tuple[tuple, dict] | None = None  # see `_decoder_shared`
         self.orig_h = self.orig_w = self.input_h = self.input_w = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
@@ -116,6 +117,30 @@ class SamPredictor:
         if self._dense_pe is None:
             self._dense_pe = self.model.prompt_encoder.get_dense_pe()
         return self._dense_pe
+
+    def _decoder_shared(self, mask_input: Tensor | None) -> dict:
+        """The mask decoder's image-side work on this image (`MaskDecoder.forward`'s `shared`),
+        kept across calls without mask inputs while the tensors it comes from are unchanged."""
+        if mask_input is not None:
+            return {}
+        decoder = self.model.mask_decoder
+        layer = decoder.transformer.layers[0]
+        tensors = [
+            self.features,
+            self.model.prompt_encoder.no_mask_embed.weight,
+            *layer.cross_attn_token_to_image.k_proj.parameters(),
+            *layer.cross_attn_token_to_image.v_proj.parameters(),
+            *layer.cross_attn_image_to_token.q_proj.parameters(),
+        ]
+        # In-place updates bump `_version` (inference tensors have none); replaced tensors
+        # change `data_ptr`.
+        key = (
+            id(decoder.__dict__.get("forward")),
+            *((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tensors),
+        )
+        if self._decoder_cache is None or self._decoder_cache[0] != key:
+            self._decoder_cache = (key, {})
+        return self._decoder_cache[1]
 
     def _require_image(self) -> None:
         if not self.is_image_set or self.features is None:
@@ -234,7 +259,7 @@ class SamPredictor:
         chunk = model.mask_decoder._chunk_size(self.features, b)
         masks = None
         iou_parts, low_parts = [], []
-        shared: dict = {}  # image-side work of the decoder, shared by the chunks
+        shared = self._decoder_shared(mask_input)  # shared by the chunks and later calls
         for i in range(0, b, chunk):
             low_res, iou = model.mask_decoder(
                 image_embeddings=self.features,
