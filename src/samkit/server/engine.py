@@ -1,7 +1,7 @@
 """The model side of the web app: encode an image once, decode prompts against cached embeddings.
 
 `Engine` is thread-safe. Prompt decoding (`submit_predict`) runs on one long-lived decoding
-thread with a fresh lightweight predictor per call; the (slow) encoder and the automatic mask
+thread with a predictor per clicked image (kept while clicks stay on that image); the (slow) encoder and the automatic mask
 generator run one job at a time, each on a fresh thread that exits when done
 (`samkit.server.threads` explains why). Clicks on an encoded image never wait for another image's
 encoder, and parallel clicks queue instead of oversubscribing the cores. `predict` also runs in the
@@ -104,6 +104,10 @@ class Engine:
         self._encoder = self._new_predictor()
         self._inflight: dict[str, Future] = {}
         self._lock = threading.Lock()
+        # The last clicked image's predictor: it keeps the decoder's image-side work between
+        # clicks (`SamPredictor._decoder_shared`). Clicks take turns on it.
+        self._click_lock = threading.Lock()
+        self._click_predictor: tuple[str, Any] | None = None
 
     def _new_predictor(self) -> Any:
         if self.family == "sam2":
@@ -177,16 +181,19 @@ class Engine:
     ) -> dict[str, Any]:
         """Masks for one prompt: records with score, area, bbox, COCO RLE (and PNG if asked)."""
         t = time.perf_counter()
-        predictor = self._new_predictor()
-        restore_features(
-            predictor, self.family, entry.features, entry.original_size, entry.input_size
-        )
-        masks, scores, _ = predictor.predict(
-            point_coords=np.asarray(points, dtype=np.float64) if points else None,
-            point_labels=np.asarray(labels, dtype=np.int64) if points else None,
-            box=None if box is None else np.asarray(box, dtype=np.float64),
-            multimask_output=multimask,
-        )
+        with self._click_lock:
+            if self._click_predictor is None or self._click_predictor[0] != entry.image_id:
+                predictor = self._new_predictor()
+                restore_features(
+                    predictor, self.family, entry.features, entry.original_size, entry.input_size
+                )
+                self._click_predictor = (entry.image_id, predictor)
+            masks, scores, _ = self._click_predictor[1].predict(
+                point_coords=np.asarray(points, dtype=np.float64) if points else None,
+                point_labels=np.asarray(labels, dtype=np.int64) if points else None,
+                box=None if box is None else np.asarray(box, dtype=np.float64),
+                multimask_output=multimask,
+            )
         masks = np.asarray(masks).astype(bool, copy=False)  # SAM 2 returns float 0/1
         decode_ms = (time.perf_counter() - t) * 1e3
         records = mask_records(masks, scores.tolist())
