@@ -1,7 +1,12 @@
-"""`samkit export onnx`: write encoder.onnx and decoder.onnx for a SAM 1 model.
+"""`samkit export onnx`: write encoder.onnx and decoder.onnx for a SAM 1 or SAM 2 / 2.1 model.
 
 samkit export onnx --model vit_b --out onnx_vit_b
+samkit export onnx --model sam2.1_hiera_t --out onnx_sam2.1_t
 samkit export onnx --model cfg.json --checkpoint sam.pth --out DIR --return-single-mask
+
+SAM 1 decoders have the official segment_anything ONNX interface; SAM 2 decoders the community
+SAM 2 one (image_embed, high_res_feats_0, high_res_feats_1 from the encoder; no padding point
+to append). See samkit.export.onnx and samkit.export.onnx_sam2.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     except ImportError:
         raise CliError("ONNX export needs the onnx package: pip install 'samkit[onnx]'") from None
     loaded = load_model(args.model, args.checkpoint, args.random_weights, None)
-    if loaded.family != "sam1":
-        raise CliError("samkit export onnx supports SAM 1 models (vit_b, vit_l, vit_h) so far")
-    paths = export_sam_onnx(
+    if loaded.family == "sam2":
+        from samkit.export.onnx_sam2 import export_sam2_onnx as export
+    else:
+        export = export_sam_onnx
+    paths = export(
         loaded.model,
         args.out,
         return_single_mask=args.return_single_mask,
@@ -32,9 +39,14 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     for name, path in paths.items():
         print(f"{name}: {path}")
     if not args.quiet:
+        features = (
+            "image_embed, high_res_feats_0, high_res_feats_1"
+            if loaded.family == "sam2"
+            else "image_embeddings"
+        )
         print(
-            "decoder inputs: image_embeddings, point_coords (1xNx2, resized frame), point_labels "
-            "(1xN), mask_input, has_mask_input, orig_im_size; outputs: masks, iou_predictions, "
+            f"decoder inputs: {features}, point_coords (BxNx2, resized frame), point_labels "
+            "(BxN), mask_input, has_mask_input, orig_im_size; outputs: masks, iou_predictions, "
             "low_res_masks",
             file=sys.stderr,
         )
@@ -50,7 +62,8 @@ def add_parser(subparsers: Any) -> None:
     sub = export.add_subparsers(dest="export_format", metavar="FORMAT", required=True)
     p = sub.add_parser(
         "onnx",
-        help="encoder.onnx + decoder.onnx (official SAM ONNX decoder interface)",
+        help="encoder.onnx + decoder.onnx (SAM 1: official ONNX decoder interface; SAM 2: "
+        "the community SAM 2 decoder interface)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -59,8 +72,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--return-single-mask",
         action="store_true",
-        help="decoder outputs one mask (official rule: the single-mask token with more than 2 "
-        "points, else the best multimask output by predicted IoU) instead of all 4",
+        help="decoder outputs one mask instead of all 4 (SAM 1, official rule: the single-mask "
+        "token with more than 2 points, else the best multimask output by predicted IoU; SAM 2: "
+        "what predict(multimask_output=False) returns, with its stability-based choice)",
     )
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (14..20)")
     p.add_argument("--decoder-only", action="store_true", help="skip encoder.onnx")

@@ -174,6 +174,10 @@ def _export(
     opset: int,
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The exporter traces in eval mode and then restores the wrapper's mode recursively: a fresh
+    # wrapper is in training mode and would leave the wrapped model in training mode (SAM 2's
+    # decoder then skips its dynamic multimask selection).
+    module.eval()
     with warnings.catch_warnings():
         # The TorchScript exporter is the one that traces data-dependent output sizes
         # (`orig_im_size`) like the official exporter; it warns about deprecation and tracing.
