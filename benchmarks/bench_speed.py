@@ -194,6 +194,7 @@ def predict_paths(args: argparse.Namespace, predictor: object, image_hw: tuple) 
 
 
 def sam2_paths(args: argparse.Namespace) -> dict:
+    """SAM 2 image encoder (trunk + neck): fp32, bf16, int8, compiled, onnxruntime."""
     from samkit import build_sam2
     from samkit.accel import optimize
 
@@ -201,10 +202,31 @@ def sam2_paths(args: argparse.Namespace) -> dict:
     x = torch.randn(1, 3, 1024, 1024)
     out: dict[str, dict] = {}
     with torch.inference_mode():
+        ref = model.image_encoder(x)["vision_features"]
         out["fp32_eager"] = median_time(lambda: model.image_encoder(x), args.repeats)
-        for name, kw in (("bf16", {"dtype": torch.bfloat16}), ("int8", {"int8": True})):
+        paths = [("bf16", {"dtype": torch.bfloat16}), ("int8", {"int8": True})]
+        if not args.skip_compile:
+            paths.append(("bf16_compiled", {"dtype": torch.bfloat16, "compile": True}))
+        for name, kw in paths:
             m = optimize(copy.deepcopy(model), **kw)
-            out[name] = median_time(lambda m=m: m.image_encoder(x), args.repeats)
+            first = m.image_encoder(x)["vision_features"]
+            out[name] = median_time(lambda m=m: m.image_encoder(x), args.repeats, warmup=1)
+            out[name]["rel_err"] = rel_err(first, ref)
+    if not args.skip_onnx:
+        import onnxruntime as ort
+
+        from samkit.export.onnx_sam2 import export_sam2_encoder
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = export_sam2_encoder(model, Path(tmp) / "encoder.onnx")
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = args.threads
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            xn = x.numpy()
+            out["onnxruntime"] = median_time(lambda: sess.run(None, {"image": xn}), args.repeats)
+    base = out["fp32_eager"]["median_s"]
+    for r in out.values():
+        r["speedup_vs_fp32"] = base / r["median_s"]
     return out
 
 
@@ -318,6 +340,10 @@ def print_summary(r: dict) -> None:
     if "onnxruntime" in r:
         d = r["onnxruntime"]["decoder_1_prompt_with_postprocess"]
         print(f"onnxruntime decoder + postprocess, 1 prompt: {d['median_s'] * ms:.1f} ms")
+    if "encoder" in r.get("sam2", {}):
+        print(f"{r['sam2']['variant']} encoder:")
+        for name, e in r["sam2"]["encoder"].items():
+            print(f"  {name:16} {e['median_s'] * ms:10.0f} ms {e['speedup_vs_fp32']:8.2f}x")
     for m in r.get("memory", []):
         print(
             f"memory {m['variant']} {m['mode']} (bf16 encoder: {m['bf16_encoder']}): peak RSS "
