@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -177,3 +180,34 @@ def test_bad_options():
         quantize_encoder_int8(model, engine="nope")
     with pytest.raises(ValueError, match="autocast dtype"):
         optimize(model, decoder_autocast=torch.float32)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_tune_malloc_stops_page_faulting_big_temporaries():
+    """In a fresh process (the setting is process-wide): a freed 64 MiB block is reused."""
+    code = """
+import resource, sys, torch
+from samkit.accel import tune_malloc
+tuned = sys.argv[1] == "1"
+if tuned:
+    assert tune_malloc() is True
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+torch.empty(16 * 2**20).fill_(1.0)  # 64 MiB, freed
+before = faults()
+torch.empty(16 * 2**20).fill_(2.0)
+print(faults() - before)
+"""
+    pages = {
+        tuned: int(
+            subprocess.run(
+                [sys.executable, "-c", code, str(int(tuned))],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()[-1]
+        )
+        for tuned in (False, True)
+    }
+    assert pages[False] > 10_000  # 64 MiB = 16384 pages faulted in again by default
+    assert pages[True] < 1_000
