@@ -8,8 +8,10 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +98,26 @@ def masks_to_coco_rle(masks: np.ndarray | torch.Tensor) -> list[dict[str, Any]]:
         raise ValueError(f"masks must be NxHxW, got shape {m.shape}")
     m = m.astype(bool, copy=False)
     h, w = m.shape[1:]
-    return [{"size": [h, w], "counts": rle_counts_to_string(_runs(x))} for x in m]
+
+    def encode(x: np.ndarray) -> dict[str, Any]:
+        return {"size": [h, w], "counts": rle_counts_to_string(_runs(x))}
+
+    if len(m) > 1 and h * w >= 1 << 20:  # numpy releases the GIL: big masks in parallel
+        return list(_rle_pool().map(encode, m))
+    return [encode(x) for x in m]
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _rle_pool() -> ThreadPoolExecutor:
+    """Two threads for RLE-encoding masks in parallel (created on first use)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="samkit-rle")
+        return _POOL
 
 
 def masks_bbox_xywh(masks: np.ndarray | torch.Tensor) -> list[list[int]]:
