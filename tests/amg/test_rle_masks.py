@@ -171,3 +171,16 @@ def test_vectorised_coco_string_matches_the_reference_at_every_width() -> None:
         assert rle_string_to_counts(s) == counts
     assert rle_counts_to_string(np.asarray(cases[3])) == _reference_coco_string(cases[3])
     assert rle_counts_to_string([]) == ""
+
+
+def test_stability_and_mask_matches_the_official_formula() -> None:
+    from samkit.amg.masks import calculate_stability_score, stability_and_mask
+
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(97, 131, generator=g) * 3
+    logits[::7, ::5] = 1.0  # exactly on the upper threshold
+    logits[1::9, ::4] = -1.0  # and on the lower one
+    stability, mask = stability_and_mask(logits, 0.0, 1.0, -1.0)
+    assert stability.dtype == torch.float32
+    assert stability == calculate_stability_score(logits[None], 0.0, 1.0)[0]
+    assert torch.equal(mask, logits > 0.0)

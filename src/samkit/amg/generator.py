@@ -25,10 +25,10 @@ from samkit.amg.crops import generate_crop_boxes, is_box_near_crop_edge
 from samkit.amg.grid import build_all_layer_point_grids
 from samkit.amg.masks import (
     _MISSING_CC,
-    _count_above,
     batched_mask_to_box,
     connected_components_available,
     remove_small_regions,
+    stability_and_mask,
 )
 from samkit.amg.nms import batched_nms, box_area
 from samkit.amg.rle import coco_encode_rle, crop_mask_to_rle
@@ -339,14 +339,11 @@ class SamAutomaticMaskGenerator:
         hi, lo = threshold + self.stability_score_offset, threshold - self.stability_score_offset
         for i in idx:
             logits = upsampler(low_res[i])
-            inter = _count_above(logits, hi)
-            union = _count_above(logits, lo)
-            stability = inter / union
+            stability, mask = stability_and_mask(logits, threshold, hi, lo)
             if self.stability_score_thresh > 0.0 and not bool(
                 stability >= self.stability_score_thresh
             ):
                 continue
-            mask = logits > threshold
             box = batched_mask_to_box(mask)
             if bool(is_box_near_crop_edge(box[None], crop_box, orig_box)[0]):
                 continue
