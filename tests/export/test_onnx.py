@@ -292,3 +292,27 @@ def test_low_precision_models_export_float32_graphs(tmp_path, sam1_tiny):
         np.testing.assert_allclose(x, y, atol=1e-6, rtol=0)  # the decoder kept fp32 weights
     with pytest.raises(ValueError, match="int8"):
         export_decoder(optimize(build_sam(d / "config.json"), int8=True), tmp_path / "q.onnx")
+
+
+@pytest.mark.parametrize("num_masks", [1, 3], ids=["shared-mask-input", "mask-per-prompt"])
+def test_decoder_batches_prompts_each_with_its_own_mask_input(onnx_dir, sam1_tiny, num_masks):
+    """B prompts in one call give each prompt's single-prompt answer (the trace is not batch-1)."""
+    sess = _session(onnx_dir / "sam1_tiny" / "decoder.onnx")
+    inputs = decoder_example_inputs(
+        sam1_tiny, num_points=3, num_prompts=3, num_mask_inputs=num_masks
+    )
+    inputs["point_labels"] = torch.tensor([[1.0, 0.0, -1.0], [1.0, 1.0, -1.0], [2.0, 3.0, 1.0]])
+    inputs["mask_input"] = inputs["mask_input"] * 5
+    out = sess.run(None, {k: v.numpy() for k, v in inputs.items()})
+    decoder = SamOnnxDecoder(sam1_tiny)
+    for i in range(3):
+        one = dict(inputs)
+        for k in ("point_coords", "point_labels"):
+            one[k] = inputs[k][i : i + 1]
+        one["mask_input"] = (
+            inputs["mask_input"][i : i + 1] if num_masks > 1 else inputs["mask_input"]
+        )
+        with torch.no_grad():
+            ref = decoder(*one.values())
+        np.testing.assert_allclose(out[2][i], ref[2][0].numpy(), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(out[1][i], ref[1][0].numpy(), atol=1e-5, rtol=0)

@@ -11,7 +11,7 @@ can use samkit's file unchanged:
 | `image_embeddings` | 1xCxhxw float | the encoder output |
 | `point_coords` | BxNx2 float | (x, y) in the resized (model input) frame; any N |
 | `point_labels` | BxN float | 1 fg, 0 bg, -1 padding, 2 / 3 box top-left / bottom-right |
-| `mask_input` | Bx1x4hx4w float | low-res logits of an earlier prediction |
+| `mask_input` | Bx1x4hx4w float | low-res logits of an earlier prediction (or 1x1x4hx4w for all) |
 | `has_mask_input` | (1,) float | 1 to use `mask_input`, 0 to ignore it |
 | `orig_im_size` | (2,) float | original (H, W) |
 
@@ -43,6 +43,15 @@ from samkit.modeling.sam import Sam
 DEFAULT_OPSET = 17
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
+# Dynamic axes of the prompt decoders (SAM 1 and SAM 2): prompts, points, mask inputs, output size.
+DECODER_DYNAMIC_AXES = {
+    "point_coords": {0: "num_prompts", 1: "num_points"},
+    "point_labels": {0: "num_prompts", 1: "num_points"},
+    "mask_input": {0: "num_mask_inputs"},
+    "masks": {0: "num_prompts", 2: "height", 3: "width"},
+    "iou_predictions": {0: "num_prompts"},
+    "low_res_masks": {0: "num_prompts"},
+}
 
 
 def _float32_copy(model: Sam) -> Sam:
@@ -225,16 +234,19 @@ def export_encoder(model: Sam, path: str | os.PathLike, opset: int = DEFAULT_OPS
     return path
 
 
-def decoder_example_inputs(model: Sam, num_points: int = 5) -> dict[str, Tensor]:
+def decoder_example_inputs(
+    model: Sam, num_points: int = 5, num_prompts: int = 1, num_mask_inputs: int = 1
+) -> dict[str, Tensor]:
     """Example inputs of the exported decoder (official names, dtypes and shapes)."""
     pe = model.prompt_encoder
     s = model.image_encoder.img_size
     g = torch.Generator().manual_seed(0)
+    b, n = num_prompts, num_points
     return {
         "image_embeddings": torch.randn(1, pe.embed_dim, *pe.image_embedding_size, generator=g),
-        "point_coords": torch.randint(0, s, (1, num_points, 2), generator=g).float(),
-        "point_labels": torch.randint(-1, 4, (1, num_points), generator=g).float(),
-        "mask_input": torch.randn(1, 1, *pe.mask_input_size, generator=g),
+        "point_coords": torch.randint(0, s, (b, n, 2), generator=g).float(),
+        "point_labels": torch.randint(-1, 4, (b, n), generator=g).float(),
+        "mask_input": torch.randn(num_mask_inputs, 1, *pe.mask_input_size, generator=g),
         "has_mask_input": torch.tensor([1.0]),
         "orig_im_size": torch.tensor([1500.0, 2250.0]),
     }
@@ -262,15 +274,9 @@ def export_decoder(
     if not isinstance(model, Sam):
         raise ValueError(f"export_decoder expects a SAM 1 `Sam` model, got {type(model).__name__}")
     model = _float32_copy(model)
-    inputs = decoder_example_inputs(model)
-    dynamic_axes = {
-        "point_coords": {0: "num_prompts", 1: "num_points"},
-        "point_labels": {0: "num_prompts", 1: "num_points"},
-        "mask_input": {0: "num_mask_inputs"},
-        "masks": {0: "num_prompts", 2: "height", 3: "width"},
-        "iou_predictions": {0: "num_prompts"},
-        "low_res_masks": {0: "num_prompts"},
-    }
+    # Traced with 2 prompts and 2 mask inputs: the decoder's shape-dependent shortcuts for one
+    # shared image side (batch 1) must not be baked into a graph that takes any B prompts.
+    inputs = decoder_example_inputs(model, num_prompts=2, num_mask_inputs=2)
     path = Path(path)
     _export(
         SamOnnxDecoder(model, return_single_mask),
@@ -278,7 +284,7 @@ def export_decoder(
         path,
         list(inputs),
         ["masks", "iou_predictions", "low_res_masks"],
-        dynamic_axes,
+        DECODER_DYNAMIC_AXES,
         opset,
     )
     meta = _metadata(model, component="decoder", return_single_mask=return_single_mask)

@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from samkit.export.onnx import (
+    DECODER_DYNAMIC_AXES,
     DECODER_FILE,
     DEFAULT_OPSET,
     ENCODER_FILE,
@@ -310,14 +311,6 @@ def export_sam2_decoder(
     # Traced with 2 prompts and 2 mask inputs: the decoder's shape-dependent fast paths for one
     # shared image side are then not taken, and the graph stays valid for any B and Bm in {1, B}.
     inputs = sam2_decoder_example_inputs(model, num_prompts=2, num_mask_inputs=2)
-    dynamic_axes = {
-        "point_coords": {0: "num_prompts", 1: "num_points"},
-        "point_labels": {0: "num_prompts", 1: "num_points"},
-        "mask_input": {0: "num_mask_inputs"},
-        "masks": {0: "num_prompts", 2: "height", 3: "width"},
-        "iou_predictions": {0: "num_prompts"},
-        "low_res_masks": {0: "num_prompts"},
-    }
     path = Path(path)
     _export(
         Sam2OnnxDecoder(model, return_single_mask),
@@ -325,7 +318,7 @@ def export_sam2_decoder(
         path,
         DECODER_INPUTS,
         DECODER_OUTPUTS,
-        dynamic_axes,
+        DECODER_DYNAMIC_AXES,
         opset,
     )
     meta = _metadata(model, component="decoder", return_single_mask=return_single_mask)
