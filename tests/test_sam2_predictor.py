@@ -441,3 +441,31 @@ def test_hole_removal_without_scipy_is_a_clear_error(model, monkeypatch):
     with pytest.raises(ImportError, match="needs scipy"):
         Sam2ImagePredictor(model, max_hole_area=10)
     Sam2ImagePredictor(model)  # no clean-up requested: scipy not needed
+
+
+def test_decoder_cache_follows_the_image_weights_and_mask_inputs():
+    """The decoder's image-side work kept across `predict` calls is never stale."""
+    model = build_sam2(D / "config.json", checkpoint=D / "sam2_tiny.pt")
+    p = Sam2ImagePredictor(model)
+    p.set_image(load_rgb("dog.jpg"))
+
+    def fresh(**kw):
+        q = Sam2ImagePredictor(model)
+        q.set_image(load_rgb("dog.jpg"))
+        return q.predict(PT, LB, return_logits=True, **kw)[2]
+
+    first = p.predict(PT, LB, return_logits=True)[2]
+    assert p._decoder_cache is not None and p._decoder_cache[1]
+    np.testing.assert_allclose(p.predict(PT, LB, return_logits=True)[2], first, atol=1e-6)
+    mask_in = first[:1] * 0.5
+    np.testing.assert_allclose(
+        p.predict(PT, LB, mask_input=mask_in, return_logits=True)[2],
+        fresh(mask_input=mask_in),
+        atol=1e-5,
+    )
+    layer = model.sam_mask_decoder.transformer.layers[0]
+    with torch.no_grad():
+        layer.cross_attn_image_to_token.q_proj.weight.mul_(0.5)
+    changed = p.predict(PT, LB, return_logits=True)[2]
+    assert np.abs(changed - first).max() > 1e-3
+    np.testing.assert_allclose(changed, fresh(), atol=1e-5)

@@ -123,20 +123,8 @@ class SamPredictor:
         kept across calls without mask inputs while the tensors it comes from are unchanged."""
         if mask_input is not None:
             return {}
-        decoder = self.model.mask_decoder
-        layer = decoder.transformer.layers[0]
-        tensors = [
-            self.features,
-            self.model.prompt_encoder.no_mask_embed.weight,
-            *layer.cross_attn_token_to_image.k_proj.parameters(),
-            *layer.cross_attn_token_to_image.v_proj.parameters(),
-            *layer.cross_attn_image_to_token.q_proj.parameters(),
-        ]
-        # In-place updates bump `_version` (inference tensors have none); replaced tensors
-        # change `data_ptr`.
-        key = (
-            id(decoder.__dict__.get("forward")),
-            *((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tensors),
+        key = self.model.mask_decoder.shared_key(
+            self.features, self.model.prompt_encoder.no_mask_embed.weight
         )
         if self._decoder_cache is None or self._decoder_cache[0] != key:
             self._decoder_cache = (key, {})

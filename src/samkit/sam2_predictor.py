@@ -81,6 +81,7 @@ class Sam2ImagePredictor:
         self._features: dict[str, Any] | None = None
         self._orig_hw: list[tuple[int, int]] | None = None
         self._is_batch = False
+        self._decoder_cache: tuple[tuple, dict] | None = None  # see `_predict`
 
     # ----------------------------------------------------------------------------------------
     # images
@@ -285,14 +286,28 @@ class Sam2ImagePredictor:
         sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
         feats = self._features
         high_res = [f[img_idx].unsqueeze(0) for f in feats["high_res_feats"]]
+        image_embed = feats["image_embed"][img_idx].unsqueeze(0)
+        # The decoder's image-side work, kept across calls on this image without mask inputs.
+        shared: dict = {}
+        if mask_input is None:
+            key = (
+                img_idx,
+                *model.sam_mask_decoder.shared_key(
+                    image_embed, model.sam_prompt_encoder.no_mask_embed.weight
+                ),
+            )
+            if self._decoder_cache is None or self._decoder_cache[0] != key:
+                self._decoder_cache = (key, {})
+            shared = self._decoder_cache[1]
         low_res, iou, _, _ = model.sam_mask_decoder(
-            image_embeddings=feats["image_embed"][img_idx].unsqueeze(0),
+            image_embeddings=image_embed,
             image_pe=model.sam_prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,
             repeat_image=sparse.shape[0] > 1,
             high_res_features=high_res or None,
+            shared=shared,
         )
         masks = postprocess_masks(
             low_res,

@@ -101,6 +101,23 @@ class MaskDecoder(nn.Module):
         per_prompt = image_embeddings[0].numel() * 4
         return max(1, CPU_CHUNK_BYTES // per_prompt)
 
+    def shared_key(self, image_embeddings: Tensor, no_mask_embed: Tensor) -> tuple:
+        """Identifies what a `shared` dict holds for this image: the tensors it is computed from
+        (in-place updates bump `_version`, inference tensors have none; replaced tensors change
+        `data_ptr`) and the autocast wrapper, if any. Callers keep the dict while it is equal."""
+        layer = self.transformer.layers[0]
+        tensors = [
+            image_embeddings,
+            no_mask_embed,
+            *layer.cross_attn_token_to_image.k_proj.parameters(),
+            *layer.cross_attn_token_to_image.v_proj.parameters(),
+            *layer.cross_attn_image_to_token.q_proj.parameters(),
+        ]
+        return (
+            id(self.__dict__.get("forward")),
+            *((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tensors),
+        )
+
     def forward(
         self,
         image_embeddings: Tensor,
