@@ -277,9 +277,24 @@ def export_decoder(
     # Traced with 2 prompts and 2 mask inputs: the decoder's shape-dependent shortcuts for one
     # shared image side (batch 1) must not be baked into a graph that takes any B prompts.
     inputs = decoder_example_inputs(model, num_prompts=2, num_mask_inputs=2)
+    meta = _metadata(model, component="decoder", return_single_mask=return_single_mask)
+    return export_prompt_decoder(
+        SamOnnxDecoder(model, return_single_mask), inputs, path, meta, opset
+    )
+
+
+def export_prompt_decoder(
+    decoder: nn.Module,
+    inputs: dict[str, Tensor],
+    path: str | os.PathLike,
+    meta: dict[str, str],
+    opset: int,
+) -> Path:
+    """Trace a prompt decoder (SAM 1 or SAM 2 interface) with `inputs` (names in order) to `path`
+    with `DECODER_DYNAMIC_AXES` and outputs `masks`, `iou_predictions`, `low_res_masks`."""
     path = Path(path)
     _export(
-        SamOnnxDecoder(model, return_single_mask),
+        decoder,
         tuple(inputs.values()),
         path,
         list(inputs),
@@ -287,7 +302,6 @@ def export_decoder(
         DECODER_DYNAMIC_AXES,
         opset,
     )
-    meta = _metadata(model, component="decoder", return_single_mask=return_single_mask)
     _add_metadata(path, meta)
     return path
 

@@ -53,13 +53,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from samkit.export.onnx import (
-    DECODER_DYNAMIC_AXES,
     DECODER_FILE,
     DEFAULT_OPSET,
     ENCODER_FILE,
     _add_metadata,
     _check_opset,
     _export,
+    export_prompt_decoder,
 )
 from samkit.modeling.sam2 import Sam2
 
@@ -311,19 +311,9 @@ def export_sam2_decoder(
     # Traced with 2 prompts and 2 mask inputs: the decoder's shape-dependent fast paths for one
     # shared image side are then not taken, and the graph stays valid for any B and Bm in {1, B}.
     inputs = sam2_decoder_example_inputs(model, num_prompts=2, num_mask_inputs=2)
-    path = Path(path)
-    _export(
-        Sam2OnnxDecoder(model, return_single_mask),
-        tuple(inputs.values()),
-        path,
-        DECODER_INPUTS,
-        DECODER_OUTPUTS,
-        DECODER_DYNAMIC_AXES,
-        opset,
-    )
     meta = _metadata(model, component="decoder", return_single_mask=return_single_mask)
-    _add_metadata(path, meta)
-    return path
+    decoder = Sam2OnnxDecoder(model, return_single_mask)
+    return export_prompt_decoder(decoder, inputs, path, meta, opset)
 
 
 def export_sam2_onnx(
