@@ -233,6 +233,12 @@ def _metadata(model: Sam2, **extra: object) -> dict[str, str]:
         "samkit_high_res_feats_shapes": [[1, c // 8, h0, w0], [1, c // 4, h1, w1]],
         "samkit_mask_input_size": list(pe.mask_input_size),
         "samkit_dynamic_multimask_via_stability": bool(decoder.dynamic_multimask_via_stability),
+        "samkit_dynamic_multimask_stability_delta": float(
+            decoder.dynamic_multimask_stability_delta
+        ),
+        "samkit_dynamic_multimask_stability_thresh": float(
+            decoder.dynamic_multimask_stability_thresh
+        ),
         **{f"samkit_{k}": v for k, v in extra.items()},
     }
     return {k: json.dumps(v) for k, v in meta.items()}
