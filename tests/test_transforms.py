@@ -42,3 +42,18 @@ def test_preprocess_shape_rounding():
     assert get_preprocess_shape(1200, 1800, 1024) == (683, 1024)
     assert get_preprocess_shape(534, 800, 1024) == (684, 1024)
     assert get_preprocess_shape(480, 640, 256) == (192, 256)
+
+
+def test_threshold_masks_bool_and_float_match_torch():
+    from samkit.transforms import threshold_masks
+
+    logits = torch.randn(2, 3, 17, 29, generator=torch.Generator().manual_seed(5))
+    logits[0, 0, 0, :5] = 0.0  # exactly at the threshold: not above it
+    ref = logits > 0.0
+    b = threshold_masks(logits, 0.0)
+    assert b.dtype == torch.bool and torch.equal(b, ref)
+    f = threshold_masks(logits, 0.0, dtype=torch.float32)
+    assert f.dtype == torch.float32 and torch.equal(f, ref.float())
+    out = torch.zeros(3, 3, 17, 29, dtype=torch.bool)
+    assert threshold_masks(logits, 0.0, out=out[1:]).data_ptr() == out[1:].data_ptr()
+    assert torch.equal(out[1:], ref) and not out[0].any()

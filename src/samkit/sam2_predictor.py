@@ -14,6 +14,7 @@ from torch import Tensor
 from samkit.inputs import as_rgb_uint8, validate_prompts
 from samkit.modeling.sam2 import Sam2
 from samkit.postprocess_sam2 import postprocess_masks, require_scipy
+from samkit.transforms import threshold_masks
 
 _Prompts = tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]
 
@@ -318,20 +319,10 @@ class Sam2ImagePredictor:
         )
         low_res = torch.clamp(low_res, -32.0, 32.0)
         if not return_logits:
-            masks = _binary(masks, self.mask_threshold)
+            masks = threshold_masks(masks.float(), self.mask_threshold, dtype=torch.float32)
         return masks, iou, low_res
 
 
 def _numpy(x: Tensor) -> np.ndarray:
     """Official output conversion: drop a leading batch axis of 1, float32 numpy."""
     return x.squeeze(0).float().detach().cpu().numpy()
-
-
-def _binary(logits: Tensor, threshold: float) -> Tensor:
-    """Float32 0/1 masks (what the official predictor returns): logits > threshold. On CPU one
-    numpy pass (~3 ms for 3x1200x1800 instead of ~8 ms for torch's compare and cast)."""
-    if logits.device.type != "cpu":
-        return (logits > threshold).float()
-    out = np.empty(tuple(logits.shape), dtype=np.float32)
-    np.greater(logits.detach().float().numpy(), threshold, out=out, casting="unsafe")
-    return torch.from_numpy(out)

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from samkit.transforms import threshold_masks
+
 _MISSING_CC = (
     "min_mask_region_area > 0 needs scipy or opencv for connected components: "
     "pip install 'samkit[amg]' (or scipy, or opencv-python-headless)"
@@ -24,13 +26,13 @@ def stability_and_mask(
     logits: Tensor, threshold: float, hi: float, lo: float
 ) -> tuple[Tensor, Tensor]:
     """Stability score (count > hi over count > lo, float32) and the mask (> threshold) of one
-    HxW logit map; on CPU through numpy, which compares and counts about twice as fast."""
+    HxW logit map; on CPU the counts go through numpy, which counts about twice as fast."""
     if logits.device.type == "cpu":
         a = logits.detach().numpy()
         inter = torch.tensor(np.count_nonzero(a > hi), dtype=torch.int32)
         union = torch.tensor(np.count_nonzero(a > lo), dtype=torch.int32)
-        return inter / union, torch.from_numpy(a > threshold)
-    return _count_above(logits, hi) / _count_above(logits, lo), logits > threshold
+        return inter / union, threshold_masks(logits, threshold)
+    return _count_above(logits, hi) / _count_above(logits, lo), threshold_masks(logits, threshold)
 
 
 def calculate_stability_score(
