@@ -150,7 +150,7 @@ class MaskDecoder(nn.Module):
         b = sparse_prompt_embeddings.shape[0]
         dense = dense_prompt_embeddings
         # One image and one dense prompt for all: chunks (and calls) share the image-side work.
-        one_image = image_embeddings.shape[0] == 1 and (dense.shape[0] == 1 or dense.stride(0) == 0)
+        one_image = _one_image_side(image_embeddings, dense)
         shared = (shared if shared is not None else {}) if one_image else None
         chunk = self._chunk_size(image_embeddings, b)
         if chunk >= b:
@@ -294,7 +294,7 @@ class MaskDecoder(nn.Module):
             )
         else:  # one per prompt, or a single one that the add below broadcasts over b prompts
             src = image_embeddings
-        if src.shape[0] == 1 and (dense.shape[0] == 1 or dense.stride(0) == 0):
+        if _one_image_side(src, dense):
             # One image and the same dense prompt (no mask input) for every prompt: keep the image
             # side at batch 1; the transformer broadcasts it until the first image->token update.
             src = src + dense[:1]
@@ -335,3 +335,8 @@ class MaskDecoder(nn.Module):
         )
         iou = torch.where(is_stable.expand_as(single_iou), single_iou, best_iou)
         return logits, iou
+
+
+def _one_image_side(image: Tensor, dense: Tensor) -> bool:
+    """One image embedding and the same dense prompt (no mask input) for every prompt."""
+    return image.shape[0] == 1 and (dense.shape[0] == 1 or dense.stride(0) == 0)
