@@ -1,4 +1,8 @@
-"""Model variants as frozen dataclasses with the official hyper-parameters, and one registry.
+"""SAM 1 variants as frozen dataclasses with the official hyper-parameters, and the registry's
+look-ups (`get_variant`, `variant_names`) over every family.
+
+The types shared with SAM 2 and the registry itself live in `samkit.configs_common` (re-exported
+here); the SAM 2 variants in `samkit.configs_sam2`, which never imports this module.
 
 Only the builders (`samkit.modeling.build`) read these dataclasses; module constructors take
 explicit arguments.
@@ -6,15 +10,22 @@ explicit arguments.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-Family = Literal["sam1", "sam2"]
+from samkit.configs_common import (
+    VARIANTS,
+    Family,
+    MaskDecoderConfig,
+    PromptEncoderConfig,
+    TwoWayTransformerConfig,
+    Variant,
+    register,
+)
 
 
 @dataclass(frozen=True)
@@ -35,43 +46,6 @@ class ViTConfig:
     window_size: int = 14
     global_attn_indexes: tuple[int, ...] = (2, 5, 8, 11)
     norm_eps: float = 1e-6
-
-
-@dataclass(frozen=True)
-class PromptEncoderConfig:
-    embed_dim: int = 256
-    image_embedding_size: tuple[int, int] = (64, 64)
-    input_image_size: tuple[int, int] = (1024, 1024)
-    mask_in_chans: int = 16
-
-
-@dataclass(frozen=True)
-class TwoWayTransformerConfig:
-    depth: int = 2
-    embedding_dim: int = 256
-    num_heads: int = 8
-    mlp_dim: int = 2048
-    attention_downsample_rate: int = 2
-    mlp_keys: str = "lin"  # state-dict names of the MLP: "lin" (SAM 1) or "layers" (SAM 2)
-
-
-@dataclass(frozen=True)
-class MaskDecoderConfig:
-    """Mask decoder; the SAM 2 flags default to SAM 1 behaviour."""
-
-    transformer_dim: int = 256
-    transformer: TwoWayTransformerConfig = field(default_factory=TwoWayTransformerConfig)
-    num_multimask_outputs: int = 3
-    iou_head_depth: int = 3
-    iou_head_hidden_dim: int = 256
-    use_high_res_features: bool = False
-    pred_obj_scores: bool = False
-    pred_obj_scores_mlp: bool = False
-    use_multimask_token_for_obj_ptr: bool = False
-    iou_prediction_use_sigmoid: bool = False
-    dynamic_multimask_via_stability: bool = False
-    dynamic_multimask_stability_delta: float = 0.05
-    dynamic_multimask_stability_thresh: float = 0.98
 
 
 @dataclass(frozen=True)
@@ -105,32 +79,7 @@ def sam1_config(
     )
 
 
-@dataclass(frozen=True)
-class Variant:
-    """A registry entry: a named architecture and, if official, where its weights live."""
-
-    name: str
-    family: Family
-    config: Any
-    url: str | None = None
-    sha256: str | None = None
-
-    @property
-    def filename(self) -> str | None:
-        return None if self.url is None else self.url.rsplit("/", 1)[-1]
-
-
 _SAM1_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
-
-VARIANTS: dict[str, Variant] = {}
-
-
-def register(variant: Variant, *aliases: str) -> Variant:
-    """Add a variant (and optional alias names) to the registry."""
-    for name in (variant.name, *aliases):
-        VARIANTS[name] = variant
-    return variant
-
 
 register(
     Variant(
@@ -179,13 +128,15 @@ def variant_names(family: Family | None = None) -> list[str]:
     """Canonical variant names (no aliases), optionally of one family."""
     _ensure_sam2_registered()
     seen = {v.name: v for v in VARIANTS.values()}
-    return [n for n, v in seen.items() if family is None or v.family == family]
+    # SAM 1 first whichever family module was imported first (a stable sort keeps each's order).
+    ordered = sorted(seen.values(), key=lambda v: v.family)
+    return [v.name for v in ordered if family is None or v.family == family]
 
 
 def _ensure_sam2_registered() -> None:
-    # SAM 2 variants live in configs_sam2 to keep this module small; importing it registers them.
-    with contextlib.suppress(ImportError):  # pragma: no cover - while SAM 2 is not packaged
-        from samkit import configs_sam2  # noqa: F401
+    # SAM 2 variants live in configs_sam2 (which imports configs_common, never this module);
+    # importing it registers them.
+    from samkit import configs_sam2  # noqa: F401
 
 
 def sam_config_from_official(cfg: dict[str, Any]) -> SamConfig:

@@ -1,4 +1,5 @@
-"""SAM 2 / SAM 2.1 image-model variants as frozen dataclasses, registered in `samkit.configs`.
+"""SAM 2 / SAM 2.1 image-model variants as frozen dataclasses, registered in the one
+registry (`samkit.configs_common`, read through `samkit.configs`).
 
 Hyper-parameters are those of the official `sam2/configs/sam2/sam2_hiera_*.yaml` (July 2024
 checkpoints) and `sam2/configs/sam2.1/sam2.1_hiera_*.yaml` (September 2024). The image path of
@@ -15,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from samkit.configs import (
+from samkit.configs_common import (
     Family,
     MaskDecoderConfig,
     PromptEncoderConfig,

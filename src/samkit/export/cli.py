@@ -17,7 +17,7 @@ from typing import Any
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from samkit.cli import CliError, load_model
+    from samkit.cli.common import CliError, load_model
     from samkit.export.onnx import export_sam_onnx
 
     try:
@@ -55,7 +55,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> None:
     """Add `export onnx` to the `samkit` command's subparsers."""
-    from samkit.cli import _add_model_args
+    from samkit.cli.common import _add_model_args
     from samkit.export.onnx import DEFAULT_OPSET
 
     export = subparsers.add_parser("export", help="export a model (onnx)")
