@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from samkit import SamPredictor, build_sam
     from samkit.checkpoint import CheckpointUnavailableError, fetch_checkpoint
+    from samkit.imageio import decode_image
 
     try:
         checkpoint = args.checkpoint or fetch_checkpoint(args.model)
@@ -34,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        image = np.array(Image.open(args.image).convert("RGB"))
-    except OSError as e:
+        image = decode_image(args.image)  # 16-bit, float, CMYK, palette, EXIF: see samkit.imageio
+    except (OSError, ValueError) as e:
         print(f"error: cannot read image {args.image}: {e}", file=sys.stderr)
         return 2
     h, w = image.shape[:2]

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from samkit.imageio import array_to_rgb_uint8, pil_to_array
+
 VALID_LABELS = (-1, 0, 1, 2, 3)
 
 
@@ -24,28 +26,27 @@ def get_preprocess_shape(old_h: int, old_w: int, long_side_length: int) -> tuple
 
 
 def as_rgb_uint8(image: Any, image_format: str = "RGB") -> np.ndarray:
-    """Convert a PIL image or an HxW / HxWx{1,3,4} uint8 array to an HxWx3 uint8 RGB array."""
+    """Convert a PIL image or an image array to an HxWx3 uint8 RGB array.
+
+    Arrays are HxW or HxWx{1,2,3,4} (alpha dropped) of uint8 (as is), uint16 (`>> 8`), float
+    with values in [0, 1] (`* 255`, rounded) or other integers holding 8- or 16-bit values:
+    the rule of `samkit.imageio`, which also reads PIL images (16-bit and float modes included).
+    For a percentile stretch instead, pass `samkit.imageio.array_to_rgb_uint8(x, stretch=True)`.
+
+    Raises:
+        ValueError: an unknown `image_format`, a non-image object, a wrong shape, an empty
+            image, or values the rule cannot place (NaN, floats outside [0, 1], ...).
+    """
     if image_format not in ("RGB", "BGR"):
         raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
     if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
+        image = pil_to_array(image)
         image_format = "RGB"
     if not isinstance(image, np.ndarray):
         raise ValueError(
             f"expected an HxWx3 uint8 numpy array or a PIL image, got {type(image).__name__}"
         )
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image (0-255), got dtype {image.dtype}")
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected an image of shape HxW or HxWx{{1,3,4}}, got {image.shape}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"the image is empty (shape {image.shape})")
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    elif image.shape[2] == 4:
-        image = image[:, :, :3]
+    image = array_to_rgb_uint8(image)
     if image_format == "BGR":
         image = image[:, :, ::-1]
     return np.ascontiguousarray(image)

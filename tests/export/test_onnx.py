@@ -236,10 +236,10 @@ def test_bad_inputs(ort_predictors, onnx_dir):
         p.predict(mask_input=np.zeros((1, 64, 64)))
     with pytest.raises(ValueError, match="embedding must have shape"):
         p.set_embedding(np.zeros((1, 256, 16, 16)), (10, 10))
-    with pytest.raises(ValueError, match="uint8"):
+    with pytest.raises(ValueError, match=r"float image must hold values in \[0, 1\]"):
         OnnxSamPredictor(
             onnx_dir / "sam1_tiny" / "encoder.onnx", onnx_dir / "sam1_tiny" / "decoder.onnx"
-        ).set_image(np.zeros((10, 10, 3), np.float32))
+        ).set_image(np.full((10, 10, 3), 2.0, np.float32))
     with pytest.raises(FileNotFoundError):
         OnnxSamPredictor(None, onnx_dir / "missing.onnx")
     with pytest.raises(ValueError, match="decoder inputs"):

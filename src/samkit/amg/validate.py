@@ -9,24 +9,24 @@ import numpy as np
 
 
 def check_image(image: Any) -> np.ndarray:
-    """An HxWx3 uint8 RGB image (numpy array or PIL image) -> contiguous numpy array."""
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow is a core dependency
-        Image = None
-    if Image is not None and isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
+    """An RGB image (numpy array or PIL image) -> contiguous HxWx3 uint8 numpy array.
+
+    Arrays must be HxWx3; uint8 is used as is, other dtypes go through the rule of
+    `samkit.imageio` (uint16 `>> 8`, float in [0, 1] `* 255`), like `SamPredictor.set_image`.
+    """
+    from PIL import Image
+
+    from samkit.imageio import array_to_rgb_uint8, pil_to_array
+
+    if isinstance(image, Image.Image):
+        return array_to_rgb_uint8(pil_to_array(image))
     if not isinstance(image, np.ndarray):
         raise ValueError(
             f"image must be an HxWx3 uint8 RGB numpy array (or PIL image), got {type(image).__name__}"
         )
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must have shape HxWx3 (RGB), got {image.shape}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 (0-255), got dtype {image.dtype}")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"image is empty: shape {image.shape}")
-    return image
+    return array_to_rgb_uint8(image)
 
 
 def _is_int(v: Any) -> bool:

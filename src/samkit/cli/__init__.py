@@ -28,6 +28,7 @@ from samkit.cli.common import (
     _point,
     load_model,
 )
+from samkit.cli.imageopts import add_image_args
 
 __all__ = ["RANDOM_WARNING", "CliError", "LoadedModel", "build_parser", "load_model", "main"]
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a `samkit embed` file for this image (skips the encoder)",
     )
     p.add_argument("--out", required=True, help="output folder")
+    add_image_args(p)
     _add_model_args(p)
     p.set_defaults(func=cmd_segment)
 
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="recompute images whose outputs are complete"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_image_args(p)
     _add_model_args(p)
     p.set_defaults(func=cmd_auto)
 
@@ -93,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--out", required=True, help="output folder: <stem>.safetensors")
     p.add_argument("--overwrite", action="store_true", help="recompute existing embeddings")
+    add_image_args(p)
     _add_model_args(p)
     p.set_defaults(func=cmd_embed)
 
@@ -117,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
     )
+    add_image_args(p)
     _add_model_args(p)
     p.set_defaults(func=cmd_serve)
 

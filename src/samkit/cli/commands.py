@@ -19,13 +19,14 @@ from samkit.cli.common import (
     _remove_stale_temporaries,
     _write_json,
 )
+from samkit.cli.imageopts import image_stretch
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from samkit.amg.io import render_overlay
+    from samkit.imageio import decode_image
     from samkit.server.encoding import (
         atomic_write_bytes,
-        decode_image,
         draw_prompts,
         mask_png_bytes,
         mask_records,
@@ -34,7 +35,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     if not args.point and not args.box:
         raise CliError("give at least one --point X,Y[,LABEL] or --box X0,Y0,X1,Y1")
-    image = decode_image(args.image)
+    image = decode_image(args.image, stretch=image_stretch(args))
     lm = _model_from_args(args)
     predictor = lm.predictor()
     if args.embedding:
@@ -177,7 +178,8 @@ def _auto_complete(json_path: Path, overlay: Path, params: dict[str, Any]) -> bo
 
 def cmd_auto(args: argparse.Namespace) -> int:
     from samkit.amg import SamAutomaticMaskGenerator, render_overlay, write_coco_json
-    from samkit.server.encoding import atomic_write_bytes, decode_image, png_bytes
+    from samkit.imageio import decode_image
+    from samkit.server.encoding import atomic_write_bytes, png_bytes
 
     files = _image_files(args.inputs)
     out = Path(args.out)
@@ -203,7 +205,7 @@ def cmd_auto(args: argparse.Namespace) -> int:
             continue
         t = time.perf_counter()
         try:
-            image = decode_image(f)
+            image = decode_image(f, stretch=image_stretch(args))
             records = generator.generate(image)
             overlay = render_overlay(image, records)
             # The overlay first, the JSON last: a JSON on disk means the image is complete.
@@ -237,7 +239,7 @@ def cmd_auto(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from samkit.embeddings import features_of, load_embedding, rgb_sha256, save_embedding
-    from samkit.server.encoding import decode_image
+    from samkit.imageio import decode_image
 
     files = _image_files(args.inputs)
     out = Path(args.out)
@@ -255,7 +257,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
                     print(f"{dest} (exists, skipped)")
                     continue
         try:
-            image = decode_image(f)
+            image = decode_image(f, stretch=image_stretch(args))
             predictor.set_image(image)
             save_embedding(
                 dest,
@@ -342,6 +344,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cache_bytes=int(args.cache_mb * 2**20),
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_pixels=args.max_pixels,
+        stretch=image_stretch(args),
     )
     print(
         f"samkit serve: {lm.name} on http://{args.host}:{args.port}/", file=sys.stderr, flush=True

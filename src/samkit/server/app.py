@@ -94,6 +94,7 @@ def create_app(
     cache_bytes: int = 1 << 30,
     max_upload_bytes: int = 32 * 2**20,
     max_pixels: int = 40_000_000,
+    stretch: Any = None,
 ) -> FastAPI:
     """Build the app.
 
@@ -103,6 +104,8 @@ def create_app(
         cache_bytes: bound of the embedding cache, in bytes.
         max_upload_bytes: larger uploads get 413.
         max_pixels: images with more pixels get 400 (decompression-bomb protection).
+        stretch: uploads' percentile stretch (`samkit.imageio.decode_image`); None: 16-bit
+            images are reduced by `>> 8`, float ones must lie in [0, 1].
     """
     model = getattr(loaded, "model", loaded)
     family = getattr(loaded, "family", None) or (
@@ -110,7 +113,7 @@ def create_app(
     )
     if max_upload_bytes <= 0 or max_pixels <= 0:
         raise ValueError("max_upload_bytes and max_pixels must be positive")
-    engine = Engine(model, cache_bytes, max_pixels, max_upload_bytes, family)
+    engine = Engine(model, cache_bytes, max_pixels, max_upload_bytes, family, stretch=stretch)
     info = {
         "model": str(getattr(loaded, "name", type(model).__name__)),
         "family": family,

@@ -1,4 +1,4 @@
-"""Image decoding (with decompression-bomb limits) and mask encoding (PNG, COCO RLE, records).
+"""Mask encoding (PNG, COCO RLE, records); image decoding lives in `samkit.imageio` (re-exported).
 
 Shared by the command line (`samkit segment / auto / embed`) and the web app.
 """
@@ -9,7 +9,6 @@ import io
 import os
 import tempfile
 import threading
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,69 +16,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 
 from samkit.amg.rle import rle_counts_to_string
-
-# Formats the app and CLI decode; anything else is "not an image" (no exotic parsers).
-IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "PPM")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm")
-DEFAULT_MAX_PIXELS = 64_000_000
-
-
-class ImageDecodeError(ValueError):
-    """The data is not a decodable image, or it is too large (decompression bomb)."""
-
-
-def decode_image(
-    source: bytes | str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> np.ndarray:
-    """Decode an image to HxWx3 uint8 RGB, applying its EXIF orientation.
-
-    The pixel count is checked from the header before any pixel is decoded.
-
-    Args:
-        source: encoded bytes, or a file path (the CLI; the web app only passes bytes).
-        max_pixels: refuse images with more pixels than this.
-
-    Raises:
-        ImageDecodeError: not an image in a supported format, truncated, or over `max_pixels`.
-    """
-    if isinstance(source, bytes):
-        fp: Any = io.BytesIO(source)
-        name = "the upload"
-    else:
-        fp, name = Path(source), str(source)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(fp, formats=IMAGE_FORMATS) as img:
-                w, h = img.size
-                if w * h > max_pixels:
-                    raise ImageDecodeError(
-                        f"{name} is {w}x{h} = {w * h:,} pixels, over the limit of "
-                        f"{max_pixels:,} pixels (decompression bomb protection)"
-                    )
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                rgb = np.array(img.convert("RGB"))
-    except ImageDecodeError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageDecodeError(f"{name} is too large to decode safely: {e}") from None
-    except FileNotFoundError:
-        raise
-    except Image.UnidentifiedImageError:
-        raise ImageDecodeError(
-            f"{name} is not an image in a supported format ({', '.join(IMAGE_FORMATS)})"
-        ) from None
-    except (OSError, SyntaxError, ValueError) as e:  # PIL raises all three for bad data
-        raise ImageDecodeError(
-            f"{name} is not a readable image ({type(e).__name__}: {e})"
-        ) from None
-    if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise ImageDecodeError(f"{name} decodes to an empty image")
-    return rgb
+from samkit.imageio import (  # noqa: F401 - re-exported: the decoder's old home
+    DEFAULT_MAX_PIXELS,
+    IMAGE_FORMATS,
+    IMAGE_SUFFIXES,
+    ImageDecodeError,
+    decode_image,
+)
 
 
 def _runs(mask: np.ndarray) -> np.ndarray:

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from samkit.embeddings import features_of, restore_features
+from samkit.imageio import DEFAULT_MAX_PIXELS, decode_image
 from samkit.predictor import SamPredictor
 from samkit.server.cache import ByteLRUCache
-from samkit.server.encoding import DEFAULT_MAX_PIXELS, decode_image, mask_png_bytes, mask_records
+from samkit.server.encoding import mask_png_bytes, mask_records
 from samkit.server.threads import run_in_fresh_thread
 
 
@@ -69,6 +70,7 @@ class Engine:
         max_upload_bytes: largest accepted upload (counted in an entry's size).
         family: "sam1" or "sam2".
         threads: torch intra-op threads for decoding and encoding (default: the caller's setting).
+        stretch: the percentile stretch of every upload (`samkit.imageio.decode_image`), or None.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class Engine:
         max_upload_bytes: int = 32 * 2**20,
         family: str = "sam1",
         threads: int | None = None,
+        stretch: Any = None,
     ) -> None:
         if family not in ("sam1", "sam2"):
             raise ValueError(f"family must be 'sam1' or 'sam2', got {family!r}")
@@ -92,6 +95,7 @@ class Engine:
             )
         self.cache = ByteLRUCache(cache_bytes)
         self.max_pixels = int(max_pixels)
+        self.stretch = stretch
         self.threads = torch.get_num_threads() if threads is None else int(threads)
         # The worker only dispatches: each job runs torch on its own short-lived thread.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samkit-jobs")
@@ -142,7 +146,7 @@ class Engine:
 
     def _encode(self, image_id: str, data: bytes) -> tuple[Entry, bool]:
         try:
-            image = decode_image(data, self.max_pixels)
+            image = decode_image(data, self.max_pixels, self.stretch)
             t = time.perf_counter()
             enc = self._encoder
             enc.set_image(image)
@@ -217,7 +221,7 @@ class Engine:
         from samkit.amg import SamAutomaticMaskGenerator
 
         t = time.perf_counter()
-        image = decode_image(entry.data, self.max_pixels)
+        image = decode_image(entry.data, self.max_pixels, self.stretch)
         gen = SamAutomaticMaskGenerator(
             _CachedPredictor(self.model, entry), output_mode="coco_rle", **params
         )

@@ -32,6 +32,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--clicks", type=int, default=5, help="clicks simulated per instance (default 5)"
     )
+    from samkit.cli.imageopts import add_image_args
+
+    add_image_args(p)
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -115,9 +118,15 @@ def _load_model(args: argparse.Namespace) -> Any:
 
 
 def _splits(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
+    from samkit.cli.imageopts import image_stretch
     from samkit.train.datasets import open_dataset, split_names
 
-    ds = open_dataset(args.data, skip_invalid=args.skip_invalid, image_dir=args.images)
+    ds = open_dataset(
+        args.data,
+        skip_invalid=args.skip_invalid,
+        image_dir=args.images,
+        stretch=image_stretch(args),
+    )
     train, val = split_names(ds.names, args.val_fraction, args.split_seed)
     return ds, train, val
 

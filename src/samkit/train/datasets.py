@@ -31,11 +31,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from samkit.amg.rle import rle_string_to_counts
+from samkit.imageio import IMAGE_SUFFIXES, decode_image
 from samkit.transforms import get_preprocess_shape, resize_longest_side
 
 logger = logging.getLogger("samkit")
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 @dataclass
@@ -77,11 +76,12 @@ class DataError(ValueError):
     """A dataset file is missing, unreadable or inconsistent (the message names it)."""
 
 
-def _read_image(path: Path) -> np.ndarray:
+def _read_image(path: Path, stretch: Any = None) -> np.ndarray:
+    """HxWx3 uint8 RGB through the one samkit decoder (`samkit.imageio`: 16-bit, float, CMYK,
+    palette, EXIF orientation)."""
     try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as e:
+        return decode_image(path, stretch=stretch)
+    except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read the image ({e})") from e
 
 
@@ -117,8 +117,9 @@ def _check_masks(masks: np.ndarray, image: np.ndarray, where: str) -> np.ndarray
 class SegmentationDataset:
     """Base class: a list of sample loaders with optional skipping of invalid samples."""
 
-    def __init__(self, skip_invalid: bool = False) -> None:
+    def __init__(self, skip_invalid: bool = False, stretch: Any = None) -> None:
         self.skip_invalid = skip_invalid
+        self.stretch = stretch  # `samkit.imageio.decode_image`'s percentile stretch, or None
         self._names: list[str] = []
 
     @property
@@ -161,8 +162,14 @@ class FolderDataset(SegmentationDataset):
             samples do not change the dataset length later).
     """
 
-    def __init__(self, root: str | Path, skip_invalid: bool = False, validate: bool = True) -> None:
-        super().__init__(skip_invalid)
+    def __init__(
+        self,
+        root: str | Path,
+        skip_invalid: bool = False,
+        validate: bool = True,
+        stretch: Any = None,
+    ) -> None:
+        super().__init__(skip_invalid, stretch)
         self.root = Path(root)
         img_dir, mask_dir = self.root / "images", self.root / "masks"
         for d in (img_dir, mask_dir):
@@ -194,7 +201,7 @@ class FolderDataset(SegmentationDataset):
             self._validate_all()
 
     def load(self, name: str) -> Sample:
-        image = _read_image(self._images[name])
+        image = _read_image(self._images[name], self.stretch)
         mask_dir = self.root / "masks"
         single = mask_dir / f"{name}.png"
         if single.is_file():
@@ -243,8 +250,9 @@ class CocoDataset(SegmentationDataset):
         include_crowd: bool = False,
         skip_invalid: bool = False,
         validate: bool = True,
+        stretch: Any = None,
     ) -> None:
-        super().__init__(skip_invalid)
+        super().__init__(skip_invalid, stretch)
         self.annotation_file = Path(annotation_file)
         try:
             data = json.loads(self.annotation_file.read_text())
@@ -299,7 +307,7 @@ class CocoDataset(SegmentationDataset):
 
     def load(self, name: str) -> Sample:
         path = self.image_dir / name
-        image = _read_image(path)
+        image = _read_image(path, self.stretch)
         h, w = image.shape[:2]
         info = self._info[name]
         if (int(info.get("height", h)), int(info.get("width", w))) != (h, w):
@@ -351,17 +359,21 @@ def rle_counts_to_mask(counts: Sequence[int], h: int, w: int, where: str = "RLE"
 
 
 def open_dataset(
-    path: str | Path, skip_invalid: bool = False, image_dir: str | Path | None = None
+    path: str | Path,
+    skip_invalid: bool = False,
+    image_dir: str | Path | None = None,
+    stretch: Any = None,
 ) -> SegmentationDataset:
-    """A `FolderDataset` for a folder, a `CocoDataset` for a ``.json`` file."""
+    """A `FolderDataset` for a folder, a `CocoDataset` for a ``.json`` file (`stretch`: see
+    `samkit.imageio.decode_image`)."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"dataset not found: {p}")
     if p.is_file():
         if p.suffix.lower() != ".json":
             raise DataError(f"{p}: expected a DATA folder or a COCO .json file")
-        return CocoDataset(p, image_dir=image_dir, skip_invalid=skip_invalid)
-    return FolderDataset(p, skip_invalid=skip_invalid)
+        return CocoDataset(p, image_dir=image_dir, skip_invalid=skip_invalid, stretch=stretch)
+    return FolderDataset(p, skip_invalid=skip_invalid, stretch=stretch)
 
 
 def split_names(
