@@ -151,7 +151,8 @@ def cases() -> list[Case]:
     out: list[Case] = []
 
     def add(name: str, suffix: str, data: bytes, expected: np.ndarray, **kw) -> None:
-        out.append(Case(name, suffix, data, np.ascontiguousarray(expected), **kw))
+        assert expected.max() <= 255 and expected.shape[2] == 3
+        out.append(Case(name, suffix, data, np.ascontiguousarray(expected, np.uint8), **kw))
 
     add("rgb8_png", ".png", _save(Image.fromarray(pic), "PNG"), pic)
     add("rgba8_png", ".png", _save(Image.fromarray(np.dstack([pic, alpha]), "RGBA"), "PNG"), pic)
