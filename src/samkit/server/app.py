@@ -9,6 +9,8 @@ API (all JSON; coordinates in original-image pixels):
   box: [x0, y0, x1, y1] | null, multimask: bool, png: bool}`: the candidate masks with `score`,
   `area`, `bbox` (XYWH), `segmentation` (COCO RLE) and optionally `png` (base64). 422 with the
   reason for malformed prompts.
+  Both POST routes answer 404 for an unknown id whatever the body, then 413 / 415 / 422 for a bad
+  body (`samkit.server.validation`); no error answer echoes the input.
 - `POST /api/images/{image_id}/everything`, body: generator settings: COCO annotations.
 - `GET /api/info`, `GET /api/stats`: model, limits, cache statistics.
 
@@ -32,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from samkit.server.encoding import ImageDecodeError
 from samkit.server.engine import Engine, Entry
+from samkit.server.validation import install_error_handlers, parse_json_body
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
 MAX_POINTS = 64
@@ -137,6 +140,7 @@ def create_app(
         title="samkit", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
     )
     app.state.engine = engine
+    install_error_handlers(app)
 
     def static_route(route: str) -> Any:
         body, ctype = static[route]
@@ -208,8 +212,9 @@ def create_app(
         }
 
     @app.post("/api/images/{image_id}/predict")
-    async def predict(image_id: str, prompt: PromptIn) -> dict[str, Any]:
-        entry = entry_or_404(image_id)
+    async def predict(image_id: str, request: Request) -> dict[str, Any]:
+        entry = entry_or_404(image_id)  # 404 first, whatever the body
+        prompt = await parse_json_body(request, PromptIn)
         _check_prompt(prompt, entry)
         try:
             out = await asyncio.wrap_future(
@@ -234,8 +239,9 @@ def create_app(
         }
 
     @app.post("/api/images/{image_id}/everything")
-    async def everything(image_id: str, params: EverythingIn) -> dict[str, Any]:
-        entry = entry_or_404(image_id)
+    async def everything(image_id: str, request: Request) -> dict[str, Any]:
+        entry = entry_or_404(image_id)  # 404 first, whatever the body
+        params = await parse_json_body(request, EverythingIn)
         try:
             result = await asyncio.wrap_future(engine.everything(entry, params.model_dump()))
         except ValueError as e:
