@@ -120,14 +120,20 @@ def test_channel_rule():
     pic = content()
     g = pic[:, :, 0]
     a = np.full_like(g, 9)
-    for x in (g, g[:, :, None], np.dstack([g, a])):
+    for x in (g, g[:, :, None]):
         np.testing.assert_array_equal(array_to_rgb_uint8(x), np.dstack([g, g, g]))
     np.testing.assert_array_equal(array_to_rgb_uint8(np.dstack([pic, a])), pic)
     # alpha never enters a stretch
     dim = pic.astype(np.uint16) * 4 + 100
     rgba = np.dstack([dim, np.full(dim.shape[:2], 65535, np.uint16)])
     np.testing.assert_array_equal(array_to_rgb_uint8(rgba, True), stretch_reference(dim))
-    for bad in (np.zeros((2, 2, 5), np.uint8), np.zeros((2, 2, 2, 2), np.uint8), np.zeros(4)):
+    bad_shapes = (
+        np.dstack([g, a]),
+        np.zeros((2, 2, 5), np.uint8),
+        np.zeros((2, 2, 2, 2)),
+        np.zeros(4),
+    )
+    for bad in bad_shapes:
         with pytest.raises(ValueError, match="shape"):
             array_to_rgb_uint8(bad)
 
@@ -220,3 +226,17 @@ def test_mask_generator_takes_uint16_and_float_images(sam1_shapes):
     assert len(a) == len(b) > 0
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x["segmentation"], y["segmentation"])
+
+
+def test_mode_i_png_is_16_bit():
+    # Pillow < 10 opens a 16-bit greyscale PNG as mode I: still the 16-bit rule, even when dark.
+    from samkit.imageio import pil_to_array
+
+    dark = (np.arange(12).reshape(3, 4) * 20).astype(np.int32)  # all <= 255
+    img = Image.fromarray(dark)
+    assert img.mode == "I"
+    np.testing.assert_array_equal(to_uint8(pil_to_array(img)), dark.astype(np.uint8))  # ints
+    img.format = "PNG"
+    got = pil_to_array(img)
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(to_uint8(got), np.zeros_like(dark, np.uint8))  # >> 8

@@ -283,7 +283,7 @@ def test_bad_prompts(dog, kwargs, match):
         (np.zeros((0, 10, 3), np.uint8), "empty"),
         (np.zeros((10, 10, 2), np.uint8), r"HxWx\{1,3,4\}"),
         (np.zeros((10, 10, 3, 1), np.uint8), r"HxWx\{1,3,4\}"),
-        (np.zeros((10, 10, 3), np.float32), "uint8"),
+        (np.full((10, 10, 3), 2.0, np.float32), r"float image must hold values in \[0, 1\]"),
         ([[1, 2, 3]], "numpy array or a PIL image"),
     ],
 )

@@ -131,16 +131,16 @@ def to_uint8(values: np.ndarray, stretch: Any = None) -> np.ndarray:
 
 
 def to_rgb(values: np.ndarray) -> np.ndarray:
-    """HxW, HxWx1, HxWx2 (grey + alpha), HxWx3 or HxWx4 (RGBA) -> HxWx3 (alpha dropped)."""
+    """HxW, HxWx1 (grey), HxWx3 or HxWx4 (RGBA) -> HxWx3 (alpha dropped)."""
     a = np.asarray(values)
     if a.ndim == 2:
         a = a[:, :, None]
-    if a.ndim != 3 or a.shape[2] not in (1, 2, 3, 4):
-        raise ValueError(f"expected an image of shape HxW or HxWx{{1,2,3,4}}, got {a.shape}")
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an image of shape HxW or HxWx{{1,3,4}}, got {a.shape}")
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise ValueError(f"the image is empty (shape {a.shape})")
-    if a.shape[2] <= 2:
-        return np.repeat(a[:, :, :1], 3, axis=2)
+    if a.shape[2] == 1:
+        return np.repeat(a, 3, axis=2)
     return a[:, :, :3]
 
 
@@ -177,10 +177,18 @@ def _colour16_low_bytes(img: Image.Image, reopen: Any) -> Image.Image | None:
     return low
 
 
-def pil_to_array(img: Image.Image, full_depth: bool = False) -> np.ndarray:
+def pil_to_array(img: Image.Image, source_format: str | None = None) -> np.ndarray:
     """A loaded PIL image as an array in its own depth: uint8 HxWx3 (8-bit modes), uint16 HxW
-    (I;16*), int32 HxW (I), float32 HxW (F). EXIF orientation is not applied here."""
-    if img.mode in _16BIT_MODES:
+    (I;16*, and mode I from a PNG, which can only be 16-bit: older Pillow opens 16-bit PNGs as
+    I), int32 HxW (other I), float32 HxW (F). EXIF orientation is not applied here.
+
+    Args:
+        img: the image.
+        source_format: the file format (`img.format` before any transpose), if known.
+    """
+    if img.mode in _16BIT_MODES or (
+        img.mode == "I" and (source_format or getattr(img, "format", None)) == "PNG"
+    ):
         return np.asarray(img).astype(np.uint16)
     if img.mode in ("I", "F"):
         return np.asarray(img)
@@ -188,7 +196,8 @@ def pil_to_array(img: Image.Image, full_depth: bool = False) -> np.ndarray:
         img = img.convert("RGBA")  # through the palette / colour key; alpha dropped below
     if img.mode not in ("RGB", "RGBA", "L", "LA"):
         img = img.convert("RGB")  # 1, CMYK, YCbCr, LAB, HSV, RGBX, ...
-    return to_rgb(np.asarray(img))
+    a = np.asarray(img)
+    return to_rgb(a[:, :, 0] if img.mode == "LA" else a)
 
 
 def _open_error(name: str, e: Exception) -> ImageDecodeError:
@@ -246,7 +255,7 @@ def decode_image(
                 frames = int(getattr(img, "n_frames", 1) or 1)
                 low = _colour16_low_bytes(img, reopen) if pct is not None else None
                 img.load()
-                values = pil_to_array(ImageOps.exif_transpose(img))
+                values = pil_to_array(ImageOps.exif_transpose(img), img.format)
                 if low is not None:
                     with low:
                         lo_bytes = np.asarray(ImageOps.exif_transpose(low))[:, :, :3]

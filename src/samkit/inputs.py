@@ -28,7 +28,7 @@ def get_preprocess_shape(old_h: int, old_w: int, long_side_length: int) -> tuple
 def as_rgb_uint8(image: Any, image_format: str = "RGB") -> np.ndarray:
     """Convert a PIL image or an image array to an HxWx3 uint8 RGB array.
 
-    Arrays are HxW or HxWx{1,2,3,4} (alpha dropped) of uint8 (as is), uint16 (`>> 8`), float
+    Arrays are HxW or HxWx{1,3,4} (alpha dropped) of uint8 (as is), uint16 (`>> 8`), float
     with values in [0, 1] (`* 255`, rounded) or other integers holding 8- or 16-bit values:
     the rule of `samkit.imageio`, which also reads PIL images (16-bit and float modes included).
     For a percentile stretch instead, pass `samkit.imageio.array_to_rgb_uint8(x, stretch=True)`.

@@ -138,7 +138,11 @@ def render_overlay(
     Returns:
         An RGB PIL image.
     """
-    base = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    if isinstance(image, Image.Image):
+        from samkit.imageio import array_to_rgb_uint8, pil_to_array
+
+        image = array_to_rgb_uint8(pil_to_array(image))
+    base = np.asarray(image)
     if base.ndim != 3 or base.shape[2] != 3 or base.dtype != np.uint8:
         raise ValueError(f"image must be HxWx3 uint8, got {base.shape} {base.dtype}")
     if not 0.0 <= alpha <= 1.0:
