@@ -8,6 +8,11 @@
 The files come from `samkit export onnx` (or `samkit.export.onnx.export_sam_onnx`). An official
 `segment_anything` ONNX decoder works too (it has the same interface); without samkit metadata the
 standard SAM pixel mean / std and a 1024 px input are assumed.
+
+`predict` answers as `SamPredictor.predict` does, or raises a ValueError: a decoder exported with
+`--return-single-mask` has no multimask outputs, and for one point or a box alone it returns the
+official exporter's choice (the best multimask output), not the single-mask output, so those
+calls are refused (see `check_single_mask_call`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,29 @@ def _require_ort() -> Any:
 def _meta(session: Any) -> dict[str, Any]:
     raw = session.get_modelmeta().custom_metadata_map
     return {k[len("samkit_") :]: json.loads(v) for k, v in raw.items() if k.startswith("samkit_")}
+
+
+def check_single_mask_call(num_decoder_points: int) -> None:
+    """Refuse a `multimask_output=False` call that a single-mask SAM 1 decoder answers unlike
+    `SamPredictor`.
+
+    A decoder exported with `--return-single-mask` (samkit's or the official exporter) picks, per
+    prompt, the single-mask token when it gets more than 2 points (padding point and box corners
+    counted), else the best of the 3 multimask outputs by predicted IoU. `SamPredictor.predict(
+    multimask_output=False)` always returns the single-mask token, so the two agree only for
+    prompts of more than 2 decoder points: a point set of 2 or more points, or a box with points.
+
+    Raises:
+        ValueError: for 2 or fewer decoder points (one point, a box alone, several boxes).
+    """
+    if num_decoder_points <= 2:
+        raise ValueError(
+            "predict(multimask_output=False) with one point or a box alone (2 decoder points) "
+            "cannot be served by a decoder exported with --return-single-mask: for such prompts "
+            "it returns the best of the 3 multimask outputs by predicted IoU (the official "
+            "exporter's rule), not the single-mask output SamPredictor returns. Export the "
+            "decoder without --return-single-mask (it serves every call), or add points"
+        )
 
 
 class OnnxSamPredictor:
@@ -94,6 +122,8 @@ class OnnxSamPredictor:
         self.mask_input_size = (int(mask_shape[-2]), int(mask_shape[-1]))
         out = next(o for o in self.decoder.get_outputs() if o.name == "iou_predictions")
         self.num_decoder_masks = out.shape[-1] if isinstance(out.shape[-1], int) else 4
+        if "return_single_mask" in meta:
+            self.num_decoder_masks = 1 if meta["return_single_mask"] else 4
         coords = next(i for i in self.decoder.get_inputs() if i.name == "point_coords")
         self.batched_decoder = not isinstance(coords.shape[0], int)
         self.reset_image()
@@ -192,6 +222,8 @@ class OnnxSamPredictor:
             )
         p = validate_prompts(point_coords, point_labels, box, mask_input, self.mask_input_size)
         coords, labels = self._prompts(p)
+        if self.num_decoder_masks == 1:
+            check_single_mask_call(coords.shape[1])
         nb, batched = p.batch, p.batched
         if p.mask_input is not None:
             m, has_mask = p.mask_input, np.ones(1, np.float32)
