@@ -86,6 +86,7 @@ def _embed_file(family: str) -> Path:
     """`samkit embed`'s file: the reference's features saved, loaded and given to a fresh
     predictor (no encoder run)."""
     from samkit.embeddings import features_of, load_embedding, save_embedding
+    from samkit.provenance import of_model
 
     ref = reference(family)
     size = ref.model.image_size if family == "sam2" else ref.model.image_encoder.img_size
@@ -97,6 +98,7 @@ def _embed_file(family: str) -> Path:
         original_size=prompts.image().shape[:2],
         input_size=getattr(ref, "input_size", None) or (size, size),
         img_size=size,
+        provenance=of_model(ref.model),
     )
     p = predictor_for(family, ref.model)
     load_embedding(path).apply(p)

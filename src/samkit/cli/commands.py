@@ -237,6 +237,7 @@ def cmd_auto(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from samkit.embeddings import features_of, load_embedding, rgb_sha256, save_embedding
+    from samkit.provenance import of_model
     from samkit.server.encoding import decode_image
 
     files = _image_files(args.inputs)
@@ -246,6 +247,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     lm = _model_from_args(args)
     predictor = lm.predictor()
     img_size = lm.img_size()
+    provenance = of_model(lm.model)
     failed = 0
     for f in files:
         dest = out / f"{f.stem}.safetensors"
@@ -267,6 +269,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
                 img_size=img_size,
                 image_sha256=rgb_sha256(image),
                 file_name=f.name,
+                provenance=provenance,
             )
         except (ValueError, OSError, RuntimeError) as e:
             failed += 1

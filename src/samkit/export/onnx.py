@@ -32,6 +32,7 @@ Both files carry metadata (`samkit_*` keys: image size, pixel mean / std, mask t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -149,11 +150,13 @@ class SamOnnxDecoder(nn.Module):
 
 def _metadata(model: Sam, **extra: object) -> dict[str, str]:
     from samkit import __version__
+    from samkit.provenance import of_model
 
     pe = model.prompt_encoder
     meta = {
         "samkit_version": __version__,
         "samkit_family": "sam1",
+        "samkit_provenance": dataclasses.asdict(of_model(model)),
         "samkit_img_size": model.image_encoder.img_size,
         "samkit_pixel_mean": model.pixel_mean.flatten().tolist(),
         "samkit_pixel_std": model.pixel_std.flatten().tolist(),

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from samkit.inputs import Prompts, as_rgb_uint8, get_preprocess_shape, validate_prompts
+from samkit.provenance import Provenance, check, from_json
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
@@ -41,6 +42,43 @@ def _require_ort() -> Any:
 def _meta(session: Any) -> dict[str, Any]:
     raw = session.get_modelmeta().custom_metadata_map
     return {k[len("samkit_") :]: json.loads(v) for k, v in raw.items() if k.startswith("samkit_")}
+
+
+def files_provenance(
+    decoder_meta: dict[str, Any],
+    decoder_path: str | os.PathLike,
+    family: str,
+    encoder_meta: dict[str, Any] | None = None,
+    encoder_path: str | os.PathLike | None = None,
+) -> Provenance | None:
+    """The model an exported decoder (and encoder) came from, checked for one predictor.
+
+    Args:
+        decoder_meta, encoder_meta: `_meta` of the sessions (encoder None: no encoder file).
+        family: what the predictor serves, "sam1" or "sam2".
+
+    Returns:
+        The decoder's provenance (None for files without samkit metadata, e.g. official ones).
+
+    Raises:
+        ValueError: a file of the other family, or an encoder and a decoder of different models.
+    """
+    dec = None
+    if "provenance" in decoder_meta:
+        dec = from_json(decoder_meta["provenance"], str(decoder_path))
+    found = dec.family if dec is not None else decoder_meta.get("family", family)
+    if found != family:
+        made = dec.describe() if dec is not None else f"a {found} model"
+        other = "OnnxSam2Predictor" if found == "sam2" else "OnnxSamPredictor"
+        raise ValueError(
+            f"{decoder_path} was exported from {made} but this predictor serves {family} "
+            f"files: use {other}"
+        )
+    if encoder_meta is not None and "provenance" in encoder_meta:
+        enc = from_json(encoder_meta["provenance"], str(encoder_path))
+        expected = dec or Provenance(family, "", "", enc.embedding_shape, enc.img_size)
+        check(enc, expected, f"encoder {encoder_path}", f"decoder {decoder_path}")
+    return dec
 
 
 def check_single_mask_call(num_decoder_points: int) -> None:
@@ -92,6 +130,7 @@ class OnnxSamPredictor:
             if path is not None and not os.path.isfile(path):
                 raise FileNotFoundError(f"{name} file not found: {path}")
         self.decoder = ort.InferenceSession(str(decoder_path), opts, providers=providers)
+        self.provenance = files_provenance(_meta(self.decoder), decoder_path, "sam1")
         names = {i.name for i in self.decoder.get_inputs()}
         expected = {
             "image_embeddings",
@@ -110,6 +149,7 @@ class OnnxSamPredictor:
         if encoder_path is not None:
             self.encoder = ort.InferenceSession(str(encoder_path), opts, providers=providers)
             enc_in = self.encoder.get_inputs()[0]
+            files_provenance(meta, decoder_path, "sam1", _meta(self.encoder), encoder_path)
             meta = {**_meta(self.encoder), **meta}
             meta.setdefault("img_size", int(enc_in.shape[-1]))
         self.img_size = int(meta.get("img_size", 1024))
