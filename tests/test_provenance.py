@@ -290,3 +290,14 @@ def test_step_checkpoint_checked_by_trainer_load(run_dir, tmp_path):
     configure_trainable(other_rank, "none", peft=True)
     with pytest.raises(ValueError, match="does not match the model"):
         Trainer(other_rank, data, cfg, tmp_path / "rank").load(ckpt)
+
+
+def test_restore_features_of_the_other_family_is_a_value_error(models):
+    """The in-memory path (the web app's cache) names the families instead of an AttributeError."""
+    from samkit.embeddings import restore_features
+
+    t = {"image_embedding": torch.zeros(1, 256, 64, 64)}
+    with pytest.raises(ValueError, match="sam2 image features but the predictor holds a sam1"):
+        restore_features(SamPredictor(models["sam1_tiny"]), "sam2", t, (60, 80))
+    with pytest.raises(ValueError, match="sam1 image features but the predictor holds a sam2"):
+        restore_features(Sam2ImagePredictor(models["sam2_tiny"]), "sam1", t, (60, 80), (48, 64))

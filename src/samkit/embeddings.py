@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from samkit.provenance import Provenance, check, from_metadata, of_model, to_metadata
+from samkit.provenance import Provenance, check, family_of, from_metadata, of_model, to_metadata
 
 FORMAT = "samkit.embedding/1"
 _KEY = "image_embedding"
@@ -134,10 +134,13 @@ def restore_features(
     Raises:
         ValueError: `family` is not the predictor's, or SAM 2 tensors are missing.
     """
-    held = predictor_provenance(predictor)
-    if held is not None and held.family != family:
+    if hasattr(predictor, "model"):
+        held: str | None = family_of(predictor.model)
+    else:
+        held = getattr(getattr(predictor, "provenance", None), "family", None)
+    if held is not None and held != family:
         raise ValueError(
-            f"these are {family} image features but the predictor holds a {held.family} model"
+            f"these are {family} image features but the predictor holds a {held} model"
         )
     if not hasattr(predictor, "model"):  # the onnxruntime predictors take numpy arrays
         _restore_onnx(predictor, family, tensors, original_size)

@@ -83,7 +83,8 @@ class Provenance:
         return None
 
 
-def _family(model: Any) -> str:
+def family_of(model: Any) -> str:
+    """ "sam1" or "sam2" for a SAM model (a ValueError for anything else)."""
     if hasattr(model, "sam_mask_decoder") and hasattr(model, "image_encoder"):
         return "sam2"
     if hasattr(model, "mask_decoder") and hasattr(model, "image_encoder"):
@@ -148,7 +149,7 @@ def of_model(model: Any) -> Provenance:
     """The `Provenance` of a SAM 1 / SAM 2 model (what a file made with it records)."""
     from samkit import __version__
 
-    family = _family(model)
+    family = family_of(model)
     if family == "sam1":
         pe, img_size = model.prompt_encoder, int(model.image_encoder.img_size)
     else:
