@@ -14,6 +14,11 @@ A file is a safetensors archive with the image encoder's output (SAM 1: `image_e
 | `img_size` | the encoder's input side (1024 for the official models) |
 | `image_sha256` | sha256 of the HxWx3 uint8 RGB pixels (C order), to check it is the same image |
 | `file_name` | the image's file name (informational) |
+| `samkit_provenance` | the model that computed it (`samkit.provenance`): family, architecture, sizes, version |
+
+`ImageEmbedding.apply` checks the provenance against the predictor's model and raises a
+ValueError naming both when they differ (another family, architecture or embedding size); files
+written before samkit recorded it are checked on family and embedding shape.
 
 Usage::
 
@@ -35,6 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from samkit.provenance import Provenance, check, family_of, from_metadata, of_model, to_metadata
+
 FORMAT = "samkit.embedding/1"
 _KEY = "image_embedding"
 
@@ -53,6 +60,7 @@ class ImageEmbedding:
         image_sha256: sha256 of the RGB pixels, or "" if not recorded.
         metadata: every metadata string of the file.
         tensors: every tensor of the file (SAM 2 adds `high_res_feats_0/1`).
+        source: where it was read from (its path), for messages.
     """
 
     embedding: Tensor
@@ -64,9 +72,27 @@ class ImageEmbedding:
     image_sha256: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     tensors: dict[str, Tensor] = field(default_factory=dict)
+    source: str = "this embedding"
+
+    @property
+    def provenance(self) -> Provenance:
+        """The model that made it (from the metadata; older files: family, variant, sizes)."""
+        prov = from_metadata(self.metadata, self.source)
+        if prov is None:
+            c, h, w = (int(v) for v in self.embedding.shape[1:])
+            prov = Provenance(self.family, self.variant, "", (c, h, w), self.img_size)
+        return prov
 
     def apply(self, predictor: Any) -> None:
-        """Give `predictor` this image's features (SAM 1: `set_embedding`), skipping its encoder."""
+        """Give `predictor` this image's features, skipping its encoder.
+
+        Works with `SamPredictor`, `Sam2ImagePredictor` and the onnxruntime predictors.
+
+        Raises:
+            ValueError: the embedding was made by a model of another family, architecture or
+                embedding size than the predictor's (the message names both).
+        """
+        check(self.provenance, predictor_provenance(predictor), self.source, "the predictor")
         restore_features(
             predictor,
             self.family,
@@ -74,6 +100,13 @@ class ImageEmbedding:
             self.original_size,
             self.input_size,
         )
+
+
+def predictor_provenance(predictor: Any) -> Provenance | None:
+    """The provenance of a predictor's model (onnxruntime predictors: their files' metadata)."""
+    if hasattr(predictor, "model"):
+        return of_model(predictor.model)
+    return getattr(predictor, "provenance", None)
 
 
 def features_of(predictor: Any, family: str) -> dict[str, Tensor]:
@@ -96,7 +129,22 @@ def restore_features(
     original_size: tuple[int, int],
     input_size: tuple[int, int] | None = None,
 ) -> None:
-    """Set stored features (`features_of`) on a fresh predictor, as if `set_image` had run."""
+    """Set stored features (`features_of`) on a fresh predictor, as if `set_image` had run.
+
+    Raises:
+        ValueError: `family` is not the predictor's, or SAM 2 tensors are missing.
+    """
+    if hasattr(predictor, "model"):
+        held: str | None = family_of(predictor.model)
+    else:
+        held = getattr(getattr(predictor, "provenance", None), "family", None)
+    if held is not None and held != family:
+        raise ValueError(
+            f"these are {family} image features but the predictor holds a {held} model"
+        )
+    if not hasattr(predictor, "model"):  # the onnxruntime predictors take numpy arrays
+        _restore_onnx(predictor, family, tensors, original_size)
+        return
     if family == "sam2":
         missing = {_KEY, "high_res_feats_0", "high_res_feats_1"} - set(tensors)
         if missing:
@@ -114,6 +162,19 @@ def restore_features(
         predictor._is_image_set = True
         return
     predictor.set_embedding(tensors[_KEY], original_size, input_size)
+
+
+def _restore_onnx(
+    predictor: Any, family: str, tensors: dict[str, Tensor], original_size: tuple[int, int]
+) -> None:
+    arrays = {k: v.float().numpy() for k, v in tensors.items()}
+    size = (int(original_size[0]), int(original_size[1]))
+    if family == "sam2":
+        predictor.set_features(
+            arrays[_KEY], arrays["high_res_feats_0"], arrays["high_res_feats_1"], size
+        )
+    else:
+        predictor.set_embedding(arrays[_KEY], size)
 
 
 def rgb_sha256(image: np.ndarray) -> str:
@@ -142,6 +203,7 @@ def save_embedding(
     img_size: int,
     image_sha256: str = "",
     file_name: str = "",
+    provenance: Provenance | None = None,
 ) -> Path:
     """Write an embedding file atomically (temporary file + rename).
 
@@ -154,6 +216,8 @@ def save_embedding(
         img_size: the encoder input side.
         image_sha256: `rgb_sha256(image)`, recorded so a loader can check the image.
         file_name: informational.
+        provenance: `samkit.provenance.of_model(model)` of the model that computed it; without
+            it, family, variant and sizes are recorded (no architecture signature).
 
     Returns:
         The path written.
@@ -182,6 +246,12 @@ def save_embedding(
         "image_sha256": image_sha256,
         "file_name": file_name,
     }
+    if provenance is None:
+        c, h, w = (int(v) for v in tensors[_KEY].shape[1:])
+        provenance = Provenance(str(family), str(variant), "", (c, h, w), int(img_size))
+    elif provenance.family != family:
+        raise ValueError(f"provenance is a {provenance.family} model's, family is {family!r}")
+    meta.update(to_metadata(provenance))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
@@ -240,4 +310,5 @@ def load_embedding(path: str | os.PathLike) -> ImageEmbedding:
         image_sha256=meta.get("image_sha256", ""),
         metadata=meta,
         tensors=tensors,
+        source=str(path),
     )

@@ -240,6 +240,7 @@ def cmd_auto(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     from samkit.embeddings import features_of, load_embedding, rgb_sha256, save_embedding
     from samkit.imageio import decode_image
+    from samkit.provenance import of_model
 
     files = _image_files(args.inputs)
     out = Path(args.out)
@@ -248,6 +249,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     lm = _model_from_args(args)
     predictor = lm.predictor()
     img_size = lm.img_size()
+    provenance = of_model(lm.model)
     failed = 0
     for f in files:
         dest = out / f"{f.stem}.safetensors"
@@ -269,6 +271,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
                 img_size=img_size,
                 image_sha256=rgb_sha256(image),
                 file_name=f.name,
+                provenance=provenance,
             )
         except (ValueError, OSError, RuntimeError) as e:
             failed += 1

@@ -73,8 +73,9 @@ def add_parser(subparsers: Any) -> None:
         "--return-single-mask",
         action="store_true",
         help="decoder outputs one mask instead of all 4 (SAM 1, official rule: the single-mask "
-        "token with more than 2 points, else the best multimask output by predicted IoU; SAM 2: "
-        "what predict(multimask_output=False) returns, with its stability-based choice)",
+        "token with more than 2 points, else the best multimask output by predicted IoU, so "
+        "OnnxSamPredictor refuses one point or a box alone with it; SAM 2: what "
+        "predict(multimask_output=False) returns, with its stability-based choice)",
     )
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (14..20)")
     p.add_argument("--decoder-only", action="store_true", help="skip encoder.onnx")

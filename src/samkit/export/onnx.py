@@ -19,7 +19,10 @@ Outputs: `masks` (BxMxHxW logits at `orig_im_size`), `iou_predictions` (BxM) and
 (BxMx4hx4w) with M = 4 (the single-mask token first, then the 3 multimask outputs), or M = 1 with
 `return_single_mask`: like the official exporter, the single-mask token is picked when there are
 more than 2 points (padding and box corners included), else the best of the 3 multimask outputs
-by predicted IoU. As an extension, the prompt batch B is dynamic too (official files use B = 1).
+by predicted IoU. That differs from `SamPredictor.predict(multimask_output=False)`, which always
+returns the single-mask token: `OnnxSamPredictor` serves such a file only for prompts of more than
+2 decoder points and refuses one point or a box alone with a ValueError (the 4-mask file serves
+every call). As an extension, the prompt batch B is dynamic too (official files use B = 1).
 Client code for the official model must append the padding point (0, 0) with label -1 when no
 box is given, exactly as for the official file.
 
@@ -29,6 +32,7 @@ Both files carry metadata (`samkit_*` keys: image size, pixel mean / std, mask t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -146,11 +150,13 @@ class SamOnnxDecoder(nn.Module):
 
 def _metadata(model: Sam, **extra: object) -> dict[str, str]:
     from samkit import __version__
+    from samkit.provenance import of_model
 
     pe = model.prompt_encoder
     meta = {
         "samkit_version": __version__,
         "samkit_family": "sam1",
+        "samkit_provenance": dataclasses.asdict(of_model(model)),
         "samkit_img_size": model.image_encoder.img_size,
         "samkit_pixel_mean": model.pixel_mean.flatten().tolist(),
         "samkit_pixel_std": model.pixel_std.flatten().tolist(),

@@ -44,6 +44,7 @@ image, mask threshold, feature shapes).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -215,6 +216,7 @@ class Sam2OnnxDecoder(nn.Module):
 
 def _metadata(model: Sam2, **extra: object) -> dict[str, str]:
     from samkit import __version__
+    from samkit.provenance import of_model
 
     pe = model.sam_prompt_encoder
     c = pe.embed_dim
@@ -223,6 +225,7 @@ def _metadata(model: Sam2, **extra: object) -> dict[str, str]:
     meta = {
         "samkit_version": __version__,
         "samkit_family": "sam2",
+        "samkit_provenance": dataclasses.asdict(of_model(model)),
         "samkit_img_size": int(model.image_size),
         "samkit_pixel_mean": model.pixel_mean.flatten().tolist(),
         "samkit_pixel_std": model.pixel_std.flatten().tolist(),

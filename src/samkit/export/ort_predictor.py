@@ -8,6 +8,11 @@
 The files come from `samkit export onnx` (or `samkit.export.onnx.export_sam_onnx`). An official
 `segment_anything` ONNX decoder works too (it has the same interface); without samkit metadata the
 standard SAM pixel mean / std and a 1024 px input are assumed.
+
+`predict` answers as `SamPredictor.predict` does, or raises a ValueError: a decoder exported with
+`--return-single-mask` has no multimask outputs, and for one point or a box alone it returns the
+official exporter's choice (the best multimask output), not the single-mask output, so those
+calls are refused (see `check_single_mask_call`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from samkit.inputs import Prompts, as_rgb_uint8, get_preprocess_shape, validate_prompts
+from samkit.provenance import Provenance, check, from_json
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
@@ -36,6 +42,66 @@ def _require_ort() -> Any:
 def _meta(session: Any) -> dict[str, Any]:
     raw = session.get_modelmeta().custom_metadata_map
     return {k[len("samkit_") :]: json.loads(v) for k, v in raw.items() if k.startswith("samkit_")}
+
+
+def files_provenance(
+    decoder_meta: dict[str, Any],
+    decoder_path: str | os.PathLike,
+    family: str,
+    encoder_meta: dict[str, Any] | None = None,
+    encoder_path: str | os.PathLike | None = None,
+) -> Provenance | None:
+    """The model an exported decoder (and encoder) came from, checked for one predictor.
+
+    Args:
+        decoder_meta, encoder_meta: `_meta` of the sessions (encoder None: no encoder file).
+        family: what the predictor serves, "sam1" or "sam2".
+
+    Returns:
+        The decoder's provenance (None for files without samkit metadata, e.g. official ones).
+
+    Raises:
+        ValueError: a file of the other family, or an encoder and a decoder of different models.
+    """
+    dec = None
+    if "provenance" in decoder_meta:
+        dec = from_json(decoder_meta["provenance"], str(decoder_path))
+    found = dec.family if dec is not None else decoder_meta.get("family", family)
+    if found != family:
+        made = dec.describe() if dec is not None else f"a {found} model"
+        other = "OnnxSam2Predictor" if found == "sam2" else "OnnxSamPredictor"
+        raise ValueError(
+            f"{decoder_path} was exported from {made} but this predictor serves {family} "
+            f"files: use {other}"
+        )
+    if encoder_meta is not None and "provenance" in encoder_meta:
+        enc = from_json(encoder_meta["provenance"], str(encoder_path))
+        expected = dec or Provenance(family, "", "", enc.embedding_shape, enc.img_size)
+        check(enc, expected, f"encoder {encoder_path}", f"decoder {decoder_path}")
+    return dec
+
+
+def check_single_mask_call(num_decoder_points: int) -> None:
+    """Refuse a `multimask_output=False` call that a single-mask SAM 1 decoder answers unlike
+    `SamPredictor`.
+
+    A decoder exported with `--return-single-mask` (samkit's or the official exporter) picks, per
+    prompt, the single-mask token when it gets more than 2 points (padding point and box corners
+    counted), else the best of the 3 multimask outputs by predicted IoU. `SamPredictor.predict(
+    multimask_output=False)` always returns the single-mask token, so the two agree only for
+    prompts of more than 2 decoder points: a point set of 2 or more points, or a box with points.
+
+    Raises:
+        ValueError: for 2 or fewer decoder points (one point, a box alone, several boxes).
+    """
+    if num_decoder_points <= 2:
+        raise ValueError(
+            "predict(multimask_output=False) with one point or a box alone (2 decoder points) "
+            "cannot be served by a decoder exported with --return-single-mask: for such prompts "
+            "it returns the best of the 3 multimask outputs by predicted IoU (the official "
+            "exporter's rule), not the single-mask output SamPredictor returns. Export the "
+            "decoder without --return-single-mask (it serves every call), or add points"
+        )
 
 
 class OnnxSamPredictor:
@@ -64,6 +130,7 @@ class OnnxSamPredictor:
             if path is not None and not os.path.isfile(path):
                 raise FileNotFoundError(f"{name} file not found: {path}")
         self.decoder = ort.InferenceSession(str(decoder_path), opts, providers=providers)
+        self.provenance = files_provenance(_meta(self.decoder), decoder_path, "sam1")
         names = {i.name for i in self.decoder.get_inputs()}
         expected = {
             "image_embeddings",
@@ -82,6 +149,7 @@ class OnnxSamPredictor:
         if encoder_path is not None:
             self.encoder = ort.InferenceSession(str(encoder_path), opts, providers=providers)
             enc_in = self.encoder.get_inputs()[0]
+            files_provenance(meta, decoder_path, "sam1", _meta(self.encoder), encoder_path)
             meta = {**_meta(self.encoder), **meta}
             meta.setdefault("img_size", int(enc_in.shape[-1]))
         self.img_size = int(meta.get("img_size", 1024))
@@ -94,6 +162,8 @@ class OnnxSamPredictor:
         self.mask_input_size = (int(mask_shape[-2]), int(mask_shape[-1]))
         out = next(o for o in self.decoder.get_outputs() if o.name == "iou_predictions")
         self.num_decoder_masks = out.shape[-1] if isinstance(out.shape[-1], int) else 4
+        if "return_single_mask" in meta:
+            self.num_decoder_masks = 1 if meta["return_single_mask"] else 4
         coords = next(i for i in self.decoder.get_inputs() if i.name == "point_coords")
         self.batched_decoder = not isinstance(coords.shape[0], int)
         self.reset_image()
@@ -192,6 +262,8 @@ class OnnxSamPredictor:
             )
         p = validate_prompts(point_coords, point_labels, box, mask_input, self.mask_input_size)
         coords, labels = self._prompts(p)
+        if self.num_decoder_masks == 1:
+            check_single_mask_call(coords.shape[1])
         nb, batched = p.batch, p.batched
         if p.mask_input is not None:
             m, has_mask = p.mask_input, np.ones(1, np.float32)

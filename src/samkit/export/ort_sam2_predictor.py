@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from samkit.export.ort_predictor import _meta, _require_ort
+from samkit.export.ort_predictor import _meta, _require_ort, files_provenance
 from samkit.inputs import Prompts, as_rgb_uint8, validate_prompts
 
 ENCODER_OUTPUTS = ["image_embed", "high_res_feats_0", "high_res_feats_1"]
@@ -140,6 +140,7 @@ class OnnxSam2Predictor:
             opts.intra_op_num_threads = threads
         providers = providers or ["CPUExecutionProvider"]
         self.decoder = ort.InferenceSession(str(decoder_path), opts, providers=providers)
+        self.provenance = files_provenance(_meta(self.decoder), decoder_path, "sam2")
         dec_in = {i.name: i.shape for i in self.decoder.get_inputs()}
         if sorted(dec_in) != sorted(DECODER_INPUTS):
             raise ValueError(
@@ -156,6 +157,7 @@ class OnnxSam2Predictor:
                     f"{encoder_path}: encoder outputs {names}, expected input 'image' and "
                     f"outputs {ENCODER_OUTPUTS}"
                 )
+            files_provenance(meta, decoder_path, "sam2", _meta(self.encoder), encoder_path)
             meta = {**_meta(self.encoder), **meta}
             meta.setdefault("img_size", int(self.encoder.get_inputs()[0].shape[-1]))
         if meta.get("family", "sam2") != "sam2":

@@ -224,6 +224,10 @@ def build_sam(
         model = sam_from_config(cfg)
     model = model.to_empty(device=device or "cpu")
     if state_dict is not None:
+        from samkit.provenance import check_file
+
+        # a samkit file (fine-tuned / merged model) names the model it was made by
+        check_file(checkpoint, model, f"the model of build_sam({variant_or_config!r})")
         _reset_non_persistent(model, cfg)
         load_state_dict_into(model, state_dict, source=str(checkpoint))
     else:

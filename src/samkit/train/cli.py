@@ -193,10 +193,9 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from samkit.checkpoint import read_state_dict
     from samkit.train.datasets import Subset
     from samkit.train.evaluate import evaluate, plot_miou_curve
-    from samkit.train.lora import add_adapters, infer_adapters
+    from samkit.train.lora import load_adapters
 
     ds, train_names, val_names = _splits(args)
     names = {"val": val_names, "train": train_names, "all": ds.names}[args.split]
@@ -206,12 +205,7 @@ def run_eval(args: argparse.Namespace) -> int:
         )
     model = _load_model(args)
     if args.adapters:
-        sd = read_state_dict(args.adapters)
-        hidden, blocks = infer_adapters(sd)
-        add_adapters(model, hidden, blocks=blocks)
-        _missing, unexpected = model.load_state_dict(sd, strict=False)
-        if unexpected:
-            raise ValueError(f"{args.adapters}: unexpected keys {unexpected[:5]}")
+        load_adapters(model, args.adapters)
     metrics = evaluate(model, Subset(ds, names), args.clicks, progress=not args.no_progress)
     metrics["split"] = args.split
     metrics["data"] = str(args.data)

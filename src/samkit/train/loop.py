@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from samkit.checkpoint import read_state_dict, save_checkpoint
+from samkit.provenance import check_file, of_model, to_metadata
 from samkit.train.datasets import PreparedSample, Sample, prepare_sample
 from samkit.train.lora import LoRALinear, adapter_state_dict, merge_lora
 from samkit.train.losses import LossWeights, sam_loss
@@ -246,7 +247,8 @@ class Trainer:
         tmp = root / f".tmp_step_{self.step:07d}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        save_checkpoint(self.model, tmp / "model.safetensors", {"step": str(self.step)})
+        meta = {"step": str(self.step), **to_metadata(of_model(self.model))}
+        save_checkpoint(self.model, tmp / "model.safetensors", meta)
         torch.save(
             {
                 "step": self.step,
@@ -273,11 +275,23 @@ class Trainer:
         return ckpts[-1] if ckpts else None
 
     def load(self, ckpt: str | Path) -> None:
-        """Restore model, optimizer, scheduler, step and RNG states from a checkpoint folder."""
+        """Restore model, optimizer, scheduler, step and RNG states from a checkpoint folder.
+
+        Raises:
+            ValueError: the checkpoint was made by another model (the message names both) or
+                with other LoRA / adapter settings.
+        """
         ckpt = Path(ckpt)
+        check_file(ckpt / "model.safetensors", self.model, "this fine-tuning run")
         state = torch.load(ckpt / "trainer_state.pt", map_location="cpu", weights_only=True)
         sd = read_state_dict(ckpt / "model.safetensors")
-        missing, unexpected = self.model.load_state_dict(sd, strict=False)
+        try:
+            missing, unexpected = self.model.load_state_dict(sd, strict=False)
+        except RuntimeError as e:  # a tensor of another shape (e.g. another LoRA rank)
+            raise ValueError(
+                f"{ckpt}: checkpoint does not match the model (LoRA / adapter settings differ?): "
+                f"{str(e).splitlines()[-1].strip()}"
+            ) from None
         if missing or unexpected:
             raise ValueError(
                 f"{ckpt}: checkpoint does not match the model (LoRA / adapter settings differ?): "
@@ -375,7 +389,11 @@ class Trainer:
         self.save()
         has_adapters = any(".adapter." in k for k in self.model.state_dict())
         merged = merge_lora(self.model)
-        meta = {"samkit_train": json.dumps(self.cfg.to_dict()), "step": str(self.step)}
+        meta = {
+            "samkit_train": json.dumps(self.cfg.to_dict()),
+            "step": str(self.step),
+            **to_metadata(of_model(self.model)),
+        }
         if has_adapters:
             save_checkpoint(adapter_state_dict(self.model), self.out / "adapters.safetensors", meta)
             base = {k: v for k, v in self.model.state_dict().items() if ".adapter." not in k}

@@ -13,6 +13,7 @@ up-projection) are the alternative; they cannot be merged, so they are saved on 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 
 import torch
@@ -192,6 +193,38 @@ def infer_adapters(state_dict: dict[str, Tensor]) -> tuple[int, list[int]]:
         raise ValueError("no adapter weights (keys *.mlp.adapter.down.weight) in the state dict")
     hidden = state_dict[f"image_encoder.blocks.{blocks[0]}.mlp.adapter.down.weight"].shape[0]
     return hidden, blocks
+
+
+def load_adapters(model: nn.Module, path: str | os.PathLike) -> list[str]:
+    """Attach the adapters of an `adapters.safetensors` file (a fine-tuning run's) to `model`.
+
+    Args:
+        model: the base model the adapters were trained on (without adapters).
+        path: the adapters file.
+
+    Returns:
+        The names of the added adapters.
+
+    Raises:
+        ValueError: the file was made for another model (the message names both), holds no
+            adapters, or its tensors do not fit.
+    """
+    from samkit.checkpoint import read_state_dict
+    from samkit.provenance import check_file
+
+    check_file(path, model, "the model")
+    sd = read_state_dict(path)
+    hidden, blocks = infer_adapters(sd)
+    names = add_adapters(model, hidden, blocks=blocks)
+    try:
+        _missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as e:
+        raise ValueError(
+            f"{path}: adapters do not fit the model: {str(e).splitlines()[-1]}"
+        ) from None
+    if unexpected:
+        raise ValueError(f"{path}: unexpected keys {unexpected[:5]}")
+    return names
 
 
 def configure_trainable(
