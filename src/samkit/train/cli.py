@@ -61,6 +61,12 @@ def add_parsers(subparsers: Any) -> None:
     ft.add_argument("--box-prob", type=float, default=0.5, help="fraction of box first prompts")
     ft.add_argument("--correction-iters", type=int, default=0, help="iterative correction rounds")
     ft.add_argument("--grad-clip", type=float, default=1.0, help="max grad norm (0 = off)")
+    ft.add_argument(
+        "--iou-loss",
+        choices=("auto", "mse", "l1"),
+        default="auto",
+        help="IoU regression loss (auto: MSE for SAM 1, L1 for SAM 2, as the official recipes)",
+    )
     ft.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     ft.add_argument("--seed", type=int, default=0)
     ft.add_argument(
@@ -154,6 +160,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     from samkit.train.datasets import Subset
     from samkit.train.loop import TrainConfig, Trainer
     from samkit.train.lora import add_adapters, apply_lora, configure_trainable
+    from samkit.train.losses import LossWeights
     from samkit.train.optim import init_tied_qk
 
     torch.manual_seed(args.seed)
@@ -191,6 +198,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         eval_clicks=args.clicks,
         stop_after=args.stop_after,
         progress=not args.no_progress,
+        loss=LossWeights(iou_l1=None if args.iou_loss == "auto" else args.iou_loss == "l1"),
     )
     val = Subset(ds, val_names) if val_names else None
     trainer = Trainer(model, Subset(ds, train_names), cfg, args.out, val_data=val)
