@@ -59,11 +59,23 @@ def test_lora_finetune_then_eval_the_merged_checkpoint(tmp_path, data) -> None:
     assert summary["lora_layers_merged"] == 4
     out = tmp_path / "eval"
     assert (
-        main(["eval", *args, "--checkpoint", str(run / "model.safetensors"), "--out", str(out)])
+        main(
+            [
+                "eval",
+                *args,
+                "--split",
+                "val",
+                "--checkpoint",
+                str(run / "model.safetensors"),
+                "--out",
+                str(out),
+            ]
+        )
         == 0
     )
     met = json.loads((out / "metrics.json").read_text())
     assert met["miou_1pt"] == summary["val"]["miou_1pt"]
+    assert met["images"] == summary["val"]["images"] and len(met["images"]) == 1
     assert set(met) >= {"miou_1pt", "miou_box", "per_instance", "baseline_box"}
     assert "miou_3pt" not in met  # only 2 clicks asked for
     assert (out / "miou_vs_clicks.png").is_file()
@@ -105,6 +117,8 @@ def test_adapter_finetune_and_eval_with_adapters(tmp_path, data) -> None:
                 str(run / "model.safetensors"),
                 "--adapters",
                 str(run / "adapters.safetensors"),
+                "--split",
+                "val",
                 "--out",
                 str(out),
             ]
@@ -120,3 +134,60 @@ def test_cli_errors(tmp_path, data, capsys) -> None:
     assert "dataset not found" in capsys.readouterr().err
     assert main(["eval", "--data", str(data), "--out", str(tmp_path / "o")]) != 0
     assert "--model" in capsys.readouterr().err
+
+
+def test_sam2_lora_and_adapter_finetune_then_eval(tmp_path, data) -> None:
+    """SAM 2 through the CLI: an official-format config.json, LoRA on Hiera + decoder and
+    adapters; the merged model has the official keys and `samkit eval` reproduces the numbers."""
+    from samkit import build_sam2
+    from samkit.checkpoint import save_checkpoint
+    from samkit.train.synthetic import small_sam2_config
+
+    cfg = tmp_path / "sam2.json"
+    cfg.write_text(json.dumps(small_sam2_config(64, 32, window_spec=(4, 4, 2, 2))))
+    start = save_checkpoint(build_sam2(cfg), tmp_path / "start.safetensors")
+    run = tmp_path / "run"
+    args = ["--data", str(data), "--model", str(cfg), "--no-progress", "--clicks", "2"]
+    rc = main(
+        [
+            "finetune",
+            *args,
+            "--checkpoint",
+            str(start),
+            "--out",
+            str(run),
+            "--steps",
+            "2",
+            "--lora-rank",
+            "2",
+            "--lora-targets",
+            "qkv,proj,decoder",
+            "--adapter-dim",
+            "4",
+            "--images-per-step",
+            "1",
+            "--prompts-per-image",
+            "2",
+            "--box-prob",
+            "0.5",
+            "--correction-iters",
+            "1",
+        ]
+    )
+    assert rc == 0
+    summary = json.loads((run / "train_summary.json").read_text())
+    assert summary["adapters"] and summary["lora_layers_merged"] > 0
+    base = read_state_dict(start)
+    merged = read_state_dict(run / "model.safetensors")
+    assert set(merged) == set(base)
+    k = "image_encoder.trunk.blocks.0.attn.qkv.weight"
+    assert not (merged[k] == base[k]).all()
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert "obj" in log[0]
+    out = tmp_path / "eval"
+    eval_args = ["--checkpoint", str(run / "model.safetensors"), "--out", str(out)]
+    adapters = ["--adapters", str(run / "adapters.safetensors"), "--split", "val"]
+    assert main(["eval", *args, *eval_args, *adapters]) == 0
+    met = json.loads((out / "metrics.json").read_text())
+    assert met["miou_1pt"] == summary["val"]["miou_1pt"]
+    assert met["images"] == summary["val"]["images"]

@@ -89,6 +89,8 @@ def test_small_sam_learns_shapes_from_scratch(tmp_path, capsys) -> None:
                 str(out),
                 "--clicks",
                 "3",
+                "--split",
+                "val",
             ]
         )
         == 0

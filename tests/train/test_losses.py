@@ -96,3 +96,27 @@ def test_loss_rejects_bad_shapes() -> None:
         sam_loss(torch.zeros(2, 8, 8), torch.zeros(2, 1), torch.zeros(2, 8, 8))
     with pytest.raises(ValueError, match="iou_pred"):
         sam_loss(torch.zeros(2, 3, 8, 8), torch.zeros(2, 1), torch.zeros(2, 8, 8))
+
+
+def test_object_score_loss_and_absent_objects() -> None:
+    """SAM 2: BCE of the object score against "the target is non-empty"; the mask, dice and IoU
+    terms count only where the object is present (official MultiStepMultiMasksAndIous)."""
+    logits = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    target = torch.zeros(2, 1, 4, 4)
+    target[0, 0, :2, :2] = 1  # prompt 0: object present; prompt 1: empty target
+    iou_pred = torch.tensor([[0.7], [0.4]])
+    obj = torch.tensor([[1.5], [0.5]])
+    w = LossWeights(obj_score=2.0, iou_l1=True)
+    out = sam_loss(logits, iou_pred, target, weights=w, object_score_logits=obj)
+    ref = sam_loss(logits[:1], iou_pred[:1], target[:1], weights=w)  # the present prompt alone
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        obj[:, 0], torch.tensor([1.0, 0.0]), reduction="none"
+    )
+    expected = (ref["loss"] + 2.0 * bce[0] + 2.0 * bce[1]) / 2
+    torch.testing.assert_close(out["loss"], expected)
+    torch.testing.assert_close(out["obj"], bce.mean())
+    # L1 IoU regression: |0.7 - IoU| for the present prompt
+    actual = mask_iou(logits[:1], target[:1])[0, 0]
+    torch.testing.assert_close(ref["iou_mse"], (0.7 - actual).abs())
+    with pytest.raises(ValueError, match="object_score_logits"):
+        sam_loss(logits, iou_pred, target, object_score_logits=torch.zeros(2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,16 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         default=None,
-        help="variant name (vit_b, ...) or a config.json; optional with --checkpoint (inferred)",
+        help="variant name (vit_b, sam2.1_hiera_t, ...) or a SAM 1 / SAM 2 config.json; optional "
+        "with --checkpoint of an official size (inferred)",
     )
     p.add_argument("--checkpoint", default=None, help="weights to start from / to evaluate")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
-        "--val-fraction", type=float, default=0.2, help="held-out fraction (default 0.2)"
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="held-out fraction of the fine-tuning split (default 0.2)",
     )
     p.add_argument("--split-seed", type=int, default=0, help="seed of the deterministic split")
     p.add_argument("--skip-invalid", action="store_true", help="skip bad samples with a warning")
@@ -41,9 +46,10 @@ def add_parsers(subparsers: Any) -> None:
     """Add the `finetune` and `eval` sub-commands."""
     ft = subparsers.add_parser(
         "finetune",
-        help="fine-tune SAM 1 on a segmentation dataset (LoRA, adapters, full)",
-        description="Fine-tune a SAM 1 model. Writes DIR/model.safetensors (LoRA merged, loadable "
-        "by build_sam), checkpoints, log.jsonl, metrics.json and a mIoU-vs-clicks plot.",
+        help="fine-tune SAM 1 or SAM 2 on a segmentation dataset (LoRA, adapters, full)",
+        description="Fine-tune a SAM 1 or SAM 2 / 2.1 model. Writes DIR/model.safetensors (LoRA "
+        "merged, loadable by build_sam / build_sam2), checkpoints, log.jsonl, metrics.json (on "
+        "the held-out split) and a mIoU-vs-clicks plot.",
     )
     _add_data_args(ft)
     ft.add_argument("--steps", type=int, default=1000)
@@ -58,13 +64,24 @@ def add_parsers(subparsers: Any) -> None:
     ft.add_argument("--box-prob", type=float, default=0.5, help="fraction of box first prompts")
     ft.add_argument("--correction-iters", type=int, default=0, help="iterative correction rounds")
     ft.add_argument("--grad-clip", type=float, default=1.0, help="max grad norm (0 = off)")
+    ft.add_argument(
+        "--iou-loss",
+        choices=("auto", "mse", "l1"),
+        default="auto",
+        help="IoU regression loss (auto: MSE for SAM 1, L1 for SAM 2, as the official recipes)",
+    )
     ft.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     ft.add_argument("--seed", type=int, default=0)
     ft.add_argument(
         "--lora-rank", type=int, default=0, help="LoRA rank on the encoder attention (0 = off)"
     )
     ft.add_argument("--lora-alpha", type=float, default=None, help="LoRA alpha (default: rank)")
-    ft.add_argument("--lora-targets", default="qkv,proj", help="comma list of qkv, proj")
+    ft.add_argument(
+        "--lora-targets",
+        default="qkv,proj",
+        help="comma list of qkv, proj (encoder attention) and decoder (the mask decoder's "
+        "attention projections; their base weights are then frozen too)",
+    )
     ft.add_argument(
         "--adapter-dim", type=int, default=0, help="bottleneck adapters of this size (0 = off)"
     )
@@ -97,23 +114,38 @@ def add_parsers(subparsers: Any) -> None:
 
     ev = subparsers.add_parser(
         "eval",
-        help="interactive mIoU (1/3/5 clicks, box) of a SAM 1 model on a dataset",
-        description="Deterministic click protocol; writes DIR/metrics.json and DIR/miou_vs_clicks.png.",
+        help="interactive mIoU (1/3/5 clicks, box) of a SAM 1 or SAM 2 model on a dataset",
+        description="Deterministic click protocol (see samkit.train.evaluate) on every image of "
+        "the dataset, or on one side of the fine-tuning split with --split; writes "
+        "DIR/metrics.json (with the evaluated image names) and DIR/miou_vs_clicks.png.",
     )
     _add_data_args(ev)
-    ev.add_argument("--split", choices=("val", "train", "all"), default="val")
+    ev.add_argument(
+        "--split",
+        choices=("all", "val", "train"),
+        default="all",
+        help="all images (default), or the val / train side of `samkit finetune`'s split "
+        "(same --val-fraction and --split-seed as the run)",
+    )
     ev.add_argument("--adapters", default=None, help="adapters.safetensors of an adapter run")
     ev.add_argument("--no-progress", action="store_true")
     ev.set_defaults(func=run_eval)
 
 
 def _load_model(args: argparse.Namespace) -> Any:
-    from samkit.modeling.build import build_sam
+    """A SAM 1 (`build_sam`) or SAM 2 (`build_sam2`) model; without --checkpoint, random weights."""
+    from samkit.train.families import model_family
 
     if args.model is None and args.checkpoint is None:
         raise ValueError("give --model (variant or config.json) and / or --checkpoint")
     if args.checkpoint is not None and not Path(args.checkpoint).exists():
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+    if model_family(args.model, args.checkpoint) == "sam2":
+        from samkit.modeling.build_sam2 import build_sam2
+
+        return build_sam2(args.model, checkpoint=args.checkpoint, device=args.device)
+    from samkit.modeling.build import build_sam
+
     return build_sam(args.model, checkpoint=args.checkpoint, device=args.device)
 
 
@@ -137,6 +169,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     from samkit.train.datasets import Subset
     from samkit.train.loop import TrainConfig, Trainer
     from samkit.train.lora import add_adapters, apply_lora, configure_trainable
+    from samkit.train.losses import LossWeights
     from samkit.train.optim import init_tied_qk
 
     torch.manual_seed(args.seed)
@@ -174,6 +207,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         eval_clicks=args.clicks,
         stop_after=args.stop_after,
         progress=not args.no_progress,
+        loss=LossWeights(iou_l1=None if args.iou_loss == "auto" else args.iou_loss == "l1"),
     )
     val = Subset(ds, val_names) if val_names else None
     trainer = Trainer(model, Subset(ds, train_names), cfg, args.out, val_data=val)
@@ -209,6 +243,14 @@ def run_eval(args: argparse.Namespace) -> int:
     metrics = evaluate(model, Subset(ds, names), args.clicks, progress=not args.no_progress)
     metrics["split"] = args.split
     metrics["data"] = str(args.data)
+    if args.split != "all":
+        metrics["val_fraction"], metrics["split_seed"] = args.val_fraction, args.split_seed
+    shown = ", ".join(names[:20]) + (f", ... (+{len(names) - 20} more)" if len(names) > 20 else "")
+    print(
+        f"evaluated {len(names)} of {len(ds.names)} images of {args.data} (split {args.split}): "
+        f"{shown}",
+        file=sys.stderr,
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))

@@ -15,6 +15,12 @@ The click protocol (the one the SAM paper follows, after RITM):
 * the box prompt is the tight box (x0, y0, x1, y1) of the instance's pixels, single-mask output.
 
 IoU is computed at the original image resolution and averaged over instances (mIoU).
+
+The model sees what its predictor gives it: a SAM 1 model the `SamPredictor` input (longest side
+resized, padded), a SAM 2 model the `Sam2ImagePredictor` input (square resize), boxes as SAM 2's
+corner points, and as `mask_input` the low-res logits that predictor returns (clamped to
+[-32, 32]); so looping `SamPredictor.predict` / `Sam2ImagePredictor.predict` over the instances
+with this protocol gives the same numbers (tests/train/test_eval_whole.py does).
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ import torch
 from PIL import Image, ImageDraw
 from scipy.ndimage import distance_transform_edt
 
-from samkit.train.datasets import Sample, prepare_sample
-from samkit.transforms import apply_coords
+from samkit.train.datasets import Sample
+from samkit.train.families import family_ops
 
 
 def farthest_point(region: np.ndarray) -> tuple[float, tuple[int, int] | None]:
@@ -71,12 +77,10 @@ def iou(pred: np.ndarray, gt: np.ndarray) -> float:
 class _Decoder:
     """Runs the prompt encoder + mask decoder on one image embedding, results at full size."""
 
-    def __init__(self, model: torch.nn.Module, prep: Any) -> None:
-        self.model = model
-        self.prep = prep
-        image = model.preprocess(prep.image[None].to(model.device))
-        self.embedding = model.image_encoder(image.to(model.dtype))
-        self.pe = model.prompt_encoder.get_dense_pe()
+    def __init__(self, model: torch.nn.Module, sample: Sample) -> None:
+        self.ops = family_ops(model)
+        self.prep = self.ops.prepare(sample)
+        self.feats = self.ops.encode([self.prep])
 
     def __call__(
         self,
@@ -86,23 +90,21 @@ class _Decoder:
         mask_input: torch.Tensor | None,
         multimask: bool,
     ) -> tuple[np.ndarray, torch.Tensor]:
-        m, dev, size = self.model, self.model.device, self.prep.original_size
-        target = m.img_size
+        ops, prep = self.ops, self.prep
+        dev = ops.model.device
         points = None
         if coords is not None:
-            c = torch.as_tensor(apply_coords(coords, size, target), dtype=torch.float32, device=dev)
+            c = ops.to_input_frame(coords, prep)
             points = (c, torch.as_tensor(labels, dtype=torch.float32, device=dev))
         box_t = None
         if boxes is not None:
-            b = apply_coords(boxes.reshape(-1, 2, 2), size, target).reshape(-1, 4)
-            box_t = torch.as_tensor(b, dtype=torch.float32, device=dev)
-        sparse, dense = m.prompt_encoder(points=points, boxes=box_t, masks=mask_input)
-        low, score = m.mask_decoder(self.embedding, self.pe, sparse, dense, multimask)
+            box_t = ops.to_input_frame(boxes.reshape(-1, 2, 2), prep).reshape(-1, 4)
+        low, score, _obj = ops.decode(self.feats, None, points, box_t, mask_input, multimask)
         if multimask:
             best = score.argmax(dim=1)
             low = low[torch.arange(low.shape[0], device=dev), best][:, None]
-        full = m.postprocess_masks(low, self.prep.input_size, size)[:, 0] > m.mask_threshold
-        return full.cpu().numpy(), low
+        full = ops.upscale(low, prep)[:, 0] > ops.mask_threshold
+        return full.cpu().numpy(), ops.as_mask_input(low)
 
 
 @torch.inference_mode()
@@ -112,8 +114,7 @@ def evaluate_sample(
     """Per-instance results of the click protocol and the box prompt on one sample."""
     if clicks < 1:
         raise ValueError(f"clicks must be >= 1, got {clicks}")
-    prep = prepare_sample(sample, model.img_size)
-    run = _Decoder(model, prep)
+    run = _Decoder(model, sample)
     results = []
     for start in range(0, sample.masks.shape[0], max_batch):
         gt = sample.masks[start : start + max_batch]
@@ -170,10 +171,10 @@ def evaluate(
     clicks: int = 5,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """mIoU metrics of a SAM 1 model on a dataset.
+    """mIoU metrics of a SAM 1 or SAM 2 model on a dataset.
 
     Args:
-        model: a SAM 1 model (put in eval mode here).
+        model: a SAM 1 or SAM 2 model (put in eval mode here).
         samples: the evaluation samples.
         clicks: number of clicks simulated per instance (>= 1).
         progress: show a progress bar (tqdm, when installed).
@@ -181,7 +182,8 @@ def evaluate(
     Returns:
         dict with `miou_1pt`, `miou_3pt`, `miou_5pt` (those with enough clicks), `miou_box`,
         `miou_per_click` (list), the baselines `baseline_whole_image` (IoU of predicting the whole
-        image) and `baseline_box` (IoU of the filled tight box), counts, and `per_instance`.
+        image) and `baseline_box` (IoU of the filled tight box), counts, `images` (the names of
+        the evaluated images, in order) and `per_instance`.
     """
     model.eval()
     items: Any = samples
@@ -193,10 +195,10 @@ def evaluate(
         except ImportError:  # pragma: no cover - tqdm is in the [train] extra
             pass
     per_instance: list[dict[str, Any]] = []
-    n_images = 0
+    names: list[str] = []
     for s in items:
         per_instance.extend(evaluate_sample(model, s, clicks))
-        n_images += 1
+        names.append(s.name)
     if not per_instance:
         raise ValueError("evaluate: no instances to evaluate")
     curve = np.array([r["iou_per_click"] for r in per_instance]).mean(axis=0)
@@ -208,7 +210,8 @@ def evaluate(
     out["miou_per_click"] = [float(v) for v in curve]
     out["baseline_whole_image"] = float(np.mean([r["baseline_whole_image"] for r in per_instance]))
     out["baseline_box"] = float(np.mean([r["baseline_box"] for r in per_instance]))
-    out["num_images"] = n_images
+    out["num_images"] = len(names)
+    out["images"] = names
     out["num_instances"] = len(per_instance)
     out["per_instance"] = per_instance
     return out

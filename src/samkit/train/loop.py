@@ -7,7 +7,7 @@ loss curve as an uninterrupted one.
 
 Out folder: ``log.jsonl`` (one JSON record per logged step / evaluation), ``checkpoints/step_N/``
 (``model.safetensors`` + ``trainer_state.pt``), and at the end ``model.safetensors`` (LoRA merged:
-an official-format state dict that `samkit.build_sam(checkpoint=...)` loads), ``adapters.safetensors``
+an official-format state dict that `samkit.build_sam` / `samkit.build_sam2` loads), ``adapters.safetensors``
 when adapters were trained, ``train_summary.json`` and, with validation data, ``metrics.json`` and
 ``miou_vs_clicks.png``.
 """
@@ -20,7 +20,6 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,64 +30,20 @@ from torch import Tensor, nn
 
 from samkit.checkpoint import read_state_dict, save_checkpoint
 from samkit.provenance import check_file, of_model, to_metadata
-from samkit.train.datasets import PreparedSample, Sample, prepare_sample
+from samkit.train.config import TrainConfig
+from samkit.train.datasets import PreparedSample, Sample
+from samkit.train.families import family_ops
 from samkit.train.lora import LoRALinear, adapter_state_dict, merge_lora
-from samkit.train.losses import LossWeights, sam_loss
+from samkit.train.losses import sam_loss
 from samkit.train.optim import WarmupDecay, param_groups, rng_state, set_rng_state
 from samkit.train.prompts import noisy_boxes, sample_correction_points, sample_points_in_masks
 
-SCHEDULES = ("cosine", "linear", "constant")
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of a fine-tuning run (all of them are saved with every checkpoint)."""
-
-    steps: int = 1000
-    lr: float = 1e-4
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 50
-    schedule: str = "cosine"
-    min_lr_ratio: float = 0.1
-    grad_accum: int = 1
-    images_per_step: int = 2
-    prompts_per_image: int = 8
-    box_prob: float = 0.5
-    correction_iters: int = 0
-    grad_clip: float = 1.0
-    bf16: bool = False
-    seed: int = 0
-    log_every: int = 10
-    save_every: int = 0
-    keep_checkpoints: int = 2
-    eval_every: int = 0
-    eval_clicks: int = 5
-    stop_after: int | None = None
-    progress: bool = True
-    loss: LossWeights = field(default_factory=LossWeights)
-
-    def validate(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        for name in ("grad_accum", "images_per_step", "prompts_per_image", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.box_prob <= 1.0:
-            raise ValueError(f"box_prob must be in [0, 1], got {self.box_prob}")
-        if self.correction_iters < 0 or self.warmup_steps < 0:
-            raise ValueError("correction_iters and warmup_steps must be >= 0")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
 
 class Trainer:
-    """Fine-tunes a SAM 1 model on a list / dataset of `Sample`s.
+    """Fine-tunes a SAM 1 or SAM 2 model on a list / dataset of `Sample`s.
+
+    The family-specific steps (input frame, encoder outputs, prompt format, object scores) go
+    through `samkit.train.families.family_ops`; the loop itself is shared.
 
     Args:
         model: the model (with LoRA / adapters / frozen parts already set up).
@@ -112,6 +67,10 @@ class Trainer:
         if len(train_data) == 0:
             raise ValueError("the training set is empty")
         self.model, self.data, self.cfg = model, train_data, config
+        self.ops = family_ops(model)
+        if config.loss.iou_l1 is None:  # the family's recipe: L1 IoU regression for SAM 2
+            loss = dataclasses.replace(config.loss, iou_l1=self.ops.family == "sam2")
+            config = self.cfg = dataclasses.replace(config, loss=loss)
         self.val_data = val_data
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -124,16 +83,16 @@ class Trainer:
             WarmupDecay(config.warmup_steps, config.steps, config.schedule, config.min_lr_ratio),
         )
         self.step = 0
-        self.encoder_trainable = any(p.requires_grad for p in model.image_encoder.parameters())
+        self.encoder_trainable = any(p.requires_grad for p in self.ops.image_encoder.parameters())
 
     # ------------------------------------------------------------------ data
     def _prepared(self, i: int) -> PreparedSample:
         if self.cache is not None and i in self.cache:
             return self.cache[i]
-        p = prepare_sample(self.data[i], self.model.img_size)
+        p = self.ops.prepare(self.data[i])
         keep = p.gt.flatten(1).any(1)  # instances that vanish when resized cannot be prompted
         if not keep.any():
-            raise ValueError(f"{p.name}: every instance vanishes at {self.model.img_size} px")
+            raise ValueError(f"{p.name}: every instance vanishes at {self.ops.img_size} px")
         p.gt = p.gt[keep]
         if self.cache is not None:
             self.cache[i] = p
@@ -152,12 +111,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ step
     def _micro_step(self, step: int, micro: int) -> dict[str, float]:
-        m, cfg = self.model, self.cfg
+        m, cfg, ops = self.model, self.cfg, self.ops
         dev = m.device
         preps, inst, gen = self._batch(step, micro)
         b, p = inst.shape
-        s = m.img_size
-        images = torch.stack([m.preprocess(x.image.to(dev)) for x in preps])
+        s = ops.img_size
         gt = torch.cat([x.gt[torch.as_tensor(inst[i])] for i, x in enumerate(preps)])  # (BP,S,S)
         valid = torch.zeros(b, s, s, dtype=torch.bool)
         for i, x in enumerate(preps):
@@ -172,16 +130,17 @@ class Trainer:
         lim = torch.tensor([[x.input_size[1] - 1, x.input_size[0] - 1] * 2 for x in preps])
         boxes = torch.minimum(boxes, lim.float().repeat_interleave(p, dim=0))
         autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16)
-        with autocast:
-            with torch.set_grad_enabled(self.encoder_trainable):
-                emb = m.image_encoder(images.to(m.dtype))
-            pe = m.prompt_encoder.get_dense_pe()
+        with autocast, torch.set_grad_enabled(self.encoder_trainable):
+            feats = ops.encode(preps)
         emb_idx = torch.arange(b, device=dev).repeat_interleave(p)
         groups = [g for g in (~is_box, is_box) if g.any()]
         coords = [first_pts[g][:, None] for g in groups]
         labels = [torch.ones(int(g.sum()), 1) for g in groups]
         prev: list[Tensor | None] = [None] * len(groups)
-        total, stats = 0.0, {"focal": 0.0, "dice": 0.0, "iou_mse": 0.0, "train_iou": 0.0}
+        stats = {"focal": 0.0, "dice": 0.0, "iou_mse": 0.0, "train_iou": 0.0}
+        if ops.has_object_scores:
+            stats["obj"] = 0.0
+        total: Tensor | float = 0.0
         rounds = 1 + cfg.correction_iters
         for r in range(rounds):
             for gi, g in enumerate(groups):
@@ -189,27 +148,33 @@ class Trainer:
                 multimask = r == 0 and not box_group
                 pts = None if (box_group and r == 0) else (coords[gi].to(dev), labels[gi].to(dev))
                 with autocast:
-                    sparse, dense = m.prompt_encoder(
-                        points=pts,
-                        boxes=boxes[g].to(dev) if box_group else None,
-                        masks=prev[gi],
-                    )
-                    low, iou_pred = m.mask_decoder(
-                        emb[emb_idx[g.to(dev)]], pe, sparse, dense, multimask, repeat_image=False
+                    low, iou_pred, obj = ops.decode(
+                        feats,
+                        emb_idx[g.to(dev)],
+                        pts,
+                        boxes[g].to(dev) if box_group else None,
+                        prev[gi],
+                        multimask,
                     )
                 out = sam_loss(
-                    low.float(), iou_pred.float(), gt_low[g].to(dev), valid_low[g].to(dev), cfg.loss
+                    low.float(),
+                    iou_pred.float(),
+                    gt_low[g].to(dev),
+                    valid_low[g].to(dev),
+                    cfg.loss,
+                    None if obj is None else obj.float(),
                 )
                 frac = float(g.sum()) / (b * p * rounds)
                 total = total + out["loss"] * frac
-                for key in ("focal", "dice", "iou_mse"):
-                    stats[key] += float(out[key]) * frac
+                for key in stats:
+                    if key != "train_iou":
+                        stats[key] += float(out[key]) * frac
                 sel = out["iou"][torch.arange(low.shape[0]), out["best"]]
                 stats["train_iou"] += float(sel.mean()) * frac
                 if r + 1 < rounds:
                     best = iou_pred.argmax(1) if multimask else torch.zeros_like(out["best"])
                     chosen = low[torch.arange(low.shape[0]), best][:, None].detach().float()
-                    prev[gi] = chosen
+                    prev[gi] = ops.as_mask_input(chosen)
                     up = F.interpolate(chosen, (s, s), mode="bilinear", align_corners=False)
                     new_pts, new_lbl = sample_correction_points(
                         up[:, 0].cpu() > 0, gt[g], gen, valid[g]

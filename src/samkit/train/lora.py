@@ -1,5 +1,10 @@
 """Parameter-efficient fine-tuning of the image encoder: LoRA, adapters, freezing.
 
+Both families: the blocks are SAM 1's ViT blocks (`image_encoder.blocks.{i}`) or SAM 2's Hiera
+blocks (`image_encoder.trunk.blocks.{i}`); each has `attn.qkv`, `attn.proj` and an MLP (SAM 1
+`mlp.lin1/lin2`, SAM 2 `mlp.layers.{0,1}`). LoRA can also go on the attention projections of the
+mask decoder both families share (target `decoder`).
+
 `LoRALinear` is an `nn.Linear` (same `weight` / `bias` keys) with two extra parameters
 `lora_A` (rxin, random) and `lora_B` (outxr, zero-initialised), so a fresh LoRA model computes
 exactly what the base model does, and `merge_lora` folds ``W + (alpha / r) B A`` back into plain
@@ -14,14 +19,17 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
 
-from samkit.layers.mlp import MLPBlock
+from samkit.layers.mlp import MLP, MLPBlock
 
-LORA_TARGETS = ("qkv", "proj")
+LORA_TARGETS = ("qkv", "proj", "decoder")
+DEFAULT_LORA_TARGETS = ("qkv", "proj")
+DECODER_PROJ = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
 class LoRALinear(nn.Linear):
@@ -53,27 +61,41 @@ class LoRALinear(nn.Linear):
         return f"{super().extra_repr()}, rank={self.rank}, alpha={self.alpha}"
 
 
-def _encoder_blocks(model: nn.Module) -> nn.ModuleList:
-    try:
-        return model.image_encoder.blocks  # type: ignore[union-attr,return-value]
-    except AttributeError:
-        raise ValueError("expected a SAM 1 model with image_encoder.blocks") from None
+def _encoder_blocks(model: nn.Module) -> tuple[nn.ModuleList, str]:
+    """(the encoder's transformer blocks, their state-dict prefix) of a SAM 1 or SAM 2 model."""
+    enc = getattr(model, "image_encoder", None)
+    if isinstance(getattr(enc, "blocks", None), nn.ModuleList):
+        return enc.blocks, "image_encoder.blocks"  # type: ignore[union-attr,return-value]
+    trunk = getattr(enc, "trunk", None)
+    if isinstance(getattr(trunk, "blocks", None), nn.ModuleList):
+        return trunk.blocks, "image_encoder.trunk.blocks"  # type: ignore[union-attr,return-value]
+    raise ValueError(
+        "expected a SAM 1 model (image_encoder.blocks) or a SAM 2 model (image_encoder.trunk.blocks)"
+    )
+
+
+def _mask_decoder(model: nn.Module) -> tuple[nn.Module, str]:
+    for name in ("mask_decoder", "sam_mask_decoder"):
+        if isinstance(getattr(model, name, None), nn.Module):
+            return getattr(model, name), name
+    raise ValueError("expected a SAM model with a mask_decoder / sam_mask_decoder")
 
 
 def apply_lora(
     model: nn.Module,
     rank: int,
     alpha: float | None = None,
-    targets: Iterable[str] = LORA_TARGETS,
+    targets: Iterable[str] = DEFAULT_LORA_TARGETS,
     blocks: Iterable[int] | None = None,
 ) -> list[str]:
-    """Wrap the encoder attention projections with LoRA, in place.
+    """Wrap the encoder attention projections (and optionally the decoder's) with LoRA, in place.
 
     Args:
-        model: a SAM 1 model.
+        model: a SAM 1 or SAM 2 model.
         rank: LoRA rank r.
         alpha: scale numerator (default: rank, i.e. scaling 1).
-        targets: which projections of each block's attention: `qkv` and / or `proj`.
+        targets: which projections: `qkv` and / or `proj` of each encoder block's attention,
+            `decoder` for every attention's q / k / v / out projection in the mask decoder.
         blocks: encoder block indices (default: all).
 
     Returns:
@@ -85,20 +107,30 @@ def apply_lora(
         raise ValueError(
             f"LoRA targets must be a non-empty subset of {LORA_TARGETS}, got {targets}"
         )
-    enc_blocks = _encoder_blocks(model)
+    if rank < 1:
+        raise ValueError(f"LoRA rank must be >= 1, got {rank}")
+    alpha = rank if alpha is None else alpha
+    enc_blocks, prefix = _encoder_blocks(model)
     idx = range(len(enc_blocks)) if blocks is None else list(blocks)
-    wrapped = []
-    for i in idx:
+    enc_targets = [t for t in targets if t != "decoder"]
+    todo: list[tuple[nn.Module, str, str]] = []
+    for i in idx if enc_targets else ():
         if not 0 <= i < len(enc_blocks):
             raise ValueError(f"LoRA block index {i} out of range (encoder has {len(enc_blocks)})")
         attn = enc_blocks[i].attn
-        for t in targets:
-            layer = getattr(attn, t)
-            if isinstance(layer, LoRALinear):
-                raise ValueError(f"image_encoder.blocks.{i}.attn.{t} already has LoRA")
-            setattr(attn, t, LoRALinear(layer, rank, rank if alpha is None else alpha))
-            wrapped.append(f"image_encoder.blocks.{i}.attn.{t}")
-    return wrapped
+        todo += [(attn, t, f"{prefix}.{i}.attn.{t}") for t in enc_targets]
+    if "decoder" in targets:
+        decoder, dec_name = _mask_decoder(model)
+        for name, mod in decoder.named_modules():
+            for t in DECODER_PROJ:
+                if isinstance(getattr(mod, t, None), nn.Linear):
+                    todo.append((mod, t, f"{dec_name}.{name}.{t}"))
+    for parent, t, name in todo:
+        if isinstance(getattr(parent, t), LoRALinear):
+            raise ValueError(f"{name} already has LoRA")
+    for parent, t, _name in todo:
+        setattr(parent, t, LoRALinear(getattr(parent, t), rank, alpha))
+    return [name for _, _, name in todo]
 
 
 @torch.no_grad()
@@ -146,6 +178,20 @@ class Adapter(nn.Module):
         return self.up(self.act(self.down(x))) * self.scale
 
 
+class MLPWithAdapter(MLP):
+    """A Hiera block's `MLP` (same `layers.{i}` keys) plus a parallel `adapter`."""
+
+    def __init__(self, base: MLP, hidden: int, scale: float = 1.0) -> None:
+        nn.Module.__init__(self)
+        self.num_layers, self.layers, self.act = base.num_layers, base.layers, base.act
+        self.sigmoid_output = base.sigmoid_output
+        w = base.layers[0].weight
+        self.adapter = Adapter(base.layers[0].in_features, hidden, scale).to(w.device, w.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x) + self.adapter(x)
+
+
 class MLPBlockWithAdapter(MLPBlock):
     """An encoder `MLPBlock` (same `lin1` / `lin2` keys) plus a parallel `adapter`."""
 
@@ -162,8 +208,8 @@ class MLPBlockWithAdapter(MLPBlock):
 def add_adapters(
     model: nn.Module, hidden: int, scale: float = 1.0, blocks: Iterable[int] | None = None
 ) -> list[str]:
-    """Add a parallel bottleneck adapter to the MLP of encoder blocks, in place."""
-    enc_blocks = _encoder_blocks(model)
+    """Add a parallel bottleneck adapter to the MLP of encoder blocks (ViT or Hiera), in place."""
+    enc_blocks, prefix = _encoder_blocks(model)
     idx = range(len(enc_blocks)) if blocks is None else list(blocks)
     names = []
     for i in idx:
@@ -172,27 +218,30 @@ def add_adapters(
                 f"adapter block index {i} out of range (encoder has {len(enc_blocks)})"
             )
         mlp = enc_blocks[i].mlp
-        if isinstance(mlp, MLPBlockWithAdapter):
-            raise ValueError(f"image_encoder.blocks.{i}.mlp already has an adapter")
-        enc_blocks[i].mlp = MLPBlockWithAdapter(mlp, hidden, scale)
-        names.append(f"image_encoder.blocks.{i}.mlp.adapter")
+        if isinstance(mlp, (MLPBlockWithAdapter, MLPWithAdapter)):
+            raise ValueError(f"{prefix}.{i}.mlp already has an adapter")
+        wrap = MLPBlockWithAdapter if isinstance(mlp, MLPBlock) else MLPWithAdapter
+        enc_blocks[i].mlp = wrap(mlp, hidden, scale)
+        names.append(f"{prefix}.{i}.mlp.adapter")
     return names
 
 
 def adapter_state_dict(model: nn.Module) -> dict[str, Tensor]:
-    """The adapter parameters only (keys `image_encoder.blocks.{i}.mlp.adapter.*`)."""
+    """The adapter parameters only (keys `image_encoder[.trunk].blocks.{i}.mlp.adapter.*`)."""
     return {k: v for k, v in model.state_dict().items() if ".adapter." in k}
 
 
 def infer_adapters(state_dict: dict[str, Tensor]) -> tuple[int, list[int]]:
     """(hidden size, block indices) of the adapters in an `adapter_state_dict`."""
-    blocks = sorted(
-        {int(k.split(".")[2]) for k in state_dict if k.endswith(".adapter.down.weight")}
-    )
-    if not blocks:
+    found = {
+        int(m.group(1)): v.shape[0]
+        for k, v in state_dict.items()
+        if (m := re.search(r"blocks\.(\d+)\.mlp\.adapter\.down\.weight$", k))
+    }
+    if not found:
         raise ValueError("no adapter weights (keys *.mlp.adapter.down.weight) in the state dict")
-    hidden = state_dict[f"image_encoder.blocks.{blocks[0]}.mlp.adapter.down.weight"].shape[0]
-    return hidden, blocks
+    blocks = sorted(found)
+    return found[blocks[0]], blocks
 
 
 def load_adapters(model: nn.Module, path: str | os.PathLike) -> list[str]:
@@ -233,23 +282,33 @@ def configure_trainable(
     """Set `requires_grad` for fine-tuning.
 
     Args:
-        model: a SAM 1 model, possibly with LoRA / adapters.
+        model: a SAM 1 or SAM 2 model, possibly with LoRA / adapters.
         freeze: "none" (train everything), "encoder" (freeze the image encoder) or "encoder+prompt"
             (train the mask decoder only).
         peft: LoRA / adapters are present: the encoder's base weights are frozen whatever
-            `freeze` says, and the LoRA / adapter parameters stay trainable.
+            `freeze` says (and the mask decoder's when it has LoRA too), and the LoRA / adapter
+            parameters stay trainable.
+
+    SAM 2's `no_mem_embed` (added to the image embedding) counts as part of the image encoder;
+    its decoder's `conv_s0` / `conv_s1` as part of the decoder.
 
     Returns:
         (trainable, total) parameter counts.
     """
     if freeze not in ("none", "encoder", "encoder+prompt"):
         raise ValueError(f"freeze must be 'none', 'encoder' or 'encoder+prompt', got {freeze!r}")
+    decoder_lora = any(
+        ".lora_" in n and n.startswith(("mask_decoder.", "sam_mask_decoder."))
+        for n, _ in model.named_parameters()
+    )
     for name, p in model.named_parameters():
         part = name.split(".", 1)[0]
         train = True
-        if part == "image_encoder" and (freeze != "none" or peft):
+        if part in ("image_encoder", "no_mem_embed") and (freeze != "none" or peft):
             train = False
-        if part == "prompt_encoder" and freeze == "encoder+prompt":
+        if part in ("prompt_encoder", "sam_prompt_encoder") and freeze == "encoder+prompt":
+            train = False
+        if part in ("mask_decoder", "sam_mask_decoder") and peft and decoder_lora:
             train = False
         if ".lora_" in name or ".adapter." in name:
             train = True

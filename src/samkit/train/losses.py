@@ -3,6 +3,12 @@
 Shapes: logits and targets are BxMxHxW (M masks per prompt), predicted IoU BxM. With M > 1 the
 prompt is ambiguous and only the mask with the lowest focal + dice loss is back-propagated (the
 "multimask rule"); the IoU head is supervised on all M masks (or only that one).
+
+SAM 2 adds an object-score head: given its Bx1 logits, `sam_loss` adds a binary cross-entropy
+between them and "the ground-truth mask is non-empty", and the mask, dice and IoU terms count
+only for prompts whose object is present (the official `MultiStepMultiMasksAndIous` with
+`pred_obj_scores=True`, `focal_alpha_obj_score=-1`, `focal_gamma_obj_score=0`). The official SAM 2
+recipe also regresses the IoU with an L1 loss (`iou_use_l1_loss`); see `sam2_loss_weights`.
 """
 
 from __future__ import annotations
@@ -77,7 +83,12 @@ def mask_iou(logits: Tensor, targets: Tensor, valid: Tensor | None = None) -> Te
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the SAM loss terms (the paper: focal 20, dice 1, IoU MSE 1)."""
+    """Weights of the SAM loss terms (the paper: focal 20, dice 1, IoU MSE 1).
+
+    `obj_score` weighs SAM 2's object-score cross-entropy (used only when the model gives object
+    scores). `iou_l1` regresses the IoU with L1 instead of MSE; None means the model family's
+    default (MSE for SAM 1, L1 for SAM 2, as in the official SAM 2 training configs).
+    """
 
     focal: float = 20.0
     dice: float = 1.0
@@ -85,6 +96,15 @@ class LossWeights:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     supervise_all_iou: bool = True
+    obj_score: float = 1.0
+    iou_l1: bool | None = None
+
+
+def sam2_loss_weights() -> LossWeights:
+    """The official SAM 2.1 fine-tuning loss: mask 20, dice 1, IoU 1 (L1, all masks), class 1."""
+    return LossWeights(
+        focal=20.0, dice=1.0, iou=1.0, supervise_all_iou=True, obj_score=1.0, iou_l1=True
+    )
 
 
 def sam_loss(
@@ -93,6 +113,7 @@ def sam_loss(
     targets: Tensor,
     valid: Tensor | None = None,
     weights: LossWeights = LossWeights(),
+    object_score_logits: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """The SAM loss for one round of prompts, with the multimask rule.
 
@@ -101,11 +122,13 @@ def sam_loss(
         iou_pred: BxM predicted IoU.
         targets: Bx1xHxW (or BxHxW) 0/1 ground truth in the logits' frame.
         valid: optional Bx1xHxW / HxW pixel weights.
-        weights: loss weights.
+        weights: loss weights (`iou_l1` None means MSE).
+        object_score_logits: SAM 2's Bx1 object-score logits, or None (SAM 1).
 
     Returns:
-        dict with `loss` (scalar: focal, dice and IoU terms weighted and averaged over prompts),
-        `focal`, `dice`, `iou_mse` (scalars of the selected masks), `best` (B indices of the
+        dict with `loss` (scalar: the weighted terms averaged over prompts), `focal`, `dice`,
+        `iou_mse` (the IoU regression term, L1 with `iou_l1`), `obj` (object-score cross-entropy,
+        0 without object scores) as scalars of the selected masks, `best` (B indices of the
         selected masks) and `iou` (BxM actual IoU of every mask, no gradient).
     """
     if logits.dim() != 4:
@@ -123,15 +146,34 @@ def sam_loss(
     rows = torch.arange(logits.shape[0], device=logits.device)
     with torch.no_grad():
         actual_iou = mask_iou(logits, targets, valid)
-    iou_err = (iou_pred.float() - actual_iou) ** 2
+    diff = iou_pred.float() - actual_iou
+    iou_err = diff.abs() if weights.iou_l1 else diff**2
     iou_term = iou_err.mean(1) if weights.supervise_all_iou else iou_err[rows, best]
     mask_term = per_mask[rows, best]
-    loss = (mask_term + weights.iou * iou_term).mean()
+    per_prompt = mask_term + weights.iou * iou_term
+    obj = torch.zeros((), device=logits.device)
+    if object_score_logits is not None:
+        if object_score_logits.shape != (logits.shape[0], 1):
+            raise ValueError(
+                f"object_score_logits {tuple(object_score_logits.shape)} must be Bx1 = "
+                f"({logits.shape[0]}, 1)"
+            )
+        gt = targets.bool()
+        if valid is not None:
+            gt = gt & valid.bool().expand_as(gt)
+        present = gt.flatten(1).any(1).to(per_prompt.dtype)  # (B,)
+        obj = F.binary_cross_entropy_with_logits(
+            object_score_logits.float()[:, 0], present, reduction="none"
+        )
+        per_prompt = per_prompt * present + weights.obj_score * obj
+        obj = obj.mean()
+    loss = per_prompt.mean()
     return {
         "loss": loss,
         "focal": focal[rows, best].mean().detach(),
         "dice": dice[rows, best].mean().detach(),
         "iou_mse": iou_term.mean().detach(),
+        "obj": obj.detach(),
         "best": best,
         "iou": actual_iou,
     }

@@ -41,7 +41,8 @@ def init_tied_qk(model: nn.Module, gain: float = 2.0) -> int:
         The number of attention layers changed.
     """
     n = 0
-    for mod in model.mask_decoder.transformer.modules():
+    decoder = getattr(model, "mask_decoder", None) or model.sam_mask_decoder  # SAM 1 / SAM 2
+    for mod in decoder.transformer.modules():
         q, k = getattr(mod, "q_proj", None), getattr(mod, "k_proj", None)
         if (
             isinstance(q, nn.Linear)

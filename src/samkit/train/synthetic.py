@@ -200,3 +200,67 @@ def small_sam_config(img_size: int = 256, dim: int = 128) -> dict:
             "iou_head_hidden_dim": dim,
         },
     }
+
+
+def small_sam2_config(
+    img_size: int = 256,
+    dim: int = 64,
+    embed_dim: int = 16,
+    stages: tuple[int, ...] = (1, 2, 2, 1),
+    window_spec: tuple[int, ...] = (8, 4, 8, 4),
+) -> dict:
+    """An official-format (hydra-resolved, ``{"model": {...}}``) ``config.json`` of a small SAM 2.1
+    image model for training from scratch: Hiera `embed_dim` with `stages` (the last block of the
+    third stage global), FPN / prompt / decoder width `dim`, the official decoder otherwise (high-
+    res features, object scores, sigmoid IoU). A 256 px input gives a 16x16 embedding and 64x64
+    low-res masks. `samkit.build_sam2(path_to_this_json)` builds it with random weights."""
+    channels = [embed_dim * 2**i for i in range(len(stages))][::-1]
+    return {
+        "family": "sam2",
+        "model": {
+            "_target_": "sam2.modeling.sam2_base.SAM2Base",
+            "image_size": img_size,
+            "backbone_stride": 16,
+            "image_encoder": {
+                "_target_": "sam2.modeling.backbones.image_encoder.ImageEncoder",
+                "scalp": 1,
+                "trunk": {
+                    "_target_": "sam2.modeling.backbones.hieradet.Hiera",
+                    "embed_dim": embed_dim,
+                    "num_heads": 1,
+                    "stages": list(stages),
+                    "global_att_blocks": [sum(stages[:3]) - 1],
+                    "window_pos_embed_bkg_spatial_size": [4, 4],
+                    "window_spec": list(window_spec),
+                },
+                "neck": {
+                    "_target_": "sam2.modeling.backbones.image_encoder.FpnNeck",
+                    "d_model": dim,
+                    "backbone_channel_list": channels,
+                    "fpn_top_down_levels": [2, 3],
+                    "fpn_interp_model": "nearest",
+                    "position_encoding": {
+                        "_target_": "sam2.modeling.position_encoding.PositionEmbeddingSine",
+                        "num_pos_feats": dim,
+                        "normalize": True,
+                        "scale": None,
+                        "temperature": 10000,
+                    },
+                },
+            },
+            "use_high_res_features_in_sam": True,
+            "pred_obj_scores": True,
+            "pred_obj_scores_mlp": True,
+            "use_multimask_token_for_obj_ptr": True,
+            "iou_prediction_use_sigmoid": True,
+            "directly_add_no_mem_embed": True,
+            "no_obj_embed_spatial": True,
+            "proj_tpos_enc_in_obj_ptrs": True,
+            "use_signed_tpos_enc_to_obj_ptrs": True,
+            "sam_mask_decoder_extra_args": {
+                "dynamic_multimask_via_stability": True,
+                "dynamic_multimask_stability_delta": 0.05,
+                "dynamic_multimask_stability_thresh": 0.98,
+            },
+        },
+    }

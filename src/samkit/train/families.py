@@ -1,0 +1,241 @@
+"""The one seam between the fine-tuning / evaluation code and a model family (SAM 1 or SAM 2).
+
+The training loop and the evaluation protocol are written once; what differs between the families
+goes through a `FamilyOps`:
+
+* the input frame: SAM 1 resizes the longest side to the encoder size and pads the bottom / right
+  (`prepare_sample`); SAM 2 resizes to the square `image_size` without keeping the aspect ratio,
+  as `Sam2ImagePredictor` does (no padding, so every pixel of the frame is valid);
+* the encoder outputs: SAM 1 an image embedding; SAM 2 the image embedding (with `no_mem_embed`)
+  plus the two high-resolution feature levels the decoder fuses;
+* prompts: SAM 2 gives boxes to the prompt encoder as two corner points (labels 2, 3) placed
+  before the clicks, as the official predictor does; SAM 1 uses the box input;
+* outputs: SAM 2's decoder also returns object-score logits (trained by `sam_loss`);
+* upscaling to the original image: SAM 1 crops the padding (`Sam.postprocess_masks`), SAM 2
+  resizes the low-res logits directly; SAM 2's low-res logits are clamped to [-32, 32] before
+  they are fed back as a mask prompt, as `Sam2ImagePredictor` returns them.
+
+Shapes: S is the encoder input side, low-res masks are (S/4)x(S/4) in both families.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from samkit.train.datasets import PreparedSample, Sample, prepare_sample
+from samkit.transforms import apply_coords
+
+
+@dataclass
+class Features:
+    """Image-encoder outputs of a batch of B images.
+
+    Attributes:
+        embed: BxCx(S/16)x(S/16) image embeddings.
+        high_res: SAM 2's [Bx(C/8)x(S/4)x(S/4), Bx(C/4)x(S/8)x(S/8)] features, else None.
+    """
+
+    embed: Tensor
+    high_res: list[Tensor] | None = None
+
+
+class FamilyOps:
+    """Family-specific steps of fine-tuning and evaluation (see the module docstring)."""
+
+    family = "sam1"
+    mask_threshold = 0.0
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    @property
+    def img_size(self) -> int:
+        return int(self.model.img_size)
+
+    @property
+    def image_encoder(self) -> nn.Module:
+        return self.model.image_encoder
+
+    @property
+    def has_object_scores(self) -> bool:
+        return False
+
+    def prepare(self, sample: Sample) -> PreparedSample:
+        """The sample in the model's input frame (image not normalised yet)."""
+        return prepare_sample(sample, self.img_size)
+
+    def encode(self, preps: list[PreparedSample]) -> Features:
+        """Normalise and encode prepared images (keeps gradients when enabled)."""
+        m = self.model
+        images = torch.stack([m.preprocess(x.image.to(m.device)) for x in preps])
+        return Features(m.image_encoder(images.to(m.dtype)))
+
+    def decode(
+        self,
+        feats: Features,
+        index: Tensor | None,
+        points: tuple[Tensor, Tensor] | None,
+        boxes: Tensor | None,
+        mask_input: Tensor | None,
+        multimask: bool,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Prompt encoder + mask decoder.
+
+        Args:
+            feats: features of the images.
+            index: B image index per prompt, or None when `feats` holds one image for all.
+            points: (BxNx2 coordinates in the input frame, BxN labels) or None.
+            boxes: Bx4 boxes (x0, y0, x1, y1) in the input frame, or None.
+            mask_input: Bx1x(S/4)x(S/4) low-res logits or None.
+            multimask: three masks per prompt instead of one.
+
+        Returns:
+            BxMx(S/4)x(S/4) mask logits, BxM predicted IoU, Bx1 object-score logits (SAM 2) or
+            None (SAM 1).
+        """
+        m = self.model
+        sparse, dense = m.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        pe = m.prompt_encoder.get_dense_pe()
+        if index is None:
+            low, iou = m.mask_decoder(feats.embed, pe, sparse, dense, multimask)
+        else:
+            low, iou = m.mask_decoder(
+                feats.embed[index], pe, sparse, dense, multimask, repeat_image=False
+            )
+        return low, iou, None
+
+    def to_input_frame(self, coords: np.ndarray, prep: PreparedSample) -> Tensor:
+        """...x2 (x, y) pixel coordinates of the original image -> float32 input-frame tensor."""
+        c = apply_coords(coords, prep.original_size, self.img_size)
+        return torch.as_tensor(c, dtype=torch.float32, device=self.model.device)
+
+    def upscale(self, low: Tensor, prep: PreparedSample) -> Tensor:
+        """BxMx(S/4)x(S/4) logits -> BxMxHxW logits at the original image size."""
+        return self.model.postprocess_masks(low, prep.input_size, prep.original_size)
+
+    def as_mask_input(self, low: Tensor) -> Tensor:
+        """Low-res logits as the next round's mask prompt."""
+        return low
+
+
+class Sam2Ops(FamilyOps):
+    """SAM 2 / 2.1 image models (`samkit.build_sam2`)."""
+
+    family = "sam2"
+
+    @property
+    def img_size(self) -> int:
+        return int(self.model.image_size)
+
+    @property
+    def has_object_scores(self) -> bool:
+        return bool(self.model.sam_mask_decoder.pred_obj_scores)
+
+    def prepare(self, sample: Sample) -> PreparedSample:
+        h, w = sample.image.shape[:2]
+        s = self.img_size
+        # Sam2ImagePredictor: uint8 -> [0, 1] float, bilinear + antialias to SxS (Sam2.preprocess
+        # skips the resize of an image that already has this size, so the values are the same).
+        img = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1).float()
+        img = img[None] / 255.0
+        m = torch.from_numpy(sample.masks).float()[:, None]
+        if (h, w) != (s, s):
+            img = F.interpolate(img, (s, s), mode="bilinear", align_corners=False, antialias=True)
+            m = F.interpolate(m, (s, s), mode="bilinear", align_corners=False, antialias=True)
+        return PreparedSample(sample.name, img[0], m[:, 0] >= 0.5, (h, w), (s, s))
+
+    def encode(self, preps: list[PreparedSample]) -> Features:
+        m = self.model
+        images = torch.cat([m.preprocess(x.image[None].to(m.device)) for x in preps])
+        out = m.encode_image(images)
+        return Features(out["image_embed"], out["high_res_feats"] or None)
+
+    def decode(
+        self,
+        feats: Features,
+        index: Tensor | None,
+        points: tuple[Tensor, Tensor] | None,
+        boxes: Tensor | None,
+        mask_input: Tensor | None,
+        multimask: bool,
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        m = self.model
+        if boxes is not None:
+            corners = boxes.reshape(-1, 2, 2)
+            corner_labels = torch.tensor([[2, 3]], dtype=torch.int, device=boxes.device)
+            corner_labels = corner_labels.expand(corners.shape[0], 2)
+            if points is None:
+                points = (corners, corner_labels)
+            else:
+                points = (
+                    torch.cat([corners, points[0]], dim=1),
+                    torch.cat([corner_labels, points[1].to(torch.int)], dim=1),
+                )
+        sparse, dense = m.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
+        pe = m.sam_prompt_encoder.get_dense_pe()
+        embed, high = feats.embed, feats.high_res
+        if index is not None:
+            embed = embed[index]
+            high = None if high is None else [f[index] for f in high]
+        low, iou, _tokens, obj = m.sam_mask_decoder(
+            image_embeddings=embed,
+            image_pe=pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+            repeat_image=index is None and sparse.shape[0] > 1,
+            high_res_features=high,
+        )
+        return low, iou, obj if self.has_object_scores else None
+
+    def to_input_frame(self, coords: np.ndarray, prep: PreparedSample) -> Tensor:
+        # Sam2ImagePredictor._transform_coords: divide by (W, H) in float32, times S
+        h, w = prep.original_size
+        c = torch.as_tensor(coords, dtype=torch.float, device=self.model.device).clone()
+        c[..., 0] = c[..., 0] / w
+        c[..., 1] = c[..., 1] / h
+        return c * self.img_size
+
+    def upscale(self, low: Tensor, prep: PreparedSample) -> Tensor:
+        from samkit.postprocess_sam2 import postprocess_masks
+
+        return postprocess_masks(low, prep.original_size, self.mask_threshold, 0.0, 0.0)
+
+    def as_mask_input(self, low: Tensor) -> Tensor:
+        return torch.clamp(low, -32.0, 32.0)
+
+
+def family_ops(model: Any) -> FamilyOps:
+    """The `FamilyOps` of a model: `Sam2Ops` for a `Sam2`, else SAM 1's."""
+    from samkit.modeling.sam2 import Sam2
+
+    return Sam2Ops(model) if isinstance(model, Sam2) else FamilyOps(model)
+
+
+def model_family(model: str | None, checkpoint: str | None = None) -> str:
+    """The family ("sam1" / "sam2") of a command line's --model (variant name or config.json) and, when
+    --model is absent, the checkpoint's keys (SAM 2 has `sam_mask_decoder.*`)."""
+    from pathlib import Path
+
+    from samkit.configs import get_variant, load_config_json
+
+    if model is not None:
+        if model.endswith(".json") or Path(model).is_file():
+            raw = load_config_json(model)
+            if not isinstance(raw, dict):
+                raise ValueError(f"{model}: expected a JSON object (a SAM 1 or SAM 2 config)")
+            sam2 = raw.get("family") == "sam2" or "model" in raw or "hydra_overrides" in raw
+            return "sam2" if sam2 else "sam1"
+        return get_variant(model).family
+    if checkpoint is None:
+        raise ValueError("give a model (variant name or config.json) or a checkpoint")
+    from samkit.checkpoint import read_state_dict
+
+    keys = read_state_dict(checkpoint).keys()
+    return "sam2" if any(k.startswith("sam_mask_decoder.") for k in keys) else "sam1"
