@@ -18,6 +18,7 @@ COLUMNS = {
     "masks": "number of masks written (auto), None otherwise",
     "seconds": "time the worker spent on the image (decode excluded)",
     "worker": "host:pid of the worker that did it ('' when skipped)",
+    "finished": "when the worker finished it (Unix time, s; None when skipped)",
 }
 STATUSES = ("done", "failed", "skipped")
 
@@ -58,6 +59,7 @@ def write_manifest(out: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) 
                 ("masks", pa.int64()),
                 ("seconds", pa.float64()),
                 ("worker", pa.string()),
+                ("finished", pa.float64()),
             ]
         )
         buf = io.BytesIO()

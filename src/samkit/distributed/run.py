@@ -93,15 +93,18 @@ def _sizing(ray: Any, num_workers: int | None, threads: int | None) -> tuple[int
 class _Progress:
     """One stderr line: images done / total, images per second, failures, ETA."""
 
-    def __init__(self, total: int, skipped: int, enabled: bool) -> None:
+    def __init__(self, total: int, skipped: int, enabled: bool | Callable) -> None:
         self.total, self.done, self.failed = total, skipped, 0
-        self.skipped, self.enabled = skipped, enabled
+        self.skipped, self.enabled = skipped, enabled is True
+        self.callback = enabled if callable(enabled) else None
         self.tty = sys.stderr.isatty()
         self.t0 = time.perf_counter()
 
-    def update(self, failed: bool) -> None:
+    def update(self, row: dict[str, Any]) -> None:
         self.done += 1
-        self.failed += failed
+        self.failed += row["status"] == "failed"
+        if self.callback is not None:
+            self.callback(row)
         if not self.enabled:
             return
         elapsed = time.perf_counter() - self.t0
@@ -146,7 +149,7 @@ def _run(
     batch_size: int,
     ray_address: str | None,
     resume: bool,
-    progress: bool,
+    progress: bool | Callable[[dict[str, Any]], None],
 ) -> RunSummary:
     t0 = time.perf_counter()
     if batch_size < 1:
@@ -169,7 +172,8 @@ def _run(
         if resume and job.is_complete(stem):
             old = previous.get(uri) or {}
             masks = old.get("masks") if old.get("status") in ("done", "skipped") else None
-            rows[path] = {**base, "status": "skipped", "masks": masks, "seconds": 0.0, "worker": ""}
+            rows[path] = {**base, "status": "skipped", "masks": masks, "seconds": 0.0,
+                          "worker": "", "finished": None}  # fmt: skip
         else:
             remove_stale_temporaries(out, job.output_names(stem))
             todo.append(path)
@@ -252,8 +256,9 @@ def _execute(
             "masks": None if int(r["masks"]) < 0 else int(r["masks"]),
             "seconds": float(r["seconds"]),
             "worker": str(r["worker"]),
+            "finished": float(r["finished"]),
         }
-        show.update(r["status"] == "failed")
+        show.update(plan.rows[path])
         if time.perf_counter() - last_write > MANIFEST_EVERY_S:
             write_manifest(plan.out, plan.rows.values())
             last_write = time.perf_counter()
@@ -275,7 +280,7 @@ def label_images(
     device: str | None = None,
     dtype: Any = None,
     threads_per_worker: int | None = None,
-    progress: bool = True,
+    progress: bool | Callable[[dict[str, Any]], None] = True,
 ) -> RunSummary:
     """`samkit auto` on Ray: `<stem>.json` (COCO RLE) + `<stem>_overlay.png` per image in `out_dir`.
 
@@ -293,7 +298,8 @@ def label_images(
         resume: skip images whose outputs are complete (same settings); False redoes them.
         threads_per_worker: torch threads per actor (default: a node's CPUs, at most 8, shared
             by the workers of a node).
-        progress: print progress lines on stderr.
+        progress: print progress lines on stderr; or a function called with each image's
+            manifest row as it arrives (and no printing).
 
     Returns:
         A `RunSummary`; the manifest is `out_dir/manifest.parquet`.
@@ -334,7 +340,7 @@ def embed_images(
     device: str | None = None,
     dtype: Any = None,
     threads_per_worker: int | None = None,
-    progress: bool = True,
+    progress: bool | Callable[[dict[str, Any]], None] = True,
 ) -> RunSummary:
     """`samkit embed` on Ray: `<stem>.safetensors` per image in `out_dir`.
 

@@ -73,7 +73,7 @@ class ModelWorker:
                 row["status"] = "done"
             except Exception as e:  # one bad image must not stop the run
                 row["error"] = _describe(e)
-        row.update(seconds=time.perf_counter() - t, worker=self.worker)
+        row.update(seconds=time.perf_counter() - t, worker=self.worker, finished=time.time())
         return row
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
@@ -88,4 +88,5 @@ class ModelWorker:
             "masks": [-1 if r["masks"] is None else r["masks"] for r in rows],
             "seconds": [r["seconds"] for r in rows],
             "worker": [r["worker"] for r in rows],
+            "finished": [r["finished"] for r in rows],
         }
