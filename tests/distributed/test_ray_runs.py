@@ -239,3 +239,24 @@ def test_inputs_are_listed_like_samkit_auto(tmp_path):
         with pytest.raises(ValueError, match=None) as e:
             list_images(bad)
         assert msg in str(e.value)
+
+
+def test_manifest_without_pyarrow_is_jsonl(tmp_path, monkeypatch):
+    from samkit.distributed import manifest
+
+    rows = [
+        {"image_id": 1, "path": "b.png", "file_name": "b.png", "status": "failed",
+         "error": "ImageDecodeError: b.png is not an image", "masks": None, "seconds": 0.1,
+         "worker": "h:2", "finished": 2.0},
+        {"image_id": 0, "path": "a.png", "file_name": "a.png", "status": "done", "error": "",
+         "masks": 3, "seconds": 1.5, "worker": "h:1", "finished": 1.0},
+    ]  # fmt: skip
+    assert manifest.write_manifest(tmp_path, rows).name == "manifest.parquet"
+    assert manifest.read_manifest(tmp_path) == sorted(rows, key=lambda r: r["image_id"])
+    monkeypatch.setattr(manifest, "_has_pyarrow", lambda: False)
+    path = manifest.write_manifest(tmp_path, rows)
+    assert path.name == "manifest.jsonl"
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["image_id"] for line in lines] == [0, 1]
+    assert manifest.read_manifest(tmp_path) == sorted(rows, key=lambda r: r["image_id"])
+    assert not list(tmp_path.glob("*.tmp"))

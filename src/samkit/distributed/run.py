@@ -158,6 +158,8 @@ def _run(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rm = run_model()
+    if any(p.device.type != "cpu" for p in rm.model.parameters()):
+        raise ValueError("distributed runs use CPU workers; build the model on the CPU")
     job = make_job(rm)
     previous = {r.get("path"): r for r in read_manifest(out)}
     rows: dict[str, dict[str, Any]] = {}
