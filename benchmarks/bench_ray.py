@@ -19,6 +19,7 @@ Random weights (speed does not depend on the values). Both paths run the same pe
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 import shutil
@@ -91,6 +92,12 @@ def _ray(model, name: str, folder: Path, amg: dict, out: Path, workers: int) -> 
     rates = [(len(t) - 1) / (max(t) - min(t)) for t in per_worker.values() if len(t) > 1]
     steady = 1 / sum(rates) if rates else float("nan")
     busy = [r["seconds"] for r in summary.rows]
+    # idle time of a worker between two of its images: Ray's own cost per image (the next
+    # image's transfer from the object store, result reporting, task scheduling)
+    gaps = []
+    for w in per_worker:
+        mine = sorted((r["finished"], r["seconds"]) for r in summary.rows if r["worker"] == w)
+        gaps += [b[0] - b[1] - a[0] for a, b in itertools.pairwise(mine)]
     return {
         "workers": workers,
         "wall_s": wall,
@@ -99,6 +106,7 @@ def _ray(model, name: str, folder: Path, amg: dict, out: Path, workers: int) -> 
         "steady_images_per_s": 1 / steady,
         "images_per_s_incl_startup": len(done) / wall,
         "worker_busy_per_image_s": float(np.mean(busy)),
+        "worker_idle_between_images_s": float(np.mean(gaps)) if gaps else float("nan"),
         "manifest_workers": sorted({r["worker"] for r in summary.rows}),
     }
 
@@ -124,45 +132,45 @@ def main(argv: list[str] | None = None) -> dict:
     tune_malloc()
     load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="bench_ray_"))
-    result: dict = {"cpus": cpus, "variant": args.variant, "images": args.images}
+    result: dict = {"cpus": cpus, "variant": args.variant, "images": args.images,
+                    "points_per_side": args.points_per_side}  # fmt: skip
+    from samkit.distributed.run import _amg_kwargs
+
+    def save() -> None:  # after every stage, so a long run keeps what it measured
+        result["loadavg"] = [load_before, os.getloadavg()]
+        write_json("ray", result, args.out)
+
     try:
         ray.init(num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING)
-        # 1. the real model
-        files = _make_images(tmp / "in", args.images, args.long_side)
-        model = build_sam(args.variant)
-        amg = {"points_per_side": args.points_per_side}
-        from samkit.distributed.run import _amg_kwargs
-
-        amg = _amg_kwargs(amg)
-        single = _single(model, args.variant, files, amg, tmp / "single")
-        runs = [_ray(model, args.variant, tmp / "in", amg, tmp / f"ray{w}", w)
-                for w in args.workers]  # fmt: skip
-        for w in args.workers:  # the same bytes as the single process
-            for f in (tmp / "single").iterdir():
-                assert f.read_bytes() == (tmp / f"ray{w}" / f.name).read_bytes(), f.name
-        one = next((r for r in runs if r["workers"] == 1), None)
-        result.update(single=single, ray=runs)
-        if one:
-            result["ray1_vs_single_steady"] = single["per_image_s"] / one["steady_s_per_image"]
-            result["overhead_per_image_s"] = one["steady_s_per_image"] - single["per_image_s"]
-        # 2. Ray's own cost per image: a tiny model with almost no work per image
+        # 1. Ray's own cost per image: a tiny model with little work per image
         small = _make_images(tmp / "small", args.overhead_images, 256)
         tiny = build_sam(SHAPES / "config.json", checkpoint=SHAPES / "sam1_shapes.pth")
         amg1 = _amg_kwargs({"points_per_side": 1})
         s = _single(tiny, "sam1_shapes", small, amg1, tmp / "s_single")
         r = _ray(tiny, "sam1_shapes", tmp / "small", amg1, tmp / "s_ray", 1)
-        result["tiny_model"] = {
-            "single_per_image_s": s["per_image_s"],
-            "ray1_steady_s_per_image": r["steady_s_per_image"],
-            "ray1_first_image_s": r["first_image_s"],
-            "overhead_per_image_s": r["steady_s_per_image"] - s["per_image_s"],
-        }
+        result["tiny_model"] = {"single_per_image_s": s["per_image_s"], "ray1": r,
+                                "overhead_per_image_s": r["steady_s_per_image"] - s["per_image_s"]}  # fmt: skip
+        save()
+        # 2. the real model
+        files = _make_images(tmp / "in", args.images, args.long_side)
+        model = build_sam(args.variant)
+        amg = _amg_kwargs({"points_per_side": args.points_per_side})
+        result["single"] = _single(model, args.variant, files, amg, tmp / "single")
+        save()
+        result["ray"] = []
+        for w in args.workers:
+            result["ray"].append(_ray(model, args.variant, tmp / "in", amg, tmp / f"ray{w}", w))
+            for f in (tmp / "single").iterdir():  # the same bytes as the single process
+                assert f.read_bytes() == (tmp / f"ray{w}" / f.name).read_bytes(), f.name
+            one = result["ray"][0]
+            if one["workers"] == 1:
+                single = result["single"]["per_image_s"]
+                result["ray1_busy_vs_single"] = one["worker_busy_per_image_s"] / single
+                result["ray1_steady_vs_single"] = one["steady_s_per_image"] / single
+            save()
     finally:
         ray.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
-    result["loadavg_before"] = load_before
-    result["loadavg_after"] = os.getloadavg()
-    write_json("ray", result, args.out)
     return result
 
 

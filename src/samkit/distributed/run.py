@@ -184,9 +184,11 @@ def _run(
     if todo:
         plan = _Plan(kind, images, todo, rm, job, lookup, amg_kwargs, out, rows)
         show = _Progress(len(lookup), len(rows), progress)
-        with ray_session(ray_address) as ray:
-            _execute(ray, plan, num_workers, threads_per_worker, batch_size, show)
-    summary.manifest = write_manifest(out, rows.values())
+        try:
+            with ray_session(ray_address) as ray:
+                _execute(ray, plan, num_workers, threads_per_worker, batch_size, show)
+        finally:  # also when interrupted: the rows that arrived are kept
+            summary.manifest = write_manifest(out, rows.values())
     summary.rows = sorted(rows.values(), key=lambda r: r["image_id"])
     summary.seconds = time.perf_counter() - t0
     return summary
