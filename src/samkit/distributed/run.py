@@ -241,7 +241,9 @@ def _execute(
             "amg_kwargs": plan.amg_kwargs,
         },
         batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(size=workers),
+        # one image batch at a time per actor: a queue per actor would let the first actor up
+        # take the images of a short run while the others start (costs ~ms per image)
+        compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
         # a little under the threads, so that the read / decode tasks always find a CPU
         num_cpus=max(threads - 2 * DECODE_CPUS, DECODE_CPUS),
     )
