@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import time
 
@@ -12,7 +14,9 @@ import pytest
 
 def descendants(pid: int) -> dict[int, str]:
     """{pid: command line} of every process below `pid`."""
-    out = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["ps", "-ww", "-eo", "pid=,ppid=,args="], capture_output=True, text=True
+    ).stdout
     children: dict[int, list[tuple[int, str]]] = {}
     for line in out.splitlines():
         parts = line.split(None, 2)
@@ -29,6 +33,27 @@ def descendants(pid: int) -> dict[int, str]:
     return found
 
 
+def _cluster_processes(raylet_pids: set[int]) -> dict[int, str]:
+    """Live processes of our Ray instance: the raylet(s) and every process they started (a Ray
+    worker keeps `RAY_RAYLET_PID` in its environment, even once orphaned)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        ours = any(e == f"RAY_RAYLET_PID={r}".encode() for e in env for r in raylet_pids)
+        if (ours or pid in raylet_pids) and _alive(pid):
+            found[pid] = args
+    return found
+
+
 @pytest.fixture(scope="session")
 def ray_address():
     """`ray.init(num_cpus=2)` for the session; its GCS address for drivers in subprocesses."""
@@ -42,19 +67,24 @@ def ray_address():
         logging_level=logging.WARNING,
     )
     started = set(descendants(os.getpid())) - before
+    raylets = {p for p, a in descendants(os.getpid()).items() if "raylet" in a and p in started}
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
+        workers_seen = set(_cluster_processes(raylets)) - raylets  # the check below can see them
         ray.shutdown()
-    # Every process Ray started (GCS, raylet, workers) is gone soon after shutdown.
+    # Every process Ray started (GCS, raylet, workers, actors) is gone soon after shutdown.
     deadline = time.monotonic() + 60
     while True:
-        now = descendants(os.getpid())
-        left = {p: now.get(p, "?") for p in (started | set(now)) - before if _alive(p)}
-        left = {p: a for p, a in left.items() if not a.startswith("ps ")}
+        left = _cluster_processes(raylets)
+        left.update({p: "started by ray.init" for p in started if _alive(p)})
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.5)
+    for pid in left:  # clean up before failing, so that no test run leaves them behind
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert raylets and workers_seen, "the raylet or its workers were not found by RAY_RAYLET_PID"
     assert not left, f"Ray processes left behind: {left}"
 
 
