@@ -30,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -222,7 +223,7 @@ def save_embedding(
     Returns:
         The path written.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     named = embedding if isinstance(embedding, dict) else {_KEY: embedding}
     tensors = {}
@@ -257,12 +258,32 @@ def save_embedding(
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=meta)
+        with open(tmp, "wb") as f:
+            f.write(_sorted_metadata(save(tensors, metadata=meta)))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """The safetensors bytes with the metadata keys in sorted order.
+
+    safetensors writes `__metadata__` in hash-map order, which changes from process to process;
+    sorting it makes an embedding file's bytes a function of its content (the header keeps its
+    length: JSON padded with spaces, as the format allows).
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    meta = header.pop("__metadata__", None)
+    if meta is None:
+        return data
+    ordered = {"__metadata__": dict(sorted(meta.items())), **header}
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(text) > n:  # never for the JSON serde writes; keep the original then
+        return data
+    return data[:8] + text + b" " * (n - len(text)) + data[8 + n :]
 
 
 def load_embedding(path: str | os.PathLike) -> ImageEmbedding:

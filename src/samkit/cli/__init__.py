@@ -28,6 +28,7 @@ from samkit.cli.common import (
     _point,
     load_model,
 )
+from samkit.cli.distributed import add_ray_args
 from samkit.cli.imageopts import add_image_args
 
 __all__ = ["RANDOM_WARNING", "CliError", "LoadedModel", "build_parser", "load_model", "main"]
@@ -88,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_image_args(p)
     _add_model_args(p)
+    add_ray_args(p)
     p.set_defaults(func=cmd_auto)
 
     p = sub.add_parser(
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="recompute existing embeddings")
     add_image_args(p)
     _add_model_args(p)
+    add_ray_args(p)
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("download", help="download a variant's official checkpoint into the cache")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
@@ -16,10 +15,10 @@ from samkit.cli.common import (
     CliError,
     _image_files,
     _model_from_args,
-    _remove_stale_temporaries,
     _write_json,
 )
 from samkit.cli.imageopts import image_stretch
+from samkit.jobs import AutoJob, EmbedJob, make_generator, remove_stale_temporaries
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -162,68 +161,37 @@ class _Progress:
         sys.stderr.flush()
 
 
-def _auto_complete(json_path: Path, overlay: Path, params: dict[str, Any]) -> bool:
-    """An image's outputs are complete: the JSON parses, matches the settings, overlay exists."""
-    if not (json_path.is_file() and overlay.is_file()):
-        return False
-    try:
-        doc = json.loads(json_path.read_text())
-        return (
-            isinstance(doc.get("annotations"), list)
-            and doc.get("image", {}).get("samkit") == params
-        )
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
 def cmd_auto(args: argparse.Namespace) -> int:
-    from samkit.amg import SamAutomaticMaskGenerator, render_overlay, write_coco_json
-    from samkit.imageio import decode_image
-    from samkit.server.encoding import atomic_write_bytes, png_bytes
+    if getattr(args, "ray", False):
+        from samkit.cli.distributed import run_on_ray
 
+        return run_on_ray(args, "auto")
     files = _image_files(args.inputs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(
-        out, [n for f in files for n in (f"{f.stem}.json", f"{f.stem}_overlay.png")]
-    )
     amg_kwargs = {name: getattr(args, name) for name, *_ in _AMG_OPTIONS}
     lm = _model_from_args(args)
-    if lm.family == "sam2":
-        raise CliError("samkit auto supports SAM 1 variants only so far")
-    generator = SamAutomaticMaskGenerator(lm.model, output_mode="coco_rle", **amg_kwargs)
-    params = {"model": lm.name, "random_weights": lm.random_weights, **amg_kwargs}
+    job = AutoJob.create(out, lm.name, lm.random_weights, amg_kwargs, image_stretch(args))
+    remove_stale_temporaries(out, [n for f in files for n in job.output_names(f.stem)])
+    generator = make_generator(lm.model, lm.family, amg_kwargs)
 
     progress = _Progress(len(files), enabled=not args.quiet)
     failed: list[tuple[Path, str]] = []
     skipped = 0
     for idx, f in enumerate(files):
-        json_path, overlay_path = out / f"{f.stem}.json", out / f"{f.stem}_overlay.png"
-        if not args.overwrite and _auto_complete(json_path, overlay_path, params):
+        if not args.overwrite and job.is_complete(f.stem):
             skipped += 1
             progress.update(f.name, 0, 0.0, "done already, skipped")
             continue
         t = time.perf_counter()
         try:
-            image = decode_image(f, stretch=image_stretch(args))
-            records = generator.generate(image)
-            overlay = render_overlay(image, records)
-            # The overlay first, the JSON last: a JSON on disk means the image is complete.
-            atomic_write_bytes(overlay_path, png_bytes(overlay))
-            info = {
-                "image_id": idx,
-                "file_name": f.name,
-                "height": image.shape[0],
-                "width": image.shape[1],
-                "samkit": params,
-            }
-            write_coco_json(json_path, info, records)
+            n_masks = job.run(generator, f, f.name, idx)
         except (ValueError, OSError, RuntimeError) as e:
             failed.append((f, f"{type(e).__name__}: {e}"))
             progress.update(f.name, 0, time.perf_counter() - t, "FAILED")
             print(f"samkit auto: {f}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             continue
-        progress.update(f.name, len(records), time.perf_counter() - t, f"{len(records)} masks")
+        progress.update(f.name, n_masks, time.perf_counter() - t, f"{n_masks} masks")
 
     done = len(files) - skipped - len(failed)
     print(
@@ -238,41 +206,25 @@ def cmd_auto(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from samkit.embeddings import features_of, load_embedding, rgb_sha256, save_embedding
-    from samkit.imageio import decode_image
-    from samkit.provenance import of_model
+    if getattr(args, "ray", False):
+        from samkit.cli.distributed import run_on_ray
 
+        return run_on_ray(args, "embed")
     files = _image_files(args.inputs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out, [f"{f.stem}.safetensors" for f in files])
     lm = _model_from_args(args)
+    job = EmbedJob(out, lm.name, lm.family, lm.img_size(), image_stretch(args))
+    remove_stale_temporaries(out, [n for f in files for n in job.output_names(f.stem)])
     predictor = lm.predictor()
-    img_size = lm.img_size()
-    provenance = of_model(lm.model)
     failed = 0
     for f in files:
-        dest = out / f"{f.stem}.safetensors"
-        if dest.is_file() and not args.overwrite:
-            with contextlib.suppress(ValueError, OSError):
-                if load_embedding(dest).variant == lm.name:
-                    print(f"{dest} (exists, skipped)")
-                    continue
+        dest = job.output(f.stem)
+        if not args.overwrite and job.is_complete(f.stem):
+            print(f"{dest} (exists, skipped)")
+            continue
         try:
-            image = decode_image(f, stretch=image_stretch(args))
-            predictor.set_image(image)
-            save_embedding(
-                dest,
-                features_of(predictor, lm.family),
-                variant=lm.name,
-                family=lm.family,
-                original_size=image.shape[:2],
-                input_size=getattr(predictor, "input_size", None) or (img_size, img_size),
-                img_size=img_size,
-                image_sha256=rgb_sha256(image),
-                file_name=f.name,
-                provenance=provenance,
-            )
+            job.run(predictor, f, f.name)
         except (ValueError, OSError, RuntimeError) as e:
             failed += 1
             print(f"samkit embed: {f}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)

@@ -245,11 +245,4 @@ def _write_json(path: Path, doc: Any) -> None:
     atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
 
 
-def _remove_stale_temporaries(out: Path, names: list[str]) -> None:
-    """Delete `<name>.*.tmp` left by a killed run (our atomic writes use that pattern)."""
-    for name in names:
-        for tmp in out.glob(f"{name}.*.tmp"):
-            tmp.unlink(missing_ok=True)
-
-
 # ------------------------------------------------------------------------------------ segment

@@ -1,0 +1,112 @@
+"""The model of a distributed run: built once in the driver, shipped to the actors via Ray."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RunModel:
+    """A built model and the name its outputs record.
+
+    Attributes:
+        model: a samkit `Sam` or `Sam2` module (in eval mode).
+        family: "sam1" or "sam2".
+        name: recorded in outputs as `model` / `variant` (`samkit auto --model` records the
+            variant name or config path; with only `--checkpoint`, the checkpoint path).
+        random_weights: the model has no trained weights (recorded in `samkit auto` JSON).
+    """
+
+    model: Any
+    family: str
+    name: str
+    random_weights: bool = False
+
+    def img_size(self) -> int:
+        """The encoder's input side."""
+        if self.family == "sam2":
+            return int(self.model.image_size)
+        return int(self.model.image_encoder.img_size)
+
+    def predictor(self) -> Any:
+        """A `SamPredictor` / `Sam2ImagePredictor` of the model."""
+        if self.family == "sam2":
+            from samkit import Sam2ImagePredictor
+
+            return Sam2ImagePredictor(self.model)
+        from samkit.predictor import SamPredictor
+
+        return SamPredictor(self.model)
+
+
+def _family_of_module(model: Any) -> str:
+    from samkit.modeling.sam2 import Sam2
+
+    return "sam2" if isinstance(model, Sam2) else "sam1"
+
+
+def _family_of_spec(spec: str) -> str:
+    from samkit.configs import get_variant, load_config_json
+
+    if spec.endswith(".json") or Path(spec).is_file():
+        raw = load_config_json(spec)
+        sam2 = raw.get("family") == "sam2" or "model" in raw or "hydra_overrides" in raw
+        return "sam2" if sam2 else "sam1"
+    return get_variant(spec).family  # ValueError lists the known names
+
+
+def resolve_model(
+    model: Any,
+    checkpoint: str | os.PathLike[str] | None = None,
+    *,
+    random_weights: bool = False,
+    model_name: str | None = None,
+    device: str | None = None,
+    dtype: Any = None,
+) -> RunModel:
+    """Build the run's model like `samkit auto --model/--checkpoint` does, or take a built one.
+
+    Args:
+        model: a variant name, a config.json path, None (infer from `checkpoint`; vit_b without
+            one), or a built `Sam` / `Sam2` module.
+        checkpoint: weights; without it a variant's official checkpoint is fetched into the cache.
+        random_weights: build without weights (smoke tests and benchmarks only).
+        model_name: the name recorded in the outputs (default: what `samkit auto` records).
+        device, dtype: as in `build_sam`.
+
+    Raises:
+        ValueError: unknown variant, missing checkpoint, or checkpoint with random_weights.
+    """
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        name = model_name or type(model).__name__
+        return RunModel(model.eval(), _family_of_module(model), name, random_weights)
+    if checkpoint is not None and random_weights:
+        raise ValueError("checkpoint and random_weights exclude each other")
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise ValueError(f"checkpoint {checkpoint}: no such file")
+    if model is None and checkpoint is None:
+        model = "vit_b"
+    family = "sam1" if model is None else _family_of_spec(str(model))
+    if model is not None and checkpoint is None and not random_weights:
+        if str(model).endswith(".json") or Path(str(model)).is_file():
+            raise ValueError(f"model {model} is a config file: also give its checkpoint")
+        from samkit.checkpoint import fetch_checkpoint
+
+        checkpoint = fetch_checkpoint(str(model))
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    if family == "sam2":
+        from samkit import build_sam2
+
+        net = build_sam2(model, checkpoint=checkpoint, device=device, dtype=dtype)
+    else:
+        from samkit.modeling.build import build_sam
+
+        net = build_sam(model, checkpoint=checkpoint, device=device, dtype=dtype)
+    name = model_name or str(model if model is not None else checkpoint)
+    return RunModel(net.eval(), family, name, random_weights)

@@ -1,0 +1,370 @@
+"""`label_images` and `embed_images`: the driver side of a distributed run."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from samkit.distributed import RAY_MISSING
+from samkit.distributed.inputs import ImageList, list_images
+from samkit.distributed.manifest import read_manifest, write_manifest
+from samkit.distributed.models import RunModel, resolve_model
+from samkit.jobs import AutoJob, EmbedJob, remove_stale_temporaries
+
+DECODE_CPUS = 0.1  # logical CPUs of a read / decode task: they must fit beside the actors
+MANIFEST_EVERY_S = 5.0
+
+
+@dataclass
+class RunSummary:
+    """What a distributed run did.
+
+    Attributes:
+        rows: one manifest row per image (see `samkit.distributed.manifest.COLUMNS`).
+        manifest: the manifest's path.
+        seconds: wall time of the run, Ray start-up included.
+    """
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    manifest: Path | None = None
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(r["status"] == status for r in self.rows)
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["status"] == "failed"]
+
+
+def import_ray() -> Any:
+    """`ray` with Ray Data, or ImportError naming the `[ray]` extra."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as e:
+        raise ImportError(f"{RAY_MISSING} ({e})") from None
+    return ray
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[Any]:
+    """Use the connected Ray, or connect to `address`, or start a local instance sized to the
+    machine; what this function started or connected is shut down on exit."""
+    ray = import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING)
+    else:
+        ray.init(
+            num_cpus=os.cpu_count() or 1, include_dashboard=False, logging_level=logging.WARNING
+        )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _sizing(ray: Any, num_workers: int | None, threads: int | None) -> tuple[int, int]:
+    """(workers, torch threads per worker) from the cluster's CPUs."""
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) > 0]
+    node_cpus = min((int(n["Resources"]["CPU"]) for n in nodes), default=1)
+    total = sum(int(n["Resources"]["CPU"]) for n in nodes) or 1
+    if threads is None:
+        threads = min(node_cpus, 8) if num_workers is None else max(1, total // num_workers)
+        threads = min(threads, node_cpus)
+    if num_workers is None:
+        num_workers = max(1, len(nodes) * max(1, node_cpus // threads))
+    if num_workers < 1 or threads < 1:
+        raise ValueError(f"num_workers and threads must be >= 1, got {num_workers}, {threads}")
+    return num_workers, threads
+
+
+class _Progress:
+    """One stderr line: images done / total, images per second, failures, ETA."""
+
+    def __init__(self, total: int, skipped: int, enabled: bool | Callable) -> None:
+        self.total, self.done, self.failed = total, skipped, 0
+        self.skipped, self.enabled = skipped, enabled is True
+        self.callback = enabled if callable(enabled) else None
+        self.tty = sys.stderr.isatty()
+        self.t0 = time.perf_counter()
+
+    def update(self, row: dict[str, Any]) -> None:
+        self.done += 1
+        self.failed += row["status"] == "failed"
+        if self.callback is not None:
+            self.callback(row)
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.t0
+        rate = (self.done - self.skipped) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        line = (
+            f"{self.done}/{self.total} images | {rate:.2f} images/s | {self.failed} failed | "
+            f"ETA {eta:.0f}s"
+        )
+        sys.stderr.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        if self.tty and self.done == self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _amg_kwargs(generator_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """Every numeric option of the generator, defaults filled in, in `samkit auto`'s order."""
+    from samkit.amg import SamAutomaticMaskGenerator
+
+    params = inspect.signature(SamAutomaticMaskGenerator).parameters
+    full = {
+        n: p.default
+        for n, p in params.items()
+        if isinstance(p.default, (int, float)) and not isinstance(p.default, bool)
+    }
+    unknown = set(generator_kwargs or {}) - set(full)
+    if unknown:
+        raise ValueError(f"unknown generator options {sorted(unknown)}; known: {sorted(full)}")
+    full.update(generator_kwargs or {})
+    return full
+
+
+def _run(
+    kind: str,
+    inputs: Sequence[str] | str,
+    out_dir: str | os.PathLike[str],
+    run_model: Callable[[], RunModel],
+    make_job: Callable[[RunModel], Any],
+    amg_kwargs: dict[str, Any] | None,
+    num_workers: int | None,
+    threads_per_worker: int | None,
+    batch_size: int,
+    ray_address: str | None,
+    resume: bool,
+    progress: bool | Callable[[dict[str, Any]], None],
+) -> RunSummary:
+    t0 = time.perf_counter()
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    images: ImageList = list_images(inputs if not isinstance(inputs, str) else [inputs])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rm = run_model()
+    if any(p.device.type != "cpu" for p in rm.model.parameters()):
+        raise ValueError("distributed runs use CPU workers; build the model on the CPU")
+    job = make_job(rm)
+    previous = {r.get("path"): r for r in read_manifest(out)}
+    rows: dict[str, dict[str, Any]] = {}
+    lookup: dict[str, tuple[int, str]] = {}
+    todo: list[str] = []
+    for image_id, (path, uri, name) in enumerate(zip(images.paths, images.uris, images.names)):
+        if path in lookup:
+            continue  # the same file twice: once is enough
+        lookup[path] = (image_id, name)
+        base = {"image_id": image_id, "path": uri, "file_name": name, "error": ""}
+        stem = Path(name).stem
+        if resume and job.is_complete(stem):
+            old = previous.get(uri) or {}
+            masks = old.get("masks") if old.get("status") in ("done", "skipped") else None
+            rows[path] = {**base, "status": "skipped", "masks": masks, "seconds": 0.0,
+                          "worker": "", "finished": None}  # fmt: skip
+        else:
+            remove_stale_temporaries(out, job.output_names(stem))
+            todo.append(path)
+    summary = RunSummary()
+    summary.manifest = write_manifest(out, rows.values())
+    if todo:
+        plan = _Plan(kind, images, todo, rm, job, lookup, amg_kwargs, out, rows)
+        show = _Progress(len(lookup), len(rows), progress)
+        try:
+            with ray_session(ray_address) as ray:
+                _execute(ray, plan, num_workers, threads_per_worker, batch_size, show)
+        finally:  # also when interrupted: the rows that arrived are kept
+            summary.manifest = write_manifest(out, rows.values())
+    summary.rows = sorted(rows.values(), key=lambda r: r["image_id"])
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+@dataclass
+class _Plan:
+    """The images still to do and what the workers need for them."""
+
+    kind: str
+    images: ImageList
+    todo: list[str]
+    run_model: RunModel
+    job: Any
+    lookup: dict[str, tuple[int, str]]  # path -> (image_id, file_name)
+    amg_kwargs: dict[str, Any] | None
+    out: Path
+    rows: dict[str, dict[str, Any]]  # path -> manifest row, filled in as results arrive
+
+
+def _execute(
+    ray: Any, plan: _Plan, num_workers: int | None, threads: int | None, batch_size: int,
+    show: _Progress,
+) -> None:  # fmt: skip
+    import ray.data
+
+    from samkit.distributed.workers import ModelWorker, decode_row
+
+    workers, threads = _sizing(ray, num_workers, threads)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    refs = [ray.put(plan.run_model), ray.put(plan.lookup)]  # the weights go in once
+    ds = ray.data.read_binary_files(
+        plan.todo,
+        include_paths=True,
+        filesystem=plan.images.filesystem,
+        num_cpus=DECODE_CPUS,
+        override_num_blocks=len(plan.todo),
+    )
+    ds = ds.map(decode_row, fn_kwargs={"stretch": plan.job.stretch}, num_cpus=DECODE_CPUS)
+    ds = ds.map_batches(
+        ModelWorker,
+        fn_constructor_kwargs={
+            "kind": plan.kind,
+            "job": plan.job,
+            "refs": refs,
+            "threads": threads,
+            "amg_kwargs": plan.amg_kwargs,
+        },
+        batch_size=batch_size,
+        # one image batch at a time per actor: a queue per actor would let the first actor up
+        # take the images of a short run while the others start (costs ~ms per image)
+        compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
+        # a little under the threads, so that the read / decode tasks always find a CPU
+        num_cpus=max(threads - 2 * DECODE_CPUS, DECODE_CPUS),
+    )
+    uris = dict(zip(plan.images.paths, plan.images.uris))
+    by_id = {image_id: path for path, (image_id, _) in plan.lookup.items()}
+    last_write = time.perf_counter()
+    for r in ds.iter_rows():
+        path = by_id[int(r["image_id"])]
+        image_id, name = plan.lookup[path]
+        plan.rows[path] = {
+            "image_id": image_id,
+            "path": uris[path],
+            "file_name": name,
+            "status": str(r["status"]),
+            "error": str(r["error"]),
+            "masks": None if int(r["masks"]) < 0 else int(r["masks"]),
+            "seconds": float(r["seconds"]),
+            "worker": str(r["worker"]),
+            "finished": float(r["finished"]),
+        }
+        show.update(plan.rows[path])
+        if time.perf_counter() - last_write > MANIFEST_EVERY_S:
+            write_manifest(plan.out, plan.rows.values())
+            last_write = time.perf_counter()
+
+
+def label_images(
+    inputs: Sequence[str] | str,
+    out_dir: str | os.PathLike[str],
+    model: Any = "vit_b",
+    checkpoint: str | os.PathLike[str] | None = None,
+    generator_kwargs: dict[str, Any] | None = None,
+    num_workers: int | None = None,
+    batch_size: int = 1,
+    ray_address: str | None = None,
+    resume: bool = True,
+    *,
+    random_weights: bool = False,
+    model_name: str | None = None,
+    device: str | None = None,
+    dtype: Any = None,
+    threads_per_worker: int | None = None,
+    progress: bool | Callable[[dict[str, Any]], None] = True,
+    stretch: tuple[float, float] | None = None,
+) -> RunSummary:
+    """`samkit auto` on Ray: `<stem>.json` (COCO RLE) + `<stem>_overlay.png` per image in `out_dir`.
+
+    Args:
+        inputs: image files, folders (their images, not recursive), globs, or URIs of a pyarrow
+            filesystem (s3://bucket/dir, gs://...).
+        out_dir: output folder every worker can write (a shared filesystem on a cluster).
+        model, checkpoint, random_weights, model_name, device, dtype: see `resolve_model`; a
+            built `Sam` module may be passed as `model`.
+        generator_kwargs: `SamAutomaticMaskGenerator` options (points_per_side, ...).
+        num_workers: model actors (default: one per `threads_per_worker` CPUs of each node).
+        batch_size: images per actor call.
+        ray_address: a running cluster (`ray start --head`'s address or `auto`); None uses the
+            connected Ray or starts a local instance for the run.
+        resume: skip images whose outputs are complete (same settings); False redoes them.
+        threads_per_worker: torch threads per actor (default: a node's CPUs, at most 8, shared
+            by the workers of a node).
+        progress: print progress lines on stderr; or a function called with each image's
+            manifest row as it arrives (and no printing).
+        stretch: decode images with this percentile stretch (`samkit.imageio`; None: the
+            default rule), as `samkit auto --stretch`.
+
+    Returns:
+        A `RunSummary`; the manifest is `out_dir/manifest.parquet`.
+
+    Raises:
+        ValueError: bad inputs or settings.  ImportError: Ray Data is not installed.
+    """
+    amg = _amg_kwargs(generator_kwargs)
+    from samkit.jobs import make_generator
+
+    def build() -> RunModel:
+        rm = resolve_model(
+            model, checkpoint, random_weights=random_weights, model_name=model_name,
+            device=device, dtype=dtype,
+        )  # fmt: skip
+        make_generator(rm.model, rm.family, amg)  # refuse bad settings before starting Ray
+        return rm
+
+    return _run(
+        "auto", inputs, out_dir, build,
+        lambda rm: AutoJob.create(out_dir, rm.name, rm.random_weights, amg, stretch),
+        amg, num_workers, threads_per_worker, batch_size, ray_address, resume, progress,
+    )  # fmt: skip
+
+
+def embed_images(
+    inputs: Sequence[str] | str,
+    out_dir: str | os.PathLike[str],
+    model: Any = "vit_b",
+    checkpoint: str | os.PathLike[str] | None = None,
+    num_workers: int | None = None,
+    batch_size: int = 1,
+    ray_address: str | None = None,
+    resume: bool = True,
+    *,
+    random_weights: bool = False,
+    model_name: str | None = None,
+    device: str | None = None,
+    dtype: Any = None,
+    threads_per_worker: int | None = None,
+    progress: bool | Callable[[dict[str, Any]], None] = True,
+    stretch: tuple[float, float] | None = None,
+) -> RunSummary:
+    """`samkit embed` on Ray: `<stem>.safetensors` per image in `out_dir`.
+
+    Arguments as in `label_images` (without generator options). Returns a `RunSummary`.
+    """
+
+    def build() -> RunModel:
+        return resolve_model(
+            model, checkpoint, random_weights=random_weights, model_name=model_name,
+            device=device, dtype=dtype,
+        )  # fmt: skip
+
+    return _run(
+        "embed", inputs, out_dir, build,
+        lambda rm: EmbedJob(Path(out_dir), rm.name, rm.family, rm.img_size(), stretch),
+        None, num_workers, threads_per_worker, batch_size, ray_address, resume, progress,
+    )  # fmt: skip

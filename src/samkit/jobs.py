@@ -1,0 +1,206 @@
+"""The per-image work of `samkit auto` and `samkit embed`, shared by the CLI and `samkit.distributed`.
+
+One image's job is: decode -> generator / encoder -> write the output files atomically. Whether
+an image's outputs are already complete (a rerun skips it) is decided here too. The single-process
+CLI and the Ray actors call the same code, so their outputs are the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def decode(
+    source: np.ndarray | bytes | str | os.PathLike[str], name: str = "", stretch: Any = None
+) -> np.ndarray:
+    """An image as HxWx3 uint8 RGB: decoded from a path or encoded bytes, or passed through.
+
+    Args:
+        source: a decoded HxWx3 uint8 array (returned as is), encoded bytes or a file path.
+        name: the file's name, used in error messages about `bytes` sources.
+        stretch: `samkit.imageio.decode_image`'s percentile stretch (None: the default rule).
+
+    Raises:
+        ImageDecodeError (a ValueError): not a readable image.
+    """
+    from samkit.imageio import ImageDecodeError, decode_image
+
+    if isinstance(source, np.ndarray):
+        return source
+    try:
+        return decode_image(source, stretch=stretch)
+    except ImageDecodeError as e:
+        if isinstance(source, bytes) and name:
+            raise ImageDecodeError(str(e).replace("the upload", name, 1)) from None
+        raise
+
+
+def make_generator(model: Any, family: str, amg_kwargs: dict[str, Any]) -> Any:
+    """The automatic mask generator `samkit auto` runs (COCO RLE output).
+
+    Raises:
+        ValueError: a model family without an automatic mask generator.
+    """
+    from samkit.amg import SamAutomaticMaskGenerator
+
+    if family == "sam2":
+        raise ValueError("samkit auto supports SAM 1 variants only so far")
+    return SamAutomaticMaskGenerator(model, output_mode="coco_rle", **amg_kwargs)
+
+
+@dataclass(frozen=True)
+class AutoJob:
+    """`samkit auto` for one image: `<stem>_overlay.png` and `<stem>.json` (COCO RLE) in `out`.
+
+    Attributes:
+        out: the output folder.
+        params: the settings recorded under the JSON's `image.samkit` (model, random_weights and
+            the generator's options, and the stretch when one is used); outputs with other
+            settings are not complete.
+        stretch: the percentile stretch images are decoded with (None: the default rule).
+    """
+
+    out: Path
+    params: dict[str, Any]
+    stretch: tuple[float, float] | None = None
+
+    @classmethod
+    def create(
+        cls,
+        out: str | os.PathLike[str],
+        model_name: str,
+        random_weights: bool,
+        amg_kwargs: dict,
+        stretch: tuple[float, float] | None = None,
+    ) -> AutoJob:
+        params = {"model": model_name, "random_weights": random_weights, **amg_kwargs}
+        if stretch is not None:
+            params["stretch"] = list(stretch)
+        return cls(Path(out), params, stretch)
+
+    def output_names(self, stem: str) -> list[str]:
+        return [f"{stem}.json", f"{stem}_overlay.png"]
+
+    def outputs(self, stem: str) -> tuple[Path, Path]:
+        """(JSON path, overlay path) of the image whose file stem is `stem`."""
+        return self.out / f"{stem}.json", self.out / f"{stem}_overlay.png"
+
+    def is_complete(self, stem: str) -> bool:
+        """The JSON parses, matches the settings, and the overlay exists."""
+        json_path, overlay = self.outputs(stem)
+        if not (json_path.is_file() and overlay.is_file()):
+            return False
+        try:
+            doc = json.loads(json_path.read_text())
+            return (
+                isinstance(doc.get("annotations"), list)
+                and doc.get("image", {}).get("samkit") == self.params
+            )
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def run(
+        self,
+        generator: Any,
+        source: np.ndarray | bytes | str | os.PathLike[str],
+        file_name: str,
+        image_id: int,
+    ) -> int:
+        """Segment one image and write its outputs; returns the number of masks.
+
+        Args:
+            generator: `make_generator(...)`.
+            source: the image (see `decode`).
+            file_name: the image's file name (its stem names the outputs).
+            image_id: the image's index in the run's sorted list of files.
+        """
+        from samkit.amg import render_overlay, write_coco_json
+        from samkit.server.encoding import atomic_write_bytes, png_bytes
+
+        image = decode(source, file_name, self.stretch)
+        records = generator.generate(image)
+        overlay = render_overlay(image, records)
+        json_path, overlay_path = self.outputs(Path(file_name).stem)
+        # The overlay first, the JSON last: a JSON on disk means the image is complete.
+        atomic_write_bytes(overlay_path, png_bytes(overlay))
+        info = {
+            "image_id": image_id,
+            "file_name": file_name,
+            "height": image.shape[0],
+            "width": image.shape[1],
+            "samkit": self.params,
+        }
+        write_coco_json(json_path, info, records)
+        return len(records)
+
+
+@dataclass(frozen=True)
+class EmbedJob:
+    """`samkit embed` for one image: `<stem>.safetensors` in `out`.
+
+    Attributes:
+        out: the output folder.
+        variant: the model's name, recorded in the file; a file of another model is not complete.
+        family: "sam1" or "sam2".
+        img_size: the encoder's input side.
+        stretch: the percentile stretch images are decoded with (None: the default rule).
+    """
+
+    out: Path
+    variant: str
+    family: str
+    img_size: int
+    stretch: tuple[float, float] | None = None
+
+    def output_names(self, stem: str) -> list[str]:
+        return [f"{stem}.safetensors"]
+
+    def output(self, stem: str) -> Path:
+        return self.out / f"{stem}.safetensors"
+
+    def is_complete(self, stem: str) -> bool:
+        """The embedding file loads and was computed by this model."""
+        from samkit.embeddings import load_embedding
+
+        dest = self.output(stem)
+        if not dest.is_file():
+            return False
+        with contextlib.suppress(ValueError, OSError):
+            return load_embedding(dest).variant == self.variant
+        return False
+
+    def run(
+        self, predictor: Any, source: np.ndarray | bytes | str | os.PathLike[str], file_name: str
+    ) -> Path:
+        """Encode one image with `predictor` and write its embedding file; returns its path."""
+        from samkit.embeddings import features_of, rgb_sha256, save_embedding
+        from samkit.provenance import of_model
+
+        image = decode(source, file_name, self.stretch)
+        predictor.set_image(image)
+        return save_embedding(
+            self.output(Path(file_name).stem),
+            features_of(predictor, self.family),
+            variant=self.variant,
+            family=self.family,
+            original_size=image.shape[:2],
+            input_size=getattr(predictor, "input_size", None) or (self.img_size, self.img_size),
+            img_size=self.img_size,
+            image_sha256=rgb_sha256(image),
+            file_name=file_name,
+            provenance=of_model(predictor.model),
+        )
+
+
+def remove_stale_temporaries(out: Path, names: list[str]) -> None:
+    """Delete `<name>.*.tmp` left by a killed run (the atomic writes use that pattern)."""
+    for name in names:
+        for tmp in out.glob(f"{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)

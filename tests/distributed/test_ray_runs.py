@@ -1,0 +1,262 @@
+"""`samkit auto --ray` / `samkit embed --ray` on a real local Ray instance (tests/distributed/
+conftest.py), checked byte for byte against the single-process commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from samkit.cli import main
+from tests.conftest import FIXTURES, IMAGES
+from tests.distributed.conftest import descendants
+
+pytest.importorskip("ray")
+pq = pytest.importorskip("pyarrow.parquet")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+ROOT = Path(__file__).resolve().parents[2]
+SHAPES = FIXTURES / "sam1_shapes"
+TINY = FIXTURES / "sam1_tiny"
+MODEL = ["--model", str(SHAPES / "config.json"), "--checkpoint", str(SHAPES / "sam1_shapes.pth")]
+AUTO_OPTS = [
+    "--points-per-side",
+    "3",
+    "--pred-iou-thresh",
+    "0.2",
+    "--stability-score-thresh",
+    "0.5",
+]
+
+
+def _images(folder: Path, n_generated: int = 1, long_side: int = 160, shared: int = 3) -> list[str]:
+    """Small copies of `shared` ../shared/images plus generated images (shapes on noise)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for src in sorted(IMAGES.glob("*.jpg"))[:shared]:
+        with Image.open(src) as im:
+            s = long_side / max(im.size)
+            im.convert("RGB").resize((round(im.width * s), round(im.height * s))).save(
+                folder / f"{src.stem}.png"
+            )
+        names.append(f"{src.stem}.png")
+    rng = np.random.default_rng(0)
+    for i in range(n_generated):
+        a = rng.integers(0, 60, (120 + 8 * i, long_side, 3), dtype=np.uint8)
+        a[20:70, 30:90] = (220, 40, 40)
+        a[60:110, 100 - i : 150 - i] = (40, 200, 60)
+        Image.fromarray(a).save(folder / f"gen{i}.png")
+        names.append(f"gen{i}.png")
+    return names
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != "manifest.parquet"
+    }
+
+
+def _manifest(out: Path) -> list[dict]:
+    return pq.read_table(out / "manifest.parquet").to_pylist()
+
+
+def test_auto_on_ray_writes_the_single_process_bytes(tmp_path, ray_address, capsys):
+    src = tmp_path / "in"
+    names = _images(src, n_generated=1, shared=2)
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    one, dist = tmp_path / "one", tmp_path / "ray"
+    assert main(["auto", str(src), "--out", str(one), *AUTO_OPTS, *MODEL, "--quiet"]) == 1
+    capsys.readouterr()
+    argv = ["auto", str(src), "--out", str(dist), *AUTO_OPTS, *MODEL, "--ray"]
+    assert main([*argv, "--num-workers", "2"]) == 1  # the broken image fails, the others go on
+    out = capsys.readouterr()
+    assert "3 images segmented, 0 skipped" in out.out and "1 failed" in out.out
+    assert "broken.jpg" in out.out and "images/s" in out.err and "4/4 images" in out.err
+
+    expected = _files(one)
+    assert sorted(expected) == sorted(
+        n for name in names for n in (f"{Path(name).stem}.json", f"{Path(name).stem}_overlay.png")
+    )
+    assert _files(dist) == expected  # same files, same bytes (image_id included)
+
+    rows = _manifest(dist)
+    assert [r["file_name"] for r in rows] == sorted(["broken.jpg", *names])
+    assert [r["image_id"] for r in rows] == list(range(4))
+    for r in rows:
+        if r["file_name"] == "broken.jpg":
+            assert r["status"] == "failed" and r["masks"] is None
+            assert "ImageDecodeError" in r["error"] and "broken.jpg" in r["error"]
+        else:
+            doc = json.loads((dist / f"{Path(r['file_name']).stem}.json").read_text())
+            assert r["status"] == "done" and r["error"] == ""
+            assert r["masks"] == len(doc["annotations"]) > 0
+            assert r["seconds"] > 0 and r["worker"]
+            assert r["path"] == str(src / r["file_name"])
+
+    # Once the broken image is gone, a rerun has nothing to do: the complete images are skipped.
+    (src / "broken.jpg").unlink()
+    mtimes = {p.name: p.stat().st_mtime_ns for p in dist.iterdir() if p.suffix != ".parquet"}
+    assert main([*argv, "--quiet"]) == 0
+    assert "0 images segmented, 3 skipped" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in dist.iterdir() if p.suffix != ".parquet"} == (
+        mtimes
+    )
+    rerun = {r["file_name"]: r for r in _manifest(dist)}
+    assert {n: rerun[n]["status"] for n in names} == dict.fromkeys(names, "skipped")
+    assert {n: rerun[n]["masks"] for n in names} == {r["file_name"]: r["masks"] for r in rows[1:]}
+
+
+def test_embed_on_ray_from_a_uri_writes_the_single_process_bytes(tmp_path, ray_address, capsys):
+    from samkit.distributed import embed_images
+
+    src = tmp_path / "in"
+    names = _images(src, n_generated=1, long_side=96, shared=1)
+    model = ["--model", str(TINY / "config.json"), "--checkpoint", str(TINY / "sam1_tiny.pth")]
+    assert main(["embed", str(src), "--out", str(tmp_path / "one"), *model]) == 0
+    summary = embed_images(
+        [f"file://{src}/*.png"],  # a pyarrow URI with a glob, read by Ray Data's reader
+        tmp_path / "ray",
+        model=str(TINY / "config.json"),
+        checkpoint=str(TINY / "sam1_tiny.pth"),
+        num_workers=1,
+        progress=False,
+    )
+    assert [r["status"] for r in summary.rows] == ["done", "done"]
+    assert [r["path"] for r in summary.rows] == [f"file://{src}/{n}" for n in sorted(names)]
+    expected = _files(tmp_path / "one")
+    assert sorted(expected) == sorted(f"{Path(n).stem}.safetensors" for n in names)
+    assert _files(tmp_path / "ray") == expected
+
+
+def test_a_killed_run_resumes_with_each_image_done_once(tmp_path, ray_address, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    names = _images(src, n_generated=2, long_side=128, shared=2)
+    argv = ["auto", str(src), "--out", str(out), *AUTO_OPTS, *MODEL, "--ray", "--num-workers", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "samkit", *argv, "--ray-address", ray_address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+    deadline = time.monotonic() + 240
+    try:
+        while not list(out.glob("*.json")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no output within 240 s"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    # Ray ends the dead driver's job: its model worker goes away (it may finish no more images).
+    deadline = time.monotonic() + 60
+    while any("ModelWorker" in a for a in descendants(os.getpid()).values()):
+        assert time.monotonic() < deadline, "the killed run's Ray actor is still alive"
+        time.sleep(0.2)
+    done_at_kill = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
+    assert 0 < len(done_at_kill) < len(names), "the kill should land mid-run"
+
+    assert main([*argv, "--quiet"]) == 0
+    k = len(done_at_kill)
+    assert f"{len(names) - k} images segmented, {k} skipped" in capsys.readouterr().out
+    for name, mtime in done_at_kill.items():
+        assert (out / name).stat().st_mtime_ns == mtime  # not redone
+    expected = sorted(
+        n for name in names for n in (f"{Path(name).stem}.json", f"{Path(name).stem}_overlay.png")
+    )
+    assert sorted(p.name for p in out.iterdir()) == sorted([*expected, "manifest.parquet"])
+    rows = _manifest(out)
+    assert sorted(r["file_name"] for r in rows) == sorted(names)  # one row per image
+    status = {r["file_name"]: r["status"] for r in rows}
+    assert {n for n, s in status.items() if s == "skipped"} == {
+        n.replace(".json", ".png") for n in done_at_kill
+    }
+    assert sum(s == "done" for s in status.values()) == len(names) - k
+
+
+BLOCK_RAY = """
+import sys
+class _NoRay:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray" or name.startswith("ray."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, _NoRay())
+"""
+
+
+def test_ray_without_the_extra_says_which_extra(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    code = (
+        "import sys, samkit, samkit.cli, samkit.distributed, samkit.distributed.run\n"
+        "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr  # nothing imports Ray early
+    for command in ("auto", "embed"):
+        code = (
+            BLOCK_RAY + "from samkit.cli import main\n"
+            f"sys.exit(main([{command!r}, {str(SHAPES / 'shapes_1.png')!r}, '--out', "
+            f"{str(tmp_path)!r}, '--ray', *{MODEL!r}]))\n"
+        )
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert r.returncode == 2, r.stderr
+        assert f"samkit {command}: error: --ray:" in r.stderr
+        assert "pip install 'samkit[ray]'" in r.stderr and "[ray] extra" in r.stderr
+        assert not any(tmp_path.iterdir())  # refused before any work
+
+
+def test_inputs_are_listed_like_samkit_auto(tmp_path):
+    from samkit.distributed.inputs import list_images
+
+    src = tmp_path / "in"
+    _images(src, n_generated=2, long_side=32)
+    (src / "notes.txt").write_text("not an image")
+    listed = list_images([str(src)])
+    assert listed.names == ["dog.png", "gen0.png", "gen1.png", "groceries.png", "truck.png"]
+    assert listed.paths == [str(src / n) for n in listed.names] and listed.filesystem is None
+    assert list_images([str(src / "gen*.png")]).names == ["gen0.png", "gen1.png"]
+    remote = list_images([f"file://{src}"])
+    assert remote.names == listed.names and remote.filesystem is not None
+    assert remote.uris == [f"file://{src}/{n}" for n in listed.names]
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "dog.jpg").write_bytes((src / "dog.png").read_bytes())
+    for bad, msg in [
+        ([str(tmp_path / "missing")], "no such file"),
+        ([str(src / "*.gif")], "matches no file"),
+        ([str(src), f"file://{src}"], "mix of local paths and URIs"),
+        ([str(src), str(tmp_path / "other")], "same outputs (dog.*)"),
+        ([], "no inputs"),
+    ]:
+        with pytest.raises(ValueError, match=None) as e:
+            list_images(bad)
+        assert msg in str(e.value)
+
+
+def test_manifest_without_pyarrow_is_jsonl(tmp_path, monkeypatch):
+    from samkit.distributed import manifest
+
+    rows = [
+        {"image_id": 1, "path": "b.png", "file_name": "b.png", "status": "failed",
+         "error": "ImageDecodeError: b.png is not an image", "masks": None, "seconds": 0.1,
+         "worker": "h:2", "finished": 2.0},
+        {"image_id": 0, "path": "a.png", "file_name": "a.png", "status": "done", "error": "",
+         "masks": 3, "seconds": 1.5, "worker": "h:1", "finished": 1.0},
+    ]  # fmt: skip
+    assert manifest.write_manifest(tmp_path, rows).name == "manifest.parquet"
+    assert manifest.read_manifest(tmp_path) == sorted(rows, key=lambda r: r["image_id"])
+    monkeypatch.setattr(manifest, "_has_pyarrow", lambda: False)
+    path = manifest.write_manifest(tmp_path, rows)
+    assert path.name == "manifest.jsonl"
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["image_id"] for line in lines] == [0, 1]
+    assert manifest.read_manifest(tmp_path) == sorted(rows, key=lambda r: r["image_id"])
+    assert not list(tmp_path.glob("*.tmp"))
