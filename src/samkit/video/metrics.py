@@ -143,6 +143,11 @@ def evaluate_object(gt: Any, pred: Any, bound_th: float = BOUND_TH) -> dict[str,
         raise ValueError(f"an object's masks must be TxHxW with T >= 1, got shape {gt.shape}")
     j = np.atleast_1d(region_similarity(gt, pred))
     f = np.atleast_1d(boundary_f(gt, pred, bound_th))
+    return object_result(j, f)
+
+
+def object_result(j: Sequence[float], f: Sequence[float]) -> dict[str, Any]:
+    """`{"J": {"mean", "recall", "decay", "per_frame"}, "F": {...}, "J&F"}` of per-frame scores."""
     out: dict[str, Any] = {}
     for name, vals in (("J", j), ("F", f)):
         out[name] = {**statistics(vals), "per_frame": [float(x) for x in vals]}

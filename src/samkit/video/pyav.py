@@ -65,6 +65,8 @@ class FileFrames(VideoFrames):
             raise ValueError(f"{self.name}: the file has no video stream")
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self.fps: float | None = float(rate) if rate else None  # frames per second, if known
         self._build_index()
         self._raw: OrderedDict[int, np.ndarray] = OrderedDict()
         self._decoder: Any = None
