@@ -7,9 +7,22 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from samkit.video.formats import write_palette_png
+
+
+def shape_masks(t: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The red square's and the blue disc's HxW bool masks on frame t."""
+    yy, xx = np.mgrid[:h, :w]
+    square = np.zeros((h, w), bool)
+    x0, y0 = 4 + 3 * t, h // 4
+    square[y0 : y0 + h // 3, x0 : x0 + h // 3] = True
+    cx, cy, r = w - 12 - 2 * t, 3 * h // 4 - t, h // 6
+    disc = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+    return square, disc
+
 
 def moving_shapes(n: int = 6, h: int = 48, w: int = 64, seed: int = 0) -> list[np.ndarray]:
-    """n HxWx3 uint8 frames: a textured background, a red square and a blue disc moving right."""
+    """n HxWx3 uint8 frames: a textured background, a red square and a blue disc moving."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:h, :w]
     base = np.stack([xx * 255 // w, yy * 255 // h, np.full_like(xx, 90)], -1).astype(np.int16)
@@ -17,12 +30,20 @@ def moving_shapes(n: int = 6, h: int = 48, w: int = 64, seed: int = 0) -> list[n
     frames = []
     for t in range(n):
         f = base.copy()
-        x0, y0 = 4 + 3 * t, h // 4
-        f[y0 : y0 + h // 3, x0 : x0 + h // 3] = (220, 30, 30)
-        cx, cy, r = w - 12 - 2 * t, 3 * h // 4 - t, h // 6
-        f[(xx - cx) ** 2 + (yy - cy) ** 2 <= r * r] = (30, 40, 230)
+        square, disc = shape_masks(t, h, w)
+        f[square] = (220, 30, 30)
+        f[disc] = (30, 40, 230)
         frames.append(np.clip(f, 0, 255).astype(np.uint8))
     return frames
+
+
+def shape_labels(t: int, h: int, w: int) -> np.ndarray:
+    """HxW uint8 ids of frame t: 1 the square, 2 the disc (drawn last, so it wins)."""
+    square, disc = shape_masks(t, h, w)
+    lab = np.zeros((h, w), np.uint8)
+    lab[square] = 1
+    lab[disc] = 2
+    return lab
 
 
 def write_jpeg_folder(folder: Path, frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -58,3 +79,13 @@ def encode_video(
         for p in s.encode():
             c.mux(p)
     return path
+
+
+def make_davis(root: Path, videos=("a", "b"), n: int = 4, h: int = 48, w: int = 64) -> Path:
+    """A DAVIS-layout folder: JPEG frames of moving shapes and their exact palette annotations."""
+    for v in videos:
+        write_jpeg_folder(root / "JPEGImages" / v, moving_shapes(n=n, h=h, w=w))
+        (root / "Annotations" / v).mkdir(parents=True)
+        for i in range(n):
+            write_palette_png(root / "Annotations" / v / f"{i:05d}.png", shape_labels(i, h, w))
+    return root

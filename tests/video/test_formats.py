@@ -22,7 +22,7 @@ from samkit.video.formats import (
     write_palette_png,
 )
 from samkit.video.overlay import Mp4Writer, render_overlay
-from tests.video.clips import moving_shapes, write_jpeg_folder
+from tests.video.clips import make_davis, moving_shapes
 
 # The first ten colours and the last one of the DAVIS_PALETTE bytes in sam2's tools/vos_inference.py
 OFFICIAL_HEAD = b"\x00\x00\x00\x80\x00\x00\x00\x80\x00\x80\x80\x00\x00\x00\x80\x80\x00\x80\x00\x80\x80\x80\x80\x80@\x00\x00\xc0\x00\x00"
@@ -144,19 +144,6 @@ def test_interrupted_mp4_leaves_nothing(tmp_path):
         with Mp4Writer(tmp_path / "overlay.mp4", 64, 48) as wr:
             wr.write(bad)
     assert list(tmp_path.iterdir()) == []
-
-
-def make_davis(root, videos=("a", "b"), n=4, h=48, w=64):
-    for v in videos:
-        frames = moving_shapes(n=n, h=h, w=w)
-        write_jpeg_folder(root / "JPEGImages" / v, frames)
-        (root / "Annotations" / v).mkdir(parents=True)
-        for i, f in enumerate(frames):
-            lab = np.zeros((h, w), np.uint8)
-            lab[(f[..., 0] > 200) & (f[..., 1] < 60)] = 1  # the red square
-            lab[(f[..., 2] > 200) & (f[..., 0] < 60)] = 2  # the blue disc
-            write_palette_png(root / "Annotations" / v / f"{i:05d}.png", lab)
-    return root
 
 
 def test_davis_reader(tmp_path):
