@@ -18,6 +18,15 @@ from tests.video.clips import encode_video, moving_shapes, write_jpeg_folder
 S = 32  # small model side: the preprocessing path is the same at any size
 
 
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> dict:
+    """Frames (as decoded from JPEG), their JPEG folder and a lossless MP4 of the same frames."""
+    d = tmp_path_factory.mktemp("clip")
+    arrays = write_jpeg_folder(d / "frames", moving_shapes())
+    mp4 = encode_video(d / "clip.mp4", arrays)
+    return {"arrays": arrays, "folder": d / "frames", "mp4": mp4, "dir": d}
+
+
 def official_load_folder(folder: str, image_size: int) -> tuple[torch.Tensor, int, int]:
     """The official `sam2.utils.misc.load_video_frames_from_jpg_images` (synchronous path)."""
     names = [p for p in os.listdir(folder) if os.path.splitext(p)[-1] in [".jpg", ".jpeg"]]

@@ -138,7 +138,7 @@ def load_video_predictor(args: argparse.Namespace) -> Any:
 
 
 def _prompts_from_args(args: argparse.Namespace, n: int, h: int, w: int) -> list:
-    from samkit.video.prompts import (
+    from samkit.video.track_prompts import (
         load_prompts_json,
         parse_box,
         parse_mask,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from samkit.video.formats import VisRecorder, label_map, read_label_png, write_palette_png
-from samkit.video.prompts import VideoPrompt
+from samkit.video.track_prompts import VideoPrompt
 
 DIRECTIONS = ("forward", "reverse", "both")
 
@@ -124,7 +124,7 @@ def track_video(
     Args:
         predictor: a `Sam2VideoPredictor` (official API).
         src: the `VideoFrames` of the video (`samkit.video.open_video`).
-        prompts: from `samkit.video.prompts.resolve_prompts`.
+        prompts: from `samkit.video.track_prompts.resolve_prompts`.
         out: output folder.
         start_frame, max_frames: `propagate_in_video`'s `start_frame_idx` and
             `max_frame_num_to_track`.

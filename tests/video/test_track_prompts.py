@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from samkit.video.formats import write_palette_png
-from samkit.video.prompts import (
+from samkit.video.track_prompts import (
     load_prompts_json,
     parse_box,
     parse_mask,
