@@ -50,7 +50,6 @@ def shapes_clip(tmp_path_factory):
         (["--box", "0:1:5,5,500,9"], r"--box 0:1:5,5,500,9: the box is outside the 128x96 frame"),
         ([], "no prompts"),
         (["--point", "0:1:5,5", "--start-frame", "9"], "--start-frame 9 is outside the video"),
-        (["--point", "3:1:5,5", "--start-frame", "1"], "--start-frame 1: no prompt on or before"),
         (["--point", "0:1:5,5", "--max-frames", "-2"], "--max-frames must be >= 0"),
         (["--point", "0:1:5,5", "--model", "vit_b"], "--model vit_b: video tracking needs a SAM 2"),
     ],

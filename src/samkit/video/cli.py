@@ -173,15 +173,6 @@ def cmd_track(args: argparse.Namespace) -> int:
     if args.start_frame is not None and not 0 <= args.start_frame < n:
         raise CliError(f"--start-frame {args.start_frame} is outside the video (frames 0..{n - 1})")
     reverse = args.reverse
-    if args.start_frame is not None:  # the official predictor needs a prompt at or before it
-        pf = [p.frame for p in prompts]
-        ok = any(f >= args.start_frame for f in pf) if reverse else min(pf) <= args.start_frame
-        if not ok and not args.both_directions:
-            raise CliError(
-                f"--start-frame {args.start_frame}: no prompt on or "
-                f"{'after' if reverse else 'before'} it (prompted frames: "
-                f"{', '.join(map(str, sorted(set(pf))))})"
-            )
     predictor = load_video_predictor(args)
     src = open_video(path, int(getattr(predictor, "image_size", 1024)))
     direction = "both" if args.both_directions else "reverse" if reverse else "forward"
