@@ -14,39 +14,10 @@ from tests.conftest import FIXTURES
 VIDEO = FIXTURES / "sam2_video"
 CONFIG = FIXTURES / "sam2_tiny" / "config.json"
 CKPT = FIXTURES / "sam2_tiny" / "sam2_tiny.pt"
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 def manifest() -> dict:
     return json.loads((VIDEO / "manifest.json").read_text())
-
-
-class ArrayFrames:
-    """A minimal frame source over HxWx3 uint8 arrays (official loader numerics), used until
-    `samkit.video.frames` is available; `live=True` makes it appendable."""
-
-    def __init__(self, arrays: list[np.ndarray], image_size: int = 1024, live: bool = False):
-        self.arrays = list(arrays)
-        self.image_size = image_size
-        self.is_live = live
-        self.video_height, self.video_width = (
-            self.arrays[0].shape[:2] if self.arrays else (None, None)
-        )
-
-    def __len__(self) -> int:
-        return len(self.arrays)
-
-    def __getitem__(self, idx: int) -> torch.Tensor:
-        img = Image.fromarray(self.arrays[idx]).resize((self.image_size, self.image_size))
-        x = (np.asarray(img, dtype=np.float32) / 255.0 - MEAN) / STD
-        return torch.from_numpy(x).permute(2, 0, 1)
-
-    def append(self, frame: np.ndarray) -> int:
-        if not self.arrays:
-            self.video_height, self.video_width = frame.shape[:2]
-        self.arrays.append(np.asarray(frame))
-        return len(self.arrays) - 1
 
 
 def fixture_arrays() -> list[np.ndarray]:
@@ -72,3 +43,32 @@ def predictor():
         clear_non_cond_mem_around_input=settings["clear_non_cond_mem_around_input"],
         add_all_frames_to_correct_as_cond=settings["add_all_frames_to_correct_as_cond"],
     )
+
+
+def small_predictor(image_size: int = 128, **kwargs):
+    """A randomly initialised fixture-sized model at a small input size (fast tests)."""
+    from samkit.configs_sam2 import sam2_config_from_official
+    from samkit.video.build import build_sam2_video_predictor
+
+    cfg = json.loads(CONFIG.read_text())
+    cfg["model"]["image_size"] = image_size
+    torch.manual_seed(0)
+    kwargs.setdefault("fill_hole_area", 0)
+    return build_sam2_video_predictor(sam2_config_from_official(cfg), **kwargs)
+
+
+def random_frames(n: int, h: int = 48, w: int = 64, seed: int = 0) -> list[np.ndarray]:
+    """n smooth-ish random HxWx3 uint8 frames (a moving gradient plus noise)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    out = []
+    for t in range(n):
+        base = ((xx + 2 * t) % w) * (255 / w)
+        img = np.stack([base, yy * (255 / h), 255 - base], -1) + rng.normal(0, 8, (h, w, 3))
+        out.append(np.clip(img, 0, 255).astype(np.uint8))
+    return out
+
+
+@pytest.fixture(scope="session")
+def small():
+    return small_predictor()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.video.conftest import VIDEO, ArrayFrames, manifest
+from tests.video.conftest import VIDEO, manifest
 
 SESSIONS = manifest()["sessions"]
 LOGIT_ATOL = 1e-4
@@ -58,7 +58,7 @@ def _obj_scores(state: dict) -> dict[str, float]:
 def test_session_matches_official(predictor, frames_np, session):
     ref = np.load(VIDEO / session["file"])
     check = Checker(ref, manifest()["logit_stride"])
-    state = predictor.init_state(ArrayFrames(frames_np, predictor.image_size))
+    state = predictor.init_state(str(VIDEO / "frames"))  # the JPEG folder, as the oracle
     assert state["num_frames"] == len(frames_np)
     assert (state["video_height"], state["video_width"]) == frames_np[0].shape[:2]
     for call in session["calls"]:

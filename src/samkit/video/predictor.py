@@ -412,10 +412,13 @@ class Sam2VideoPredictor:
 
     # ------------------------------------------------------------------ internals
     def _check_frame(self, s: State, frame_idx: Any) -> None:
-        st.refresh_frames(s)
-        n = s["num_frames"]
         if isinstance(frame_idx, bool) or not isinstance(frame_idx, (int, np.integer)):
             raise ValueError(f"frame_idx must be an int, got {type(frame_idx).__name__}")
+        st.refresh_frames(s)
+        if s["is_live"] and frame_idx >= s["num_frames"]:
+            s["images"][frame_idx]  # an iterator source pulls up to the frame (or says it ended)
+            st.refresh_frames(s)
+        n = s["num_frames"]
         if not 0 <= frame_idx < n:
             raise ValueError(f"frame_idx {frame_idx} is outside the video (frames 0..{n - 1})")
 

@@ -9,7 +9,7 @@ User code reads `state["num_frames"]`, `state["video_height"]`, `state["video_wi
 - per object and prompted frame: the prompts and that frame's output (memory features in
   bfloat16, low-res mask logits, object pointer, object score) for as long as the prompt exists.
 - per object and tracked frame: the same output, but only while the frame is within
-  `memory_window(model)` frames (16 for the official models) of the last frame tracked; farther
+  `memory_window(model)` frames (15 for the official models) of the last frame tracked; farther
   frames keep only the fact that they were tracked (and in which direction), because no frame
   tracked next can attend to them. A later call that starts tracking or adds a correction more
   than that far away sees no memory of the dropped frames (the official predictor keeps every
@@ -30,7 +30,7 @@ FEATURE_CACHE_FRAMES = 2
 def memory_window(model: Any) -> int:
     """Frames on either side of the current one whose outputs a tracked frame may use."""
     stride = max(1, int(model.memory_temporal_stride_for_eval))
-    return max(model.num_maskmem * stride, model.max_obj_ptrs_in_encoder)
+    return max(model.num_maskmem * stride, model.max_obj_ptrs_in_encoder - 1)
 
 
 def new_state(
