@@ -26,8 +26,11 @@ def build_sam2_video_predictor(
     dynamic multimask and binarised click masks for the memory) and its video predictor.
 
     Args:
-        variant_or_config, checkpoint, device, dtype: as for `samkit.build_sam2`; the
-            checkpoint must hold the memory tensors (every official SAM 2 / 2.1 file does).
+        variant_or_config, checkpoint, device: as for `samkit.build_sam2`; the checkpoint
+            must hold the memory tensors (every official SAM 2 / 2.1 file does).
+        dtype: float32 (default) or bfloat16 / float16: the image encoder, memory attention and
+            memory encoder run in that dtype and the mask decoder under autocast (see
+            BENCHMARKS.md for the speed and the drift from float32).
         fill_hole_area, non_overlap_masks, clear_non_cond_mem_around_input,
             add_all_frames_to_correct_as_cond: see `Sam2VideoPredictor`.
 
@@ -42,6 +45,11 @@ def build_sam2_video_predictor(
             f"checkpoint {checkpoint} has no video memory tensors (memory_attention.*, "
             "memory_encoder.*, ...); video tracking needs a full SAM 2 checkpoint"
         )
+    if dtype is not None and dtype != torch.float32:
+        # the memory modules (memory attention dominates tracking on a CPU) run in that dtype;
+        # pointers, scores, mask logits and stored memories stay as in float32 tracking
+        model.memory_attention.to(dtype)
+        model.memory_encoder.to(dtype)
     return Sam2VideoPredictor(
         model,
         fill_hole_area=fill_hole_area,
