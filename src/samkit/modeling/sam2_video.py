@@ -302,7 +302,10 @@ class Sam2Video(Sam2):
             if self.add_tpos_enc_to_obj_ptrs:
                 tpos_dim = c if self.proj_tpos_enc_in_obj_ptrs else self.mem_dim
                 ppos = sine_pe_1d(offsets / (max_ptrs - 1), tpos_dim)
-                ppos = self.obj_ptr_tpos_proj(ppos.to(dt)).unsqueeze(0).expand(b, -1, -1)
+                proj = self.obj_ptr_tpos_proj
+                if isinstance(proj, nn.Linear):
+                    ppos = proj(ppos.to(proj.weight.dtype))
+                ppos = ppos.to(dt).unsqueeze(0).expand(b, -1, -1)
             else:
                 ppos = ptrs.new_zeros(b, n, self.mem_dim)
             if self.mem_dim < c:  # each pointer becomes C / mem_dim tokens
@@ -314,9 +317,9 @@ class Sam2Video(Sam2):
             n_ptr_tokens = ptrs.shape[1]
         tokens = self.memory_attention(
             feat.flatten(2).transpose(1, 2).to(dt),
-            torch.cat(mem, dim=1),
+            torch.cat(mem, dim=1).to(dt),
             pos.flatten(2).transpose(1, 2).to(dt),
-            torch.cat(mem_pos, dim=1),
+            torch.cat(mem_pos, dim=1).to(dt),
             num_obj_ptr_tokens=n_ptr_tokens,
         )
         return tokens.transpose(1, 2).reshape(b, c, h, w).to(feat.dtype)

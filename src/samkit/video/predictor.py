@@ -18,14 +18,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from samkit.modeling.sam2_video import NO_OBJ_SCORE, Sam2Video, apply_non_overlapping_constraints
+from samkit.modeling.sam2_video import Sam2Video
 from samkit.video import state as st
+from samkit.video.live import LiveTracking
+from samkit.video.objects import ObjectEditing
+from samkit.video.outputs import consolidate, fill_holes_in_mask_scores, video_res
 from samkit.video.prompts import mask_input, point_input
 
 State = dict[str, Any]
 
 
-class Sam2VideoPredictor:
+class Sam2VideoPredictor(ObjectEditing, LiveTracking):
     """Track objects through a video with SAM 2 (official `SAM2VideoPredictor` methods).
 
     Args:
@@ -128,13 +131,14 @@ class Sam2VideoPredictor:
         """Add clicks and/or a box for an object on a frame; returns that frame's masks.
 
         Args:
-            points: Nx2 (x, y) in video pixels (or [0, 1] with normalize_coords=False... scaled
-                by the model size: the official semantics), labels: N (1 positive, 0 negative).
+            points: Nx2 (x, y) in video pixels (in [0, 1] of the frame with
+                normalize_coords=False), labels: N (1 positive, 0 negative).
             clear_old_points: replace the frame's earlier clicks of this object.
             box: (x0, y0, x1, y1); needs clear_old_points=True.
 
         Returns:
-            (frame_idx, obj_ids, OxHxW... as Ox1xHxW float32 logits at video resolution).
+            (frame_idx, obj_ids, Ox1xHxW float32 logits of every object at video resolution;
+            -1024 for objects without output on this frame).
 
         Raises:
             ValueError: frame outside the video, points without labels (or the reverse),
@@ -198,80 +202,8 @@ class Sam2VideoPredictor:
             s, out_dict, frame_idx, 1, is_init, points, mask, reverse, False, prev_logits
         )
         temp[key][frame_idx] = out
-        masks = self._consolidate(s, frame_idx, is_cond)
-        return frame_idx, s["obj_ids"], self._video_res(s, masks)
-
-    @torch.inference_mode()
-    def clear_all_prompts_in_frame(
-        self, inference_state: State, frame_idx: int, obj_id: Any, need_output: bool = True
-    ) -> tuple[int, list, Tensor] | None:
-        """Remove an object's prompts on a frame (its output there becomes a tracked one).
-
-        Raises:
-            ValueError: frame outside the video, unknown or removed object id.
-        """
-        s = inference_state
-        self._check_frame(s, frame_idx)
-        idx = st.obj_idx(s, obj_id, create=False)
-        s["point_inputs_per_obj"][idx].pop(frame_idx, None)
-        s["mask_inputs_per_obj"][idx].pop(frame_idx, None)
-        temp = s["temp_output_dict_per_obj"]
-        temp[idx]["cond_frame_outputs"].pop(frame_idx, None)
-        temp[idx]["non_cond_frame_outputs"].pop(frame_idx, None)
-        out_dict = s["output_dict_per_obj"][idx]
-        out = out_dict["cond_frame_outputs"].pop(frame_idx, None)
-        if out is not None:
-            out_dict["non_cond_frame_outputs"][frame_idx] = out
-            s["frames_tracked_per_obj"][idx].pop(frame_idx, None)
-        if not need_output:
-            return None
-        is_cond = any(frame_idx in t["cond_frame_outputs"] for t in temp.values())
-        masks = self._consolidate(s, frame_idx, is_cond)
-        return frame_idx, s["obj_ids"], self._video_res(s, masks)
-
-    @torch.inference_mode()
-    def remove_object(
-        self, inference_state: State, obj_id: Any, strict: bool = False, need_output: bool = True
-    ) -> tuple[list, list[tuple[int, Tensor]]]:
-        """Remove an object; returns (remaining obj_ids, [(frame_idx, masks) of its prompted
-        frames]). Unknown ids are ignored unless `strict` (then a ValueError)."""
-        s = inference_state
-        old = s["obj_id_to_idx"].get(obj_id)
-        if old is None:
-            if strict:
-                raise ValueError(f"cannot remove unknown object id {obj_id!r}; have {s['obj_ids']}")
-            return s["obj_ids"], []
-        if len(s["obj_id_to_idx"]) == 1:
-            self.reset_state(s)
-            s["removed_obj_ids"].add(obj_id)
-            return s["obj_ids"], []
-        frames = set(s["point_inputs_per_obj"][old]) | set(s["mask_inputs_per_obj"][old])
-        for t in frames:
-            self.clear_all_prompts_in_frame(s, t, obj_id, need_output=False)
-        old_ids = s["obj_ids"]
-        keep = [i for i in range(len(old_ids)) if i != old]
-        remap = {o: n for n, o in enumerate(keep)}
-        new_ids = [old_ids[i] for i in keep]
-        s["obj_id_to_idx"] = dict(zip(new_ids, range(len(new_ids)), strict=True))
-        s["obj_idx_to_id"] = dict(enumerate(new_ids))
-        s["obj_ids"] = new_ids
-        for key in (
-            "point_inputs_per_obj",
-            "mask_inputs_per_obj",
-            "output_dict_per_obj",
-            "temp_output_dict_per_obj",
-            "frames_tracked_per_obj",
-        ):
-            d = s[key]
-            s[key] = {remap[k]: v for k, v in d.items() if k in remap}
-        s["removed_obj_ids"].add(obj_id)
-        updated = []
-        if need_output:
-            temp = s["temp_output_dict_per_obj"]
-            for t in frames:
-                is_cond = any(t in d["cond_frame_outputs"] for d in temp.values())
-                updated.append((t, self._video_res(s, self._consolidate(s, t, is_cond))))
-        return s["obj_ids"], updated
+        masks = consolidate(s, frame_idx, is_cond)
+        return frame_idx, s["obj_ids"], video_res(s, self.non_overlap_masks, masks)
 
     # ------------------------------------------------------------------ tracking
     @torch.inference_mode()
@@ -364,51 +296,7 @@ class Sam2VideoPredictor:
             s["frames_tracked_per_obj"][idx][frame_idx] = reverse
             per_obj.append(masks)
         st.prune_outputs(s, frame_idx, st.memory_window(self.model))
-        return self._video_res(s, torch.cat(per_obj, dim=0))
-
-    # ------------------------------------------------------------------ live frames
-    @torch.inference_mode()
-    def add_frame(self, inference_state: State, frame: Any) -> int:
-        """Append a frame (HxWx3 uint8 array or PIL image) to a live state; returns its index.
-
-        Raises:
-            ValueError: the state's video is not live, or the frame is malformed / of another
-                size than the first frame.
-        """
-        s = inference_state
-        src = s["images"]
-        if not s["is_live"] or not hasattr(src, "append"):
-            raise ValueError(
-                "add_frame needs a live state: init_state on an iterator or LiveFrames"
-            )
-        idx = src.append(frame)
-        st.refresh_frames(s)
-        return idx
-
-    @torch.inference_mode()
-    def track_frame(self, inference_state: State, frame_idx: int | None = None) -> tuple:
-        """Track the objects prompted so far on a live frame (default: the newest).
-
-        Frame by frame in order this equals `propagate_in_video` over the same frames with the
-        same prompts, for videos of at least `max_obj_ptrs_in_encoder` (16) frames (the live
-        pointer window cannot depend on the unknown video length). Objects without a prompt
-        up to this frame get -1024 logits. Memory stays constant (see `samkit.video.state`).
-
-        Returns:
-            (frame_idx, obj_ids, Ox1xHxW video-res logits).
-        """
-        s = inference_state
-        st.refresh_frames(s)
-        if frame_idx is None:
-            frame_idx = s["num_frames"] - 1
-        self._check_frame(s, frame_idx)
-        self._preflight(s)
-        n = max(s["num_frames"], self.model.max_obj_ptrs_in_encoder)
-        return frame_idx, s["obj_ids"], self._track(s, frame_idx, False, n)
-
-    def track_new_frame(self, inference_state: State, frame: Any) -> tuple:
-        """`add_frame` then `track_frame` on it: (frame_idx, obj_ids, Ox1xHxW logits)."""
-        return self.track_frame(inference_state, self.add_frame(inference_state, frame))
+        return video_res(s, self.non_overlap_masks, torch.cat(per_obj, dim=0))
 
     # ------------------------------------------------------------------ internals
     def _check_frame(self, s: State, frame_idx: Any) -> None:
@@ -510,44 +398,3 @@ class Sam2VideoPredictor:
         non_cond = s["output_dict_per_obj"][idx]["non_cond_frame_outputs"]
         for t in range(frame_idx - r, frame_idx + r + 1):
             non_cond.pop(t, None)
-
-    def _consolidate(self, s: State, frame_idx: int, is_cond: bool) -> Tensor:
-        """Ox1xHxW video-res logits of every object on a frame (-1024 where it has none)."""
-        key = "cond_frame_outputs" if is_cond else "non_cond_frame_outputs"
-        h, w = s["video_height"], s["video_width"]
-        n = len(s["obj_ids"])
-        out = torch.full((n, 1, h, w), NO_OBJ_SCORE, dtype=torch.float32, device=s["device"])
-        for idx in range(n):
-            o = s["temp_output_dict_per_obj"][idx][key].get(frame_idx)
-            d = s["output_dict_per_obj"][idx]
-            if o is None:
-                o = d["cond_frame_outputs"].get(frame_idx)
-            if o is None:
-                o = d["non_cond_frame_outputs"].get(frame_idx)
-            if o is None:
-                continue
-            m = o["pred_masks"].to(s["device"])
-            if m.shape[-2:] != (h, w):
-                m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
-            out[idx : idx + 1] = m
-        return out
-
-    def _video_res(self, s: State, masks: Tensor) -> Tensor:
-        h, w = s["video_height"], s["video_width"]
-        masks = masks.to(s["device"])
-        if masks.shape[-2:] != (h, w):
-            masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
-        if self.non_overlap_masks:
-            masks = apply_non_overlapping_constraints(masks)
-        return masks
-
-
-def fill_holes_in_mask_scores(masks: Tensor, max_area: int) -> Tensor:
-    """Set background components (logit <= 0, 8-connected) of at most `max_area` pixels of
-    Bx1xhxw logits to 0.1, like the official CUDA post-processing (here scipy on the CPU)."""
-    from samkit.postprocess_sam2 import connected_components, require_scipy
-
-    require_scipy("fill_hole_area")
-    _, areas = connected_components(masks.detach().float().cpu().numpy() <= 0)
-    hole = torch.from_numpy((areas > 0) & (areas <= max_area)).to(masks.device)
-    return torch.where(hole, torch.tensor(0.1, dtype=masks.dtype, device=masks.device), masks)
