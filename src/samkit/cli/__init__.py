@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
         from samkit.train.cli import add_parsers as add_train
 
         add_train(sub)
+    from samkit.video.cli import add_parsers as add_video  # track, eval-video
+
+    add_video(sub)
     return parser
 
 

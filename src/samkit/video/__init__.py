@@ -1,0 +1,51 @@
+"""SAM 2 video: the video predictor (`Sam2VideoPredictor`, `build_sam2_video_predictor`), frame
+sources (`open_video`, `LiveFrames`), formats, metrics and the CLI.
+
+Exports are imported lazily, so `import samkit.video` does no work.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "open_video": "samkit.video.frames",
+    "preprocess_frame": "samkit.video.frames",
+    "VideoFrames": "samkit.video.frames",
+    "LiveFrames": "samkit.video.frames",
+    "FrameIndexError": "samkit.video.frames",
+    "Sam2VideoPredictor": "samkit.video.predictor",
+    "build_sam2_video_predictor": "samkit.video.build",
+}
+
+__all__ = [
+    "FrameIndexError",
+    "LiveFrames",
+    "Sam2VideoPredictor",
+    "VideoFrames",
+    "build_sam2_video_predictor",
+    "open_video",
+    "preprocess_frame",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from samkit.video.build import build_sam2_video_predictor
+    from samkit.video.frames import (
+        FrameIndexError,
+        LiveFrames,
+        VideoFrames,
+        open_video,
+        preprocess_frame,
+    )
+    from samkit.video.predictor import Sam2VideoPredictor
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'samkit.video' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

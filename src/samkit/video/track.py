@@ -1,0 +1,208 @@
+"""Track objects through a video with a `Sam2VideoPredictor` and write the outputs.
+
+`track_video` is what `samkit track` runs: prompts -> `propagate_in_video` (forward, reverse or
+both) -> `masks/<frame>.png` (palette PNGs, written as frames arrive), `annotations.json`
+(YouTube-VIS style) and `overlay.mp4`. Every file is written atomically; the overlay is rendered
+after tracking from the video and the PNGs, so memory does not grow with the video length.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from samkit.video.formats import VisRecorder, label_map, read_label_png, write_palette_png
+from samkit.video.track_prompts import VideoPrompt
+
+DIRECTIONS = ("forward", "reverse", "both")
+
+
+class FrameProgress:
+    """One stderr line: frames done / total, frames/s, ETA (rewritten in place on a terminal)."""
+
+    def __init__(self, total: int, label: str = "tracking", enabled: bool = True) -> None:
+        self.total, self.label, self.enabled = max(int(total), 1), label, enabled
+        self.tty = sys.stderr.isatty()
+        self.done = 0
+        self.t0 = time.perf_counter()
+
+    def update(self, note: str = "") -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.t0
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        bar = "#" * round(20 * min(self.done, self.total) / self.total)
+        line = (
+            f"{self.label} [{bar:<20}] {self.done}/{self.total} frames | {rate:.2f} frames/s | "
+            f"ETA {eta:.0f}s{' | ' + note if note else ''}"
+        )
+        sys.stderr.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        if self.tty and self.done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def apply_prompts(predictor: Any, state: Any, prompts: Sequence[VideoPrompt]) -> None:
+    """Add every prompt to the inference state (points + box in one call per frame and object)."""
+    for p in prompts:
+        if p.mask is not None:
+            predictor.add_new_mask(state, p.frame, p.obj_id, p.mask)
+            continue
+        points = labels = None
+        if p.points:
+            points = np.array([[x, y] for x, y, _ in p.points], dtype=np.float32)
+            labels = np.array([lab for _, _, lab in p.points], dtype=np.int32)
+        box = None if p.box is None else np.array(p.box, dtype=np.float32)
+        predictor.add_new_points_or_box(
+            state, p.frame, p.obj_id, points=points, labels=labels, box=box
+        )
+
+
+def frames_to_track(
+    num_frames: int,
+    prompt_frames: Sequence[int],
+    start_frame: int | None,
+    max_frames: int | None,
+    reverse: bool,
+) -> int:
+    """How many frames one `propagate_in_video` call yields (the official range rule)."""
+    if start_frame is None:
+        start_frame = max(prompt_frames) if reverse else min(prompt_frames)
+    if max_frames is None:
+        max_frames = num_frames
+    if reverse:
+        return start_frame - max(start_frame - max_frames, 0) + 1
+    return min(start_frame + max_frames, num_frames - 1) - start_frame + 1
+
+
+def object_scores(predictor: Any, state: Any, frame_idx: int, obj_ids: Sequence[int]) -> list:
+    """The object score logit of each object on a tracked frame, None where not available."""
+    getter = getattr(predictor, "get_object_scores", None)
+    if callable(getter):
+        try:
+            got = getter(state, frame_idx)
+            return [None if got.get(o) is None else float(got[o]) for o in obj_ids]
+        except (KeyError, ValueError, AttributeError, TypeError):
+            pass
+    out: list[float | None] = []
+    try:  # the official state layout
+        per_obj = state["output_dict_per_obj"]
+        for o in obj_ids:
+            d = per_obj[state["obj_id_to_idx"][o]]
+            rec = d["cond_frame_outputs"].get(frame_idx) or d["non_cond_frame_outputs"].get(
+                frame_idx
+            )
+            out.append(None if rec is None else float(rec["object_score_logits"].flatten()[0]))
+    except (KeyError, TypeError, AttributeError, IndexError):
+        return [None] * len(obj_ids)
+    return out
+
+
+def track_video(
+    predictor: Any,
+    src: Any,
+    prompts: Sequence[VideoPrompt],
+    out: str | Path,
+    *,
+    start_frame: int | None = None,
+    max_frames: int | None = None,
+    direction: str = "forward",
+    overlay: bool = True,
+    fps: float | None = None,
+    video_name: str = "video",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Prompt, propagate and write the outputs (see the module docstring).
+
+    Args:
+        predictor: a `Sam2VideoPredictor` (official API).
+        src: the `VideoFrames` of the video (`samkit.video.open_video`).
+        prompts: from `samkit.video.track_prompts.resolve_prompts`.
+        out: output folder.
+        start_frame, max_frames: `propagate_in_video`'s `start_frame_idx` and
+            `max_frame_num_to_track`.
+        direction: "forward", "reverse" or "both" (forward, then reverse from the same start).
+        overlay: also write overlay.mp4.
+        fps: overlay frame rate (default: the video's, else 24).
+        video_name: the name in annotations.json.
+        progress: print the progress line on stderr.
+
+    Returns:
+        A summary: frames tracked, objects, output paths, seconds and frames/s.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    out = Path(out)
+    masks_dir = out / "masks"
+    masks_dir.mkdir(parents=True, exist_ok=True)
+    for tmp in [*masks_dir.glob("*.png.*.tmp"), *out.glob("*.*.tmp")]:
+        tmp.unlink(missing_ok=True)  # left by a killed run
+
+    t0 = time.perf_counter()
+    state = predictor.init_state(src)
+    n = int(state["num_frames"])
+    h, w = int(state["video_height"]), int(state["video_width"])
+    apply_prompts(predictor, state, prompts)
+    passes = {"forward": [False], "reverse": [True], "both": [False, True]}[direction]
+    pframes = [p.frame for p in prompts]
+    total = sum(frames_to_track(n, pframes, start_frame, max_frames, r) for r in passes)
+    bar = FrameProgress(total, enabled=progress)
+    names = [src.frame_name(i) for i in range(n)] if not src.is_live else None
+    rec = VisRecorder(n, h, w, [f"{x}.jpg" for x in names] if names else None)
+    written: dict[int, Path] = {}
+    for reverse in passes:
+        for frame_idx, obj_ids, logits in predictor.propagate_in_video(
+            state, start_frame_idx=start_frame, max_frame_num_to_track=max_frames, reverse=reverse
+        ):
+            masks = (logits > 0).reshape(len(obj_ids), h, w).cpu().numpy()
+            ids = [int(o) for o in obj_ids]
+            name = names[frame_idx] if names else f"{frame_idx:05d}"
+            written[frame_idx] = write_palette_png(masks_dir / f"{name}.png", label_map(masks, ids))
+            rec.add(frame_idx, ids, masks, object_scores(predictor, state, frame_idx, ids))
+            bar.update()
+    track_s = time.perf_counter() - t0
+    rec.write(out / "annotations.json", video_name)
+    result: dict[str, Any] = {
+        "frames": len(written),
+        "objects": sorted({p.obj_id for p in prompts}),
+        "masks": str(masks_dir),
+        "annotations": str(out / "annotations.json"),
+        "seconds": track_s,
+        "frames_per_s": total / track_s if track_s > 0 else 0.0,
+    }
+    if overlay:
+        result["overlay"] = str(write_overlay(out / "overlay.mp4", src, written, prompts, fps))
+    return result
+
+
+def write_overlay(
+    path: Path,
+    src: Any,
+    label_pngs: dict[int, Path],
+    prompts: Sequence[VideoPrompt] = (),
+    fps: float | None = None,
+    progress: bool = False,
+) -> Path:
+    """overlay.mp4 of the tracked frames, in frame order, from the frames and the palette PNGs."""
+    from samkit.video.overlay import Mp4Writer, render_overlay
+
+    fps = fps or getattr(src, "fps", None) or 24.0
+    by_frame: dict[int, list[VideoPrompt]] = {}
+    for p in prompts:
+        by_frame.setdefault(p.frame, []).append(p)
+    bar = FrameProgress(len(label_pngs), "overlay", enabled=progress)
+    with Mp4Writer(path, src.video_width, src.video_height, fps=fps) as mp4:
+        for t in sorted(label_pngs):
+            ps = by_frame.get(t, [])
+            points = [(p.obj_id, x, y, lab) for p in ps for x, y, lab in p.points]
+            boxes = [(p.obj_id, *p.box) for p in ps if p.box is not None]
+            mp4.write(render_overlay(src.rgb(t), read_label_png(label_pngs[t]), points, boxes))
+            bar.update()
+    return path
