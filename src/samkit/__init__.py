@@ -18,14 +18,18 @@ _EXPORTS = {
     "SamPredictor": "samkit.predictor",
     "Sam2ImagePredictor": "samkit.sam2_predictor",
     "SamAutomaticMaskGenerator": "samkit.amg",
+    "build_sam2_video_predictor": "samkit.video.build",
+    "Sam2VideoPredictor": "samkit.video.predictor",
 }
 
 __all__ = [
     "Sam2ImagePredictor",
+    "Sam2VideoPredictor",
     "SamAutomaticMaskGenerator",
     "SamPredictor",
     "build_sam",
     "build_sam2",
+    "build_sam2_video_predictor",
     "sam_model_registry",
 ]
 
@@ -35,6 +39,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from samkit.modeling.build_sam2 import build_sam2
     from samkit.predictor import SamPredictor
     from samkit.sam2_predictor import Sam2ImagePredictor
+    from samkit.video.build import build_sam2_video_predictor
+    from samkit.video.predictor import Sam2VideoPredictor
 
 
 def __getattr__(name: str) -> Any:

@@ -23,6 +23,7 @@ from samkit.configs import (
     Variant,
     register,
 )
+from samkit.configs_sam2_memory import Sam2MemoryConfig, memory_config_from_official
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,8 @@ def sam2_mask_decoder_config(
 class Sam2Config:
     """A SAM 2 image model: Hiera + FPN neck, prompt encoder, mask decoder, `no_mem_embed`.
 
-    The video-only fields record which memory tensors an official checkpoint of this version
-    carries; the image model does not build those modules.
+    The video-only fields (the four version flags and `memory`) configure the memory modules
+    that `build_sam2` builds next to the image path, so every official tensor loads.
     """
 
     trunk: HieraConfig = field(default_factory=HieraConfig)
@@ -117,6 +118,7 @@ class Sam2Config:
     proj_tpos_enc_in_obj_ptrs: bool = True
     use_signed_tpos_enc_to_obj_ptrs: bool = True
     add_tpos_enc_to_obj_ptrs: bool = True
+    memory: Sam2MemoryConfig = field(default_factory=Sam2MemoryConfig)
     family: Family = "sam2"
 
     @property
@@ -324,6 +326,7 @@ def sam2_config_from_official(cfg: dict[str, Any]) -> Sam2Config:
             proj_tpos_enc_in_obj_ptrs=bool(cfg.get("proj_tpos_enc_in_obj_ptrs", False)),
             use_signed_tpos_enc_to_obj_ptrs=bool(cfg.get("use_signed_tpos_enc_to_obj_ptrs", False)),
             add_tpos_enc_to_obj_ptrs=bool(cfg.get("add_tpos_enc_to_obj_ptrs", True)),
+            memory=memory_config_from_official(cfg),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         if isinstance(e, ValueError) and "_target_" in str(e):

@@ -150,7 +150,7 @@ def test_official_variant_layout(version, size):
     assert variant.sha256 is None or len(variant.sha256) == 64
 
     with torch.device("meta"):
-        model = sam2_from_config(variant.config)
+        model = sam2_from_config(variant.config, video=False)
     assert all(p.is_meta for p in model.parameters())
 
     embed, heads, stages, global_blocks, bkg, windows = HIERA[size]
@@ -202,7 +202,9 @@ def test_checkpoint_layout_identifies_the_variant(version, size):
     from samkit.modeling.build_sam2 import infer_sam2_variant
 
     with torch.device("meta"):
-        sd = dict(sam2_from_config(get_variant(f"sam2.1_hiera_{size}").config).state_dict())
+        sd = dict(
+            sam2_from_config(get_variant(f"sam2.1_hiera_{size}").config, video=False).state_dict()
+        )
     sd["memory_attention.norm.weight"] = torch.empty(256, device="meta")
     if version == "sam2.1":
         sd["no_obj_embed_spatial"] = torch.empty(1, 64, device="meta")

@@ -1,4 +1,5 @@
-"""SAM 2 video: frame sources (`open_video`, `LiveFrames`), formats, metrics and the CLI.
+"""SAM 2 video: the video predictor (`Sam2VideoPredictor`, `build_sam2_video_predictor`), frame
+sources (`open_video`, `LiveFrames`), formats, metrics and the CLI.
 
 Exports are imported lazily, so `import samkit.video` does no work.
 """
@@ -13,11 +14,22 @@ _EXPORTS = {
     "VideoFrames": "samkit.video.frames",
     "LiveFrames": "samkit.video.frames",
     "FrameIndexError": "samkit.video.frames",
+    "Sam2VideoPredictor": "samkit.video.predictor",
+    "build_sam2_video_predictor": "samkit.video.build",
 }
 
-__all__ = ["FrameIndexError", "LiveFrames", "VideoFrames", "open_video", "preprocess_frame"]
+__all__ = [
+    "FrameIndexError",
+    "LiveFrames",
+    "Sam2VideoPredictor",
+    "VideoFrames",
+    "build_sam2_video_predictor",
+    "open_video",
+    "preprocess_frame",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from samkit.video.build import build_sam2_video_predictor
     from samkit.video.frames import (
         FrameIndexError,
         LiveFrames,
@@ -25,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
         open_video,
         preprocess_frame,
     )
+    from samkit.video.predictor import Sam2VideoPredictor
 
 
 def __getattr__(name: str) -> Any:

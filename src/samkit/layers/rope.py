@@ -1,0 +1,110 @@
+"""2-D axial rotary position encoding (RoPE) and the attention that applies it (SAM 2 memory).
+
+Channel pairs `(x[2i], x[2i+1])` of each head are rotated by an angle that depends on the token's
+column (first half of the pairs) or row (second half) in a `end_x` x `end_y` grid, token
+`t` being at column `t % end_x`, row `t // end_x`. The frequencies are `theta^(-4j/d)` for
+`j < d/4`, as in the official `compute_axial_cis`. The rotation is done with real cos/sin tables
+(the same products as the official complex multiplication) so it also runs in bfloat16.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from samkit.layers.attention import Attention, sdpa
+
+
+def axial_rope_tables(
+    dim: int, end_x: int, end_y: int, theta: float = 10000.0, device: torch.device | None = None
+) -> tuple[Tensor, Tensor]:
+    """cos and sin tables, each (end_x * end_y) x (dim / 2) float32, of the axial rotation."""
+    if dim % 4 != 0:
+        raise ValueError(f"RoPE head dim must be a multiple of 4, got {dim}")
+    freqs = 1.0 / (theta ** (torch.arange(0, dim, 4, device=device)[: dim // 4].float() / dim))
+    t = torch.arange(end_x * end_y, dtype=torch.float32, device=device)
+    t_x = t % end_x
+    t_y = torch.div(t, end_x, rounding_mode="floor")
+    angles = torch.cat([torch.outer(t_x, freqs), torch.outer(t_y, freqs)], dim=-1)
+    return torch.cos(angles), torch.sin(angles)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate the channel pairs of x (..., N, D) by tables (n, D/2) with N a multiple of n.
+
+    N = r * n tokens (r memory frames of the same grid) reuse the table r times. Computed in
+    float32 and returned in x's dtype.
+    """
+    *lead, n_tok, d = x.shape
+    n = cos.shape[0]
+    xf = x.float().reshape(*lead, n_tok // n, n, d // 2, 2)
+    x0, x1 = xf[..., 0], xf[..., 1]
+    out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
+    return out.reshape(x.shape).to(x.dtype)
+
+
+class RoPEAttention(Attention):
+    """`Attention` with 2-D RoPE on the queries and on all but the last keys.
+
+    State-dict keys are those of `Attention` (`q_proj`, `k_proj`, `v_proj`, `out_proj`). The
+    query tokens form a square grid (`feat_sizes` at 1024 px; other square sizes get their own
+    tables). With `rope_k_repeat` the keys may be several grids of the query's size (memories of
+    several frames), each rotated like the queries; the last `num_k_exclude_rope` keys (object
+    pointer tokens) are not rotated.
+    """
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        downsample_rate: int = 1,
+        kv_in_dim: int | None = None,
+        rope_theta: float = 10000.0,
+        rope_k_repeat: bool = False,
+        feat_sizes: tuple[int, int] = (64, 64),
+    ) -> None:
+        super().__init__(embedding_dim, num_heads, downsample_rate, kv_in_dim)
+        self.rope_theta = rope_theta
+        self.rope_k_repeat = rope_k_repeat
+        self.feat_sizes = tuple(feat_sizes)
+        self._tables: dict[tuple[int, torch.device], tuple[Tensor, Tensor]] = {}
+
+    def rope_tables(self, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """cos/sin tables for n query tokens (a square grid), cached per (n, device)."""
+        key = (n, device)
+        tables = self._tables.get(key)
+        if tables is None:
+            side = math.isqrt(n)
+            if side * side != n:
+                raise ValueError(f"RoPE attention needs a square grid of queries, got {n} tokens")
+            with torch.inference_mode(False), torch.no_grad():
+                hd = self.internal_dim // self.num_heads
+                tables = axial_rope_tables(hd, side, side, self.rope_theta, device)
+            self._tables[key] = tables
+        return tables
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0) -> Tensor:
+        """Attend from q (BxNqxC) to k, v (BxNkxC_kv); returns BxNqxC.
+
+        Nk - num_k_exclude_rope must be Nq (or a multiple of it with `rope_k_repeat`).
+        """
+        q = self._separate_heads(self.q_proj(q))  # (B, nh, Nq, hs)
+        k = self._separate_heads(self.k_proj(k))  # (B, nh, Nk, hs)
+        v = self._separate_heads(self.v_proj(v))
+        nq = q.shape[-2]
+        n_rope = k.shape[-2] - num_k_exclude_rope
+        if n_rope % nq != 0 or (n_rope != nq and not self.rope_k_repeat):
+            raise ValueError(
+                f"{n_rope} rotated keys for {nq} queries; expected the same number"
+                + (" or a multiple" if self.rope_k_repeat else "")
+            )
+        cos, sin = self.rope_tables(nq, q.device)
+        q = apply_rope(q, cos, sin)
+        if n_rope:
+            k_rot = apply_rope(k[:, :, :n_rope], cos, sin)
+            k = torch.cat((k_rot, k[:, :, n_rope:]), dim=2) if num_k_exclude_rope else k_rot
+        out = sdpa(q, k, v)  # (B, nh, Nq, hs)
+        b, nh, n, hs = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, nh * hs))

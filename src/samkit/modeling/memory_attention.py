@@ -1,0 +1,113 @@
+"""SAM 2 memory attention: the current frame's image tokens attend to past memories and pointers.
+
+State-dict names match the official `MemoryAttention` (`layers.{i}.self_attn.*`,
+`layers.{i}.cross_attn_image.*`, `layers.{i}.linear1/2`, `layers.{i}.norm1/2/3`, `norm`).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from samkit.layers.rope import RoPEAttention
+
+
+class MemoryAttentionLayer(nn.Module):
+    """Pre-norm self-attention (RoPE), cross-attention to memories (RoPE), ReLU MLP.
+
+    Args:
+        self_attn: RoPE self-attention over the image tokens.
+        cross_attn_image: RoPE cross-attention with `rope_k_repeat` and `kv_in_dim` = memory dim.
+        d_model: token width C.
+        dim_feedforward: MLP hidden width.
+        pos_enc_at_attn: add the query position encoding before self-attention.
+        pos_enc_at_cross_attn_queries / _keys: add position encodings in cross-attention.
+    """
+
+    def __init__(
+        self,
+        self_attn: RoPEAttention,
+        cross_attn_image: RoPEAttention,
+        d_model: int = 256,
+        dim_feedforward: int = 2048,
+        pos_enc_at_attn: bool = False,
+        pos_enc_at_cross_attn_queries: bool = False,
+        pos_enc_at_cross_attn_keys: bool = True,
+    ) -> None:
+        super().__init__()
+        self.self_attn = self_attn
+        self.cross_attn_image = cross_attn_image
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.norm3 = nn.LayerNorm(d_model)
+        self.pos_enc_at_attn = pos_enc_at_attn
+        self.pos_enc_at_cross_attn_queries = pos_enc_at_cross_attn_queries
+        self.pos_enc_at_cross_attn_keys = pos_enc_at_cross_attn_keys
+
+    def forward(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        pos: Tensor,
+        query_pos: Tensor,
+        num_k_exclude_rope: int = 0,
+    ) -> Tensor:
+        """tgt BxNxC image tokens, memory BxMxC_mem (pointer tokens last), pos BxMxC_mem,
+        query_pos BxNxC -> BxNxC."""
+        x = self.norm1(tgt)
+        q = x + query_pos if self.pos_enc_at_attn else x
+        tgt = tgt + self.self_attn(q, q, x)
+        x = self.norm2(tgt)
+        tgt = tgt + self.cross_attn_image(
+            x + query_pos if self.pos_enc_at_cross_attn_queries else x,
+            memory + pos if self.pos_enc_at_cross_attn_keys else memory,
+            memory,
+            num_k_exclude_rope=num_k_exclude_rope,
+        )
+        x = self.norm3(tgt)
+        return tgt + self.linear2(F.relu(self.linear1(x)))
+
+
+class MemoryAttention(nn.Module):
+    """A stack of `MemoryAttentionLayer`s and a final LayerNorm.
+
+    Args:
+        layers: the layers (official `get_clones` of one layer config).
+        d_model: token width C.
+        pos_enc_at_input: add 0.1 x the image position encoding to the input tokens.
+    """
+
+    def __init__(
+        self, layers: list[MemoryAttentionLayer], d_model: int = 256, pos_enc_at_input: bool = True
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.norm = nn.LayerNorm(d_model)
+        self.pos_enc_at_input = pos_enc_at_input
+
+    def forward(
+        self,
+        curr: Tensor,
+        memory: Tensor,
+        curr_pos: Tensor,
+        memory_pos: Tensor,
+        num_obj_ptr_tokens: int = 0,
+    ) -> Tensor:
+        """Condition image tokens on memories.
+
+        Args:
+            curr: BxNxC image tokens of the current frame (N = H*W of the stride-16 grid).
+            memory: BxMxC_mem spatial memories of the selected frames, then the object-pointer
+                tokens (the last `num_obj_ptr_tokens`, not rotated by RoPE).
+            curr_pos: BxNxC image position encoding.
+            memory_pos: BxMxC_mem memory position + temporal encodings.
+
+        Returns:
+            BxNxC conditioned tokens.
+        """
+        out = curr + 0.1 * curr_pos if self.pos_enc_at_input else curr
+        for layer in self.layers:
+            out = layer(out, memory, memory_pos, curr_pos, num_k_exclude_rope=num_obj_ptr_tokens)
+        return self.norm(out)

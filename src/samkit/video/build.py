@@ -1,0 +1,51 @@
+"""`build_sam2_video_predictor`: a SAM 2 / 2.1 video predictor from a variant or config."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from samkit.modeling.build_sam2 import Sam2ConfigLike, build_sam2
+from samkit.modeling.sam2_video import Sam2Video
+from samkit.video.predictor import Sam2VideoPredictor
+
+
+def build_sam2_video_predictor(
+    variant_or_config: Sam2ConfigLike = None,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    *,
+    fill_hole_area: int = 8,
+    non_overlap_masks: bool = False,
+    clear_non_cond_mem_around_input: bool = False,
+    add_all_frames_to_correct_as_cond: bool = False,
+) -> Sam2VideoPredictor:
+    """Build the model (as `build_sam2`, with the official video post-processing settings:
+    dynamic multimask and binarised click masks for the memory) and its video predictor.
+
+    Args:
+        variant_or_config, checkpoint, device, dtype: as for `samkit.build_sam2`; the
+            checkpoint must hold the memory tensors (every official SAM 2 / 2.1 file does).
+        fill_hole_area, non_overlap_masks, clear_non_cond_mem_around_input,
+            add_all_frames_to_correct_as_cond: see `Sam2VideoPredictor`.
+
+    Raises:
+        ValueError: a checkpoint without the memory modules, or any `build_sam2` error.
+    """
+    model = build_sam2(
+        variant_or_config, checkpoint, device=device, dtype=dtype, apply_postprocessing=True
+    )
+    if not isinstance(model, Sam2Video):
+        raise ValueError(
+            f"checkpoint {checkpoint} has no video memory tensors (memory_attention.*, "
+            "memory_encoder.*, ...); video tracking needs a full SAM 2 checkpoint"
+        )
+    return Sam2VideoPredictor(
+        model,
+        fill_hole_area=fill_hole_area,
+        non_overlap_masks=non_overlap_masks,
+        clear_non_cond_mem_around_input=clear_non_cond_mem_around_input,
+        add_all_frames_to_correct_as_cond=add_all_frames_to_correct_as_cond,
+    )

@@ -1,0 +1,550 @@
+"""`Sam2VideoPredictor`: the official SAM 2 video predictor API on samkit's `Sam2Video`.
+
+Call for call like the official `sam2` 1.1.0 `SAM2VideoPredictor` (December 2024: objects can
+be added on any frame, also after tracking began; each object keeps its own memory), with the
+same numbers (memory features stored in bfloat16 and used in float32, -1024 logits on frames
+where the object is absent, dynamic multimask on single-click frames). Differences: frames are
+decoded lazily, only recent outputs are kept (see `samkit.video.state`), frames can arrive live
+(`add_frame` / `track_frame` / `track_new_frame`), and bad input is a `ValueError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from samkit.modeling.sam2_video import NO_OBJ_SCORE, Sam2Video, apply_non_overlapping_constraints
+from samkit.video import state as st
+from samkit.video.prompts import mask_input, point_input
+
+State = dict[str, Any]
+
+
+class Sam2VideoPredictor:
+    """Track objects through a video with SAM 2 (official `SAM2VideoPredictor` methods).
+
+    Args:
+        model: a `Sam2Video` (from `build_sam2` with a full checkpoint or no checkpoint).
+        fill_hole_area: fill background holes of at most this many pixels (8-connected, on the
+            256x256 logits, with scipy on the CPU) before outputs are stored and returned; 0 off.
+        non_overlap_masks: keep only the highest-scoring object per pixel in returned masks.
+        clear_non_cond_mem_around_input: after a correction on frame t, drop that object's
+            tracked outputs within num_maskmem frames of t.
+        add_all_frames_to_correct_as_cond: corrections on tracked frames become conditioning.
+    """
+
+    def __init__(
+        self,
+        model: Sam2Video,
+        *,
+        fill_hole_area: int = 8,
+        non_overlap_masks: bool = False,
+        clear_non_cond_mem_around_input: bool = False,
+        add_all_frames_to_correct_as_cond: bool = False,
+    ) -> None:
+        if not isinstance(model, Sam2Video):
+            raise ValueError(
+                f"expected a Sam2Video model (SAM 2 with its memory modules), got "
+                f"{type(model).__name__}; build it from a checkpoint with the memory tensors"
+            )
+        if fill_hole_area < 0:
+            raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
+        self.model = model.eval()
+        self.fill_hole_area = int(fill_hole_area)
+        self.non_overlap_masks = non_overlap_masks
+        self.clear_non_cond_mem_around_input = clear_non_cond_mem_around_input
+        self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
+
+    @property
+    def image_size(self) -> int:
+        return self.model.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ------------------------------------------------------------------ state
+    @torch.inference_mode()
+    def init_state(
+        self,
+        video: Any,
+        offload_video_to_cpu: bool = False,
+        offload_state_to_cpu: bool = False,
+        async_loading_frames: bool = False,
+    ) -> State:
+        """A new tracking state over a video.
+
+        Args:
+            video: a folder of JPEG frames (`<index>.jpg`), a video file (PyAV), a sequence of
+                HxWx3 uint8 arrays or PIL images, an iterator of frames (live), or a frame
+                source from `samkit.video.frames.open_video` (e.g. `LiveFrames`).
+            offload_video_to_cpu: accepted for compatibility (frames always stay on the CPU).
+            offload_state_to_cpu: keep stored outputs on the CPU.
+            async_loading_frames: accepted for compatibility (frames are always decoded lazily).
+
+        Returns:
+            The state dict (`num_frames`, `video_height`, `video_width`, `obj_ids` readable).
+        """
+        frames = video
+        if not hasattr(video, "video_height"):
+            from samkit.video.frames import open_video
+
+            frames = open_video(video, self.image_size)
+        state = st.new_state(frames, self.device, offload_video_to_cpu, offload_state_to_cpu)
+        if len(frames):
+            self._image_features(state, 0, 1)  # warm up on frame 0, as the official predictor
+        return state
+
+    @torch.inference_mode()
+    def reset_state(self, inference_state: State) -> None:
+        """Remove every object, prompt and output (frames and cached features stay)."""
+        s = inference_state
+        for key in ("point_inputs_per_obj", "mask_inputs_per_obj", "output_dict_per_obj"):
+            s[key].clear()
+        for key in ("temp_output_dict_per_obj", "frames_tracked_per_obj", "removed_obj_ids"):
+            s[key].clear()
+        s["obj_id_to_idx"].clear()
+        s["obj_idx_to_id"].clear()
+        s["obj_ids"] = []
+
+    # ------------------------------------------------------------------ prompts
+    @torch.inference_mode()
+    def add_new_points_or_box(
+        self,
+        inference_state: State,
+        frame_idx: int,
+        obj_id: Any,
+        points: Any = None,
+        labels: Any = None,
+        clear_old_points: bool = True,
+        normalize_coords: bool = True,
+        box: Any = None,
+    ) -> tuple[int, list, Tensor]:
+        """Add clicks and/or a box for an object on a frame; returns that frame's masks.
+
+        Args:
+            points: Nx2 (x, y) in video pixels (or [0, 1] with normalize_coords=False... scaled
+                by the model size: the official semantics), labels: N (1 positive, 0 negative).
+            clear_old_points: replace the frame's earlier clicks of this object.
+            box: (x0, y0, x1, y1); needs clear_old_points=True.
+
+        Returns:
+            (frame_idx, obj_ids, OxHxW... as Ox1xHxW float32 logits at video resolution).
+
+        Raises:
+            ValueError: frame outside the video, points without labels (or the reverse),
+                lengths that differ, no points and no box, a box with clear_old_points=False,
+                non-finite coordinates, an object id removed with `remove_object`.
+        """
+        s = inference_state
+        self._check_frame(s, frame_idx)
+        new = point_input(
+            points, labels, box, clear_old_points, normalize_coords, s, self.image_size
+        )
+        idx = st.obj_idx(s, obj_id, create=True)
+        old = None if clear_old_points else s["point_inputs_per_obj"][idx].get(frame_idx)
+        if old is not None:
+            new = {
+                "point_coords": torch.cat([old["point_coords"], new["point_coords"]], dim=1),
+                "point_labels": torch.cat([old["point_labels"], new["point_labels"]], dim=1),
+            }
+        s["point_inputs_per_obj"][idx][frame_idx] = new
+        s["mask_inputs_per_obj"][idx].pop(frame_idx, None)
+        return self._add_prompt(s, frame_idx, idx, new, None)
+
+    @torch.inference_mode()
+    def add_new_mask(
+        self, inference_state: State, frame_idx: int, obj_id: Any, mask: Any
+    ) -> tuple[int, list, Tensor]:
+        """Add a mask prompt (HxW bool, video size or 256x256) for an object on a frame.
+
+        Raises:
+            ValueError: frame outside the video, a mask that is not 2-D of the video's size or
+                256x256, an object id removed with `remove_object`.
+        """
+        s = inference_state
+        self._check_frame(s, frame_idx)
+        m = mask_input(mask, s, self.image_size, self.device)
+        idx = st.obj_idx(s, obj_id, create=True)
+        s["mask_inputs_per_obj"][idx][frame_idx] = m
+        s["point_inputs_per_obj"][idx].pop(frame_idx, None)
+        return self._add_prompt(s, frame_idx, idx, None, m)
+
+    def _add_prompt(
+        self, s: State, frame_idx: int, idx: int, points: dict | None, mask: Tensor | None
+    ) -> tuple[int, list, Tensor]:
+        tracked = s["frames_tracked_per_obj"][idx]
+        is_init = frame_idx not in tracked
+        reverse = False if is_init else tracked[frame_idx]
+        is_cond = is_init or self.add_all_frames_to_correct_as_cond
+        key = "cond_frame_outputs" if is_cond else "non_cond_frame_outputs"
+        out_dict = s["output_dict_per_obj"][idx]
+        temp = s["temp_output_dict_per_obj"][idx]
+        prev_logits = None
+        if points is not None:
+            prev = temp[key].get(frame_idx)
+            if prev is None:
+                prev = out_dict["cond_frame_outputs"].get(frame_idx)
+            if prev is None:
+                prev = out_dict["non_cond_frame_outputs"].get(frame_idx)
+            if prev is not None and prev["pred_masks"] is not None:
+                prev_logits = torch.clamp(prev["pred_masks"].to(s["device"]), -32.0, 32.0)
+        out, _ = self._run_frame(
+            s, out_dict, frame_idx, 1, is_init, points, mask, reverse, False, prev_logits
+        )
+        temp[key][frame_idx] = out
+        masks = self._consolidate(s, frame_idx, is_cond)
+        return frame_idx, s["obj_ids"], self._video_res(s, masks)
+
+    @torch.inference_mode()
+    def clear_all_prompts_in_frame(
+        self, inference_state: State, frame_idx: int, obj_id: Any, need_output: bool = True
+    ) -> tuple[int, list, Tensor] | None:
+        """Remove an object's prompts on a frame (its output there becomes a tracked one).
+
+        Raises:
+            ValueError: frame outside the video, unknown or removed object id.
+        """
+        s = inference_state
+        self._check_frame(s, frame_idx)
+        idx = st.obj_idx(s, obj_id, create=False)
+        s["point_inputs_per_obj"][idx].pop(frame_idx, None)
+        s["mask_inputs_per_obj"][idx].pop(frame_idx, None)
+        temp = s["temp_output_dict_per_obj"]
+        temp[idx]["cond_frame_outputs"].pop(frame_idx, None)
+        temp[idx]["non_cond_frame_outputs"].pop(frame_idx, None)
+        out_dict = s["output_dict_per_obj"][idx]
+        out = out_dict["cond_frame_outputs"].pop(frame_idx, None)
+        if out is not None:
+            out_dict["non_cond_frame_outputs"][frame_idx] = out
+            s["frames_tracked_per_obj"][idx].pop(frame_idx, None)
+        if not need_output:
+            return None
+        is_cond = any(frame_idx in t["cond_frame_outputs"] for t in temp.values())
+        masks = self._consolidate(s, frame_idx, is_cond)
+        return frame_idx, s["obj_ids"], self._video_res(s, masks)
+
+    @torch.inference_mode()
+    def remove_object(
+        self, inference_state: State, obj_id: Any, strict: bool = False, need_output: bool = True
+    ) -> tuple[list, list[tuple[int, Tensor]]]:
+        """Remove an object; returns (remaining obj_ids, [(frame_idx, masks) of its prompted
+        frames]). Unknown ids are ignored unless `strict` (then a ValueError)."""
+        s = inference_state
+        old = s["obj_id_to_idx"].get(obj_id)
+        if old is None:
+            if strict:
+                raise ValueError(f"cannot remove unknown object id {obj_id!r}; have {s['obj_ids']}")
+            return s["obj_ids"], []
+        if len(s["obj_id_to_idx"]) == 1:
+            self.reset_state(s)
+            s["removed_obj_ids"].add(obj_id)
+            return s["obj_ids"], []
+        frames = set(s["point_inputs_per_obj"][old]) | set(s["mask_inputs_per_obj"][old])
+        for t in frames:
+            self.clear_all_prompts_in_frame(s, t, obj_id, need_output=False)
+        old_ids = s["obj_ids"]
+        keep = [i for i in range(len(old_ids)) if i != old]
+        remap = {o: n for n, o in enumerate(keep)}
+        new_ids = [old_ids[i] for i in keep]
+        s["obj_id_to_idx"] = dict(zip(new_ids, range(len(new_ids)), strict=True))
+        s["obj_idx_to_id"] = dict(enumerate(new_ids))
+        s["obj_ids"] = new_ids
+        for key in (
+            "point_inputs_per_obj",
+            "mask_inputs_per_obj",
+            "output_dict_per_obj",
+            "temp_output_dict_per_obj",
+            "frames_tracked_per_obj",
+        ):
+            d = s[key]
+            s[key] = {remap[k]: v for k, v in d.items() if k in remap}
+        s["removed_obj_ids"].add(obj_id)
+        updated = []
+        if need_output:
+            temp = s["temp_output_dict_per_obj"]
+            for t in frames:
+                is_cond = any(t in d["cond_frame_outputs"] for d in temp.values())
+                updated.append((t, self._video_res(s, self._consolidate(s, t, is_cond))))
+        return s["obj_ids"], updated
+
+    # ------------------------------------------------------------------ tracking
+    @torch.inference_mode()
+    def propagate_in_video(
+        self,
+        inference_state: State,
+        start_frame_idx: int | None = None,
+        max_frame_num_to_track: int | None = None,
+        reverse: bool = False,
+    ) -> Iterator[tuple[int, list, Tensor]]:
+        """Track every object; yields (frame_idx, obj_ids, Ox1xHxW video-res logits) per frame.
+
+        Starts at the earliest prompted frame (or `start_frame_idx`) and tracks up to
+        `max_frame_num_to_track` frames after it (before it with `reverse`).
+
+        Raises:
+            ValueError: no prompt yet, an object without prompts, a start frame outside the video.
+        """
+        s = inference_state
+        st.refresh_frames(s)
+        self._preflight(s)
+        num_frames = s["num_frames"]
+        if start_frame_idx is None:
+            start_frame_idx = min(
+                t for d in s["output_dict_per_obj"].values() for t in d["cond_frame_outputs"]
+            )
+        self._check_frame(s, start_frame_idx)
+        if max_frame_num_to_track is None:
+            max_frame_num_to_track = num_frames
+        if max_frame_num_to_track < 0:
+            raise ValueError(f"max_frame_num_to_track must be >= 0, got {max_frame_num_to_track}")
+        if reverse:
+            end = max(start_frame_idx - max_frame_num_to_track, 0)
+            order = range(start_frame_idx, end - 1, -1) if start_frame_idx > 0 else range(0)
+        else:
+            end = min(start_frame_idx + max_frame_num_to_track, num_frames - 1)
+            order = range(start_frame_idx, end + 1)
+        for frame_idx in order:
+            yield frame_idx, s["obj_ids"], self._track(s, frame_idx, reverse, num_frames)
+
+    def _preflight(self, s: State) -> None:
+        n_obj = len(s["obj_ids"])
+        if n_obj == 0:
+            raise ValueError("no prompts yet: add points, a box or a mask before propagating")
+        for idx in range(n_obj):
+            out_dict = s["output_dict_per_obj"][idx]
+            temp = s["temp_output_dict_per_obj"][idx]
+            for key in ("non_cond_frame_outputs", "cond_frame_outputs"):
+                for t, out in temp[key].items():
+                    if out["maskmem_features"] is None:
+                        high = F.interpolate(
+                            out["pred_masks"].to(s["device"]),
+                            size=(self.image_size, self.image_size),
+                            mode="bilinear",
+                            align_corners=False,
+                        )
+                        feats = self._image_features(s, t, 1)
+                        mem, pos = self.model.encode_new_memory(
+                            feats["image_embed"], high, out["object_score_logits"], True
+                        )
+                        out["maskmem_features"] = self._store_memory(s, mem)
+                        out["maskmem_pos_enc"] = self._pos_constant(s, pos)
+                    out_dict[key][t] = out
+                    if self.clear_non_cond_mem_around_input:
+                        self._clear_around(s, t, idx)
+                temp[key].clear()
+            if not out_dict["cond_frame_outputs"]:
+                raise ValueError(
+                    f"object id {s['obj_idx_to_id'][idx]!r} has no prompts; add points, a box "
+                    "or a mask for it (or remove it) before propagating"
+                )
+            for t in out_dict["cond_frame_outputs"]:
+                out_dict["non_cond_frame_outputs"].pop(t, None)
+
+    def _track(self, s: State, frame_idx: int, reverse: bool, num_frames: int) -> Tensor:
+        """Track all objects on one frame (prompted objects reuse their stored output)."""
+        per_obj = []
+        for idx in range(len(s["obj_ids"])):
+            out_dict = s["output_dict_per_obj"][idx]
+            cond = out_dict["cond_frame_outputs"].get(frame_idx)
+            if cond is not None:
+                masks = cond["pred_masks"].to(s["device"])
+                if self.clear_non_cond_mem_around_input:
+                    self._clear_around(s, frame_idx, idx)
+            else:
+                out, masks = self._run_frame(
+                    s, out_dict, frame_idx, 1, False, None, None, reverse, True, None, num_frames
+                )
+                out_dict["non_cond_frame_outputs"][frame_idx] = out
+            s["frames_tracked_per_obj"][idx][frame_idx] = reverse
+            per_obj.append(masks)
+        st.prune_outputs(s, frame_idx, st.memory_window(self.model))
+        return self._video_res(s, torch.cat(per_obj, dim=0))
+
+    # ------------------------------------------------------------------ live frames
+    @torch.inference_mode()
+    def add_frame(self, inference_state: State, frame: Any) -> int:
+        """Append a frame (HxWx3 uint8 array or PIL image) to a live state; returns its index.
+
+        Raises:
+            ValueError: the state's video is not live, or the frame is malformed / of another
+                size than the first frame.
+        """
+        s = inference_state
+        src = s["images"]
+        if not s["is_live"] or not hasattr(src, "append"):
+            raise ValueError(
+                "add_frame needs a live state: init_state on an iterator or LiveFrames"
+            )
+        idx = src.append(frame)
+        st.refresh_frames(s)
+        return idx
+
+    @torch.inference_mode()
+    def track_frame(self, inference_state: State, frame_idx: int | None = None) -> tuple:
+        """Track the objects prompted so far on a live frame (default: the newest).
+
+        Frame by frame in order this equals `propagate_in_video` over the same frames with the
+        same prompts, for videos of at least `max_obj_ptrs_in_encoder` (16) frames (the live
+        pointer window cannot depend on the unknown video length). Objects without a prompt
+        up to this frame get -1024 logits. Memory stays constant (see `samkit.video.state`).
+
+        Returns:
+            (frame_idx, obj_ids, Ox1xHxW video-res logits).
+        """
+        s = inference_state
+        st.refresh_frames(s)
+        if frame_idx is None:
+            frame_idx = s["num_frames"] - 1
+        self._check_frame(s, frame_idx)
+        self._preflight(s)
+        n = max(s["num_frames"], self.model.max_obj_ptrs_in_encoder)
+        return frame_idx, s["obj_ids"], self._track(s, frame_idx, False, n)
+
+    def track_new_frame(self, inference_state: State, frame: Any) -> tuple:
+        """`add_frame` then `track_frame` on it: (frame_idx, obj_ids, Ox1xHxW logits)."""
+        return self.track_frame(inference_state, self.add_frame(inference_state, frame))
+
+    # ------------------------------------------------------------------ internals
+    def _check_frame(self, s: State, frame_idx: Any) -> None:
+        st.refresh_frames(s)
+        n = s["num_frames"]
+        if isinstance(frame_idx, bool) or not isinstance(frame_idx, (int, np.integer)):
+            raise ValueError(f"frame_idx must be an int, got {type(frame_idx).__name__}")
+        if not 0 <= frame_idx < n:
+            raise ValueError(f"frame_idx {frame_idx} is outside the video (frames 0..{n - 1})")
+
+    def _image_features(self, s: State, frame_idx: int, batch: int) -> dict[str, Any]:
+        cache = s["cached_features"]
+        entry = cache.get(frame_idx)
+        if entry is None:
+            image = s["images"][frame_idx].to(s["device"]).float().unsqueeze(0)
+            out = self.model.forward_image(image.to(self.model.dtype))
+            fpn, pos = out["backbone_fpn"], out["vision_pos_enc"]
+            n = self.model.num_feature_levels
+            entry = {
+                "image_embed": fpn[-1].float(),
+                "image_pos": pos[-1].float(),
+                "high_res_feats": [f.float() for f in fpn[-n:-1]],
+            }
+            cache[frame_idx] = entry
+            while len(cache) > st.FEATURE_CACHE_FRAMES:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(frame_idx)
+        if batch == 1:
+            return entry
+        return {
+            "image_embed": entry["image_embed"].expand(batch, -1, -1, -1),
+            "image_pos": entry["image_pos"].expand(batch, -1, -1, -1),
+            "high_res_feats": [f.expand(batch, -1, -1, -1) for f in entry["high_res_feats"]],
+        }
+
+    def _run_frame(
+        self,
+        s: State,
+        out_dict: dict,
+        frame_idx: int,
+        batch: int,
+        is_init: bool,
+        points: dict | None,
+        mask: Tensor | None,
+        reverse: bool,
+        run_mem_encoder: bool,
+        prev_logits: Tensor | None,
+        num_frames: int | None = None,
+    ) -> tuple[dict[str, Any], Tensor]:
+        feats = self._image_features(s, frame_idx, batch)
+        if num_frames is None:
+            num_frames = s["num_frames"]
+            if s["is_live"]:
+                num_frames = max(num_frames, self.model.max_obj_ptrs_in_encoder)
+        out = self.model.track_step(
+            frame_idx,
+            is_init,
+            feats,
+            points,
+            mask,
+            out_dict,
+            num_frames,
+            track_in_reverse=reverse,
+            run_mem_encoder=run_mem_encoder,
+            prev_sam_mask_logits=prev_logits,
+        )
+        masks = out["pred_masks"]
+        if self.fill_hole_area > 0:
+            masks = fill_holes_in_mask_scores(masks, self.fill_hole_area)
+        mem = out["maskmem_features"]
+        compact = {
+            "maskmem_features": None if mem is None else self._store_memory(s, mem),
+            "maskmem_pos_enc": None
+            if out["maskmem_pos_enc"] is None
+            else self._pos_constant(s, out["maskmem_pos_enc"]),
+            "pred_masks": masks.to(s["storage_device"]),
+            "obj_ptr": out["obj_ptr"],
+            "object_score_logits": out["object_score_logits"],
+        }
+        return compact, masks
+
+    def _store_memory(self, s: State, mem: Tensor) -> Tensor:
+        # the official predictor stores memories in bfloat16; they are used in float32
+        return mem.to(torch.bfloat16).to(s["storage_device"])
+
+    def _pos_constant(self, s: State, pos: Tensor) -> Tensor:
+        const = s["constants"].get("maskmem_pos_enc")
+        if const is None:
+            const = pos[:1].clone()
+            s["constants"]["maskmem_pos_enc"] = const
+        return const.expand(pos.shape[0], -1, -1, -1)
+
+    def _clear_around(self, s: State, frame_idx: int, idx: int) -> None:
+        r = self.model.memory_temporal_stride_for_eval * self.model.num_maskmem
+        non_cond = s["output_dict_per_obj"][idx]["non_cond_frame_outputs"]
+        for t in range(frame_idx - r, frame_idx + r + 1):
+            non_cond.pop(t, None)
+
+    def _consolidate(self, s: State, frame_idx: int, is_cond: bool) -> Tensor:
+        """Ox1xHxW video-res logits of every object on a frame (-1024 where it has none)."""
+        key = "cond_frame_outputs" if is_cond else "non_cond_frame_outputs"
+        h, w = s["video_height"], s["video_width"]
+        n = len(s["obj_ids"])
+        out = torch.full((n, 1, h, w), NO_OBJ_SCORE, dtype=torch.float32, device=s["device"])
+        for idx in range(n):
+            o = s["temp_output_dict_per_obj"][idx][key].get(frame_idx)
+            d = s["output_dict_per_obj"][idx]
+            if o is None:
+                o = d["cond_frame_outputs"].get(frame_idx)
+            if o is None:
+                o = d["non_cond_frame_outputs"].get(frame_idx)
+            if o is None:
+                continue
+            m = o["pred_masks"].to(s["device"])
+            if m.shape[-2:] != (h, w):
+                m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
+            out[idx : idx + 1] = m
+        return out
+
+    def _video_res(self, s: State, masks: Tensor) -> Tensor:
+        h, w = s["video_height"], s["video_width"]
+        masks = masks.to(s["device"])
+        if masks.shape[-2:] != (h, w):
+            masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
+        if self.non_overlap_masks:
+            masks = apply_non_overlapping_constraints(masks)
+        return masks
+
+
+def fill_holes_in_mask_scores(masks: Tensor, max_area: int) -> Tensor:
+    """Set background components (logit <= 0, 8-connected) of at most `max_area` pixels of
+    Bx1xhxw logits to 0.1, like the official CUDA post-processing (here scipy on the CPU)."""
+    from samkit.postprocess_sam2 import connected_components, require_scipy
+
+    require_scipy("fill_hole_area")
+    _, areas = connected_components(masks.detach().float().cpu().numpy() <= 0)
+    hole = torch.from_numpy((areas > 0) & (areas <= max_area)).to(masks.device)
+    return torch.where(hole, torch.tensor(0.1, dtype=masks.dtype, device=masks.device), masks)

@@ -1,0 +1,135 @@
+"""The inference state of `Sam2VideoPredictor`: a dict with the official keys.
+
+User code reads `state["num_frames"]`, `state["video_height"]`, `state["video_width"]` and
+`state["obj_ids"]`. The rest is internal. What is kept, and for how long:
+
+- frames: the frame source (`samkit.video.frames.VideoFrames`) decodes lazily and keeps a few
+  preprocessed frames; image features of the last `FEATURE_CACHE_FRAMES` frames are cached
+  here (repeated clicks on a frame and the memory encoder reuse them).
+- per object and prompted frame: the prompts and that frame's output (memory features in
+  bfloat16, low-res mask logits, object pointer, object score) for as long as the prompt exists.
+- per object and tracked frame: the same output, but only while the frame is within
+  `memory_window(model)` frames (16 for the official models) of the last frame tracked; farther
+  frames keep only the fact that they were tracked (and in which direction), because no frame
+  tracked next can attend to them. A later call that starts tracking or adds a correction more
+  than that far away sees no memory of the dropped frames (the official predictor keeps every
+  frame's output and grows by about 0.8 MB per frame and object).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import torch
+
+# image features (one frame's encoder output) kept for repeated work on recent frames
+FEATURE_CACHE_FRAMES = 2
+
+
+def memory_window(model: Any) -> int:
+    """Frames on either side of the current one whose outputs a tracked frame may use."""
+    stride = max(1, int(model.memory_temporal_stride_for_eval))
+    return max(model.num_maskmem * stride, model.max_obj_ptrs_in_encoder)
+
+
+def new_state(
+    frames: Any, device: torch.device, offload_video_to_cpu: bool, offload_state_to_cpu: bool
+) -> dict[str, Any]:
+    """An empty state over a frame source (official `init_state` keys and layout)."""
+    return {
+        "images": frames,
+        "num_frames": len(frames),
+        "is_live": bool(getattr(frames, "is_live", False)),
+        "offload_video_to_cpu": offload_video_to_cpu,
+        "offload_state_to_cpu": offload_state_to_cpu,
+        "video_height": int(frames.video_height) if len(frames) else None,
+        "video_width": int(frames.video_width) if len(frames) else None,
+        "device": device,
+        "storage_device": torch.device("cpu") if offload_state_to_cpu else device,
+        "point_inputs_per_obj": {},
+        "mask_inputs_per_obj": {},
+        "cached_features": OrderedDict(),
+        "constants": {},
+        "obj_id_to_idx": OrderedDict(),
+        "obj_idx_to_id": OrderedDict(),
+        "obj_ids": [],
+        "removed_obj_ids": set(),
+        "output_dict_per_obj": {},
+        "temp_output_dict_per_obj": {},
+        "frames_tracked_per_obj": {},
+    }
+
+
+def refresh_frames(state: dict[str, Any]) -> None:
+    """Update `num_frames` (and the size on the first frame) from a live source."""
+    frames = state["images"]
+    state["num_frames"] = len(frames)
+    if state["video_height"] is None and len(frames):
+        state["video_height"] = int(frames.video_height)
+        state["video_width"] = int(frames.video_width)
+
+
+def obj_idx(state: dict[str, Any], obj_id: Any, create: bool) -> int:
+    """Model-side index of a client object id, creating its storage when `create`.
+
+    Raises:
+        ValueError: the id was removed with `remove_object` (until `reset_state`), or it is
+            unknown and `create` is False.
+    """
+    idx = state["obj_id_to_idx"].get(obj_id)
+    if idx is not None:
+        return idx
+    if obj_id in state["removed_obj_ids"]:
+        raise ValueError(
+            f"object id {obj_id!r} was removed with remove_object; use a new object id "
+            "(or call reset_state to start over)"
+        )
+    if not create:
+        raise ValueError(f"unknown object id {obj_id!r}; known object ids: {state['obj_ids']}")
+    idx = len(state["obj_id_to_idx"])
+    state["obj_id_to_idx"][obj_id] = idx
+    state["obj_idx_to_id"][idx] = obj_id
+    state["obj_ids"] = list(state["obj_id_to_idx"])
+    state["point_inputs_per_obj"][idx] = {}
+    state["mask_inputs_per_obj"][idx] = {}
+    state["output_dict_per_obj"][idx] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+    state["temp_output_dict_per_obj"][idx] = {
+        "cond_frame_outputs": {},
+        "non_cond_frame_outputs": {},
+    }
+    state["frames_tracked_per_obj"][idx] = {}
+    return idx
+
+
+def prune_outputs(state: dict[str, Any], frame_idx: int, window: int) -> None:
+    """Drop non-conditioning outputs more than `window` frames from `frame_idx`."""
+    for out in state["output_dict_per_obj"].values():
+        non_cond = out["non_cond_frame_outputs"]
+        for t in [t for t in non_cond if abs(t - frame_idx) > window]:
+            del non_cond[t]
+
+
+def state_nbytes(state: dict[str, Any]) -> int:
+    """Bytes of the distinct tensors the state holds (outputs, prompts, cached features)."""
+    seen: set[int] = set()
+    total = 0
+
+    def visit(x: Any) -> None:
+        nonlocal total
+        if isinstance(x, torch.Tensor):
+            key = x.untyped_storage().data_ptr()
+            if key not in seen:
+                seen.add(key)
+                total += x.untyped_storage().nbytes()
+        elif isinstance(x, dict):
+            for v in x.values():
+                visit(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                visit(v)
+
+    for k, v in state.items():
+        if k != "images":
+            visit(v)
+    return total
