@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from samkit.server.encoding import ImageDecodeError
 from samkit.server.engine import Engine, Entry
+from samkit.server.video_routes import add_video_routes
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
 MAX_POINTS = 64
@@ -94,6 +95,7 @@ def create_app(
     cache_bytes: int = 1 << 30,
     max_upload_bytes: int = 32 * 2**20,
     max_pixels: int = 40_000_000,
+    video_limits: Any = None,
 ) -> FastAPI:
     """Build the app.
 
@@ -103,6 +105,8 @@ def create_app(
         cache_bytes: bound of the embedding cache, in bytes.
         max_upload_bytes: larger uploads get 413.
         max_pixels: images with more pixels get 400 (decompression-bomb protection).
+        video_limits: a `samkit.server.video_session.VideoLimits` for the video mode (default
+            limits when None); `samkit.server.video_routes` lists its routes.
     """
     model = getattr(loaded, "model", loaded)
     family = getattr(loaded, "family", None) or (
@@ -129,11 +133,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         engine.close()
+        if app.state.video is not None:
+            app.state.video.close()
 
     app = FastAPI(
         title="samkit", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
     )
     app.state.engine = engine
+    app.state.video = add_video_routes(app, model, family, video_limits)
 
     def static_route(route: str) -> Any:
         body, ctype = static[route]
