@@ -196,3 +196,28 @@ def test_sam1_server_answers_400(sam1_tiny, clip):
         assert r.status_code == 400 and "needs a SAM 2 model" in r.json()["detail"]
         assert c.get(f"/api/videos/{'0' * 32}").status_code == 400
         assert c.get("/").status_code == 200 and c.get("/static/video.js").status_code == 200
+
+
+def test_busy_while_tracking_and_cancel(client, clip):
+    import threading
+
+    vid = client.post("/api/videos", content=clip.read_bytes()).json()["video_id"]
+    prompt = {"frame": 0, "obj_id": 1, "points": [list(CLICK)], "labels": [1]}
+    assert client.post(f"/api/videos/{vid}/prompts", json=prompt).status_code == 200
+    gate = threading.Event()
+    client.app.state.video.submit(gate.wait)  # holds the job thread: the track job waits behind
+    try:
+        assert client.post(f"/api/videos/{vid}/track", json={}).status_code == 202
+        assert client.get(f"/api/videos/{vid}/track").json()["status"] == "running"
+        for r in (
+            client.post(f"/api/videos/{vid}/track", json={}),
+            client.post(f"/api/videos/{vid}/prompts", json=prompt),
+            client.get(f"/api/videos/{vid}/download/annotations.json"),
+        ):
+            assert r.status_code == 409, r.text
+        assert client.delete(f"/api/videos/{vid}/track").json()["status"] == "running"
+    finally:
+        gate.set()
+    st = _wait_track(client, vid)
+    assert st["status"] == "cancelled" and st["done"] == 1 and st["frames"] == [0]
+    assert client.get(f"/api/videos/{vid}").json()["tracked_frames"] == [0]

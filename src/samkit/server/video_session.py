@@ -138,7 +138,7 @@ class VideoSession:
 
     @property
     def obj_ids(self) -> list[int]:
-        return sorted({o for _, o in self.prompts})
+        return sorted({o for _, o in list(self.prompts)})  # list(): the job thread may add one
 
     def info(self) -> dict[str, Any]:
         used = set(self.obj_ids) | self.removed
@@ -153,7 +153,7 @@ class VideoSession:
             "next_obj_id": max(used, default=0) + 1,
             "prompts": [
                 {"frame": p.frame, "obj_id": p.obj_id, "points": p.points, "box": p.box}
-                for p in sorted(self.prompts.values(), key=lambda p: (p.frame, p.obj_id))
+                for p in sorted(list(self.prompts.values()), key=lambda p: (p.frame, p.obj_id))
             ],
             "tracked_frames": sorted(self.results),
             "track": None if self.job is None else self.job.summary(len(self.job.order)),
