@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from samkit.video.formats import label_map
 from tests.server.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT
 from tests.video.clips import encode_video, moving_shapes
 from tests.video.conftest import CKPT, CONFIG
@@ -157,8 +158,6 @@ def test_click_track_scrub_download(vpage, tmp_path):
         "(() => { const c = document.getElementById('v-frame').getContext('2d');"
         " return c.getImageData(0, 0, c.canvas.width, c.canvas.height).data.some(v => v > 0); })()"
     )
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "browser_video.png"))
 
     # downloads: the palette PNG zip and the JSON hold the same masks
     with page.expect_download() as dl:
@@ -174,6 +173,31 @@ def test_click_track_scrub_download(vpage, tmp_path):
     dl.value.save_as(tmp_path / "annotations.json")
     doc = json.loads((tmp_path / "annotations.json").read_text())
     assert [a["object_id"] for a in doc["annotations"]] == [1]
+
+    # a second object on the last frame, by dragging a box: the frame's ids are the predictor's
+    page.locator("#v-new-object").click()
+    assert page.evaluate("window.samkitVideo.state.active") == 2
+    x0, y0 = _screen(page, 84, 50)
+    x1, y1 = _screen(page, 124, 92)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=4)
+    page.mouse.move(x1, y1, steps=4)
+    page.mouse.up()
+    page.wait_for_function(
+        "window.samkitVideo.state.pending === 0 && window.samkitVideo.state.phase === 'ready'"
+        " && window.samkitVideo.state.lastResponse.objects.some(o => o.obj_id === 2)"
+    )
+    box = page.evaluate(f"window.samkitVideo.state.prompts['{N - 1}:2'].box")
+    assert np.allclose(box, [84, 50, 124, 92], atol=1)
+    _, ids, logits = pred.add_new_points_or_box(state, N - 1, 2, box=np.array(box, np.float32))
+    want = label_map((logits > 0)[:, 0], ids)
+    alpha, shown = _shown(page)
+    np.testing.assert_array_equal(shown, want)
+    np.testing.assert_array_equal(alpha, want > 0)
+    assert page.locator("#v-objects button").count() == 2
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser_video.png"))
 
     # back to the image mode
     page.locator("#mode-image").click()

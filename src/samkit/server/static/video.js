@@ -172,8 +172,9 @@
   function drawPrompts(preview) {
     const ctx = promptLayer.getContext("2d");
     ctx.clearRect(0, 0, promptLayer.width, promptLayer.height);
-    const scale = vs.width / (promptLayer.getBoundingClientRect().width || vs.width);
-    const r = 5 * scale;
+    // line widths in screen pixels, but at least one video pixel (small clips are enlarged)
+    const scale = Math.max(0.5, vs.width / (promptLayer.getBoundingClientRect().width || vs.width));
+    const r = Math.max(2, 5 * scale);
     const boxes = [];
     for (const [key, p] of Object.entries(vs.prompts)) {
       const [t, obj] = key.split(":").map(Number);
