@@ -199,6 +199,22 @@ def test_click_track_scrub_download(vpage, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser_video.png"))
 
+    # play through, then the overlay MP4
+    page.locator("#v-play").click()
+    page.wait_for_function(
+        "window.samkitVideo.state.phase === 'ready'"
+        " && document.getElementById('v-status-text').textContent.startsWith('Played')"
+    )
+    assert page.evaluate("window.samkitVideo.state.current") == N - 1
+    with page.expect_download() as dl:
+        page.locator("#v-dl-mp4").click()
+    dl.value.save_as(tmp_path / "overlay.mp4")
+    import av
+
+    with av.open(str(tmp_path / "overlay.mp4")) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) == N and (frames[0].width, frames[0].height) == (W, H)
+
     # back to the image mode
     page.locator("#mode-image").click()
     assert page.locator("#stage").is_visible() and page.locator("#v-stage").is_hidden()

@@ -11,6 +11,7 @@ API (all JSON; coordinates in original-image pixels):
   reason for malformed prompts.
 - `POST /api/images/{image_id}/everything`, body: generator settings: COCO annotations.
 - `GET /api/info`, `GET /api/stats`: model, limits, cache statistics.
+- `/api/videos...`: the video mode (SAM 2 models), listed in `samkit.server.video_routes`.
 
 Static files are read once from the package when the app is created; no path taken from a request
 is ever opened.
