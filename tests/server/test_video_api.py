@@ -221,3 +221,21 @@ def test_busy_while_tracking_and_cancel(client, clip):
     st = _wait_track(client, vid)
     assert st["status"] == "cancelled" and st["done"] == 1 and st["frames"] == [0]
     assert client.get(f"/api/videos/{vid}").json()["tracked_frames"] == [0]
+
+
+def test_image_only_sam2_checkpoint_answers_400(tmp_path, clip):
+    import torch
+
+    from samkit import build_sam2
+    from samkit.modeling.build_sam2 import VIDEO_KEY_PREFIXES
+
+    sd = torch.load(CKPT, weights_only=True)["model"]
+    image_only = {k: v for k, v in sd.items() if not k.startswith(VIDEO_KEY_PREFIXES)}
+    torch.save({"model": image_only}, tmp_path / "image_only.pt")
+    model = build_sam2(CONFIG, checkpoint=tmp_path / "image_only.pt")
+    app = create_app(model, cache_bytes=64 * 2**20, max_upload_bytes=2**20)
+    with TestClient(app) as c:
+        assert c.get("/api/info").json()["family"] == "sam2"
+        assert "memory modules" in c.get("/api/videos").json()["reason"]
+        r = c.post("/api/videos", content=clip.read_bytes())
+        assert r.status_code == 400 and "memory modules" in r.json()["detail"]
