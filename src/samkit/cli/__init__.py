@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-pixels", type=int, default=40_000_000, help="largest accepted image (pixels)"
     )
+    p.add_argument("--max-video-mb", type=float, default=64, help="largest video upload (MiB)")
+    p.add_argument("--max-video-seconds", type=float, default=60, help="longest video (seconds)")
+    p.add_argument("--max-video-frames", type=int, default=600, help="most frames of a video")
     p.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
     )

@@ -292,6 +292,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(
             f"samkit serve needs the [server] extra: pip install 'samkit[server]' ({e})"
         ) from None
+    video_limits = _video_limits(args)
     # Built off the main thread, so that only the app's decoding thread keeps torch threads.
     lm = run_in_fresh_thread(_model_from_args, args)
     app = create_app(
@@ -300,12 +301,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_pixels=args.max_pixels,
         stretch=image_stretch(args),
+        video_limits=video_limits,
     )
     print(
         f"samkit serve: {lm.name} on http://{args.host}:{args.port}/", file=sys.stderr, flush=True
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def _video_limits(args: argparse.Namespace) -> Any:
+    """The web app's video limits from `--max-video-*` (CliError when not positive)."""
+    from samkit.server.video_session import VideoLimits
+
+    try:
+        return VideoLimits(
+            max_bytes=int(args.max_video_mb * 2**20),
+            max_frames=args.max_video_frames,
+            max_seconds=args.max_video_seconds,
+        )
+    except ValueError as e:
+        raise CliError(f"--max-video-*: {e}") from None
 
 
 # ------------------------------------------------------------------------------------ parser

@@ -13,6 +13,7 @@ API (all JSON; coordinates in original-image pixels):
   body (`samkit.server.validation`); no error answer echoes the input.
 - `POST /api/images/{image_id}/everything`, body: generator settings: COCO annotations.
 - `GET /api/info`, `GET /api/stats`: model, limits, cache statistics.
+- `/api/videos...`: the video mode (SAM 2 models), listed in `samkit.server.video_routes`.
 
 Static files are read once from the package when the app is created; no path taken from a request
 is ever opened.
@@ -35,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from samkit.server.encoding import ImageDecodeError
 from samkit.server.engine import Engine, Entry
 from samkit.server.validation import install_error_handlers, parse_json_body
+from samkit.server.video_routes import add_video_routes
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
 MAX_POINTS = 64
@@ -98,6 +100,7 @@ def create_app(
     max_upload_bytes: int = 32 * 2**20,
     max_pixels: int = 40_000_000,
     stretch: Any = None,
+    video_limits: Any = None,
 ) -> FastAPI:
     """Build the app.
 
@@ -109,6 +112,8 @@ def create_app(
         max_pixels: images with more pixels get 400 (decompression-bomb protection).
         stretch: uploads' percentile stretch (`samkit.imageio.decode_image`); None: 16-bit
             images are reduced by `>> 8`, float ones must lie in [0, 1].
+        video_limits: a `samkit.server.video_session.VideoLimits` for the video mode (default
+            limits when None); `samkit.server.video_routes` lists its routes.
     """
     model = getattr(loaded, "model", loaded)
     family = getattr(loaded, "family", None) or (
@@ -135,12 +140,15 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         engine.close()
+        if app.state.video is not None:
+            app.state.video.close()
 
     app = FastAPI(
         title="samkit", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
     )
     app.state.engine = engine
     install_error_handlers(app)
+    app.state.video = add_video_routes(app, model, family, video_limits)
 
     def static_route(route: str) -> Any:
         body, ctype = static[route]

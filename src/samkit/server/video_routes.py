@@ -1,0 +1,301 @@
+"""The video mode's routes (`add_video_routes`), registered on the app by `create_app`.
+
+API (JSON unless said; coordinates in video pixels; frames numbered from 0):
+- `GET /api/videos`: whether video works with this model (`available`, `reason`) and the limits.
+- `POST /api/videos?name=NAME`, body = the video file's bytes: decodes and checks it and returns
+  `{video_id, num_frames, width, height, fps, ...}`. 413 over the size limit; 400 for data that is
+  not a decodable video, or too many frames, seconds or pixels per frame.
+- `GET /api/videos/{id}`: the session (objects, prompts, tracked frames, tracking job); 404 if
+  unknown. `DELETE` closes it.
+- `GET /api/videos/{id}/frames/{t}`: frame t as JPEG (404 outside the video).
+- `POST /api/videos/{id}/prompts`, body `{frame, obj_id, points, labels, box}`: sets that
+  object's prompts on that frame (new object ids create objects); answers the frame's objects
+  (`obj_id`, COCO RLE `segmentation`, `area`, `bbox`). 422 for prompts that make no sense, 409
+  while tracking.
+- `DELETE /api/videos/{id}/objects/{obj_id}`: removes an object (404 if unknown).
+- `POST /api/videos/{id}/track`, body `{direction: forward|reverse|both, start_frame, max_frames}`:
+  starts tracking in the background (202). `GET .../track?since=N`: progress (`status`, `done`,
+  `total`, `frames_per_s`, `eta_s`) and the frames tracked after the first N (poll it to receive
+  results as they come). `DELETE .../track` cancels.
+- `GET /api/videos/{id}/masks/{t}`: the objects on frame t in the latest results.
+- `GET /api/videos/{id}/download/masks.zip | annotations.json | overlay.mp4`: the `samkit track`
+  outputs (palette PNGs, YouTube-VIS JSON, overlay video); 409 before any result.
+
+A SAM 1 server (or a SAM 2 checkpoint without the memory modules) answers every route but the
+first with 400.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import re
+import zipfile
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from samkit.server.video_session import VideoBusyError, VideoLimits, VideoManager, VideoSession
+
+MAX_POINTS = 64
+_VID = re.compile(r"^[0-9a-f]{32}$")
+
+
+class VideoPromptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    frame: int
+    obj_id: int
+    points: list[tuple[float, float]] = Field(default_factory=list, max_length=MAX_POINTS)
+    labels: list[int] = Field(default_factory=list, max_length=MAX_POINTS)
+    box: tuple[float, float, float, float] | None = None
+
+
+class TrackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    direction: str = "forward"
+    start_frame: int | None = None
+    max_frames: int | None = Field(None, ge=0)
+
+
+def _check_prompt(p: VideoPromptIn, s: VideoSession) -> None:
+    """422 naming the problem for prompts that parse but make no sense for this video."""
+    w, h = s.width, s.height
+    if not 0 <= p.frame < s.num_frames:
+        raise HTTPException(
+            422, f"frame {p.frame} is outside the video (frames 0..{s.num_frames - 1})"
+        )
+    if not 1 <= p.obj_id <= 255:
+        raise HTTPException(422, f"obj_id {p.obj_id}: object ids are 1..255")
+    if p.obj_id in s.removed:
+        raise HTTPException(422, f"object {p.obj_id} was removed: use a new object id")
+    if len(p.points) != len(p.labels):
+        raise HTTPException(
+            422, f"{len(p.points)} points but {len(p.labels)} labels: one label per point"
+        )
+    if not p.points and p.box is None:
+        raise HTTPException(422, "no prompt: give at least one point or a box")
+    for i, ((x, y), lab) in enumerate(zip(p.points, p.labels)):
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise HTTPException(422, f"point {i} has a non-finite coordinate")
+        if not (0 <= x <= w and 0 <= y <= h):
+            raise HTTPException(422, f"point {i} ({x}, {y}) is outside the {w}x{h} frame")
+        if lab not in (0, 1):
+            raise HTTPException(422, f"label {i} is {lab}: 1 = foreground, 0 = background")
+    if p.box is not None:
+        x0, y0, x1, y1 = p.box
+        if not all(math.isfinite(v) for v in p.box):
+            raise HTTPException(422, "the box has a non-finite coordinate")
+        if x1 < x0 or y1 < y0:
+            raise HTTPException(422, "the box must be [x0, y0, x1, y1] with x1 >= x0 and y1 >= y0")
+        if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+            raise HTTPException(422, f"the box {list(p.box)} is outside the {w}x{h} frame")
+
+
+def video_manager(model: Any, family: str, limits: VideoLimits) -> tuple[VideoManager | None, str]:
+    """A manager on the server's model, or (None, why video is not available)."""
+    if family != "sam2":
+        return None, "video tracking needs a SAM 2 model; this server runs a SAM 1 model"
+    from samkit.modeling.sam2_video import Sam2Video
+
+    if not isinstance(model, Sam2Video):
+        return None, (
+            "video tracking needs a SAM 2 checkpoint with the memory modules; this server's "
+            "checkpoint has only the image model"
+        )
+    from samkit.video.predictor import Sam2VideoPredictor
+
+    return VideoManager(Sam2VideoPredictor(model), limits), ""
+
+
+def add_video_routes(
+    app: FastAPI, model: Any, family: str, limits: VideoLimits | None = None
+) -> VideoManager | None:
+    """Register the video routes and `/static/video.js` on `app`; returns the manager (None
+    without video support). The caller closes the manager at shutdown."""
+    limits = limits or VideoLimits()
+    manager, reason = video_manager(model, family, limits)
+    script = (resources.files("samkit.server") / "static" / "video.js").read_bytes()
+
+    @app.get("/static/video.js", include_in_schema=False)
+    async def video_js() -> Response:
+        return Response(
+            script,
+            media_type="text/javascript; charset=utf-8",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    def need_manager() -> VideoManager:
+        if manager is None:
+            raise HTTPException(400, reason)
+        return manager
+
+    def session_or_404(video_id: str) -> VideoSession:
+        s = need_manager().get(video_id) if _VID.match(video_id) else None
+        if s is None:
+            raise HTTPException(
+                404, f"unknown video id {video_id[:80]!r}: open the video (again; it may be closed)"
+            )
+        return s
+
+    def frame_or_404(s: VideoSession, t: int) -> int:
+        if not 0 <= t < s.num_frames:
+            raise HTTPException(
+                404, f"frame {t} is outside the video (frames 0..{s.num_frames - 1})"
+            )
+        return t
+
+    async def job(fn: Any, *args: Any) -> Any:
+        m = need_manager()
+        try:
+            return await asyncio.wrap_future(m.submit(fn, *args))
+        except VideoBusyError as e:
+            raise HTTPException(409, str(e)) from None
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+
+    @app.get("/api/videos")
+    async def video_info() -> dict[str, Any]:
+        return {
+            "available": manager is not None,
+            "reason": reason or None,
+            "limits": {
+                "max_bytes": limits.max_bytes,
+                "max_frames": limits.max_frames,
+                "max_seconds": limits.max_seconds,
+                "max_pixels": limits.max_pixels,
+            },
+        }
+
+    @app.post("/api/videos")
+    async def open_video(request: Request, name: str = Query("video", max_length=200)) -> Any:
+        m = need_manager()
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limits.max_bytes:
+            raise HTTPException(
+                413, f"the video is {int(length):,} bytes; the limit is {limits.max_bytes:,}"
+            )
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limits.max_bytes:
+                raise HTTPException(
+                    413, f"the video is over the limit of {limits.max_bytes:,} bytes"
+                )
+        if not body:
+            raise HTTPException(
+                400, "empty upload: send the video file's bytes as the request body"
+            )
+        try:
+            s = await asyncio.wrap_future(m.submit(m.open, bytes(body), name))
+        except ValueError as e:
+            raise HTTPException(400, f"{name}: {e}".replace("<video bytes>: ", "")) from None
+        return s.info()
+
+    @app.get("/api/videos/{video_id}")
+    async def session_info(video_id: str) -> dict[str, Any]:
+        return session_or_404(video_id).info()
+
+    @app.delete("/api/videos/{video_id}")
+    async def close_session(video_id: str) -> dict[str, Any]:
+        session_or_404(video_id)
+        need_manager().remove(video_id)
+        return {"closed": video_id}
+
+    @app.get("/api/videos/{video_id}/frames/{t}")
+    async def frame_jpeg(video_id: str, t: int) -> Response:
+        s = session_or_404(video_id)
+        return Response(s.jpegs[frame_or_404(s, t)], media_type="image/jpeg")
+
+    @app.post("/api/videos/{video_id}/prompts")
+    async def add_prompt(video_id: str, p: VideoPromptIn) -> dict[str, Any]:
+        s = session_or_404(video_id)
+        _check_prompt(p, s)
+        if s.tracking:
+            raise HTTPException(409, "the video is being tracked: wait for it or cancel it")
+        out = await job(s.add_prompt, p.frame, p.obj_id, list(p.points), list(p.labels), p.box)
+        return {**out, "objects_in_video": s.obj_ids}
+
+    @app.delete("/api/videos/{video_id}/objects/{obj_id}")
+    async def remove_object(video_id: str, obj_id: int) -> dict[str, Any]:
+        s = session_or_404(video_id)
+        if obj_id not in s.obj_ids:
+            raise HTTPException(404, f"unknown object {obj_id}: the video has objects {s.obj_ids}")
+        await job(s.remove_object, obj_id)
+        return {"objects": s.obj_ids}
+
+    @app.post("/api/videos/{video_id}/track", status_code=202)
+    async def track(video_id: str, body: TrackIn) -> dict[str, Any]:
+        s = session_or_404(video_id)
+        try:
+            s.start_track(body.start_frame, body.max_frames, body.direction)
+        except VideoBusyError as e:
+            raise HTTPException(409, str(e)) from None
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        need_manager().submit(s.track)
+        return s.job.summary()
+
+    @app.get("/api/videos/{video_id}/track")
+    async def track_status(video_id: str, since: int = Query(0, ge=0)) -> dict[str, Any]:
+        s = session_or_404(video_id)
+        if s.job is None:
+            raise HTTPException(404, "no tracking run yet: POST to this address to start one")
+        return s.job.summary(since)
+
+    @app.delete("/api/videos/{video_id}/track")
+    async def cancel_track(video_id: str) -> dict[str, Any]:
+        s = session_or_404(video_id)
+        if s.tracking:
+            s.job.cancel = True
+        return {"status": None if s.job is None else s.job.status}
+
+    @app.get("/api/videos/{video_id}/masks/{t}")
+    async def frame_masks(video_id: str, t: int) -> dict[str, Any]:
+        s = session_or_404(video_id)
+        frame_or_404(s, t)
+        return {"frame": t, "has_result": t in s.results, "objects": s.frame_result(t)}
+
+    def need_results(s: VideoSession) -> None:
+        if not s.results:
+            raise HTTPException(409, "no results yet: add a prompt and track first")
+        if s.tracking:
+            raise HTTPException(409, "the video is being tracked: download when it is done")
+
+    def attachment(data: bytes, media: str, s: VideoSession, suffix: str) -> Response:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", s.name.rsplit(".", 1)[0]) or "video"
+        return Response(
+            data,
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="{stem}{suffix}"'},
+        )
+
+    @app.get("/api/videos/{video_id}/download/masks.zip")
+    async def download_zip(video_id: str) -> Response:
+        s = session_or_404(video_id)
+        need_results(s)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:  # PNGs are compressed already
+            for t in sorted(s.results):
+                z.write(s.results[t], f"masks/{t:05d}.png")
+        return attachment(buf.getvalue(), "application/zip", s, "_masks.zip")
+
+    @app.get("/api/videos/{video_id}/download/annotations.json")
+    async def download_json(video_id: str) -> Response:
+        s = session_or_404(video_id)
+        need_results(s)
+        doc = s.document()
+        return attachment(json.dumps(doc).encode(), "application/json", s, "_annotations.json")
+
+    @app.get("/api/videos/{video_id}/download/overlay.mp4")
+    async def download_mp4(video_id: str) -> Response:
+        s = session_or_404(video_id)
+        need_results(s)
+        path = await job(s.overlay_mp4)
+        return attachment(path.read_bytes(), "video/mp4", s, "_overlay.mp4")
+
+    return manager

@@ -1,0 +1,383 @@
+"""The model side of the web app's video mode: one `VideoSession` per uploaded clip.
+
+A session holds the clip (its bytes, decoded lazily by `samkit.video.pyav.FileFrames`, plus one
+JPEG per frame for the page), a `Sam2VideoPredictor` inference state with the user's prompts,
+and the latest results in the `samkit track` formats: palette PNGs `masks/<frame>.png` in a
+per-session temporary folder and a `VisRecorder` (YouTube-VIS JSON). `VideoManager` keeps at most
+`VideoLimits.max_sessions` sessions (least recently used ones are closed first) and runs every
+torch job (opening a clip, a click, tracking, the overlay MP4) one at a time, each on a fresh
+thread that exits when done (the thread discipline of `samkit.server.threads`).
+
+Tracking runs as a background job: `VideoSession.job` counts frames and lists them in the order
+they were tracked, so that a client polling it receives the results while they arrive.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from samkit.server.threads import run_in_fresh_thread
+from samkit.video.formats import VisRecorder, label_map, read_label_png, write_palette_png
+from samkit.video.track import DIRECTIONS, frames_to_track, object_scores, write_overlay
+from samkit.video.track_prompts import VideoPrompt
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """What the video mode accepts. Larger uploads get 413, longer / larger clips 400."""
+
+    max_bytes: int = 64 * 2**20
+    max_frames: int = 600
+    max_seconds: float = 60.0
+    max_pixels: int = 1920 * 1080
+    max_sessions: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("max_bytes", "max_frames", "max_seconds", "max_pixels", "max_sessions"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"VideoLimits.{name} must be positive, got {getattr(self, name)}")
+
+
+class VideoBusyError(RuntimeError):
+    """The session is tracking: prompts, removals and another track must wait (HTTP 409)."""
+
+
+@dataclass
+class TrackJob:
+    """Progress of one tracking run (read by the polling route while the job thread writes)."""
+
+    total: int
+    direction: str
+    status: str = "running"  # running | done | error | cancelled
+    order: list[int] = field(default_factory=list)  # frames in the order they were tracked
+    error: str | None = None
+    t0: float = field(default_factory=time.perf_counter)
+    seconds: float = 0.0
+    cancel: bool = False
+
+    def summary(self, since: int = 0) -> dict[str, Any]:
+        done = len(self.order)
+        elapsed = self.seconds if self.status != "running" else time.perf_counter() - self.t0
+        rate = done / elapsed if elapsed > 0 else 0.0
+        return {
+            "status": self.status,
+            "direction": self.direction,
+            "done": done,
+            "total": self.total,
+            "frames": self.order[max(0, since) :],
+            "seconds": elapsed,
+            "frames_per_s": rate,
+            "eta_s": (self.total - done) / rate if rate > 0 and self.status == "running" else 0.0,
+            "error": self.error,
+        }
+
+
+class VideoSession:
+    """One clip: frames, predictor state, prompts and results (see the module docstring)."""
+
+    def __init__(self, predictor: Any, data: bytes, name: str, limits: VideoLimits, root: Path):
+        from samkit.video.pyav import FileFrames
+
+        self.id = secrets.token_hex(16)
+        self.name = name
+        self.predictor = predictor
+        frames = FileFrames(data, predictor.image_size, cache_frames=4)  # ValueError: not a video
+        try:
+            n, h, w = len(frames), int(frames.video_height), int(frames.video_width)
+            fps = frames.fps
+            if w * h > limits.max_pixels:
+                raise ValueError(
+                    f"the video is {w}x{h} = {w * h:,} pixels per frame, over the limit of "
+                    f"{limits.max_pixels:,}: scale it down first"
+                )
+            if n > limits.max_frames:
+                raise ValueError(
+                    f"the video has {n} frames, over the limit of {limits.max_frames}: cut it"
+                )
+            if fps and n / fps > limits.max_seconds:
+                raise ValueError(
+                    f"the video lasts {n / fps:.1f} s, over the limit of {limits.max_seconds:g} s"
+                )
+            self.jpegs = [_jpeg(frames.rgb(t)) for t in range(n)]  # every frame must decode
+        except BaseException:
+            frames.close()
+            raise
+        self.frames = frames
+        self.num_frames, self.height, self.width, self.fps = n, h, w, fps
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{self.id[:8]}-", dir=root))
+        self.masks_dir = self.dir / "masks"
+        self.state = predictor.init_state(frames)
+        self.prompts: dict[tuple[int, int], VideoPrompt] = {}
+        self.removed: set[int] = set()
+        self.recorder = VisRecorder(n, h, w)
+        self.results: dict[int, Path] = {}
+        self.version = 0  # bumped whenever results change (the overlay MP4 is rebuilt then)
+        self.overlay: tuple[int, Path] | None = None
+        self.job: TrackJob | None = None
+        self.last_used = time.monotonic()
+        self._rlock = threading.Lock()  # results: written by the job thread, read by routes
+        self._close_after = False
+
+    # ------------------------------------------------------------------ info
+    @property
+    def tracking(self) -> bool:
+        return self.job is not None and self.job.status == "running"
+
+    @property
+    def obj_ids(self) -> list[int]:
+        return sorted({o for _, o in list(self.prompts)})  # list(): the job thread may add one
+
+    def info(self) -> dict[str, Any]:
+        used = set(self.obj_ids) | self.removed
+        return {
+            "video_id": self.id,
+            "name": self.name,
+            "num_frames": self.num_frames,
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "objects": self.obj_ids,
+            "next_obj_id": max(used, default=0) + 1,
+            "prompts": [
+                {"frame": p.frame, "obj_id": p.obj_id, "points": p.points, "box": p.box}
+                for p in sorted(list(self.prompts.values()), key=lambda p: (p.frame, p.obj_id))
+            ],
+            "tracked_frames": sorted(self.results),
+            "track": None if self.job is None else self.job.summary(len(self.job.order)),
+        }
+
+    def frame_result(self, t: int) -> list[dict[str, Any]]:
+        """The objects on frame t of the latest results: COCO RLE, area, XYWH box, score."""
+        out = []
+        with self._rlock:
+            for oid in sorted(self.recorder.tracks):
+                rec = self.recorder.tracks[oid].get(t)
+                if rec is None:
+                    continue
+                score = self.recorder.scores.get(oid, {}).get(t)
+                out.append(
+                    {
+                        "obj_id": oid,
+                        "segmentation": rec[0],
+                        "area": rec[1],
+                        "bbox": rec[2],
+                        "score": score,
+                    }
+                )
+        return out
+
+    def document(self) -> dict[str, Any]:
+        """The YouTube-VIS style document of the latest results."""
+        with self._rlock:
+            return self.recorder.document(self.name)
+
+    # ------------------------------------------------------------------ jobs (job thread)
+    def _store(self, t: int, obj_ids: list, logits: torch.Tensor) -> None:
+        ids = [int(o) for o in obj_ids]
+        masks = (logits > 0).reshape(len(ids), self.height, self.width).cpu().numpy()
+        scores = object_scores(self.predictor, self.state, t, ids)
+        path = write_palette_png(self.masks_dir / f"{t:05d}.png", label_map(masks, ids))
+        with self._rlock:
+            self.results[t] = path
+            for oid in list(self.recorder.tracks):  # objects no longer in the state
+                if oid not in ids:
+                    self.recorder.tracks[oid].pop(t, None)
+            self.recorder.add(t, ids, masks, scores)
+            self.version += 1
+
+    def add_prompt(
+        self,
+        frame: int,
+        obj_id: int,
+        points: list[tuple[float, float]],
+        labels: list[int],
+        box: tuple[float, float, float, float] | None,
+    ) -> dict[str, Any]:
+        """Set an object's prompts on a frame (replacing earlier ones there); that frame's result.
+
+        Raises:
+            ValueError: from the predictor (frame outside the video, a removed object id, ...).
+        """
+        if self.tracking:
+            raise VideoBusyError("the video is being tracked: wait for it or cancel it")
+        _, ids, logits = self.predictor.add_new_points_or_box(
+            self.state,
+            frame,
+            obj_id,
+            points=np.asarray(points, np.float32) if points else None,
+            labels=np.asarray(labels, np.int32) if points else None,
+            box=None if box is None else np.asarray(box, np.float32),
+        )
+        pts = [(float(x), float(y), int(lab)) for (x, y), lab in zip(points, labels)]
+        self.prompts[(frame, obj_id)] = VideoPrompt(frame, obj_id, pts, box)
+        self._store(frame, ids, logits)
+        return {"frame": frame, "objects": self.frame_result(frame)}
+
+    def remove_object(self, obj_id: int) -> None:
+        """Drop an object: its prompts, its results on every frame."""
+        if self.tracking:
+            raise VideoBusyError("the video is being tracked: wait for it or cancel it")
+        self.predictor.remove_object(self.state, obj_id, strict=True, need_output=False)
+        self.prompts = {k: p for k, p in self.prompts.items() if k[1] != obj_id}
+        self.removed.add(obj_id)
+        with self._rlock:
+            self.recorder.tracks.pop(obj_id, None)
+            self.recorder.scores.pop(obj_id, None)
+            for path in self.results.values():
+                labels = read_label_png(path)
+                labels[labels == obj_id] = 0
+                write_palette_png(path, labels)
+            self.version += 1
+
+    def start_track(self, start_frame: int | None, max_frames: int | None, direction: str) -> None:
+        """Check the request and create the job (run it with `track`)."""
+        if self.tracking:
+            raise VideoBusyError("the video is already being tracked")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {list(DIRECTIONS)}, got {direction!r}")
+        if not self.prompts:
+            raise ValueError("no prompts yet: click an object on some frame first")
+        if start_frame is not None and not 0 <= start_frame < self.num_frames:
+            raise ValueError(
+                f"start_frame {start_frame} is outside the video (frames 0..{self.num_frames - 1})"
+            )
+        passes = {"forward": [False], "reverse": [True], "both": [False, True]}[direction]
+        pframes = [t for t, _ in self.prompts]
+        total = sum(
+            frames_to_track(self.num_frames, pframes, start_frame, max_frames, r) for r in passes
+        )
+        self.job = TrackJob(total, direction)
+        self._passes = passes
+        self._range = (start_frame, max_frames)
+
+    def track(self) -> None:
+        """Run the job made by `start_track`: propagate and store every frame as it comes."""
+        job = self.job
+        assert job is not None
+        try:
+            with self._rlock:  # the results are those of this run
+                for t in list(self.results):
+                    self.results.pop(t).unlink(missing_ok=True)
+                self.recorder = VisRecorder(self.num_frames, self.height, self.width)
+            start, count = self._range
+            for reverse in self._passes:
+                for t, ids, logits in self.predictor.propagate_in_video(
+                    self.state, start_frame_idx=start, max_frame_num_to_track=count, reverse=reverse
+                ):
+                    self._store(t, ids, logits)
+                    job.order.append(t)
+                    if job.cancel:
+                        job.status = "cancelled"
+                        return
+            job.status = "done"
+        except Exception as e:  # reported to the client through the job
+            job.status, job.error = "error", f"{type(e).__name__}: {e}"
+        finally:
+            job.seconds = time.perf_counter() - job.t0
+            self.version += 1
+            if self._close_after:
+                self._release()
+
+    def overlay_mp4(self) -> Path:
+        """overlay.mp4 of the current results (rebuilt only when they changed)."""
+        if self.overlay is not None and self.overlay[0] == self.version:
+            return self.overlay[1]
+        version = self.version
+        path = write_overlay(
+            self.dir / "overlay.mp4",
+            self.frames,
+            dict(self.results),
+            list(self.prompts.values()),
+            self.fps,
+        )
+        self.overlay = (version, path)
+        return path
+
+    def close(self) -> None:
+        """Free the session (after its tracking job stopped, when one runs)."""
+        if self.tracking:
+            self._close_after = True
+            self.job.cancel = True
+            if self.tracking:  # else the job ended meanwhile and may have missed the flag
+                return
+        self._release()
+
+    def _release(self) -> None:
+        self.frames.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _jpeg(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+class VideoManager:
+    """The sessions of one app and the thread their torch jobs run on.
+
+    Args:
+        predictor: a `Sam2VideoPredictor` on the server's model.
+        limits: what uploads may be.
+        threads: torch intra-op threads of a job (default: the caller's setting).
+    """
+
+    def __init__(self, predictor: Any, limits: VideoLimits, threads: int | None = None) -> None:
+        self.predictor = predictor
+        self.limits = limits
+        self.threads = torch.get_num_threads() if threads is None else int(threads)
+        self.root = Path(tempfile.mkdtemp(prefix="samkit-video-"))
+        self.sessions: dict[str, VideoSession] = {}
+        self._lock = threading.Lock()
+        self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samkit-video")
+
+    def submit(self, fn: Any, *args: Any) -> Future:
+        """Run `fn(*args)` after the jobs before it, on a fresh thread (a future of its result)."""
+        return self._jobs.submit(run_in_fresh_thread, fn, *args, threads=self.threads)
+
+    def open(self, data: bytes, name: str) -> VideoSession:
+        """Decode and check a clip, start its predictor state (a job; call through `submit`)."""
+        session = VideoSession(self.predictor, data, name, self.limits, self.root)
+        with self._lock:
+            idle = sorted(
+                (s for s in self.sessions.values() if not s.tracking), key=lambda s: s.last_used
+            )
+            while len(self.sessions) >= self.limits.max_sessions and idle:
+                self.sessions.pop(idle.pop(0).id).close()
+            self.sessions[session.id] = session
+        return session
+
+    def get(self, video_id: str) -> VideoSession | None:
+        with self._lock:
+            s = self.sessions.get(video_id)
+            if s is not None:
+                s.last_used = time.monotonic()
+            return s
+
+    def remove(self, video_id: str) -> bool:
+        with self._lock:
+            s = self.sessions.pop(video_id, None)
+        if s is not None:
+            s.close()
+        return s is not None
+
+    def close(self) -> None:
+        with self._lock:
+            for s in self.sessions.values():
+                s.close()
+            self.sessions.clear()
+        self._jobs.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(self.root, ignore_errors=True)
