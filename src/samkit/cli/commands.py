@@ -162,14 +162,14 @@ class _Progress:
 
 
 def cmd_auto(args: argparse.Namespace) -> int:
+    amg_kwargs = {name: getattr(args, name) for name, *_ in _AMG_OPTIONS}
     if getattr(args, "ray", False):
         from samkit.cli.distributed import run_on_ray
 
-        return run_on_ray(args, "auto")
+        return run_on_ray(args, "auto", amg_kwargs)
     files = _image_files(args.inputs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    amg_kwargs = {name: getattr(args, name) for name, *_ in _AMG_OPTIONS}
     lm = _model_from_args(args)
     job = AutoJob.create(out, lm.name, lm.random_weights, amg_kwargs, image_stretch(args))
     remove_stale_temporaries(out, [n for f in files for n in job.output_names(f.stem)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from samkit.cli.common import CliError, _model_from_args
 
@@ -29,8 +30,11 @@ def add_ray_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run_on_ray(args: argparse.Namespace, kind: str) -> int:
-    """Run `samkit auto` (kind "auto") or `samkit embed` ("embed") through `samkit.distributed`."""
+def run_on_ray(
+    args: argparse.Namespace, kind: str, amg_kwargs: dict[str, Any] | None = None
+) -> int:
+    """Run `samkit auto` (kind "auto", with the generator's `amg_kwargs`) or `samkit embed`
+    ("embed") through `samkit.distributed`."""
     try:
         from samkit.distributed.run import import_ray
 
@@ -54,10 +58,7 @@ def run_on_ray(args: argparse.Namespace, kind: str) -> int:
         "stretch": image_stretch(args),
     }
     if kind == "auto":
-        from samkit.cli.commands import _AMG_OPTIONS
-
-        amg = {name: getattr(args, name) for name, *_ in _AMG_OPTIONS}
-        summary = label_images(args.inputs, args.out, generator_kwargs=amg, **common)
+        summary = label_images(args.inputs, args.out, generator_kwargs=amg_kwargs, **common)
         what = "segmented"
     else:
         summary = embed_images(args.inputs, args.out, **common)

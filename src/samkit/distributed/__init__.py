@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from samkit.distributed.messages import RAY_MISSING
+
 __all__ = ["RAY_MISSING", "RunSummary", "embed_images", "label_images"]
 
-RAY_MISSING = (
-    "distributed runs need Ray Data, which is not installed: pip install 'samkit[ray]' "
-    "(the [ray] extra: ray[data] and pyarrow)"
-)
 
 
 def __getattr__(name: str) -> Any:

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from samkit.distributed import RAY_MISSING
 from samkit.distributed.inputs import ImageList, list_images
 from samkit.distributed.manifest import read_manifest, write_manifest
+from samkit.distributed.messages import RAY_MISSING
 from samkit.distributed.models import RunModel, resolve_model
 from samkit.jobs import AutoJob, EmbedJob, remove_stale_temporaries
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "open_video": "samkit.video.frames",
+    "open_video": "samkit.video.sources",
     "preprocess_frame": "samkit.video.frames",
     "VideoFrames": "samkit.video.frames",
-    "LiveFrames": "samkit.video.frames",
+    "LiveFrames": "samkit.video.live_frames",
     "FrameIndexError": "samkit.video.frames",
     "Sam2VideoPredictor": "samkit.video.predictor",
     "build_sam2_video_predictor": "samkit.video.build",
@@ -30,14 +30,10 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from samkit.video.build import build_sam2_video_predictor
-    from samkit.video.frames import (
-        FrameIndexError,
-        LiveFrames,
-        VideoFrames,
-        open_video,
-        preprocess_frame,
-    )
+    from samkit.video.frames import FrameIndexError, VideoFrames, preprocess_frame
+    from samkit.video.live_frames import LiveFrames
     from samkit.video.predictor import Sam2VideoPredictor
+    from samkit.video.sources import open_video
 
 
 def __getattr__(name: str) -> Any:

@@ -154,7 +154,7 @@ def _prompts_from_args(args: argparse.Namespace, n: int, h: int, w: int) -> list
 
 
 def cmd_track(args: argparse.Namespace) -> int:
-    from samkit.video.frames import open_video
+    from samkit.video.sources import open_video
     from samkit.video.track import frames_to_track, track_video
 
     if args.max_frames is not None and args.max_frames < 0:

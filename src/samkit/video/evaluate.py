@@ -29,7 +29,7 @@ def evaluate_video(
     predictor: Any, video: DavisVideo, out: Path | None, bar: FrameProgress | None = None
 ) -> dict[int, dict[str, Any]]:
     """Track one video from its first-frame annotation; per-object J / F results."""
-    from samkit.video.frames import open_video
+    from samkit.video.sources import open_video
 
     n = len(video.frame_names)
     evaluated = sorted(t for t in video.annotations if 0 < t < n - 1)

@@ -1,6 +1,6 @@
 """Video frame sources for the SAM 2 video predictor: lazy, bounded memory, official preprocessing.
 
-`open_video` turns what a user has (a folder of JPEG frames, a video file, a list of arrays or PIL
+`samkit.video.sources.open_video` turns what a user has (a folder of JPEG frames, a video file, a list of arrays or PIL
 images, an iterator of frames) into a `VideoFrames`: `len(src)` frames known so far,
 `src.video_height` / `src.video_width` in pixels, and `src[idx]`, the 3xSxS float32 model input of
 frame `idx`, decoded on demand. `LiveFrames` takes frames pushed one at a time (a camera loop).
@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -276,160 +276,3 @@ class ArrayFrames(VideoFrames):
 
     def _load(self, idx: int) -> Image.Image | np.ndarray:
         return self.frames[idx]
-
-
-class LiveFrames(VideoFrames):
-    """Frames pushed one at a time (a camera loop): `idx = src.append(frame)`.
-
-    `len(src)` is the number of frames appended so far. Only the last `max(cache_frames, 1)`
-    frames are held; older ones raise a `ValueError`. Call `close()` when no frame will follow.
-
-    Args:
-        image_size: model input side S.
-        cache_frames: frames held (raw and preprocessed).
-        video_height, video_width: the frame size, if known before the first frame; every
-            appended frame must have it.
-    """
-
-    is_live = True
-
-    def __init__(
-        self,
-        image_size: int = 1024,
-        *,
-        cache_frames: int = 8,
-        video_height: int | None = None,
-        video_width: int | None = None,
-    ) -> None:
-        super().__init__(image_size, cache_frames)
-        if (video_height is None) != (video_width is None):
-            raise ValueError("give both video_height and video_width, or neither")
-        if video_height is not None:
-            if int(video_height) <= 0 or int(video_width) <= 0:
-                raise ValueError(
-                    f"video_height / video_width must be positive, got {video_height}x{video_width}"
-                )
-            self._set_size(int(video_height), int(video_width), "the given size")
-        self._raw: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._count = 0
-        self.closed = False
-
-    def __len__(self) -> int:
-        return self._count
-
-    def append(self, frame: np.ndarray | Image.Image) -> int:
-        """Add the next frame (HxWx3 uint8 RGB array or PIL image); returns its frame index."""
-        with self._lock:
-            if self.closed:
-                raise ValueError("append: this LiveFrames was closed")
-            what = f"frame {self._count}"
-            arr = check_frame_array(frame, what)
-            self._set_size(arr.shape[0], arr.shape[1], what)
-            idx = self._count
-            self._raw[idx] = arr
-            while len(self._raw) > max(self.cache_frames, 1):
-                self._raw.popitem(last=False)
-            self._count += 1
-            return idx
-
-    def close(self) -> None:
-        """Mark the end of the stream (no more `append`)."""
-        self.closed = True
-
-    def _load(self, idx: int) -> np.ndarray:
-        arr = self._raw.get(idx)
-        if arr is None:
-            raise ValueError(
-                f"frame {idx} is no longer held: a live source keeps only its last "
-                f"{max(self.cache_frames, 1)} frames (frames 0..{self._count - 1} arrived)"
-            )
-        return arr
-
-
-class IteratorFrames(LiveFrames):
-    """Frames pulled from an iterator as they are requested (live input).
-
-    `len(src)` is the number of frames pulled so far; asking for a later frame pulls up to it,
-    and a `FrameIndexError` (a `ValueError`) says the iterator ended first. The first frame is
-    pulled at open (for the video size).
-    """
-
-    def __init__(self, frames: Iterable[Any], image_size: int = 1024, cache_frames: int = 8):
-        super().__init__(image_size, cache_frames=cache_frames)
-        self._it = iter(frames)
-        if not self._pull():
-            raise ValueError("video: the iterator yielded no frame")
-
-    def _pull(self) -> bool:
-        if self.closed:
-            return False
-        try:
-            frame = next(self._it)
-        except StopIteration:
-            self.closed = True
-            return False
-        self.append(frame)
-        self.closed = False
-        return True
-
-    def append(self, frame: np.ndarray | Image.Image) -> int:
-        was, self.closed = self.closed, False  # append is internal here: the iterator feeds it
-        try:
-            return super().append(frame)
-        finally:
-            self.closed = was
-
-    def _check_index(self, idx: int) -> int:
-        if isinstance(idx, (int, np.integer)) and not isinstance(idx, bool):
-            with self._lock:
-                while int(idx) >= self._count and self._pull():
-                    pass
-        return super()._check_index(idx)
-
-
-def open_video(video: Any, image_size: int = 1024, *, cache_frames: int = 8) -> VideoFrames:
-    """A `VideoFrames` for `video`.
-
-    Args:
-        video: one of
-            - a folder of frames named `<index>.jpg` (.jpeg / .png too), sorted by index;
-            - a video file (.mp4, .mov, .webm, .avi, .mkv, ...) or its bytes, decoded with PyAV
-              (`pip install samkit[video]`);
-            - a sequence of HxWx3 uint8 RGB arrays or PIL images, or a TxHxWx3 uint8 array;
-            - an iterator yielding such frames (live input: frames are pulled as requested);
-            - a `VideoFrames` (returned as is).
-        image_size: model input side S.
-        cache_frames: preprocessed frames kept in the LRU cache.
-
-    Raises:
-        ValueError: naming the path or argument: no such path, an empty folder, a file that is not
-            a decodable video, frames of different sizes, arrays that are not HxWx3 uint8.
-    """
-    if isinstance(video, VideoFrames):
-        if video.image_size != int(image_size):
-            raise ValueError(
-                f"video: this VideoFrames prepares {video.image_size}-pixel inputs but the model "
-                f"needs {image_size}"
-            )
-        return video
-    if isinstance(video, (str, os.PathLike)):
-        path = Path(video)
-        if path.is_dir():
-            return FolderFrames(path, image_size, cache_frames)
-        if path.is_file():
-            from samkit.video.pyav import FileFrames
-
-            return FileFrames(path, image_size, cache_frames)
-        raise ValueError(f"video: {path}: no such file or folder")
-    if isinstance(video, (bytes, bytearray, memoryview)):
-        from samkit.video.pyav import FileFrames
-
-        return FileFrames(bytes(video), image_size, cache_frames)
-    if isinstance(video, (Sequence, np.ndarray)):
-        return ArrayFrames(video, image_size, cache_frames)
-    if isinstance(video, (Iterator, Iterable)):
-        return IteratorFrames(video, image_size, cache_frames)
-    raise ValueError(
-        "video: expected a folder of frames, a video file path, a sequence or iterator of HxWx3 "
-        f"uint8 arrays / PIL images, got {type(video).__name__}"
-    )

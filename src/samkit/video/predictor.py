@@ -85,7 +85,7 @@ class Sam2VideoPredictor(ObjectEditing, LiveTracking):
         Args:
             video: a folder of JPEG frames (`<index>.jpg`), a video file (PyAV), a sequence of
                 HxWx3 uint8 arrays or PIL images, an iterator of frames (live), or a frame
-                source from `samkit.video.frames.open_video` (e.g. `LiveFrames`).
+                source from `samkit.video.sources.open_video` (e.g. `LiveFrames`).
             offload_video_to_cpu: accepted for compatibility (frames always stay on the CPU).
             offload_state_to_cpu: keep stored outputs on the CPU.
             async_loading_frames: accepted for compatibility (frames are always decoded lazily).
@@ -95,7 +95,7 @@ class Sam2VideoPredictor(ObjectEditing, LiveTracking):
         """
         frames = video
         if not hasattr(video, "video_height"):
-            from samkit.video.frames import open_video
+            from samkit.video.sources import open_video
 
             frames = open_video(video, self.image_size)
         state = st.new_state(frames, self.device, offload_video_to_cpu, offload_state_to_cpu)
