@@ -19,7 +19,6 @@ from samkit.distributed.messages import RAY_MISSING
 __all__ = ["RAY_MISSING", "RunSummary", "embed_images", "label_images"]
 
 
-
 def __getattr__(name: str) -> Any:
     if name in ("label_images", "embed_images", "RunSummary"):
         from samkit.distributed import run
