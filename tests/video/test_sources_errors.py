@@ -77,6 +77,11 @@ def test_bad_input_is_a_value_error(small, state, call, match):
         call(small, state)
 
 
+def test_a_frame_source_of_another_input_size_is_an_error(small):
+    with pytest.raises(ValueError, match="1024-pixel inputs but the model needs 128"):
+        small.init_state(LiveFrames(1024))
+
+
 def test_prompts_for_a_removed_object_are_an_error(small, state):
     small.add_new_points_or_box(state, 0, 1, [[12, 20]], [1])
     small.add_new_points_or_box(state, 0, 2, [[40, 30]], [1])

@@ -93,11 +93,12 @@ class Sam2VideoPredictor(ObjectEditing, LiveTracking):
         Returns:
             The state dict (`num_frames`, `video_height`, `video_width`, `obj_ids` readable).
         """
-        frames = video
-        if not hasattr(video, "video_height"):
-            from samkit.video.sources import open_video
+        from samkit.video.frames import VideoFrames
+        from samkit.video.sources import open_video
 
-            frames = open_video(video, self.image_size)
+        frames = video  # any object with the VideoFrames interface is used as is
+        if isinstance(video, VideoFrames) or not hasattr(video, "video_height"):
+            frames = open_video(video, self.image_size)  # checks a VideoFrames' input size
         state = st.new_state(frames, self.device, offload_video_to_cpu, offload_state_to_cpu)
         if len(frames):
             self._image_features(state, 0, 1)  # warm up on frame 0, as the official predictor
