@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="recompute images whose outputs are complete"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--use-m2m", action="store_true", help="SAM 2: refine each mask once more")
     _add_model_args(p)
     p.set_defaults(func=cmd_auto)
 

@@ -119,7 +119,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
 _AMG_OPTIONS: list[tuple[str, type, Any, str]] = [
     ("points_per_side", int, 32, "grid points per side (points_per_side**2 prompts)"),
     ("points_per_batch", int, 64, "prompts decoded at once"),
-    ("pred_iou_thresh", float, 0.88, "keep masks with predicted IoU above this"),
+    (
+        "pred_iou_thresh",
+        float,
+        None,
+        "keep masks with predicted IoU above this (default 0.88 for SAM 1, 0.8 for SAM 2)",
+    ),
     ("stability_score_thresh", float, 0.95, "keep masks with stability at least this"),
     ("stability_score_offset", float, 1.0, "logit offset of the stability score"),
     ("box_nms_thresh", float, 0.7, "box IoU of NMS within a crop"),
@@ -176,7 +181,9 @@ def _auto_complete(json_path: Path, overlay: Path, params: dict[str, Any]) -> bo
 
 
 def cmd_auto(args: argparse.Namespace) -> int:
-    from samkit.amg import SamAutomaticMaskGenerator, render_overlay, write_coco_json
+    from samkit.amg import render_overlay, write_coco_json
+    from samkit.amg.report import cli_flag
+    from samkit.amg.select import mask_generator_for
     from samkit.server.encoding import atomic_write_bytes, decode_image, png_bytes
 
     files = _image_files(args.inputs)
@@ -187,9 +194,15 @@ def cmd_auto(args: argparse.Namespace) -> int:
     )
     amg_kwargs = {name: getattr(args, name) for name, *_ in _AMG_OPTIONS}
     lm = _model_from_args(args)
-    if lm.family == "sam2":
-        raise CliError("samkit auto supports SAM 1 variants only so far")
-    generator = SamAutomaticMaskGenerator(lm.model, output_mode="coco_rle", **amg_kwargs)
+    if getattr(args, "use_m2m", False):
+        if lm.family != "sam2":
+            raise CliError("--use-m2m needs a SAM 2 / 2.1 model")
+        amg_kwargs["use_m2m"] = True
+    try:  # SamAutomaticMaskGenerator or Sam2AutomaticMaskGenerator, by model family
+        generator = mask_generator_for(lm.model, output_mode="coco_rle", **amg_kwargs)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    amg_kwargs["pred_iou_thresh"] = generator.pred_iou_thresh  # the family's default if unset
     params = {"model": lm.name, "random_weights": lm.random_weights, **amg_kwargs}
 
     progress = _Progress(len(files), enabled=not args.quiet)
@@ -222,6 +235,9 @@ def cmd_auto(args: argparse.Namespace) -> int:
             print(f"samkit auto: {f}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             continue
         progress.update(f.name, len(records), time.perf_counter() - t, f"{len(records)} masks")
+        if not records:
+            reason = generator.empty_reason(cli_flag)
+            print(f"samkit auto: {f}: {reason or '0 masks'}", file=sys.stderr, flush=True)
 
     done = len(files) - skipped - len(failed)
     print(
