@@ -62,8 +62,9 @@ class SamAdapter:
             self.predictor = SamPredictor(model)
         else:
             from samkit.modeling.sam2 import Sam2
+            from samkit.sam2_predictor import Sam2ImagePredictor
 
-            if isinstance(model, Sam2) or type(model).__name__ == "Sam2ImagePredictor":
+            if isinstance(model, (Sam2, Sam2ImagePredictor)):
                 raise ValueError(
                     "SamAutomaticMaskGenerator takes a SAM 1 model; for a SAM 2 / 2.1 model use "
                     "samkit.Sam2AutomaticMaskGenerator (official SAM 2 defaults and semantics)"
