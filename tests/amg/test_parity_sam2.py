@@ -45,7 +45,9 @@ class _CachedPredictor(Sam2ImagePredictor):
     decodes: dict = {}  # noqa: RUF012
 
     def set_image(self, image, image_format="RGB"):
-        key = hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest() + str(image.shape).encode()
+        key = (
+            hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest() + str(image.shape).encode()
+        )
         if key not in self.features:
             super().set_image(image, image_format)
             self.features[key] = (self._features, self._orig_hw)
