@@ -1,6 +1,10 @@
 """Automatic mask generation speed: encoder / decoder / post-processing split on truck.jpg.
 
     python benchmarks/bench_amg.py [--points-per-side 16 32] [--variant vit_b] [--threads 2]
+    python benchmarks/bench_amg.py --variant vit_b sam2.1_hiera_t sam2.1_hiera_s --points-per-side 16 32
+
+A SAM 2 / 2.1 variant runs `Sam2AutomaticMaskGenerator` (multimask, no m2m), a SAM 1 variant
+`SamAutomaticMaskGenerator`; each variant writes its own JSON (`amg_<variant>.json`).
 
 Random weights (speed does not depend on the values). With random weights every candidate mask
 is a noisy whole-image pattern, so by default both quality filters are off
@@ -12,6 +16,7 @@ resolution, scored, boxed and goes through NMS, the worst case for post-processi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,7 +33,7 @@ IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--variant", default="vit_b")
+    ap.add_argument("--variant", nargs="+", default=["vit_b"])
     ap.add_argument("--points-per-side", type=int, nargs="+", default=[16])
     ap.add_argument("--points-per-batch", type=int, default=64)
     ap.add_argument("--pred-iou-thresh", type=float, default=0.0)
@@ -40,14 +45,25 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    from samkit import build_sam
-    from samkit.amg import SamAutomaticMaskGenerator
-
-    model = build_sam(args.variant)
     image = np.array(Image.open(args.image).convert("RGB"))
+    payloads = [_bench_variant(v, image, args) for v in args.variant]
+    return payloads[0] if len(payloads) == 1 else {"variants": payloads}
+
+
+def _bench_variant(variant: str, image: np.ndarray, args: argparse.Namespace) -> dict:
+    from samkit.amg.select import mask_generator_for
+
+    if variant.startswith("sam2"):
+        from samkit import build_sam2
+
+        model = build_sam2(variant)
+    else:
+        from samkit import build_sam
+
+        model = build_sam(variant)
     runs = []
     for pps in args.points_per_side:
-        gen = SamAutomaticMaskGenerator(
+        gen = mask_generator_for(
             model,
             points_per_side=pps,
             points_per_batch=args.points_per_batch,
@@ -72,13 +88,15 @@ def main(argv: list[str] | None = None) -> dict:
         }
         runs.append(run)
         print(
-            f"pps={pps}: {wall:.2f} s total, encoder {t['encoder_s']:.2f} s, decoder "
+            f"{variant} pps={pps}: {wall:.2f} s total, encoder {t['encoder_s']:.2f} s, decoder "
             f"{t['decoder_s']:.2f} s, post-processing {t['postprocess_s']:.2f} s "
             f"({100 * run['postprocess_fraction']:.1f}%), {len(records)} masks",
             file=sys.stderr,
         )
     payload = {
-        "variant": args.variant,
+        "variant": variant,
+        "generator": type(gen).__name__,
+        "load_average": list(os.getloadavg()),
         "image": Path(args.image).name,
         "image_hw": list(image.shape[:2]),
         "weights": "random",
@@ -91,7 +109,10 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "runs": runs,
     }
-    write_json(f"amg_{args.variant}", payload, args.out)
+    out = args.out
+    if out and len(args.variant) > 1:
+        out = Path(out).with_name(f"{Path(out).stem}_{variant}{Path(out).suffix}")
+    write_json(f"amg_{variant}", payload, out)
     return payload
 
 

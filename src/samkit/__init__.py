@@ -18,6 +18,7 @@ _EXPORTS = {
     "SamPredictor": "samkit.predictor",
     "Sam2ImagePredictor": "samkit.sam2_predictor",
     "SamAutomaticMaskGenerator": "samkit.amg",
+    "Sam2AutomaticMaskGenerator": "samkit.amg",
     "build_sam2_video_predictor": "samkit.video.build",
     "Sam2VideoPredictor": "samkit.video.predictor",
 }

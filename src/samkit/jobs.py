@@ -43,16 +43,23 @@ def decode(
 
 
 def make_generator(model: Any, family: str, amg_kwargs: dict[str, Any]) -> Any:
-    """The automatic mask generator `samkit auto` runs (COCO RLE output).
+    """The automatic mask generator `samkit auto` runs (COCO RLE output):
+    `SamAutomaticMaskGenerator` or `Sam2AutomaticMaskGenerator` by the model's family; a setting
+    left at None takes that generator's default.
 
     Raises:
-        ValueError: a model family without an automatic mask generator.
+        ValueError: an invalid setting, or a SAM 2-only setting (use_m2m) for a SAM 1 model.
     """
-    from samkit.amg import SamAutomaticMaskGenerator
+    from samkit.amg.select import mask_generator_for
 
-    if family == "sam2":
-        raise ValueError("samkit auto supports SAM 1 variants only so far")
-    return SamAutomaticMaskGenerator(model, output_mode="coco_rle", **amg_kwargs)
+    return mask_generator_for(model, output_mode="coco_rle", **amg_kwargs)
+
+
+def settled_amg_kwargs(generator: Any, amg_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`amg_kwargs` with the settings left at None replaced by `generator`'s values (the model
+    family's defaults, e.g. pred_iou_thresh 0.88 for SAM 1, 0.8 for SAM 2), in the same order:
+    what the outputs record."""
+    return {k: getattr(generator, k) if v is None else v for k, v in amg_kwargs.items()}
 
 
 @dataclass(frozen=True)

@@ -270,6 +270,32 @@ class Sam2ImagePredictor:
             masks BxCxHxW (original size; float32 0/1, or logits with `return_logits`), IoU
             predictions BxC, low-res logits BxCxhxw clamped to [-32, 32].
         """
+        low_res, iou = self._decode_low_res(
+            mask_input, point_coords, point_labels, boxes, multimask_output, img_idx
+        )
+        masks = postprocess_masks(
+            low_res,
+            self._orig_hw[img_idx],
+            self.mask_threshold,
+            self.max_hole_area,
+            self.max_sprinkle_area,
+        )
+        low_res = torch.clamp(low_res, -32.0, 32.0)
+        if not return_logits:
+            masks = threshold_masks(masks.float(), self.mask_threshold, dtype=torch.float32)
+        return masks, iou, low_res
+
+    def _decode_low_res(
+        self,
+        mask_input: Tensor | None,
+        point_coords: Tensor | None,
+        point_labels: Tensor | None,
+        boxes: Tensor | None,
+        multimask_output: bool,
+        img_idx: int,
+    ) -> tuple[Tensor, Tensor]:
+        """The decoder on prompts in the input frame: raw BxCxhxw low-res logits (not clamped,
+        no hole filling) and BxC IoU predictions; also used by the automatic mask generator."""
         self._require_image()
         points = None if point_coords is None else (point_coords, point_labels)
         if boxes is not None:
@@ -310,17 +336,7 @@ class Sam2ImagePredictor:
             high_res_features=high_res or None,
             shared=shared,
         )
-        masks = postprocess_masks(
-            low_res,
-            self._orig_hw[img_idx],
-            self.mask_threshold,
-            self.max_hole_area,
-            self.max_sprinkle_area,
-        )
-        low_res = torch.clamp(low_res, -32.0, 32.0)
-        if not return_logits:
-            masks = threshold_masks(masks.float(), self.mask_threshold, dtype=torch.float32)
-        return masks, iou, low_res
+        return low_res, iou
 
 
 def _numpy(x: Tensor) -> np.ndarray:

@@ -8,6 +8,7 @@ from samkit.amg.crops import (
     uncrop_points,
 )
 from samkit.amg.generator import OUTPUT_MODES, SamAutomaticMaskGenerator
+from samkit.amg.generator_sam2 import Sam2AutomaticMaskGenerator
 from samkit.amg.grid import build_all_layer_point_grids, build_point_grid
 from samkit.amg.io import render_overlay, write_coco_json
 from samkit.amg.masks import batched_mask_to_box, calculate_stability_score, remove_small_regions
@@ -22,6 +23,7 @@ from samkit.amg.rle import (
 
 __all__ = [
     "OUTPUT_MODES",
+    "Sam2AutomaticMaskGenerator",
     "SamAutomaticMaskGenerator",
     "area_from_rle",
     "batched_mask_to_box",

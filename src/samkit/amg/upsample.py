@@ -66,3 +66,22 @@ class MaskUpsampler:
         mid = mid[..., : self.input_size[0], : self.input_size[1]]
         out = _upsample_into(mid, self.original_size, self._out)
         return out[0, 0]
+
+
+class DirectUpsampler:
+    """Upsamples hxw low-res logits of one crop straight to its size (SAM 2's `postprocess_masks`:
+    the SAM 2 input is a plain square resize, so there is one bilinear step and nothing to crop).
+
+    Args:
+        original_size: (H, W) of the image (crop) the masks belong to.
+        device: where the output buffer lives.
+    """
+
+    def __init__(self, original_size: tuple[int, int], device: torch.device) -> None:
+        self.original_size = (int(original_size[0]), int(original_size[1]))
+        self._out = torch.empty((1, 1, *self.original_size), device=device)
+
+    def __call__(self, low_res: Tensor) -> Tensor:
+        """hxw logits -> HxW float32 logits (a view of an internal buffer, reused)."""
+        out = _upsample_into(low_res[None, None].float(), self.original_size, self._out)
+        return out[0, 0]

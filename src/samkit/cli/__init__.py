@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_image_args(p)
+    p.add_argument("--use-m2m", action="store_true", help="SAM 2: refine each mask once more")
     _add_model_args(p)
     add_ray_args(p)
     p.set_defaults(func=cmd_auto)

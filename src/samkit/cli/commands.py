@@ -18,7 +18,13 @@ from samkit.cli.common import (
     _write_json,
 )
 from samkit.cli.imageopts import image_stretch
-from samkit.jobs import AutoJob, EmbedJob, make_generator, remove_stale_temporaries
+from samkit.jobs import (
+    AutoJob,
+    EmbedJob,
+    make_generator,
+    remove_stale_temporaries,
+    settled_amg_kwargs,
+)
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -119,7 +125,12 @@ def cmd_segment(args: argparse.Namespace) -> int:
 _AMG_OPTIONS: list[tuple[str, type, Any, str]] = [
     ("points_per_side", int, 32, "grid points per side (points_per_side**2 prompts)"),
     ("points_per_batch", int, 64, "prompts decoded at once"),
-    ("pred_iou_thresh", float, 0.88, "keep masks with predicted IoU above this"),
+    (
+        "pred_iou_thresh",
+        float,
+        None,
+        "keep masks with predicted IoU above this (default 0.88 for SAM 1, 0.8 for SAM 2)",
+    ),
     ("stability_score_thresh", float, 0.95, "keep masks with stability at least this"),
     ("stability_score_offset", float, 1.0, "logit offset of the stability score"),
     ("box_nms_thresh", float, 0.7, "box IoU of NMS within a crop"),
@@ -162,7 +173,11 @@ class _Progress:
 
 
 def cmd_auto(args: argparse.Namespace) -> int:
+    from samkit.amg.report import cli_flag
+
     amg_kwargs = {name: getattr(args, name) for name, *_ in _AMG_OPTIONS}
+    if getattr(args, "use_m2m", False):
+        amg_kwargs["use_m2m"] = True
     if getattr(args, "ray", False):
         from samkit.cli.distributed import run_on_ray
 
@@ -171,9 +186,15 @@ def cmd_auto(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lm = _model_from_args(args)
+    if "use_m2m" in amg_kwargs and lm.family != "sam2":
+        raise CliError("--use-m2m needs a SAM 2 / 2.1 model")
+    try:  # SamAutomaticMaskGenerator or Sam2AutomaticMaskGenerator, by model family
+        generator = make_generator(lm.model, lm.family, amg_kwargs)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    amg_kwargs = settled_amg_kwargs(generator, amg_kwargs)
     job = AutoJob.create(out, lm.name, lm.random_weights, amg_kwargs, image_stretch(args))
     remove_stale_temporaries(out, [n for f in files for n in job.output_names(f.stem)])
-    generator = make_generator(lm.model, lm.family, amg_kwargs)
 
     progress = _Progress(len(files), enabled=not args.quiet)
     failed: list[tuple[Path, str]] = []
@@ -192,6 +213,9 @@ def cmd_auto(args: argparse.Namespace) -> int:
             print(f"samkit auto: {f}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             continue
         progress.update(f.name, n_masks, time.perf_counter() - t, f"{n_masks} masks")
+        if not n_masks:
+            reason = generator.empty_reason(cli_flag)
+            print(f"samkit auto: {f}: {reason or '0 masks'}", file=sys.stderr, flush=True)
 
     done = len(files) - skipped - len(failed)
     print(

@@ -123,6 +123,7 @@ class _Progress:
 def _amg_kwargs(generator_kwargs: dict[str, Any] | None) -> dict[str, Any]:
     """Every numeric option of the generator, defaults filled in, in `samkit auto`'s order."""
     from samkit.amg import SamAutomaticMaskGenerator
+    from samkit.amg.select import SAM2_ONLY
 
     params = inspect.signature(SamAutomaticMaskGenerator).parameters
     full = {
@@ -130,7 +131,8 @@ def _amg_kwargs(generator_kwargs: dict[str, Any] | None) -> dict[str, Any]:
         for n, p in params.items()
         if isinstance(p.default, (int, float)) and not isinstance(p.default, bool)
     }
-    unknown = set(generator_kwargs or {}) - set(full)
+    full["pred_iou_thresh"] = None  # the model family's default, settled when the model is built
+    unknown = set(generator_kwargs or {}) - set(full) - set(SAM2_ONLY)
     if unknown:
         raise ValueError(f"unknown generator options {sorted(unknown)}; known: {sorted(full)}")
     full.update(generator_kwargs or {})
@@ -317,14 +319,15 @@ def label_images(
         ValueError: bad inputs or settings.  ImportError: Ray Data is not installed.
     """
     amg = _amg_kwargs(generator_kwargs)
-    from samkit.jobs import make_generator
+    from samkit.jobs import make_generator, settled_amg_kwargs
 
     def build() -> RunModel:
         rm = resolve_model(
             model, checkpoint, random_weights=random_weights, model_name=model_name,
             device=device, dtype=dtype,
         )  # fmt: skip
-        make_generator(rm.model, rm.family, amg)  # refuse bad settings before starting Ray
+        # refuse bad settings before starting Ray; record the family's defaults as `auto` does
+        amg.update(settled_amg_kwargs(make_generator(rm.model, rm.family, amg), amg))
         return rm
 
     return _run(

@@ -60,6 +60,20 @@ class _CachedPredictor(SamPredictor):
             super().set_image(image, image_format)
 
 
+def _cached_sam2_predictor(model: Any, entry: Entry) -> Any:
+    """`_CachedPredictor` for a SAM 2 model: a Sam2ImagePredictor reusing the cached features."""
+    from samkit.sam2_predictor import Sam2ImagePredictor
+
+    class _Cached(Sam2ImagePredictor):
+        def set_image(self, image: Any, image_format: str = "RGB") -> None:
+            if tuple(np.shape(image)[:2]) == entry.original_size:
+                restore_features(self, "sam2", entry.features, entry.original_size)
+            else:  # a crop of the image (crop_n_layers > 0)
+                super().set_image(image, image_format)
+
+    return _Cached(model)
+
+
 class Engine:
     """Encodes uploads into a byte-bounded LRU cache and answers prompts from it.
 
@@ -213,18 +227,19 @@ class Engine:
 
     def everything(self, entry: Entry, params: dict[str, Any]) -> Future:
         """Run the automatic mask generator on the worker thread; future of COCO annotations."""
-        if self.family != "sam1":
-            raise ValueError("segment everything supports SAM 1 models so far")
         return self._worker.submit(self._in_fresh_thread, self._everything, entry, dict(params))
 
     def _everything(self, entry: Entry, params: dict[str, Any]) -> dict[str, Any]:
-        from samkit.amg import SamAutomaticMaskGenerator
+        from samkit.amg.select import mask_generator_for
 
         t = time.perf_counter()
         image = decode_image(entry.data, self.max_pixels, self.stretch)
-        gen = SamAutomaticMaskGenerator(
-            _CachedPredictor(self.model, entry), output_mode="coco_rle", **params
-        )
+        if self.family == "sam2":
+            predictor = _cached_sam2_predictor(self.model, entry)
+        else:
+            predictor = _CachedPredictor(self.model, entry)
+        # SamAutomaticMaskGenerator or Sam2AutomaticMaskGenerator; None = that one's default
+        gen = mask_generator_for(predictor, output_mode="coco_rle", **params)
         records = gen.generate(image)
         annotations = [
             {
@@ -239,7 +254,13 @@ class Engine:
             }
             for i, r in enumerate(records)
         ]
-        return {"annotations": annotations, "elapsed_ms": (time.perf_counter() - t) * 1e3}
+        return {
+            "annotations": annotations,
+            "elapsed_ms": (time.perf_counter() - t) * 1e3,
+            # how many candidates each filter removed, and why nothing was kept (else None)
+            "filter_counts": dict(gen.filter_counts),
+            "message": gen.empty_reason() or None,
+        }
 
 
 def _feature_bytes(model: Any, family: str) -> int:

@@ -346,7 +346,7 @@
       renderCandidates();
       drawPrompts();
       drawMasks();
-      setStatus("ready", `${out.annotations.length} masks in ${(out.elapsed_ms / 1000).toFixed(1)} s.`);
+      setStatus("ready", out.annotations.length || !out.message ? `${out.annotations.length} masks in ${(out.elapsed_ms / 1000).toFixed(1)} s.` : out.message);
     } catch (e) {
       if (seq === state.seq) setStatus("error", `Segment everything failed: ${e.message}`);
     } finally {
