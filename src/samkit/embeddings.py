@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from samkit.fileio import atomic_path
 
 FORMAT = "samkit.embedding/1"
 _KEY = "image_embedding"
@@ -184,14 +185,8 @@ def save_embedding(
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:  # not mkstemp: its 0600 mode would stick to the file
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from samkit.cli.argparsing import print_warnings, prompt_warnings
 from samkit.cli.common import (
     CliError,
     _image_files,
@@ -35,6 +36,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if not args.point and not args.box:
         raise CliError("give at least one --point X,Y[,LABEL] or --box X0,Y0,X1,Y1")
     image = decode_image(args.image)
+    print_warnings("segment", prompt_warnings(args.point, args.box, *image.shape[:2]))
     lm = _model_from_args(args)
     predictor = lm.predictor()
     if args.embedding:
@@ -42,8 +44,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
         emb = load_embedding(args.embedding)
         if emb.family != lm.family:
+            fam = {"sam1": "SAM 1", "sam2": "SAM 2"}
             raise CliError(
-                f"--embedding {args.embedding} is from a {emb.family} model, --model is {lm.family}"
+                f"--embedding {args.embedding} is a {fam.get(emb.family, emb.family)} embedding, "
+                f"but the model ({lm.name}) is {fam.get(lm.family, lm.family)}: embed the image "
+                "with the same model, or pass that model's --model"
             )
         if emb.original_size != image.shape[:2]:
             raise CliError(
@@ -165,12 +170,11 @@ def _auto_complete(json_path: Path, overlay: Path, params: dict[str, Any]) -> bo
     """An image's outputs are complete: the JSON parses, matches the settings, overlay exists."""
     if not (json_path.is_file() and overlay.is_file()):
         return False
+    from samkit.amg.io import json_image_entry
+
     try:
-        doc = json.loads(json_path.read_text())
-        return (
-            isinstance(doc.get("annotations"), list)
-            and doc.get("image", {}).get("samkit") == params
-        )
+        image = json_image_entry(json.loads(json_path.read_text()))
+        return image is not None and image.get("samkit") == params
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -191,6 +195,7 @@ def cmd_auto(args: argparse.Namespace) -> int:
         raise CliError("samkit auto supports SAM 1 variants only so far")
     generator = SamAutomaticMaskGenerator(lm.model, output_mode="coco_rle", **amg_kwargs)
     params = {"model": lm.name, "random_weights": lm.random_weights, **amg_kwargs}
+    params["format"] = getattr(args, "format", "coco")
 
     progress = _Progress(len(files), enabled=not args.quiet)
     failed: list[tuple[Path, str]] = []
@@ -215,7 +220,7 @@ def cmd_auto(args: argparse.Namespace) -> int:
                 "width": image.shape[1],
                 "samkit": params,
             }
-            write_coco_json(json_path, info, records)
+            write_coco_json(json_path, info, records, format=params["format"])
         except (ValueError, OSError, RuntimeError) as e:
             failed.append((f, f"{type(e).__name__}: {e}"))
             progress.update(f.name, 0, time.perf_counter() - t, "FAILED")
