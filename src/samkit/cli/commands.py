@@ -340,18 +340,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(
             f"samkit serve needs the [server] extra: pip install 'samkit[server]' ({e})"
         ) from None
-    # Built off the main thread, so that only the app's decoding thread keeps torch threads.
-    lm = run_in_fresh_thread(_model_from_args, args)
-    app = create_app(
-        lm,
-        cache_bytes=int(args.cache_mb * 2**20),
-        max_upload_bytes=int(args.max_upload_mb * 2**20),
-        max_pixels=args.max_pixels,
-    )
-    print(
-        f"samkit serve: {lm.name} on http://{args.host}:{args.port}/", file=sys.stderr, flush=True
-    )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    from samkit.server.listen import listen_socket
+
+    sock = listen_socket(args.host, args.port)  # a busy port fails here, before the URL
+    try:
+        # Built off the main thread, so that only the app's decoding thread keeps torch threads.
+        lm = run_in_fresh_thread(_model_from_args, args)
+        app = create_app(
+            lm,
+            cache_bytes=int(args.cache_mb * 2**20),
+            max_upload_bytes=int(args.max_upload_mb * 2**20),
+            max_pixels=args.max_pixels,
+        )
+        print(
+            f"samkit serve: {lm.name} on http://{args.host}:{sock.getsockname()[1]}/",
+            file=sys.stderr,
+            flush=True,
+        )
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
 
 
