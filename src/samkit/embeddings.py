@@ -67,7 +67,21 @@ class ImageEmbedding:
     tensors: dict[str, Tensor] = field(default_factory=dict)
 
     def apply(self, predictor: Any) -> None:
-        """Give `predictor` this image's features (SAM 1: `set_embedding`), skipping its encoder."""
+        """Give `predictor` this image's features (SAM 1: `set_embedding`), skipping its encoder.
+
+        Raises:
+            ValueError: the embedding is of the other family (SAM 1 vs SAM 2) than the predictor.
+        """
+        model = getattr(predictor, "model", None)
+        if model is not None:
+            mine = "sam2" if hasattr(model, "sam_mask_decoder") else "sam1"
+            if mine != self.family:
+                names = {"sam1": "SAM 1", "sam2": "SAM 2"}
+                raise ValueError(
+                    f"this is a {names.get(self.family, self.family)} embedding "
+                    f"({self.variant}), but the predictor is {names[mine]}: embed the image "
+                    "with a model of the same family"
+                )
         restore_features(
             predictor,
             self.family,

@@ -93,3 +93,37 @@ def test_official_sam2_checkpoint_alone_is_enough(tmp_path):
     assert len(lm.model.image_encoder.trunk.blocks) == 12  # hiera_t: stages 1, 2, 7, 2
     for (k, a), (_, b) in zip(ref.state_dict().items(), lm.model.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+
+
+def test_an_embedding_of_the_other_family_says_so(tmp_path, sam1_tiny):
+    from samkit import Sam2ImagePredictor, SamPredictor
+    from samkit.embeddings import load_embedding, save_embedding
+
+    sam2 = build_sam2(SAM2_CONFIG, checkpoint=SAM2)
+    path = save_embedding(
+        tmp_path / "e.safetensors",
+        torch.zeros(1, 256, 64, 64),
+        variant="vit_b",
+        family="sam1",
+        original_size=(10, 10),
+        input_size=(1024, 1024),
+        img_size=1024,
+    )
+    emb = load_embedding(path)
+    with pytest.raises(
+        ValueError, match=r"is a SAM 1 embedding \(vit_b\), but the predictor is SAM 2"
+    ):
+        emb.apply(Sam2ImagePredictor(sam2))
+    pe, side = sam1_tiny.prompt_encoder, sam1_tiny.image_encoder.img_size
+    ok = save_embedding(
+        tmp_path / "ok.safetensors",
+        torch.zeros(1, pe.embed_dim, *pe.image_embedding_size),
+        variant="tiny",
+        family="sam1",
+        original_size=(10, 10),
+        input_size=(side, side),
+        img_size=side,
+    )
+    predictor = SamPredictor(sam1_tiny)
+    load_embedding(ok).apply(predictor)  # the same family is accepted
+    assert predictor.is_image_set
