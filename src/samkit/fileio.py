@@ -53,7 +53,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it.
 
     For writers that want a file name (safetensors, PIL, `torch.save`). Before the rename the
-    file gets `default_file_mode()` (some writers, e.g. safetensors >= 0.5, create 0600 files).
+    file gets `default_file_mode()` (some writers create 0600 files: safetensors 0.8 does).
     The parent folder is created.
 
     Example:
