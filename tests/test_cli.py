@@ -233,8 +233,8 @@ def test_auto_outputs_match_generator_and_survive_a_corrupt_image(tmp_path, sam1
         image = load_rgb(str(src / name))
         expected = gen.generate(image)
         doc = json.loads((out / f"{Path(name).stem}.json").read_text())
-        assert doc["image"]["file_name"] == name
-        assert (doc["image"]["height"], doc["image"]["width"]) == image.shape[:2]
+        assert doc["images"][0]["file_name"] == name  # the default --format coco
+        assert (doc["images"][0]["height"], doc["images"][0]["width"]) == image.shape[:2]
         assert len(doc["annotations"]) == len(expected) > 0
         for ann, rec in zip(doc["annotations"], expected):
             np.testing.assert_array_equal(_coco_decode(ann["segmentation"]), rec["segmentation"])
@@ -298,7 +298,7 @@ def test_auto_is_resumable_after_a_kill(tmp_path):
         assert (out / name).stat().st_mtime_ns == mtime  # complete outputs were not redone
     for i in range(N_KILL):
         doc = json.loads((out / f"img{i:02d}.json").read_text())
-        h, w = doc["image"]["height"], doc["image"]["width"]
+        h, w = doc["images"][0]["height"], doc["images"][0]["width"]
         for ann in doc["annotations"]:
             assert _coco_decode(ann["segmentation"]).shape == (h, w)
         with Image.open(out / f"img{i:02d}_overlay.png") as im:
@@ -492,4 +492,4 @@ def test_sam2_segment_and_embed(tmp_path, capsys):
          "--embedding", str(tmp_path / "s1" / "shapes_1.safetensors"), *SAM2_MODEL],
         capsys,
     )  # fmt: skip
-    assert code == 2 and "sam1 model" in err
+    assert code == 2 and "is a SAM 1 embedding" in err and "is SAM 2" in err

@@ -115,13 +115,25 @@ register(
 
 
 def get_variant(name: str) -> Variant:
-    """Look a variant up by name; unknown names raise a ValueError listing the known ones."""
+    """Look a variant up by name, ignoring case (`VIT_B` is `vit_b`).
+
+    Raises:
+        ValueError: an unknown name; the message suggests the closest names ("did you mean")
+            and lists the canonical variants.
+    """
     _ensure_sam2_registered()
-    try:
+    if name in VARIANTS:
         return VARIANTS[name]
-    except KeyError:
-        known = ", ".join(sorted(VARIANTS))
-        raise ValueError(f"unknown samkit variant {name!r}; known variants: {known}") from None
+    folded = {k.lower(): v for k, v in VARIANTS.items()}
+    key = str(name).strip().lower()
+    if key in folded:
+        return folded[key]
+    import difflib
+
+    close = difflib.get_close_matches(key, list(folded), n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    known = ", ".join(variant_names())
+    raise ValueError(f"unknown samkit variant {name!r}; {hint}known variants: {known}")
 
 
 def variant_names(family: Family | None = None) -> list[str]:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from samkit.fileio import atomic_path
 from samkit.provenance import Provenance, check, family_of, from_metadata, of_model, to_metadata
 
 FORMAT = "samkit.embedding/1"
@@ -93,7 +93,19 @@ class ImageEmbedding:
             ValueError: the embedding was made by a model of another family, architecture or
                 embedding size than the predictor's (the message names both).
         """
-        check(self.provenance, predictor_provenance(predictor), self.source, "the predictor")
+        try:
+            check(self.provenance, predictor_provenance(predictor), self.source, "the predictor")
+        except ValueError as e:
+            model = getattr(predictor, "model", None)
+            mine = None if model is None else family_of(model)
+            if mine is None or mine == self.family:
+                raise
+            names = {"sam1": "SAM 1", "sam2": "SAM 2"}
+            raise ValueError(
+                f"this is a {names.get(self.family, self.family)} embedding ({self.variant}), "
+                f"but the predictor is {names.get(mine, mine)}: embed the image with a model of "
+                f"the same family ({e})"
+            ) from None
         restore_features(
             predictor,
             self.family,
@@ -255,15 +267,8 @@ def save_embedding(
     meta.update(to_metadata(provenance))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(_sorted_metadata(save(tensors, metadata=meta)))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:  # not mkstemp: its 0600 mode would stick to the file
+        tmp.write_bytes(_sorted_metadata(save(tensors, metadata=meta)))
     return path
 
 

@@ -69,8 +69,9 @@ class AutoJob:
     Attributes:
         out: the output folder.
         params: the settings recorded under the JSON's `image.samkit` (model, random_weights and
-            the generator's options, and the stretch when one is used); outputs with other
-            settings are not complete.
+            the generator's options, the JSON layout `format` ("coco" or "sa1b", see
+            `samkit.amg.io.write_coco_json`) and the stretch when one is used); outputs with
+            other settings are not complete.
         stretch: the percentile stretch images are decoded with (None: the default rule).
     """
 
@@ -86,8 +87,10 @@ class AutoJob:
         random_weights: bool,
         amg_kwargs: dict,
         stretch: tuple[float, float] | None = None,
+        coco_format: str = "coco",
     ) -> AutoJob:
         params = {"model": model_name, "random_weights": random_weights, **amg_kwargs}
+        params["format"] = coco_format
         if stretch is not None:
             params["stretch"] = list(stretch)
         return cls(Path(out), params, stretch)
@@ -104,12 +107,11 @@ class AutoJob:
         json_path, overlay = self.outputs(stem)
         if not (json_path.is_file() and overlay.is_file()):
             return False
+        from samkit.amg.io import json_image_entry
+
         try:
-            doc = json.loads(json_path.read_text())
-            return (
-                isinstance(doc.get("annotations"), list)
-                and doc.get("image", {}).get("samkit") == self.params
-            )
+            image = json_image_entry(json.loads(json_path.read_text()))
+            return image is not None and image.get("samkit") == self.params
         except (OSError, ValueError, AttributeError):
             return False
 
@@ -144,7 +146,7 @@ class AutoJob:
             "width": image.shape[1],
             "samkit": self.params,
         }
-        write_coco_json(json_path, info, records)
+        write_coco_json(json_path, info, records, format=self.params["format"])
         return len(records)
 
 

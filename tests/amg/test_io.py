@@ -42,7 +42,10 @@ def test_write_coco_json_round_trip(tmp_path) -> None:
     records = _records()
     path = tmp_path / "sub" / "image.json"
     doc = write_coco_json(
-        path, {"file_name": "a.jpg", "height": 20, "width": 30, "image_id": 7}, records
+        path,
+        {"file_name": "a.jpg", "height": 20, "width": 30, "image_id": 7},
+        records,
+        format="sa1b",
     )
     loaded = json.loads(path.read_text())
     assert loaded == doc

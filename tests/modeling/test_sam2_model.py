@@ -117,7 +117,7 @@ def test_bad_image_path_keys_are_errors(state_dict, tmp_path, edit, match):
 
 
 def test_sam1_checkpoint_is_an_error():
-    with pytest.raises(ValueError, match="missing keys"):
+    with pytest.raises(ValueError, match="is a SAM 1 checkpoint, not a SAM 2 one"):
         build_sam2(CONFIG, checkpoint=FIXTURES / "sam1_tiny" / "sam1_tiny.pth")
 
 

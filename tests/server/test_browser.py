@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import load_rgb
+from tests.conftest import IMAGES, load_rgb
 from tests.server.conftest import SHAPES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,8 +180,9 @@ def test_click_box_undo_download(page, shapes_predictor, tmp_path):
         page.locator("#download-png").click()
     png = tmp_path / "mask.png"
     dl.value.save_as(png)
-    got = np.array(Image.open(png).convert("L")) > 127
-    np.testing.assert_array_equal(got, masks[other])
+    with Image.open(png) as im:
+        assert im.mode == "1"  # samkit's one mask PNG format (samkit.fileio.mask_png_bytes)
+        np.testing.assert_array_equal(np.array(im), masks[other])
     with page.expect_download() as dl:
         page.locator("#download-json").click()
     dl.value.save_as(tmp_path / "mask.json")
@@ -190,6 +192,11 @@ def test_click_box_undo_download(page, shapes_predictor, tmp_path):
 
     doc = json.loads((tmp_path / "mask.json").read_text())
     np.testing.assert_array_equal(coco_decode(doc["annotations"][0]["segmentation"]), masks[other])
+    from pycocotools.coco import COCO  # a real COCO file, as `samkit auto` writes
+
+    coco = COCO(str(tmp_path / "mask.json"))
+    (ann,) = coco.loadAnns(coco.getAnnIds(imgIds=coco.getImgIds()))
+    np.testing.assert_array_equal(coco.annToMask(ann).astype(bool), masks[other])
 
     # undo removes the background point: back to the point + box answer
     page.locator("#undo").click()
@@ -224,9 +231,127 @@ def test_segment_everything_and_errors(page, sam1_shapes):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser_everything.png"))
 
-    # a file that is not an image: the page says so
+    # a file that is not an image: the page says so, and keeps the image it had, usable
+    shown = page.evaluate("window.samkit.state.imageId")
     page.set_input_files(
         "#file", files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"not a png"}]
     )
     page.wait_for_function("window.samkit.state.phase === 'error'")
-    assert "not an image" in page.locator("#status-text").inner_text()
+    status = page.locator("#status-text").inner_text()
+    assert "not an image" in status and "Still showing shapes_1.png" in status
+    assert page.evaluate("window.samkit.state.imageId") == shown
+    assert page.locator("#everything").is_enabled()
+    assert not page.locator("#layers").is_hidden()
+    page.screenshot(path=str(ARTIFACTS / "browser_rejected_upload.png"))
+
+
+# ---------------------------------------------------------------- a newcomer's first hour (issue 15)
+
+
+def _open(page, path: Path) -> None:
+    page.set_input_files("#file", str(path))
+    page.wait_for_function(
+        "window.samkit.state.imageId !== null && window.samkit.state.phase === 'ready'"
+    )
+
+
+def _fully_visible(page, selector: str) -> bool:
+    box = page.locator(selector).bounding_box()
+    inner = page.evaluate("[window.innerWidth, window.innerHeight]")
+    return (
+        box["y"] >= 0
+        and box["y"] + box["height"] <= inner[1]
+        and box["x"] + box["width"] <= inner[0]
+    )
+
+
+def test_layout_does_not_move_and_settings_float(page):
+    page.evaluate("document.querySelector('details.settings').open = false")
+    page.set_viewport_size({"width": 1100, "height": 700})
+    _open(page, SHAPES / "shapes_1.png")
+    assert "click the image" in page.locator("#candidates").inner_text()
+    before = page.locator("#layers").bounding_box()
+    assert _fully_visible(page, "#layers")
+    page.mouse.click(*_screen(page, 200, 150))
+    _wait_idle(page)
+    assert page.locator("#candidates button").count() == 3
+    assert page.locator("#layers").bounding_box() == before  # the candidate row was reserved
+    assert "Candidate masks (predicted IoU)" in page.locator(".candidates").inner_text()
+    for text in page.locator("#candidates button").all_inner_texts():
+        assert re.fullmatch(r"Mask \d IoU \d\.\d{3}", " ".join(text.split())), text
+
+    toolbar = page.locator(".toolbar").bounding_box()
+    page.locator("details.settings summary").click()
+    assert page.locator("#pps").is_visible() and page.locator("#stab").is_visible()
+    assert page.locator(".toolbar").bounding_box() == toolbar  # no wrapping
+    assert page.locator("#layers").bounding_box() == before and _fully_visible(page, "#layers")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser_settings_open.png"))
+    page.locator("details.settings summary").click()
+
+    # a narrow window wraps the toolbar: the image shrinks to stay whole
+    page.set_viewport_size({"width": 640, "height": 600})
+    page.wait_for_timeout(100)
+    assert _fully_visible(page, "#layers")
+    page.screenshot(path=str(ARTIFACTS / "browser_narrow.png"))
+    page.set_viewport_size({"width": 1100, "height": 900})
+
+
+def test_prompts_outside_the_image_show_a_warning(page):
+    page.evaluate("window.samkit.state.actions = []")
+    page.evaluate(
+        "window.samkit.state.actions.push({type: 'point', x: -10, y: -10, label: 1});"
+        "window.samkit.predict()"
+    )
+    _wait_idle(page)
+    assert page.evaluate("window.samkit.state.lastResponse.warnings") == [
+        "point 0 (-10, -10) is outside the 640x480 image (x in [0, 640], y in [0, 480]); "
+        "it is used as given"
+    ]
+    warning = page.locator("#warning-text")
+    assert warning.is_visible() and "outside the 640x480 image" in warning.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "browser_warning.png"))
+    page.locator("#clear").click()
+    assert warning.is_hidden()
+
+
+def test_the_photo_is_shown_while_its_embedding_is_computed(page):
+    held = []
+    page.route("**/api/images", lambda route: held.append(route))
+    try:
+        page.set_input_files("#file", str(IMAGES / "dog.jpg"))
+        page.wait_for_function(
+            "!document.getElementById('layers').hidden && window.samkit.state.width === 800"
+        )
+        deadline = time.monotonic() + 30
+        while not held and time.monotonic() < deadline:
+            page.wait_for_timeout(50)
+        assert held, "the upload request was not sent"
+        # the server has not answered: no embedding yet, but the photo is on screen
+        assert page.evaluate("window.samkit.state.imageId") is None
+        assert page.evaluate("window.samkit.state.phase") in ("uploading", "encoding")
+        assert page.locator("#everything").is_disabled()
+        sample = page.evaluate(
+            """() => {
+              const c = document.getElementById('image-layer');
+              const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+              const out = [];
+              for (let y = 0; y < c.height; y += 16)
+                for (let x = 0; x < c.width; x += 16)
+                  for (let k = 0; k < 3; k++) out.push(d[4 * (y * c.width + x) + k]);
+              return out;
+            }"""
+        )
+        expected = load_rgb("dog.jpg")[::16, ::16].astype(float).ravel()
+        assert (
+            np.abs(np.array(sample, float) - expected).mean() < 4
+        )  # JPEG decoders differ a little
+        page.screenshot(path=str(ARTIFACTS / "browser_encoding.png"))
+    finally:
+        for route in held:
+            route.continue_()
+        page.unroute("**/api/images")
+    page.wait_for_function(
+        "window.samkit.state.imageId !== null && window.samkit.state.phase === 'ready'"
+    )
+    assert page.locator("#everything").is_enabled()

@@ -1,18 +1,17 @@
-"""Writers for automatic-mask-generation results: SA-1B / COCO annotation JSON and PNG overlays."""
+"""Writers for automatic-mask-generation results: COCO or SA-1B annotation JSON, PNG overlays."""
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from samkit.amg.rle import coco_decode_rle, coco_encode_rle, mask_to_rle_pytorch, rle_to_mask
+from samkit.fileio import atomic_write_text
 
 
 def _segmentation_to_mask(seg: Any) -> np.ndarray:
@@ -42,24 +41,49 @@ def _to_coco_rle(seg: Any) -> dict[str, Any]:
     return coco_encode_rle(mask_to_rle_pytorch(mask[None])[0])
 
 
+JSON_FORMATS = ("coco", "sa1b")
+COCO_CATEGORY = {"id": 1, "name": "object", "supercategory": "object"}
+
+
 def write_coco_json(
-    path: str | os.PathLike, image_info: dict[str, Any], records: Sequence[dict[str, Any]]
+    path: str | os.PathLike,
+    image_info: dict[str, Any],
+    records: Sequence[dict[str, Any]],
+    format: str = "coco",
 ) -> dict[str, Any]:
-    """Write one image's masks as SA-1B / COCO annotation JSON (atomically), and return it.
+    """Write one image's masks as annotation JSON (atomically), and return the document.
+
+    Two layouts (`format`):
+
+    - `"coco"` (default): a COCO instance-segmentation file that COCO tools load
+      (`pycocotools.coco.COCO(path)`, detectron2, FiftyOne): `images` (one entry, `id`),
+      `annotations` (`id` from 1, `image_id`, `category_id` 1, `segmentation` as COCO RLE,
+      `area`, `bbox` XYWH, `iscrowd` 0, plus SAM's `predicted_iou`, `stability_score`,
+      `point_coords`, `crop_box`) and `categories` (one class, "object": SAM masks have none).
+    - `"sa1b"`: the per-image layout of Meta's SA-1B dataset and of the official
+      `amg.py --convert-to-rle`: `{"image": {...}, "annotations": [...]}` with annotation ids
+      from 0 and no `image_id` / `category_id` / `iscrowd` (COCO tools cannot load it).
 
     Args:
         path: output .json file.
         image_info: must have `height` and `width`; `file_name` and `image_id` are copied when
-            given (`image_id` defaults to 0).
+            given (`image_id` defaults to 0); other keys are kept in the image entry.
         records: `SamAutomaticMaskGenerator.generate` records in any output mode.
+        format: "coco" or "sa1b".
 
     Returns:
-        The written document `{"image": {...}, "annotations": [...]}`.
+        The written document.
+
+    Raises:
+        ValueError: unknown format, no height / width, or a mask of another size.
     """
+    if format not in JSON_FORMATS:
+        raise ValueError(f"format must be one of {', '.join(JSON_FORMATS)}, got {format!r}")
     if "height" not in image_info or "width" not in image_info:
         raise ValueError("image_info needs 'height' and 'width'")
     h, w = int(image_info["height"]), int(image_info["width"])
-    image = {"image_id": int(image_info.get("image_id", 0)), "height": h, "width": w}
+    image_id = int(image_info.get("image_id", 0))
+    image = {"image_id": image_id, "height": h, "width": w}
     if "file_name" in image_info:
         image["file_name"] = str(image_info["file_name"])
     image.update({k: v for k, v in image_info.items() if k not in image})
@@ -68,31 +92,50 @@ def write_coco_json(
         seg = _to_coco_rle(r["segmentation"])
         if [int(v) for v in seg["size"]] != [h, w]:
             raise ValueError(f"record {i}: mask size {seg['size']} does not match image {h}x{w}")
-        annotations.append(
-            {
-                "id": i,
-                "segmentation": seg,
-                "area": int(r["area"]),
-                "bbox": [float(v) for v in r["bbox"]],
-                "predicted_iou": float(r["predicted_iou"]),
-                "point_coords": [[float(c) for c in p] for p in r["point_coords"]],
-                "stability_score": float(r["stability_score"]),
-                "crop_box": [float(v) for v in r["crop_box"]],
-            }
-        )
-    doc = {"image": image, "annotations": annotations}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        sam = {
+            "predicted_iou": float(r["predicted_iou"]),
+            "point_coords": [[float(c) for c in p] for p in r["point_coords"]],
+            "stability_score": float(r["stability_score"]),
+            "crop_box": [float(v) for v in r["crop_box"]],
+        }
+        area, bbox = int(r["area"]), [float(v) for v in r["bbox"]]
+        if format == "coco":
+            annotations.append(
+                {
+                    "id": i + 1,
+                    "image_id": image_id,
+                    "category_id": COCO_CATEGORY["id"],
+                    "segmentation": seg,
+                    "area": area,
+                    "bbox": bbox,
+                    "iscrowd": 0,
+                    **sam,
+                }
+            )
+        else:
+            annotations.append({"id": i, "segmentation": seg, "area": area, "bbox": bbox, **sam})
+    if format == "coco":
+        entry = {"id": image_id, **{k: v for k, v in image.items() if k != "image_id"}}
+        doc: dict[str, Any] = {
+            "info": {"description": "samkit automatic masks"},
+            "images": [entry],
+            "annotations": annotations,
+            "categories": [dict(COCO_CATEGORY)],
+        }
+    else:
+        doc = {"image": image, "annotations": annotations}
+    atomic_write_text(path, json.dumps(doc))
     return doc
+
+
+def json_image_entry(doc: Any) -> dict[str, Any] | None:
+    """The image entry of a document `write_coco_json` wrote (either format), or None."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
+        return None
+    image = doc.get("image")
+    if image is None and isinstance(doc.get("images"), list) and len(doc["images"]) == 1:
+        image = doc["images"][0]
+    return image if isinstance(image, dict) else None
 
 
 def _colours(n: int, seed: int) -> np.ndarray:

@@ -244,7 +244,8 @@ def _unavailable_message(name: str, url: str, path: Path, reason: str) -> str:
         f"Download {url} yourself and put the file at {path} "
         f"(the cache folder is {path.parent}; the SAMKIT_CACHE environment variable sets another); "
         "or keep the file anywhere and point samkit at it with --checkpoint PATH on the command "
-        "line or checkpoint=PATH in Python."
+        "line or checkpoint=PATH in Python. To try samkit without the file (offline), add "
+        "--random-weights: everything runs, but the masks are meaningless."
     )
 
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import pickle
 import re
-import secrets
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -417,13 +415,8 @@ def save_checkpoint(
             seen.add(ptr)
         tensors[k] = t
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # not mkstemp: its 0600 mode would stick to the checkpoint; this name is just as unique
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from samkit.fileio import atomic_path
+
+    with atomic_path(dest) as tmp:  # the user's umask mode, not safetensors' 0600
+        save_file(tensors, str(tmp), metadata=meta)
     return dest

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import sys
 
+from samkit.cli.argparsing import DefaultsHelpFormatter, SamkitArgumentParser
 from samkit.cli.commands import (
     _AMG_OPTIONS,
     cmd_auto,
@@ -35,11 +36,12 @@ __all__ = ["RANDOM_WARNING", "CliError", "LoadedModel", "build_parser", "load_mo
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SamkitArgumentParser(
         prog="samkit", description="Segment Anything (SAM 1 / SAM 2): segment, auto, embed, serve."
     )
+    parser.add_argument("--version", action="version", version=f"samkit {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = DefaultsHelpFormatter
 
     p = sub.add_parser("segment", help="masks for points / boxes on one image", formatter_class=fmt)
     p.add_argument("image", help="image file")
@@ -77,7 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument(
-        "--out", required=True, help="output folder: <stem>.json (COCO RLE) + <stem>_overlay.png"
+        "--out", required=True, help="output folder: <stem>.json + <stem>_overlay.png per image"
+    )
+    p.add_argument(
+        "--format",
+        choices=["coco", "sa1b"],
+        default="coco",
+        help="<stem>.json layout: coco = a COCO instance-segmentation file (images, annotations "
+        "with RLE masks, categories; loads with pycocotools.coco.COCO), sa1b = Meta's SA-1B "
+        "per-image layout (image + annotations; not loadable by COCO tools). Default: coco",
     )
     for name, typ, default, help_ in _AMG_OPTIONS:
         p.add_argument(
@@ -116,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="the interactive web app", formatter_class=fmt)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only by default)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     p.add_argument("--cache-mb", type=float, default=1024, help="embedding cache bound (MiB)")
     p.add_argument("--max-upload-mb", type=float, default=32, help="largest accepted upload (MiB)")
     p.add_argument(
@@ -144,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_video(sub)
     return parser
+
+
+def _version() -> str:
+    import samkit
+
+    return samkit.__version__
 
 
 def main(argv: list[str] | None = None) -> int:

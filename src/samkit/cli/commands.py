@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from samkit.cli.argparsing import print_warnings, prompt_warnings
 from samkit.cli.common import (
     CliError,
     _image_files,
@@ -41,6 +42,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if not args.point and not args.box:
         raise CliError("give at least one --point X,Y[,LABEL] or --box X0,Y0,X1,Y1")
     image = decode_image(args.image, stretch=image_stretch(args))
+    print_warnings("segment", prompt_warnings(args.point, args.box, *image.shape[:2]))
     lm = _model_from_args(args)
     predictor = lm.predictor()
     if args.embedding:
@@ -48,8 +50,11 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
         emb = load_embedding(args.embedding)
         if emb.family != lm.family:
+            fam = {"sam1": "SAM 1", "sam2": "SAM 2"}
             raise CliError(
-                f"--embedding {args.embedding} is from a {emb.family} model, --model is {lm.family}"
+                f"--embedding {args.embedding} is a {fam.get(emb.family, emb.family)} embedding, "
+                f"but the model ({lm.name}) is {fam.get(lm.family, lm.family)}: embed the image "
+                "with the same model, or pass that model's --model"
             )
         if emb.original_size != image.shape[:2]:
             raise CliError(
@@ -193,7 +198,9 @@ def cmd_auto(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CliError(str(e)) from None
     amg_kwargs = settled_amg_kwargs(generator, amg_kwargs)
-    job = AutoJob.create(out, lm.name, lm.random_weights, amg_kwargs, image_stretch(args))
+    job = AutoJob.create(
+        out, lm.name, lm.random_weights, amg_kwargs, image_stretch(args), args.format
+    )
     remove_stale_temporaries(out, [n for f in files for n in job.output_names(f.stem)])
 
     progress = _Progress(len(files), enabled=not args.quiet)
@@ -316,21 +323,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CliError(
             f"samkit serve needs the [server] extra: pip install 'samkit[server]' ({e})"
         ) from None
+    from samkit.server.listen import listen_socket
+
     video_limits = _video_limits(args)
-    # Built off the main thread, so that only the app's decoding thread keeps torch threads.
-    lm = run_in_fresh_thread(_model_from_args, args)
-    app = create_app(
-        lm,
-        cache_bytes=int(args.cache_mb * 2**20),
-        max_upload_bytes=int(args.max_upload_mb * 2**20),
-        max_pixels=args.max_pixels,
-        stretch=image_stretch(args),
-        video_limits=video_limits,
-    )
-    print(
-        f"samkit serve: {lm.name} on http://{args.host}:{args.port}/", file=sys.stderr, flush=True
-    )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    sock = listen_socket(args.host, args.port)  # a busy port fails here, before the URL
+    try:
+        # Built off the main thread, so that only the app's decoding thread keeps torch threads.
+        lm = run_in_fresh_thread(_model_from_args, args)
+        app = create_app(
+            lm,
+            cache_bytes=int(args.cache_mb * 2**20),
+            max_upload_bytes=int(args.max_upload_mb * 2**20),
+            max_pixels=args.max_pixels,
+            stretch=image_stretch(args),
+            video_limits=video_limits,
+        )
+        print(
+            f"samkit serve: {lm.name} on http://{args.host}:{sock.getsockname()[1]}/",
+            file=sys.stderr,
+            flush=True,
+        )
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
 
 

@@ -105,8 +105,10 @@ def load_model(
         raise CliError(f"--checkpoint {checkpoint}: no such file")
     if model is None and checkpoint is None:
         model = "vit_b"
-    if model is None:
-        family, spec = "sam1", None
+    if model is None:  # only a checkpoint: its tensors say the family (the builder the variant)
+        from samkit.modeling.family import checkpoint_family
+
+        family, spec = checkpoint_family(checkpoint) or "sam1", None
     elif model.endswith(".json") or Path(model).is_file():
         if not Path(model).is_file():
             raise CliError(f"--model {model}: no such config file")

@@ -58,7 +58,13 @@ def run_on_ray(
         "stretch": image_stretch(args),
     }
     if kind == "auto":
-        summary = label_images(args.inputs, args.out, generator_kwargs=amg_kwargs, **common)
+        summary = label_images(
+            args.inputs,
+            args.out,
+            generator_kwargs=amg_kwargs,
+            coco_format=getattr(args, "format", "coco"),
+            **common,
+        )
         what = "segmented"
     else:
         summary = embed_images(args.inputs, args.out, **common)

@@ -290,6 +290,7 @@ def label_images(
     threads_per_worker: int | None = None,
     progress: bool | Callable[[dict[str, Any]], None] = True,
     stretch: tuple[float, float] | None = None,
+    coco_format: str = "coco",
 ) -> RunSummary:
     """`samkit auto` on Ray: `<stem>.json` (COCO RLE) + `<stem>_overlay.png` per image in `out_dir`.
 
@@ -311,6 +312,7 @@ def label_images(
             manifest row as it arrives (and no printing).
         stretch: decode images with this percentile stretch (`samkit.imageio`; None: the
             default rule), as `samkit auto --stretch`.
+        coco_format: the per-image JSON layout, "coco" or "sa1b" (`samkit auto --format`).
 
     Returns:
         A `RunSummary`; the manifest is `out_dir/manifest.parquet`.
@@ -332,7 +334,7 @@ def label_images(
 
     return _run(
         "auto", inputs, out_dir, build,
-        lambda rm: AutoJob.create(out_dir, rm.name, rm.random_weights, amg, stretch),
+        lambda rm: AutoJob.create(out_dir, rm.name, rm.random_weights, amg, stretch, coco_format),
         amg, num_workers, threads_per_worker, batch_size, ray_address, resume, progress,
     )  # fmt: skip
 

@@ -212,10 +212,13 @@ def build_sam(
         The model in eval mode.
     """
     from samkit.checkpoint import load_state_dict_into, read_state_dict
+    from samkit.modeling.family import check_family
 
     if variant_or_config is None and checkpoint is None:
         raise ValueError("build_sam needs a variant name, a config, or checkpoint=")
     state_dict = read_state_dict(checkpoint) if checkpoint is not None else None
+    if state_dict is not None:
+        check_family(state_dict, "sam1", str(checkpoint))  # a SAM 2 file: say so
     if variant_or_config is None:
         cfg = infer_sam_config(state_dict)
     else:

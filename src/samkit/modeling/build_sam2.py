@@ -183,9 +183,11 @@ def infer_sam2_variant(state_dict: dict[str, torch.Tensor]) -> str:
         if {k: tuple(v.shape) for k, v in model.state_dict().items()} == shapes:
             return name
     raise ValueError(
-        "the checkpoint matches no official SAM 2 / 2.1 image model (compared "
-        f"{len(shapes)} image-path tensors); pass its config (variant name, Sam2Config or "
-        "config.json) as the first argument"
+        "the SAM 2 checkpoint matches no official SAM 2 / 2.1 image model (compared "
+        f"{len(shapes)} image-path tensors), and a custom SAM 2 architecture needs its config: "
+        "head counts, attention windows and global-attention blocks cannot be read from tensor "
+        "shapes. Pass the config (variant name, Sam2Config or official config.json) as the "
+        "first argument (CLI: --model CONFIG.json)"
     )
 
 
@@ -222,10 +224,13 @@ def build_sam2(
         The model in eval mode (`Sam2Video`, or `Sam2` for an image-only checkpoint).
     """
     from samkit.checkpoint import load_state_dict_into, read_state_dict
+    from samkit.modeling.family import check_family
 
     if variant_or_config is None and checkpoint is None:
         raise ValueError("build_sam2 needs a variant name, a config, or checkpoint=")
     state_dict = read_state_dict(checkpoint) if checkpoint is not None else None
+    if state_dict is not None:
+        check_family(state_dict, "sam2", str(checkpoint))  # a SAM 1 file: say so
     if variant_or_config is None:
         variant_or_config = infer_sam2_variant(state_dict)
     cfg, _ = resolve_sam2_config(variant_or_config)

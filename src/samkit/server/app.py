@@ -33,6 +33,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from samkit.prompt_bounds import prompt_warnings
 from samkit.server.encoding import ImageDecodeError
 from samkit.server.engine import Engine, Entry
 from samkit.server.validation import install_error_handlers, parse_json_body
@@ -68,8 +69,8 @@ class EverythingIn(BaseModel):
     min_mask_region_area: int = Field(0, ge=0, le=10**7)
 
 
-def _check_prompt(p: PromptIn, entry: Entry) -> None:
-    """422 for prompts that parse but make no sense for this image."""
+def _check_prompt(p: PromptIn, entry: Entry) -> list[str]:
+    """422 for prompts that parse but make no sense; returns warnings (prompts outside the image)."""
     h, w = entry.original_size
     if len(p.points) != len(p.labels):
         raise HTTPException(
@@ -80,8 +81,6 @@ def _check_prompt(p: PromptIn, entry: Entry) -> None:
     for i, ((x, y), lab) in enumerate(zip(p.points, p.labels)):
         if not (math.isfinite(x) and math.isfinite(y)):
             raise HTTPException(422, f"point {i} has a non-finite coordinate")
-        if not (0 <= x <= w and 0 <= y <= h):
-            raise HTTPException(422, f"point {i} ({x}, {y}) is outside the {w}x{h} image")
         if lab not in (0, 1):
             raise HTTPException(422, f"label {i} is {lab}: 1 = foreground, 0 = background")
     if p.box is not None:
@@ -90,8 +89,8 @@ def _check_prompt(p: PromptIn, entry: Entry) -> None:
             raise HTTPException(422, "the box has a non-finite coordinate")
         if x1 < x0 or y1 < y0:
             raise HTTPException(422, "the box must be [x0, y0, x1, y1] with x1 >= x0 and y1 >= y0")
-        if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-            raise HTTPException(422, f"the box {list(p.box)} is outside the {w}x{h} image")
+    # outside the image is valid input for the model: used as given, with a warning
+    return prompt_warnings(p.points, [p.box] if p.box is not None else None, h, w)
 
 
 def create_app(
@@ -224,7 +223,7 @@ def create_app(
     async def predict(image_id: str, request: Request) -> dict[str, Any]:
         entry = entry_or_404(image_id)  # 404 first, whatever the body
         prompt = await parse_json_body(request, PromptIn)
-        _check_prompt(prompt, entry)
+        warnings = _check_prompt(prompt, entry)
         try:
             out = await asyncio.wrap_future(
                 engine.submit_predict(
@@ -245,6 +244,7 @@ def create_app(
             "height": h,
             "prompt": prompt.model_dump(exclude={"png"}),
             **out,
+            "warnings": warnings,
         }
 
     @app.post("/api/images/{image_id}/everything")

@@ -6,12 +6,9 @@ Shared by the command line (`samkit segment / auto / embed`) and the web app.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +16,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from samkit.amg.rle import rle_counts_to_string
+from samkit.fileio import (  # noqa: F401  (re-exported for the CLI and the engine)
+    atomic_write_bytes,
+    mask_png_bytes,
+)
 from samkit.imageio import (  # noqa: F401 - re-exported: the decoder's old home
     DEFAULT_MAX_PIXELS,
     IMAGE_FORMATS,
@@ -96,16 +97,6 @@ def mask_records(masks: np.ndarray, scores: Sequence[float]) -> list[dict[str, A
     ]
 
 
-def mask_png_bytes(mask: np.ndarray, compress_level: int = 6) -> bytes:
-    """A 1-bit PNG of an HxW bool mask (decodes with PIL to the same bool array)."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be HxW, got shape {mask.shape}")
-    buf = io.BytesIO()
-    Image.fromarray(mask.astype(bool)).save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue()
-
-
 def draw_prompts(
     image: Image.Image,
     points: Sequence[Sequence[float]] = (),
@@ -123,21 +114,6 @@ def draw_prompts(
         fill = (40, 200, 60) if int(lab) == 1 else (230, 40, 40)
         draw.ellipse([x - r, y - r, x + r, y + r], fill=fill, outline=(255, 255, 255), width=2)
     return out
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes to `path` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def png_bytes(image: Image.Image) -> bytes:

@@ -20,6 +20,7 @@
     masks: [], // decoded Uint8Array(h * w), row-major, per candidate
     selected: -1,
     everything: null, // annotations of "segment everything"
+    bitmap: null, // the shown photo (redrawn when a new upload is refused)
     pending: 0,
     seq: 0,
     error: null,
@@ -183,13 +184,18 @@
       span.className = "muted";
       span.textContent = `${state.everything.length} masks (segment everything)`;
       box.append(span);
+    } else if (!state.candidates.length) {
+      const span = document.createElement("span");
+      span.className = "muted";
+      span.textContent = state.imageId === null ? "open an image first" : "click the image to get candidates";
+      box.append(span);
     }
     state.candidates.forEach((c, i) => {
       const b = document.createElement("button");
       b.className = i === state.selected ? "selected" : "";
       b.dataset.index = String(i);
-      b.innerHTML = `Mask ${i + 1} <span class="score">${c.score.toFixed(3)}</span>`;
-      b.title = `predicted IoU ${c.score.toFixed(4)}, area ${c.area} px`;
+      b.innerHTML = `Mask ${i + 1} <span class="score">IoU ${c.score.toFixed(3)}</span>`;
+      b.title = `predicted IoU ${c.score.toFixed(4)} (the model's estimate of the mask's quality), area ${c.area} px`;
       b.addEventListener("click", () => { state.selected = i; renderCandidates(); drawMasks(); updateButtons(); });
       box.append(b);
     });
@@ -217,13 +223,43 @@
     });
   }
 
+  // The image area's height: what the window has left below the (fixed-height) rows above it.
+  function fitImage() {
+    const top = $("stage").getBoundingClientRect().top + window.scrollY;
+    const room = Math.max(160, window.innerHeight - top - 24);
+    document.documentElement.style.setProperty("--image-max-height", `${room}px`);
+  }
+
+  function showImage(source, width, height) {
+    for (const c of [imageLayer, maskLayer, promptLayer]) { c.width = width; c.height = height; }
+    const ctx = imageLayer.getContext("2d");
+    if (source) ctx.drawImage(source, 0, 0, width, height);
+    else { ctx.fillStyle = "#888"; ctx.fillRect(0, 0, width, height); }
+    $("layers").hidden = false;
+    $("drop-hint").hidden = true;
+    $("stage").classList.remove("empty");
+    fitImage();
+  }
+
+  function showEmpty() {
+    $("layers").hidden = true;
+    $("drop-hint").hidden = false;
+    $("stage").classList.add("empty");
+  }
+
   async function openFile(file) {
     if (!file) return;
+    // What is shown now, to come back to if the new file is refused.
+    const previous = {
+      file: state.file, fileName: state.fileName, imageId: state.imageId, width: state.width,
+      height: state.height, bitmap: state.bitmap, actions: state.actions,
+    };
     state.file = file;
     state.fileName = file.name || "image";
     state.imageId = null;
     state.actions = [];
     clearMasks();
+    showWarnings([]);
     setStatus("uploading", `Uploading ${state.fileName}…`, 0);
     const t0 = performance.now();
     const timer = setInterval(() => {
@@ -231,27 +267,42 @@
         $("status-text").textContent = `Computing the image embedding of ${state.fileName}… ${((performance.now() - t0) / 1000).toFixed(1)} s`;
       }
     }, 100);
+    // The photo is shown at once; prompts wait for the embedding (buttons stay disabled).
+    const bitmap = await createImageBitmap(file).catch(() => null);
+    if (bitmap) {
+      state.width = bitmap.width;
+      state.height = bitmap.height;
+      showImage(bitmap, bitmap.width, bitmap.height);
+      drawMasks();
+      drawPrompts();
+    }
     try {
-      const [info, bitmap] = await Promise.all([
-        upload(file),
-        createImageBitmap(file).catch(() => null),
-      ]);
+      const info = await upload(file);
       state.imageId = info.image_id;
       state.width = info.width;
       state.height = info.height;
-      for (const c of [imageLayer, maskLayer, promptLayer]) { c.width = info.width; c.height = info.height; }
-      const ctx = imageLayer.getContext("2d");
-      if (bitmap) ctx.drawImage(bitmap, 0, 0, info.width, info.height);
-      else { ctx.fillStyle = "#888"; ctx.fillRect(0, 0, info.width, info.height); }
-      $("layers").hidden = false;
-      $("drop-hint").hidden = true;
-      $("stage").classList.remove("empty");
+      state.bitmap = bitmap;
+      showImage(bitmap, info.width, info.height);
       drawMasks();
       drawPrompts();
+      renderCandidates();
       const how = info.cached ? "embedding cached" : `embedding computed in ${(info.encode_ms / 1000).toFixed(2)} s`;
       setStatus("ready", `${state.fileName}: ${info.width}×${info.height}, ${how}. Click to add points, drag for a box.`);
     } catch (e) {
-      setStatus("error", `Could not open ${state.fileName}: ${e.message}`);
+      const refused = state.fileName;
+      Object.assign(state, previous);
+      if (state.imageId !== null) {
+        showImage(state.bitmap, state.width, state.height);
+        drawMasks();
+        drawPrompts();
+        renderCandidates();
+        setStatus("error", `Could not open ${refused}: ${e.message}. Still showing ${state.fileName}.`);
+        if (state.actions.length) predict(true);
+      } else {
+        showEmpty();
+        renderCandidates();
+        setStatus("error", `Could not open ${refused}: ${e.message}`);
+      }
     } finally {
       clearInterval(timer);
     }
@@ -294,16 +345,25 @@
     state.selected = -1;
     state.everything = null;
     state.lastResponse = null;
+    showWarnings([]);
     renderCandidates();
     drawMasks();
   }
 
-  async function predict() {
+  function showWarnings(warnings) {
+    const el = $("warning-text");
+    el.hidden = !warnings.length;
+    el.textContent = warnings.length ? `Warning: ${warnings.join("; ")}` : "";
+    el.title = el.textContent;
+  }
+
+  async function predict(keepStatus = false) {
     drawPrompts();
     state.everything = null;
     if (!state.actions.length) { clearMasks(); setStatus("ready", "No prompts. Click to add points, drag for a box."); return; }
     const seq = ++state.seq;
     state.pending += 1;
+    const status = [state.phase, $("status-text").textContent];
     setStatus("predicting", "Predicting…");
     try {
       const body = promptBody();
@@ -316,8 +376,10 @@
       state.selected = out.best;
       renderCandidates();
       drawMasks();
+      showWarnings(out.warnings || []);
       const ms = performance.now() - t0;
-      setStatus("ready", `${out.masks.length} candidate masks (best ${out.masks[out.best].score.toFixed(3)}) in ${ms.toFixed(0)} ms.`);
+      if (keepStatus) setStatus(...status);
+      else setStatus("ready", `${out.masks.length} candidate masks (best predicted IoU ${out.masks[out.best].score.toFixed(3)}) in ${ms.toFixed(0)} ms.`);
     } catch (e) {
       if (seq === state.seq) setStatus("error", `Prediction failed: ${e.message}`);
     } finally {
@@ -369,22 +431,21 @@
 
   function stem() { return state.fileName.replace(/\.[^.]+$/, "") || "image"; }
 
-  function downloadPng() {
+  // The PNG comes from the server's mask writer, the one the CLI and the quickstart use.
+  async function downloadPng() {
     if (state.selected < 0) return;
-    const m = state.masks[state.selected];
-    const c = document.createElement("canvas");
-    c.width = state.width; c.height = state.height;
-    const ctx = c.getContext("2d");
-    const img = ctx.createImageData(state.width, state.height);
-    for (let j = 0; j < m.length; j++) {
-      const v = m[j] ? 255 : 0;
-      img.data[4 * j] = v; img.data[4 * j + 1] = v; img.data[4 * j + 2] = v; img.data[4 * j + 3] = 255;
+    const selected = state.selected;
+    try {
+      const out = await postJson("predict", { ...promptBody(), png: true });
+      const bytes = Uint8Array.from(atob(out.masks[selected].png), (c) => c.charCodeAt(0));
+      saveBlob(new Blob([bytes], { type: "image/png" }), `${stem()}_mask.png`);
+    } catch (e) {
+      setStatus("error", `Download failed: ${e.message}`);
     }
-    ctx.putImageData(img, 0, 0);
-    c.toBlob((blob) => saveBlob(blob, `${stem()}_mask.png`), "image/png");
   }
 
   function downloadJson() {
+    // A COCO instance-segmentation file (pycocotools.coco.COCO loads it), like `samkit auto`.
     let annotations;
     if (state.everything) {
       annotations = state.everything.map(({ mask, ...a }) => a);
@@ -392,13 +453,15 @@
       const c = state.candidates[state.selected];
       const body = promptBody();
       annotations = [{
-        id: 0, segmentation: c.segmentation, area: c.area, bbox: c.bbox, predicted_iou: c.score,
+        segmentation: c.segmentation, area: c.area, bbox: c.bbox, predicted_iou: c.score,
         point_coords: body.points, point_labels: body.labels, box: body.box,
       }];
     } else return;
     const doc = {
-      image: { image_id: state.imageId, file_name: state.fileName, height: state.height, width: state.width },
-      annotations,
+      info: { description: "samkit web app", samkit_image_id: state.imageId },
+      images: [{ id: 1, file_name: state.fileName, height: state.height, width: state.width }],
+      annotations: annotations.map((a, i) => ({ ...a, id: i + 1, image_id: 1, category_id: 1, iscrowd: 0 })),
+      categories: [{ id: 1, name: "object", supercategory: "object" }],
     };
     saveBlob(new Blob([JSON.stringify(doc)], { type: "application/json" }), `${stem()}.json`);
   }
@@ -464,9 +527,13 @@
   }).catch(() => {});
 
   // For tests and the curious: the state, and the displayed mask layer as base64 of 0/1 bytes.
+  window.addEventListener("resize", fitImage);
+  fitImage();
+
   window.samkit = {
     state,
     decodeRle,
+    predict,
     maskLayerBase64() {
       const d = maskLayer.getContext("2d").getImageData(0, 0, maskLayer.width, maskLayer.height).data;
       const bytes = new Uint8Array(d.length / 4);

@@ -1,0 +1,242 @@
+"""A newcomer's first hour with the command line and examples/quickstart.py (issue 15, part 6)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from samkit.cli import build_parser, main
+from tests.conftest import FIXTURES, IMAGES, load_rgb
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = FIXTURES / "sam1_shapes"
+MODEL = ["--model", str(SHAPES / "config.json"), "--checkpoint", str(SHAPES / "sam1_shapes.pth")]
+
+
+def _subparsers() -> dict:
+    return next(a for a in build_parser()._actions if a.dest == "command").choices
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------ negative coordinates
+
+
+@pytest.mark.parametrize(
+    ("argv", "points", "boxes"),
+    [
+        (["--point", "-10,-10"], [(-10.0, -10.0, 1)], []),
+        (["--point", "-10,-10,0", "--point", "5,-3"], [(-10.0, -10.0, 0), (5.0, -3.0, 1)], []),
+        (["--point=-1.5,2"], [(-1.5, 2.0, 1)], []),
+        (["--box", "-5,-6.5,10,1e2"], [], [(-5.0, -6.5, 10.0, 100.0)]),
+        (
+            ["--box", "-5,-5,10,10", "--point", "-1,-1"],
+            [(-1.0, -1.0, 1)],
+            [(-5.0, -5.0, 10.0, 10.0)],
+        ),
+    ],
+)
+def test_negative_coordinates_parse(argv, points, boxes):
+    args = build_parser().parse_args(["segment", "img.png", *argv, "--out", "o"])
+    assert args.point == points and args.box == boxes and args.out == "o"
+
+
+def test_an_option_after_point_is_still_an_option(capsys):
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["segment", "img.png", "--point", "--out", "o"])
+    assert e.value.code == 2
+    assert "--point: expected one argument" in capsys.readouterr().err
+
+
+def test_prompts_outside_the_image_are_used_with_a_warning(tmp_path, capsys):
+    from samkit import SamPredictor
+
+    image = SHAPES / "shapes_1.png"  # 640 x 480
+    argv = ["segment", str(image), "--point", "-10,-10", "--point", "200,150",
+            "--box", "-20,100,700,300", "--out", str(tmp_path), *MODEL]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "warning: point 0 (-10, -10) is outside the 640x480 image" in err
+    assert "warning: box 0 (-20, 100, 700, 300) reaches outside the 640x480 image" in err
+    assert "point 1" not in err
+    from samkit import build_sam
+
+    predictor = SamPredictor(
+        build_sam(SHAPES / "config.json", checkpoint=SHAPES / "sam1_shapes.pth")
+    )
+    predictor.set_image(load_rgb(str(image)))
+    masks, _, _ = predictor.predict(
+        np.array([[-10, -10], [200, 150]]),
+        np.array([1, 1]),
+        np.array([-20, 100, 700, 300]),
+        multimask_output=False,
+    )
+    np.testing.assert_array_equal(np.array(Image.open(tmp_path / "shapes_1_mask_0.png")), masks[0])
+    # inside the image: no warning
+    assert main(["segment", str(image), "--point", "0,480", "--out", str(tmp_path), *MODEL]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ --help, --version, names
+
+
+def test_help_has_no_noise():
+    for name, p in _subparsers().items():
+        text = p.format_help()
+        for noise in ("(default: None)", "(default: [])", "(default: False)", "3413333"):
+            assert noise not in text, (name, noise)
+        assert not re.search(r"\(default[^)]*\) \(default", text), name
+    serve = " ".join(_subparsers()["serve"].format_help().split())
+    assert "--port PORT TCP port to listen on (default: 8000)" in serve
+    auto = " ".join(_subparsers()["auto"].format_help().split())
+    assert "overlap of layer-1 crops (default: 0.3413)" in auto
+    seg = " ".join(_subparsers()["segment"].format_help().split())
+    assert "torch device, e.g. cpu or cuda (default cpu)" in seg
+
+
+def test_version(capsys):
+    import samkit
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"samkit {samkit.__version__}"
+
+
+def test_variant_names_ignore_case_and_suggest():
+    from samkit.configs import get_variant
+
+    assert get_variant("VIT_B").name == "vit_b"
+    assert get_variant("Sam2.1_Hiera_T").name == "sam2.1_hiera_t"
+    with pytest.raises(ValueError, match=r"did you mean 'vit_b'") as e:
+        get_variant("vit-b")
+    assert "known variants: vit_b, vit_l, vit_h, sam2_hiera_t" in str(e.value)
+    with pytest.raises(ValueError) as e:
+        get_variant("resnet50")
+    assert "did you mean" not in str(e.value)
+
+
+def test_cli_unknown_model_suggests_and_upper_case_works(tmp_path, capsys):
+    image = str(SHAPES / "shapes_1.png")
+    code = main(["embed", image, "--out", str(tmp_path), "--model", "vit_bb", "--random-weights"])
+    err = capsys.readouterr().err
+    assert code == 2 and "did you mean 'vit_b'" in err and "Traceback" not in err
+    # VIT_B is vit_b (random weights: no download needed)
+    assert main(["info"]) == 0
+    capsys.readouterr()
+    from samkit.cli import load_model
+
+    lm = load_model("VIT_B", random_weights=True)
+    assert lm.family == "sam1" and lm.model.image_encoder.img_size == 1024
+    capsys.readouterr()
+
+
+# ------------------------------------------------------------------ offline and quickstart
+
+
+def _quickstart():
+    spec = importlib.util.spec_from_file_location("quickstart", ROOT / "examples" / "quickstart.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """vit_b's URL points at a closed port and the cache is empty: the first command's failure."""
+    from samkit import configs
+
+    v = configs.get_variant("vit_b")
+    url = f"http://127.0.0.1:{_closed_port()}/{v.filename}"
+    monkeypatch.setitem(configs.VARIANTS, "vit_b", dataclasses.replace(v, url=url))
+    monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path / "cache"))
+    return url
+
+
+def test_offline_message_gives_the_offline_path(tmp_path, offline, capsys):
+    code = _quickstart().main([str(IMAGES / "truck.jpg"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert offline in err and "--checkpoint PATH" in err and "--random-weights" in err
+    code = main(["segment", str(IMAGES / "truck.jpg"), "--point", "1,1", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--random-weights" in err
+
+
+def test_readme_gives_the_offline_path_and_two_setup_commands():
+    readme = (ROOT / "README.md").read_text()
+    setup = readme.split("## Set-up", 1)[1].split("\n## ", 1)[0]
+    block = setup.split("```bash", 1)[1].split("```", 1)[0]
+    commands = [ln for ln in block.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert len(commands) == 2, commands
+    assert "--random-weights" in setup and "--checkpoint PATH" in setup
+    assert "chromium" in setup and "minutes" in setup
+
+
+def test_quickstart_writes_mask_and_overlay(tmp_path, sam1_tiny, capsys):
+    from samkit import SamPredictor
+    from samkit.fileio import mask_png_bytes
+
+    ckpt = FIXTURES / "sam1_tiny" / "sam1_tiny.pth"
+    argv = [str(IMAGES / "dog.jpg"), "--point", "400,260", "--checkpoint", str(ckpt)]
+    assert _quickstart().main([*argv, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "dog_mask.png" in out and "dog_overlay.png" in out
+    predictor = SamPredictor(sam1_tiny)
+    image = load_rgb("dog.jpg")
+    predictor.set_image(image)
+    masks, scores, _ = predictor.predict(np.array([[400, 260]]), np.array([1]))
+    best = masks[int(np.argmax(scores))]
+    assert (tmp_path / "dog_mask.png").read_bytes() == mask_png_bytes(best)  # the one format
+    with Image.open(tmp_path / "dog_overlay.png") as im:
+        overlay = np.array(im.convert("RGB"))
+    assert overlay.shape == image.shape
+    changed = (overlay != image).any(-1)
+    assert changed[best].mean() > 0.9 and changed[~best].mean() < 0.05  # the mask is drawn
+
+
+def test_quickstart_errors_are_clean(tmp_path, capsys):
+    qs = _quickstart()
+    code = qs.main([str(IMAGES / "dog.jpg"), "--model", "vit_x", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: unknown samkit variant 'vit_x'; did you mean")
+    code = qs.main([str(tmp_path / "missing.jpg"), "--random-weights", "--out", str(tmp_path)])
+    assert code == 2 and "missing.jpg" in capsys.readouterr().err
+    code = qs.main([str(IMAGES / "dog.jpg"), "--point", "1", "--random-weights"])
+    assert code == 2 and "expected X,Y" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a checkpoint and random weights exclude each other
+        qs.main([str(IMAGES / "dog.jpg"), "--random-weights", "--checkpoint", "x.pth"])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_quickstart_random_weights_runs_offline(tmp_path, offline):
+    # the README's offline path, as a user runs it: a fresh process, vit_b with random weights
+    small = tmp_path / "small.png"
+    Image.fromarray(load_rgb("truck.jpg")[::8, ::8]).save(small)
+    env_py = {"PYTHONPATH": str(ROOT / "src"), "SAMKIT_CACHE": str(tmp_path / "cache")}
+    import os
+
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py"), str(small), "--random-weights",
+         "--out", str(tmp_path / "o")],
+        env={**os.environ, **env_py}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "MEANINGLESS" in r.stderr
+    assert (tmp_path / "o" / "small_mask.png").is_file()
+    assert (tmp_path / "o" / "small_overlay.png").is_file()
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())

@@ -1,0 +1,117 @@
+"""Atomic writes give outputs the user's normal permissions (umask), and one mask PNG format."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from samkit.cli import main
+from samkit.fileio import atomic_path, atomic_write_bytes, mask_png_bytes, write_mask_png
+from tests.conftest import FIXTURES
+
+SHAPES = FIXTURES / "sam1_shapes"
+MODEL = ["--model", str(SHAPES / "config.json"), "--checkpoint", str(SHAPES / "sam1_shapes.pth")]
+
+
+@contextlib.contextmanager
+def umask(mask: int):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
+def test_atomic_writers_follow_the_umask(tmp_path, mask):
+    from samkit.amg.io import write_coco_json
+    from samkit.embeddings import save_embedding
+
+    with umask(mask):
+        a = atomic_write_bytes(tmp_path / "a.bin", b"abc")
+        with atomic_path(tmp_path / "b.txt") as tmp:
+            tmp.write_text("b")
+        write_coco_json(tmp_path / "c.json", {"height": 2, "width": 2}, [])
+        save_embedding(
+            tmp_path / "d.safetensors",
+            torch.zeros(1, 4, 2, 2),
+            variant="x",
+            family="sam1",
+            original_size=(2, 2),
+            input_size=(2, 2),
+            img_size=2,
+        )
+        write_mask_png(tmp_path / "e.png", np.eye(3, dtype=bool))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["a.bin", "b.txt", "c.json", "d.safetensors", "e.png"]  # no temporaries left
+    assert a.read_bytes() == b"abc"
+    for p in tmp_path.iterdir():
+        assert _mode(p) == 0o666 & ~mask, (p.name, oct(_mode(p)))
+
+
+def test_a_failed_write_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "x.bin") as tmp:
+        tmp.write_bytes(b"partial")
+        raise RuntimeError("writer failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_segment_auto_embed_outputs_follow_the_umask(tmp_path, mask, capsys):
+    image = str(SHAPES / "shapes_1.png")
+    with umask(mask):
+        assert (
+            main(["segment", image, "--point", "200,150", "--out", str(tmp_path / "s"), *MODEL])
+            == 0
+        )
+        assert main(
+            ["auto", image, "--out", str(tmp_path / "a"), "--points-per-side", "2", "--quiet", *MODEL]
+        ) == 0  # fmt: skip
+        assert main(["embed", image, "--out", str(tmp_path / "e"), *MODEL]) == 0
+    capsys.readouterr()
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.parent.name for p in files} == {"s", "a", "e"} and len(files) == 6
+    for p in files:
+        assert not p.name.endswith(".tmp")
+        assert _mode(p) == 0o666 & ~mask, (str(p.relative_to(tmp_path)), oct(_mode(p)))
+
+
+def test_the_one_mask_png_format(tmp_path):
+    mask = np.zeros((5, 7), bool)
+    mask[1:4, 2:6] = True
+    data = mask_png_bytes(mask)
+    p = tmp_path / "m.png"
+    p.write_bytes(data)
+    with Image.open(p) as im:
+        assert im.mode == "1" and im.size == (7, 5)
+        np.testing.assert_array_equal(np.array(im), mask)
+        np.testing.assert_array_equal(np.array(im.convert("L")), mask * 255)
+    assert mask_png_bytes(mask.astype(np.uint8) * 255) == data  # any non-zero is the object
+    for bad in (np.zeros(3), np.zeros((2, 2, 2)), np.zeros((0, 4))):
+        with pytest.raises(ValueError, match="HxW"):
+            mask_png_bytes(bad)
+
+
+def test_segment_json_points_at_its_pngs(tmp_path, capsys):
+    # the CLI writes its mask PNGs with the shared writer: same bytes as mask_png_bytes
+    from tests.server.conftest import coco_decode
+
+    image = str(SHAPES / "shapes_1.png")
+    assert main(["segment", image, "--point", "200,150", "--out", str(tmp_path), *MODEL]) == 0
+    capsys.readouterr()
+    doc = json.loads((tmp_path / "shapes_1.json").read_text())
+    rec = doc["masks"][0]
+    m = coco_decode(rec["segmentation"])
+    assert (tmp_path / rec["file"]).read_bytes() == mask_png_bytes(m)
