@@ -89,7 +89,8 @@ def test_official_sam2_checkpoint_alone_is_enough(tmp_path):
     ref = build_sam2("sam2.1_hiera_t")
     path = save_checkpoint(ref, tmp_path / "sam2.1_tiny_like.safetensors")
     lm = load_model(None, str(path))
-    assert lm.family == "sam2" and type(lm.model).__name__ == "Sam2"
+    # the full official layout: the image model and the video memory modules
+    assert lm.family == "sam2" and type(lm.model).__name__ == "Sam2Video"
     assert len(lm.model.image_encoder.trunk.blocks) == 12  # hiera_t: stages 1, 2, 7, 2
     for (k, a), (_, b) in zip(ref.state_dict().items(), lm.model.state_dict().items()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
