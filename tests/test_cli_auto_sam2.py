@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from samkit.amg.io import json_image_entry
 from samkit.cli import main
 from tests.conftest import FIXTURES, IMAGES, load_rgb
 from tests.server.conftest import coco_decode
@@ -48,7 +49,7 @@ def test_auto_with_a_sam2_model_matches_the_sam2_generator(tmp_path, small_dog, 
     assert len(doc["annotations"]) == len(expected) > 0
     for ann, rec in zip(doc["annotations"], expected):
         np.testing.assert_array_equal(coco_decode(ann["segmentation"]), rec["segmentation"])
-    assert doc["image"]["samkit"]["pred_iou_thresh"] == 0.0
+    assert json_image_entry(doc)["samkit"]["pred_iou_thresh"] == 0.0
 
 
 def test_auto_explains_zero_masks_and_uses_the_sam2_default(tmp_path, small_dog, capsys):
@@ -57,7 +58,7 @@ def test_auto_explains_zero_masks_and_uses_the_sam2_default(tmp_path, small_dog,
     assert main(["auto", str(small_dog), "--out", str(out), *OPTS, *SAM2_MODEL]) == 0
     err = capsys.readouterr().err
     doc = json.loads((out / "dog.json").read_text())
-    assert doc["annotations"] == [] and doc["image"]["samkit"]["pred_iou_thresh"] == 0.8
+    assert doc["annotations"] == [] and json_image_entry(doc)["samkit"]["pred_iou_thresh"] == 0.8
     assert (
         "dog.png: 0 masks: all 27 candidate masks were removed: 27 by predicted IoU <= 0.8" in err
     )

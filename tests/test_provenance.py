@@ -262,7 +262,8 @@ def test_merged_model_checked_by_build(run_dir, models):
     base = of_model(_tiny())
     with pytest.raises(ValueError, match=_both_sides(base, of_model(_tiny(deeper=True)))):
         build_sam(_deeper(tiny_config()), checkpoint=path)
-    with pytest.raises(ValueError, match=_both_sides(base, of_model(models["sam2_tiny"]))):
+    # the other family is named before any architecture detail (samkit.modeling.family)
+    with pytest.raises(ValueError, match="is a SAM 1 checkpoint, not a SAM 2 one"):
         build_sam2(FIXTURES / "sam2_tiny" / "config.json", checkpoint=path)
 
 

@@ -280,10 +280,10 @@ def test_layout_does_not_move_and_settings_float(page):
     for text in page.locator("#candidates button").all_inner_texts():
         assert re.fullmatch(r"Mask \d IoU \d\.\d{3}", " ".join(text.split())), text
 
-    toolbar = page.locator(".toolbar").bounding_box()
+    toolbar = page.locator("body > nav.toolbar").bounding_box()
     page.locator("details.settings summary").click()
     assert page.locator("#pps").is_visible() and page.locator("#stab").is_visible()
-    assert page.locator(".toolbar").bounding_box() == toolbar  # no wrapping
+    assert page.locator("body > nav.toolbar").bounding_box() == toolbar  # no wrapping
     assert page.locator("#layers").bounding_box() == before and _fully_visible(page, "#layers")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "browser_settings_open.png"))
