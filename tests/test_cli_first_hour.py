@@ -240,3 +240,23 @@ def test_quickstart_random_weights_runs_offline(tmp_path, offline):
     assert (tmp_path / "o" / "small_mask.png").is_file()
     assert (tmp_path / "o" / "small_overlay.png").is_file()
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a torch without CUDA")
+def test_a_device_torch_cannot_use_is_a_clean_error(tmp_path, capsys):
+    img = IMAGES / "dog.jpg"
+    code = main(
+        ["segment", str(img), "--point", "1,1", *MODEL, "--device", "cuda", "--out", str(tmp_path)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--device cuda" in err and "Traceback" not in err
+
+
+def test_out_that_is_a_file_is_a_clean_error(tmp_path, capsys):
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("x")
+    code = main(
+        ["segment", str(IMAGES / "dog.jpg"), "--point", "1,1", *MODEL, "--out", str(not_a_folder)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "file.txt" in err

@@ -183,3 +183,15 @@ def test_davis_reader_errors(tmp_path):
     (root3 / "JPEGImages" / "c").mkdir()
     with pytest.raises(ValueError, match="c: video c has frames but no annotation folder"):
         read_davis(root3)
+
+
+def test_mp4_gets_the_umask_mode(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        with Mp4Writer(tmp_path / "overlay.mp4", 64, 48) as wr:
+            wr.write(np.zeros((48, 64, 3), np.uint8))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "overlay.mp4").stat().st_mode & 0o777 == 0o644

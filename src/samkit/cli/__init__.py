@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CliError, ValueError, FileNotFoundError) as e:
+    except (CliError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
         # ValueError covers bad settings, unknown variants and CheckpointUnavailableError, whose
         # messages say what to do.
         print(f"samkit {args.command}: error: {e}", file=sys.stderr)

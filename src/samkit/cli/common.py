@@ -168,7 +168,25 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_device(device: str | None) -> None:
+    """A clear error for a device this torch build cannot use (e.g. cuda on a CPU build)."""
+    if not device:
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        raise CliError(f"--device {device}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise CliError(
+            f"--device {device}: this torch build ({torch.__version__}) sees no CUDA device; "
+            "use --device cpu"
+        )
+
+
 def _model_from_args(args: argparse.Namespace) -> LoadedModel:
+    _check_device(args.device)
     return load_model(
         args.model, args.checkpoint, args.random_weights, args.device, getattr(args, "dtype", None)
     )

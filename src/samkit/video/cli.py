@@ -14,6 +14,16 @@ from typing import Any
 from samkit.cli.common import DTYPES, RANDOM_WARNING, CliError, _add_model_args, _config_family
 
 
+def _sam2_model_help(p: Any) -> None:
+    """Video commands need a SAM 2 model: say so in `--model`'s help (no vit_b default)."""
+    for action in p._actions:
+        if "--model" in action.option_strings:
+            action.help = (
+                "a SAM 2 / 2.1 variant (e.g. sam2.1_hiera_t; required) or a SAM 2 config.json "
+                "(then also --checkpoint)"
+            )
+
+
 def add_parsers(sub: Any) -> None:
     """Add the `track` and `eval-video` commands to the `samkit` subparsers."""
     p = sub.add_parser(
@@ -69,6 +79,7 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     _add_model_args(p)
+    _sam2_model_help(p)
     p.set_defaults(func=cmd_track)
 
     p = sub.add_parser(
@@ -88,6 +99,7 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     _add_model_args(p)
+    _sam2_model_help(p)
     p.set_defaults(func=cmd_eval_video)
 
 

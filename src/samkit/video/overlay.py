@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from samkit.fileio import default_file_mode
 from samkit.video.formats import davis_palette
 
 
@@ -147,6 +148,7 @@ class Mp4Writer:
             for packet in self._stream.encode():
                 self._container.mux(packet)
             self._container.close()
+            os.chmod(self._tmp, default_file_mode())  # mkstemp's 0600 would stick to the file
             os.replace(self._tmp, self.path)
         except BaseException:
             self.abort()
