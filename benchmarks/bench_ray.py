@@ -59,10 +59,10 @@ def _make_images(folder: Path, n: int, long_side: int | None) -> list[Path]:
 
 def _single(model, name: str, files: list[Path], amg: dict, out: Path) -> dict:
     """The `samkit auto` loop (`cmd_auto`): one `AutoJob.run` per image."""
-    from samkit.jobs import AutoJob, make_generator
+    from samkit.jobs import AutoJob, make_generator, settled_amg_kwargs
 
-    job = AutoJob.create(out, name, True, amg)
     gen = make_generator(model, "sam1", amg)
+    job = AutoJob.create(out, name, True, settled_amg_kwargs(gen, amg))  # as `cmd_auto` does
     times = []
     for idx, f in enumerate(files):
         t = time.perf_counter()
