@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import re
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -36,7 +35,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from samkit.prompt_bounds import prompt_warnings
 from samkit.server.encoding import ImageDecodeError
 from samkit.server.engine import Engine, Entry
-from samkit.server.validation import install_error_handlers, parse_json_body
+from samkit.server.validation import (
+    check_prompt_fields,
+    install_error_handlers,
+    parse_json_body,
+)
 from samkit.server.video_routes import add_video_routes
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
@@ -72,23 +75,7 @@ class EverythingIn(BaseModel):
 def _check_prompt(p: PromptIn, entry: Entry) -> list[str]:
     """422 for prompts that parse but make no sense; returns warnings (prompts outside the image)."""
     h, w = entry.original_size
-    if len(p.points) != len(p.labels):
-        raise HTTPException(
-            422, f"{len(p.points)} points but {len(p.labels)} labels: one label per point"
-        )
-    if not p.points and p.box is None:
-        raise HTTPException(422, "no prompt: give at least one point or a box")
-    for i, ((x, y), lab) in enumerate(zip(p.points, p.labels)):
-        if not (math.isfinite(x) and math.isfinite(y)):
-            raise HTTPException(422, f"point {i} has a non-finite coordinate")
-        if lab not in (0, 1):
-            raise HTTPException(422, f"label {i} is {lab}: 1 = foreground, 0 = background")
-    if p.box is not None:
-        x0, y0, x1, y1 = p.box
-        if not all(math.isfinite(v) for v in p.box):
-            raise HTTPException(422, "the box has a non-finite coordinate")
-        if x1 < x0 or y1 < y0:
-            raise HTTPException(422, "the box must be [x0, y0, x1, y1] with x1 >= x0 and y1 >= y0")
+    check_prompt_fields(p.points, p.labels, p.box)
     # outside the image is valid input for the model: used as given, with a warning
     return prompt_warnings(p.points, [p.box] if p.box is not None else None, h, w)
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import math
 import re
 import zipfile
 from importlib import resources
@@ -40,6 +39,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from samkit.server.validation import check_prompt_fields
 from samkit.server.video_session import VideoBusyError, VideoLimits, VideoManager, VideoSession
 
 MAX_POINTS = 64
@@ -73,27 +73,7 @@ def _check_prompt(p: VideoPromptIn, s: VideoSession) -> None:
         raise HTTPException(422, f"obj_id {p.obj_id}: object ids are 1..255")
     if p.obj_id in s.removed:
         raise HTTPException(422, f"object {p.obj_id} was removed: use a new object id")
-    if len(p.points) != len(p.labels):
-        raise HTTPException(
-            422, f"{len(p.points)} points but {len(p.labels)} labels: one label per point"
-        )
-    if not p.points and p.box is None:
-        raise HTTPException(422, "no prompt: give at least one point or a box")
-    for i, ((x, y), lab) in enumerate(zip(p.points, p.labels)):
-        if not (math.isfinite(x) and math.isfinite(y)):
-            raise HTTPException(422, f"point {i} has a non-finite coordinate")
-        if not (0 <= x <= w and 0 <= y <= h):
-            raise HTTPException(422, f"point {i} ({x}, {y}) is outside the {w}x{h} frame")
-        if lab not in (0, 1):
-            raise HTTPException(422, f"label {i} is {lab}: 1 = foreground, 0 = background")
-    if p.box is not None:
-        x0, y0, x1, y1 = p.box
-        if not all(math.isfinite(v) for v in p.box):
-            raise HTTPException(422, "the box has a non-finite coordinate")
-        if x1 < x0 or y1 < y0:
-            raise HTTPException(422, "the box must be [x0, y0, x1, y1] with x1 >= x0 and y1 >= y0")
-        if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-            raise HTTPException(422, f"the box {list(p.box)} is outside the {w}x{h} frame")
+    check_prompt_fields(p.points, p.labels, p.box, refuse_outside=(w, h))
 
 
 def video_manager(model: Any, family: str, limits: VideoLimits) -> tuple[VideoManager | None, str]:
