@@ -9,7 +9,7 @@ counted with torch's FlopCounterMode on one full-bank call) is compared with the
 GFLOP/s of the same dtype measured in the same run.
 
     python -m benchmarks.bench_video --frames 9                 # speed table
-    python -m benchmarks.bench_video --rss 20 --variants sam2.1_hiera_t   # peak RSS, one run
+    python -m benchmarks.bench_video --rss 1000 --variants sam2.1_hiera_t --dtypes bfloat16
     python -m benchmarks.bench_video --drift                    # bf16 vs fp32 on the fixtures
 """
 
@@ -133,23 +133,42 @@ def run_speed(variant: str, dtype: str, n_obj: int, frames: list[np.ndarray]) ->
     }
 
 
-def run_rss(variant: str, n: int) -> dict:
+def run_rss(variant: str, n: int, dtype: str = "float32") -> dict:
+    """Peak RSS and state bytes after 10, 100, 200, ... n live frames of one run.
+
+    `ru_maxrss` read after frame k is the peak over the first k frames, so one 1,000-frame run
+    gives the 100-frame peak too.
+    """
     from samkit import build_sam2_video_predictor
     from samkit.video.state import state_nbytes
 
     frames = synthetic_frames(8)
-    pred = build_sam2_video_predictor(variant, fill_hole_area=0)
+    pred = build_sam2_video_predictor(variant, dtype=DTYPES[dtype], fill_hole_area=0)
     state = pred.init_state(frames[i % 8] for i in range(n))  # a live iterator source
     pred.add_new_points_or_box(state, 0, 1, points=[[380, 270]], labels=[1])
+    marks = sorted({k for k in (10, 50, *range(100, n + 1, 100), n) if k <= n})
+    trace = []
     t0 = time.perf_counter()
     for t in range(n):
         pred.track_frame(state, t)
+        if t + 1 in marks:
+            trace.append(
+                {
+                    "frames": t + 1,
+                    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                    "state_mib": state_nbytes(state) / 2**20,
+                    "elapsed_s": time.perf_counter() - t0,
+                }
+            )
+            print(trace[-1], flush=True)
     return {
         "variant": variant,
+        "dtype": dtype,
         "frames": n,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "state_mib": state_nbytes(state) / 2**20,
+        "peak_rss_mib": trace[-1]["peak_rss_mib"],
+        "state_mib": trace[-1]["state_mib"],
         "s_per_frame": (time.perf_counter() - t0) / n,
+        "trace": trace,
     }
 
 
@@ -233,7 +252,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     if args.rss:
-        r = run_rss(args.variants[0], args.rss)
+        r = run_rss(args.variants[0], args.rss, args.dtypes[-1])
         print(r)
         write_json(f"video_rss_{args.rss}", r, args.out)
         return
