@@ -4,7 +4,8 @@
 official state-dict names (`memory_attention.*`, `memory_encoder.*`, `maskmem_tpos_enc`,
 `no_mem_pos_enc`, `no_obj_ptr`, `no_obj_embed_spatial`, `obj_ptr_proj.*`, `obj_ptr_tpos_proj.*`,
 `mask_downsample.*`), so every tensor of an official checkpoint loads. Which past frames a
-frame attends to is chosen in `samkit.modeling.memory_selection`; `track_step` runs one frame.
+frame attends to is chosen in `samkit.modeling.memory_selection`, how it reads them in
+`samkit.modeling.memory_conditioning`; `track_step` runs one frame.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from torch import Tensor, nn
 from samkit.layers import MLP
 from samkit.modeling.mask_decoder import MaskDecoder
 from samkit.modeling.memory_attention import MemoryAttention
+from samkit.modeling.memory_conditioning import condition_on_memory
+from samkit.modeling.memory_conditioning import sine_pe_1d as sine_pe_1d  # re-exported
 from samkit.modeling.memory_encoder import MemoryEncoder
 from samkit.modeling.memory_selection import select_memories
 from samkit.modeling.neck import ImageEncoder
@@ -26,15 +29,6 @@ from samkit.modeling.sam2 import Sam2
 
 # mask logits written on frames where the object is predicted absent
 NO_OBJ_SCORE = -1024.0
-
-
-def sine_pe_1d(pos: Tensor, dim: int, temperature: float = 10000.0) -> Tensor:
-    """N positions -> Nx`dim` [sin, cos] encoding (official `get_1d_sine_pe`)."""
-    half = dim // 2
-    dim_t = torch.arange(half, dtype=torch.float32, device=pos.device)
-    dim_t = temperature ** (2 * (dim_t // 2) / half)
-    pe = pos.unsqueeze(-1) / dim_t
-    return torch.cat([pe.sin(), pe.cos()], dim=-1)
 
 
 class Sam2Video(Sam2):
@@ -275,54 +269,9 @@ class Sam2Video(Sam2):
         pointers: list[tuple[int, Tensor]],
         max_ptrs: int,
     ) -> Tensor:
-        """Fuse a frame's BxCxHxW stride-16 features (pos: its encoding) with memories.
-
-        Args:
-            memories: (t_pos, BxC_memxHxW features (any float dtype), BxC_memxHxW position
-                encoding); t_pos 0 for conditioning frames, 1..num_maskmem-1 for past frames.
-            pointers: (temporal offset, BxC object pointer).
-            max_ptrs: the pointer-window size min(num_frames, max_obj_ptrs_in_encoder) that
-                normalises the temporal offsets.
-
-        Returns:
-            BxCxHxW conditioned features.
-        """
-        b, c, h, w = feat.shape
-        dt = self.memory_attention.norm.weight.dtype
-        mem, mem_pos = [], []
-        for t_pos, m, mp in memories:
-            mem.append(m.flatten(2).transpose(1, 2).to(dt))
-            tpos = self.maskmem_tpos_enc[self.num_maskmem - t_pos - 1].reshape(1, 1, -1)
-            mem_pos.append(mp.flatten(2).transpose(1, 2).to(dt) + tpos)
-        n_ptr_tokens = 0
-        if pointers:
-            offsets = torch.tensor([p for p, _ in pointers], device=feat.device)
-            ptrs = torch.stack([p.to(dt) for _, p in pointers], dim=1)  # (B, n, C)
-            n = ptrs.shape[1]
-            if self.add_tpos_enc_to_obj_ptrs:
-                tpos_dim = c if self.proj_tpos_enc_in_obj_ptrs else self.mem_dim
-                ppos = sine_pe_1d(offsets / (max_ptrs - 1), tpos_dim)
-                proj = self.obj_ptr_tpos_proj
-                if isinstance(proj, nn.Linear):
-                    ppos = proj(ppos.to(proj.weight.dtype))
-                ppos = ppos.to(dt).unsqueeze(0).expand(b, -1, -1)
-            else:
-                ppos = ptrs.new_zeros(b, n, self.mem_dim)
-            if self.mem_dim < c:  # each pointer becomes C / mem_dim tokens
-                split = c // self.mem_dim
-                ptrs = ptrs.reshape(b, n * split, self.mem_dim)
-                ppos = ppos.repeat_interleave(split, dim=1)
-            mem.append(ptrs)
-            mem_pos.append(ppos)
-            n_ptr_tokens = ptrs.shape[1]
-        tokens = self.memory_attention(
-            feat.flatten(2).transpose(1, 2).to(dt),
-            torch.cat(mem, dim=1).to(dt),
-            pos.flatten(2).transpose(1, 2).to(dt),
-            torch.cat(mem_pos, dim=1).to(dt),
-            num_obj_ptr_tokens=n_ptr_tokens,
-        )
-        return tokens.transpose(1, 2).reshape(b, c, h, w).to(feat.dtype)
+        """BxCxHxW features fused with memories and pointers (shapes and arguments: see
+        `samkit.modeling.memory_conditioning.condition_on_memory`)."""
+        return condition_on_memory(self, feat, pos, memories, pointers, max_ptrs)
 
     def encode_new_memory(
         self,

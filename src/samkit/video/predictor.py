@@ -312,30 +312,7 @@ class Sam2VideoPredictor(ObjectEditing, LiveTracking):
             raise ValueError(f"frame_idx {frame_idx} is outside the video (frames 0..{n - 1})")
 
     def _image_features(self, s: State, frame_idx: int, batch: int) -> dict[str, Any]:
-        cache = s["cached_features"]
-        entry = cache.get(frame_idx)
-        if entry is None:
-            image = s["images"][frame_idx].to(s["device"]).float().unsqueeze(0)
-            out = self.model.forward_image(image.to(self.model.dtype))
-            fpn, pos = out["backbone_fpn"], out["vision_pos_enc"]
-            n = self.model.num_feature_levels
-            entry = {
-                "image_embed": fpn[-1].float(),
-                "image_pos": pos[-1].float(),
-                "high_res_feats": [f.float() for f in fpn[-n:-1]],
-            }
-            cache[frame_idx] = entry
-            while len(cache) > st.FEATURE_CACHE_FRAMES:
-                cache.popitem(last=False)
-        else:
-            cache.move_to_end(frame_idx)
-        if batch == 1:
-            return entry
-        return {
-            "image_embed": entry["image_embed"].expand(batch, -1, -1, -1),
-            "image_pos": entry["image_pos"].expand(batch, -1, -1, -1),
-            "high_res_feats": [f.expand(batch, -1, -1, -1) for f in entry["high_res_feats"]],
-        }
+        return st.frame_features(self.model, s, frame_idx, batch)
 
     def _run_frame(
         self,

@@ -133,3 +133,40 @@ def state_nbytes(state: dict[str, Any]) -> int:
         if k != "images":
             visit(v)
     return total
+
+
+def frame_features(model: Any, state: dict[str, Any], frame_idx: int, batch: int) -> dict[str, Any]:
+    """A frame's image features through the cache of the last `FEATURE_CACHE_FRAMES` frames.
+
+    Args:
+        model: the `Sam2Video` (its `forward_image`, `dtype`, `num_feature_levels`).
+        batch: B, the objects tracked together (the features are expanded, not copied).
+
+    Returns:
+        {"image_embed": BxCxHxW stride-16 float32 features, "image_pos": its BxCxHxW encoding,
+        "high_res_feats": [Bx(C/8)x4Hx4W, Bx(C/4)x2Hx2W]}.
+    """
+    cache = state["cached_features"]
+    entry = cache.get(frame_idx)
+    if entry is None:
+        image = state["images"][frame_idx].to(state["device"]).float().unsqueeze(0)
+        out = model.forward_image(image.to(model.dtype))
+        fpn, pos = out["backbone_fpn"], out["vision_pos_enc"]
+        n = model.num_feature_levels
+        entry = {
+            "image_embed": fpn[-1].float(),
+            "image_pos": pos[-1].float(),
+            "high_res_feats": [f.float() for f in fpn[-n:-1]],
+        }
+        cache[frame_idx] = entry
+        while len(cache) > FEATURE_CACHE_FRAMES:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(frame_idx)
+    if batch == 1:
+        return entry
+    return {
+        "image_embed": entry["image_embed"].expand(batch, -1, -1, -1),
+        "image_pos": entry["image_pos"].expand(batch, -1, -1, -1),
+        "high_res_feats": [f.expand(batch, -1, -1, -1) for f in entry["high_res_feats"]],
+    }
