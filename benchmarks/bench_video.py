@@ -10,12 +10,13 @@ GFLOP/s of the same dtype measured in the same run.
 
     python -m benchmarks.bench_video --frames 9                 # speed table
     python -m benchmarks.bench_video --rss 1000 --variants sam2.1_hiera_t --dtypes bfloat16
-    python -m benchmarks.bench_video --drift                    # bf16 vs fp32 on the fixtures
+    python -m benchmarks.bench_video --drift                    # bf16 vs fp32, every fixture session
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import time
@@ -172,55 +173,64 @@ def run_rss(variant: str, n: int, dtype: str = "float32") -> dict:
     }
 
 
-def run_drift(sessions: list[str] | None = None) -> dict:
-    """bf16 vs fp32 tracking of the fixture model over every fixture session's propagations."""
-    from tests.video.conftest import CKPT, CONFIG, VIDEO, manifest
+def _frame_scores(state: dict, frame_idx: int) -> torch.Tensor:
+    """The N object-score logits (one per object, in `obj_ids` order) stored for a frame."""
+    scores = []
+    for idx in range(len(state["obj_ids"])):
+        d = state["output_dict_per_obj"][idx]
+        out = d["cond_frame_outputs"].get(frame_idx)
+        if out is None:
+            out = d["non_cond_frame_outputs"][frame_idx]
+        scores.append(float(out["object_score_logits"].reshape(())))
+    return torch.tensor(scores)
 
-    from samkit import build_sam2_video_predictor
 
-    outs = {}
-    for name, dt in DTYPES.items():
-        pred = build_sam2_video_predictor(CONFIG, CKPT, dtype=dt, fill_hole_area=0)
-        res = {}
-        for session in manifest()["sessions"]:
-            if sessions and session["name"] not in sessions:
-                continue
-            state = pred.init_state(str(VIDEO / "frames"))
-            for call in session["calls"]:
-                op = call["op"]
-                if op == "add_new_points_or_box":
-                    kw = {
-                        k: call[k]
-                        for k in ("points", "labels", "box", "clear_old_points")
-                        if k in call
-                    }
-                    pred.add_new_points_or_box(state, call["frame_idx"], call["obj_id"], **kw)
-                elif op == "add_new_mask":
-                    x0, y0, x1, y1 = call["rect"]
-                    m = np.zeros((state["video_height"], state["video_width"]), bool)
-                    m[y0:y1, x0:x1] = True
-                    pred.add_new_mask(state, call["frame_idx"], call["obj_id"], m)
-                elif op == "propagate_in_video":
-                    kw = {
-                        k: call[k]
-                        for k in ("start_frame_idx", "max_frame_num_to_track", "reverse")
-                        if k in call
-                    }
-                    for f, _, masks in pred.propagate_in_video(state, **kw):
-                        res[(session["name"], call["key"], f)] = masks[:, 0].float().clone()
-                elif op == "remove_object":
-                    pred.remove_object(state, call["obj_id"])
-                elif op == "reset_state":
-                    pred.reset_state(state)
-        outs[name] = res
-    err, scale, flips, n_obj, ious = [], [], 0, 0, []
-    for key, ref in outs["float32"].items():
-        got = outs["bfloat16"][key]
-        for r, g in zip(ref, got, strict=True):
+def replay_session(pred, session: dict, frames_dir: str) -> dict:
+    """Replay one fixture session: {(call key, frame): (NxHxW video-res logits, N scores)}."""
+    res = {}
+    state = pred.init_state(frames_dir)
+    for call in session["calls"]:
+        op = call["op"]
+        if op == "add_new_points_or_box":
+            keys = ("points", "labels", "box", "clear_old_points")
+            kw = {k: call[k] for k in keys if k in call}
+            pred.add_new_points_or_box(state, call["frame_idx"], call["obj_id"], **kw)
+        elif op == "add_new_mask":
+            x0, y0, x1, y1 = call["rect"]
+            m = np.zeros((state["video_height"], state["video_width"]), bool)
+            m[y0:y1, x0:x1] = True
+            pred.add_new_mask(state, call["frame_idx"], call["obj_id"], m)
+        elif op == "propagate_in_video":
+            keys = ("start_frame_idx", "max_frame_num_to_track", "reverse")
+            kw = {k: call[k] for k in keys if k in call}
+            for f, _, masks in pred.propagate_in_video(state, **kw):
+                res[(call["key"], f)] = (masks[:, 0].float().clone(), _frame_scores(state, f))
+        elif op == "remove_object":
+            pred.remove_object(state, call["obj_id"])
+        elif op == "reset_state":
+            pred.reset_state(state)
+        else:
+            raise ValueError(f"unknown op {op!r} in session {session['name']!r}")
+    return res
+
+
+def drift_summary(ref: dict, got: dict) -> dict:
+    """bf16 (`got`) against fp32 (`ref`) over the same replayed propagations.
+
+    Per frame and object: the presence decision is the object score's sign (> 0: present);
+    on frames where both find the object, the largest |logit difference|, the logit scale
+    max |fp32 logit|, and the IoU of the two masks on the pixels where |fp32 logit| > 0.05.
+    """
+    err, scale, ious = [], [], []
+    n_obj = flips = absent = 0
+    for key, (r_masks, r_scores) in ref.items():
+        g_masks, g_scores = got[key]
+        for r, g, rs, gs in zip(r_masks, g_masks, r_scores, g_scores, strict=True):
             n_obj += 1
-            present_r, present_g = bool(r.max() > -1000), bool(g.max() > -1000)
+            present_r, present_g = bool(rs > 0), bool(gs > 0)
             flips += present_r != present_g
             if not (present_r and present_g):
+                absent += present_r == present_g
                 continue
             err.append(float((g - r).abs().max()))
             scale.append(float(r.abs().max()))
@@ -229,14 +239,68 @@ def run_drift(sessions: list[str] | None = None) -> dict:
             union = int((a | b).sum())
             ious.append(1.0 if union == 0 else int((a & b).sum()) / union)
     return {
+        "frames": len(ref),
         "frames_objects": n_obj,
         "presence_flips": flips,
-        "max_abs_logit_error": max(err),
-        "median_abs_logit_error": float(np.median(err)),
-        "median_logit_scale": float(np.median(scale)),
-        "mask_iou_sure_pixels_min": min(ious),
-        "mask_iou_sure_pixels_mean": float(np.mean(ious)),
+        "both_absent": absent,
+        "max_abs_logit_error": max(err) if err else None,
+        "median_abs_logit_error": float(np.median(err)) if err else None,
+        "median_logit_scale": float(np.median(scale)) if scale else None,
+        "mask_iou_sure_pixels_min": min(ious) if ious else None,
+        "mask_iou_sure_pixels_mean": float(np.mean(ious)) if ious else None,
     }
+
+
+def run_drift(sessions: list[str] | None = None) -> dict:
+    """bf16 vs fp32 tracking of the fixture model over the fixture sessions' propagations
+    (every session of the fixture manifest unless `sessions` names some), per session and
+    over all of them."""
+    from tests.video.conftest import CKPT, CONFIG, VIDEO, manifest
+
+    from samkit import build_sam2_video_predictor
+
+    available = [s["name"] for s in manifest()["sessions"]]
+    unknown = sorted(set(sessions or ()) - set(available))
+    if unknown:
+        raise ValueError(f"unknown fixture sessions {unknown}; expected some of {available}")
+    chosen = [s for s in manifest()["sessions"] if not sessions or s["name"] in sessions]
+    load_before = os.getloadavg()
+    outs: dict[str, dict] = {}
+    for name, dt in DTYPES.items():
+        pred = build_sam2_video_predictor(CONFIG, CKPT, dtype=dt, fill_hole_area=0)
+        for session in chosen:
+            res = replay_session(pred, session, str(VIDEO / "frames"))
+            outs.setdefault(name, {}).update({(session["name"], *k): v for k, v in res.items()})
+    ref, got = outs["float32"], outs["bfloat16"]
+    per_session = {}
+    for session in chosen:
+        keys = [k for k in ref if k[0] == session["name"]]
+        per_session[session["name"]] = drift_summary(
+            {k: ref[k] for k in keys}, {k: got[k] for k in keys}
+        )
+    return {
+        "sessions": per_session,
+        "overall": drift_summary(ref, got),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+    }
+
+
+def print_drift(r: dict) -> None:
+    """One line per session and one for all of them."""
+    for name, d in [*r["sessions"].items(), ("overall", r["overall"])]:
+        if d["max_abs_logit_error"] is None:
+            print(f"{name}: {d['frames_objects']} frame-objects, none present in both", flush=True)
+            continue
+        print(
+            f"{name}: {d['frames_objects']} frame-objects ({d['frames']} frames), "
+            f"presence flips {d['presence_flips']}, logit |diff| max "
+            f"{d['max_abs_logit_error']:.4f} median {d['median_abs_logit_error']:.4f} vs "
+            f"median scale {d['median_logit_scale']:.3f}, sure-pixel IoU min "
+            f"{d['mask_iou_sure_pixels_min']:.4f} mean {d['mask_iou_sure_pixels_mean']:.4f}",
+            flush=True,
+        )
+    print(f"load average before {r['loadavg_before']}, after {r['loadavg_after']}", flush=True)
 
 
 def main() -> None:
@@ -258,8 +322,8 @@ def main() -> None:
         return
     if args.drift:
         r = run_drift(args.sessions)
-        print(r)
         write_json("video_drift", r, args.out)
+        print_drift(r)
         return
     frames = synthetic_frames(args.frames)
     peaks = {d: matmul_gflops(DTYPES[d]) for d in args.dtypes}
