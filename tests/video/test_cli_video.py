@@ -50,7 +50,8 @@ def shapes_clip(tmp_path_factory):
         (["--box", "0:1:5,5,500,9"], r"--box 0:1:5,5,500,9: the box is outside the 128x96 frame"),
         ([], "no prompts"),
         (["--point", "0:1:5,5", "--start-frame", "9"], "--start-frame 9 is outside the video"),
-        (["--point", "0:1:5,5", "--max-frames", "-2"], "--max-frames must be >= 0"),
+        (["--point", "0:1:5,5", "--max-frames", "-2"], "--max-frames must be >= 1"),
+        (["--point", "0:1:5,5", "--max-frames", "0"], "--max-frames must be >= 1"),
         (["--point", "0:1:5,5", "--model", "vit_b"], "--model vit_b: video tracking needs a SAM 2"),
     ],
 )
@@ -228,7 +229,7 @@ def test_interrupted_track_leaves_no_partial_file(shapes_clip, tmp_path, capsys,
 
     real_render = overlay.render_overlay
     monkeypatch.setattr(overlay, "render_overlay", render)
-    argv = ["track", str(shapes_clip["folder"]), "--out", str(out), "--max-frames", "1"]
+    argv = ["track", str(shapes_clip["folder"]), "--out", str(out), "--max-frames", "2"]
     code, _, _ = run([*argv, *PROMPTS, *MODEL], capsys)
     assert code == 130 and len(calls) == 2
     assert sorted(p.name for p in out.iterdir()) == ["annotations.json", "masks"]
@@ -248,7 +249,7 @@ def test_track_reverse_both_and_bounded(shapes_clip, tmp_path, capsys):
             "3:1:30,40",
             "--reverse",
             "--max-frames",
-            "1",
+            "2",
             "--no-overlay",
             *MODEL,
         ],
@@ -268,15 +269,33 @@ def test_track_reverse_both_and_bounded(shapes_clip, tmp_path, capsys):
             "2:1:30,40",
             "--both-directions",
             "--max-frames",
-            "1",
+            "2",
             *MODEL,
         ],
         capsys,
     )
     assert code == 0, err
-    assert json.loads(stdout)["frames"] == 3  # frames 1..3: one back, one forward and the start
+    assert json.loads(stdout)["frames"] == 3  # frames 1..3: 2 back and 2 forward, sharing 2
     with av.open(str(out / "overlay.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 3
+
+
+@needs_predictor
+def test_track_max_frames_writes_exactly_that_many_frames(shapes_clip, tmp_path, capsys):
+    out = tmp_path / "bounded"
+    argv = ["track", str(shapes_clip["folder"]), "--out", str(out), "--max-frames", "3"]
+    code, stdout, err = run([*argv, "--point", "0:1:30,40", "--no-overlay", *MODEL], capsys)
+    assert code == 0, err
+    assert "(3 frames per pass)" in err
+    assert json.loads(stdout)["frames"] == 3
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [
+        "00000.png",
+        "00001.png",
+        "00002.png",
+    ]
+    doc = json.loads((out / "annotations.json").read_text())
+    tracked = [s is not None for s in doc["annotations"][0]["segmentations"]]
+    assert tracked == [True, True, True, False]
 
 
 @needs_predictor

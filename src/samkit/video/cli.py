@@ -65,7 +65,10 @@ def add_parsers(sub: Any) -> None:
         "--max-frames",
         type=int,
         default=None,
-        help="track at most this many frames after the start frame (default: to the end)",
+        metavar="N",
+        help="track at most N frames per direction, the start frame included: N mask PNGs "
+        "(2N-1 with --both-directions, which share the start frame), fewer where the video "
+        "ends first (default: to the end)",
     )
     d = t.add_mutually_exclusive_group()
     d.add_argument("--reverse", action="store_true", help="track backwards from the start frame")
@@ -169,8 +172,13 @@ def cmd_track(args: argparse.Namespace) -> int:
     from samkit.video.sources import open_video
     from samkit.video.track import frames_to_track, track_video
 
-    if args.max_frames is not None and args.max_frames < 0:
-        raise CliError(f"--max-frames must be >= 0, got {args.max_frames}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise CliError(
+            f"--max-frames must be >= 1 (frames per direction, the start frame included), "
+            f"got {args.max_frames}"
+        )
+    # propagate_in_video's max_frame_num_to_track counts the frames after the start frame
+    after_start = None if args.max_frames is None else args.max_frames - 1
     if args.fps is not None and not args.fps > 0:
         raise CliError(f"--fps must be positive, got {args.fps}")
     path = Path(args.video)
@@ -190,7 +198,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     direction = "both" if args.both_directions else "reverse" if reverse else "forward"
     if not args.quiet:
         total = frames_to_track(
-            n, [p.frame for p in prompts], args.start_frame, args.max_frames, reverse
+            n, [p.frame for p in prompts], args.start_frame, after_start, reverse
         )
         print(
             f"{path.name}: {n} frames {w}x{h}, {len({p.obj_id for p in prompts})} objects, "
@@ -203,7 +211,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         prompts,
         args.out,
         start_frame=args.start_frame,
-        max_frames=args.max_frames,
+        max_frames=after_start,
         direction=direction,
         overlay=not args.no_overlay,
         fps=args.fps,
