@@ -287,6 +287,26 @@ def test_fetch_offline_says_what_to_do(monkeypatch, tmp_path):
     assert _files(cache) == []
 
 
+def test_download_command_offline_says_what_the_user_can_do(monkeypatch, tmp_path, capsys):
+    from samkit.cli import build_parser, main
+
+    url = f"http://127.0.0.1:{_closed_port()}/sam_offline.pth"
+    monkeypatch.setitem(
+        configs.VARIANTS, "test_offline", configs.Variant("test_offline", "sam1", None, url, None)
+    )
+    cache = tmp_path / "c"
+    code = main(["download", "test_offline", "--cache-dir", str(cache)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert url in err and str(cache / "sam_offline.pth") in err
+    assert "samkit download test_offline" in err  # then verifies the file put there
+    assert "--cache-dir" in err and "--checkpoint PATH" in err
+    assert "--random-weights" not in err  # download has no such flag
+    args = build_parser().parse_args(["download", "x"])
+    assert not hasattr(args, "random_weights")
+    assert _files(cache) == []
+
+
 def test_fetch_404_is_unavailable(server, monkeypatch, tmp_path):
     base, _, _ = server
     monkeypatch.setitem(

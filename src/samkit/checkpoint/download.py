@@ -249,6 +249,19 @@ def _unavailable_message(name: str, url: str, path: Path, reason: str) -> str:
     )
 
 
+def download_advice(name: str, url: str | None, path: Path | None, reason: str | None) -> str:
+    """What `samkit download NAME` says when the file cannot be fetched: how to get it into the
+    cache by hand, and that the other commands can use a file kept elsewhere (`download` itself
+    has no --checkpoint or --random-weights)."""
+    return (
+        f"could not download the checkpoint for {name!r} ({reason or 'no reason given'}). "
+        f"Fetch {url} another way (a browser, curl, another machine) and put the file at {path}; "
+        f"`samkit download {name}` then checks its sha256 (--cache-dir DIR or the SAMKIT_CACHE "
+        "environment variable picks another folder). A file kept elsewhere needs no download: "
+        "the other commands (segment, auto, embed, track, ...) take --checkpoint PATH."
+    )
+
+
 def _read_stamp(stamp: Path) -> dict | None:
     try:
         data = json.loads(stamp.read_text())

@@ -268,9 +268,13 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from samkit.checkpoint import fetch_checkpoint
+    from samkit.checkpoint import CheckpointUnavailableError, fetch_checkpoint
+    from samkit.checkpoint.download import download_advice
 
-    path = fetch_checkpoint(args.variant, args.cache_dir, progress=True)
+    try:
+        path = fetch_checkpoint(args.variant, args.cache_dir, progress=True)
+    except CheckpointUnavailableError as e:  # its advice (--random-weights) is for other commands
+        raise CliError(download_advice(args.variant, e.url, e.path, e.reason)) from None
     print(path)
     return 0
 
