@@ -299,6 +299,21 @@ def test_track_max_frames_writes_exactly_that_many_frames(shapes_clip, tmp_path,
 
 
 @needs_predictor
+def test_track_reverse_starts_at_the_last_prompted_frame(shapes_clip, tmp_path, capsys):
+    out = tmp_path / "rev_default"
+    argv = ["track", str(shapes_clip["folder"]), "--out", str(out), "--reverse", "--no-overlay"]
+    code, stdout, err = run([*argv, "--point", "1:1:30,40", "--point", "2:2:60,50", *MODEL], capsys)
+    assert code == 0, err
+    assert "(3 frames per pass)" in err
+    assert json.loads(stdout)["frames"] == 3
+    assert sorted(p.name for p in (out / "masks").iterdir()) == [
+        "00000.png",
+        "00001.png",
+        "00002.png",
+    ]
+
+
+@needs_predictor
 def test_eval_video_on_a_tiny_davis_folder(tmp_path, capsys):
     root = make_davis(tmp_path / "davis", videos=("a", "b"), n=3, h=H, w=W)
     out = tmp_path / "eval"

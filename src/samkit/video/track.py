@@ -72,14 +72,22 @@ def frames_to_track(
     max_frames: int | None,
     reverse: bool,
 ) -> int:
-    """How many frames one `propagate_in_video` call yields (the official range rule)."""
-    if start_frame is None:
-        start_frame = max(prompt_frames) if reverse else min(prompt_frames)
+    """How many frames one `propagate_in_video` call yields (the official range rule: none in
+    reverse from frame 0) from `start_frame_for(prompt_frames, start_frame, reverse)`."""
+    start_frame = start_frame_for(prompt_frames, start_frame, reverse)
     if max_frames is None:
         max_frames = num_frames
     if reverse:
-        return start_frame - max(start_frame - max_frames, 0) + 1
+        return start_frame - max(start_frame - max_frames, 0) + 1 if start_frame > 0 else 0
     return min(start_frame + max_frames, num_frames - 1) - start_frame + 1
+
+
+def start_frame_for(prompt_frames: Sequence[int], start_frame: int | None, reverse: bool) -> int:
+    """The frame a pass starts from: `start_frame`, else the first prompted frame (the last one
+    in reverse; `propagate_in_video` alone would start every pass at the first)."""
+    if start_frame is not None:
+        return start_frame
+    return max(prompt_frames) if reverse else min(prompt_frames)
 
 
 def object_scores(predictor: Any, state: Any, frame_idx: int, obj_ids: Sequence[int]) -> list:
@@ -126,9 +134,9 @@ def track_video(
         src: the `VideoFrames` of the video (`samkit.video.open_video`).
         prompts: from `samkit.video.track_prompts.resolve_prompts`.
         out: output folder.
-        start_frame, max_frames: `propagate_in_video`'s `start_frame_idx` and
-            `max_frame_num_to_track`.
-        direction: "forward", "reverse" or "both" (forward, then reverse from the same start).
+        start_frame, max_frames: `propagate_in_video`'s `start_frame_idx` (None: the first
+            prompted frame forward, the last one in reverse) and `max_frame_num_to_track`.
+        direction: "forward", "reverse" or "both" (forward, then reverse).
         overlay: also write overlay.mp4.
         fps: overlay frame rate (default: the video's, else 24).
         video_name: the name in annotations.json.
@@ -160,8 +168,9 @@ def track_video(
     rec = VisRecorder(n, h, w, [f"{x}.jpg" for x in names] if names else None)
     written: dict[int, Path] = {}
     for reverse in passes:
+        start = start_frame_for(pframes, start_frame, reverse)
         for frame_idx, obj_ids, logits in predictor.propagate_in_video(
-            state, start_frame_idx=start_frame, max_frame_num_to_track=max_frames, reverse=reverse
+            state, start_frame_idx=start, max_frame_num_to_track=max_frames, reverse=reverse
         ):
             masks = (logits > 0).reshape(len(obj_ids), h, w).cpu().numpy()
             ids = [int(o) for o in obj_ids]

@@ -1,0 +1,46 @@
+"""`frames_to_track` / `start_frame_for` (samkit track's frame counts) against what
+`propagate_in_video` really yields, on the small fixture-sized model."""
+
+from __future__ import annotations
+
+import pytest
+
+from samkit.video.track import frames_to_track, start_frame_for
+from tests.video.conftest import random_frames
+
+N = 5
+
+
+@pytest.fixture(scope="module")
+def prompted(small):
+    state = small.init_state(random_frames(N))
+    small.add_new_points_or_box(state, 1, 1, points=[[20, 20]], labels=[1])
+    small.add_new_points_or_box(state, 3, 2, points=[[40, 30]], labels=[1])
+    return state
+
+
+@pytest.mark.parametrize(
+    ("start", "count", "reverse"),
+    [
+        (None, None, False),
+        (None, None, True),
+        (None, 1, True),
+        (0, None, True),  # reverse from frame 0 yields nothing (the official rule)
+        (0, 2, False),
+        (4, 3, False),
+        (4, 0, True),
+        (2, 1, True),
+    ],
+)
+def test_counts_equal_the_frames_yielded(small, prompted, start, count, reverse):
+    begin = start_frame_for([1, 3], start, reverse)
+    assert begin == (start if start is not None else 3 if reverse else 1)
+    got = [
+        f
+        for f, _, _ in small.propagate_in_video(
+            prompted, start_frame_idx=begin, max_frame_num_to_track=count, reverse=reverse
+        )
+    ]
+    assert frames_to_track(N, [1, 3], start, count, reverse) == len(got)
+    if got:
+        assert got[0] == begin
