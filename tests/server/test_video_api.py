@@ -239,3 +239,30 @@ def test_image_only_sam2_checkpoint_answers_400(tmp_path, clip):
         assert "memory modules" in c.get("/api/videos").json()["reason"]
         r = c.post("/api/videos", content=clip.read_bytes())
         assert r.status_code == 400 and "memory modules" in r.json()["detail"]
+
+
+def _prompted_video(client, clip, prompts: list[tuple[int, int, tuple[float, float]]]) -> str:
+    vid = client.post("/api/videos", content=clip.read_bytes()).json()["video_id"]
+    for frame, obj_id, xy in prompts:
+        body = {"frame": frame, "obj_id": obj_id, "points": [list(xy)], "labels": [1]}
+        assert client.post(f"/api/videos/{vid}/prompts", json=body).status_code == 200
+    return vid
+
+
+def _track(client, vid: str, body: dict) -> tuple[int, dict]:
+    r = client.post(f"/api/videos/{vid}/track", json=body)
+    assert r.status_code == 202, r.text
+    st = _wait_track(client, vid)
+    assert st["status"] == "done", st
+    client.delete(f"/api/videos/{vid}")
+    return r.json()["total"], st
+
+
+def test_reverse_starts_at_the_last_prompted_frame(client, clip):
+    """As `samkit track --reverse`: from the last prompted frame, the total = the frames yielded."""
+    vid = _prompted_video(client, clip, [(1, 1, CLICK), (2, 2, (50.0, 30.0))])
+    total, st = _track(client, vid, {"direction": "reverse"})
+    assert st["frames"] == [2, 1, 0] and total == st["done"] == 3
+    vid = _prompted_video(client, clip, [(1, 1, CLICK), (2, 2, (50.0, 30.0))])
+    total, st = _track(client, vid, {"direction": "both"})
+    assert st["frames"] == [1, 2, 3, 2, 1, 0] and total == st["done"] == 6

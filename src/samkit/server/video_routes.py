@@ -14,7 +14,8 @@ API (JSON unless said; coordinates in video pixels; frames numbered from 0):
   while tracking.
 - `DELETE /api/videos/{id}/objects/{obj_id}`: removes an object (404 if unknown).
 - `POST /api/videos/{id}/track`, body `{direction: forward|reverse|both, start_frame, max_frames}`:
-  starts tracking in the background (202). `GET .../track?since=N`: progress (`status`, `done`,
+  starts tracking in the background (202) from `start_frame` (default: the first prompted frame,
+  the last one in reverse, as `samkit track`). `GET .../track?since=N`: progress (`status`, `done`,
   `total`, `frames_per_s`, `eta_s`) and the frames tracked after the first N (poll it to receive
   results as they come). `DELETE .../track` cancels.
 - `GET /api/videos/{id}/masks/{t}`: the objects on frame t in the latest results.

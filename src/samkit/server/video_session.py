@@ -31,7 +31,13 @@ from PIL import Image
 
 from samkit.server.threads import run_in_fresh_thread
 from samkit.video.formats import VisRecorder, label_map, read_label_png, write_palette_png
-from samkit.video.track import DIRECTIONS, frames_to_track, object_scores, write_overlay
+from samkit.video.track import (
+    DIRECTIONS,
+    frames_to_track,
+    object_scores,
+    start_frame_for,
+    write_overlay,
+)
 from samkit.video.track_prompts import VideoPrompt
 
 
@@ -243,7 +249,17 @@ class VideoSession:
             self.version += 1
 
     def start_track(self, start_frame: int | None, max_frames: int | None, direction: str) -> None:
-        """Check the request and create the job (run it with `track`)."""
+        """Check the request and create the job (run it with `track`).
+
+        Args:
+            start_frame: the frame every pass starts from; None: the first prompted frame
+                forward, the last one in reverse (`samkit.video.track.start_frame_for`).
+            max_frames: `propagate_in_video`'s `max_frame_num_to_track` (None: to the end).
+            direction: "forward", "reverse" or "both" (forward, then reverse).
+
+        Raises:
+            VideoBusyError: a job is running. ValueError: a request that makes no sense here.
+        """
         if self.tracking:
             raise VideoBusyError("the video is already being tracked")
         if direction not in DIRECTIONS:
@@ -254,14 +270,16 @@ class VideoSession:
             raise ValueError(
                 f"start_frame {start_frame} is outside the video (frames 0..{self.num_frames - 1})"
             )
-        passes = {"forward": [False], "reverse": [True], "both": [False, True]}[direction]
         pframes = [t for t, _ in self.prompts]
+        passes = {"forward": [False], "reverse": [True], "both": [False, True]}[direction]
+        # (reverse, start frame) of each pass: as `samkit track`, reverse from the last prompt
+        self._passes = [(r, start_frame_for(pframes, start_frame, r)) for r in passes]
+        self._count = max_frames
         total = sum(
-            frames_to_track(self.num_frames, pframes, start_frame, max_frames, r) for r in passes
+            frames_to_track(self.num_frames, pframes, start, max_frames, r)
+            for r, start in self._passes
         )
         self.job = TrackJob(total, direction)
-        self._passes = passes
-        self._range = (start_frame, max_frames)
 
     def track(self) -> None:
         """Run the job made by `start_track`: propagate and store every frame as it comes."""
@@ -272,10 +290,12 @@ class VideoSession:
                 for t in list(self.results):
                     self.results.pop(t).unlink(missing_ok=True)
                 self.recorder = VisRecorder(self.num_frames, self.height, self.width)
-            start, count = self._range
-            for reverse in self._passes:
+            for reverse, start in self._passes:
                 for t, ids, logits in self.predictor.propagate_in_video(
-                    self.state, start_frame_idx=start, max_frame_num_to_track=count, reverse=reverse
+                    self.state,
+                    start_frame_idx=start,
+                    max_frame_num_to_track=self._count,
+                    reverse=reverse,
                 ):
                     self._store(t, ids, logits)
                     job.order.append(t)
