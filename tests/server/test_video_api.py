@@ -266,3 +266,20 @@ def test_reverse_starts_at_the_last_prompted_frame(client, clip):
     vid = _prompted_video(client, clip, [(1, 1, CLICK), (2, 2, (50.0, 30.0))])
     total, st = _track(client, vid, {"direction": "both"})
     assert st["frames"] == [1, 2, 3, 2, 1, 0] and total == st["done"] == 6
+
+
+def test_max_frames_counts_the_start_frame(client, clip):
+    """max_frames N: N frames per direction, the start frame included (`samkit track`'s N)."""
+    vid = _prompted_video(client, clip, [(0, 1, CLICK)])
+    total, st = _track(client, vid, {"max_frames": 2})
+    assert st["frames"] == [0, 1] and total == st["done"] == 2
+    vid = _prompted_video(client, clip, [(0, 1, CLICK)])
+    total, st = _track(client, vid, {"direction": "both", "start_frame": 2, "max_frames": 2})
+    assert st["frames"] == [2, 3, 2, 1] and total == st["done"] == 4
+    vid = _prompted_video(client, clip, [(0, 1, CLICK)])
+    for bad in (0, -1):
+        r = client.post(f"/api/videos/{vid}/track", json={"max_frames": bad})
+        assert r.status_code == 422, r.text
+        assert "max_frames must be >= 1" in r.json()["detail"], r.text
+        assert "start frame included" in r.json()["detail"]
+    client.delete(f"/api/videos/{vid}")

@@ -1,11 +1,11 @@
-"""`frames_to_track` / `start_frame_for` (samkit track's frame counts) against what
+"""`frames_to_track` / `start_frame_for` / `frames_after_start` (samkit track's frame counts) against what
 `propagate_in_video` really yields, on the small fixture-sized model."""
 
 from __future__ import annotations
 
 import pytest
 
-from samkit.video.track import frames_to_track, start_frame_for
+from samkit.video.track import frames_after_start, frames_to_track, start_frame_for
 from tests.video.conftest import random_frames
 
 N = 5
@@ -44,3 +44,18 @@ def test_counts_equal_the_frames_yielded(small, prompted, start, count, reverse)
     assert frames_to_track(N, [1, 3], start, count, reverse) == len(got)
     if got:
         assert got[0] == begin
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_frames_after_start_yields_that_many_frames(small, prompted, reverse):
+    for n in (1, 2, 3):
+        count = frames_after_start(n)
+        got = list(
+            small.propagate_in_video(
+                prompted, start_frame_idx=3, max_frame_num_to_track=count, reverse=reverse
+            )
+        )
+        assert len(got) == min(n, 2 if not reverse else 4)
+    assert frames_after_start(None) is None
+    with pytest.raises(ValueError, match=r"--max-frames must be >= 1 .* got 0"):
+        frames_after_start(0, "--max-frames")

@@ -15,9 +15,11 @@ API (JSON unless said; coordinates in video pixels; frames numbered from 0):
 - `DELETE /api/videos/{id}/objects/{obj_id}`: removes an object (404 if unknown).
 - `POST /api/videos/{id}/track`, body `{direction: forward|reverse|both, start_frame, max_frames}`:
   starts tracking in the background (202) from `start_frame` (default: the first prompted frame,
-  the last one in reverse, as `samkit track`). `GET .../track?since=N`: progress (`status`, `done`,
-  `total`, `frames_per_s`, `eta_s`) and the frames tracked after the first N (poll it to receive
-  results as they come). `DELETE .../track` cancels.
+  the last one in reverse, as `samkit track`), at most `max_frames` frames per direction, the
+  start frame included (as `samkit track --max-frames`; default: to the end; 422 below 1).
+  `GET .../track?since=N`: progress (`status`, `done`, `total`, `frames_per_s`, `eta_s`) and the
+  frames tracked after the first N (poll it to receive results as they come). `DELETE .../track`
+  cancels.
 - `GET /api/videos/{id}/masks/{t}`: the objects on frame t in the latest results.
 - `GET /api/videos/{id}/download/masks.zip | annotations.json | overlay.mp4`: the `samkit track`
   outputs (palette PNGs, YouTube-VIS JSON, overlay video); 409 before any result.
@@ -60,7 +62,7 @@ class TrackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     direction: str = "forward"
     start_frame: int | None = None
-    max_frames: int | None = Field(None, ge=0)
+    max_frames: int | None = None  # >= 1, checked by VideoSession.start_track
 
 
 def _check_prompt(p: VideoPromptIn, s: VideoSession) -> None:

@@ -33,6 +33,7 @@ from samkit.server.threads import run_in_fresh_thread
 from samkit.video.formats import VisRecorder, label_map, read_label_png, write_palette_png
 from samkit.video.track import (
     DIRECTIONS,
+    frames_after_start,
     frames_to_track,
     object_scores,
     start_frame_for,
@@ -249,17 +250,10 @@ class VideoSession:
             self.version += 1
 
     def start_track(self, start_frame: int | None, max_frames: int | None, direction: str) -> None:
-        """Check the request and create the job (run it with `track`).
-
-        Args:
-            start_frame: the frame every pass starts from; None: the first prompted frame
-                forward, the last one in reverse (`samkit.video.track.start_frame_for`).
-            max_frames: `propagate_in_video`'s `max_frame_num_to_track` (None: to the end).
-            direction: "forward", "reverse" or "both" (forward, then reverse).
-
-        Raises:
-            VideoBusyError: a job is running. ValueError: a request that makes no sense here.
-        """
+        """Check the request and create the job (run it with `track`), as `samkit track`: every
+        pass starts at `start_frame` (None: the first prompted frame, the last one in reverse)
+        and tracks at most `max_frames` >= 1 frames, the start frame included (None: to the end).
+        `direction`: "forward", "reverse" or "both". Raises VideoBusyError or ValueError."""
         if self.tracking:
             raise VideoBusyError("the video is already being tracked")
         if direction not in DIRECTIONS:
@@ -270,14 +264,14 @@ class VideoSession:
             raise ValueError(
                 f"start_frame {start_frame} is outside the video (frames 0..{self.num_frames - 1})"
             )
+        count = frames_after_start(max_frames)
         pframes = [t for t, _ in self.prompts]
         passes = {"forward": [False], "reverse": [True], "both": [False, True]}[direction]
         # (reverse, start frame) of each pass: as `samkit track`, reverse from the last prompt
         self._passes = [(r, start_frame_for(pframes, start_frame, r)) for r in passes]
-        self._count = max_frames
+        self._count = count
         total = sum(
-            frames_to_track(self.num_frames, pframes, start, max_frames, r)
-            for r, start in self._passes
+            frames_to_track(self.num_frames, pframes, start, count, r) for r, start in self._passes
         )
         self.job = TrackJob(total, direction)
 

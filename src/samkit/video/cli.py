@@ -170,15 +170,12 @@ def _prompts_from_args(args: argparse.Namespace, n: int, h: int, w: int) -> list
 
 def cmd_track(args: argparse.Namespace) -> int:
     from samkit.video.sources import open_video
-    from samkit.video.track import frames_to_track, track_video
+    from samkit.video.track import frames_after_start, frames_to_track, track_video
 
-    if args.max_frames is not None and args.max_frames < 1:
-        raise CliError(
-            f"--max-frames must be >= 1 (frames per direction, the start frame included), "
-            f"got {args.max_frames}"
-        )
-    # propagate_in_video's max_frame_num_to_track counts the frames after the start frame
-    after_start = None if args.max_frames is None else args.max_frames - 1
+    try:  # propagate_in_video's max_frame_num_to_track counts the frames after the start frame
+        after_start = frames_after_start(args.max_frames, "--max-frames")
+    except ValueError as e:
+        raise CliError(str(e)) from None
     if args.fps is not None and not args.fps > 0:
         raise CliError(f"--fps must be positive, got {args.fps}")
     path = Path(args.video)

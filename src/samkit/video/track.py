@@ -82,6 +82,24 @@ def frames_to_track(
     return min(start_frame + max_frames, num_frames - 1) - start_frame + 1
 
 
+def frames_after_start(max_frames: int | None, name: str = "max_frames") -> int | None:
+    """`propagate_in_video`'s `max_frame_num_to_track` (the frames after the start frame) for at
+    most `max_frames` frames per direction, the start frame included: what `samkit track
+    --max-frames` and the web app's `max_frames` mean. None (to the end of the video) stays None.
+
+    Raises:
+        ValueError: `max_frames` < 1 (the message calls it `name`).
+    """
+    if max_frames is None:
+        return None
+    if max_frames < 1:
+        raise ValueError(
+            f"{name} must be >= 1 (frames per direction, the start frame included), "
+            f"got {max_frames}"
+        )
+    return max_frames - 1
+
+
 def start_frame_for(prompt_frames: Sequence[int], start_frame: int | None, reverse: bool) -> int:
     """The frame a pass starts from: `start_frame`, else the first prompted frame (the last one
     in reverse; `propagate_in_video` alone would start every pass at the first)."""
