@@ -31,18 +31,36 @@ def axial_rope_tables(
     return torch.cos(angles), torch.sin(angles)
 
 
+def interleave_tables(cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+    """(n, D/2) cos / sin tables -> (n, D) tables `[c0, c0, c1, c1, ...]`, `[-s0, s0, -s1, s1, ...]`
+    for `rotate`."""
+    return cos.repeat_interleave(2, dim=-1), torch.stack((-sin, sin), dim=-1).flatten(-2)
+
+
+def rotate(x: Tensor, cos2: Tensor, sin2: Tensor, out: Tensor | None = None) -> Tensor:
+    """RoPE with interleaved tables (n, D) (see `interleave_tables`) on x (..., N, D), N = r * n.
+
+    `x * cos2 + swap_pairs(x) * sin2` in float32: the official complex product's terms, in two
+    passes over x instead of six. The result is written into `out` (any dtype, x's shape) when
+    given, else returned in x's dtype.
+    """
+    *lead, n_tok, d = x.shape
+    n = cos2.shape[0]
+    xf = x.float().reshape(*lead, n_tok // n, n, d)
+    swapped = xf.unflatten(-1, (d // 2, 2)).flip(-1).flatten(-2)
+    rot = (xf * cos2).addcmul_(swapped, sin2).reshape(x.shape)
+    if out is None:
+        return rot.to(x.dtype)
+    return out.copy_(rot)
+
+
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate the channel pairs of x (..., N, D) by tables (n, D/2) with N a multiple of n.
 
     N = r * n tokens (r memory frames of the same grid) reuse the table r times. Computed in
     float32 and returned in x's dtype.
     """
-    *lead, n_tok, d = x.shape
-    n = cos.shape[0]
-    xf = x.float().reshape(*lead, n_tok // n, n, d // 2, 2)
-    x0, x1 = xf[..., 0], xf[..., 1]
-    out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
-    return out.reshape(x.shape).to(x.dtype)
+    return rotate(x, *interleave_tables(cos, sin))
 
 
 class RoPEAttention(Attention):
@@ -72,7 +90,8 @@ class RoPEAttention(Attention):
         self._tables: dict[tuple[int, torch.device], tuple[Tensor, Tensor]] = {}
 
     def rope_tables(self, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        """cos/sin tables for n query tokens (a square grid), cached per (n, device)."""
+        """Interleaved cos/sin tables (n, head dim) for n query tokens (a square grid), cached per
+        (n, device)."""
         key = (n, device)
         tables = self._tables.get(key)
         if tables is None:
@@ -81,7 +100,9 @@ class RoPEAttention(Attention):
                 raise ValueError(f"RoPE attention needs a square grid of queries, got {n} tokens")
             with torch.inference_mode(False), torch.no_grad():
                 hd = self.internal_dim // self.num_heads
-                tables = axial_rope_tables(hd, side, side, self.rope_theta, device)
+                tables = interleave_tables(
+                    *axial_rope_tables(hd, side, side, self.rope_theta, device)
+                )
             self._tables[key] = tables
         return tables
 
@@ -100,11 +121,15 @@ class RoPEAttention(Attention):
                 f"{n_rope} rotated keys for {nq} queries; expected the same number"
                 + (" or a multiple" if self.rope_k_repeat else "")
             )
-        cos, sin = self.rope_tables(nq, q.device)
-        q = apply_rope(q, cos, sin)
-        if n_rope:
-            k_rot = apply_rope(k[:, :, :n_rope], cos, sin)
-            k = torch.cat((k_rot, k[:, :, n_rope:]), dim=2) if num_k_exclude_rope else k_rot
+        cos2, sin2 = self.rope_tables(nq, q.device)
+        q = rotate(q, cos2, sin2)
+        if num_k_exclude_rope and n_rope:
+            k_all = torch.empty_like(k)
+            rotate(k[:, :, :n_rope], cos2, sin2, out=k_all[:, :, :n_rope])
+            k_all[:, :, n_rope:] = k[:, :, n_rope:]
+            k = k_all
+        elif n_rope:
+            k = rotate(k, cos2, sin2)
         out = sdpa(q, k, v)  # (B, nh, Nq, hs)
         b, nh, n, hs = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, nh * hs))
