@@ -47,7 +47,9 @@ def rotate(x: Tensor, cos2: Tensor, sin2: Tensor, out: Tensor | None = None) -> 
     *lead, n_tok, d = x.shape
     n = cos2.shape[0]
     xf = x.float().reshape(*lead, n_tok // n, n, d)
-    swapped = xf.unflatten(-1, (d // 2, 2)).flip(-1).flatten(-2)
+    swapped = torch.empty_like(xf)  # pairs swapped: strided copies beat flip on a size-2 dim
+    swapped[..., 0::2] = xf[..., 1::2]
+    swapped[..., 1::2] = xf[..., 0::2]
     rot = (xf * cos2).addcmul_(swapped, sin2).reshape(x.shape)
     if out is None:
         return rot.to(x.dtype)
