@@ -225,6 +225,7 @@ def resolve_config(
     other = "build_sam" if family == "sam2" else "build_sam2"
     if isinstance(variant_or_config, config_type):
         return variant_or_config, None
+    variant_or_config = _official_yaml_to_variant(variant_or_config, family)
     if isinstance(variant_or_config, os.PathLike) or (
         isinstance(variant_or_config, str)
         and (variant_or_config.endswith(".json") or os.sep in variant_or_config)
@@ -248,6 +249,39 @@ def resolve_config(
         f"{config_type.__name__}, or a config.json "
         f"path; got {type(variant_or_config).__name__}"
     )
+
+
+def _official_yaml_to_variant(variant_or_config: Any, family: Family) -> Any:
+    """The variant name of an official hydra config name such as
+    `configs/sam2.1/sam2.1_hiera_t.yaml` (what official `build_sam2` calls take); anything that
+    is not a `.yaml` / `.yml` name is returned unchanged.
+
+    Raises:
+        ValueError: a YAML name that is no registered variant, or a YAML file that exists (samkit
+            reads no YAML, so a local file may differ from the official config of its name).
+    """
+    if not isinstance(variant_or_config, (str, os.PathLike)):
+        return variant_or_config
+    path = Path(variant_or_config)
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        return variant_or_config
+    expected = (
+        f"pass a variant name (e.g. {'sam2.1_hiera_t' if family == 'sam2' else 'vit_b'!r}) "
+        "or a resolved config.json"
+    )
+    try:
+        name = get_variant(path.stem).name
+    except ValueError:
+        raise ValueError(
+            f"{variant_or_config}: not an official config name (samkit reads no YAML); {expected}; "
+            f"known variants: {', '.join(variant_names(family))}"
+        ) from None
+    if path.is_file():  # a local file may differ from the official config of its name
+        raise ValueError(
+            f"{path}: samkit reads no YAML configs; for the official config pass {name!r}, "
+            "else a resolved config.json"
+        )
+    return name
 
 
 def load_config_json(path: str | Path) -> dict[str, Any]:

@@ -117,7 +117,8 @@ def add_parsers(subparsers: Any) -> None:
         help="interactive mIoU (1/3/5 clicks, box) of a SAM 1 or SAM 2 model on a dataset",
         description="Deterministic click protocol (see samkit.train.evaluate) on every image of "
         "the dataset, or on one side of the fine-tuning split with --split; writes "
-        "DIR/metrics.json (with the evaluated image names) and DIR/miou_vs_clicks.png.",
+        "DIR/metrics.json (with the evaluated image names, --model and --checkpoint; null: random "
+        "weights) and DIR/miou_vs_clicks.png.",
     )
     _add_data_args(ev)
     ev.add_argument(
@@ -227,6 +228,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from samkit.fileio import atomic_write_text
     from samkit.train.datasets import Subset
     from samkit.train.evaluate import evaluate, plot_miou_curve
     from samkit.train.lora import load_adapters
@@ -237,12 +239,19 @@ def run_eval(args: argparse.Namespace) -> int:
         raise ValueError(
             f"the {args.split} split of {args.data} is empty (--val-fraction {args.val_fraction})"
         )
+    if args.checkpoint is None:
+        print(
+            "samkit eval: WARNING: no --checkpoint: evaluating RANDOMLY INITIALISED weights of "
+            f"{args.model} (pass --checkpoint PATH to evaluate trained weights)",
+            file=sys.stderr,
+        )
     model = _load_model(args)
     if args.adapters:
         load_adapters(model, args.adapters)
     metrics = evaluate(model, Subset(ds, names), args.clicks, progress=not args.no_progress)
     metrics["split"] = args.split
     metrics["data"] = str(args.data)
+    metrics["model"], metrics["checkpoint"] = args.model, args.checkpoint  # None: random weights
     if args.split != "all":
         metrics["val_fraction"], metrics["split_seed"] = args.val_fraction, args.split_seed
     shown = ", ".join(names[:20]) + (f", ... (+{len(names) - 20} more)" if len(names) > 20 else "")
@@ -253,7 +262,7 @@ def run_eval(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
     plot_miou_curve(metrics, out / "miou_vs_clicks.png", f"{Path(args.data).name} ({args.split})")
     print(
         json.dumps(

@@ -419,7 +419,7 @@ def prepare_sample(sample: Sample, img_size: int) -> PreparedSample:
     new_h, new_w = get_preprocess_shape(h, w, img_size)
     image = resize_longest_side(sample.image, img_size)
     img_t = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()
-    m = torch.from_numpy(sample.masks).float()[:, None]
+    m = torch.tensor(sample.masks).float()[:, None]  # a copy: masks may be read-only
     if (new_h, new_w) != (h, w):
         m = F.interpolate(m, (new_h, new_w), mode="bilinear", align_corners=False, antialias=True)
     gt = F.pad(m[:, 0], (0, img_size - new_w, 0, img_size - new_h)) >= 0.5

@@ -142,9 +142,9 @@ class Sam2Ops(FamilyOps):
         s = self.img_size
         # Sam2ImagePredictor: uint8 -> [0, 1] float, bilinear + antialias to SxS (Sam2.preprocess
         # skips the resize of an image that already has this size, so the values are the same).
-        img = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1).float()
+        img = torch.tensor(sample.image).permute(2, 0, 1).float()  # a copy: inputs may be read-only
         img = img[None] / 255.0
-        m = torch.from_numpy(sample.masks).float()[:, None]
+        m = torch.tensor(sample.masks).float()[:, None]
         if (h, w) != (s, s):
             img = F.interpolate(img, (s, s), mode="bilinear", align_corners=False, antialias=True)
             m = F.interpolate(m, (s, s), mode="bilinear", align_corners=False, antialias=True)

@@ -291,7 +291,8 @@ class Trainer:
         return evaluate(self.model, self.val_data, clicks or self.cfg.eval_clicks)
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Train to `config.steps` (or `stop_after`), resuming from the latest checkpoint if asked.
+        """Train to `config.steps` (or `stop_after`), resuming from the latest checkpoint if asked;
+        a new run replaces the log and checkpoints of an earlier run in the output folder.
 
         Returns:
             The summary (also written to ``train_summary.json`` when the run completes).
@@ -301,8 +302,10 @@ class Trainer:
         if ckpt is not None:
             self.load(ckpt)
             self._truncate_log()
-        elif (self.out / "log.jsonl").exists():
-            (self.out / "log.jsonl").unlink()
+        else:  # a new run replaces an earlier one in this folder: its log and its checkpoints
+            (self.out / "log.jsonl").unlink(missing_ok=True)
+            for old in (self.out / "checkpoints").glob("step_*"):
+                shutil.rmtree(old, ignore_errors=True)  # else --resume would pick the old run
         end = cfg.steps if cfg.stop_after is None else min(cfg.steps, cfg.stop_after)
         bar = _progress(self.step, cfg.steps, cfg.progress)
         t0, images = time.perf_counter(), 0

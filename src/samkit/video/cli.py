@@ -19,8 +19,8 @@ def _sam2_model_help(p: Any) -> None:
     for action in p._actions:
         if "--model" in action.option_strings:
             action.help = (
-                "a SAM 2 / 2.1 variant (e.g. sam2.1_hiera_t; required) or a SAM 2 config.json "
-                "(then also --checkpoint)"
+                "a SAM 2 / 2.1 variant (e.g. sam2.1_hiera_t) or a SAM 2 config.json (then "
+                "also --checkpoint); optional with --checkpoint of an official size (inferred)"
             )
 
 
@@ -118,12 +118,20 @@ def load_video_predictor(args: argparse.Namespace) -> Any:
         raise CliError("--checkpoint and --random-weights exclude each other")
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise CliError(f"--checkpoint {checkpoint}: no such file")
-    if model is None:
+    if model is None and checkpoint is None:
         raise CliError(
             f"{args.command} needs --model: a SAM 2 variant (e.g. sam2.1_hiera_t) or "
-            "a SAM 2 config.json"
+            "a SAM 2 config.json (or only --checkpoint of an official SAM 2 / 2.1 size)"
         )
-    if model.endswith(".json") or Path(model).is_file():
+    if model is None:  # only a checkpoint: its tensors say the family, the builder the variant
+        from samkit.modeling.family import checkpoint_family
+
+        if checkpoint_family(checkpoint) != "sam2":
+            raise CliError(
+                f"--checkpoint {checkpoint}: not a SAM 2 / 2.1 checkpoint; video tracking "
+                "needs one (e.g. --model sam2.1_hiera_t)"
+            )
+    elif model.endswith(".json") or Path(model).is_file():
         if not Path(model).is_file():
             raise CliError(f"--model {model}: no such config file")
         if _config_family(Path(model)) != "sam2":

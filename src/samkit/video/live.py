@@ -43,10 +43,18 @@ class LiveTracking:
 
         Returns:
             (frame_idx, obj_ids, Ox1xHxW video-res logits).
+
+        Raises:
+            ValueError: no frame yet, a frame that has not arrived, or no prompt yet.
         """
         s = inference_state
         st.refresh_frames(s)
         if frame_idx is None:
+            if s["num_frames"] == 0:
+                raise ValueError(
+                    "track_frame: no frame has arrived yet; add_frame(state, frame) first "
+                    "(or use track_new_frame(state, frame))"
+                )
             frame_idx = s["num_frames"] - 1
         self._check_frame(s, frame_idx)
         self._preflight(s)

@@ -75,7 +75,7 @@ class Sam2VideoPredictor(ObjectEditing, LiveTracking):
     @torch.inference_mode()
     def init_state(
         self,
-        video: Any,
+        video_path: Any,
         offload_video_to_cpu: bool = False,
         offload_state_to_cpu: bool = False,
         async_loading_frames: bool = False,
@@ -83,9 +83,10 @@ class Sam2VideoPredictor(ObjectEditing, LiveTracking):
         """A new tracking state over a video.
 
         Args:
-            video: a folder of JPEG frames (`<index>.jpg`), a video file (PyAV), a sequence of
-                HxWx3 uint8 arrays or PIL images, an iterator of frames (live), or a frame
-                source from `samkit.video.sources.open_video` (e.g. `LiveFrames`).
+            video_path: (the official argument name) a folder of JPEG frames (`<index>.jpg`),
+                a video file (PyAV), a sequence of HxWx3 uint8 arrays or PIL images, an
+                iterator of frames (live), or a frame source from
+                `samkit.video.sources.open_video` (e.g. `LiveFrames`).
             offload_video_to_cpu: accepted for compatibility (frames always stay on the CPU).
             offload_state_to_cpu: keep stored outputs on the CPU.
             async_loading_frames: accepted for compatibility (frames are always decoded lazily).
@@ -96,9 +97,9 @@ class Sam2VideoPredictor(ObjectEditing, LiveTracking):
         from samkit.video.frames import VideoFrames
         from samkit.video.sources import open_video
 
-        frames = video  # any object with the VideoFrames interface is used as is
-        if isinstance(video, VideoFrames) or not hasattr(video, "video_height"):
-            frames = open_video(video, self.image_size)  # checks a VideoFrames' input size
+        frames = video_path  # any object with the VideoFrames interface is used as is
+        if isinstance(video_path, VideoFrames) or not hasattr(video_path, "video_height"):
+            frames = open_video(video_path, self.image_size)  # checks a VideoFrames' input size
         state = st.new_state(frames, self.device, offload_video_to_cpu, offload_state_to_cpu)
         if len(frames):
             self._image_features(state, 0, 1)  # warm up on frame 0, as the official predictor

@@ -153,7 +153,7 @@ def _mask_pixels(raw: _Raw, height: int, width: int) -> dict[int, np.ndarray]:
     path = Path(raw.value)
     if not path.is_file():
         raise ValueError(f"{raw.source}: no such file {path}")
-    lab = read_label_png(path) if _is_label_png(path) else _grey(path, raw.source)
+    lab = read_label_png(path) if _is_label_png(path, raw.source) else _grey(path, raw.source)
     if lab.shape != (height, width):
         raise ValueError(
             f"{raw.source}: the mask is {lab.shape[1]}x{lab.shape[0]}, the video {width}x{height}"
@@ -175,11 +175,14 @@ def _mask_pixels(raw: _Raw, height: int, width: int) -> dict[int, np.ndarray]:
     return {int(raw.obj): lab == int(raw.obj)}
 
 
-def _is_label_png(path: Path) -> bool:
+def _is_label_png(path: Path, source: str) -> bool:
     from PIL import Image
 
-    with Image.open(path) as im:
-        return im.mode in ("P", "L")
+    try:
+        with Image.open(path) as im:
+            return im.mode in ("P", "L")
+    except OSError as e:  # PIL.UnidentifiedImageError included: not an image file
+        raise ValueError(f"{source}: cannot read {path} as a mask image ({e})") from None
 
 
 def _grey(path: Path, source: str) -> np.ndarray:
