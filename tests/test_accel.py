@@ -216,3 +216,28 @@ print(sum(counts[2:]))
     # Measured: 82950 pages by default (every 48 MiB block mapped and faulted in again), 36864
     # tuned (one of the two reused).
     assert pages[True] < pages[False] / 2, pages
+
+
+def test_bf16_sam2_encoder_gives_float32_position_encodings_without_a_round_trip():
+    """The neck's sine encodings come out in the decoder's dtype (float32) straight from the
+    float32 cache: exact values, and the same storage every call (no per-frame cast copies)."""
+    d = FIXTURES / "sam2_tiny"
+    ref = build_sam2(d / "config.json", checkpoint=d / "sam2_tiny.pt")
+    model = build_sam2(d / "config.json", checkpoint=d / "sam2_tiny.pt", dtype=torch.bfloat16)
+    s = model.image_size
+    x = torch.rand(1, 3, s, s)
+    with torch.inference_mode():
+        want = ref.image_encoder(x)["vision_pos_enc"]
+        first = model.image_encoder(x)
+        second = model.image_encoder(x)
+    assert first["backbone_fpn"][0].dtype == torch.float32
+    for a, b, w in zip(first["vision_pos_enc"], second["vision_pos_enc"], want, strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, w, rtol=0, atol=0)
+        assert a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    # back to float32: the encodings follow the encoder's dtype again
+    encoder_to_dtype(model, torch.float32)
+    with torch.inference_mode():
+        again = model.image_encoder(x)["vision_pos_enc"]
+    for a, w in zip(again, want, strict=True):
+        torch.testing.assert_close(a, w, rtol=0, atol=0)

@@ -92,6 +92,11 @@ def encoder_to_dtype(model: nn.Module, dtype: torch.dtype) -> nn.Module:
         if not n.startswith("image_encoder.") and p.is_floating_point()
     ]
     out_dtype = rest[0] if rest else torch.float32
+    from samkit.layers.sine_position import PositionEmbeddingSine
+
+    for mod in encoder.modules():  # encodings are made in the output dtype: no cast round trip
+        if isinstance(mod, PositionEmbeddingSine):
+            mod.out_dtype = None if out_dtype == dtype else out_dtype
     if out_dtype == dtype:
         encoder._samkit_cast_hooks = ()
         return model

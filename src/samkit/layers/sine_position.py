@@ -34,6 +34,10 @@ class PositionEmbeddingSine(nn.Module):
         self.normalize = normalize
         self.scale = 2 * math.pi if scale is None else scale
         self._cache: dict[tuple[int, int, torch.device], Tensor] = {}
+        self._cast: dict[tuple[int, int, torch.device, torch.dtype], Tensor] = {}
+        # Set by `samkit.accel.encoder_to_dtype`: the dtype the encoder's outputs are cast to, so
+        # the encoding comes out in it directly instead of a round trip through the encoder's.
+        self.out_dtype: torch.dtype | None = None
 
     def _encode_axis(self, pos: Tensor) -> Tensor:
         """...xN positions -> ...xNx(num_pos_feats) with interleaved sin/cos."""
@@ -66,6 +70,16 @@ class PositionEmbeddingSine(nn.Module):
         return torch.cat((pos_y, pos_x), dim=-1).permute(2, 0, 1).contiguous()  # (2d, H, W)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Encoding for a BxCxHxW feature map: Bx(2 * num_pos_feats)xHxW, in x's dtype."""
-        pe = self.encode_grid(x.shape[-2], x.shape[-1], x.device)
-        return pe.to(x.dtype)[None].expand(x.shape[0], -1, -1, -1)
+        """Encoding for a BxCxHxW feature map: Bx(2 * num_pos_feats)xHxW, in x's dtype (or
+        `out_dtype` when set). A cached tensor expanded over the batch: do not write to it."""
+        h, w, dtype = x.shape[-2], x.shape[-1], self.out_dtype or x.dtype
+        pe = self.encode_grid(h, w, x.device)
+        if dtype != pe.dtype:
+            key = (h, w, x.device, dtype)
+            cast = self._cast.get(key)
+            if cast is None:
+                with torch.inference_mode(False), torch.no_grad():
+                    cast = pe.to(dtype)
+                self._cast[key] = cast
+            pe = cast
+        return pe[None].expand(x.shape[0], -1, -1, -1)

@@ -93,7 +93,7 @@ class FpnNeck(nn.Module):
                 prev = lateral
             out[i] = prev
             if i < keep:
-                pos[i] = self.position_encoding(prev).to(prev.dtype)
+                pos[i] = self.position_encoding(prev)
         return out[:keep], pos[:keep]  # type: ignore[return-value]
 
 
