@@ -175,6 +175,20 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     torch.manual_seed(args.seed)
     ds, train_names, val_names = _splits(args)
+    if args.checkpoint is None:
+        print(
+            f"samkit finetune: note: no --checkpoint: training {args.model} from RANDOM weights "
+            "(pass --checkpoint PATH, e.g. the file `samkit download NAME` fetches, to fine-tune "
+            "pretrained weights)",
+            file=sys.stderr,
+        )
+    if args.warmup_steps >= args.steps:
+        print(
+            f"samkit finetune: WARNING: --warmup-steps {args.warmup_steps} >= --steps "
+            f"{args.steps}: the learning rate never reaches --lr {args.lr} (it stops at "
+            f"{args.lr * args.steps / max(1, args.warmup_steps):.3g})",
+            file=sys.stderr,
+        )
     model = _load_model(args)
     if args.init_tied_qk:
         init_tied_qk(model, args.init_tied_qk)
