@@ -162,9 +162,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=sorted(DTYPES),
         default="float32",
-        help="float32 (exact, the default) or bfloat16 / float16: image encoder in that dtype, "
-        "decoder matmuls under autocast (bfloat16: about 2.8x faster encoding on CPUs with AMX; "
-        "masks within IoU 0.97 of float32 on the test fixtures). Exports are always float32.",
+        help="float32 (exact, the default) or bfloat16 / float16: the image encoder (and for "
+        "video SAM 2's memory attention and memory encoder) in that dtype, decoder matmuls under "
+        "autocast (bfloat16: about 2.8x faster on CPUs with AMX; masks within IoU 0.97 of "
+        "float32 on the test fixtures). `samkit export onnx` always writes float32.",
     )
 
 
