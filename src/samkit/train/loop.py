@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from samkit.checkpoint import read_state_dict, save_checkpoint
+from samkit.fileio import atomic_write_text
 from samkit.provenance import check_file, of_model, to_metadata
 from samkit.train.config import TrainConfig
 from samkit.train.datasets import PreparedSample, Sample
@@ -281,7 +282,7 @@ class Trainer:
             for ln in path.read_text().splitlines()
             if ln and json.loads(ln).get("step", 0) <= self.step
         ]
-        path.write_text("".join(ln + "\n" for ln in keep))
+        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
     def evaluate(self, clicks: int | None = None) -> dict[str, Any]:
         from samkit.train.evaluate import evaluate
@@ -381,11 +382,11 @@ class Trainer:
             from samkit.train.evaluate import plot_miou_curve
 
             met = self.evaluate()
-            (self.out / "metrics.json").write_text(json.dumps(met, indent=1))
+            atomic_write_text(self.out / "metrics.json", json.dumps(met, indent=1))
             plot_miou_curve(met, self.out / "miou_vs_clicks.png", "validation mIoU vs clicks")
             summary["val"] = {k: v for k, v in met.items() if k != "per_instance"}
             self._log({"step": self.step, "event": "eval", **summary["val"]})
-        (self.out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        atomic_write_text(self.out / "train_summary.json", json.dumps(summary, indent=1))
         return summary
 
 
