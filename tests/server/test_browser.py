@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -38,14 +40,15 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def server_url():
+@contextlib.contextmanager
+def running_server(model: Path, checkpoint: Path) -> Iterator[str]:
+    """`samkit serve` on a free port in a subprocess; yields its URL once /api/info answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [
         sys.executable, "-m", "samkit", "serve", "--port", str(port),
-        "--model", str(SHAPES / "config.json"), "--checkpoint", str(SHAPES / "sam1_shapes.pth"),
+        "--model", str(model), "--checkpoint", str(checkpoint),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen(
@@ -70,6 +73,12 @@ def server_url():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    with running_server(SHAPES / "config.json", SHAPES / "sam1_shapes.pth") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -5,20 +5,14 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import zipfile
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
 from samkit.video.formats import label_map
-from tests.server.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT
+from tests.server.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, running_server
 from tests.video.clips import encode_video, moving_shapes
 from tests.video.conftest import CKPT, CONFIG
 
@@ -34,36 +28,8 @@ CLICK = (20.0, 40.0)  # inside the red square on frame 0
 
 @pytest.fixture(scope="module")
 def sam2_server():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [
-        sys.executable, "-m", "samkit", "serve", "--port", str(port),
-        "--model", str(CONFIG), "--checkpoint", str(CKPT),
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    try:
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "samkit serve did not come up within 90 s"
-            try:
-                if httpx.get(f"{url}/api/info", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+    with running_server(CONFIG, CKPT) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
