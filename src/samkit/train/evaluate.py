@@ -105,10 +105,11 @@ class _Decoder:
         if boxes is not None:
             box_t = ops.to_input_frame(boxes.reshape(-1, 2, 2), prep).reshape(-1, 4)
         low, score, _obj = ops.decode(self.feats, None, points, box_t, mask_input, multimask)
-        if multimask:
-            self.all_masks = (ops.upscale(low, prep) > ops.mask_threshold).cpu().numpy()
-            best = score.argmax(dim=1)
-            low = low[torch.arange(low.shape[0], device=dev), best][:, None]
+        if multimask:  # upscale all three once: the kept mask is one of them
+            rows, best = torch.arange(low.shape[0], device=dev), score.argmax(dim=1)
+            every = ops.upscale(low, prep) > ops.mask_threshold
+            self.all_masks = every.cpu().numpy()
+            return every[rows, best].cpu().numpy(), ops.as_mask_input(low[rows, best][:, None])
         full = ops.upscale(low, prep)[:, 0] > ops.mask_threshold
         return full.cpu().numpy(), ops.as_mask_input(low)
 
