@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -81,29 +82,39 @@ def server_url():
         yield url
 
 
+@contextlib.contextmanager
+def browser_page(url: str, timeout_ms: int, ignore: tuple[str, ...] = ()) -> Iterator[Any]:
+    """A headless Chromium page (Playwright) on `url`. On exit the browser is closed and
+    console / page errors fail the test, except messages containing one of `ignore`."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    messages: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                viewport={"width": 1100, "height": 900}, accept_downloads=True
+            )
+            pg = context.new_page()
+            pg.set_default_timeout(timeout_ms)
+            pg.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))
+            pg.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+            pg.goto(url)
+            yield pg
+        finally:
+            browser.close()
+    errors = [
+        m
+        for m in messages
+        if m.startswith(("error", "pageerror")) and not any(i in m for i in ignore)
+    ]
+    assert not errors, errors
+
+
 @pytest.fixture(scope="module")
 def page(server_url):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    sync_playwright = sync_api.sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(
-            viewport={"width": 1100, "height": 900}, accept_downloads=True
-        )
-        pg = context.new_page()
-        pg.set_default_timeout(60_000)
-        messages: list[str] = []
-        pg.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))
-        pg.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
-        pg.goto(server_url)
+    # the 400 is the deliberate non-image upload of test_segment_everything_and_errors
+    with browser_page(server_url, 60_000, ignore=("status of 400",)) as pg:
         yield pg
-        # the 400 is the deliberate non-image upload of test_segment_everything_and_errors
-        errors = [
-            m for m in messages if m.startswith(("error", "pageerror")) and "status of 400" not in m
-        ]
-        browser.close()
-        assert not errors, errors
 
 
 def _wait_idle(page) -> None:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from samkit.video.formats import label_map
-from tests.server.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, running_server
+from tests.server.test_browser import ARTIFACTS, CHROMIUM, browser_page, running_server
 from tests.video.clips import encode_video, moving_shapes
 from tests.video.conftest import CKPT, CONFIG
 
@@ -34,22 +34,8 @@ def sam2_server():
 
 @pytest.fixture(scope="module")
 def vpage(sam2_server):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(
-            viewport={"width": 1100, "height": 900}, accept_downloads=True
-        )
-        pg = context.new_page()
-        pg.set_default_timeout(120_000)
-        messages: list[str] = []
-        pg.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))
-        pg.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
-        pg.goto(sam2_server)
+    with browser_page(sam2_server, 120_000) as pg:
         yield pg
-        errors = [m for m in messages if m.startswith(("error", "pageerror"))]
-        browser.close()
-        assert not errors, errors
 
 
 def _shown(page) -> tuple[np.ndarray, np.ndarray]:
