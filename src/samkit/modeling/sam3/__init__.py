@@ -1,0 +1,1 @@
+"""SAM 3 (Segment Anything with Concepts) model components: nn.Modules only, no I/O."""
