@@ -43,7 +43,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from samkit.server.validation import check_prompt_fields
-from samkit.server.video_session import VideoBusyError, VideoLimits, VideoManager, VideoSession
+from samkit.server.video_manager import VideoManager
+from samkit.server.video_session import VideoBusyError, VideoLimits, VideoSession
 
 MAX_POINTS = 64
 _VID = re.compile(r"^[0-9a-f]{32}$")

@@ -3,10 +3,8 @@
 A session holds the clip (its bytes, decoded lazily by `samkit.video.pyav.FileFrames`, plus one
 JPEG per frame for the page), a `Sam2VideoPredictor` inference state with the user's prompts,
 and the latest results in the `samkit track` formats: palette PNGs `masks/<frame>.png` in a
-per-session temporary folder and a `VisRecorder` (YouTube-VIS JSON). `VideoManager` keeps at most
-`VideoLimits.max_sessions` sessions (least recently used ones are closed first) and runs every
-torch job (opening a clip, a click, tracking, the overlay MP4) one at a time, each on a fresh
-thread that exits when done (the thread discipline of `samkit.server.threads`).
+per-session temporary folder and a `VisRecorder` (YouTube-VIS JSON).
+`samkit.server.video_manager` keeps the sessions and runs their torch jobs.
 
 Tracking runs as a background job: `VideoSession.job` counts frames and lists them in the order
 they were tracked, so that a client polling it receives the results while they arrive.
@@ -20,7 +18,6 @@ import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +26,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from samkit.server.threads import run_in_fresh_thread
 from samkit.video.formats import VisRecorder, label_map, read_label_png, write_palette_png
 from samkit.video.track import (
     DIRECTIONS,
@@ -338,60 +334,3 @@ def _jpeg(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
-
-
-class VideoManager:
-    """The sessions of one app and the thread their torch jobs run on.
-
-    Args:
-        predictor: a `Sam2VideoPredictor` on the server's model.
-        limits: what uploads may be.
-        threads: torch intra-op threads of a job (default: the caller's setting).
-    """
-
-    def __init__(self, predictor: Any, limits: VideoLimits, threads: int | None = None) -> None:
-        self.predictor = predictor
-        self.limits = limits
-        self.threads = torch.get_num_threads() if threads is None else int(threads)
-        self.root = Path(tempfile.mkdtemp(prefix="samkit-video-"))
-        self.sessions: dict[str, VideoSession] = {}
-        self._lock = threading.Lock()
-        self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samkit-video")
-
-    def submit(self, fn: Any, *args: Any) -> Future:
-        """Run `fn(*args)` after the jobs before it, on a fresh thread (a future of its result)."""
-        return self._jobs.submit(run_in_fresh_thread, fn, *args, threads=self.threads)
-
-    def open(self, data: bytes, name: str) -> VideoSession:
-        """Decode and check a clip, start its predictor state (a job; call through `submit`)."""
-        session = VideoSession(self.predictor, data, name, self.limits, self.root)
-        with self._lock:
-            idle = sorted(
-                (s for s in self.sessions.values() if not s.tracking), key=lambda s: s.last_used
-            )
-            while len(self.sessions) >= self.limits.max_sessions and idle:
-                self.sessions.pop(idle.pop(0).id).close()
-            self.sessions[session.id] = session
-        return session
-
-    def get(self, video_id: str) -> VideoSession | None:
-        with self._lock:
-            s = self.sessions.get(video_id)
-            if s is not None:
-                s.last_used = time.monotonic()
-            return s
-
-    def remove(self, video_id: str) -> bool:
-        with self._lock:
-            s = self.sessions.pop(video_id, None)
-        if s is not None:
-            s.close()
-        return s is not None
-
-    def close(self) -> None:
-        with self._lock:
-            for s in self.sessions.values():
-                s.close()
-            self.sessions.clear()
-        self._jobs.shutdown(wait=False, cancel_futures=True)
-        shutil.rmtree(self.root, ignore_errors=True)
