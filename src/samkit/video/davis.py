@@ -3,7 +3,8 @@
 The DAVIS 2017 release nests both under a resolution folder (`JPEGImages/480p/<video>`); that
 layout is found automatically. Annotations are palette PNGs whose pixel values are object ids
 (0 background, 255 void, treated as background as the DAVIS semi-supervised evaluation does).
-A video's objects are the ids present in its first frame's annotation.
+A video's objects are the ids present in any of its annotations; each object is prompted on the
+first annotated frame where it appears (frame 0 for DAVIS, later frames for YouTube-VOS / LVOS).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ class DavisVideo:
         name: the video's folder name.
         frames_dir: its JPEG folder (pass it to `open_video` / `init_state`).
         frame_names: frame stems in frame-index order (sorted by integer value).
-        annotations: `{frame index: annotation PNG}` for the frames that have one (frame 0 always).
+        annotations: `{frame index: annotation PNG}` for the frames that have one.
         height, width: frame size in pixels.
-        object_ids: ids present in the first frame's annotation (sorted).
+        object_ids: ids present in any annotation (sorted).
+        first_frames: `{object id: the first annotated frame index where its mask is not empty}`
+            (the frame it is prompted on; 0 for every DAVIS object).
     """
 
     name: str
@@ -39,6 +42,12 @@ class DavisVideo:
     height: int
     width: int
     object_ids: list[int] = field(default_factory=list)
+    first_frames: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def objects_appear_later(self) -> bool:
+        """Whether some object first appears after frame 0 (the YouTube-VOS / LVOS case)."""
+        return any(f > 0 for f in self.first_frames.values())
 
     def labels(self, frame_idx: int) -> np.ndarray:
         """The HxW uint8 id map of an annotated frame (void 255 -> 0).
@@ -83,8 +92,8 @@ def read_davis(
 
     Raises:
         ValueError: naming the folder or file: a missing folder, a video without frames or
-            without an annotation for its first frame, an annotation with no frame of the same
-            name, an annotation whose size differs from the frames', a first frame with no object.
+            without annotations, an annotation with no frame of the same name, an annotation whose
+            size differs from the frames', a video whose annotations hold no object.
     """
     root = Path(root)
     if not root.is_dir():
@@ -118,17 +127,19 @@ def read_davis(
                     f"{stems[0]}..{stems[-1]})"
                 )
             anns[index[a.stem]] = a
-        if 0 not in anns:
+        if not anns:
             raise ValueError(
-                f"{adir}: no annotation {stems[0]}.png for the first frame of {name} (its objects "
-                "are the prompts)"
+                f"{adir}: video {name} has no annotation PNG (its objects are the prompts)"
             )
         with Image.open(frames[0]) as im:
             w, h = im.size
         video = DavisVideo(name, fdir, stems, anns, h, w)
-        first = video.labels(0)
-        video.object_ids = [int(i) for i in np.unique(first) if i != 0]
+        for t in sorted(anns):  # every annotation is read once here: sizes checked before tracking
+            for i in np.unique(video.labels(t)):
+                if i != 0 and int(i) not in video.first_frames:
+                    video.first_frames[int(i)] = t
+        video.object_ids = sorted(video.first_frames)
         if not video.object_ids:
-            raise ValueError(f"{anns[0]}: the first frame's annotation has no object")
+            raise ValueError(f"{adir}: the annotations of {name} hold no object (all background)")
         out.append(video)
     return out
