@@ -1,0 +1,324 @@
+"""The assembled SAM 3 image detector (`Sam3Image`): prompts -> every matching instance.
+
+Data flow of one grounding pass (the official `Sam3Image.forward_grounding`):
+prompt tokens = [text features (32), geometry-encoder tokens] -> fusion encoder over the coarsest
+image level (72x72 at 1008 px) -> DETR decoder (queries, boxes, presence) -> dot-product scores ->
+segmentation head (masks at the finest level, 288x288, and semantic logits).
+
+Everything is batch-first and stateless: `forward_grounding` takes tensors (image features, text
+features, an optional `GeometricPrompt`) and returns a `GroundingOutput`; nothing is cached.
+Several prompts (concepts) on the same image are one batch with `img_ids` pointing at the image.
+
+Attribute names (`backbone`, `geometry_encoder`, `transformer.encoder`, `transformer.decoder`,
+`segmentation_head`, `dot_prod_scoring`) are the official ones, so the official checkpoint's
+`detector.<key>` entries load 1:1 after the prefix is stripped; the SAM-style interactive heads
+are `tracker` (the checkpoint's `tracker.<key>` entries). Reference: `sam3/model/sam3_image.py`
+(official `sam3` 0.1.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from samkit.modeling.sam3.decoder import TransformerDecoder
+from samkit.modeling.sam3.encoder import TransformerEncoderFusion
+from samkit.modeling.sam3.geometry_encoder import SequenceGeometryEncoder, box_cxcywh_to_xyxy
+from samkit.modeling.sam3.scoring import DotProductScoring
+from samkit.modeling.sam3.segmentation_head import UniversalSegmentationHead
+
+
+@dataclass
+class GeometricPrompt:
+    """Box (exemplar) and point prompts of a batch of B prompts, batch-first.
+
+    Attributes:
+        boxes: (B, N, 4) normalised cx, cy, w, h (N may be 0).
+        box_labels: (B, N) bool, True = positive exemplar.
+        box_mask: (B, N) bool, True = padding (prompts with fewer boxes pad on the right).
+        points: (B, M, 2) normalised x, y, or None; point_labels / point_mask as for boxes.
+    """
+
+    boxes: Tensor
+    box_labels: Tensor
+    box_mask: Tensor
+    points: Tensor | None = None
+    point_labels: Tensor | None = None
+    point_mask: Tensor | None = None
+
+    @classmethod
+    def empty(cls, batch: int = 1, device: torch.device | str = "cpu") -> GeometricPrompt:
+        """No boxes and no points (the official dummy prompt of a text-only query)."""
+        return cls(
+            boxes=torch.zeros(batch, 0, 4, device=device),
+            box_labels=torch.zeros(batch, 0, dtype=torch.bool, device=device),
+            box_mask=torch.zeros(batch, 0, dtype=torch.bool, device=device),
+        )
+
+    @property
+    def batch_size(self) -> int:
+        return self.boxes.shape[0]
+
+    @property
+    def num_boxes(self) -> int:
+        return self.boxes.shape[1]
+
+    def with_boxes(self, boxes: Tensor, labels: Tensor) -> GeometricPrompt:
+        """A new prompt with (B, k, 4) `boxes` / (B, k) bool `labels` appended (no padding)."""
+        mask = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+        return GeometricPrompt(
+            boxes=torch.cat([self.boxes, boxes.to(self.boxes)], dim=1),
+            box_labels=torch.cat([self.box_labels, labels.to(torch.bool)], dim=1),
+            box_mask=torch.cat([self.box_mask, mask], dim=1),
+            points=self.points,
+            point_labels=self.point_labels,
+            point_mask=self.point_mask,
+        )
+
+    def expand(self, batch: int) -> GeometricPrompt:
+        """The same (batch-1) prompt repeated for `batch` prompts."""
+        if self.batch_size == batch:
+            return self
+        if self.batch_size != 1:
+            raise ValueError(f"cannot expand a prompt of batch {self.batch_size} to {batch}")
+
+        def rep(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.expand(batch, *t.shape[1:])
+
+        return GeometricPrompt(
+            *(rep(getattr(self, f.name)) for f in fields(self))  # type: ignore[arg-type]
+        )
+
+
+@dataclass
+class GroundingOutput:
+    """Per-query outputs of one grounding pass (official key names; index it like the official
+    dict: `out["pred_logits"]`).
+
+    Attributes:
+        pred_logits: (B, Q, 1) class logits of the last decoder layer.
+        presence_logit_dec: (B, 1) presence logit.
+        pred_boxes: (B, Q, 4) normalised cx, cy, w, h.
+        pred_boxes_xyxy: (B, Q, 4) normalised x0, y0, x1, y1.
+        pred_masks: (B, Q, H0, W0) mask logits at the finest level (288x288 at 1008 px), or
+            None without a segmentation head.
+        semantic_seg: (B, 1, H0, W0) semantic logits, or None.
+        queries: (B, Q, C) last-layer query features.
+        encoder_hidden_states: (B, HW, C) fusion-encoder memory (the official is (HW, B, C)).
+        prompt: (B, P, C) prompt tokens; prompt_mask: (B, P) bool, True = padding.
+    """
+
+    pred_logits: Tensor
+    presence_logit_dec: Tensor
+    pred_boxes: Tensor
+    pred_boxes_xyxy: Tensor
+    pred_masks: Tensor | None
+    semantic_seg: Tensor | None
+    queries: Tensor
+    encoder_hidden_states: Tensor
+    prompt: Tensor
+    prompt_mask: Tensor
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in {f.name for f in fields(self)}:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    @property
+    def scores(self) -> Tensor:
+        """(B, Q) probabilities: sigmoid(pred_logits) * sigmoid(presence_logit_dec) (official)."""
+        return self.pred_logits[..., 0].sigmoid() * self.presence_logit_dec.sigmoid()
+
+
+class Sam3Transformer(nn.Module):
+    """Holds the fusion encoder and the decoder (official keys `transformer.encoder/decoder`)."""
+
+    def __init__(self, encoder: TransformerEncoderFusion, decoder: TransformerDecoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+
+class Sam3Image(nn.Module):
+    """SAM 3 image model (detector + optional interactive heads).
+
+    Args:
+        backbone: the vision-language backbone (`forward_image(images)` and
+            `forward_tokens(token_ids)` returning the official dicts), or None for a heads-only
+            model that is given features directly.
+        geometry_encoder, transformer, segmentation_head, dot_prod_scoring: the detector heads
+            (`segmentation_head` may be None: no masks).
+        tracker: the SAM-style interactive heads for `predict_inst`, or None.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module | None,
+        geometry_encoder: SequenceGeometryEncoder,
+        transformer: Sam3Transformer,
+        segmentation_head: UniversalSegmentationHead | None,
+        dot_prod_scoring: DotProductScoring,
+        tracker: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.geometry_encoder = geometry_encoder
+        self.transformer = transformer
+        self.segmentation_head = segmentation_head
+        self.dot_prod_scoring = dot_prod_scoring
+        self.tracker = tracker
+        object.__setattr__(self, "_interactive", None)  # not a submodule (no state)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.decoder.norm.weight.dtype
+
+    def forward_grounding(
+        self,
+        backbone_fpn: Sequence[Tensor],
+        vision_pos_enc: Tensor,
+        text_features: Tensor,
+        text_mask: Tensor,
+        geometric_prompt: GeometricPrompt | None = None,
+        img_ids: Tensor | None = None,
+    ) -> GroundingOutput:
+        """One grounding pass for B prompts.
+
+        Args:
+            backbone_fpn: the detector levels of the images, finest first, each
+                (B_img, C, Hi, Wi) (288, 144, 72 at 1008 px).
+            vision_pos_enc: (B_img, C, H, W) position encoding of the coarsest level.
+            text_features: (B, P, C) text tokens per prompt (batch-first).
+            text_mask: (B, P) bool, True = padding.
+            geometric_prompt: boxes / points per prompt (batch B or 1), or None (text only).
+            img_ids: (B,) long, the image of each prompt; default `arange(B)` (B_img == B), or
+                all zeros when there is one image.
+
+        Returns:
+            A `GroundingOutput` with B rows.
+
+        Raises:
+            ValueError: inconsistent shapes or image ids.
+        """
+        feats = list(backbone_fpn)
+        if not feats or any(f.dim() != 4 for f in feats):
+            raise ValueError("backbone_fpn must be a non-empty list of (B, C, H, W) tensors")
+        if text_features.dim() != 3 or text_mask.shape != text_features.shape[:2]:
+            raise ValueError(
+                f"text_features must be (B, P, C) and text_mask (B, P); got "
+                f"{tuple(text_features.shape)} and {tuple(text_mask.shape)}"
+            )
+        b = text_features.shape[0]
+        n_img = feats[0].shape[0]
+        if img_ids is None:
+            if n_img not in (1, b):
+                raise ValueError(f"{b} prompts for {n_img} images: pass img_ids")
+            img_ids = torch.arange(b) if n_img == b else torch.zeros(b, dtype=torch.long)
+        img_ids = torch.as_tensor(img_ids, dtype=torch.long).reshape(-1)
+        if img_ids.numel() != b or (img_ids < 0).any() or (img_ids >= n_img).any():
+            raise ValueError(f"img_ids must be {b} indices in [0, {n_img}), got {img_ids.tolist()}")
+        img_ids = img_ids.to(feats[0].device)
+        if not (n_img == b and torch.equal(img_ids, torch.arange(b, device=img_ids.device))):
+            feats = [f[img_ids] for f in feats]
+            vision_pos_enc = vision_pos_enc[img_ids]
+        if geometric_prompt is None:
+            geometric_prompt = GeometricPrompt.empty(b, device=text_features.device)
+        geometric_prompt = geometric_prompt.expand(b)
+
+        h, w = feats[-1].shape[-2:]
+        img_tokens = feats[-1].flatten(2).transpose(1, 2)  # (B, HW, C)
+        img_pos = vision_pos_enc.flatten(2).transpose(1, 2).to(img_tokens.dtype)
+        gp = geometric_prompt
+        geo, geo_mask = self.geometry_encoder(
+            img_tokens,
+            img_pos,
+            (h, w),
+            gp.boxes,
+            gp.box_labels,
+            gp.box_mask,
+            gp.points,
+            gp.point_labels,
+            gp.point_mask,
+        )
+        prompt = torch.cat([text_features.to(geo.dtype), geo], dim=1)
+        prompt_mask = torch.cat([text_mask.to(torch.bool), geo_mask], dim=1)
+
+        memory = self.transformer.encoder(img_tokens, img_pos, prompt, prompt_mask)
+        dec = self.transformer.decoder(memory, img_pos, (h, w), prompt, prompt_mask)
+        queries = dec.hs[-1]
+        logits = self.dot_prod_scoring(queries, prompt, prompt_mask)
+        if dec.presence_logits is None:
+            raise ValueError("this decoder has no presence token; SAM 3 image models need one")
+        masks = semantic = None
+        if self.segmentation_head is not None:
+            masks, semantic = self.segmentation_head(feats, queries, memory, prompt, prompt_mask)
+        return GroundingOutput(
+            pred_logits=logits,
+            presence_logit_dec=dec.presence_logits[-1],
+            pred_boxes=dec.boxes,
+            pred_boxes_xyxy=box_cxcywh_to_xyxy(dec.boxes),
+            pred_masks=masks,
+            semantic_seg=semantic,
+            queries=queries,
+            encoder_hidden_states=memory,
+            prompt=prompt,
+            prompt_mask=prompt_mask,
+        )
+
+    def forward(
+        self,
+        images: Tensor,
+        token_ids: Tensor,
+        geometric_prompt: GeometricPrompt | None = None,
+        img_ids: Tensor | None = None,
+    ) -> GroundingOutput:
+        """Backbone + grounding in one call (no caching; the processor caches).
+
+        Args:
+            images: (B_img, 3, R, R) normalised images (R = 1008 for the official model).
+            token_ids: (B, 32) long token ids, one row per prompt.
+            geometric_prompt, img_ids: as `forward_grounding`.
+        """
+        if self.backbone is None:
+            raise ValueError("this Sam3Image has no backbone: call forward_grounding with features")
+        vis = self.backbone.forward_image(images)
+        txt = self.backbone.forward_tokens(token_ids)
+        return self.forward_grounding(
+            vis["backbone_fpn"],
+            vis["vision_pos_enc"][-1],
+            txt["language_features"].transpose(0, 1),
+            txt["language_mask"],
+            geometric_prompt,
+            img_ids,
+        )
+
+    def _interactive_predictor(self) -> Any:
+        if self.tracker is None:
+            raise ValueError(
+                "this model has no interactive heads: build it with enable_inst_interactivity=True "
+                "from a checkpoint with tracker.* weights"
+            )
+        if self._interactive is None:
+            from samkit.sam3_interactive import Sam3InteractivePredictor
+
+            object.__setattr__(self, "_interactive", Sam3InteractivePredictor(self.tracker))
+        return self._interactive
+
+    def predict_inst(self, inference_state: dict, **kwargs: Any) -> Any:
+        """SAM-1-style clicks / box on the image set in `inference_state` (official name and
+        arguments: `point_coords`, `point_labels`, `box`, `mask_input`, `multimask_output`,
+        `return_logits`, `normalize_coords`); returns `(masks, iou_predictions, low_res_masks)`
+        as numpy arrays. Computed by `samkit.sam3_interactive.Sam3InteractivePredictor`."""
+        return self._interactive_predictor().predict_inst(inference_state, **kwargs)
+
+    def predict_inst_batch(self, inference_state: dict, **kwargs: Any) -> Any:
+        """`predict_inst` for every image of a `set_image_batch` state (official name)."""
+        return self._interactive_predictor().predict_inst_batch(inference_state, **kwargs)
