@@ -3,7 +3,8 @@
 Needs the `[video]` extra (`pip install samkit[video]`, which installs `av`).
 
 Cost model: opening reads every packet header once (demuxing, no decoding; fast) to list the
-frames' timestamps and keyframes, then decodes frame 0 for the size. Reading frames in increasing
+frames' timestamps and keyframes, decodes frame 0 for the size and the last group of pictures (from
+the last keyframe to the end) so that a file cut short is refused when it is opened. Reading frames in increasing
 order decodes each frame once. A jump backwards, or forwards past the next keyframe, seeks to the
 keyframe at or before the frame and decodes from there; the decoded frames just before the
 requested one are kept in a raw-RGB cache of about 64 MiB, so tracking in reverse decodes each
@@ -43,8 +44,10 @@ class FileFrames(VideoFrames):
     """Frames of a video file (path or bytes), decoded on demand; see the module docstring.
 
     Raises:
-        ValueError: the file cannot be opened as a video, has no video stream or no frames, or a
-            frame cannot be decoded / has another size than frame 0.
+        ValueError: the file cannot be opened as a video, has no video stream or no frames, is
+            truncated (its header lists more frames than it holds, or its last frames cannot be
+            decoded: both checked when it is opened, by decoding its last group of pictures), or
+            a frame cannot be decoded / has another size than frame 0.
         ImportError: PyAV is not installed.
     """
 
@@ -75,6 +78,25 @@ class FileFrames(VideoFrames):
         first = self._decode_to(0)
         self._set_size(first.shape[0], first.shape[1], f"{self.name} frame 0")
         self._keep = max(1, RAW_CACHE_BYTES // first.nbytes)
+        self._check_tail()
+
+    def _check_tail(self) -> None:
+        """Decode the last group of pictures once: a file cut short fails now, not at its end."""
+        if not self._timed or len(self) < 2:
+            return
+        for i in range(self._keys[-1], len(self)):
+            try:
+                self._decode_to(i)
+            except ValueError:
+                raise ValueError(
+                    f"{self.name}: the file is truncated: frames {i}..{len(self) - 1} of the "
+                    f"{len(self)} it lists cannot be decoded (it ends at frame {i}, about "
+                    f"{self._seconds(i)}); it was cut short (an interrupted download, copy or "
+                    "recording) or is damaged. Get the whole file, or cut it to its decodable "
+                    f"part (e.g. `ffmpeg -i IN -frames:v {i} OUT.mp4`)"
+                ) from None
+        self._raw.clear()
+        self._decoder = None
 
     def _build_index(self) -> None:
         pts: list[int] = []
@@ -92,6 +114,15 @@ class FileFrames(VideoFrames):
                     key.append(int(t))
         except self._av_errors as e:
             raise ValueError(f"{self.name}: not a decodable video file ({e})") from None
+        declared = int(self._stream.frames or 0)  # the container's frame count, 0 if unknown
+        if declared > len(pts) > 0:
+            raise ValueError(
+                f"{self.name}: the file is truncated: its header lists {declared} frames but only "
+                f"{len(pts)} are in the file (it ends at frame {len(pts)}, about "
+                f"{self._seconds(len(pts))}); it was cut short (an interrupted download, copy or "
+                "recording). Get the whole file, or keep what is there with "
+                "`ffmpeg -i IN -c copy OUT.mp4`"
+            )
         self._timed = bool(pts)
         if not pts:  # no timestamps: count packets, decode from the start to reach a frame
             self._container.seek(0)
@@ -106,6 +137,10 @@ class FileFrames(VideoFrames):
         self._pts = sorted(set(pts))
         self._index = {t: i for i, t in enumerate(self._pts)}
         self._keys = sorted({self._index[t] for t in key} | {0})
+
+    def _seconds(self, frames: int) -> str:
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        return f"{frames / float(rate):.1f} s" if rate else "an unknown time"
 
     def __len__(self) -> int:
         return len(self._pts)
@@ -169,5 +204,6 @@ class FileFrames(VideoFrames):
                 self._decoder = None
                 raise ValueError(f"{self.name}: cannot decode frame {idx} ({e})") from None
         raise ValueError(
-            f"{self.name}: frame {idx} could not be decoded (the file lists {len(self)} frames)"
+            f"{self.name}: frame {idx} could not be decoded: the decodable data ends before it "
+            f"(the file lists {len(self)} frames; it is damaged or cut short)"
         )

@@ -187,9 +187,16 @@ def track_video(
     written: dict[int, Path] = {}
     for reverse in passes:
         start = start_frame_for(pframes, start_frame, reverse)
-        for frame_idx, obj_ids, logits in predictor.propagate_in_video(
+        frames = predictor.propagate_in_video(
             state, start_frame_idx=start, max_frame_num_to_track=max_frames, reverse=reverse
-        ):
+        )
+        while True:
+            try:
+                frame_idx, obj_ids, logits = next(frames)
+            except StopIteration:
+                break
+            except ValueError as e:  # a frame that cannot be read: say what was written
+                raise ValueError(f"{e}; {written_so_far(written, masks_dir)}") from None
             masks = (logits > 0).reshape(len(obj_ids), h, w).cpu().numpy()
             ids = [int(o) for o in obj_ids]
             name = names[frame_idx] if names else f"{frame_idx:05d}"
@@ -209,6 +216,18 @@ def track_video(
     if overlay:
         result["overlay"] = str(write_overlay(out / "overlay.mp4", src, written, prompts, fps))
     return result
+
+
+def written_so_far(written: dict[int, Path], masks_dir: Path) -> str:
+    """What a stopped `track_video` left: the frames whose mask PNGs were written."""
+    if not written:
+        return "no mask was written"
+    t = sorted(written)
+    span = f"frame {t[0]}" if len(t) == 1 else f"{len(t)} frames ({t[0]}..{t[-1]})"
+    return (
+        f"tracking stopped there: the masks of {span} are in {masks_dir}; annotations.json "
+        "and overlay.mp4 were not written"
+    )
 
 
 def write_overlay(
