@@ -8,6 +8,7 @@ this on low-res mask logits.
 from __future__ import annotations
 
 import math
+import platform
 from copy import deepcopy
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from samkit.inputs import get_preprocess_shape
+from samkit.inputs import as_rgb_uint8, get_preprocess_shape
 
 
 def resize_longest_side(image: np.ndarray, long_side_length: int) -> np.ndarray:
@@ -137,3 +138,56 @@ def threshold_masks(
     else:
         out.copy_(logits > threshold)
     return out
+
+
+def _native_uint8_bilinear() -> bool:
+    """Whether torchvision resizes uint8 CPU images natively (torch's uint8 antialiased bilinear
+    kernel) rather than through float32 and rounding: on AVX2 / AVX-512 and ARM64 CPUs."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    return capability in ("AVX2", "AVX512") or platform.machine() in ("aarch64", "arm64")
+
+
+def sam3_image_to_tensor(
+    image: np.ndarray | Image.Image | Tensor, resolution: int = 1008
+) -> Tensor:
+    """SAM 3's image transform: 3xRxR float32 model input (R = `resolution`), on the CPU.
+
+    The official `Sam3Processor` transform on CPU: the uint8 image is resized to RxR without
+    keeping the aspect ratio (torchvision v2 `Resize`: bilinear, antialiased, half-pixel
+    centres; on AVX2 / AVX-512 / ARM64 CPUs torch's native uint8 kernel, elsewhere float32
+    then rounded back to uint8, as torchvision does), then `* (1 / 255)`, then
+    `Normalize(0.5, 0.5)`. Values lie in [-1, 1]. Stack the results for a batch.
+
+    Args:
+        image: HxWx3 RGB array or PIL image (any mode `samkit.inputs.as_rgb_uint8` reads), or a
+            3xHxW uint8 tensor.
+        resolution: output side (1008 for SAM 3).
+
+    Raises:
+        ValueError: not an image, a wrong shape or dtype, or a bad resolution.
+    """
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
+        raise ValueError(f"resolution must be a positive int, got {resolution!r}")
+    if isinstance(image, Tensor):
+        if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(
+                f"an image tensor must be 3xHxW uint8, got {tuple(image.shape)} {image.dtype}"
+            )
+        x = image.detach().cpu()
+    else:
+        arr = as_rgb_uint8(image)
+        if not arr.flags.writeable:
+            arr = arr.copy()
+        x = torch.from_numpy(arr).permute(2, 0, 1)
+    if min(x.shape[-2:]) < 1:
+        raise ValueError(f"the image is empty ({tuple(x.shape[-2:])})")
+    x = x.contiguous()[None]
+    if tuple(x.shape[-2:]) != (resolution, resolution):
+        size = (resolution, resolution)
+        if _native_uint8_bilinear():
+            x = F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=True)
+        else:
+            x = F.interpolate(x.float(), size, mode="bilinear", align_corners=False, antialias=True)
+            x = x.round_().to(torch.uint8)
+    x = x.to(torch.float32).mul_(1.0 / 255)
+    return x.sub_(0.5).div_(0.5)[0]

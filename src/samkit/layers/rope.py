@@ -18,15 +18,27 @@ from samkit.layers.attention import Attention, sdpa
 
 
 def axial_rope_tables(
-    dim: int, end_x: int, end_y: int, theta: float = 10000.0, device: torch.device | None = None
+    dim: int,
+    end_x: int,
+    end_y: int,
+    theta: float = 10000.0,
+    device: torch.device | None = None,
+    scale: float = 1.0,
 ) -> tuple[Tensor, Tensor]:
-    """cos and sin tables, each (end_x * end_y) x (dim / 2) float32, of the axial rotation."""
+    """cos and sin tables, each (end_x * end_y) x (dim / 2) float32, of the axial rotation.
+
+    `scale` multiplies the (column, row) positions first: SAM 3's ViT interpolates its RoPE
+    trained on a 24x24 window to the 72x72 global grid with `scale = 24 / 72` (the official
+    `compute_axial_cis(scale_pos=...)`).
+    """
     if dim % 4 != 0:
         raise ValueError(f"RoPE head dim must be a multiple of 4, got {dim}")
     freqs = 1.0 / (theta ** (torch.arange(0, dim, 4, device=device)[: dim // 4].float() / dim))
     t = torch.arange(end_x * end_y, dtype=torch.float32, device=device)
     t_x = t % end_x
     t_y = torch.div(t, end_x, rounding_mode="floor")
+    if scale != 1.0:
+        t_x, t_y = t_x * scale, t_y * scale
     angles = torch.cat([torch.outer(t_x, freqs), torch.outer(t_y, freqs)], dim=-1)
     return torch.cos(angles), torch.sin(angles)
 
