@@ -236,9 +236,9 @@ def test_segment_everything_and_errors(page, sam1_shapes):
     from samkit import SamAutomaticMaskGenerator
 
     page.locator("details.settings summary").click()
-    page.fill("#pps", "4")
-    page.fill("#iou", "0.2")
-    page.fill("#stab", "0.5")
+    page.fill("#setting-points_per_side", "4")
+    page.fill("#setting-pred_iou_thresh", "0.2")
+    page.fill("#setting-stability_score_thresh", "0.5")
     page.locator("#everything").click()
     _wait_idle(page)
     n = page.evaluate("window.samkit.state.everything.length")
@@ -302,7 +302,8 @@ def test_layout_does_not_move_and_settings_float(page):
 
     toolbar = page.locator("body > nav.toolbar").bounding_box()
     page.locator("details.settings summary").click()
-    assert page.locator("#pps").is_visible() and page.locator("#stab").is_visible()
+    assert page.locator("#setting-points_per_side").is_visible()
+    assert page.locator("#setting-stability_score_offset").is_visible()
     assert page.locator("body > nav.toolbar").bounding_box() == toolbar  # no wrapping
     assert page.locator("#layers").bounding_box() == before and _fully_visible(page, "#layers")
     ARTIFACTS.mkdir(exist_ok=True)

@@ -74,4 +74,6 @@ def test_sam2_segment_everything_matches_the_generator_and_explains_zero_masks()
     assert none["annotations"] == []
     assert none["filter_counts"]["candidates"] == none["filter_counts"]["pred_iou"] == 27
     assert "27 by predicted IoU <= 0.99" in none["message"]
-    assert "lower pred_iou_thresh" in none["message"]
+    assert 'lower "min predicted IoU"' in none["message"]  # the page's field
+    assert "lower pred_iou_thresh" in none["message_api"]  # the setting as sent
+    assert out["message_api"] is None

@@ -11,8 +11,13 @@ API (all JSON; coordinates in original-image pixels):
   reason for malformed prompts.
   Both POST routes answer 404 for an unknown id whatever the body, then 413 / 415 / 422 for a bad
   body (`samkit.server.validation`); no error answer echoes the input.
-- `POST /api/images/{image_id}/everything`, body: generator settings: COCO annotations.
-- `GET /api/info`, `GET /api/stats`: model, limits, cache statistics.
+- `POST /api/images/{image_id}/everything`, body: generator settings
+  (`samkit.server.everything.EverythingIn`; the defaults are `samkit auto`'s): COCO annotations,
+  `filter_counts`, and when no mask was kept `message` (naming the page's fields) and
+  `message_api` (naming the settings as sent).
+- `GET /api/info`: model, family, `video` (whether the video mode works here, and why not),
+  limits, and the page's "segment everything" fields with their defaults (`everything_settings`).
+- `GET /api/stats`: cache statistics.
 - `/api/videos...`: the video mode (SAM 2 models), listed in `samkit.server.video_routes`.
 
 Static files are read once from the package when the app is created; no path taken from a request
@@ -35,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from samkit.prompt_bounds import prompt_warnings
 from samkit.server.encoding import ImageDecodeError
 from samkit.server.engine import Engine, Entry
+from samkit.server.everything import EverythingIn, settings_for_page
 from samkit.server.validation import (
     check_prompt_fields,
     install_error_handlers,
@@ -58,18 +64,6 @@ class PromptIn(BaseModel):
     box: tuple[float, float, float, float] | None = None
     multimask: bool = True
     png: bool = False
-
-
-class EverythingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    points_per_side: int = Field(16, ge=1, le=64)
-    points_per_batch: int = Field(64, ge=1, le=256)
-    # None: the generator's default (0.88 for SAM 1, 0.8 for SAM 2)
-    pred_iou_thresh: float | None = Field(None, ge=0.0, le=1.0)
-    stability_score_thresh: float = Field(0.95, ge=0.0, le=1.0)
-    box_nms_thresh: float = Field(0.7, ge=0.0, le=1.0)
-    crop_n_layers: int = Field(0, ge=0, le=2)
-    min_mask_region_area: int = Field(0, ge=0, le=10**7)
 
 
 def _check_prompt(p: PromptIn, entry: Entry) -> list[str]:
@@ -117,6 +111,7 @@ def create_app(
         "max_upload_bytes": max_upload_bytes,
         "max_pixels": engine.max_pixels,
         "cache_bytes": cache_bytes,
+        "everything_settings": settings_for_page(family),
     }
     static = {
         route: ((resources.files("samkit.server") / "static" / name).read_bytes(), ctype)
@@ -136,6 +131,7 @@ def create_app(
     app.state.engine = engine
     install_error_handlers(app)
     app.state.video = add_video_routes(app, model, family, video_limits)
+    info["video"] = app.state.video_available  # {available, reason}: the page's Video mode
 
     def static_route(route: str) -> Any:
         body, ctype = static[route]

@@ -1,9 +1,9 @@
 """The model side of the web app: encode an image once, decode prompts against cached embeddings.
 
 `Engine` is thread-safe. Prompt decoding (`submit_predict`) runs on one long-lived decoding
-thread with a predictor per clicked image (kept while clicks stay on that image); the (slow) encoder and the automatic mask
-generator run one job at a time, each on a fresh thread that exits when done
-(`samkit.server.threads` explains why). Clicks on an encoded image never wait for another image's
+thread with a predictor per clicked image (kept while clicks stay on that image); the (slow)
+encoder and the automatic mask generator run one job at a time on another long-lived thread, a
+`JobThread` (`samkit.server.threads` explains why). Clicks on an encoded image never wait for another image's
 encoder, and parallel clicks queue instead of oversubscribing the cores. `predict` also runs in the
 caller's thread.
 """
@@ -26,7 +26,8 @@ from samkit.imageio import DEFAULT_MAX_PIXELS, decode_image
 from samkit.predictor import SamPredictor
 from samkit.server.cache import ByteLRUCache
 from samkit.server.encoding import mask_png_bytes, mask_records
-from samkit.server.threads import run_in_fresh_thread
+from samkit.server.everything import zero_masks_messages
+from samkit.server.threads import JobThread
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,7 @@ class Engine:
         self.max_pixels = int(max_pixels)
         self.stretch = stretch
         self.threads = torch.get_num_threads() if threads is None else int(threads)
-        # The worker only dispatches: each job runs torch on its own short-lived thread.
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samkit-jobs")
+        self._worker = JobThread("samkit-jobs", self.threads)  # encoding, segment everything
         self._decoder = ThreadPoolExecutor(
             max_workers=1,
             thread_name_prefix="samkit-decoder",
@@ -134,11 +134,8 @@ class Engine:
             return Sam2ImagePredictor(self.model)
         return SamPredictor(self.model)
 
-    def _in_fresh_thread(self, fn: Any, *args: Any) -> Any:
-        return run_in_fresh_thread(fn, *args, threads=self.threads)
-
     def close(self) -> None:
-        self._worker.shutdown(wait=False, cancel_futures=True)
+        self._worker.shutdown()
         self._decoder.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ images
@@ -154,7 +151,7 @@ class Engine:
                 return image_id, fut
             fut = self._inflight.get(image_id)
             if fut is None:
-                fut = self._worker.submit(self._in_fresh_thread, self._encode, image_id, data)
+                fut = self._worker.submit(self._encode, image_id, data)
                 self._inflight[image_id] = fut
             return image_id, fut
 
@@ -226,8 +223,8 @@ class Engine:
         }
 
     def everything(self, entry: Entry, params: dict[str, Any]) -> Future:
-        """Run the automatic mask generator on the worker thread; future of COCO annotations."""
-        return self._worker.submit(self._in_fresh_thread, self._everything, entry, dict(params))
+        """Run the automatic mask generator on the job thread; future of COCO annotations."""
+        return self._worker.submit(self._everything, entry, dict(params))
 
     def _everything(self, entry: Entry, params: dict[str, Any]) -> dict[str, Any]:
         from samkit.amg.select import mask_generator_for
@@ -241,6 +238,7 @@ class Engine:
         # SamAutomaticMaskGenerator or Sam2AutomaticMaskGenerator; None = that one's default
         gen = mask_generator_for(predictor, output_mode="coco_rle", **params)
         records = gen.generate(image)
+        message, message_api = zero_masks_messages(gen)  # in the page's words, in the API's
         annotations = [
             {
                 "id": i,
@@ -259,7 +257,8 @@ class Engine:
             "elapsed_ms": (time.perf_counter() - t) * 1e3,
             # how many candidates each filter removed, and why nothing was kept (else None)
             "filter_counts": dict(gen.filter_counts),
-            "message": gen.empty_reason() or None,
+            "message": message,
+            "message_api": message_api,
         }
 
 

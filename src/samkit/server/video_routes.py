@@ -3,8 +3,12 @@
 API (JSON unless said; coordinates in video pixels; frames numbered from 0):
 - `GET /api/videos`: whether video works with this model (`available`, `reason`) and the limits.
 - `POST /api/videos?name=NAME`, body = the video file's bytes: decodes and checks it and returns
-  `{video_id, num_frames, width, height, fps, ...}`. 413 over the size limit; 400 for data that is
-  not a decodable video, or too many frames, seconds or pixels per frame.
+  `{video_id, num_frames, width, height, fps, ..., closed_sessions}`. 413 over the size limit; 400
+  for data that is not a decodable video, or too many frames, seconds or pixels per frame. At most
+  `max_sessions` videos are open (`samkit serve --max-video-sessions`): when all are, the least
+  recently used one idle for `idle_s` seconds is closed for the new one and named in
+  `closed_sessions` (`[{video_id, name, idle_s}]`; later requests for it get a 404 saying so), else
+  503 with a Retry-After header and what to do (`samkit.server.video_manager`).
 - `GET /api/videos/{id}`: the session (objects, prompts, tracked frames, tracking job); 404 if
   unknown. `DELETE` closes it.
 - `GET /api/videos/{id}/frames/{t}`: frame t as JPEG (404 outside the video).
@@ -12,7 +16,8 @@ API (JSON unless said; coordinates in video pixels; frames numbered from 0):
   object's prompts on that frame (new object ids create objects); answers the frame's objects
   (`obj_id`, COCO RLE `segmentation`, `area`, `bbox`). 422 for prompts that make no sense, 409
   while tracking.
-- `DELETE /api/videos/{id}/objects/{obj_id}`: removes an object (404 if unknown).
+- `DELETE /api/videos/{id}/objects/{obj_id}`: removes an object (404 if unknown, 409 while
+  tracking, as the other edits).
 - `POST /api/videos/{id}/track`, body `{direction: forward|reverse|both, start_frame, max_frames}`:
   starts tracking in the background (202) from `start_frame` (default: the first prompted frame,
   the last one in reverse, as `samkit track`), at most `max_frames` frames per direction, the
@@ -43,7 +48,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from samkit.server.validation import check_prompt_fields
-from samkit.server.video_manager import VideoManager
+from samkit.server.video_manager import VideoManager, VideoSlotsFull
 from samkit.server.video_session import VideoBusyError, VideoLimits, VideoSession
 
 MAX_POINTS = 64
@@ -103,6 +108,7 @@ def add_video_routes(
     without video support). The caller closes the manager at shutdown."""
     limits = limits or VideoLimits()
     manager, reason = video_manager(model, family, limits)
+    app.state.video_available = {"available": manager is not None, "reason": reason or None}
     script = (resources.files("samkit.server") / "static" / "video.js").read_bytes()
 
     @app.get("/static/video.js", include_in_schema=False)
@@ -119,10 +125,12 @@ def add_video_routes(
         return manager
 
     def session_or_404(video_id: str) -> VideoSession:
-        s = need_manager().get(video_id) if _VID.match(video_id) else None
+        m = need_manager()
+        s = m.get(video_id) if _VID.match(video_id) else None
         if s is None:
+            why = m.why_closed(video_id) or "it may have been closed"
             raise HTTPException(
-                404, f"unknown video id {video_id[:80]!r}: open the video (again; it may be closed)"
+                404, f"unknown video id {video_id[:80]!r}: open the video again ({why})"
             )
         return s
 
@@ -152,7 +160,10 @@ def add_video_routes(
                 "max_frames": limits.max_frames,
                 "max_seconds": limits.max_seconds,
                 "max_pixels": limits.max_pixels,
+                "max_sessions": limits.max_sessions,
+                "idle_s": limits.idle_s,
             },
+            "sessions": None if manager is None else manager.stats(),
         }
 
     @app.post("/api/videos")
@@ -175,10 +186,17 @@ def add_video_routes(
                 400, "empty upload: send the video file's bytes as the request body"
             )
         try:
+            closed = m.reserve()
+        except VideoSlotsFull as e:
+            retry = {"Retry-After": str(round(e.retry_after_s))}
+            raise HTTPException(503, str(e), headers=retry) from None
+        try:
             s = await asyncio.wrap_future(m.submit(m.open, bytes(body), name))
         except ValueError as e:
             raise HTTPException(400, f"{name}: {e}".replace("<video bytes>: ", "")) from None
-        return s.info()
+        finally:
+            m.release()
+        return {**s.info(), "closed_sessions": closed}
 
     @app.get("/api/videos/{video_id}")
     async def session_info(video_id: str) -> dict[str, Any]:
@@ -209,6 +227,8 @@ def add_video_routes(
         s = session_or_404(video_id)
         if obj_id not in s.obj_ids:
             raise HTTPException(404, f"unknown object {obj_id}: the video has objects {s.obj_ids}")
+        if s.tracking:  # now, not when the queued job starts
+            raise HTTPException(409, "the video is being tracked: wait for it or cancel it")
         await job(s.remove_object, obj_id)
         return {"objects": s.obj_ids}
 

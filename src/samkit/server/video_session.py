@@ -40,18 +40,26 @@ from samkit.video.track_prompts import VideoPrompt
 
 @dataclass(frozen=True)
 class VideoLimits:
-    """What the video mode accepts. Larger uploads get 413, longer / larger clips 400."""
+    """What the video mode accepts. Larger uploads get 413, longer / larger clips 400.
+
+    At most `max_sessions` videos are open at once; when all are open, the least recently used
+    one that has been idle for `idle_s` seconds (and is not tracking) is closed for a new one,
+    else the new one is refused with 503 (`samkit.server.video_manager`).
+    """
 
     max_bytes: int = 64 * 2**20
     max_frames: int = 600
     max_seconds: float = 60.0
     max_pixels: int = 1920 * 1080
     max_sessions: int = 4
+    idle_s: float = 600.0
 
     def __post_init__(self) -> None:
         for name in ("max_bytes", "max_frames", "max_seconds", "max_pixels", "max_sessions"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"VideoLimits.{name} must be positive, got {getattr(self, name)}")
+        if not self.idle_s >= 0:
+            raise ValueError(f"VideoLimits.idle_s must be >= 0 seconds, got {self.idle_s}")
 
 
 class VideoBusyError(RuntimeError):

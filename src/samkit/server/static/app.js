@@ -20,6 +20,8 @@
     masks: [], // decoded Uint8Array(h * w), row-major, per candidate
     selected: -1,
     everything: null, // annotations of "segment everything"
+    settings: [], // the "segment everything" fields, from /api/info: {name, label, default, ...}
+    everythingWhy: null, // why the last "segment everything" kept no mask (the server's words)
     bitmap: null, // the shown photo (redrawn when a new upload is refused)
     pending: 0,
     seq: 0,
@@ -182,7 +184,9 @@
     if (state.everything) {
       const span = document.createElement("span");
       span.className = "muted";
-      span.textContent = `${state.everything.length} masks (segment everything)`;
+      span.textContent = state.everything.length || !state.everythingWhy
+        ? `${state.everything.length} masks (segment everything)`
+        : "0 masks (segment everything)";
       box.append(span);
     } else if (!state.candidates.length) {
       const span = document.createElement("span");
@@ -345,6 +349,7 @@
     state.selected = -1;
     state.everything = null;
     state.lastResponse = null;
+    showEverythingWhy(null);
     showWarnings([]);
     renderCandidates();
     drawMasks();
@@ -387,6 +392,43 @@
     }
   }
 
+  // The settings panel, built from the server's list: the same names as in its explanations.
+  function buildSettings(info) {
+    const box = $("settings-fields");
+    box.replaceChildren();
+    state.settings = info.everything_settings || [];
+    for (const f of state.settings) {
+      const label = document.createElement("label");
+      label.dataset.setting = f.name;
+      label.title = `${f.help} (${f.name} in the API, --${f.name.replaceAll("_", "-")} in samkit auto)`;
+      const input = document.createElement("input");
+      Object.assign(input, { id: `setting-${f.name}`, type: "number", min: f.min, max: f.max, step: f.step, value: f.default });
+      label.append(`${f.label} `, input);
+      box.append(label);
+    }
+    $("settings-note").textContent =
+      `Defaults: those of samkit auto for this ${info.family === "sam2" ? "SAM 2" : "SAM 1"} model.`;
+  }
+
+  function everythingSettings() {
+    const body = {};
+    for (const f of state.settings) body[f.name] = $(`setting-${f.name}`).valueAsNumber;
+    return body; // NaN (an empty field) is sent as null: the server's default
+  }
+
+  // Why "segment everything" kept no mask: shown in the open settings, next to the fields it names.
+  function showEverythingWhy(message) {
+    state.everythingWhy = message;
+    const el = $("everything-why");
+    el.hidden = !message;
+    el.textContent = message || "";
+    for (const f of state.settings) {
+      const label = document.querySelector(`label[data-setting="${f.name}"]`);
+      if (label) label.classList.toggle("named", Boolean(message && message.includes(`"${f.label}"`)));
+    }
+    if (message) document.querySelector("details.settings").open = true;
+  }
+
   async function segmentEverything() {
     const seq = ++state.seq;
     state.pending += 1;
@@ -396,19 +438,21 @@
       $("status-text").textContent = `Segmenting everything… ${((performance.now() - t0) / 1000).toFixed(1)} s`;
     }, 100);
     try {
-      const out = await postJson("everything", {
-        points_per_side: Number($("pps").value),
-        pred_iou_thresh: Number($("iou").value),
-        stability_score_thresh: Number($("stab").value),
-      });
+      const out = await postJson("everything", everythingSettings());
       if (seq !== state.seq) return;
       state.actions = [];
       clearMasks();
       state.everything = out.annotations.map((a) => ({ ...a, mask: decodeRle(a.segmentation) }));
+      const why = out.annotations.length ? null : out.message;
+      showEverythingWhy(why);
       renderCandidates();
       drawPrompts();
       drawMasks();
-      setStatus("ready", out.annotations.length || !out.message ? `${out.annotations.length} masks in ${(out.elapsed_ms / 1000).toFixed(1)} s.` : out.message);
+      const secs = `${(out.elapsed_ms / 1000).toFixed(1)} s`;
+      setStatus("ready", why
+        ? `0 masks in ${secs}: the settings removed all ${out.filter_counts.candidates} candidate masks (why: see settings).`
+        : `${out.annotations.length} masks in ${secs}.`);
+      $("status-text").title = why || "";
     } catch (e) {
       if (seq === state.seq) setStatus("error", `Segment everything failed: ${e.message}`);
     } finally {
@@ -522,8 +566,10 @@
   });
 
   fetch("/api/info").then((r) => r.json()).then((info) => {
-    $("model").textContent = `${info.model} (${info.family})`;
+    state.info = info;
+    $("model").textContent = `${info.model} (${info.family === "sam2" ? "SAM 2" : "SAM 1"})`;
     $("random-warning").hidden = !info.random_weights;
+    buildSettings(info);
   }).catch(() => {});
 
   // For tests and the curious: the state, and the displayed mask layer as base64 of 0/1 bytes.

@@ -12,7 +12,7 @@
   const style = document.createElement("style");
   style.textContent = `
     body:not(.video-on) > #video-mode { display: none; }
-    body.video-on > nav.toolbar, body.video-on > #candidates, body.video-on > #status,
+    body.video-on > nav.toolbar, body.video-on > #candidates-row, body.video-on > #status,
     body.video-on > #stage { display: none; }
     #video-mode [hidden] { display: none !important; }
     .modes { display: inline-flex; gap: 0; margin-left: 12px; }
@@ -31,6 +31,7 @@
     #v-layers canvas { image-rendering: pixelated; }
     #v-frame { height: auto; }
     a.button[aria-disabled="true"] { opacity: .45; pointer-events: none; }
+    #v-status[data-phase="error"] #v-status-text { color: var(--warn); font-weight: 600; }
   `;
   document.head.append(style);
 
@@ -444,7 +445,8 @@
   stage.addEventListener("drop", (e) => {
     e.preventDefault();
     stage.classList.remove("dragover");
-    if (e.dataTransfer.files.length) openFile(e.dataTransfer.files[0]);
+    if (unavailable) setStatus("error", `Not available on this server: ${unavailable}.`);
+    else if (e.dataTransfer.files.length) openFile(e.dataTransfer.files[0]);
   });
   document.addEventListener("keydown", (e) => {
     if (!document.body.classList.contains("video-on") || e.target.tagName === "INPUT") return;
@@ -461,11 +463,21 @@
   $("mode-image").addEventListener("click", () => setMode(false));
   $("mode-video").addEventListener("click", () => setMode(true));
 
+  // Whether this server's model can track (SAM 2 with memory modules), from its answer.
+  let unavailable = null;
   fetch("/api/videos").then((r) => r.json()).then((info) => {
     if (!info.available) {
-      $("mode-video").title = info.reason;
+      unavailable = info.reason;
+      $("mode-video").title = `Video mode: not available here (${info.reason})`;
       $("v-file").disabled = true;
-      setStatus("error", info.reason);
+      const open = $("v-open");
+      open.classList.add("disabled");
+      open.setAttribute("aria-disabled", "true");
+      open.title = `Not available: ${info.reason}`;
+      const hint = document.createElement("small");
+      hint.textContent = "Start samkit serve with a SAM 2 model (for example --model sam2.1_hiera_tiny) to track videos.";
+      $("v-drop-hint").replaceChildren(`Not available on this server: ${info.reason}.`, document.createElement("br"), hint);
+      setStatus("error", `Not available on this server: ${info.reason}.`);
     } else {
       const l = info.limits;
       $("v-drop-hint").firstChild.textContent =
