@@ -165,7 +165,8 @@ def build_sam3_image_model(
             which samkit does not do: download `sam3.pt` yourself and pass its path.
         enable_segmentation: build the segmentation head (masks); False skips its tensors.
         enable_inst_interactivity: build the interactive heads (`predict_inst`); None (the
-            default) = when the checkpoint has `tracker.*` tensors (always without a checkpoint).
+            default) = when the checkpoint has `tracker.*` tensors (without a checkpoint: the
+            config's `inst_interactivity`).
         compile: must be False (samkit runs eagerly).
         dtype: float32 (default) or `torch.bfloat16` / `torch.float16` for the whole model.
         config: the architecture; by default read off the checkpoint's tensor shapes
@@ -207,13 +208,16 @@ def build_sam3_image_model(
         if config is None:
             config = sam3_config_from_state_dict(state_dict)
     cfg = config or SAM3_OFFICIAL
-    has_tracker = state_dict is None or any(k.startswith("tracker.") for k in state_dict)
+    if state_dict is None:
+        has_tracker = cfg.inst_interactivity
+    else:
+        has_tracker = any(k.startswith("tracker.") for k in state_dict)
     if enable_inst_interactivity is None:
         enable_inst_interactivity = has_tracker
     if enable_inst_interactivity and not has_tracker:
         raise ValueError(
-            f"enable_inst_interactivity=True but {checkpoint_path} has no tracker.* tensors "
-            "(the interactive heads' weights)"
+            f"enable_inst_interactivity=True but {checkpoint_path or 'the config'} has no "
+            "interactive heads (tracker.* tensors / inst_interactivity=False)"
         )
     cfg = dataclasses.replace(
         cfg, segmentation=enable_segmentation, inst_interactivity=enable_inst_interactivity
