@@ -2,7 +2,7 @@
 
 Public API (imported lazily, so `import samkit` does no work):
 `build_sam`, `build_sam2`, `sam_model_registry`, `SamPredictor`, `Sam2ImagePredictor`,
-`SamAutomaticMaskGenerator`.
+`SamAutomaticMaskGenerator`; SAM 3: `build_sam3_image_model`, `Sam3Processor`.
 """
 
 from __future__ import annotations
@@ -21,16 +21,20 @@ _EXPORTS = {
     "Sam2AutomaticMaskGenerator": "samkit.amg",
     "build_sam2_video_predictor": "samkit.video.build",
     "Sam2VideoPredictor": "samkit.video.predictor",
+    "build_sam3_image_model": "samkit.modeling.build_sam3",
+    "Sam3Processor": "samkit.sam3_processor",
 }
 
 __all__ = [
     "Sam2ImagePredictor",
     "Sam2VideoPredictor",
+    "Sam3Processor",
     "SamAutomaticMaskGenerator",
     "SamPredictor",
     "build_sam",
     "build_sam2",
     "build_sam2_video_predictor",
+    "build_sam3_image_model",
     "sam_model_registry",
 ]
 
@@ -38,8 +42,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from samkit.amg import SamAutomaticMaskGenerator
     from samkit.modeling.build import build_sam, sam_model_registry
     from samkit.modeling.build_sam2 import build_sam2
+    from samkit.modeling.build_sam3 import build_sam3_image_model
     from samkit.predictor import SamPredictor
     from samkit.sam2_predictor import Sam2ImagePredictor
+    from samkit.sam3_processor import Sam3Processor
     from samkit.video.build import build_sam2_video_predictor
     from samkit.video.predictor import Sam2VideoPredictor
 
