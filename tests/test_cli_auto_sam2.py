@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samkit.amg.io import json_image_entry
+from samkit.amg.coco import json_image_entry
 from samkit.cli import main
 from tests.conftest import FIXTURES, IMAGES, load_rgb
 from tests.server.conftest import coco_decode

@@ -20,20 +20,24 @@ import numpy as np
 def decode(
     source: np.ndarray | bytes | str | os.PathLike[str], name: str = "", stretch: Any = None
 ) -> np.ndarray:
-    """An image as HxWx3 uint8 RGB: decoded from a path or encoded bytes, or passed through.
+    """An image as HxWx3 uint8 RGB: decoded from a path or encoded bytes, or an array converted.
 
     Args:
-        source: a decoded HxWx3 uint8 array (returned as is), encoded bytes or a file path.
+        source: an image array or PIL image (HxW, HxWx1, HxWx3 or HxWx4, by `set_image`'s rule:
+            `samkit.inputs.as_rgb_uint8`; an HxWx3 uint8 array comes back as is, so arrays are
+            never stretched twice), encoded bytes or a file path.
         name: the file's name, used in error messages about `bytes` sources.
         stretch: `samkit.imageio.decode_image`'s percentile stretch (None: the default rule).
 
     Raises:
-        ImageDecodeError (a ValueError): not a readable image.
+        ImageDecodeError (a ValueError): not a readable image.  ValueError: an array the rule
+            refuses (a wrong shape or dtype).
     """
     from samkit.imageio import ImageDecodeError, decode_image
+    from samkit.inputs import as_rgb_uint8
 
-    if isinstance(source, np.ndarray):
-        return source
+    if not isinstance(source, (bytes, str, os.PathLike)):
+        return as_rgb_uint8(source)
     try:
         return decode_image(source, stretch=stretch)
     except ImageDecodeError as e:
@@ -107,7 +111,7 @@ class AutoJob:
         json_path, overlay = self.outputs(stem)
         if not (json_path.is_file() and overlay.is_file()):
             return False
-        from samkit.amg.io import json_image_entry
+        from samkit.amg.coco import json_image_entry
 
         try:
             image = json_image_entry(json.loads(json_path.read_text()))

@@ -43,6 +43,7 @@ def _records(h: int = 20, w: int = 30) -> tuple[list[dict], torch.Tensor]:
 
 def test_default_is_a_coco_file_pycocotools_loads(tmp_path):
     coco_mod = pytest.importorskip("pycocotools.coco")
+    mask_utils = pytest.importorskip("pycocotools.mask")
     records, masks = _records()
     path = tmp_path / "x.json"
     write_coco_json(path, {"file_name": "x.png", "height": 20, "width": 30, "image_id": 5}, records)
@@ -55,8 +56,14 @@ def test_default_is_a_coco_file_pycocotools_loads(tmp_path):
     for ann, m, rec in zip(coco.loadAnns(ann_ids), masks, records):
         np.testing.assert_array_equal(coco.annToMask(ann).astype(bool), m.numpy())
         assert ann["image_id"] == 5 and ann["category_id"] == 1 and ann["iscrowd"] == 0
-        assert ann["area"] == int(m.sum()) and ann["bbox"] == rec["bbox"]
-        assert ann["predicted_iou"] == 0.9 and ann["crop_box"] == rec["crop_box"]
+        rle = {"size": [20, 30], "counts": ann["segmentation"]["counts"].encode()}
+        # COCO's box (pycocotools' toBbox), one pixel wider and taller than the record's
+        # official SAM box (w = x_max - x_min)
+        assert ann["bbox"] == mask_utils.toBbox(rle).tolist()
+        x, y, w, h = rec["bbox"]
+        assert ann["bbox"] == [x, y, w + 1, h + 1]
+        assert ann["area"] == int(m.sum()) == int(mask_utils.area(rle))
+        assert ann["predicted_iou"] == ann["score"] == 0.9 and ann["crop_box"] == rec["crop_box"]
 
 
 def test_sa1b_layout_on_request(tmp_path):
@@ -68,6 +75,7 @@ def test_sa1b_layout_on_request(tmp_path):
     assert doc["image"]["image_id"] == 5
     assert [a["id"] for a in doc["annotations"]] == [0, 1, 2]
     assert "image_id" not in doc["annotations"][0]
+    assert [a["bbox"] for a in doc["annotations"]] == [r["bbox"] for r in records]  # official
     with pytest.raises(ValueError, match="coco, sa1b"):
         write_coco_json(tmp_path / "y.json", {"height": 20, "width": 30}, records, format="voc")
     assert not (tmp_path / "y.json").exists()
@@ -90,13 +98,15 @@ def test_auto_writes_coco_by_default_and_sa1b_with_format(tmp_path, sam1_shapes,
     assert len(anns) == len(expected)
     for ann, rec in zip(anns, expected):
         np.testing.assert_array_equal(coco.annToMask(ann).astype(bool), rec["segmentation"])
-        assert ann["bbox"] == rec["bbox"] and ann["area"] == rec["area"]
+        x, y, w, h = rec["bbox"]
+        assert ann["bbox"] == [x, y, w + 1, h + 1] and ann["area"] == rec["area"]
 
     out = tmp_path / "c"
     assert main(["auto", str(image), "--out", str(out), "--format", "sa1b", "--quiet", *AMG, *MODEL]) == 0  # fmt: skip
     doc = json.loads((out / "shapes_1.json").read_text())
     assert doc["image"]["file_name"] == "shapes_1.png"  # rewritten: the format is a setting
     assert len(doc["annotations"]) == len(expected)
+    assert [a["bbox"] for a in doc["annotations"]] == [r["bbox"] for r in expected]  # official
     err = capsys.readouterr().err
     assert "skipped" not in err
 

@@ -203,8 +203,8 @@ def test_bad_parameters(square_model, kwargs, match) -> None:
     "bad, match",
     [
         ("image.png", "numpy array"),
-        (np.zeros((10, 10), np.uint8), "HxWx3"),
-        (np.zeros((10, 10, 4), np.uint8), "HxWx3"),
+        (np.zeros((10, 10, 2), np.uint8), r"HxW or HxWx\{1,3,4\}"),  # HxW, HxWx4: test_image_rule
+        (np.zeros((10,), np.uint8), r"HxW or HxWx\{1,3,4\}"),
         (np.full((10, 10, 3), 3.0, np.float32), r"float image must hold values in \[0, 1\]"),
         (np.ones((10, 10, 3), bool), "numeric dtype"),
         (np.zeros((0, 10, 3), np.uint8), "empty"),

@@ -90,5 +90,11 @@ def test_render_overlay() -> None:
     assert not (inside_a == 100).all() and not (inside_b == 100).all()
     assert not np.array_equal(inside_a, inside_b)  # distinct colours
     assert not np.array_equal(arr[2, 3], inside_a)  # the outline is drawn opaquely
-    with pytest.raises(ValueError):
-        render_overlay(image[..., 0], records)
+    # the image rule of set_image: greyscale is repeated into R, G and B
+    grey = np.asarray(render_overlay(image[..., 0], records, alpha=0.5))
+    np.testing.assert_array_equal(grey, arr)
+    for bad in (image[..., :2], image[None], image[0, 0]):
+        with pytest.raises(ValueError, match="HxW"):
+            render_overlay(bad, records)
+    with pytest.raises(ValueError, match="does not match"):
+        render_overlay(image[:10], records)

@@ -184,3 +184,34 @@ def test_stability_and_mask_matches_the_official_formula() -> None:
     assert stability.dtype == torch.float32
     assert stability == calculate_stability_score(logits[None], 0.0, 1.0)[0]
     assert torch.equal(mask, logits > 0.0)
+
+
+def test_bbox_and_area_from_rle_are_pycocotools_own():
+    # COCO's box covers the pixels (w = x_max - x_min + 1): what pycocotools.mask.toBbox gives,
+    # from either RLE form; the official SAM box is one pixel smaller.
+    from samkit.amg.masks import batched_mask_to_box
+    from samkit.amg.rle import area_from_rle, bbox_from_rle, to_coco_rle
+
+    mask_utils = pytest.importorskip("pycocotools.mask")
+    rng = np.random.default_rng(0)
+    masks = [np.zeros((7, 5), bool), np.ones((477, 640), bool)]
+    for i in range(400):
+        h, w = (int(v) for v in rng.integers(1, 13, 2))
+        m = rng.random((h, w)) < rng.random() if i % 2 else np.zeros((h, w), bool)
+        if i % 2 == 0:
+            y0, y1 = sorted(rng.integers(0, h, 2))
+            x0, x1 = sorted(rng.integers(0, w, 2))
+            m[y0 : y1 + 1, x0 : x1 + 1] = True
+        masks.append(m)
+    for m in masks:
+        t = torch.as_tensor(m)
+        rle = mask_to_rle_pytorch(t[None])[0]
+        ref = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        assert to_coco_rle(m)["counts"] == ref["counts"].decode()
+        expected = mask_utils.toBbox(ref).tolist()
+        assert bbox_from_rle(rle) == bbox_from_rle(to_coco_rle(m)) == expected, m
+        assert area_from_rle(rle) == area_from_rle(to_coco_rle(m)) == int(mask_utils.area(ref))
+        if m.any():
+            x0, y0, x1, y1 = batched_mask_to_box(t[None])[0].tolist()
+            assert expected == [x0, y0, x1 - x0 + 1, y1 - y0 + 1]
+    assert bbox_from_rle(to_coco_rle(np.ones((477, 640), bool))) == [0, 0, 640, 477]

@@ -99,9 +99,45 @@ def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
     return mask.reshape(w, h).T
 
 
+def rle_counts(rle: dict[str, Any]) -> list[int]:
+    """The run lengths of an uncompressed RLE (list counts) or a COCO RLE (string counts)."""
+    counts = rle["counts"]
+    if isinstance(counts, (str, bytes)):
+        return rle_string_to_counts(counts)
+    return [int(c) for c in counts]
+
+
 def area_from_rle(rle: dict[str, Any]) -> int:
-    """Number of foreground pixels of an uncompressed RLE."""
-    return int(sum(rle["counts"][1::2]))
+    """Number of foreground pixels of an uncompressed or COCO RLE (pycocotools' `area`)."""
+    return int(sum(rle_counts(rle)[1::2]))
+
+
+def bbox_from_rle(rle: dict[str, Any]) -> list[float]:
+    """The XYWH box of an uncompressed or COCO RLE, as `pycocotools.mask.toBbox` gives it.
+
+    The box covers the mask's pixels: w = x_max - x_min + 1 (a mask filling a 640x477 image
+    has [0, 0, 640, 477]), the COCO convention. The official SAM generator's records (and
+    `--format sa1b`) use w = x_max - x_min instead ([0, 0, 639, 476]). An empty mask gives
+    [0, 0, 0, 0]. Computed from the runs (pycocotools' `rleToBbox`), without decoding the mask.
+
+    Raises:
+        ValueError: a size that is not two non-negative integers.
+    """
+    h, w = (int(v) for v in rle["size"])
+    if h < 0 or w < 0:
+        raise ValueError(f"RLE size must be [h, w] >= 0, got {rle['size']}")
+    counts = np.asarray(rle_counts(rle), dtype=np.int64)
+    m = counts.size // 2 * 2  # complete (zeros, ones) pairs; a trailing zero run adds nothing
+    if m == 0 or h == 0:
+        return [0.0, 0.0, 0.0, 0.0]
+    ends = np.cumsum(counts[:m])
+    # Even j: the first pixel of a run of ones; odd j: its last pixel (column-major index).
+    t = ends - (np.arange(m) % 2)
+    y, x = t % h, t // h
+    x0, x1, y0, y1 = int(x.min()), int(x.max()), int(y.min()), int(y.max())
+    if (x[1::2] > x[0::2]).any():  # a run that wraps into the next column spans every row
+        y0, y1 = 0, h - 1
+    return [float(x0), float(y0), float(x1 - x0 + 1), float(y1 - y0 + 1)]
 
 
 def rle_counts_to_string(counts: Sequence[int] | np.ndarray) -> str:
@@ -170,3 +206,43 @@ def coco_decode_rle(rle: dict[str, Any]) -> np.ndarray:
     """COCO RLE (string counts) -> HxW bool array."""
     h, w = (int(v) for v in rle["size"])
     return rle_to_mask({"size": [h, w], "counts": rle_string_to_counts(rle["counts"])})
+
+
+def segmentation_to_mask(seg: Any) -> np.ndarray:
+    """Any generator segmentation (HxW array or tensor, uncompressed or COCO RLE) -> HxW bool.
+
+    Raises:
+        ValueError: another type.
+    """
+    if isinstance(seg, np.ndarray):
+        return seg.astype(bool)
+    if isinstance(seg, dict) and "counts" in seg and "size" in seg:
+        if isinstance(seg["counts"], (str, bytes)):
+            return coco_decode_rle(seg)
+        return rle_to_mask(seg)
+    if isinstance(seg, Tensor):
+        return seg.detach().cpu().numpy().astype(bool)
+    raise ValueError(f"unsupported segmentation type {type(seg).__name__}")
+
+
+def to_coco_rle(seg: Any) -> dict[str, Any]:
+    """Any generator segmentation -> COCO RLE `{"size": [h, w], "counts": str}` (JSON-ready).
+
+    The one COCO RLE encoder of samkit's annotation files (pycocotools decodes it to the same
+    mask). A COCO RLE passes through (bytes counts become str).
+
+    Raises:
+        ValueError: an unsupported type, or RLE counts that do not sum to h * w.
+    """
+    if isinstance(seg, dict) and isinstance(seg.get("counts"), (str, bytes)):
+        counts = seg["counts"]
+        return {
+            "size": [int(v) for v in seg["size"]],
+            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+        }
+    if isinstance(seg, dict):
+        return coco_encode_rle(seg)
+    mask = torch.as_tensor(segmentation_to_mask(seg))
+    if mask.dim() != 2:
+        raise ValueError(f"a mask must be HxW, got shape {tuple(mask.shape)}")
+    return coco_encode_rle(mask_to_rle_pytorch(mask[None])[0])

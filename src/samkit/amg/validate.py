@@ -8,27 +8,6 @@ from typing import Any
 import numpy as np
 
 
-def check_image(image: Any) -> np.ndarray:
-    """An RGB image (numpy array or PIL image) -> contiguous HxWx3 uint8 numpy array.
-
-    Arrays must be HxWx3; uint8 is used as is, other dtypes go through the rule of
-    `samkit.imageio` (uint16 `>> 8`, float in [0, 1] `* 255`), like `SamPredictor.set_image`.
-    """
-    from PIL import Image
-
-    from samkit.imageio import array_to_rgb_uint8, pil_to_array
-
-    if isinstance(image, Image.Image):
-        return array_to_rgb_uint8(pil_to_array(image))
-    if not isinstance(image, np.ndarray):
-        raise ValueError(
-            f"image must be an HxWx3 uint8 RGB numpy array (or PIL image), got {type(image).__name__}"
-        )
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must have shape HxWx3 (RGB), got {image.shape}")
-    return array_to_rgb_uint8(image)
-
-
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
