@@ -22,6 +22,7 @@ def sub_state(prefix: str) -> dict[str, Tensor]:
     return {k[len(prefix) :]: v for k, v in checkpoint().items() if k.startswith(prefix)}
 
 
+@lru_cache(maxsize=1)
 def tiny_backbone():  # -> SAM3VLBackbone with the fixture's vision and text weights
     from samkit.layers.sine_position import PositionEmbeddingSine
     from samkit.modeling.sam3.backbone import SAM3VLBackbone
@@ -35,3 +36,17 @@ def tiny_backbone():  # -> SAM3VLBackbone with the fixture's vision and text wei
     backbone = SAM3VLBackbone(neck, text, scalp=1).eval()
     backbone.load_state_dict(sub_state("detector.backbone."), strict=True)
     return backbone
+
+
+@lru_cache(maxsize=3)
+def image_backbone_out(name: str) -> dict:
+    """`forward_image` of ../shared/images/<name>.jpg through the tiny backbone (computed once per
+    test process; treat as read-only)."""
+    from PIL import Image
+
+    from samkit.transforms import sam3_image_to_tensor
+    from tests.conftest import IMAGES
+
+    image = Image.open(IMAGES / f"{name}.jpg").convert("RGB")
+    with torch.inference_mode():
+        return tiny_backbone().forward_image(sam3_image_to_tensor(image)[None])

@@ -11,7 +11,7 @@ import samkit.transforms as transforms
 from samkit.modeling.sam3.vit import Sam3ViT
 from samkit.transforms import sam3_image_to_tensor
 from tests.conftest import IMAGES
-from tests.sam3.f1_weights import FX, sub_state, tiny_backbone
+from tests.sam3.f1_weights import FX, image_backbone_out, sub_state
 
 NAMES = ("truck", "groceries", "dog")
 
@@ -27,12 +27,11 @@ def _rgb(name: str) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def features() -> dict[str, dict]:
-    backbone = tiny_backbone()
     heads = sub_state("tracker.sam_mask_decoder.")
     out = {}
     with torch.inference_mode():
         for name in NAMES:
-            bo = backbone.forward_image(sam3_image_to_tensor(_rgb(name))[None])
+            bo = image_backbone_out(name)
             s2 = bo["sam2_backbone_out"]["backbone_fpn"]
             # what the official processor's set_image applies before the stats were taken
             s2_proj = [
