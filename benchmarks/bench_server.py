@@ -1,8 +1,8 @@
-"""Click latency of the web app: server-side decode + RLE (+ PNG) encoding, vit_b architecture.
+"""The web app under load: click latency, and the server's memory over rounds of video sessions.
 
-The image is encoded once (as the app does); then each "click" is one random foreground point
-answered with 3 candidate masks at the original resolution, as `POST /api/images/{id}/predict`
-does. Measured per click:
+Click latency (the default), vit_b architecture: the image is encoded once (as the app does); then
+each "click" is one random foreground point answered with 3 candidate masks at the original
+resolution, as `POST /api/images/{id}/predict` does. Measured per click:
 
 * `engine`: `Engine.submit_predict` on the app's decoding thread = prompt encoder + mask decoder + upsampling to the image size +
   threshold + COCO RLE, bbox and area of the 3 masks (what the page asks for);
@@ -12,15 +12,31 @@ does. Measured per click:
 Random weights (`build_sam("vit_b")`): the timing does not depend on the weights.
 
     python benchmarks/bench_server.py [--clicks 100] [--threads 2] [--out benchmarks/results/bench_server.json]
+
+Memory over video sessions (`--video-rounds N`): a real `samkit serve` (SAM 2, random weights by
+default) in a subprocess; each round opens `--sessions` videos at once from as many clients, clicks
+an object on frame 0, tracks every frame, waits, and closes every session; the server's RSS
+(VmRSS of its process) is printed after each round. Flat RSS after the first rounds means freed
+memory is reused (issue 24: it grew by ~0.9 GB a round when every job ran on a fresh thread).
+`--src` runs the server from another source tree (e.g. an older checkout) for an A/B comparison.
+
+    python benchmarks/bench_server.py --video-rounds 10 [--sessions 4] [--frames 4] \
+        [--model sam2.1_hiera_tiny] [--src DIR] [--out benchmarks/results/bench_server_rss.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +56,101 @@ def _summary(ms: list[float]) -> dict[str, float]:
     }
 
 
+def _rss_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process, in MB (10**6 bytes)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) * 1024 / 1e6
+    return round(fields["VmRSS"], 1), round(fields["VmHWM"], 1)
+
+
+def _session(url: str, clip: bytes, k: int) -> int:
+    """One user: open the clip, click the red square on frame 0, track, close; frames tracked."""
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=600) as c:
+        r = c.post(f"/api/videos?name=clip{k}.mp4", content=clip)
+        r.raise_for_status()
+        vid = r.json()["video_id"]
+        body = {"frame": 0, "obj_id": 1, "points": [[30.0, 60.0]], "labels": [1]}
+        c.post(f"/api/videos/{vid}/prompts", json=body).raise_for_status()
+        c.post(f"/api/videos/{vid}/track", json={}).raise_for_status()
+        while (st := c.get(f"/api/videos/{vid}/track").json())["status"] == "running":
+            time.sleep(0.2)
+        c.delete(f"/api/videos/{vid}").raise_for_status()
+        if st["status"] != "done":
+            raise RuntimeError(f"tracking ended with {st}")
+        return int(st["done"])
+
+
+def run_video_rss(args: argparse.Namespace) -> None:
+    import httpx
+
+    sys.path.insert(0, str(ROOT))
+    from tests.video.clips import encode_video, moving_shapes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = encode_video(
+            Path(tmp) / "clip.mp4", moving_shapes(args.frames, 192, 256)
+        ).read_bytes()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    model = ["--model", args.model]
+    model += ["--checkpoint", args.checkpoint] if args.checkpoint else ["--random-weights"]
+    cmd = [sys.executable, "-m", "samkit", "serve", "--port", str(port), *model]
+    env = {**os.environ, "PYTHONPATH": str(Path(args.src).resolve())}
+    server = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    rounds = []
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("samkit serve did not start")
+            try:
+                if httpx.get(f"{url}/api/videos", timeout=2).json()["available"]:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        rss0, _ = _rss_mb(server.pid)
+        print(
+            f"server pid {server.pid} ({' '.join(cmd[3:])}), RSS at start {rss0:.0f} MB", flush=True
+        )
+        for i in range(args.video_rounds):
+            t = time.perf_counter()
+            with ThreadPoolExecutor(args.sessions) as pool:
+                frames = sum(pool.map(lambda k: _session(url, clip, k), range(args.sessions)))
+            time.sleep(1.0)  # the session folders are removed after the answer
+            rss, hwm = _rss_mb(server.pid)
+            open_now = (httpx.get(f"{url}/api/videos").json().get("sessions") or {}).get("open")
+            rounds.append({"round": i + 1, "rss_mb": rss, "peak_rss_mb": hwm, "frames": frames,
+                           "seconds": round(time.perf_counter() - t, 1), "open_after": open_now})  # fmt: skip
+            print(json.dumps(rounds[-1]), flush=True)
+    finally:
+        server.terminate()
+        server.wait(30)
+    rss = [r["rss_mb"] for r in rounds]
+    results = {
+        "benchmark": "server RSS over rounds of video sessions",
+        "command": " ".join(cmd[3:]),
+        "src": str(Path(args.src).resolve()),
+        "sessions_per_round": args.sessions,
+        "frames_per_video": args.frames,
+        "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
+        "rss_at_start_mb": rss0,
+        "rounds": rounds,
+        "growth_after_round_2_mb": round(rss[-1] - rss[min(1, len(rss) - 1)], 1),
+    }
+    out = Path(args.out or ROOT / "benchmarks" / "results" / "bench_server_rss.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print("RSS per round (MB):", " ".join(f"{v:.0f}" for v in rss))
+    print("growth from round 2 to the last:", results["growth_after_round_2_mb"], "MB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -47,8 +158,18 @@ def main() -> None:
     ap.add_argument("--clicks", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--images", nargs="+", default=["truck.jpg", "dog.jpg"])
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_server.json"))
+    ap.add_argument("--out", default=None, help="JSON output (default under benchmarks/results)")
+    ap.add_argument("--video-rounds", type=int, default=0, help="measure RSS over N rounds")
+    ap.add_argument("--sessions", type=int, default=4, help="video sessions per round")
+    ap.add_argument("--frames", type=int, default=4, help="frames of each video")
+    ap.add_argument("--model", default="sam2.1_hiera_tiny", help="the server's SAM 2 model")
+    ap.add_argument("--checkpoint", default=None, help="its checkpoint (default random weights)")
+    ap.add_argument("--src", default=str(ROOT / "src"), help="the samkit sources to serve")
     args = ap.parse_args()
+    if args.video_rounds:
+        run_video_rss(args)
+        return
+    args.out = args.out or str(ROOT / "benchmarks" / "results" / "bench_server.json")
     torch.set_num_threads(args.threads)
 
     from fastapi.testclient import TestClient
