@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,25 @@ def settled_amg_kwargs(generator: Any, amg_kwargs: dict[str, Any]) -> dict[str, 
     return {k: getattr(generator, k) if v is None else v for k, v in amg_kwargs.items()}
 
 
+DATASET_NAME = "_annotations.coco.json"
+
+
+def image_ids(names: Sequence[str]) -> dict[str, int]:
+    """The COCO image ids of a run's images: 1 + each file name's rank in sorted order.
+
+    Args:
+        names: the images' file names (names relative to their input folder; repeats allowed).
+
+    Returns:
+        {file name: id}; the same for the single-process and the Ray run, and for a resumed run.
+    """
+    return {name: i + 1 for i, name in enumerate(sorted(set(names)))}
+
+
 @dataclass(frozen=True)
 class AutoJob:
-    """`samkit auto` for one image: `<stem>_overlay.png` and `<stem>.json` (COCO RLE) in `out`.
+    """`samkit auto`: per image, `<stem>_overlay.png` and `<stem>.json` (COCO RLE) in `out`;
+    per run, the COCO dataset `out/_annotations.coco.json` (`write_dataset`).
 
     Attributes:
         out: the output folder.
@@ -102,6 +119,58 @@ class AutoJob:
     def output_names(self, stem: str) -> list[str]:
         return [f"{stem}.json", f"{stem}_overlay.png"]
 
+    @property
+    def dataset_path(self) -> Path:
+        """The run's COCO dataset file, `out/_annotations.coco.json`."""
+        return self.out / DATASET_NAME
+
+    def start_run(self, names: Sequence[str]) -> None:
+        """Before a run's images: refuse an image whose outputs would overwrite the dataset
+        file, then delete the previous run's dataset file (it describes this run only once
+        `write_dataset` ends it) and any temporary file of a killed run's dataset.
+
+        Raises:
+            ValueError: an image named `_annotations.coco.*`.
+        """
+        own = Path(DATASET_NAME).stem
+        for name in names:
+            if Path(name).stem == own:
+                raise ValueError(
+                    f"{name}: its masks would be written to {DATASET_NAME}, the run's COCO "
+                    "dataset file; rename the image"
+                )
+        remove_stale_temporaries(self.out, [DATASET_NAME])
+        self.dataset_path.unlink(missing_ok=True)
+
+    def write_dataset(self, images: Sequence[tuple[int, str]]) -> Path:
+        """Write the run's COCO dataset from its images' outputs, atomically; returns its path.
+
+        One file for the run (`samkit.amg.coco.coco_dataset`): `images` (`id`, `file_name`,
+        `height`, `width`) sorted by id, `annotations` with unique ids from 1 in that order
+        (each image's masks in the generator's order), `categories`, and `info.samkit` with
+        the run's settings. It is made from the per-image JSON files only, so the single-process
+        run, the Ray run and a killed run that was resumed write the same bytes.
+
+        Args:
+            images: (image id, file name) of the images whose outputs are complete (done or
+                skipped in this run; failed images are left out).
+
+        Raises:
+            ValueError: an image's JSON is missing or is not a samkit annotation file.
+        """
+        from samkit.amg.coco import coco_dataset, read_annotation_file
+
+        info = {"description": "samkit automatic masks", "samkit": self.params}
+        with coco_dataset(self.dataset_path, info=info) as dataset:
+            for image_id, name in sorted(images):
+                json_path = self.outputs(Path(name).stem)[0]
+                try:
+                    entry, annotations = read_annotation_file(json_path)
+                except OSError as e:
+                    raise ValueError(f"{json_path}: cannot read it ({e})") from None
+                dataset.add_image(image_id, name, entry["height"], entry["width"], annotations)
+        return self.dataset_path
+
     def outputs(self, stem: str) -> tuple[Path, Path]:
         """(JSON path, overlay path) of the image whose file stem is `stem`."""
         return self.out / f"{stem}.json", self.out / f"{stem}_overlay.png"
@@ -132,7 +201,7 @@ class AutoJob:
             generator: `make_generator(...)`.
             source: the image (see `decode`).
             file_name: the image's file name (its stem names the outputs).
-            image_id: the image's index in the run's sorted list of files.
+            image_id: the image's COCO id (`image_ids`), recorded in its JSON.
         """
         from samkit.amg import render_overlay, write_coco_json
         from samkit.server.encoding import atomic_write_bytes, png_bytes

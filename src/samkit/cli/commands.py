@@ -22,6 +22,7 @@ from samkit.cli.imageopts import image_stretch
 from samkit.jobs import (
     AutoJob,
     EmbedJob,
+    image_ids,
     make_generator,
     remove_stale_temporaries,
     settled_amg_kwargs,
@@ -187,7 +188,8 @@ def cmd_auto(args: argparse.Namespace) -> int:
         from samkit.cli.distributed import run_on_ray
 
         return run_on_ray(args, "auto", amg_kwargs)
-    files = _image_files(args.inputs)
+    files = list(dict.fromkeys(_image_files(args.inputs)))  # a file given twice is done once
+    ids = image_ids([f.name for f in files])  # COCO ids: by file name, as with --ray
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lm = _model_from_args(args)
@@ -202,18 +204,22 @@ def cmd_auto(args: argparse.Namespace) -> int:
         out, lm.name, lm.random_weights, amg_kwargs, image_stretch(args), args.format
     )
     remove_stale_temporaries(out, [n for f in files for n in job.output_names(f.stem)])
+    try:
+        job.start_run([f.name for f in files])
+    except ValueError as e:
+        raise CliError(str(e)) from None
 
     progress = _Progress(len(files), enabled=not args.quiet)
     failed: list[tuple[Path, str]] = []
     skipped = 0
-    for idx, f in enumerate(files):
+    for f in files:
         if not args.overwrite and job.is_complete(f.stem):
             skipped += 1
             progress.update(f.name, 0, 0.0, "done already, skipped")
             continue
         t = time.perf_counter()
         try:
-            n_masks = job.run(generator, f, f.name, idx)
+            n_masks = job.run(generator, f, f.name, ids[f.name])
         except (ValueError, OSError, RuntimeError) as e:
             failed.append((f, f"{type(e).__name__}: {e}"))
             progress.update(f.name, 0, time.perf_counter() - t, "FAILED")
@@ -224,9 +230,12 @@ def cmd_auto(args: argparse.Namespace) -> int:
             reason = generator.empty_reason(cli_flag)
             print(f"samkit auto: {f}: {reason or '0 masks'}", file=sys.stderr, flush=True)
 
+    failed_files = {f for f, _ in failed}
+    dataset = job.write_dataset([(ids[f.name], f.name) for f in files if f not in failed_files])
     done = len(files) - skipped - len(failed)
     print(
-        f"{done} images segmented, {skipped} skipped (already complete), {len(failed)} failed; outputs in {out}"
+        f"{done} images segmented, {skipped} skipped (already complete), {len(failed)} failed; "
+        f"outputs in {out}; COCO dataset {dataset}"
     )
     for f, msg in failed:
         print(f"  failed: {f}: {msg}")
