@@ -179,7 +179,11 @@ class Sam3Processor:
         return feats, masks
 
     def _check_image_set(self, state: dict, call: str) -> None:
-        if not isinstance(state, dict) or "backbone_out" not in state:
+        if not isinstance(state, dict):
+            raise ValueError(
+                f"state must be the dict set_image returned, got {type(state).__name__}"
+            )
+        if "backbone_out" not in state:
             raise ValueError(f"call set_image (or set_image_batch) before {call}")
 
     @torch.inference_mode()

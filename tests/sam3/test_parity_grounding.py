@@ -21,6 +21,7 @@ from samkit.sam3_processor import Sam3Processor
 from tests.conftest import FIXTURES, IMAGES, manifest
 
 FX = FIXTURES / "sam3_tiny"
+pytestmark = pytest.mark.slow  # 10 grounding passes and 4 backbone runs of the tiny model
 TOL = {
     "logit": 2e-5,
     "score": 5e-6,
