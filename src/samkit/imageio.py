@@ -28,24 +28,45 @@ The rule, for files and arrays alike:
   microscopy needs this.
 - Multi-page TIFF and animated GIF / PNG / WebP: the first frame, with a `UserWarning`.
 - EXIF orientation is applied (`PIL.ImageOps.exif_transpose`).
+- **Size**: a file of more than `max_pixels` pixels (width x height, read from the header before
+  any pixel is decoded; default `DEFAULT_MAX_PIXELS`) is refused with an `ImageDecodeError` that
+  names the CLI's `--max-pixels N` and the keyword `max_pixels=N`. This check replaces Pillow's
+  own decompression-bomb guard (`PIL.Image.MAX_IMAGE_PIXELS`, about 89 megapixels), which would
+  refuse a 12000 x 9000 picture with no way around it: Pillow's guard is lifted while a file is
+  opened (and decoded, for files above it), under a lock, and restored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from samkit.imagelimits import DEFAULT_MAX_PIXELS, PERCENTILE_STRETCH, check_max_pixels
+
 # Formats the app and CLI decode; anything else is "not an image" (no exotic parsers).
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF", "PPM")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm")
-DEFAULT_MAX_PIXELS = 64_000_000
-PERCENTILE_STRETCH = (0.5, 99.5)
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_FORMATS",
+    "IMAGE_SUFFIXES",
+    "PERCENTILE_STRETCH",
+    "ImageDecodeError",
+    "array_to_rgb_uint8",
+    "decode_image",
+    "pil_to_array",
+    "to_rgb",
+    "to_uint8",
+]
 
 _16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 _HINT = (
@@ -210,6 +231,31 @@ def _open_error(name: str, e: Exception) -> ImageDecodeError:
     return ImageDecodeError(f"{name} is not a readable image ({type(e).__name__}: {e})")
 
 
+_PILLOW_GUARD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_guard_lifted() -> Iterator[int | None]:
+    """Pillow's decompression-bomb guard off (`PIL.Image.MAX_IMAGE_PIXELS = None`) while held;
+    yields the value it had. A process-wide setting: lifted under a lock and always restored."""
+    with _PILLOW_GUARD_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield saved
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def too_large_message(name: str, width: int, height: int, max_pixels: int) -> str:
+    """The refusal of an image over the pixel limit; it names the way to allow it."""
+    return (
+        f"{name} is too large: {width}x{height} = {width * height:,} pixels, over the limit "
+        f"of {max_pixels:,} pixels (decompression bomb protection); pass --max-pixels N "
+        "(Python: max_pixels=N) to allow it"
+    )
+
+
 def decode_image(
     source: bytes | str | os.PathLike,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -217,19 +263,25 @@ def decode_image(
 ) -> np.ndarray:
     """Decode an image file to HxWx3 uint8 RGB by the module's rule, applying EXIF orientation.
 
-    The pixel count is checked from the header before any pixel is decoded.
+    The pixel count is checked from the header before any pixel is decoded; Pillow's own
+    decompression-bomb guard does not apply (see the module docstring), so any size up to
+    `max_pixels` decodes.
 
     Args:
         source: encoded bytes, or a file path.
-        max_pixels: refuse images with more pixels than this.
+        max_pixels: refuse images with more pixels (width x height) than this positive integer
+            (the CLI's `--max-pixels`; default `DEFAULT_MAX_PIXELS`, 64,000,000).
         stretch: None (16-bit `>> 8`, float in [0, 1] `* 255`) or (lo, hi) percentiles (True =
             `PERCENTILE_STRETCH`) to stretch onto 0..255.
 
     Raises:
+        ValueError: `max_pixels` is not a positive integer, or `stretch` is malformed.
         ImageDecodeError (a ValueError): not an image in a supported format, truncated, over
-            `max_pixels`, or float / integer data the fixed rule cannot place (use `stretch`).
+            `max_pixels` (the message says "pass --max-pixels N (Python: max_pixels=N)"), or
+            float / integer data the fixed rule cannot place (use `stretch`).
         FileNotFoundError: no file at `source`.
     """
+    limit = check_max_pixels(max_pixels)
     pct = _check_stretch(stretch)
     if isinstance(source, bytes):
         name = "the upload"
@@ -243,23 +295,24 @@ def decode_image(
             return Image.open(Path(source), formats=IMAGE_FORMATS)
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with reopen() as img:
-                w, h = img.size
-                if w * h > max_pixels:
-                    raise ImageDecodeError(
-                        f"{name} is {w}x{h} = {w * h:,} pixels, over the limit of "
-                        f"{max_pixels:,} pixels (decompression bomb protection)"
-                    )
-                frames = int(getattr(img, "n_frames", 1) or 1)
+        with _pillow_guard_lifted() as pillow_limit:  # reads the header only
+            img = reopen()
+        with img:
+            w, h = img.size
+            if w * h > limit:
+                raise ImageDecodeError(too_large_message(name, w, h, limit))
+            frames = int(getattr(img, "n_frames", 1) or 1)
+            # Pillow checks again while decoding (TIFF strips, GIF frames): lifted for the rare
+            # file above its guard, which `limit` allows.
+            over_pillow = pillow_limit is not None and w * h > pillow_limit
+            with _pillow_guard_lifted() if over_pillow else contextlib.nullcontext():
                 low = _colour16_low_bytes(img, reopen) if pct is not None else None
                 img.load()
-                values = pil_to_array(ImageOps.exif_transpose(img), img.format)
-                if low is not None:
-                    with low:
-                        lo_bytes = np.asarray(ImageOps.exif_transpose(low))[:, :, :3]
-                    values = (values.astype(np.uint16) << 8) | lo_bytes
+            values = pil_to_array(ImageOps.exif_transpose(img), img.format)
+            if low is not None:
+                with low:
+                    lo_bytes = np.asarray(ImageOps.exif_transpose(low))[:, :, :3]
+                values = (values.astype(np.uint16) << 8) | lo_bytes
     except ImageDecodeError:
         raise
     except FileNotFoundError:

@@ -17,9 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from samkit.imagelimits import DEFAULT_MAX_PIXELS
+
 
 def decode(
-    source: np.ndarray | bytes | str | os.PathLike[str], name: str = "", stretch: Any = None
+    source: np.ndarray | bytes | str | os.PathLike[str],
+    name: str = "",
+    stretch: Any = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """An image as HxWx3 uint8 RGB: decoded from a path or encoded bytes, or an array converted.
 
@@ -29,9 +34,10 @@ def decode(
             never stretched twice), encoded bytes or a file path.
         name: the file's name, used in error messages about `bytes` sources.
         stretch: `samkit.imageio.decode_image`'s percentile stretch (None: the default rule).
+        max_pixels: `decode_image`'s size limit for files and bytes (the CLI's --max-pixels).
 
     Raises:
-        ImageDecodeError (a ValueError): not a readable image.  ValueError: an array the rule
+        ImageDecodeError (a ValueError): not a readable image, or over `max_pixels`.  ValueError: an array the rule
             refuses (a wrong shape or dtype).
     """
     from samkit.imageio import ImageDecodeError, decode_image
@@ -40,7 +46,7 @@ def decode(
     if not isinstance(source, (bytes, str, os.PathLike)):
         return as_rgb_uint8(source)
     try:
-        return decode_image(source, stretch=stretch)
+        return decode_image(source, max_pixels=max_pixels, stretch=stretch)
     except ImageDecodeError as e:
         if isinstance(source, bytes) and name:
             raise ImageDecodeError(str(e).replace("the upload", name, 1)) from None
@@ -94,11 +100,14 @@ class AutoJob:
             `samkit.amg.io.write_coco_json`) and the stretch when one is used); outputs with
             other settings are not complete.
         stretch: the percentile stretch images are decoded with (None: the default rule).
+        max_pixels: the largest image decoded (`samkit.imageio.decode_image`); not recorded in
+            `params`, as it never changes an output.
     """
 
     out: Path
     params: dict[str, Any]
     stretch: tuple[float, float] | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     @classmethod
     def create(
@@ -109,12 +118,13 @@ class AutoJob:
         amg_kwargs: dict,
         stretch: tuple[float, float] | None = None,
         coco_format: str = "coco",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> AutoJob:
         params = {"model": model_name, "random_weights": random_weights, **amg_kwargs}
         params["format"] = coco_format
         if stretch is not None:
             params["stretch"] = list(stretch)
-        return cls(Path(out), params, stretch)
+        return cls(Path(out), params, stretch, max_pixels)
 
     def output_names(self, stem: str) -> list[str]:
         return [f"{stem}.json", f"{stem}_overlay.png"]
@@ -206,7 +216,7 @@ class AutoJob:
         from samkit.amg import render_overlay, write_coco_json
         from samkit.server.encoding import atomic_write_bytes, png_bytes
 
-        image = decode(source, file_name, self.stretch)
+        image = decode(source, file_name, self.stretch, self.max_pixels)
         records = generator.generate(image)
         overlay = render_overlay(image, records)
         json_path, overlay_path = self.outputs(Path(file_name).stem)
@@ -233,6 +243,7 @@ class EmbedJob:
         family: "sam1" or "sam2".
         img_size: the encoder's input side.
         stretch: the percentile stretch images are decoded with (None: the default rule).
+        max_pixels: the largest image decoded (`samkit.imageio.decode_image`).
     """
 
     out: Path
@@ -240,6 +251,7 @@ class EmbedJob:
     family: str
     img_size: int
     stretch: tuple[float, float] | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def output_names(self, stem: str) -> list[str]:
         return [f"{stem}.safetensors"]
@@ -265,7 +277,7 @@ class EmbedJob:
         from samkit.embeddings import features_of, rgb_sha256, save_embedding
         from samkit.provenance import of_model
 
-        image = decode(source, file_name, self.stretch)
+        image = decode(source, file_name, self.stretch, self.max_pixels)
         predictor.set_image(image)
         return save_embedding(
             self.output(Path(file_name).stem),
