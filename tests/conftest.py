@@ -16,6 +16,32 @@ FIXTURES = SHARED / "fixtures"
 IMAGES = SHARED / "images"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("samkit progress")
+    group.addoption(
+        "--progress-after",
+        type=float,
+        default=10.0,
+        help="name a test still running after this many seconds, and its duration (0: off; "
+        "default 10)",
+    )
+    group.addoption(
+        "--progress-every",
+        type=float,
+        default=60.0,
+        help="repeat the running-test line every this many seconds (default 60)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    after = config.getoption("--progress-after")
+    if after and after > 0 and not hasattr(config, "workerinput"):  # not in an xdist worker
+        from tests.progress import Progress
+
+        every = max(1.0, config.getoption("--progress-every"))
+        config.pluginmanager.register(Progress(config, after, every), "samkit-progress")
+
+
 def load_rgb(name: str) -> np.ndarray:
     """An image of ../shared/images (or a fixture PNG path) as HxWx3 uint8 RGB."""
     path = Path(name) if Path(name).is_absolute() else IMAGES / name
