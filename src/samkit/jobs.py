@@ -37,8 +37,8 @@ def decode(
         max_pixels: `decode_image`'s size limit for files and bytes (the CLI's --max-pixels).
 
     Raises:
-        ImageDecodeError (a ValueError): not a readable image, or over `max_pixels`.  ValueError: an array the rule
-            refuses (a wrong shape or dtype).
+        ImageDecodeError (a ValueError): not a readable image, or over `max_pixels`.
+        ValueError: an array the rule refuses (a wrong shape or dtype).
     """
     from samkit.imageio import ImageDecodeError, decode_image
     from samkit.inputs import as_rgb_uint8

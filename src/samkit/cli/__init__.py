@@ -1,165 +1,41 @@
 """The `samkit` command line (also `python -m samkit`).
 
-Commands: segment, auto, embed, download, info, serve (+ export / finetune / eval when those
-modules are installed). Run `samkit COMMAND --help` for each one's options.
+Commands: segment, auto, embed, download, info, serve, track, eval-video (+ export / finetune /
+eval when those modules are installed). Run `samkit COMMAND --help` for each one's options.
+
+Parsing is light (`samkit.cli.parser`): `--help`, `--version` and usage errors never import
+numpy or torch; a command's module is imported when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import importlib
 import sys
+from collections.abc import Callable
 
-from samkit.cli.argparsing import DefaultsHelpFormatter, SamkitArgumentParser
-from samkit.cli.commands import (
-    _AMG_OPTIONS,
-    cmd_auto,
-    cmd_download,
-    cmd_embed,
-    cmd_info,
-    cmd_segment,
-    cmd_serve,
-)
-from samkit.cli.common import (
-    RANDOM_WARNING,
-    CliError,
-    LoadedModel,
-    _add_model_args,
-    _box,
-    _point,
-    load_model,
-)
-from samkit.cli.distributed import add_ray_args
-from samkit.cli.imageopts import add_image_args
+from samkit.cli.common import RANDOM_WARNING, CliError, LoadedModel, load_model
+from samkit.cli.parser import build_parser
 
-__all__ = ["RANDOM_WARNING", "CliError", "LoadedModel", "build_parser", "load_model", "main"]
+__all__ = [
+    "RANDOM_WARNING",
+    "CliError",
+    "LoadedModel",
+    "build_parser",
+    "load_model",
+    "main",
+    "run_command",
+]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = SamkitArgumentParser(
-        prog="samkit", description="Segment Anything (SAM 1 / SAM 2): segment, auto, embed, serve."
-    )
-    parser.add_argument("--version", action="version", version=f"samkit {_version()}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    fmt = DefaultsHelpFormatter
-
-    p = sub.add_parser("segment", help="masks for points / boxes on one image", formatter_class=fmt)
-    p.add_argument("image", help="image file")
-    p.add_argument(
-        "--point",
-        action="append",
-        type=_point,
-        default=[],
-        metavar="X,Y[,LABEL]",
-        help="a point in pixels; LABEL 1 foreground (default), 0 background; repeatable",
-    )
-    p.add_argument(
-        "--box",
-        action="append",
-        type=_box,
-        default=[],
-        metavar="X0,Y0,X1,Y1",
-        help="a box in pixels; repeatable (each box gets its own mask(s))",
-    )
-    p.add_argument(
-        "--multimask", action="store_true", help="3 candidate masks per prompt instead of 1"
-    )
-    p.add_argument(
-        "--embedding",
-        metavar="PATH",
-        help="a `samkit embed` file for this image (skips the encoder)",
-    )
-    p.add_argument("--out", required=True, help="output folder")
-    add_image_args(p)
-    _add_model_args(p)
-    p.set_defaults(func=cmd_segment)
-
-    p = sub.add_parser(
-        "auto", help="segment everything in many images (resumable)", formatter_class=fmt
-    )
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
-    p.add_argument(
-        "--out", required=True, help="output folder: <stem>.json + <stem>_overlay.png per image"
-    )
-    p.add_argument(
-        "--format",
-        choices=["coco", "sa1b"],
-        default="coco",
-        help="<stem>.json layout: coco = a COCO instance-segmentation file (images, annotations "
-        "with RLE masks, categories; loads with pycocotools.coco.COCO), sa1b = Meta's SA-1B "
-        "per-image layout (image + annotations; not loadable by COCO tools). Default: coco",
-    )
-    for name, typ, default, help_ in _AMG_OPTIONS:
-        p.add_argument(
-            "--" + name.replace("_", "-"), dest=name, type=typ, default=default, help=help_
-        )
-    p.add_argument(
-        "--overwrite", action="store_true", help="recompute images whose outputs are complete"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_image_args(p)
-    p.add_argument("--use-m2m", action="store_true", help="SAM 2: refine each mask once more")
-    _add_model_args(p)
-    add_ray_args(p)
-    p.set_defaults(func=cmd_auto)
-
-    p = sub.add_parser(
-        "embed", help="precompute image embeddings (.safetensors)", formatter_class=fmt
-    )
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
-    p.add_argument("--out", required=True, help="output folder: <stem>.safetensors")
-    p.add_argument("--overwrite", action="store_true", help="recompute existing embeddings")
-    add_image_args(p)
-    _add_model_args(p)
-    add_ray_args(p)
-    p.set_defaults(func=cmd_embed)
-
-    p = sub.add_parser("download", help="download a variant's official checkpoint into the cache")
-    p.add_argument("variant", help="variant name (see `samkit info`)")
-    p.add_argument("--cache-dir", help="cache folder (default: $SAMKIT_CACHE or ~/.cache/samkit)")
-    p.set_defaults(func=cmd_download)
-
-    p = sub.add_parser("info", help="variants, cache folder and which checkpoints are present")
-    p.add_argument("--cache-dir", help="cache folder to inspect")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_info)
-
-    p = sub.add_parser("serve", help="the interactive web app", formatter_class=fmt)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only by default)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
-    p.add_argument("--cache-mb", type=float, default=1024, help="embedding cache bound (MiB)")
-    p.add_argument("--max-upload-mb", type=float, default=32, help="largest accepted upload (MiB)")
-    p.add_argument(
-        "--max-pixels", type=int, default=40_000_000, help="largest accepted image (pixels)"
-    )
-    p.add_argument("--max-video-mb", type=float, default=64, help="largest video upload (MiB)")
-    p.add_argument("--max-video-seconds", type=float, default=60, help="longest video (seconds)")
-    p.add_argument("--max-video-frames", type=int, default=600, help="most frames of a video")
-    p.add_argument(
-        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
-    )
-    add_image_args(p)
-    _add_model_args(p)
-    p.set_defaults(func=cmd_serve)
-
-    with contextlib.suppress(ImportError):
-        from samkit.export.cli import add_parser as add_export
-
-        add_export(sub)
-    with contextlib.suppress(ImportError):
-        from samkit.train.cli import add_parsers as add_train
-
-        add_train(sub)
-    from samkit.video.cli import add_parsers as add_video  # track, eval-video
-
-    add_video(sub)
-    return parser
-
-
-def _version() -> str:
-    import samkit
-
-    return samkit.__version__
+def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command: `args.func` is a callable or a "module:function" string (the
+    command's module is imported here, not when the parser is built)."""
+    func: Callable[[argparse.Namespace], int | None] | str = args.func
+    if isinstance(func, str):
+        module, _, name = func.partition(":")
+        func = getattr(importlib.import_module(module), name)
+    return int(func(args) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        return run_command(args)
     except (CliError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
         # ValueError covers bad settings, unknown variants and CheckpointUnavailableError, whose
         # messages say what to do.

@@ -1,11 +1,14 @@
-"""Command-line parsing details: negative coordinates, clean `--help` defaults, warnings.
+"""Command-line parsing details: negative coordinates, "did you mean", clean `--help` defaults,
+warnings.
 
-Kept apart from the commands so that `cli/__init__.py` and `cli/common.py` only name these.
+Kept apart from the commands so that `cli/__init__.py` and `cli/common.py` only name these, and
+light (standard library only): parsing, `--help` and usage errors never import numpy or torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import sys
 from collections.abc import Sequence
@@ -39,21 +42,85 @@ def join_negative_coordinates(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def did_you_mean(word: str, candidates: Sequence[str]) -> str | None:
+    """The candidate closest to a mistyped `word` (difflib, dashes ignored), or None."""
+    names = {c.lstrip("-"): c for c in candidates}
+    match = difflib.get_close_matches(word.lstrip("-"), list(names), n=1, cutoff=0.6)
+    return names[match[0]] if match else None
+
+
 class SamkitArgumentParser(argparse.ArgumentParser):
-    """`ArgumentParser` that accepts negative coordinates after `--point` / `--box`."""
+    """`ArgumentParser` that accepts negative coordinates after `--point` / `--box` and answers a
+    mistyped option or command with "did you mean ...?".
+
+    The words are checked before argparse parses them, so a typo is reported (by the parser of
+    the command it was typed for, with that command's usage) before any other error, such as a
+    missing required option. Sub-command parsers (`add_subparsers` makes them of
+    `SamkitCommandParser`) report left-over words themselves too, instead of the top-level usage.
+    """
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
-        argv = sys.argv[1:] if args is None else list(args)
-        return super().parse_known_args(join_negative_coordinates(argv), namespace)
+        argv = join_negative_coordinates(sys.argv[1:] if args is None else list(args))
+        self._check_words(argv)
+        return super().parse_known_args(argv, namespace)
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("parser_class", SamkitCommandParser)
+        return super().add_subparsers(**kwargs)
+
+    def _check_words(self, argv: Sequence[str]) -> None:
+        """`self.error` (exit status 2) for an unknown option or command name, with the closest
+        known one. A parser with sub-commands looks only up to the command's name (its own
+        options take no values); the others look at every word up to `--`."""
+        commands = next((a for a in self._actions if a.nargs == argparse.PARSER), None)
+        options = sorted({s for a in self._actions for s in a.option_strings})
+        for word in argv:
+            if word == "--":
+                return
+            if not word.startswith("-") or word == "-" or _COORDS.match(word):
+                if commands is None:
+                    continue
+                if word not in commands.choices:
+                    guess = did_you_mean(word, list(commands.choices))
+                    hint = f"; did you mean {guess}?" if guess else ""
+                    self.error(
+                        f"unknown command {word!r}{hint} (choose from "
+                        f"{', '.join(commands.choices)})"
+                    )
+                return
+            name = word.split("=", 1)[0] if word.startswith("--") else word[:2]
+            if name in options or (
+                self.allow_abbrev
+                and name.startswith("--")
+                and any(o.startswith(name) for o in options)
+            ):
+                continue
+            guess = did_you_mean(name, [o for o in options if o.startswith("--")])
+            hint = f"; did you mean {guess}?" if guess else f" (see {self.prog} --help)"
+            self.error(f"unrecognized option {name}{hint}")
+
+
+class SamkitCommandParser(SamkitArgumentParser):
+    """The parser of one `samkit` command: also reports words left over (an extra positional)
+    itself, with its own usage, rather than leaving them to the top-level parser."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows `(default: X)` only where it says something.
 
     Not for flags, for None / empty defaults, or when the help text already names the value;
-    floats are shown with 4 significant digits (0.3413, not 0.3413333333333333).
+    floats are shown with 4 significant digits (0.3413, not 0.3413333333333333), integers of a
+    million or more with thousands separators (64,000,000).
     """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
@@ -69,7 +136,12 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
             )
         ):
             return action.help
-        shown = f"{default:.4g}" if isinstance(default, float) else str(default)
+        if isinstance(default, float):
+            shown = f"{default:.4g}"
+        elif isinstance(default, int) and default >= 1_000_000:
+            shown = f"{default:,}"  # 64,000,000 pixels
+        else:
+            shown = str(default)
         if shown in text:  # the help names it already ("float32 (exact, the default)")
             return action.help
         return f"{text} (default: {shown.replace('%', '%%')})".lstrip()

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from samkit.cli.amgopts import AMG_OPTIONS as _AMG_OPTIONS
 from samkit.cli.argparsing import print_warnings, prompt_warnings
 from samkit.cli.common import (
     CliError,
@@ -18,7 +19,7 @@ from samkit.cli.common import (
     _model_from_args,
     _write_json,
 )
-from samkit.cli.imageopts import image_stretch
+from samkit.cli.imageopts import image_max_pixels, image_stretch
 from samkit.jobs import (
     AutoJob,
     EmbedJob,
@@ -42,7 +43,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     if not args.point and not args.box:
         raise CliError("give at least one --point X,Y[,LABEL] or --box X0,Y0,X1,Y1")
-    image = decode_image(args.image, stretch=image_stretch(args))
+    image = decode_image(args.image, max_pixels=image_max_pixels(args), stretch=image_stretch(args))
     print_warnings("segment", prompt_warnings(args.point, args.box, *image.shape[:2]))
     lm = _model_from_args(args)
     predictor = lm.predictor()
@@ -128,25 +129,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------ auto
 
-_AMG_OPTIONS: list[tuple[str, type, Any, str]] = [
-    ("points_per_side", int, 32, "grid points per side (points_per_side**2 prompts)"),
-    ("points_per_batch", int, 64, "prompts decoded at once"),
-    (
-        "pred_iou_thresh",
-        float,
-        None,
-        "keep masks with predicted IoU above this (default 0.88 for SAM 1, 0.8 for SAM 2)",
-    ),
-    ("stability_score_thresh", float, 0.95, "keep masks with stability at least this"),
-    ("stability_score_offset", float, 1.0, "logit offset of the stability score"),
-    ("box_nms_thresh", float, 0.7, "box IoU of NMS within a crop"),
-    ("crop_n_layers", int, 0, "extra layers of image crops"),
-    ("crop_nms_thresh", float, 0.7, "box IoU of NMS between crops"),
-    ("crop_overlap_ratio", float, 512 / 1500, "overlap of layer-1 crops"),
-    ("crop_n_points_downscale_factor", int, 1, "points per side shrink per crop layer"),
-    ("min_mask_region_area", int, 0, "remove holes/islands smaller than this (pixels)"),
-]
-
 
 class _Progress:
     """One stderr line: images done, masks, masks/s, ETA (rewritten in place on a terminal)."""
@@ -201,7 +183,13 @@ def cmd_auto(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     amg_kwargs = settled_amg_kwargs(generator, amg_kwargs)
     job = AutoJob.create(
-        out, lm.name, lm.random_weights, amg_kwargs, image_stretch(args), args.format
+        out,
+        lm.name,
+        lm.random_weights,
+        amg_kwargs,
+        image_stretch(args),
+        args.format,
+        max_pixels=image_max_pixels(args),
     )
     remove_stale_temporaries(out, [n for f in files for n in job.output_names(f.stem)])
     try:
@@ -254,7 +242,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lm = _model_from_args(args)
-    job = EmbedJob(out, lm.name, lm.family, lm.img_size(), image_stretch(args))
+    job = EmbedJob(
+        out, lm.name, lm.family, lm.img_size(), image_stretch(args), image_max_pixels(args)
+    )
     remove_stale_temporaries(out, [n for f in files for n in job.output_names(f.stem)])
     predictor = lm.predictor()
     failed = 0

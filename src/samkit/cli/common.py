@@ -1,15 +1,18 @@
-"""Shared pieces of the command line: model loading, argument parsing helpers, atomic writes."""
+"""Shared pieces of the command line: model loading, argument parsing helpers, atomic writes.
+
+Standard library only at import time (the work imports numpy / torch inside the functions), so
+that building the parser and `--help` stay fast.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 # --dtype choices -> torch dtype names (torch is imported only when a model is built).
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
@@ -207,7 +210,7 @@ def _point(text: str) -> tuple[float, float, int]:
         raise argparse.ArgumentTypeError(
             f"{text!r}: a point is X,Y or X,Y,LABEL (LABEL 1 foreground, 0 background)"
         ) from None
-    if not (np.isfinite(x) and np.isfinite(y)):
+    if not (math.isfinite(x) and math.isfinite(y)):
         raise argparse.ArgumentTypeError(f"{text!r}: coordinates must be finite numbers")
     if label not in (0, 1):
         raise argparse.ArgumentTypeError(
@@ -219,7 +222,7 @@ def _point(text: str) -> tuple[float, float, int]:
 def _box(text: str) -> tuple[float, float, float, float]:
     try:
         v = [float(s) for s in text.split(",")]
-        if len(v) != 4 or not np.isfinite(v).all():
+        if len(v) != 4 or not all(math.isfinite(c) for c in v):
             raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(

@@ -15,6 +15,10 @@ import argparse
 import sys
 from typing import Any
 
+# `--opset`'s default as `--help` shows it; the exporter's DEFAULT_OPSET is not imported here
+# (that module imports torch, and `--help` must not). tests/export checks that the two agree.
+HELP_DEFAULT_OPSET = 17
+
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from samkit.cli.common import CliError, load_model
@@ -29,12 +33,13 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
         from samkit.export.onnx_sam2 import export_sam2_onnx as export
     else:
         export = export_sam_onnx
+    opset = {} if args.opset is None else {"opset": args.opset}  # None: the exporter's default
     paths = export(
         loaded.model,
         args.out,
         return_single_mask=args.return_single_mask,
-        opset=args.opset,
         encoder=not args.decoder_only,
+        **opset,
     )
     for name, path in paths.items():
         print(f"{name}: {path}")
@@ -56,7 +61,6 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 def add_parser(subparsers: Any) -> None:
     """Add `export onnx` to the `samkit` command's subparsers."""
     from samkit.cli.common import _add_model_args
-    from samkit.export.onnx import DEFAULT_OPSET
 
     export = subparsers.add_parser("export", help="export a model (onnx)")
     sub = export.add_subparsers(dest="export_format", metavar="FORMAT", required=True)
@@ -77,7 +81,12 @@ def add_parser(subparsers: Any) -> None:
         "OnnxSamPredictor refuses one point or a box alone with it; SAM 2: what "
         "predict(multimask_output=False) returns, with its stability-based choice)",
     )
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (14..20)")
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=None,
+        help=f"ONNX opset, 14..20 (default: {HELP_DEFAULT_OPSET})",
+    )
     p.add_argument("--decoder-only", action="store_true", help="skip encoder.onnx")
     p.add_argument("--quiet", action="store_true", help="print only the written paths")
     p.set_defaults(func=cmd_export_onnx)
