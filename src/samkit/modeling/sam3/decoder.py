@@ -159,8 +159,9 @@ class TransformerDecoder(nn.Module):
             d = d * 8
             return torch.sign(d) * torch.log2(d.abs() + 1.0) / math.log2(8)
 
-        ex = self.boxRPB_embed_x(log_scale(dx))  # (B, Q, W, nh)
-        ey = self.boxRPB_embed_y(log_scale(dy))  # (B, Q, H, nh)
+        dt = self.boxRPB_embed_x.layers[0].weight.dtype
+        ex = self.boxRPB_embed_x(log_scale(dx).to(dt))  # (B, Q, W, nh)
+        ey = self.boxRPB_embed_y(log_scale(dy).to(dt))  # (B, Q, H, nh)
         bias = ey[:, :, :, None, :] + ex[:, :, None, :, :]  # (B, Q, H, W, nh)
         return bias.flatten(2, 3).permute(0, 3, 1, 2).contiguous()  # (B, nh, Q, HW)
 
@@ -184,7 +185,8 @@ class TransformerDecoder(nn.Module):
         """
         b = memory.shape[0]
         tgt = self.query_embed.weight[None].expand(b, -1, -1).to(memory.dtype)
-        ref = self.reference_points.weight[None].expand(b, -1, -1).sigmoid()
+        # boxes stay float32 whatever the model dtype (refinement accumulates in logit space)
+        ref = self.reference_points.weight[None].expand(b, -1, -1).float().sigmoid()
         presence = None
         if self.presence_token is not None:
             presence = self.presence_token.weight[None].expand(b, 1, -1).to(memory.dtype)
@@ -209,7 +211,7 @@ class TransformerDecoder(nn.Module):
             else:
                 tgt = x
             normed = self.norm(tgt)
-            boxes = (self.bbox_embed(normed) + inverse_sigmoid(ref)).sigmoid()
+            boxes = (self.bbox_embed(normed).float() + inverse_sigmoid(ref)).sigmoid()
             ref = boxes.detach()
             hs.append(normed)
             if presence is not None:

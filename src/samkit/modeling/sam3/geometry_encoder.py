@@ -97,7 +97,8 @@ class SequenceGeometryEncoder(nn.Module):
 
     def _encode_points(self, points: Tensor, labels: Tensor, img: Tensor) -> Tensor:
         """(B, M, 2) normalised x, y -> (B, M, C)."""
-        embed = self.points_direct_project(points)
+        points = points.float()
+        embed = self.points_direct_project(points.to(img.dtype))
         grid = (points * 2 - 1)[:, :, None, :]  # (B, M, 1, 2)
         sampled = F.grid_sample(img, grid.to(img.dtype), align_corners=False)  # (B, C, M, 1)
         embed = embed + self.points_pool_project(sampled[..., 0].transpose(1, 2))
@@ -110,7 +111,9 @@ class SequenceGeometryEncoder(nn.Module):
         """(B, N, 4) normalised cx, cy, w, h -> (B, N, C)."""
         b, n = boxes.shape[:2]
         h, w = img.shape[-2:]
-        embed = self.boxes_direct_project(boxes)
+        dt = img.dtype
+        boxes = boxes.float()  # coordinates stay float32 whatever the model dtype
+        embed = self.boxes_direct_project(boxes.to(dt))
         scale = torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
         xyxy = (box_cxcywh_to_xyxy(boxes) * scale).float()
         pooled = roi_align(img, list(xyxy.unbind(0)), self.roi_size)  # (B*N, C, 7, 7)
@@ -164,9 +167,9 @@ class SequenceGeometryEncoder(nn.Module):
             points = img_tokens.new_zeros(b, 0, 2)
             point_labels = torch.ones(b, 0, dtype=torch.long, device=img_tokens.device)
             point_mask = torch.zeros(b, 0, dtype=torch.bool, device=img_tokens.device)
-        tokens = self._encode_points(points.to(img_tokens.dtype), point_labels, img)
+        tokens = self._encode_points(points, point_labels, img)
         mask = point_mask
-        box_tokens = self._encode_boxes(boxes.to(img_tokens.dtype), box_labels, img)
+        box_tokens = self._encode_boxes(boxes, box_labels, img)
         tokens, mask = concat_padded(tokens, mask, box_tokens, box_mask)
         cls = self.cls_embed.weight[None].expand(b, 1, c)
         cls_mask = torch.zeros(b, 1, dtype=torch.bool, device=mask.device)
