@@ -91,3 +91,16 @@ def test_every_image_command_has_the_option_with_one_rule(capsys):
         err = capsys.readouterr().err
         assert err.startswith("usage: samkit serve") and "argument --max-pixels" in err
         assert "positive" in err
+
+
+@pytest.mark.parametrize("command", ["finetune", "eval"])
+def test_finetune_and_eval_read_their_dataset_under_the_limit(command, tmp_path, capsys):
+    from samkit.train.synthetic import make_shapes_dataset, write_folder_dataset
+
+    data = write_folder_dataset(make_shapes_dataset(2, seed=3, size=(96, 128)), tmp_path / "d")
+    argv = [command, "--data", str(data), "--out", str(tmp_path / "o"), *MODEL[2:]]
+    code, _, err = _run([*argv, "--max-pixels", "12287"], capsys)  # 128 x 96 = 12,288
+    assert code == 2
+    assert "128x96 = 12,288 pixels, over the limit of 12,287 pixels" in err
+    assert "pass --max-pixels N" in err
+    assert build_parser().parse_args(argv).max_pixels == 64_000_000

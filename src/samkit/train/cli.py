@@ -151,7 +151,7 @@ def _load_model(args: argparse.Namespace) -> Any:
 
 
 def _splits(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
-    from samkit.cli.imageopts import image_stretch
+    from samkit.cli.imageopts import image_max_pixels, image_stretch
     from samkit.train.datasets import open_dataset, split_names
 
     ds = open_dataset(
@@ -159,6 +159,7 @@ def _splits(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
         skip_invalid=args.skip_invalid,
         image_dir=args.images,
         stretch=image_stretch(args),
+        max_pixels=image_max_pixels(args),
     )
     train, val = split_names(ds.names, args.val_fraction, args.split_seed)
     return ds, train, val

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from samkit.amg.rle import rle_string_to_counts
-from samkit.imageio import IMAGE_SUFFIXES, decode_image
+from samkit.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_image
 from samkit.transforms import get_preprocess_shape, resize_longest_side
 
 logger = logging.getLogger("samkit")
@@ -76,11 +76,13 @@ class DataError(ValueError):
     """A dataset file is missing, unreadable or inconsistent (the message names it)."""
 
 
-def _read_image(path: Path, stretch: Any = None) -> np.ndarray:
+def _read_image(
+    path: Path, stretch: Any = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
     """HxWx3 uint8 RGB through the one samkit decoder (`samkit.imageio`: 16-bit, float, CMYK,
-    palette, EXIF orientation)."""
+    palette, EXIF orientation, the `max_pixels` size limit)."""
     try:
-        return decode_image(path, stretch=stretch)
+        return decode_image(path, max_pixels=max_pixels, stretch=stretch)
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read the image ({e})") from e
 
@@ -117,9 +119,12 @@ def _check_masks(masks: np.ndarray, image: np.ndarray, where: str) -> np.ndarray
 class SegmentationDataset:
     """Base class: a list of sample loaders with optional skipping of invalid samples."""
 
-    def __init__(self, skip_invalid: bool = False, stretch: Any = None) -> None:
+    def __init__(
+        self, skip_invalid: bool = False, stretch: Any = None, max_pixels: int = DEFAULT_MAX_PIXELS
+    ) -> None:
         self.skip_invalid = skip_invalid
         self.stretch = stretch  # `samkit.imageio.decode_image`'s percentile stretch, or None
+        self.max_pixels = max_pixels  # and its size limit (the CLI's --max-pixels)
         self._names: list[str] = []
 
     @property
@@ -168,8 +173,9 @@ class FolderDataset(SegmentationDataset):
         skip_invalid: bool = False,
         validate: bool = True,
         stretch: Any = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
-        super().__init__(skip_invalid, stretch)
+        super().__init__(skip_invalid, stretch, max_pixels)
         self.root = Path(root)
         img_dir, mask_dir = self.root / "images", self.root / "masks"
         for d in (img_dir, mask_dir):
@@ -201,7 +207,7 @@ class FolderDataset(SegmentationDataset):
             self._validate_all()
 
     def load(self, name: str) -> Sample:
-        image = _read_image(self._images[name], self.stretch)
+        image = _read_image(self._images[name], self.stretch, self.max_pixels)
         mask_dir = self.root / "masks"
         single = mask_dir / f"{name}.png"
         if single.is_file():
@@ -251,8 +257,9 @@ class CocoDataset(SegmentationDataset):
         skip_invalid: bool = False,
         validate: bool = True,
         stretch: Any = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
-        super().__init__(skip_invalid, stretch)
+        super().__init__(skip_invalid, stretch, max_pixels)
         self.annotation_file = Path(annotation_file)
         try:
             data = json.loads(self.annotation_file.read_text())
@@ -307,7 +314,7 @@ class CocoDataset(SegmentationDataset):
 
     def load(self, name: str) -> Sample:
         path = self.image_dir / name
-        image = _read_image(path, self.stretch)
+        image = _read_image(path, self.stretch, self.max_pixels)
         h, w = image.shape[:2]
         info = self._info[name]
         if (int(info.get("height", h)), int(info.get("width", w))) != (h, w):
@@ -363,17 +370,24 @@ def open_dataset(
     skip_invalid: bool = False,
     image_dir: str | Path | None = None,
     stretch: Any = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> SegmentationDataset:
-    """A `FolderDataset` for a folder, a `CocoDataset` for a ``.json`` file (`stretch`: see
-    `samkit.imageio.decode_image`)."""
+    """A `FolderDataset` for a folder, a `CocoDataset` for a ``.json`` file (`stretch` and
+    `max_pixels`: see `samkit.imageio.decode_image`)."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"dataset not found: {p}")
     if p.is_file():
         if p.suffix.lower() != ".json":
             raise DataError(f"{p}: expected a DATA folder or a COCO .json file")
-        return CocoDataset(p, image_dir=image_dir, skip_invalid=skip_invalid, stretch=stretch)
-    return FolderDataset(p, skip_invalid=skip_invalid, stretch=stretch)
+        return CocoDataset(
+            p,
+            image_dir=image_dir,
+            skip_invalid=skip_invalid,
+            stretch=stretch,
+            max_pixels=max_pixels,
+        )
+    return FolderDataset(p, skip_invalid=skip_invalid, stretch=stretch, max_pixels=max_pixels)
 
 
 def split_names(
