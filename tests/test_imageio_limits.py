@@ -128,3 +128,13 @@ def test_parse_max_pixels():
     for bad in ("0", "-5", "1e8", "", "lots", "١٢"):
         with pytest.raises(ValueError, match="pixels"):
             parse_max_pixels(bad)
+
+
+def test_the_ray_decode_task_applies_the_limit():
+    from samkit.distributed.workers import decode_row
+
+    row = {"path": "/data/a.png", "bytes": _encoded("L", "PNG")}
+    assert decode_row(row)["image"].shape == (80, 100, 3)
+    failed = decode_row(row, max_pixels=7999)
+    assert failed["image"].size == 0
+    assert "a.png is too large: 100x80 = 8,000 pixels, over the limit of 7,999" in failed["error"]

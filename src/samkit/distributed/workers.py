@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from samkit.imagelimits import DEFAULT_MAX_PIXELS
+
 _EMPTY = np.zeros((0, 0, 3), dtype=np.uint8)  # the image of a row whose decoding failed
 
 
@@ -16,13 +18,17 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
-def decode_row(row: dict[str, Any], stretch: Any = None) -> dict[str, Any]:
-    """Ray Data task: one file's bytes -> its HxWx3 uint8 RGB pixels, or the decoding error."""
+def decode_row(
+    row: dict[str, Any], stretch: Any = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> dict[str, Any]:
+    """Ray Data task: one file's bytes -> its HxWx3 uint8 RGB pixels, or the decoding error
+    (`stretch` and `max_pixels`: see `samkit.imageio.decode_image`)."""
     from samkit.jobs import decode
 
     path = str(row["path"])
     try:
-        image, error = decode(bytes(row["bytes"]), os.path.basename(path), stretch), ""
+        image = decode(bytes(row["bytes"]), os.path.basename(path), stretch, max_pixels)
+        error = ""
     except Exception as e:  # recorded in the manifest; the run goes on
         image, error = _EMPTY, _describe(e)
     return {"path": path, "image": image, "error": error}
