@@ -20,7 +20,7 @@ def build_sam2_video_predictor(
     fill_hole_area: int = 8,
     non_overlap_masks: bool = False,
     clear_non_cond_mem_around_input: bool = False,
-    add_all_frames_to_correct_as_cond: bool = False,
+    add_all_frames_to_correct_as_cond: bool = True,
 ) -> Sam2VideoPredictor:
     """Build the model (as `build_sam2`, with the official video post-processing settings:
     dynamic multimask and binarised click masks for the memory) and its video predictor.
@@ -31,8 +31,14 @@ def build_sam2_video_predictor(
         dtype: float32 (default) or bfloat16 / float16: the image encoder, memory attention and
             memory encoder run in that dtype and the mask decoder under autocast (see
             BENCHMARKS.md for the speed and the drift from float32).
-        fill_hole_area, non_overlap_masks, clear_non_cond_mem_around_input,
-            add_all_frames_to_correct_as_cond: see `Sam2VideoPredictor`.
+        fill_hole_area, non_overlap_masks, clear_non_cond_mem_around_input: see
+            `Sam2VideoPredictor` (the official passes these as model attributes through
+            `hydra_overrides_extra`, e.g. `"++model.fill_hole_area=0"`; here they are keywords).
+        add_all_frames_to_correct_as_cond: True (samkit's default): a correction click on a
+            tracked frame becomes a conditioning frame and survives the next propagation.
+            False: the official default (`"++model.add_all_frames_to_correct_as_cond=true"`
+            turns it on there), for parity with the official numbers; the next propagation
+            recomputes a corrected frame from memory. See `samkit.video.corrections`.
 
     Raises:
         ValueError: a checkpoint without the memory modules, or any `build_sam2` error.

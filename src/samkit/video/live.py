@@ -62,5 +62,12 @@ class LiveTracking:
         return frame_idx, s["obj_ids"], self._track(s, frame_idx, False, n)
 
     def track_new_frame(self, inference_state: State, frame: Any) -> tuple:
-        """`add_frame` then `track_frame` on it: (frame_idx, obj_ids, Ox1xHxW logits)."""
+        """`add_frame` then `track_frame` on it: (frame_idx, obj_ids, Ox1xHxW logits).
+
+        Raises:
+            ValueError: as `add_frame` and `track_frame`; the prompts are checked before the
+                frame is added, so a refused call adds no frame.
+        """
+        if inference_state["is_live"]:
+            self._check_prompts(inference_state)
         return self.track_frame(inference_state, self.add_frame(inference_state, frame))

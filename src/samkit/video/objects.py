@@ -24,8 +24,16 @@ class ObjectEditing:
     ) -> tuple[int, list, Tensor] | None:
         """Remove an object's prompts on a frame (its output there becomes a tracked one).
 
+        An object left without prompts cannot be propagated; its next prompt, on any frame,
+        starts it over (see `samkit.video.corrections`).
+
+        Returns:
+            (frame_idx, obj_ids, Ox1xHxW video-res logits of the frame), None without
+            `need_output`.
+
         Raises:
-            ValueError: frame outside the video, unknown or removed object id.
+            ValueError: frame outside the video, unknown or removed object id (the state is
+                then unchanged).
         """
         s = inference_state
         self._check_frame(s, frame_idx)
@@ -51,9 +59,13 @@ class ObjectEditing:
         self, inference_state: State, obj_id: Any, strict: bool = False, need_output: bool = True
     ) -> tuple[list, list[tuple[int, Tensor]]]:
         """Remove an object; returns (remaining obj_ids, [(frame_idx, masks) of its prompted
-        frames]). Unknown ids are ignored unless `strict` (then a ValueError)."""
+        frames]). Unknown ids are ignored unless `strict` (then a ValueError, and the state is
+        unchanged)."""
         s = inference_state
-        old = s["obj_id_to_idx"].get(obj_id)
+        try:
+            old = s["obj_id_to_idx"].get(obj_id)
+        except TypeError:  # not hashable: not an object id
+            old = None
         if old is None:
             if strict:
                 raise ValueError(f"cannot remove unknown object id {obj_id!r}; have {s['obj_ids']}")

@@ -3,7 +3,11 @@
 Call for call like the official `sam2` 1.1.0 `SAM2VideoPredictor` (December 2024: objects can
 be added on any frame, also after tracking began; each object keeps its own memory), with the
 same numbers (memory features stored in bfloat16 and used in float32, -1024 logits on frames
-where the object is absent, dynamic multimask on single-click frames). Differences: frames are
+where the object is absent, dynamic multimask on single-click frames). Differences: a
+correction on a tracked frame becomes a conditioning frame by default
+(`add_all_frames_to_correct_as_cond=True`; the official default False recomputes it at the
+next propagation: see `samkit.video.corrections`), an object whose prompts were all removed
+starts over on its next prompt, a call that raises leaves the state unchanged, frames are
 decoded lazily, only recent outputs are kept (see `samkit.video.state`), frames can arrive live
 (`add_frame` / `track_frame` / `track_new_frame`), and bad input is a `ValueError`.
 """
@@ -20,15 +24,15 @@ from torch import Tensor
 
 from samkit.modeling.sam2_video import Sam2Video
 from samkit.video import state as st
+from samkit.video.corrections import PromptAdding
 from samkit.video.live import LiveTracking
 from samkit.video.objects import ObjectEditing
-from samkit.video.outputs import consolidate, fill_holes_in_mask_scores, video_res
-from samkit.video.prompts import mask_input, point_input
+from samkit.video.outputs import fill_holes_in_mask_scores, video_res
 
 State = dict[str, Any]
 
 
-class Sam2VideoPredictor(ObjectEditing, LiveTracking):
+class Sam2VideoPredictor(PromptAdding, ObjectEditing, LiveTracking):
     """Track objects through a video with SAM 2 (official `SAM2VideoPredictor` methods).
 
     Args:
@@ -38,7 +42,13 @@ class Sam2VideoPredictor(ObjectEditing, LiveTracking):
         non_overlap_masks: keep only the highest-scoring object per pixel in returned masks.
         clear_non_cond_mem_around_input: after a correction on frame t, drop that object's
             tracked outputs within num_maskmem frames of t.
-        add_all_frames_to_correct_as_cond: corrections on tracked frames become conditioning.
+        add_all_frames_to_correct_as_cond: a prompt on a tracked frame (a correction) makes
+            that frame a conditioning frame of the object, so the next `propagate_in_video`
+            keeps the corrected mask and tracks the frames after it from it. True in samkit;
+            False is the official default (the official sets it with
+            `hydra_overrides_extra=["++model.add_all_frames_to_correct_as_cond=true"]`; the
+            `sam2_video` fixtures were recorded with False): the correction only lasts until
+            the frame is tracked again. Details in `samkit.video.corrections`.
     """
 
     def __init__(
@@ -48,7 +58,7 @@ class Sam2VideoPredictor(ObjectEditing, LiveTracking):
         fill_hole_area: int = 8,
         non_overlap_masks: bool = False,
         clear_non_cond_mem_around_input: bool = False,
-        add_all_frames_to_correct_as_cond: bool = False,
+        add_all_frames_to_correct_as_cond: bool = True,
     ) -> None:
         if not isinstance(model, Sam2Video):
             raise ValueError(
@@ -117,96 +127,6 @@ class Sam2VideoPredictor(ObjectEditing, LiveTracking):
         s["obj_idx_to_id"].clear()
         s["obj_ids"] = []
 
-    # ------------------------------------------------------------------ prompts
-    @torch.inference_mode()
-    def add_new_points_or_box(
-        self,
-        inference_state: State,
-        frame_idx: int,
-        obj_id: Any,
-        points: Any = None,
-        labels: Any = None,
-        clear_old_points: bool = True,
-        normalize_coords: bool = True,
-        box: Any = None,
-    ) -> tuple[int, list, Tensor]:
-        """Add clicks and/or a box for an object on a frame; returns that frame's masks.
-
-        Args:
-            points: Nx2 (x, y) in video pixels (in [0, 1] of the frame with
-                normalize_coords=False), labels: N (1 positive, 0 negative).
-            clear_old_points: replace the frame's earlier clicks of this object.
-            box: (x0, y0, x1, y1); needs clear_old_points=True.
-
-        Returns:
-            (frame_idx, obj_ids, Ox1xHxW float32 logits of every object at video resolution;
-            -1024 for objects without output on this frame).
-
-        Raises:
-            ValueError: frame outside the video, points without labels (or the reverse),
-                lengths that differ, no points and no box, a box with clear_old_points=False,
-                non-finite coordinates, an object id removed with `remove_object`.
-        """
-        s = inference_state
-        self._check_frame(s, frame_idx)
-        new = point_input(
-            points, labels, box, clear_old_points, normalize_coords, s, self.image_size
-        )
-        idx = st.obj_idx(s, obj_id, create=True)
-        old = None if clear_old_points else s["point_inputs_per_obj"][idx].get(frame_idx)
-        if old is not None:
-            new = {
-                "point_coords": torch.cat([old["point_coords"], new["point_coords"]], dim=1),
-                "point_labels": torch.cat([old["point_labels"], new["point_labels"]], dim=1),
-            }
-        s["point_inputs_per_obj"][idx][frame_idx] = new
-        s["mask_inputs_per_obj"][idx].pop(frame_idx, None)
-        return self._add_prompt(s, frame_idx, idx, new, None)
-
-    @torch.inference_mode()
-    def add_new_mask(
-        self, inference_state: State, frame_idx: int, obj_id: Any, mask: Any
-    ) -> tuple[int, list, Tensor]:
-        """Add a mask prompt (HxW bool, video size or 256x256) for an object on a frame.
-
-        Raises:
-            ValueError: frame outside the video, a mask that is not 2-D of the video's size or
-                256x256, an object id removed with `remove_object`.
-        """
-        s = inference_state
-        self._check_frame(s, frame_idx)
-        m = mask_input(mask, s, self.image_size, self.device)
-        idx = st.obj_idx(s, obj_id, create=True)
-        s["mask_inputs_per_obj"][idx][frame_idx] = m
-        s["point_inputs_per_obj"][idx].pop(frame_idx, None)
-        return self._add_prompt(s, frame_idx, idx, None, m)
-
-    def _add_prompt(
-        self, s: State, frame_idx: int, idx: int, points: dict | None, mask: Tensor | None
-    ) -> tuple[int, list, Tensor]:
-        tracked = s["frames_tracked_per_obj"][idx]
-        is_init = frame_idx not in tracked
-        reverse = False if is_init else tracked[frame_idx]
-        is_cond = is_init or self.add_all_frames_to_correct_as_cond
-        key = "cond_frame_outputs" if is_cond else "non_cond_frame_outputs"
-        out_dict = s["output_dict_per_obj"][idx]
-        temp = s["temp_output_dict_per_obj"][idx]
-        prev_logits = None
-        if points is not None:
-            prev = temp[key].get(frame_idx)
-            if prev is None:
-                prev = out_dict["cond_frame_outputs"].get(frame_idx)
-            if prev is None:
-                prev = out_dict["non_cond_frame_outputs"].get(frame_idx)
-            if prev is not None and prev["pred_masks"] is not None:
-                prev_logits = torch.clamp(prev["pred_masks"].to(s["device"]), -32.0, 32.0)
-        out, _ = self._run_frame(
-            s, out_dict, frame_idx, 1, is_init, points, mask, reverse, False, prev_logits
-        )
-        temp[key][frame_idx] = out
-        masks = consolidate(s, frame_idx, is_cond)
-        return frame_idx, s["obj_ids"], video_res(s, self.non_overlap_masks, masks)
-
     # ------------------------------------------------------------------ tracking
     @torch.inference_mode()
     def propagate_in_video(
@@ -219,24 +139,40 @@ class Sam2VideoPredictor(ObjectEditing, LiveTracking):
         """Track every object; yields (frame_idx, obj_ids, Ox1xHxW video-res logits) per frame.
 
         Starts at the earliest prompted frame (or `start_frame_idx`) and tracks up to
-        `max_frame_num_to_track` frames after it (before it with `reverse`).
+        `max_frame_num_to_track` frames after it (before it with `reverse`). Prompted frames
+        (conditioning frames, corrections included with `add_all_frames_to_correct_as_cond`)
+        yield their stored masks; the others are tracked from memory.
 
         Raises:
-            ValueError: no prompt yet, an object without prompts, a start frame outside the video.
+            ValueError: no prompt yet, an object without prompts, a start frame outside the
+                video, a negative `max_frame_num_to_track` (checked at the first iteration,
+                before the state changes); a frame that cannot be decoded (the frames yielded
+                before it stay tracked).
         """
         s = inference_state
         st.refresh_frames(s)
-        self._preflight(s)
+        self._check_prompts(s)
         num_frames = s["num_frames"]
         if start_frame_idx is None:
             start_frame_idx = min(
-                t for d in s["output_dict_per_obj"].values() for t in d["cond_frame_outputs"]
+                t
+                for i in range(len(s["obj_ids"]))
+                for d in (s["output_dict_per_obj"][i], s["temp_output_dict_per_obj"][i])
+                for t in d["cond_frame_outputs"]
             )
         self._check_frame(s, start_frame_idx)
         if max_frame_num_to_track is None:
             max_frame_num_to_track = num_frames
-        if max_frame_num_to_track < 0:
-            raise ValueError(f"max_frame_num_to_track must be >= 0, got {max_frame_num_to_track}")
+        if (
+            isinstance(max_frame_num_to_track, bool)
+            or not isinstance(max_frame_num_to_track, (int, np.integer))
+            or max_frame_num_to_track < 0
+        ):
+            raise ValueError(
+                f"max_frame_num_to_track must be an int >= 0 (or None: to the end), got "
+                f"{max_frame_num_to_track!r}"
+            )
+        self._preflight(s)
         if reverse:
             end = max(start_frame_idx - max_frame_num_to_track, 0)
             order = range(start_frame_idx, end - 1, -1) if start_frame_idx > 0 else range(0)
@@ -246,15 +182,26 @@ class Sam2VideoPredictor(ObjectEditing, LiveTracking):
         for frame_idx in order:
             yield frame_idx, s["obj_ids"], self._track(s, frame_idx, reverse, num_frames)
 
-    def _preflight(self, s: State) -> None:
-        n_obj = len(s["obj_ids"])
-        if n_obj == 0:
+    def _check_prompts(self, s: State) -> None:
+        """ValueError unless every object has a conditioning frame (changes nothing)."""
+        if not s["obj_ids"]:
             raise ValueError("no prompts yet: add points, a box or a mask before propagating")
+        for idx in range(len(s["obj_ids"])):
+            if not st.has_conditioning(s, idx):
+                raise ValueError(
+                    f"object id {s['obj_idx_to_id'][idx]!r} has no prompts; add points, a box "
+                    "or a mask for it (or remove it) before propagating"
+                )
+
+    def _preflight(self, s: State) -> None:
+        """Encode the memories of the frames prompted since the last propagation and store
+        them (official `propagate_in_video_preflight`); all encoding precedes any change."""
+        self._check_prompts(s)
+        n_obj = len(s["obj_ids"])
+        memories = []
         for idx in range(n_obj):
-            out_dict = s["output_dict_per_obj"][idx]
-            temp = s["temp_output_dict_per_obj"][idx]
-            for key in ("non_cond_frame_outputs", "cond_frame_outputs"):
-                for t, out in temp[key].items():
+            for out_t in s["temp_output_dict_per_obj"][idx].values():
+                for t, out in out_t.items():
                     if out["maskmem_features"] is None:
                         high = F.interpolate(
                             out["pred_masks"].to(s["device"]),
@@ -266,17 +213,19 @@ class Sam2VideoPredictor(ObjectEditing, LiveTracking):
                         mem, pos = self.model.encode_new_memory(
                             feats["image_embed"], high, out["object_score_logits"], True
                         )
-                        out["maskmem_features"] = self._store_memory(s, mem)
-                        out["maskmem_pos_enc"] = self._pos_constant(s, pos)
+                        memories.append((out, mem, pos))
+        for out, mem, pos in memories:
+            out["maskmem_features"] = self._store_memory(s, mem)
+            out["maskmem_pos_enc"] = self._pos_constant(s, pos)
+        for idx in range(n_obj):
+            out_dict = s["output_dict_per_obj"][idx]
+            temp = s["temp_output_dict_per_obj"][idx]
+            for key in ("non_cond_frame_outputs", "cond_frame_outputs"):
+                for t, out in temp[key].items():
                     out_dict[key][t] = out
                     if self.clear_non_cond_mem_around_input:
                         self._clear_around(s, t, idx)
                 temp[key].clear()
-            if not out_dict["cond_frame_outputs"]:
-                raise ValueError(
-                    f"object id {s['obj_idx_to_id'][idx]!r} has no prompts; add points, a box "
-                    "or a mask for it (or remove it) before propagating"
-                )
             for t in out_dict["cond_frame_outputs"]:
                 out_dict["non_cond_frame_outputs"].pop(t, None)
 

@@ -70,27 +70,49 @@ def refresh_frames(state: dict[str, Any]) -> None:
         state["video_width"] = int(frames.video_width)
 
 
-def obj_idx(state: dict[str, Any], obj_id: Any, create: bool) -> int:
-    """Model-side index of a client object id, creating its storage when `create`.
+def known_obj_idx(state: dict[str, Any], obj_id: Any) -> int | None:
+    """Model-side index of a client object id, or None for an id not seen yet (nothing changes).
 
     Raises:
-        ValueError: the id was removed with `remove_object` (until `reset_state`), or it is
-            unknown and `create` is False.
+        ValueError: the id is not hashable (use an int or a str), or it was removed with
+            `remove_object` (until `reset_state`).
     """
+    try:
+        hash(obj_id)
+    except TypeError:
+        raise ValueError(
+            f"object id must be hashable (an int or a str), got {type(obj_id).__name__}"
+        ) from None
     idx = state["obj_id_to_idx"].get(obj_id)
-    if idx is not None:
-        return idx
-    if obj_id in state["removed_obj_ids"]:
+    if idx is None and obj_id in state["removed_obj_ids"]:
         raise ValueError(
             f"object id {obj_id!r} was removed with remove_object; use a new object id "
             "(or call reset_state to start over)"
         )
+    return idx
+
+
+def obj_idx(state: dict[str, Any], obj_id: Any, create: bool) -> int:
+    """Model-side index of a client object id, creating its storage when `create`.
+
+    Raises:
+        ValueError: as `known_obj_idx`, or the id is unknown and `create` is False.
+    """
+    idx = known_obj_idx(state, obj_id)
+    if idx is not None:
+        return idx
     if not create:
         raise ValueError(f"unknown object id {obj_id!r}; known object ids: {state['obj_ids']}")
     idx = len(state["obj_id_to_idx"])
     state["obj_id_to_idx"][obj_id] = idx
     state["obj_idx_to_id"][idx] = obj_id
     state["obj_ids"] = list(state["obj_id_to_idx"])
+    empty_object(state, idx)
+    return idx
+
+
+def empty_object(state: dict[str, Any], idx: int) -> None:
+    """Give object `idx` empty prompts, outputs and tracked marks (a new object's storage)."""
     state["point_inputs_per_obj"][idx] = {}
     state["mask_inputs_per_obj"][idx] = {}
     state["output_dict_per_obj"][idx] = {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
@@ -99,7 +121,12 @@ def obj_idx(state: dict[str, Any], obj_id: Any, create: bool) -> int:
         "non_cond_frame_outputs": {},
     }
     state["frames_tracked_per_obj"][idx] = {}
-    return idx
+
+
+def has_conditioning(state: dict[str, Any], idx: int) -> bool:
+    """Whether object `idx` has a conditioning (prompted) frame, stored or not yet propagated."""
+    stored = state["output_dict_per_obj"][idx]["cond_frame_outputs"]
+    return bool(stored) or bool(state["temp_output_dict_per_obj"][idx]["cond_frame_outputs"])
 
 
 def prune_outputs(state: dict[str, Any], frame_idx: int, window: int) -> None:
