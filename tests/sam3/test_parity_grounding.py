@@ -155,3 +155,29 @@ def test_batch_of_images_matches_official_per_image(proc: Sam3Processor) -> None
         keep = np.flatnonzero(z[f"img{b}_scores"][0] > 0.2)
         assert st["masks"][b].shape == (len(keep), 1, *imgs[b].size[::-1])
         _close(st["scores"][b], z[f"img{b}_scores"][0][keep], TOL["score"], "batch scores")
+
+
+def test_clicks_through_the_assembled_model_match_official() -> None:
+    """Cases f_*: `build_sam3_image_model` (interactive heads from the checkpoint's tracker.*
+    tensors) + `Sam3Processor.set_image` + `model.predict_inst` (hole filling off, as recorded)."""
+    m = manifest("sam3_tiny")
+    model = build_sam3_image_model(checkpoint_path=FX / "sam3_tiny.pt")
+    assert model.tracker is not None
+    model.inst_interactive_predictor.max_hole_area = float(m["inst_max_hole_area"])
+    st = Sam3Processor(model).set_image(Image.open(IMAGES / "truck.jpg").convert("RGB"))
+    for name, case in m["inst_cases"].items():
+        z = np.load(FX / f"case_{name}.npz")
+        kw = {
+            k: np.asarray(v, dtype=np.float32 if k != "point_labels" else np.int64)
+            if isinstance(v, list)
+            else v
+            for k, v in case["kwargs"].items()
+        }
+        masks, ious, low = model.predict_inst(st, **kw)
+        np.testing.assert_allclose(low, z["low_res_masks"], rtol=0, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(ious, z["iou_predictions"], rtol=0, atol=1e-5, err_msg=name)
+        ref = np.unpackbits(z["masks"], axis=-1)[..., : z["masks_shape"][-1]].astype(bool)
+        assert masks.shape == tuple(z["masks_shape"])
+        logits, _, _ = model.predict_inst(st, **kw, return_logits=True)
+        decided = np.abs(logits) > 1e-5
+        np.testing.assert_array_equal(masks.astype(bool)[decided], ref[decided], err_msg=name)

@@ -119,7 +119,7 @@ def _unused_tracker_key(enabled: bool) -> Callable[[str], bool]:
         return lambda key: True
     from samkit.modeling.sam3.interactive import Sam3TrackerHeads
 
-    return Sam3TrackerHeads.unused_tracker_key
+    return lambda key: not Sam3TrackerHeads.is_used_tracker_key(key)
 
 
 def _check_bpe(bpe_path: str | os.PathLike | None) -> None:

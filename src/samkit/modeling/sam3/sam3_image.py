@@ -300,6 +300,12 @@ class Sam3Image(nn.Module):
             img_ids,
         )
 
+    @property
+    def inst_interactive_predictor(self) -> Any:
+        """The `samkit.sam3_interactive.Sam3InteractivePredictor` behind `predict_inst` (official
+        attribute name; e.g. set its `max_hole_area`), or None without interactive heads."""
+        return None if self.tracker is None else self._interactive_predictor()
+
     def _interactive_predictor(self) -> Any:
         if self.tracker is None:
             raise ValueError(
