@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from samkit.cli import main
+from samkit.jobs import DATASET_NAME
 from tests.conftest import FIXTURES, IMAGES
 from tests.distributed.conftest import descendants
 
@@ -73,23 +75,43 @@ def test_auto_on_ray_writes_the_single_process_bytes(tmp_path, ray_address, caps
     names = _images(src, n_generated=1, shared=2)
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     one, dist = tmp_path / "one", tmp_path / "ray"
-    assert main(["auto", str(src), "--out", str(one), *AUTO_OPTS, *MODEL, "--quiet"]) == 1
+    # The 2 workers get 1 torch thread each (2 CPUs): float sums, and so predicted IoUs, can
+    # differ in the last bit with another thread count, so the single-process run uses 1 too.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["auto", str(src), "--out", str(one), *AUTO_OPTS, *MODEL, "--quiet"]) == 1
+    finally:
+        torch.set_num_threads(threads)
     capsys.readouterr()
     argv = ["auto", str(src), "--out", str(dist), *AUTO_OPTS, *MODEL, "--ray"]
     assert main([*argv, "--num-workers", "2"]) == 1  # the broken image fails, the others go on
     out = capsys.readouterr()
     assert "3 images segmented, 0 skipped" in out.out and "1 failed" in out.out
+    assert f"COCO dataset {dist / DATASET_NAME}" in out.out
     assert "broken.jpg" in out.out and "images/s" in out.err and "4/4 images" in out.err
 
     expected = _files(one)
     assert sorted(expected) == sorted(
-        n for name in names for n in (f"{Path(name).stem}.json", f"{Path(name).stem}_overlay.png")
+        [DATASET_NAME]
+        + [
+            n
+            for name in names
+            for n in (f"{Path(name).stem}.json", f"{Path(name).stem}_overlay.png")
+        ]
     )
-    assert _files(dist) == expected  # same files, same bytes (image_id included)
+    assert _files(dist) == expected  # same files, same bytes (image ids, the dataset included)
 
     rows = _manifest(dist)
     assert [r["file_name"] for r in rows] == sorted(["broken.jpg", *names])
-    assert [r["image_id"] for r in rows] == list(range(4))
+    assert [r["image_id"] for r in rows] == [1, 2, 3, 4]  # COCO ids: by file name
+    dataset = json.loads((dist / DATASET_NAME).read_text())
+    by_name = {r["file_name"]: r for r in rows}
+    assert [(i["id"], i["file_name"]) for i in dataset["images"]] == [
+        (by_name[n]["image_id"], n) for n in sorted(names)
+    ]  # the failed image is left out
+    ann_ids = [a["id"] for a in dataset["annotations"]]
+    assert ann_ids == list(range(1, sum(by_name[n]["masks"] for n in names) + 1))
     for r in rows:
         if r["file_name"] == "broken.jpg":
             assert r["status"] == "failed" and r["masks"] is None
@@ -103,12 +125,19 @@ def test_auto_on_ray_writes_the_single_process_bytes(tmp_path, ray_address, caps
 
     # Once the broken image is gone, a rerun has nothing to do: the complete images are skipped.
     (src / "broken.jpg").unlink()
-    mtimes = {p.name: p.stat().st_mtime_ns for p in dist.iterdir() if p.suffix != ".parquet"}
+    kept = [p for p in dist.iterdir() if p.suffix != ".parquet" and p.name != DATASET_NAME]
+    mtimes = {p.name: p.stat().st_mtime_ns for p in kept}
     assert main([*argv, "--quiet"]) == 0
     assert "0 images segmented, 3 skipped" in capsys.readouterr().out
-    assert {p.name: p.stat().st_mtime_ns for p in dist.iterdir() if p.suffix != ".parquet"} == (
-        mtimes
-    )
+    assert {p.name: p.stat().st_mtime_ns for p in kept} == mtimes
+    # the dataset is rebuilt from the per-image files, with the ids of this run's images
+    rebuilt = json.loads((dist / DATASET_NAME).read_text())
+    assert [(i["id"], i["file_name"]) for i in rebuilt["images"]] == [
+        (k + 1, n) for k, n in enumerate(sorted(names))
+    ]
+    assert [a["segmentation"] for a in rebuilt["annotations"]] == [
+        a["segmentation"] for a in dataset["annotations"]
+    ]
     rerun = {r["file_name"]: r for r in _manifest(dist)}
     assert {n: rerun[n]["status"] for n in names} == dict.fromkeys(names, "skipped")
     assert {n: rerun[n]["masks"] for n in names} == {r["file_name"]: r["masks"] for r in rows[1:]}
@@ -173,7 +202,14 @@ def test_a_killed_run_resumes_with_each_image_done_once(tmp_path, ray_address, c
     expected = sorted(
         n for name in names for n in (f"{Path(name).stem}.json", f"{Path(name).stem}_overlay.png")
     )
-    assert sorted(p.name for p in out.iterdir()) == sorted([*expected, "manifest.parquet"])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*expected, DATASET_NAME, "manifest.parquet"]
+    )
+    # the same dataset as a single-process run that was never interrupted (2 torch threads, as
+    # the one worker of the 2-CPU Ray instance)
+    one = tmp_path / "one"
+    assert main(["auto", str(src), "--out", str(one), *AUTO_OPTS, *MODEL, "--quiet"]) == 0
+    assert (out / DATASET_NAME).read_bytes() == (one / DATASET_NAME).read_bytes()
     rows = _manifest(out)
     assert sorted(r["file_name"] for r in rows) == sorted(names)  # one row per image
     status = {r["file_name"]: r["status"] for r in rows}

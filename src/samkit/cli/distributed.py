@@ -72,7 +72,8 @@ def run_on_ray(
     print(
         f"{summary.count('done')} images {what}, {summary.count('skipped')} skipped (already "
         f"complete), {summary.count('failed')} failed; outputs in {args.out}; "
-        f"manifest {summary.manifest}"
+        + (f"COCO dataset {summary.dataset}; " if summary.dataset else "")
+        + f"manifest {summary.manifest}"
     )
     for r in summary.failed:
         print(f"  failed: {r['path']}: {r['error']}")

@@ -10,7 +10,7 @@ from typing import Any
 
 # Column -> meaning. `masks` is None for embeddings and images that were not segmented.
 COLUMNS = {
-    "image_id": "index of the image in the run's sorted list (the COCO image_id)",
+    "image_id": "the image's COCO id: 1 + the rank of its file name among the run's",
     "path": "the input file or URI",
     "file_name": "the image's file name",
     "status": "done, failed or skipped (outputs already complete)",

@@ -17,7 +17,7 @@ from samkit.distributed.inputs import ImageList, list_images
 from samkit.distributed.manifest import read_manifest, write_manifest
 from samkit.distributed.messages import RAY_MISSING
 from samkit.distributed.models import RunModel, resolve_model
-from samkit.jobs import AutoJob, EmbedJob, remove_stale_temporaries
+from samkit.jobs import AutoJob, EmbedJob, image_ids, remove_stale_temporaries
 
 DECODE_CPUS = 0.1  # logical CPUs of a read / decode task: they must fit beside the actors
 MANIFEST_EVERY_S = 5.0
@@ -31,11 +31,14 @@ class RunSummary:
         rows: one manifest row per image (see `samkit.distributed.manifest.COLUMNS`).
         manifest: the manifest's path.
         seconds: wall time of the run, Ray start-up included.
+        dataset: `label_images`' COCO dataset file (`samkit.jobs.AutoJob.write_dataset`);
+            None for `embed_images`.
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     manifest: Path | None = None
     seconds: float = 0.0
+    dataset: Path | None = None
 
     def count(self, status: str) -> int:
         return sum(r["status"] == status for r in self.rows)
@@ -163,13 +166,17 @@ def _run(
     if any(p.device.type != "cpu" for p in rm.model.parameters()):
         raise ValueError("distributed runs use CPU workers; build the model on the CPU")
     job = make_job(rm)
+    if kind == "auto":
+        job.start_run(images.names)
+    ids = image_ids(images.names)
     previous = {r.get("path"): r for r in read_manifest(out)}
     rows: dict[str, dict[str, Any]] = {}
     lookup: dict[str, tuple[int, str]] = {}
     todo: list[str] = []
-    for image_id, (path, uri, name) in enumerate(zip(images.paths, images.uris, images.names)):
+    for path, uri, name in zip(images.paths, images.uris, images.names):
         if path in lookup:
             continue  # the same file twice: once is enough
+        image_id = ids[name]
         lookup[path] = (image_id, name)
         base = {"image_id": image_id, "path": uri, "file_name": name, "error": ""}
         stem = Path(name).stem
@@ -192,6 +199,9 @@ def _run(
         finally:  # also when interrupted: the rows that arrived are kept
             summary.manifest = write_manifest(out, rows.values())
     summary.rows = sorted(rows.values(), key=lambda r: r["image_id"])
+    if kind == "auto":  # from the per-image files, as single-process `samkit auto` does
+        ok = [(r["image_id"], r["file_name"]) for r in summary.rows if r["status"] != "failed"]
+        summary.dataset = job.write_dataset(ok)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -292,7 +302,8 @@ def label_images(
     stretch: tuple[float, float] | None = None,
     coco_format: str = "coco",
 ) -> RunSummary:
-    """`samkit auto` on Ray: `<stem>.json` (COCO RLE) + `<stem>_overlay.png` per image in `out_dir`.
+    """`samkit auto` on Ray: `<stem>.json` (COCO RLE) + `<stem>_overlay.png` per image in `out_dir`,
+    and the run's COCO dataset `out_dir/_annotations.coco.json` (the bytes `samkit auto` writes).
 
     Args:
         inputs: image files, folders (their images, not recursive), globs, or URIs of a pyarrow
@@ -315,7 +326,8 @@ def label_images(
         coco_format: the per-image JSON layout, "coco" or "sa1b" (`samkit auto --format`).
 
     Returns:
-        A `RunSummary`; the manifest is `out_dir/manifest.parquet`.
+        A `RunSummary`; the manifest is `out_dir/manifest.parquet`, the dataset
+        `summary.dataset`.
 
     Raises:
         ValueError: bad inputs or settings.  ImportError: Ray Data is not installed.
