@@ -15,6 +15,7 @@ from samkit.amg.masks import batched_mask_to_box, calculate_stability_score, rem
 from samkit.amg.nms import batched_nms, box_area, box_iou, nms
 from samkit.amg.rle import (
     area_from_rle,
+    bbox_from_rle,
     coco_decode_rle,
     coco_encode_rle,
     mask_to_rle_pytorch,
@@ -28,6 +29,7 @@ __all__ = [
     "area_from_rle",
     "batched_mask_to_box",
     "batched_nms",
+    "bbox_from_rle",
     "box_area",
     "box_iou",
     "build_all_layer_point_grids",

@@ -133,8 +133,13 @@ class MaskGeneratorBase:
 
         Returns:
             One record per mask, in the official order, with keys `segmentation` (per
-            `output_mode`), `area` (int), `bbox` (XYWH list), `predicted_iou`, `point_coords`
-            ([[x, y]]), `stability_score` and `crop_box` (XYWH list).
+            `output_mode`), `area` (int), `bbox` (XYWH list, the official generator's
+            convention w = x_max - x_min; COCO files use `pycocotools.mask.toBbox`'s, one
+            pixel more: `samkit.amg.coco`), `predicted_iou`, `point_coords` ([[x, y]]),
+            `stability_score` and `crop_box` (XYWH list).
+
+        Raises:
+            ValueError: an image the rule refuses (a wrong shape or dtype, NaN, an empty array).
         """
         t0 = time.perf_counter()
         data, (h, w) = self._generate(image)
