@@ -60,8 +60,15 @@ def test_click_track_scrub_download(vpage, tmp_path):
     page = vpage
     clip = encode_video(tmp_path / "shapes.mp4", moving_shapes(n=N, h=H, w=W))
     assert page.locator("#v-file").is_hidden() and page.locator("#stage").is_visible()
+    # SAM 2 defaults of "segment everything" (samkit auto's), and an enabled Open video
+    page.wait_for_function("window.samkit.state.settings.length > 0")
+    assert page.input_value("#setting-pred_iou_thresh") == "0.8"
+    assert page.input_value("#setting-points_per_side") == "32"
     page.locator("#mode-video").click()
     assert page.locator("#stage").is_hidden() and page.locator("#v-stage").is_visible()
+    assert page.locator("#candidates-row").is_hidden()  # the image mode's row
+    assert page.locator("#v-open").get_attribute("aria-disabled") is None
+    assert page.locator("#v-file").is_enabled()
     page.set_input_files("#v-file", str(clip))
     page.wait_for_function(
         "window.samkitVideo.state.videoId !== null && window.samkitVideo.state.phase === 'ready'"
