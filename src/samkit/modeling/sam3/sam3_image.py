@@ -217,6 +217,8 @@ class Sam3Image(nn.Module):
                 f"{tuple(text_features.shape)} and {tuple(text_mask.shape)}"
             )
         b = text_features.shape[0]
+        if b == 0:
+            raise ValueError("forward_grounding needs at least one prompt (text_features has B=0)")
         n_img = feats[0].shape[0]
         if img_ids is None:
             if n_img not in (1, b):
@@ -226,7 +228,12 @@ class Sam3Image(nn.Module):
         if img_ids.numel() != b or (img_ids < 0).any() or (img_ids >= n_img).any():
             raise ValueError(f"img_ids must be {b} indices in [0, {n_img}), got {img_ids.tolist()}")
         img_ids = img_ids.to(feats[0].device)
-        if not (n_img == b and torch.equal(img_ids, torch.arange(b, device=img_ids.device))):
+        if bool((img_ids == img_ids[0]).all()):
+            # one image for every prompt (several concepts): views, no copies of the pyramid
+            i = int(img_ids[0])
+            feats = [f[i : i + 1].expand(b, -1, -1, -1) for f in feats]
+            vision_pos_enc = vision_pos_enc[i : i + 1].expand(b, -1, -1, -1)
+        elif not (n_img == b and torch.equal(img_ids, torch.arange(b, device=img_ids.device))):
             feats = [f[img_ids] for f in feats]
             vision_pos_enc = vision_pos_enc[img_ids]
         if geometric_prompt is None:
