@@ -42,14 +42,15 @@ pytestmark = [
 
 
 @contextlib.contextmanager
-def running_server(model: Path, checkpoint: Path) -> Iterator[str]:
-    """`samkit serve` on a free port in a subprocess; yields its URL once /api/info answers."""
+def running_server(model: Path, checkpoint: Path, *options: str) -> Iterator[str]:
+    """`samkit serve` (with more `options`) on a free port in a subprocess; yields its URL once
+    /api/info answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [
         sys.executable, "-m", "samkit", "serve", "--port", str(port),
-        "--model", str(model), "--checkpoint", str(checkpoint),
+        "--model", str(model), "--checkpoint", str(checkpoint), *options,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen(

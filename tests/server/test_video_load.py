@@ -17,6 +17,7 @@ import pytest
 from samkit.server.app import create_app
 from samkit.server.video_session import VideoLimits
 from tests.server.conftest import live_server
+from tests.server.test_browser import running_server
 from tests.video.clips import encode_video, moving_shapes
 from tests.video.conftest import CKPT, CONFIG
 
@@ -140,3 +141,11 @@ def test_video_limits_are_checked():
         VideoLimits(max_sessions=0)
     with pytest.raises(ValueError, match="idle_s must be >= 0"):
         VideoLimits(idle_s=-1)
+
+
+def test_samkit_serve_takes_the_session_limit_and_idle_time():
+    options = ("--max-video-sessions", "1", "--video-idle-minutes", "0.5")
+    with running_server(CONFIG, CKPT, *options) as url:
+        info = httpx.get(f"{url}/api/videos").json()
+    assert info["limits"]["max_sessions"] == 1 and info["limits"]["idle_s"] == 30
+    assert info["sessions"] == {"open": 0, "opening": 0, "max_sessions": 1, "idle_s": 30}

@@ -354,7 +354,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _video_limits(args: argparse.Namespace) -> Any:
-    """The web app's video limits from `--max-video-*` (CliError when not positive)."""
+    """The web app's video limits from `--max-video-*` and `--video-idle-minutes` (CliError when
+    out of range)."""
     from samkit.server.video_session import VideoLimits
 
     try:
@@ -362,9 +363,11 @@ def _video_limits(args: argparse.Namespace) -> Any:
             max_bytes=int(args.max_video_mb * 2**20),
             max_frames=args.max_video_frames,
             max_seconds=args.max_video_seconds,
+            max_sessions=args.max_video_sessions,
+            idle_s=args.video_idle_minutes * 60,
         )
     except ValueError as e:
-        raise CliError(f"--max-video-*: {e}") from None
+        raise CliError(f"--max-video-* / --video-idle-minutes: {e}") from None
 
 
 # ------------------------------------------------------------------------------------ parser

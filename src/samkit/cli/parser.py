@@ -118,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-video-seconds", type=float, default=60, help="longest video (seconds)")
     p.add_argument("--max-video-frames", type=int, default=600, help="most frames of a video")
     p.add_argument(
+        "--max-video-sessions",
+        type=int,
+        default=4,
+        help="videos open at once; when all are, a new one closes an idle one or gets 503",
+    )
+    p.add_argument(
+        "--video-idle-minutes",
+        type=float,
+        default=10,
+        help="how long an unused video keeps its slot when the slots are full",
+    )
+    p.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
     )
     add_image_args(p, max_pixels_default=SERVER_DEFAULT_MAX_PIXELS)
