@@ -104,3 +104,25 @@ def test_finetune_and_eval_read_their_dataset_under_the_limit(command, tmp_path,
     assert "128x96 = 12,288 pixels, over the limit of 12,287 pixels" in err
     assert "pass --max-pixels N" in err
     assert build_parser().parse_args(argv).max_pixels == 64_000_000
+
+
+@pytest.mark.parametrize("command", ["auto", "embed"])
+def test_ray_runs_get_the_limit(command, tmp_path, monkeypatch, capsys):
+    import samkit.distributed as dist
+    from samkit.distributed import run as dist_run
+    from samkit.distributed.run import RunSummary
+
+    monkeypatch.setattr(dist_run, "import_ray", lambda: None)  # the arguments, not Ray, tested
+
+    seen: dict = {}
+
+    def run(inputs, out_dir, **kwargs):  # stands in for label_images / embed_images
+        seen.update(kwargs)
+        return RunSummary(manifest=tmp_path / "manifest.parquet")
+
+    name = "label_images" if command == "auto" else "embed_images"
+    monkeypatch.setattr(dist, name, run, raising=False)
+    argv = [command, str(SMALL), "--out", str(tmp_path / "o"), "--ray", *MODEL]
+    code, _, err = _run([*argv, "--max-pixels", "5000"], capsys)
+    assert code == 0, err
+    assert seen["max_pixels"] == 5000

@@ -41,7 +41,7 @@ def run_on_ray(
         import_ray()
     except ImportError as e:
         raise CliError(f"--ray: {e}") from None
-    from samkit.cli.imageopts import image_stretch
+    from samkit.cli.imageopts import image_max_pixels, image_stretch
     from samkit.distributed import embed_images, label_images
 
     if args.num_workers is not None and args.num_workers < 1:
@@ -56,6 +56,7 @@ def run_on_ray(
         "resume": not args.overwrite,
         "progress": not getattr(args, "quiet", False),
         "stretch": image_stretch(args),
+        "max_pixels": image_max_pixels(args),
     }
     if kind == "auto":
         summary = label_images(

@@ -17,6 +17,7 @@ from samkit.distributed.inputs import ImageList, list_images
 from samkit.distributed.manifest import read_manifest, write_manifest
 from samkit.distributed.messages import RAY_MISSING
 from samkit.distributed.models import RunModel, resolve_model
+from samkit.imagelimits import DEFAULT_MAX_PIXELS
 from samkit.jobs import AutoJob, EmbedJob, image_ids, remove_stale_temporaries
 
 DECODE_CPUS = 0.1  # logical CPUs of a read / decode task: they must fit beside the actors
@@ -242,7 +243,8 @@ def _execute(
         num_cpus=DECODE_CPUS,
         override_num_blocks=len(plan.todo),
     )
-    ds = ds.map(decode_row, fn_kwargs={"stretch": plan.job.stretch}, num_cpus=DECODE_CPUS)
+    decode_kwargs = {"stretch": plan.job.stretch, "max_pixels": plan.job.max_pixels}
+    ds = ds.map(decode_row, fn_kwargs=decode_kwargs, num_cpus=DECODE_CPUS)
     ds = ds.map_batches(
         ModelWorker,
         fn_constructor_kwargs={
@@ -301,6 +303,7 @@ def label_images(
     progress: bool | Callable[[dict[str, Any]], None] = True,
     stretch: tuple[float, float] | None = None,
     coco_format: str = "coco",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> RunSummary:
     """`samkit auto` on Ray: `<stem>.json` (COCO RLE) + `<stem>_overlay.png` per image in `out_dir`,
     and the run's COCO dataset `out_dir/_annotations.coco.json` (the bytes `samkit auto` writes).
@@ -324,6 +327,8 @@ def label_images(
         stretch: decode images with this percentile stretch (`samkit.imageio`; None: the
             default rule), as `samkit auto --stretch`.
         coco_format: the per-image JSON layout, "coco" or "sa1b" (`samkit auto --format`).
+        max_pixels: refuse (as a failed image) files of more pixels than this
+            (`samkit.imageio.decode_image`; `samkit auto --max-pixels`).
 
     Returns:
         A `RunSummary`; the manifest is `out_dir/manifest.parquet`, the dataset
@@ -346,7 +351,9 @@ def label_images(
 
     return _run(
         "auto", inputs, out_dir, build,
-        lambda rm: AutoJob.create(out_dir, rm.name, rm.random_weights, amg, stretch, coco_format),
+        lambda rm: AutoJob.create(
+            out_dir, rm.name, rm.random_weights, amg, stretch, coco_format, max_pixels
+        ),
         amg, num_workers, threads_per_worker, batch_size, ray_address, resume, progress,
     )  # fmt: skip
 
@@ -368,6 +375,7 @@ def embed_images(
     threads_per_worker: int | None = None,
     progress: bool | Callable[[dict[str, Any]], None] = True,
     stretch: tuple[float, float] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> RunSummary:
     """`samkit embed` on Ray: `<stem>.safetensors` per image in `out_dir`.
 
@@ -382,6 +390,6 @@ def embed_images(
 
     return _run(
         "embed", inputs, out_dir, build,
-        lambda rm: EmbedJob(Path(out_dir), rm.name, rm.family, rm.img_size(), stretch),
+        lambda rm: EmbedJob(Path(out_dir), rm.name, rm.family, rm.img_size(), stretch, max_pixels),
         None, num_workers, threads_per_worker, batch_size, ray_address, resume, progress,
     )  # fmt: skip
