@@ -221,6 +221,7 @@ def test_auto_outputs_match_generator_and_survive_a_corrupt_image(tmp_path, sam1
     assert "broken.jpg" in err and "1 failed" in stdout and "2 images segmented" in stdout
     assert "masks/s" in err  # the progress line
     assert sorted(p.name for p in out.iterdir()) == [
+        "_annotations.coco.json",  # the run's COCO dataset (tests/amg/test_coco_dataset.py)
         "dog.json",
         "dog_overlay.png",
         "shapes_1.json",
@@ -238,7 +239,8 @@ def test_auto_outputs_match_generator_and_survive_a_corrupt_image(tmp_path, sam1
         assert len(doc["annotations"]) == len(expected) > 0
         for ann, rec in zip(doc["annotations"], expected):
             np.testing.assert_array_equal(_coco_decode(ann["segmentation"]), rec["segmentation"])
-            assert ann["area"] == rec["area"] and ann["bbox"] == rec["bbox"]
+            x, y, w, h = rec["bbox"]  # COCO's box is one pixel larger than the official one
+            assert ann["area"] == rec["area"] and ann["bbox"] == [x, y, w + 1, h + 1]
             assert ann["predicted_iou"] == pytest.approx(rec["predicted_iou"], abs=1e-6)
         overlay = Image.open(out / f"{Path(name).stem}_overlay.png")
         assert overlay.size == (image.shape[1], image.shape[0])
@@ -291,7 +293,8 @@ def test_auto_is_resumable_after_a_kill(tmp_path):
     assert f"{len(done_at_kill)} skipped" in rerun.stdout
     names = sorted(p.name for p in out.iterdir())
     expected = sorted(
-        n for i in range(N_KILL) for n in (f"img{i:02d}.json", f"img{i:02d}_overlay.png")
+        ["_annotations.coco.json"]
+        + [n for i in range(N_KILL) for n in (f"img{i:02d}.json", f"img{i:02d}_overlay.png")]
     )
     assert names == expected  # no duplicates, no leftover temporary files
     for name, mtime in done_at_kill.items():

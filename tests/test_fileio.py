@@ -82,7 +82,7 @@ def test_segment_auto_embed_outputs_follow_the_umask(tmp_path, mask, capsys):
         assert main(["embed", image, "--out", str(tmp_path / "e"), *MODEL]) == 0
     capsys.readouterr()
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert {p.parent.name for p in files} == {"s", "a", "e"} and len(files) == 6
+    assert {p.parent.name for p in files} == {"s", "a", "e"} and len(files) == 7  # auto: 3
     for p in files:
         assert not p.name.endswith(".tmp")
         assert _mode(p) == 0o666 & ~mask, (str(p.relative_to(tmp_path)), oct(_mode(p)))
