@@ -4,6 +4,7 @@ errors import neither torch nor numpy / PIL, and a mistyped option or command ge
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -47,7 +48,7 @@ def _commands() -> dict[str, list[str]]:
     for name, parser in sub.choices.items():
         out[name] = [name]
         for action in parser._actions:
-            if action.nargs == "A...":  # a command with its own sub-commands (export)
+            if action.nargs == argparse.PARSER:  # a command with its own sub-commands (export)
                 for inner in action.choices:
                     out[f"{name} {inner}"] = [name, inner]
     return out
