@@ -3,14 +3,15 @@ their speed.
 
 Two rules, each learned from a measurement:
 
-* A fixed set of long-lived threads. glibc gives a thread that allocates while the arenas in use
-  are busy an arena of its own, and each arena keeps freed memory (up to the 1 GiB trim threshold
-  of `samkit.accel.tune_malloc`) for later allocations *in that arena*. When every job ran on a
-  fresh thread, each new thread could land on a new arena and the freed memory of the old ones was
-  never reused: the server's RSS grew 1.1 -> 2.0 -> 2.6 GB over rounds of video sessions even
-  with every session closed. The app therefore runs torch on three threads that live as long as
-  the app: the decoding thread (clicks), the image job thread (encoding an upload, "segment
-  everything") and the video job thread (`samkit.server.video_manager`).
+* A fixed set of long-lived threads. glibc's malloc serves each thread from an arena (a new thread
+  takes a free one or makes one, up to 8 per core), and memory freed in an arena stays there, up to
+  the 1 GiB trim threshold of `samkit.accel.tune_malloc` (which `samkit serve` applies, as every
+  `samkit` command), for that arena's later allocations. When every job ran on a fresh thread, the
+  jobs' big temporaries were spread over ever other arenas and the server's RSS grew by about
+  0.9 GB a round of 4 video sessions, even with every session closed (issue 24). The app therefore
+  runs torch on three threads that live as long as the app: the decoding thread (clicks), the image
+  job thread (encoding an upload, "segment everything") and the video job thread
+  (`samkit.server.video_manager`); `benchmarks/bench_server.py --video-rounds` measures the RSS.
 * One OpenMP team at rest. PyTorch's CPU build parallelises ops with GNU OpenMP, which gives every
   OS thread that runs a parallel op its own team of worker threads. Once the live teams hold more
   threads than there are cores, libgomp's workers spin only ~100 iterations before sleeping, so
