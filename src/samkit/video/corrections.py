@@ -10,8 +10,9 @@ The rules, as the official `sam2` 1.1.0 `SAM2VideoPredictor.add_new_points_or_bo
   clicks) the frame's current mask logits, clamped to +-32.
   - `add_all_frames_to_correct_as_cond=True` (samkit's default): the corrected frame becomes a
     conditioning frame of that object. The next `propagate_in_video` returns its corrected mask
-    unchanged and every frame tracked after it attends to it (as to all conditioning frames,
-    with the official configs' `max_cond_frames_in_attn=-1`).
+    unchanged, and every frame tracked from then on attends to its memory (the official
+    configs' `max_cond_frames_in_attn=-1` attends to all conditioning frames) and, when the
+    frame lies before it in the tracking direction, to its object pointer.
   - `False` (the official default, as the `sam2_video` fixtures were recorded): the corrected
     frame stays a tracked frame; the next propagation recomputes it from memory, so a forward
     re-propagation from before it gives the masks it gave before the correction
