@@ -134,7 +134,10 @@ class Sam3Processor:
 
     @torch.inference_mode()
     def set_image(self, image: Any, state: dict | None = None) -> Sam3State:
-        """Run the backbone on one image (PIL, HxWx3 uint8 array or 3xHxW uint8 tensor)."""
+        """Run the backbone on one image (PIL, HxWx3 uint8 array or 3xHxW uint8 tensor).
+
+        A given `state` is cleared first (earlier prompts and results belonged to another image).
+        """
         x, h, w = self._to_tensor(image)
         state = Sam3State() if state is None else _as_state(state)
         state.clear()
@@ -187,18 +190,25 @@ class Sam3Processor:
             raise ValueError(f"call set_image (or set_image_batch) before {call}")
 
     @torch.inference_mode()
-    def set_text_prompt(self, prompt: str, state: dict) -> Sam3State:
+    def set_text_prompt(self, prompt: str | Sequence[str], state: dict) -> Sam3State:
         """Find every instance of `prompt` (a noun phrase) in the set image(s).
+
+        A list of prompts is `set_text_prompts` (several concepts in one pass); the state's
+        result keys then hold one entry per concept.
 
         Raises:
             ValueError: no image set, or an empty / non-string prompt (a prompt longer than the
                 32-token context is truncated with a `PromptTruncatedWarning`, as the official).
         """
         self._check_image_set(state, "set_text_prompt")
+        if isinstance(prompt, (list, tuple)):
+            self.set_text_prompts(prompt, state)
+            return state
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
         state = _as_state(state)
         self._text([prompt])  # validates (tokenizer) before the state changes
+        state.pop("_concepts", None)
         state["text_prompt"] = prompt
         return self._run(state)
 
@@ -207,8 +217,9 @@ class Sam3Processor:
         """Several concepts in one batched pass over the set image (one backbone run, shared).
 
         Each concept gets the same results as `set_text_prompt(p, state)` alone (with the
-        state's box prompts, if any). Returns one dict per prompt (`prompt`, `masks`,
-        `masks_logits`, `boxes`, `scores`), also stored as `state["results_per_prompt"]`.
+        state's box prompts, if any; a box added later applies to every concept). Returns one
+        dict per prompt (`prompt`, `masks`, `masks_logits`, `boxes`, `scores`), also stored as
+        `state["results_per_prompt"]`; `state["masks"]` etc. become lists, one per concept.
 
         Raises:
             ValueError: no image set, a batch state, an empty list or a bad prompt.
@@ -222,16 +233,11 @@ class Sam3Processor:
         state = _as_state(state)
         if "original_heights" in state:
             raise ValueError("set_text_prompts works on one image (set_image); call it per image")
-        feats, mask = self._text(list(prompts))
-        out = self._ground(state, feats, mask, img_ids=torch.zeros(len(prompts), dtype=torch.long))
-        h, w = state["original_height"], state["original_width"]
-        results = []
-        for i, p in enumerate(prompts):
-            r = self._postprocess(out, i, h, w)
-            r["prompt"] = p
-            results.append(r)
-        state["results_per_prompt"] = results
-        return results
+        self._text(list(prompts))  # validates (tokenizer) before the state changes
+        state.pop("text_prompt", None)
+        state["_concepts"] = list(prompts)
+        self._run(state)
+        return state["results_per_prompt"]
 
     @torch.inference_mode()
     def add_geometric_prompt(
@@ -269,6 +275,7 @@ class Sam3Processor:
         for key in (
             "geometric_prompt",
             "text_prompt",
+            "_concepts",
             "_last_output",
             "results_per_prompt",
             *_RESULT_KEYS,
@@ -292,17 +299,31 @@ class Sam3Processor:
         )
 
     def _run(self, state: Sam3State) -> Sam3State:
-        text = state.get("text_prompt", _VISUAL_PROMPT)
-        n_img = state["backbone_out"]["backbone_fpn"][0].shape[0]
-        feats, mask = self._text([text])
-        out = self._ground(
-            state, feats.expand(n_img, -1, -1), mask.expand(n_img, -1), torch.arange(n_img)
-        )
+        concepts = state.get("_concepts")
+        if concepts is not None:  # several concepts on one image: one batched pass
+            feats, mask = self._text(concepts)
+            out = self._ground(state, feats, mask, torch.zeros(len(concepts), dtype=torch.long))
+        else:
+            text = state.get("text_prompt", _VISUAL_PROMPT)
+            n_img = state["backbone_out"]["backbone_fpn"][0].shape[0]
+            feats, mask = self._text([text])
+            out = self._ground(
+                state, feats.expand(n_img, -1, -1), mask.expand(n_img, -1), torch.arange(n_img)
+            )
         state["_last_output"] = out
         return self._store(state, out)
 
     def _store(self, state: Sam3State, out: GroundingOutput) -> Sam3State:
-        if "original_heights" in state:
+        concepts = state.get("_concepts")
+        if concepts is not None:
+            h, w = state["original_height"], state["original_width"]
+            per = [self._postprocess(out, i, h, w) for i in range(len(concepts))]
+            for r, p in zip(per, concepts):
+                r["prompt"] = p
+            state["results_per_prompt"] = per
+            for k in _RESULT_KEYS:
+                state[k] = [r[k] for r in per]
+        elif "original_heights" in state:
             per = [
                 self._postprocess(out, i, h, w)
                 for i, (h, w) in enumerate(zip(state["original_heights"], state["original_widths"]))

@@ -91,6 +91,8 @@ def test_several_concepts_in_one_pass_equal_one_call_each(ready) -> None:
     results = proc.set_text_prompts(prompts, st)
     assert counts["ground"].n == n + 1  # one batched grounding pass
     assert [r["prompt"] for r in results] == prompts and st["results_per_prompt"] is results
+    assert isinstance(st["masks"], list) and len(st["scores"]) == 2
+    assert st["scores"][1] is results[1]["scores"]
     for p, r in zip(prompts, results):
         single = proc.set_text_prompt(p, st)
         torch.testing.assert_close(r["scores"], single["scores"], rtol=0, atol=1e-5)
@@ -180,6 +182,8 @@ def test_bad_input_everywhere(ready, model, image) -> None:
         proc.set_text_prompts("dog", st)
     with pytest.raises(ValueError, match="must be a string"):
         proc.set_text_prompts(["dog", 1], st)
+    with pytest.raises(ValueError, match="must be a string"):
+        proc.set_text_prompt(["dog", 1], st)  # a list is several concepts
     with pytest.raises(ValueError, match="label must be True"):
         proc.add_geometric_prompt([0.5, 0.5, 0.1, 0.1], 1, st)
     for thr in (-0.1, 1.5, float("nan"), "0.5", True):
@@ -200,3 +204,18 @@ def test_bad_input_everywhere(ready, model, image) -> None:
         proc.add_geometric_prompt([0.5, 0.5, 0.1, 0.1], True, batch)
     with pytest.raises(ValueError, match="one image"):
         proc.set_text_prompts(["dog"], batch)
+
+
+def test_model_forward_equals_the_processor_pass(ready, model, image) -> None:
+    """Sam3Image.forward (tensors in: images + token ids, nothing cached) gives the processor's
+    per-query outputs."""
+    from samkit.text.tokenizer import tokenize
+    from samkit.transforms import sam3_image_to_tensor
+
+    proc, st, _ = ready
+    proc.reset_all_prompts(st)
+    ref = proc.set_text_prompt("dog", st)["_last_output"]
+    with torch.inference_mode():
+        out = model(sam3_image_to_tensor(image)[None], tokenize(["dog"]))
+    for key in ("pred_logits", "presence_logit_dec", "pred_boxes", "pred_masks", "semantic_seg"):
+        torch.testing.assert_close(out[key], ref[key], rtol=0, atol=1e-6, msg=key)
