@@ -266,8 +266,16 @@ def run_drift(sessions: list[str] | None = None) -> dict:
     chosen = [s for s in manifest()["sessions"] if not sessions or s["name"] in sessions]
     load_before = os.getloadavg()
     outs: dict[str, dict] = {}
+    # the sessions were recorded with the official predictor settings (corrections not kept)
+    settings = manifest()["predictor_settings"]
     for name, dt in DTYPES.items():
-        pred = build_sam2_video_predictor(CONFIG, CKPT, dtype=dt, fill_hole_area=0)
+        pred = build_sam2_video_predictor(
+            CONFIG,
+            CKPT,
+            dtype=dt,
+            fill_hole_area=0,
+            add_all_frames_to_correct_as_cond=settings["add_all_frames_to_correct_as_cond"],
+        )
         for session in chosen:
             res = replay_session(pred, session, str(VIDEO / "frames"))
             outs.setdefault(name, {}).update({(session["name"], *k): v for k, v in res.items()})
