@@ -136,3 +136,20 @@ def test_checkpoint_rope_tables_are_checked() -> None:
     bad["blocks.1.attn.freqs_cis"] = bad["blocks.1.attn.freqs_cis"] * 1j
     with pytest.raises(ValueError, match="differs"):
         trunk.load_state_dict(bad, strict=True)
+
+
+def test_full_size_architecture_matches_official() -> None:
+    """Official sizes (`_create_vit_backbone` + the dual neck): 461,841,920 parameters, counted
+    on the official modules in the oracle venv; built on the meta device (no memory)."""
+    from samkit.layers.sine_position import PositionEmbeddingSine
+    from samkit.modeling.sam3.neck import Sam3DualViTDetNeck
+
+    with torch.device("meta"):
+        neck = Sam3DualViTDetNeck(Sam3ViT(), PositionEmbeddingSine(256), 256, add_sam2_neck=True)
+    sd = neck.state_dict()
+    assert sum(p.numel() for p in neck.parameters()) == 461_841_920
+    assert sd["trunk.pos_embed"].shape == (1, 577, 1024)
+    assert sd["trunk.blocks.31.mlp.fc1.weight"].shape == (4736, 1024)
+    assert sd["convs.0.dconv_2x2_1.weight"].shape == (512, 256, 2, 2)
+    assert [i for i, b in enumerate(neck.trunk.blocks) if b.window_size == 0] == [7, 15, 23, 31]
+    assert neck.trunk.blocks[7].attn.rope_scale == 24 / 72
