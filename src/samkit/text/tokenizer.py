@@ -80,6 +80,7 @@ _LIGATURES = {
     "\ufb06": "st",
 }
 _WHITESPACE = regex.compile(r"\s+")
+_HTML_ENTITY = regex.compile(r"&#?[0-9A-Za-z]{1,24};")
 
 
 class PromptTruncatedWarning(UserWarning):
@@ -119,12 +120,10 @@ def _c1_to_cp1252(match: regex.Match[str]) -> str:
         return match.group()
 
 
-def clean_text(text: str) -> str:
-    """The official "lower" cleaning without ftfy: what `ftfy.fix_text` does to prompts
-    (terminal escapes removed, HTML entities unescaped, ligatures split, full-width forms
-    narrowed, C1 controls read as Windows-1252, curly quotes straightened, line breaks unified, control characters dropped, NFC),
-    then HTML-unescape twice, whitespace runs -> one space, strip, lower-case. Mojibake is not
-    repaired (see the module docstring)."""
+def _ftfy_like(text: str, unescape: bool) -> str:
+    """One pass of the `ftfy.fix_text` steps that change prompts, in ftfy's order."""
+    if unescape:
+        text = _HTML_ENTITY.sub(lambda m: html.unescape(m.group()), text)
     text = _TERMINAL_ESCAPE.sub("", text)
     text = _C1.sub(_c1_to_cp1252, text)
     text = "".join(_LIGATURES.get(c, c) for c in text)
@@ -133,7 +132,25 @@ def clean_text(text: str) -> str:
     text = _DOUBLE_QUOTES.sub('"', text)
     text = _LINE_BREAKS.sub("\n", text)
     text = _CONTROL.sub("", text)
-    text = unicodedata.normalize("NFC", text)
+    return unicodedata.normalize("NFC", text)
+
+
+def clean_text(text: str) -> str:
+    """The official "lower" cleaning without ftfy.
+
+    First what `ftfy.fix_text` does to prompts, repeated until nothing changes as ftfy does:
+    HTML entities unescaped (only when the text has no "<"), terminal escapes removed, C1
+    controls read as Windows-1252, ligatures split, full-width forms narrowed, curly quotes
+    straightened, line breaks unified, control characters dropped, NFC. Then, as the official
+    `basic_clean` / `whitespace_clean`: HTML-unescape twice, strip, whitespace runs -> one
+    space, lower-case. Mojibake is not repaired (see the module docstring).
+    """
+    unescape = "<" not in text
+    for _ in range(16):  # ftfy loops to a fixed point; a few passes always suffice
+        fixed = _ftfy_like(text, unescape)
+        if fixed == text:
+            break
+        text = fixed
     text = html.unescape(html.unescape(text)).strip()
     return _WHITESPACE.sub(" ", text).strip().lower()
 
