@@ -43,6 +43,7 @@ def features() -> dict[str, dict]:
     return out
 
 
+@pytest.mark.slow  # the first use runs the tiny backbone on three images (tens of seconds)
 @pytest.mark.parametrize("name", NAMES)
 def test_pyramid_stats_match_official(features: dict, name: str) -> None:
     ref = np.load(FX / f"image_{name}.npz")
@@ -65,6 +66,7 @@ def test_pyramid_stats_match_official(features: dict, name: str) -> None:
         )
 
 
+@pytest.mark.slow
 def test_truck_features_match_official(features: dict) -> None:
     ref = np.load(FX / "image_truck.npz")
     bo = features["truck"]["bo"]

@@ -14,6 +14,8 @@ from samkit.sam2_predictor import ImageNotSetError
 from samkit.sam3_interactive import Sam3InteractivePredictor
 from tests.sam3.f1_weights import FX, image_backbone_out, sub_state
 
+pytestmark = pytest.mark.slow  # one tiny-backbone run on the truck, then decoder passes
+
 MANIFEST = json.loads((FX / "manifest.json").read_text())
 INST = MANIFEST["inst_cases"]
 TRUCK_HW = tuple(MANIFEST["images"]["truck"]["hw"])
