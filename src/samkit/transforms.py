@@ -160,7 +160,8 @@ def sam3_image_to_tensor(
 
     Args:
         image: HxWx3 RGB array or PIL image (any mode `samkit.inputs.as_rgb_uint8` reads), or a
-            3xHxW uint8 tensor.
+            3xHxW tensor: uint8, or float in [0, 1] (converted to uint8 by the official first
+            step, `v2.ToDtype(torch.uint8, scale=True)`: `x * 255.999`, truncated).
         resolution: output side (1008 for SAM 3).
 
     Raises:
@@ -169,11 +170,16 @@ def sam3_image_to_tensor(
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
         raise ValueError(f"resolution must be a positive int, got {resolution!r}")
     if isinstance(image, Tensor):
-        if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
-            raise ValueError(
-                f"an image tensor must be 3xHxW uint8, got {tuple(image.shape)} {image.dtype}"
-            )
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"an image tensor must be 3xHxW, got {tuple(image.shape)}")
         x = image.detach().cpu()
+        if x.is_floating_point():
+            # the official first step, v2.ToDtype(uint8, scale=True): x * (256 - 1e-3), truncated
+            if not bool(torch.isfinite(x).all()) or float(x.min()) < 0 or float(x.max()) > 1:
+                raise ValueError("a float image tensor must hold finite values in [0, 1]")
+            x = x.mul(255.0 + 1.0 - 1e-3).to(torch.uint8)
+        elif x.dtype != torch.uint8:
+            raise ValueError(f"an image tensor must be uint8 or float in [0, 1], got {x.dtype}")
     else:
         arr = as_rgb_uint8(image)
         if not arr.flags.writeable:

@@ -90,6 +90,9 @@ def test_transform_resizes_like_torchvision_uint8() -> None:
     same = sam3_image_to_tensor(torch.from_numpy(img.copy()).permute(2, 0, 1))
     assert torch.equal(x, same)
     assert torch.equal(sam3_image_to_tensor(_rgb("dog")), x)
+    # float tensors go through the official ToDtype(uint8, scale=True) first
+    as_float = torch.from_numpy(img.copy()).permute(2, 0, 1).float() / 255
+    assert torch.equal(sam3_image_to_tensor(as_float), x)
 
 
 def test_transform_float_path_is_within_one_level(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,7 +110,9 @@ def test_transform_float_path_is_within_one_level(monkeypatch: pytest.MonkeyPatc
     "bad",
     [
         np.zeros((4, 4), np.float64) + 2.0,
-        torch.zeros(3, 8, 8),
+        torch.full((3, 8, 8), 2.0),
+        torch.full((3, 8, 8), float("nan")),
+        torch.zeros(3, 8, 8, dtype=torch.int32),
         torch.zeros(8, 8, 3, dtype=torch.uint8),
         "image.jpg",
         np.zeros((0, 5, 3), np.uint8),
