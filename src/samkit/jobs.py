@@ -56,11 +56,25 @@ def decode(
 def make_generator(model: Any, family: str, amg_kwargs: dict[str, Any]) -> Any:
     """The automatic mask generator `samkit auto` runs (COCO RLE output):
     `SamAutomaticMaskGenerator` or `Sam2AutomaticMaskGenerator` by the model's family; a setting
-    left at None takes that generator's default.
+    left at None takes that generator's default. A SAM 3 model (family "sam3") labels concepts
+    instead: `samkit.sam3_tasks.Sam3ConceptGenerator(model, text_prompts=...,
+    confidence_threshold=...)`, its only two settings.
 
     Raises:
-        ValueError: an invalid setting, or a SAM 2-only setting (use_m2m) for a SAM 1 model.
+        ValueError: an invalid setting, a SAM 2-only setting (use_m2m) for a SAM 1 model, text
+            prompts for a SAM 1 / 2 model, or a SAM 3 model without them.
     """
+    if family == "sam3" or "text_prompts" in amg_kwargs:
+        from samkit.sam3_tasks import CONCEPT_OPTIONS, Sam3ConceptGenerator
+
+        if family != "sam3":
+            raise ValueError("text prompts need a SAM 3 model (--model sam3)")
+        if "text_prompts" not in amg_kwargs or set(amg_kwargs) - set(CONCEPT_OPTIONS):
+            raise ValueError(
+                f"a SAM 3 model labels concepts: its settings are {', '.join(CONCEPT_OPTIONS)} "
+                f"(text_prompts required), got {sorted(amg_kwargs)}"
+            )
+        return Sam3ConceptGenerator(model, **amg_kwargs)
     from samkit.amg.select import mask_generator_for
 
     return mask_generator_for(model, output_mode="coco_rle", **amg_kwargs)
@@ -130,6 +144,18 @@ class AutoJob:
         return [f"{stem}.json", f"{stem}_overlay.png"]
 
     @property
+    def categories(self) -> list[dict[str, Any]]:
+        """The COCO categories: SAM 3 runs (`text_prompts` in `params`) one per concept
+        (`samkit.sam3_tasks.concept_categories`), otherwise the one class "object"."""
+        from samkit.amg.coco import DEFAULT_CATEGORIES
+
+        if "text_prompts" in self.params:
+            from samkit.sam3_tasks import concept_categories
+
+            return concept_categories(self.params["text_prompts"])
+        return [dict(c) for c in DEFAULT_CATEGORIES]
+
+    @property
     def dataset_path(self) -> Path:
         """The run's COCO dataset file, `out/_annotations.coco.json`."""
         return self.out / DATASET_NAME
@@ -171,7 +197,7 @@ class AutoJob:
         from samkit.amg.coco import coco_dataset, read_annotation_file
 
         info = {"description": "samkit automatic masks", "samkit": self.params}
-        with coco_dataset(self.dataset_path, info=info) as dataset:
+        with coco_dataset(self.dataset_path, self.categories, info=info) as dataset:
             for image_id, name in sorted(images):
                 json_path = self.outputs(Path(name).stem)[0]
                 try:
@@ -229,7 +255,8 @@ class AutoJob:
             "width": image.shape[1],
             "samkit": self.params,
         }
-        write_coco_json(json_path, info, records, format=self.params["format"])
+        fmt = self.params["format"]
+        write_coco_json(json_path, info, records, format=fmt, categories=self.categories)
         return len(records)
 
 

@@ -9,7 +9,8 @@ Conventions (what `pycocotools` computes from the mask itself):
   w = x_max - x_min, one pixel less; COCO files never do.
 - `iscrowd` 0; `score` = `predicted_iou`, so that the annotations are also a COCO results list
   (`COCO.loadRes`); SAM's `predicted_iou`, `stability_score`, `point_coords` and `crop_box` are
-  kept as extra fields.
+  kept as extra fields. A SAM 3 record (`samkit.sam3_tasks`) has a `score` instead (the
+  detector's, official) and keeps `box_xyxy` (the detector's box, pixels).
 - `category_id`: a record's own `category_id` when it has one, else 1. Categories are a list
   (`DEFAULT_CATEGORIES` is the one class "object" of SAM 1 / 2 masks), so that text concepts
   (SAM 3) can each become a category.
@@ -32,6 +33,7 @@ DEFAULT_CATEGORIES: tuple[dict[str, Any], ...] = (
     {"id": 1, "name": "object", "supercategory": "object"},
 )
 SAM_FIELDS = ("predicted_iou", "stability_score", "point_coords", "crop_box")
+SAM3_FIELDS = ("box_xyxy",)  # kept from a SAM 3 record (its score is the annotation's `score`)
 
 
 def check_categories(categories: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -69,8 +71,9 @@ def coco_annotation(
     Args:
         record: a `generate()` record in any output mode, or an annotation read back from a
             samkit COCO / SA-1B file: `segmentation`, `predicted_iou`, `stability_score`,
-            `point_coords`, `crop_box`, optionally `category_id`. Its own `area` / `bbox` are
-            not used: both are computed from the mask.
+            `point_coords`, `crop_box`, optionally `category_id` (a SAM 3 record: `score`
+            instead of the four SAM fields, optionally `box_xyxy`). Its own `area` / `bbox`
+            are not used: both are computed from the mask.
         ann_id, image_id: the annotation's and its image's ids.
         height, width: the image size; the mask must have it.
         category_ids: the ids of the file's categories.
@@ -84,18 +87,23 @@ def coco_annotation(
     category_id = record.get("category_id", 1)
     if category_id not in category_ids:
         raise ValueError(f"category_id {category_id!r} is not one of {list(category_ids)}")
-    try:
-        iou = float(record["predicted_iou"])
-        sam = {
-            "predicted_iou": iou,
-            "stability_score": float(record["stability_score"]),
-            "point_coords": [[float(c) for c in p] for p in record["point_coords"]],
-            "crop_box": [float(v) for v in record["crop_box"]],
-        }
-    except KeyError as e:
-        raise ValueError(
-            f"the record has no {e.args[0]!r} (needs {', '.join(SAM_FIELDS)})"
-        ) from None
+    if "predicted_iou" not in record and "score" in record:  # SAM 3 (samkit.sam3_tasks)
+        iou = float(record["score"])
+        sam = {k: [float(v) for v in record[k]] for k in SAM3_FIELDS if k in record}
+    else:
+        try:
+            iou = float(record["predicted_iou"])
+            sam = {
+                "predicted_iou": iou,
+                "stability_score": float(record["stability_score"]),
+                "point_coords": [[float(c) for c in p] for p in record["point_coords"]],
+                "crop_box": [float(v) for v in record["crop_box"]],
+            }
+        except KeyError as e:
+            raise ValueError(
+                f"the record has no {e.args[0]!r} (needs {', '.join(SAM_FIELDS)}, or a SAM 3 "
+                "record's 'score')"
+            ) from None
     return {
         "id": int(ann_id),
         "image_id": int(image_id),

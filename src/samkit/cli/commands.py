@@ -32,6 +32,7 @@ from samkit.jobs import (
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from samkit.amg.io import render_overlay
+    from samkit.cli.sam3_commands import segment_concepts, segment_family
     from samkit.imageio import decode_image
     from samkit.server.encoding import (
         atomic_write_bytes,
@@ -41,11 +42,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
         png_bytes,
     )
 
+    family = segment_family(args)  # SAM 3 options checked against the model family
+    if family == "sam3" and not args.point:
+        return segment_concepts(args)  # --text / exemplar boxes: every instance
     if not args.point and not args.box:
         raise CliError("give at least one --point X,Y[,LABEL] or --box X0,Y0,X1,Y1")
     image = decode_image(args.image, max_pixels=image_max_pixels(args), stretch=image_stretch(args))
     print_warnings("segment", prompt_warnings(args.point, args.box, *image.shape[:2]))
-    lm = _model_from_args(args)
+    lm = _model_from_args(args, families=("sam1", "sam2", "sam3"))  # SAM 3: clicks
     predictor = lm.predictor()
     if args.embedding:
         from samkit.embeddings import load_embedding, rgb_sha256
@@ -162,8 +166,10 @@ class _Progress:
 
 def cmd_auto(args: argparse.Namespace) -> int:
     from samkit.amg.report import cli_flag
+    from samkit.cli.sam3_commands import auto_concept_kwargs
 
-    amg_kwargs = {name: getattr(args, name) for name, *_ in _AMG_OPTIONS}
+    concepts = auto_concept_kwargs(args)  # SAM 3 --text: its settings instead of the AMG's
+    amg_kwargs = concepts or {name: getattr(args, name) for name, *_ in _AMG_OPTIONS}
     if getattr(args, "use_m2m", False):
         amg_kwargs["use_m2m"] = True
     if getattr(args, "ray", False):
@@ -174,7 +180,7 @@ def cmd_auto(args: argparse.Namespace) -> int:
     ids = image_ids([f.name for f in files])  # COCO ids: by file name, as with --ray
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lm = _model_from_args(args)
+    lm = _model_from_args(args, families=("sam3",) if concepts else ("sam1", "sam2"))
     if "use_m2m" in amg_kwargs and lm.family != "sam2":
         raise CliError("--use-m2m needs a SAM 2 / 2.1 model")
     try:  # SamAutomaticMaskGenerator or Sam2AutomaticMaskGenerator, by model family

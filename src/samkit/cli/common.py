@@ -37,7 +37,7 @@ class LoadedModel:
     """A built model and where it came from."""
 
     model: Any
-    family: str  # "sam1" or "sam2"
+    family: str  # "sam1", "sam2" or "sam3"
     name: str  # variant name, config path or checkpoint path
     random_weights: bool = False
 
@@ -45,10 +45,19 @@ class LoadedModel:
         """The encoder's input side (1024 for the official models)."""
         if self.family == "sam2":
             return int(self.model.image_size)
+        if self.family == "sam3":
+            from samkit.sam3_models import sam3_img_size
+
+            return sam3_img_size(self.model)
         return int(self.model.image_encoder.img_size)
 
     def predictor(self) -> Any:
-        """A fresh `SamPredictor` / `Sam2ImagePredictor` for this model."""
+        """A fresh `SamPredictor` / `Sam2ImagePredictor` for this model (SAM 3: a
+        `samkit.sam3_tasks.Sam3ClickPredictor`, clicks through the interactive head)."""
+        if self.family == "sam3":
+            from samkit.sam3_tasks import Sam3ClickPredictor
+
+            return Sam3ClickPredictor(self.model)
         if self.family == "sam2":
             Sam2ImagePredictor = _sam2_api("Sam2ImagePredictor")
             return Sam2ImagePredictor(self.model)
@@ -73,9 +82,58 @@ def _config_family(path: Path) -> str:
     from samkit.configs import load_config_json
 
     raw = load_config_json(path)
+    if raw.get("family") == "sam3":
+        return "sam3"
     if raw.get("family") == "sam2" or "model" in raw or "hydra_overrides" in raw:
         return "sam2"
     return "sam1"
+
+
+SAM12 = ("sam1", "sam2")  # the families every command takes; SAM 3 where a command says so
+FAMILY_NAMES = {"sam1": "SAM 1", "sam2": "SAM 2", "sam3": "SAM 3"}
+
+
+def model_family(model: str | None, checkpoint: str | None = None) -> str:
+    """The family ("sam1", "sam2" or "sam3") `load_model(model, checkpoint)` would build, known
+    before building it (a checkpoint alone is recognised by its tensor names).
+
+    Raises:
+        CliError: a missing file.  ValueError: an unknown variant name.
+    """
+    if model is None:
+        if checkpoint is None:
+            return "sam1"  # vit_b
+        if not Path(checkpoint).is_file():
+            raise CliError(f"--checkpoint {checkpoint}: no such file")
+        from samkit.modeling.family import checkpoint_family
+
+        return checkpoint_family(checkpoint) or "sam1"
+    if model.strip().lower() == "sam3":
+        return "sam3"
+    if model.endswith(".json") or Path(model).is_file():
+        if not Path(model).is_file():
+            raise CliError(f"--model {model}: no such config file")
+        return _config_family(Path(model))
+    from samkit.configs import get_variant
+
+    return get_variant(model).family  # ValueError lists the known names
+
+
+def refuse_family(family: str, families: tuple[str, ...], command: str | None) -> None:
+    """CliError naming the model's family when `command` cannot use it."""
+    if family in families:
+        return
+    what = f"samkit {command}" if command else "this command"
+    if family == "sam3":
+        raise CliError(
+            f"{what} cannot use a SAM 3 model: SAM 3 works with `samkit segment` (--text, "
+            "--box exemplars, --point clicks) and `samkit auto --text`; use a SAM 1 / SAM 2 "
+            "model here (e.g. --model vit_b or sam2.1_hiera_t)"
+        )
+    raise CliError(
+        f"{what} needs a {' or '.join(FAMILY_NAMES[f] for f in families)} model, "
+        f"not {FAMILY_NAMES.get(family, family)}"
+    )
 
 
 def load_model(
@@ -84,17 +142,23 @@ def load_model(
     random_weights: bool = False,
     device: str | None = None,
     dtype: str | None = None,
+    families: tuple[str, ...] = SAM12,
+    command: str | None = None,
 ) -> LoadedModel:
     """Build the model named on the command line.
 
     Args:
-        model: a variant name (`samkit info` lists them) or a config.json path; None infers the
-            architecture from `checkpoint` (or means vit_b without a checkpoint).
+        model: a variant name (`samkit info` lists them), `sam3` (`samkit.sam3_models`) or a
+            config.json path; None infers the family and architecture from `checkpoint` (or
+            means vit_b without a checkpoint).
         checkpoint: a checkpoint file; without it a variant's official checkpoint is taken from
             the cache or downloaded.
         random_weights: skip loading weights (smoke tests only; prints a loud warning).
         device: torch device (default CPU).
         dtype: "float32" (default), "bfloat16" or "float16" (see `build_sam`'s dtype).
+        families: the families the command can use; another one is refused by name
+            (`refuse_family`) before it is built. Default SAM 1 and SAM 2.
+        command: the command's name, for that message.
     """
     from samkit.accel import tune_malloc
     from samkit.checkpoint import fetch_checkpoint
@@ -108,14 +172,14 @@ def load_model(
         raise CliError(f"--checkpoint {checkpoint}: no such file")
     if model is None and checkpoint is None:
         model = "vit_b"
+    family = model_family(model, checkpoint)
+    refuse_family(family, families, command)
+    if family == "sam3":
+        return _load_sam3(model, checkpoint, random_weights, device, dtype)
     if model is None:  # only a checkpoint: its tensors say the family (the builder the variant)
-        from samkit.modeling.family import checkpoint_family
-
-        family, spec = checkpoint_family(checkpoint) or "sam1", None
+        spec = None
     elif model.endswith(".json") or Path(model).is_file():
-        if not Path(model).is_file():
-            raise CliError(f"--model {model}: no such config file")
-        family, spec = _config_family(Path(model)), model
+        spec = model
         if checkpoint is None and not random_weights:
             raise CliError(
                 f"--model {model} is a config file: also pass --checkpoint PATH (or "
@@ -123,7 +187,7 @@ def load_model(
             )
     else:
         variant = get_variant(model)  # ValueError lists the known names
-        family, spec = variant.family, model
+        spec = model
         if checkpoint is None and not random_weights:
             checkpoint = str(fetch_checkpoint(variant.name))
     if random_weights:
@@ -142,12 +206,43 @@ def load_model(
     return LoadedModel(net, family, model or str(checkpoint), random_weights)
 
 
+def _load_sam3(
+    model: str | None,
+    checkpoint: str | None,
+    random_weights: bool,
+    device: str | None,
+    dtype: str | None,
+) -> LoadedModel:
+    """`load_model` for a SAM 3 model (`samkit.sam3_models`: `sam3`, a config.json, or only a
+    `sam3.pt`-layout checkpoint)."""
+    if dtype is not None and dtype not in DTYPES:
+        raise CliError(f"--dtype {dtype}: choose from {', '.join(sorted(DTYPES))}")
+    from samkit.sam3_models import build_sam3, sam3_build_kwargs
+
+    if model is not None and model.strip().lower() == "sam3":
+        model = "sam3"
+    if model is not None and model != "sam3" and checkpoint is None and not random_weights:
+        raise CliError(
+            f"--model {model} is a config file: also pass --checkpoint PATH (or "
+            "--random-weights for a smoke test)"
+        )
+    sam3_build_kwargs(model, checkpoint, random_weights)  # says where sam3.pt is missing
+    if random_weights:
+        print(RANDOM_WARNING, file=sys.stderr, flush=True)
+    import torch
+
+    torch_dtype = None if dtype is None else getattr(torch, DTYPES[dtype])
+    net = build_sam3(model, checkpoint, random_weights, device=device, dtype=torch_dtype)
+    return LoadedModel(net, "sam3", model or str(checkpoint), random_weights)
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument(
         "--model",
         metavar="VARIANT",
-        help="variant name (see `samkit info`; default vit_b) or a config.json path",
+        help="variant name (see `samkit info`; default vit_b), sam3 (SAM 3: segment / auto "
+        "--text) or a config.json path",
     )
     g.add_argument(
         "--checkpoint",
@@ -189,10 +284,16 @@ def _check_device(device: str | None) -> None:
         )
 
 
-def _model_from_args(args: argparse.Namespace) -> LoadedModel:
+def _model_from_args(args: argparse.Namespace, families: tuple[str, ...] = SAM12) -> LoadedModel:
     _check_device(args.device)
     return load_model(
-        args.model, args.checkpoint, args.random_weights, args.device, getattr(args, "dtype", None)
+        args.model,
+        args.checkpoint,
+        args.random_weights,
+        args.device,
+        getattr(args, "dtype", None),
+        families=families,
+        command=getattr(args, "command", None),
     )
 
 

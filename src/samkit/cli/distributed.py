@@ -46,7 +46,9 @@ def run_on_ray(
 
     if args.num_workers is not None and args.num_workers < 1:
         raise CliError(f"--num-workers {args.num_workers}: give 1 or more")
-    lm = _model_from_args(args)  # built here, as without --ray, so the outputs record the same
+    sam3 = kind == "auto" and "text_prompts" in (amg_kwargs or {})  # samkit auto --text
+    # built here, as without --ray, so the outputs record the same
+    lm = _model_from_args(args, families=("sam3",) if sam3 else ("sam1", "sam2"))
     common = {
         "model": lm.model,
         "model_name": lm.name,

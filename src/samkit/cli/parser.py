@@ -13,9 +13,10 @@ import contextlib
 
 from samkit.cli.amgopts import add_amg_args
 from samkit.cli.argparsing import DefaultsHelpFormatter, SamkitArgumentParser
-from samkit.cli.common import _add_model_args, _box, _point
+from samkit.cli.common import _add_model_args, _point
 from samkit.cli.distributed import add_ray_args
 from samkit.cli.imageopts import add_image_args
+from samkit.cli.sam3opts import add_sam3_args, labelled_box
 from samkit.imagelimits import SERVER_DEFAULT_MAX_PIXELS
 
 _COMMANDS = "samkit.cli.commands"
@@ -25,13 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of the `samkit` command line (all sub-commands; `args.func` is a callable or
     a "module:function" string, see `samkit.cli.run_command`)."""
     parser = SamkitArgumentParser(
-        prog="samkit", description="Segment Anything (SAM 1 / SAM 2): segment, auto, embed, serve."
+        prog="samkit",
+        description="Segment Anything (SAM 1 / SAM 2 / SAM 3): segment, auto, embed, serve.",
     )
     parser.add_argument("--version", action="version", version=f"samkit {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     fmt = DefaultsHelpFormatter
 
-    p = sub.add_parser("segment", help="masks for points / boxes on one image", formatter_class=fmt)
+    p = sub.add_parser(
+        "segment",
+        help="masks for points / boxes on one image; SAM 3: every instance of --text",
+        formatter_class=fmt,
+    )
     p.add_argument("image", help="image file")
     p.add_argument(
         "--point",
@@ -44,10 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--box",
         action="append",
-        type=_box,
+        type=labelled_box,
         default=[],
-        metavar="X0,Y0,X1,Y1",
-        help="a box in pixels; repeatable (each box gets its own mask(s))",
+        metavar="X0,Y0,X1,Y1[,LABEL]",
+        help="a box in pixels; repeatable (each box gets its own mask(s)). SAM 3 without "
+        "--point: an exemplar of what to find, LABEL 1 positive (default) or 0 negative",
     )
     p.add_argument(
         "--multimask", action="store_true", help="3 candidate masks per prompt instead of 1"
@@ -58,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a `samkit embed` file for this image (skips the encoder)",
     )
     p.add_argument("--out", required=True, help="output folder")
+    add_sam3_args(p)
     add_image_args(p)
     _add_model_args(p)
     p.set_defaults(func=f"{_COMMANDS}:cmd_segment")
@@ -84,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_image_args(p)
     p.add_argument("--use-m2m", action="store_true", help="SAM 2: refine each mask once more")
+    add_sam3_args(p)
     _add_model_args(p)
     add_ray_args(p)
     p.set_defaults(func=f"{_COMMANDS}:cmd_auto")

@@ -125,7 +125,26 @@ class _Progress:
 
 
 def _amg_kwargs(generator_kwargs: dict[str, Any] | None) -> dict[str, Any]:
-    """Every numeric option of the generator, defaults filled in, in `samkit auto`'s order."""
+    """Every numeric option of the generator, defaults filled in, in `samkit auto`'s order; a
+    SAM 3 run's (`text_prompts`, optional `confidence_threshold`) checked and completed."""
+    if generator_kwargs and "text_prompts" in generator_kwargs:
+        from samkit.sam3_tasks import (
+            CONCEPT_OPTIONS,
+            OFFICIAL_CONFIDENCE_THRESHOLD,
+            check_confidence_threshold,
+            check_text_prompts,
+        )
+
+        unknown = set(generator_kwargs) - set(CONCEPT_OPTIONS)
+        if unknown:
+            raise ValueError(
+                f"SAM 3 text prompts take only {', '.join(CONCEPT_OPTIONS)}; got {sorted(unknown)}"
+            )
+        t = generator_kwargs.get("confidence_threshold", OFFICIAL_CONFIDENCE_THRESHOLD)
+        return {
+            "text_prompts": check_text_prompts(generator_kwargs["text_prompts"]),
+            "confidence_threshold": check_confidence_threshold(t),
+        }
     from samkit.amg import SamAutomaticMaskGenerator
     from samkit.amg.select import SAM2_ONLY
 
@@ -314,7 +333,9 @@ def label_images(
         out_dir: output folder every worker can write (a shared filesystem on a cluster).
         model, checkpoint, random_weights, model_name, device, dtype: see `resolve_model`; a
             built `Sam` module may be passed as `model`.
-        generator_kwargs: `SamAutomaticMaskGenerator` options (points_per_side, ...).
+        generator_kwargs: `SamAutomaticMaskGenerator` options (points_per_side, ...); for a
+            SAM 3 model `{"text_prompts": [...], "confidence_threshold": 0.5}` (one COCO
+            category per prompt, `samkit.sam3_tasks.Sam3ConceptGenerator`).
         num_workers: model actors (default: one per `threads_per_worker` CPUs of each node).
         batch_size: images per actor call.
         ray_address: a running cluster (`ray start --head`'s address or `auto`); None uses the

@@ -1,7 +1,8 @@
-"""Which model family (SAM 1 or SAM 2) a checkpoint's state dict belongs to.
+"""Which model family (SAM 1, SAM 2 or SAM 3) a checkpoint's state dict belongs to.
 
-The two families name their tensors differently (SAM 1: `image_encoder.patch_embed.*`,
-`mask_decoder.*`; SAM 2: `image_encoder.trunk.*`, `sam_mask_decoder.*`), so the keys alone say
+The families name their tensors differently (SAM 1: `image_encoder.patch_embed.*`,
+`mask_decoder.*`; SAM 2: `image_encoder.trunk.*`, `sam_mask_decoder.*`; SAM 3, the official
+`sam3.pt`: `detector.*`, `tracker.*`), so the keys alone say
 which builder can load a checkpoint. The builders and the command line use this to tell a user
 who passed a checkpoint of the other family exactly that, instead of a list of missing keys.
 """
@@ -12,19 +13,21 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-FAMILY_NAMES = {"sam1": "SAM 1", "sam2": "SAM 2"}
+FAMILY_NAMES = {"sam1": "SAM 1", "sam2": "SAM 2", "sam3": "SAM 3"}
 _MARKERS = {
     "sam1": ("image_encoder.patch_embed.", "mask_decoder.", "prompt_encoder."),
     "sam2": ("image_encoder.trunk.", "sam_mask_decoder.", "sam_prompt_encoder."),
+    "sam3": ("detector.",),  # tracker.* alone is no image model
 }
 _BUILDERS = {
     "sam1": "build_sam (CLI: --model vit_b / vit_l / vit_h, or no --model)",
     "sam2": "build_sam2 (CLI: --model sam2.1_hiera_t / _s / _b+ / _l, or no --model)",
+    "sam3": "build_sam3_image_model (CLI: --model sam3, or no --model)",
 }
 
 
 def state_dict_family(keys: Iterable[str]) -> str | None:
-    """The family, "sam1" or "sam2", of a state dict's keys; None when neither one's are there."""
+    """The family, "sam1", "sam2" or "sam3", of a state dict's keys; None when none is there."""
     found = {fam: 0 for fam in _MARKERS}
     for k in keys:
         for fam, prefixes in _MARKERS.items():
@@ -59,7 +62,7 @@ def check_family(keys: Iterable[str], expected: str, source: str = "the checkpoi
 
     Args:
         keys: the state dict's keys.
-        expected: "sam1" or "sam2", the family of the builder or model at hand.
+        expected: "sam1", "sam2" or "sam3", the family of the builder or model at hand.
         source: the file name, for the message.
     """
     found = state_dict_family(keys)
