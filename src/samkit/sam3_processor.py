@@ -130,6 +130,8 @@ class Sam3Processor:
         if m.tracker is not None and out.get("sam2_backbone_out") is not None:
             out["sam2_backbone_out"] = m.tracker.project_sam2_levels(out["sam2_backbone_out"])
         state["backbone_out"] = out
+        # image-side work of the segmentation head, reused by every prompt on these images
+        state["pixel_terms"] = m.image_side_terms(out["backbone_fpn"])
         return state
 
     @torch.inference_mode()
@@ -295,7 +297,13 @@ class Sam3Processor:
         bo = state["backbone_out"]
         gp = state.get("geometric_prompt")
         return self.model.forward_grounding(
-            bo["backbone_fpn"], bo["vision_pos_enc"][-1], feats, mask, gp, img_ids=img_ids
+            bo["backbone_fpn"],
+            bo["vision_pos_enc"][-1],
+            feats,
+            mask,
+            gp,
+            img_ids=img_ids,
+            pixel_terms=state.get("pixel_terms"),
         )
 
     def _run(self, state: Sam3State) -> Sam3State:

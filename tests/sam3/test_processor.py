@@ -217,5 +217,8 @@ def test_model_forward_equals_the_processor_pass(ready, model, image) -> None:
     ref = proc.set_text_prompt("dog", st)["_last_output"]
     with torch.inference_mode():
         out = model(sam3_image_to_tensor(image)[None], tokenize(["dog"]))
-    for key in ("pred_logits", "presence_logit_dec", "pred_boxes", "pred_masks", "semantic_seg"):
+    for key in ("pred_logits", "presence_logit_dec", "pred_boxes"):
         torch.testing.assert_close(out[key], ref[key], rtol=0, atol=1e-6, msg=key)
+    # the processor reuses the image-side pixel-decoder terms (same values, other rounding)
+    for key in ("pred_masks", "semantic_seg"):
+        torch.testing.assert_close(out[key], ref[key], rtol=0, atol=1e-5, msg=key)

@@ -143,6 +143,14 @@ def test_bad_input(model) -> None:
         model.forward_grounding([], pos, feats, mask)
     with pytest.raises(ValueError, match="at least one prompt"):
         model.forward_grounding(fpn[:1], pos[:1], feats[:0], mask[:0])
+    with pytest.raises(ValueError, match=r"boxes must be \(B, N, 4\)"):
+        GeometricPrompt(torch.zeros(1, 4), torch.zeros(1, 1), torch.zeros(1, 1))
+    with pytest.raises(ValueError, match="box_mask must be"):
+        GeometricPrompt(torch.zeros(1, 2, 4), torch.zeros(1, 2), torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="point_labels must be"):
+        GeometricPrompt.empty(1).__class__(
+            torch.zeros(1, 0, 4), torch.zeros(1, 0), torch.zeros(1, 0), torch.zeros(1, 2, 2)
+        )
     with pytest.raises(ValueError, match="expand a prompt of batch 2"):
         GeometricPrompt.empty(2).expand(3)
     with pytest.raises(ValueError, match="no backbone"):
@@ -150,3 +158,26 @@ def test_bad_input(model) -> None:
     with pytest.raises(ValueError, match="no interactive heads"):
         model.predict_inst({}, point_coords=[[1, 1]], point_labels=[1])
     assert model.inst_interactive_predictor is None
+
+
+def test_pixel_decoder_split_equals_the_direct_stages() -> None:
+    """conv3x3(level + up(x)) == conv3x3(level) + conv3x3_after_nearest_up2(x) (float64)."""
+    from samkit.modeling.sam3.segmentation_head import PixelDecoder, conv3x3_after_nearest_up2
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 16, 9, 7, generator=g, dtype=torch.float64)
+    w = torch.randn(5, 16, 3, 3, generator=g, dtype=torch.float64)
+    up = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    ref = torch.nn.functional.conv2d(up, w, padding=1)
+    torch.testing.assert_close(conv3x3_after_nearest_up2(x, w), ref, rtol=0, atol=1e-12)
+    pd = PixelDecoder(16).double().eval()
+    with torch.no_grad():
+        for p in pd.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=torch.float64))
+    feats = [torch.randn(2, 16, s, s + 2, generator=g, dtype=torch.float64) for s in (20, 10, 5)]
+    exact_2x = [feats[0][..., :10, :12], feats[1][..., :5, :6], feats[2][..., :3, :3]]
+    other = [feats[0][..., :18, :18], feats[1][..., :9, :11], feats[2]]  # not 2x: interpolate
+    for levels in (exact_2x, other):
+        direct = pd(levels)
+        split = pd(levels, pd.image_terms(levels[:-1]))
+        torch.testing.assert_close(split, direct, rtol=0, atol=1e-10)

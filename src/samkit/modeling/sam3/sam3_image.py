@@ -50,6 +50,23 @@ class GeometricPrompt:
     point_labels: Tensor | None = None
     point_mask: Tensor | None = None
 
+    def __post_init__(self) -> None:
+        if self.boxes.dim() != 3 or self.boxes.shape[-1] != 4:
+            raise ValueError(f"boxes must be (B, N, 4) cx, cy, w, h; got {tuple(self.boxes.shape)}")
+        for name in ("box_labels", "box_mask"):
+            if tuple(getattr(self, name).shape) != tuple(self.boxes.shape[:2]):
+                raise ValueError(
+                    f"{name} must be (B, N) = {tuple(self.boxes.shape[:2])}; got "
+                    f"{tuple(getattr(self, name).shape)}"
+                )
+        if self.points is not None:
+            if self.points.dim() != 3 or self.points.shape[-1] != 2:
+                raise ValueError(f"points must be (B, M, 2) x, y; got {tuple(self.points.shape)}")
+            for name in ("point_labels", "point_mask"):
+                t = getattr(self, name)
+                if t is None or tuple(t.shape) != tuple(self.points.shape[:2]):
+                    raise ValueError(f"{name} must be (B, M) = {tuple(self.points.shape[:2])}")
+
     @classmethod
     def empty(cls, batch: int = 1, device: torch.device | str = "cpu") -> GeometricPrompt:
         """No boxes and no points (the official dummy prompt of a text-only query)."""
@@ -181,6 +198,18 @@ class Sam3Image(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.transformer.decoder.norm.weight.dtype
 
+    def image_side_terms(self, backbone_fpn: Sequence[Tensor]) -> list[Tensor] | None:
+        """The prompt-independent part of the segmentation head for these images (the pixel
+        decoder's convolutions of the finer backbone levels), to pass to `forward_grounding`
+        as `pixel_terms` when several passes run on the same images; None without masks.
+
+        Args:
+            backbone_fpn: the detector levels, finest first, each (B_img, C, Hi, Wi).
+        """
+        if self.segmentation_head is None:
+            return None
+        return self.segmentation_head.pixel_decoder.image_terms(list(backbone_fpn)[:-1])
+
     def forward_grounding(
         self,
         backbone_fpn: Sequence[Tensor],
@@ -189,6 +218,7 @@ class Sam3Image(nn.Module):
         text_mask: Tensor,
         geometric_prompt: GeometricPrompt | None = None,
         img_ids: Tensor | None = None,
+        pixel_terms: Sequence[Tensor] | None = None,
     ) -> GroundingOutput:
         """One grounding pass for B prompts.
 
@@ -201,6 +231,8 @@ class Sam3Image(nn.Module):
             geometric_prompt: boxes / points per prompt (batch B or 1), or None (text only).
             img_ids: (B,) long, the image of each prompt; default `arange(B)` (B_img == B), or
                 all zeros when there is one image.
+            pixel_terms: `image_side_terms(backbone_fpn)` of the same images, when a caller
+                computed them once for several passes (the processor does); they only save work.
 
         Returns:
             A `GroundingOutput` with B rows.
@@ -228,14 +260,21 @@ class Sam3Image(nn.Module):
         if img_ids.numel() != b or (img_ids < 0).any() or (img_ids >= n_img).any():
             raise ValueError(f"img_ids must be {b} indices in [0, {n_img}), got {img_ids.tolist()}")
         img_ids = img_ids.to(feats[0].device)
+        terms = list(pixel_terms) if pixel_terms is not None else None
         if bool((img_ids == img_ids[0]).all()):
-            # one image for every prompt (several concepts): views, no copies of the pyramid
+            # one image for every prompt (several concepts): views, no copies of the pyramid,
+            # and the image-only part of the pixel decoder once for all of them
             i = int(img_ids[0])
+            if terms is not None:
+                terms = [t[i : i + 1] for t in terms]
+            elif b > 1:
+                terms = self.image_side_terms([f[i : i + 1] for f in feats])
             feats = [f[i : i + 1].expand(b, -1, -1, -1) for f in feats]
             vision_pos_enc = vision_pos_enc[i : i + 1].expand(b, -1, -1, -1)
         elif not (n_img == b and torch.equal(img_ids, torch.arange(b, device=img_ids.device))):
             feats = [f[img_ids] for f in feats]
             vision_pos_enc = vision_pos_enc[img_ids]
+            terms = [t[img_ids] for t in terms] if terms is not None else None
         if geometric_prompt is None:
             geometric_prompt = GeometricPrompt.empty(b, device=text_features.device)
         geometric_prompt = geometric_prompt.expand(b)
@@ -266,7 +305,9 @@ class Sam3Image(nn.Module):
             raise ValueError("this decoder has no presence token; SAM 3 image models need one")
         masks = semantic = None
         if self.segmentation_head is not None:
-            masks, semantic = self.segmentation_head(feats, queries, memory, prompt, prompt_mask)
+            masks, semantic = self.segmentation_head(
+                feats, queries, memory, prompt, prompt_mask, image_terms=terms
+            )
         return GroundingOutput(
             pred_logits=logits,
             presence_logit_dec=dec.presence_logits[-1],
