@@ -11,7 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from samkit.cli.common import DTYPES, RANDOM_WARNING, CliError, _add_model_args, _config_family
+from samkit.cli.common import (
+    DTYPES,
+    RANDOM_WARNING,
+    CliError,
+    _add_model_args,
+    _config_family,
+    model_family,
+    refuse_family,
+)
 
 
 def _sam2_model_help(p: Any) -> None:
@@ -123,6 +131,8 @@ def load_video_predictor(args: argparse.Namespace) -> Any:
             f"{args.command} needs --model: a SAM 2 variant (e.g. sam2.1_hiera_t) or "
             "a SAM 2 config.json (or only --checkpoint of an official SAM 2 / 2.1 size)"
         )
+    if model_family(model, checkpoint) == "sam3":  # named, with where SAM 3 works
+        refuse_family("sam3", ("sam2",), args.command)
     if model is None:  # only a checkpoint: its tensors say the family, the builder the variant
         from samkit.modeling.family import checkpoint_family
 
