@@ -3,9 +3,9 @@
 `Engine` is thread-safe. Prompt decoding (`submit_predict`) runs on one long-lived decoding
 thread with a predictor per clicked image (kept while clicks stay on that image); the (slow)
 encoder and the automatic mask generator run one job at a time on another long-lived thread, a
-`JobThread` (`samkit.server.threads` explains why). Clicks on an encoded image never wait for another image's
-encoder, and parallel clicks queue instead of oversubscribing the cores. `predict` also runs in the
-caller's thread.
+`JobThread` (`samkit.server.threads` explains why). Clicks on an encoded image never wait for
+another image's encoder, and parallel clicks queue instead of oversubscribing the cores. `predict`
+also runs in the caller's thread.
 """
 
 from __future__ import annotations
