@@ -183,3 +183,22 @@ def test_an_image_named_like_the_dataset_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "_annotations.coco.png" in err and "rename the image" in err
     assert not any(out.iterdir())
+
+
+def test_a_stopped_run_leaves_no_stale_dataset(tmp_path, monkeypatch, capsys):
+    # A dataset file on disk always describes a finished run: a new run removes the previous
+    # run's file before its first image, and writes its own only at the end.
+    from samkit.jobs import AutoJob
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    _folder(src)
+    out.mkdir()
+    (out / DATASET_NAME).write_text('{"images": [], "annotations": [], "categories": []}')
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(AutoJob, "run", stop)
+    assert main(["auto", str(src), "--out", str(out), *AMG, *MODEL, "--quiet"]) != 0
+    capsys.readouterr()
+    assert list(out.iterdir()) == []
