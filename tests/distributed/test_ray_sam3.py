@@ -1,0 +1,58 @@
+"""`samkit auto --text ... --ray` with a SAM 3 model on a real local Ray instance
+(tests/distributed/conftest.py): the same per-image code as single-process `samkit auto --text`,
+so the same files and bytes, the COCO dataset with one category per concept included."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from samkit.cli import main
+from samkit.jobs import DATASET_NAME
+from tests.conftest import FIXTURES
+from tests.distributed.test_ray_runs import _files, _images, _manifest
+from tests.sam3.test_cli_sam3 import THRESHOLD
+
+pytest.importorskip("ray")
+pytest.importorskip("pyarrow.parquet")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+FX = FIXTURES / "sam3_tiny"
+MODEL = ["--model", str(FX / "config.json"), "--checkpoint", str(FX / "sam3_tiny.pt")]
+TEXT = ["--text", "car", "--text", "person", "--threshold", str(THRESHOLD)]
+
+
+def test_auto_text_on_ray_writes_the_single_process_bytes(tmp_path, ray_address, capsys):
+    src = tmp_path / "in"
+    names = _images(src, n_generated=1, long_side=120, shared=1)
+    one, dist = tmp_path / "one", tmp_path / "ray"
+    # 2 workers of 1 torch thread each: the single-process run uses 1 thread too (float sums,
+    # and so scores, can differ in the last bit with another thread count)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["auto", str(src), "--out", str(one), *MODEL, *TEXT, "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    argv = ["auto", str(src), "--out", str(dist), *MODEL, *TEXT, "--ray", "--num-workers", "2"]
+    assert main([*argv, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(names)} images segmented, 0 skipped" in out, out
+
+    expected = _files(one)
+    assert DATASET_NAME in expected and len(expected) == 1 + 2 * len(names)
+    assert _files(dist) == expected  # same files, same bytes
+    dataset = json.loads((dist / DATASET_NAME).read_text())
+    assert [c["name"] for c in dataset["categories"]] == ["car", "person"]
+    assert len(dataset["images"]) == len(names) and dataset["annotations"]
+    rows = _manifest(dist)
+    assert [r["status"] for r in rows] == ["done"] * len(names)
+    assert sum(r["masks"] for r in rows) == len(dataset["annotations"])
+
+    # a rerun on Ray skips every image and rebuilds the same dataset
+    assert main([*argv, "--quiet"]) == 0
+    assert f"0 images segmented, {len(names)} skipped" in capsys.readouterr().out
+    assert _files(dist) == expected
