@@ -157,11 +157,18 @@ def test_broken_checkpoints(tmp_path, tiny_sd) -> None:
         ({"load_from_HF": True}, "downloads nothing"),
         ({"dtype": torch.int8}, "dtype must be"),
         ({"bpe_path": "/nonexistent/bpe.txt.gz"}, "no such file"),
+        ({"device": "gpu0"}, "not a torch device name"),
     ],
 )
 def test_options_that_cannot_apply(kwargs: dict, msg: str) -> None:
     with pytest.raises(ValueError, match=msg):
         build_sam3_image_model(**kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")
+def test_cuda_without_cuda_is_refused() -> None:
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        build_sam3_image_model(device="cuda")
 
 
 def test_bpe_path_must_be_the_bundled_vocabulary(tmp_path) -> None:

@@ -122,6 +122,21 @@ def _unused_tracker_key(enabled: bool) -> Callable[[str], bool]:
     return lambda key: not Sam3TrackerHeads.is_used_tracker_key(key)
 
 
+def _check_device(device: str | torch.device | None) -> torch.device:
+    """The target device; a ValueError for a malformed name or one this torch cannot use."""
+    try:
+        dev = torch.device(device if device is not None else "cpu")
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(
+            f"device {device!r} is not a torch device name ('cpu', 'cuda', ...)"
+        ) from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available in this torch; use 'cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available in this torch; use 'cpu'")
+    return dev
+
+
 def _check_bpe(bpe_path: str | os.PathLike | None) -> None:
     if bpe_path is None:
         return
@@ -200,6 +215,7 @@ def build_sam3_image_model(
             f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}"
         )
     _check_bpe(bpe_path)
+    device = _check_device(device)
 
     state_dict = None
     if checkpoint_path is not None:
