@@ -55,7 +55,6 @@ def pytest_configure(config: pytest.Config) -> None:
 # themselves. Picked by CPU time per test (about 4 s or more on this project's 2-core machine,
 # measured 2026-12-06); the session summary lists unmarked tests that ran over --progress-after.
 SLOW = (
-    "tests/amg/test_parity.py::",
     "tests/amg/test_generator_sam2.py::test_candidates_per_point_and_outputs",
     "tests/amg/test_generator.py::test_crop_merging_and_nms_on_constructed_masks",
     "tests/amg/test_coco_format.py::test_auto_writes_coco_by_default_and_sa1b_with_format",
@@ -66,7 +65,6 @@ SLOW = (
     "tests/video/test_cli_video.py::test_eval_video_on_a_tiny_davis_folder",
     "tests/video/test_cli_video.py::test_interrupted_track_leaves_no_partial_file",
     "tests/video/test_cli_video.py::test_track_reverse_both_and_bounded",
-    "tests/video/test_cli_video.py::test_track_outputs_equal_the_predictor",
 )
 
 

@@ -23,11 +23,10 @@ from tests.conftest import FIXTURES, IMAGES, load_rgb
 
 NOISE = 1e-4  # |logit - threshold| below this may flip between float32 implementations
 
-# Runs of 1024-px models (sam1_tiny) decode 64-prompt batches at full size: marked slow.
-CASES = [
-    pytest.param(p, marks=pytest.mark.slow) if p.parent.name == "sam1_tiny" else p
-    for p in sorted(FIXTURES.glob("*/amg_*.npz"))
-]
+# One test per recorded run. Runs of 1024-px models (sam1_tiny) decode 64-prompt batches at full
+# size, and the sam1_shapes runs decode 5 crops at 256 px with their RLE masks compared pixel by
+# pixel (20-30 s of CPU each, measured on a busy 2-core machine): all are marked slow.
+CASES = [pytest.param(p, marks=pytest.mark.slow) for p in sorted(FIXTURES.glob("*/amg_*.npz"))]
 
 
 def _case_id(path: Path) -> str:
