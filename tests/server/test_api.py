@@ -159,9 +159,10 @@ def test_413_for_oversized_uploads(client):
         (b"GIF89a but not really", "not"),
         (b"%PDF-1.4 hello", "not an image"),
         ((IMAGES / "dog.jpg").read_bytes()[:4000], "not a readable image"),
-        (_png_header_only(20000, 20000), "too large"),  # PIL's DecompressionBombError
-        (_png_header_only(10000, 10000), "too large"),  # PIL's DecompressionBombWarning
-        (_png_header_only(7000, 7000), "over the limit of 40,000,000 pixels"),  # the app's limit
+        # one pixel limit (samkit.imagelimits) for every size, named with the option that lifts it
+        (_png_header_only(20000, 20000), "400,000,000 pixels, over the limit of 40,000,000"),
+        (_png_header_only(10000, 10000), "100,000,000 pixels, over the limit of 40,000,000"),
+        (_png_header_only(7000, 7000), "over the limit of 40,000,000 pixels"),
     ],
 )
 def test_400_for_non_images_and_bombs(client, data, reason):
@@ -179,7 +180,9 @@ def test_400_for_a_real_decompression_bomb(sam1_shapes):
     )
     with TestClient(app) as c:
         r = c.post("/api/images", content=buf.getvalue())
-        assert r.status_code == 400 and "decompression bomb" in r.json()["detail"]
+        assert r.status_code == 400 and "decompression" in r.json()["detail"]
+        assert "over the limit of 1,000,000 pixels" in r.json()["detail"]
+        assert "--max-pixels N" in r.json()["detail"]
         assert (
             c.post("/api/images", content=(SHAPES / "shapes_1.png").read_bytes()).status_code == 200
         )
