@@ -76,6 +76,9 @@ def test_sa1b_layout_on_request(tmp_path):
     assert [a["id"] for a in doc["annotations"]] == [0, 1, 2]
     assert "image_id" not in doc["annotations"][0]
     assert [a["bbox"] for a in doc["annotations"]] == [r["bbox"] for r in records]  # official
+    sam3_like = [{"segmentation": records[0]["segmentation"], "score": 0.5}]
+    with pytest.raises(ValueError, match=r"record 0 has no 'area'.*format='coco'"):
+        write_coco_json(tmp_path / "y.json", {"height": 20, "width": 30}, sam3_like, format="sa1b")
     with pytest.raises(ValueError, match="coco, sa1b"):
         write_coco_json(tmp_path / "y.json", {"height": 20, "width": 30}, records, format="voc")
     assert not (tmp_path / "y.json").exists()

@@ -91,8 +91,8 @@ def write_coco_json(
                 raise ValueError(
                     f"record {i}: mask size {seg['size']} does not match image {h}x{w}"
                 )
-            annotations.append(
-                {
+            try:
+                ann = {
                     "id": i,
                     "segmentation": seg,
                     "area": int(r["area"]),
@@ -102,7 +102,13 @@ def write_coco_json(
                     "stability_score": float(r["stability_score"]),
                     "crop_box": [float(v) for v in r["crop_box"]],
                 }
-            )
+            except KeyError as e:
+                raise ValueError(
+                    f"record {i} has no {e.args[0]!r}: the SA-1B layout takes SAM 1 / 2 generator "
+                    "records (area, bbox, predicted_iou, point_coords, stability_score, "
+                    "crop_box); use format='coco' for others (SAM 3 concepts)"
+                ) from None
+            annotations.append(ann)
         doc = {"image": image, "annotations": annotations}
     atomic_write_text(path, json.dumps(doc))
     return doc
