@@ -2,13 +2,15 @@
 
 A file is a safetensors archive with the image encoder's output (SAM 1: `image_embedding`,
 1xCxhxw; SAM 2: `image_embedding` = the predictor's `image_embed`, plus `high_res_feats_0` and
-`high_res_feats_1`), and string metadata:
+`high_res_feats_1`; SAM 3: `image_embedding` = the detector's 72x72 level, plus the other levels
+`backbone_fpn_0/1` and the interactive head's `sam2_backbone_fpn_0/1/2`, see
+`samkit.sam3_tasks.sam3_image_features`), and string metadata:
 
 | key | meaning |
 |---|---|
 | `format` | `samkit.embedding/1` |
 | `variant` | the model (variant name or config path) that computed it |
-| `family` | `sam1` or `sam2` |
+| `family` | `sam1`, `sam2` or `sam3` |
 | `original_size` | `H,W` of the image |
 | `input_size` | `H,W` of the resized image before padding (the model input frame) |
 | `img_size` | the encoder's input side (1024 for the official models) |
@@ -100,7 +102,7 @@ class ImageEmbedding:
             mine = None if model is None else family_of(model)
             if mine is None or mine == self.family:
                 raise
-            names = {"sam1": "SAM 1", "sam2": "SAM 2"}
+            names = {"sam1": "SAM 1", "sam2": "SAM 2", "sam3": "SAM 3"}
             raise ValueError(
                 f"this is a {names.get(self.family, self.family)} embedding ({self.variant}), "
                 f"but the predictor is {names.get(mine, mine)}: embed the image with a model of "
@@ -123,7 +125,10 @@ def predictor_provenance(predictor: Any) -> Provenance | None:
 
 
 def features_of(predictor: Any, family: str) -> dict[str, Tensor]:
-    """The current image's encoder output as flat named tensors (what an embedding file stores)."""
+    """The current image's encoder output as flat named tensors (what an embedding file stores;
+    SAM 3: `samkit.sam3_tasks.sam3_image_features`)."""
+    if family == "sam3":
+        return predictor.image_features()
     if family == "sam2":
         feats = predictor._features  # the official Sam2ImagePredictor's layout
         high = feats["high_res_feats"]
@@ -157,6 +162,9 @@ def restore_features(
         )
     if not hasattr(predictor, "model"):  # the onnxruntime predictors take numpy arrays
         _restore_onnx(predictor, family, tensors, original_size)
+        return
+    if family == "sam3":  # samkit.sam3_tasks.Sam3ClickPredictor
+        predictor.set_image_features(tensors, original_size)
         return
     if family == "sam2":
         missing = {_KEY, "high_res_feats_0", "high_res_feats_1"} - set(tensors)

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 METADATA_KEY = "samkit_provenance"
-FAMILIES = ("sam1", "sam2")
+FAMILIES = ("sam1", "sam2", "sam3")
 
 # (encoder width, depth) of the official SAM 1 ViTs; (width, blocks per stage) of the SAM 2 Hieras.
 _SAM1_NAMES = {(768, 12): "vit_b", (1024, 24): "vit_l", (1280, 32): "vit_h"}
@@ -84,13 +84,16 @@ class Provenance:
 
 
 def family_of(model: Any) -> str:
-    """ "sam1" or "sam2" for a SAM model (a ValueError for anything else)."""
+    """ "sam1", "sam2" or "sam3" for a SAM model (a ValueError for anything else)."""
+    if hasattr(model, "dot_prod_scoring") and hasattr(model, "backbone"):  # Sam3Image
+        return "sam3"
     if hasattr(model, "sam_mask_decoder") and hasattr(model, "image_encoder"):
         return "sam2"
     if hasattr(model, "mask_decoder") and hasattr(model, "image_encoder"):
         return "sam1"
     raise ValueError(
-        f"expected a SAM 1 or SAM 2 model (build_sam / build_sam2), got {type(model).__name__}"
+        f"expected a SAM 1, SAM 2 or SAM 3 model (build_sam / build_sam2 / "
+        f"build_sam3_image_model), got {type(model).__name__}"
     )
 
 
@@ -146,10 +149,29 @@ def _arch_name(model: Any, family: str) -> str:
 
 
 def of_model(model: Any) -> Provenance:
-    """The `Provenance` of a SAM 1 / SAM 2 model (what a file made with it records)."""
+    """The `Provenance` of a SAM 1 / SAM 2 / SAM 3 model (what a file made with it records; a SAM
+    3 model's image embedding is its detector's coarsest level, d_model x S/14 x S/14)."""
     from samkit import __version__
 
     family = family_of(model)
+    if family == "sam3":
+        trunk = model.backbone.vision_backbone.trunk
+        img_size, grid = int(trunk.img_size), int(trunk.img_size) // int(trunk.patch_size)
+        official = (int(trunk.embed_dim), len(trunk.blocks), img_size) == (1024, 32, 1008)
+        return Provenance(
+            family=family,
+            arch="sam3"
+            if official
+            else f"SAM 3 ViT {int(trunk.embed_dim)} wide x {len(trunk.blocks)} blocks",
+            signature=arch_signature(model),
+            embedding_shape=(
+                int(model.backbone.vision_backbone.convs[2][-1].out_channels),
+                grid,
+                grid,
+            ),
+            img_size=img_size,
+            version=__version__,
+        )
     if family == "sam1":
         pe, img_size = model.prompt_encoder, int(model.image_encoder.img_size)
     else:

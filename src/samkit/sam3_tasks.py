@@ -139,8 +139,11 @@ class Sam3ConceptGenerator:
         self.categories = concept_categories(self.text_prompts)
         self._best_score: float | None = None
 
-    def generate(self, image: Any) -> list[dict[str, Any]]:
+    def generate(self, image: Any, state: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """The instances found in `image` (HxWx3 uint8 or anything `set_image` reads).
+
+        `state`: the image's features already computed (`sam3_state_from_features` of a
+        `samkit embed` file): the backbone does not run again; its prompts are replaced.
 
         Returns:
             Records, concept by concept (category order) and by descending score within one:
@@ -156,7 +159,15 @@ class Sam3ConceptGenerator:
         h, w = rgb.shape[:2]
         boxes = check_exemplar_boxes(self.boxes, h, w)
         proc = self.processor
-        state = proc.set_image(rgb)
+        if state is None:
+            state = proc.set_image(rgb)
+        else:
+            proc.reset_all_prompts(state)
+            if (state["original_height"], state["original_width"]) != (h, w):
+                raise ValueError(
+                    f"the features are of a {state['original_height']}x"
+                    f"{state['original_width']} image, this one is {h}x{w}"
+                )
         if boxes:
             # all exemplars in the state's prompt at once (the conversion of
             # add_geometric_prompt(box_format="xyxy")), so that one pass answers every concept
@@ -201,21 +212,69 @@ class Sam3ConceptGenerator:
         )
 
 
+def sam3_image_features(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The image features of a `Sam3Processor.set_image` state as flat named tensors (what
+    `samkit embed` stores): `image_embedding` (1xCx72x72, the detector's last level),
+    `backbone_fpn_0` / `_1` (1xCx288x288, 1xCx144x144) and, with the interactive head,
+    `sam2_backbone_fpn_0/1/2` (after its conv_s0 / conv_s1). Position encodings are not stored:
+    they depend only on the level's size (`sam3_state_from_features` recomputes them)."""
+    bo = state["backbone_out"]
+    fpn = bo["backbone_fpn"]
+    out = {"image_embedding": fpn[-1], "backbone_fpn_0": fpn[0], "backbone_fpn_1": fpn[1]}
+    sam2 = bo.get("sam2_backbone_out")
+    if sam2 is not None:
+        out.update({f"sam2_backbone_fpn_{i}": t for i, t in enumerate(sam2["backbone_fpn"])})
+    return out
+
+
+def sam3_state_from_features(
+    model: Sam3Image, tensors: dict[str, torch.Tensor], original_size: tuple[int, int]
+) -> dict[str, Any]:
+    """A `Sam3Processor` state for stored features (`sam3_image_features`), as if `set_image`
+    had run on an image of `original_size` (H, W): prompts and `predict_inst` work on it.
+
+    Raises:
+        ValueError: a level is missing.
+    """
+    from samkit.sam3_processor import Sam3State
+
+    names = ["backbone_fpn_0", "backbone_fpn_1", "image_embedding"]
+    missing = [k for k in names if k not in tensors]
+    if missing:
+        raise ValueError(f"SAM 3 image features need {missing}")
+    neck = model.backbone.vision_backbone
+    dev, dtype = model.device, model.dtype
+
+    def branch(keys: list[str]) -> dict[str, Any]:
+        # in the layout the neck's convolutions produce (channels-last): the heads' results
+        # then equal those of set_image bit for bit (another layout changes the float sums)
+        cl = torch.channels_last
+        fpn = [tensors[k].to(dev, dtype).contiguous(memory_format=cl) for k in keys]
+        pos = [neck.position_encoding(f) for f in fpn]
+        return {"vision_features": fpn[-1], "vision_pos_enc": pos, "backbone_fpn": fpn}
+
+    bo: dict[str, Any] = {**branch(names), "sam2_backbone_out": None}
+    sam2 = [f"sam2_backbone_fpn_{i}" for i in range(3)]
+    if all(k in tensors for k in sam2) and model.tracker is not None:
+        bo["sam2_backbone_out"] = branch(sam2)
+    state = Sam3State()
+    state["original_height"], state["original_width"] = (int(v) for v in original_size)
+    state["backbone_out"] = bo
+    return state
+
+
 class Sam3ClickPredictor:
     """`SamPredictor`-like clicks on a SAM 3 model: `set_image` runs the processor's backbone,
     `predict` is `model.predict_inst` on that state (the interactive head; official outputs:
-    masks CxHxW, IoU predictions C, low-res logits Cx288x288, a leading B axis for B boxes).
+    masks CxHxW, IoU predictions C, low-res logits Cx288x288, a leading B axis for B boxes);
+    `image_features` / `set_image_features` are what `samkit embed` and
+    `ImageEmbedding.apply` use.
 
     Args:
-        model: a `Sam3Image` built with its interactive heads (`tracker.*` tensors).
+        model: a `Sam3Image` (clicks need its interactive heads, the `tracker.*` tensors).
     """
 
     def __init__(self, model: Sam3Image) -> None:
-        if getattr(model, "tracker", None) is None:
-            raise ValueError(
-                "this SAM 3 model has no interactive head (its checkpoint has no tracker.* "
-                "tensors), so it cannot answer clicks; use text prompts or exemplar boxes"
-            )
         self.model = model
         self.processor = Sam3Processor(model, resolution=sam3_img_size(model))
         self.state: dict[str, Any] | None = None
@@ -223,7 +282,22 @@ class Sam3ClickPredictor:
     def set_image(self, image: Any) -> None:
         self.state = self.processor.set_image(as_rgb_uint8(image))
 
+    def image_features(self) -> dict[str, torch.Tensor]:
+        if self.state is None:
+            raise ValueError("call set_image(image) first")
+        return sam3_image_features(self.state)
+
+    def set_image_features(
+        self, tensors: dict[str, torch.Tensor], original_size: tuple[int, int]
+    ) -> None:
+        self.state = sam3_state_from_features(self.model, tensors, original_size)
+
     def predict(self, **kwargs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self.state is None:
             raise ValueError("call set_image(image) before predict")
+        if getattr(self.model, "tracker", None) is None:
+            raise ValueError(
+                "this SAM 3 model has no interactive head (its checkpoint has no tracker.* "
+                "tensors), so it cannot answer clicks; use text prompts or exemplar boxes"
+            )
         return self.model.predict_inst(self.state, **kwargs)

@@ -56,3 +56,21 @@ def test_auto_text_on_ray_writes_the_single_process_bytes(tmp_path, ray_address,
     assert main([*argv, "--quiet"]) == 0
     assert f"0 images segmented, {len(names)} skipped" in capsys.readouterr().out
     assert _files(dist) == expected
+
+
+def test_embed_on_ray_writes_the_single_process_bytes(tmp_path, ray_address, capsys):
+    src = tmp_path / "in"
+    _images(src, n_generated=0, long_side=120, shared=1)
+    one, dist = tmp_path / "one", tmp_path / "ray"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["embed", str(src), "--out", str(one), *MODEL]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    argv = ["embed", str(src), "--out", str(dist), *MODEL, "--ray", "--num-workers", "2"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    expected = _files(one)
+    assert len(expected) == 1 and next(iter(expected)).endswith(".safetensors")
+    assert _files(dist) == expected  # the SAM 3 features, same bytes

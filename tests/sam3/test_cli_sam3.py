@@ -103,12 +103,8 @@ def test_a_sam3_checkpoint_in_a_sam1_builder_is_named():
         build_sam("vit_b", checkpoint=str(CKPT))
 
 
-def test_commands_that_cannot_use_sam3_refuse_it_by_name(tmp_path, capsys):
-    img = small_image(tmp_path)
-    for argv in (
-        ["embed", str(img), "--out", str(tmp_path / "e"), "--checkpoint", str(CKPT)],
-        ["serve", "--port", "0", "--model", "sam3", "--random-weights"],
-    ):
+def test_commands_that_cannot_use_sam3_refuse_it_by_name(capsys):
+    for argv in (["serve", "--port", "0", "--model", "sam3", "--random-weights"],):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert f"samkit {argv[0]} cannot use a SAM 3 model" in err, err
@@ -158,7 +154,6 @@ def test_bad_sam3_options_are_usage_errors_without_torch(tmp_path):
         ([*MODEL], "give --text PHRASE"),
         ([*MODEL, "--text", "dog", "--multimask"], "--multimask applies to clicks"),
         ([*MODEL, "--text", "dog", "--text", "dog"], "'dog' is given twice"),
-        ([*MODEL, "--text", "dog", "--embedding", "e.safetensors"], "SAM 3 embeddings"),
         ([*MODEL, "--text", "dog", "--box", "100,10,200,50"], "reaches outside the 160x107"),
         ([*MODEL, "--box", "10,10,10,50"], "needs X1 > X0"),
     ],
@@ -316,3 +311,40 @@ def test_auto_text_labels_a_folder_into_one_coco_dataset(tmp_path, capsys):
     assert "no query scored above the confidence threshold 0.99" in captured.err
     assert "--threshold" in captured.err
     assert json.loads(path.read_text())["annotations"] == []
+
+
+@pytest.mark.slow
+def test_embed_then_segment_from_the_embedding(tmp_path, capsys):
+    from samkit.embeddings import load_embedding
+
+    img = small_image(tmp_path)
+    emb_dir = tmp_path / "emb"
+    assert main(["embed", str(img), "--out", str(emb_dir), *MODEL]) == 0
+    emb = load_embedding(emb_dir / "truck.safetensors")
+    assert emb.family == "sam3" and emb.original_size == (107, 160)
+    assert emb.provenance.embedding_shape == (256, 72, 72)
+    assert emb.provenance.arch == "SAM 3 ViT 64 wide x 4 blocks"
+    assert sorted(emb.tensors) == sorted(
+        ["image_embedding", "backbone_fpn_0", "backbone_fpn_1"]
+        + [f"sam2_backbone_fpn_{i}" for i in range(3)]
+    )
+    # text and clicks from the file give the bytes of a run that encodes the image
+    for prompt in (["--text", "truck", "--threshold", str(THRESHOLD)], ["--point", "80,50"]):
+        base = ["segment", str(img), *MODEL, *prompt]
+        with_emb, plain = tmp_path / "with", tmp_path / "plain"
+        emb_args = ["--embedding", str(emb_dir / "truck.safetensors")]
+        assert main([*base, "--out", str(with_emb), *emb_args]) == 0
+        assert main([*base, "--out", str(plain)]) == 0
+        files = {p.name: p.read_bytes() for p in sorted(plain.iterdir())}
+        assert len(files) >= 3
+        assert {p.name: p.read_bytes() for p in sorted(with_emb.iterdir())} == files
+        for d in (with_emb, plain):
+            for f in d.iterdir():
+                f.unlink()
+    capsys.readouterr()
+    # a SAM 3 embedding with a SAM 1 model: named
+    sam1 = ["--model", str(FIXTURES / "sam1_tiny" / "config.json")]
+    sam1 += ["--checkpoint", str(FIXTURES / "sam1_tiny" / "sam1_tiny.pth")]
+    argv = ["segment", str(img), "--out", str(tmp_path / "x"), "--point", "5,5", *sam1]
+    assert main([*argv, "--embedding", str(emb_dir / "truck.safetensors")]) == 2
+    assert "is a SAM 3 embedding" in capsys.readouterr().err

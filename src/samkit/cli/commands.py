@@ -56,7 +56,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
         emb = load_embedding(args.embedding)
         if emb.family != lm.family:
-            fam = {"sam1": "SAM 1", "sam2": "SAM 2"}
+            fam = {"sam1": "SAM 1", "sam2": "SAM 2", "sam3": "SAM 3"}
             raise CliError(
                 f"--embedding {args.embedding} is a {fam.get(emb.family, emb.family)} embedding, "
                 f"but the model ({lm.name}) is {fam.get(lm.family, lm.family)}: embed the image "
@@ -247,7 +247,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     files = _image_files(args.inputs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lm = _model_from_args(args)
+    lm = _model_from_args(args, families=("sam1", "sam2", "sam3"))
     job = EmbedJob(
         out, lm.name, lm.family, lm.img_size(), image_stretch(args), image_max_pixels(args)
     )

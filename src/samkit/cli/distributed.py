@@ -48,7 +48,10 @@ def run_on_ray(
         raise CliError(f"--num-workers {args.num_workers}: give 1 or more")
     sam3 = kind == "auto" and "text_prompts" in (amg_kwargs or {})  # samkit auto --text
     # built here, as without --ray, so the outputs record the same
-    lm = _model_from_args(args, families=("sam3",) if sam3 else ("sam1", "sam2"))
+    families = (
+        ("sam3",) if sam3 else ("sam1", "sam2", "sam3") if kind == "embed" else ("sam1", "sam2")
+    )
+    lm = _model_from_args(args, families=families)
     common = {
         "model": lm.model,
         "model_name": lm.name,

@@ -74,11 +74,6 @@ def segment_family(args: argparse.Namespace) -> str:
                 f"{name} box is X0,Y0,X1,Y1"
             )
         return family
-    if args.embedding:
-        raise CliError(
-            "--embedding does not take SAM 3 embeddings yet; drop --embedding (the image is "
-            "encoded from the file)"
-        )
     if args.point:
         if args.text:
             raise CliError(
@@ -158,7 +153,8 @@ def segment_concepts(args: argparse.Namespace) -> int:
     lm = _model_from_args(args, families=("sam3",))
     threshold = OFFICIAL_THRESHOLD if args.threshold is None else args.threshold
     generator = Sam3ConceptGenerator(lm.model, args.text, threshold, boxes)
-    records = generator.generate(image)
+    state = _embedding_state(args, lm, image) if args.embedding else None
+    records = generator.generate(image, state)
     masks = [segmentation_to_mask(r["segmentation"]) for r in records]
 
     out = Path(args.out)
@@ -192,6 +188,30 @@ def segment_concepts(args: argparse.Namespace) -> int:
     for f in (f"{stem}_instances.png", f"{stem}.json", f"{stem}_overlay.png"):
         print(out / f)
     return 0
+
+
+def _embedding_state(args: argparse.Namespace, lm: Any, image: np.ndarray) -> dict[str, Any]:
+    """The processor state of a `samkit embed` file of this image and model (CliError when it
+    is another family's, image's or architecture's)."""
+    from samkit.embeddings import load_embedding, rgb_sha256
+    from samkit.sam3_tasks import Sam3ClickPredictor
+
+    emb = load_embedding(args.embedding)
+    if emb.family != "sam3":
+        raise CliError(
+            f"--embedding {args.embedding} is a {FAMILY_NAMES.get(emb.family, emb.family)} "
+            f"embedding, but the model ({lm.name}) is SAM 3: embed the image with this model"
+        )
+    if emb.original_size != image.shape[:2]:
+        raise CliError(
+            f"--embedding {args.embedding} is for a {emb.original_size} image, "
+            f"{args.image} is {image.shape[:2]}"
+        )
+    if emb.image_sha256 and emb.image_sha256 != rgb_sha256(image):
+        raise CliError(f"--embedding {args.embedding} was computed for a different image")
+    holder = Sam3ClickPredictor(lm.model)
+    emb.apply(holder)  # provenance checked against the model (ValueError naming both)
+    return holder.state or {}
 
 
 def _label_png(masks: list[np.ndarray], records: list[dict[str, Any]], h: int, w: int) -> bytes:

@@ -36,7 +36,12 @@ class RunModel:
         return int(self.model.image_encoder.img_size)
 
     def predictor(self) -> Any:
-        """A `SamPredictor` / `Sam2ImagePredictor` of the model."""
+        """A `SamPredictor` / `Sam2ImagePredictor` of the model (SAM 3: a
+        `samkit.sam3_tasks.Sam3ClickPredictor`)."""
+        if self.family == "sam3":
+            from samkit.sam3_tasks import Sam3ClickPredictor
+
+            return Sam3ClickPredictor(self.model)
         if self.family == "sam2":
             from samkit import Sam2ImagePredictor
 
