@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from samkit.amg.rle import area_from_rle, bbox_from_rle, to_coco_rle
+from samkit.amg.rle import area_from_rle, bbox_from_rle, rle_counts, to_coco_rle
 from samkit.fileio import atomic_path
 
 DEFAULT_CATEGORIES: tuple[dict[str, Any], ...] = (
@@ -84,6 +84,7 @@ def coco_annotation(
     seg = to_coco_rle(record["segmentation"])
     if seg["size"] != [height, width]:
         raise ValueError(f"mask size {seg['size']} does not match the image's {height}x{width}")
+    runs = {"size": seg["size"], "counts": rle_counts(seg)}  # the string decoded once
     category_id = record.get("category_id", 1)
     if category_id not in category_ids:
         raise ValueError(f"category_id {category_id!r} is not one of {list(category_ids)}")
@@ -109,8 +110,8 @@ def coco_annotation(
         "image_id": int(image_id),
         "category_id": int(category_id),
         "segmentation": seg,
-        "area": area_from_rle(seg),
-        "bbox": bbox_from_rle(seg),
+        "area": area_from_rle(runs),
+        "bbox": bbox_from_rle(runs),
         "iscrowd": 0,
         "score": iou,
         **sam,
