@@ -65,6 +65,7 @@ SLOW = (
     "tests/video/test_cli_video.py::test_eval_video_on_a_tiny_davis_folder",
     "tests/video/test_cli_video.py::test_interrupted_track_leaves_no_partial_file",
     "tests/video/test_cli_video.py::test_track_reverse_both_and_bounded",
+    "tests/video/test_eval_later_objects.py::test_first_frame_only_videos_keep_the_joint_pass",
 )
 
 

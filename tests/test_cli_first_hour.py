@@ -166,14 +166,73 @@ def offline(tmp_path, monkeypatch):
     return url
 
 
-def test_offline_message_gives_the_offline_path(tmp_path, offline, capsys):
-    code = _quickstart().main([str(IMAGES / "truck.jpg"), "--out", str(tmp_path / "o")])
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err
+def test_offline_first_command_says_why_and_shows_the_demo(tmp_path, offline, capsys):
+    """The README's first command offline: the download advice, then the built-in demo's masks."""
+    from samkit.checkpoint.demo import build_demo_model, demo_sample, segment
+
+    out = tmp_path / "o"
+    argv = [str(IMAGES / "truck.jpg"), "--point", "500,375", "--out", str(out)]
+    code = _quickstart().main(argv)
+    captured = capsys.readouterr()
+    err, stdout = captured.err, captured.out
+    assert code == 0 and "Traceback" not in err
     assert offline in err and "--checkpoint PATH" in err and "--random-weights" in err
+    assert "truck.jpg is not segmented" in err and "built-in demo" in err and "--demo" in err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "demo_shapes.png",
+        "demo_shapes_mask.png",
+        "demo_shapes_overlay.png",
+    ]
+    sample = demo_sample()
+    with Image.open(out / "demo_shapes.png") as im:
+        np.testing.assert_array_equal(np.array(im), sample.image)
+    mask = np.array(Image.open(out / "demo_shapes_mask.png")) > 0
+    expected, _, iou = segment(build_demo_model(), sample)
+    np.testing.assert_array_equal(mask, expected)
+    truth = sample.masks[sample.shape_at(*sample.point)]
+    assert iou >= 0.85 and (mask & truth).sum() / (mask | truth).sum() == pytest.approx(iou)
+    assert f"{iou:.3f}" in stdout and "IoU with the true shape" in stdout
+    with Image.open(out / "demo_shapes_overlay.png") as im:
+        overlay = np.array(im.convert("RGB"))
+    changed = (overlay != sample.image).any(-1)
+    assert changed[mask].mean() > 0.9 and changed[~mask].mean() < 0.05  # the mask is drawn
+    # the CLI keeps its own advice (no demo there)
     code = main(["segment", str(IMAGES / "truck.jpg"), "--point", "1,1", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "--random-weights" in err
+
+
+def test_quickstart_demo_flag(tmp_path, capsys):
+    from samkit.checkpoint.demo import build_demo_model, demo_sample, segment
+
+    qs = _quickstart()
+    assert qs.main(["--demo", "--out", str(tmp_path / "a")]) == 0
+    assert "IoU with the true shape" in capsys.readouterr().out
+    # a point of the user's on the demo image: the shape under it is compared
+    sample = demo_sample()
+    small = next(k for k in range(3) if k != sample.shape_at(*sample.point))
+    from samkit.checkpoint.demo import deepest_point
+
+    x, y = deepest_point(sample.masks[small])
+    assert qs.main(["--demo", "--point", f"{x},{y}", "--out", str(tmp_path / "b")]) == 0
+    _, _, iou = segment(build_demo_model(), sample, (x, y))
+    assert f"IoU with the true shape under the point ({x}, {y}): {iou:.3f}" in (
+        capsys.readouterr().out
+    )
+    # on the background: no comparison, still a mask
+    assert qs.main(["--demo", "--point=-5,-5", "--out", str(tmp_path / "c")]) == 0
+    assert "on the background" in capsys.readouterr().out
+    # --demo IMAGE: the demo model on the user's image, with a note
+    image = FIXTURES / "sam1_shapes" / "shapes_1.png"
+    assert qs.main([str(image), "--demo", "--out", str(tmp_path / "d")]) == 0
+    assert "only knows generated shapes" in capsys.readouterr().err
+    assert (tmp_path / "d" / "shapes_1_mask.png").is_file()
+    # no image and no --demo: a usage error naming both
+    with pytest.raises(SystemExit) as e:
+        qs.main(["--out", str(tmp_path / "e")])
+    assert e.value.code == 2 and "--demo" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # --demo and a checkpoint exclude each other
+        qs.main(["--demo", "--checkpoint", "x.pth"])
 
 
 def test_readme_gives_the_offline_path_and_two_setup_commands():
@@ -184,6 +243,10 @@ def test_readme_gives_the_offline_path_and_two_setup_commands():
     assert len(commands) == 2, commands
     assert "--random-weights" in setup and "--checkpoint PATH" in setup
     assert "chromium" in setup and "minutes" in setup
+    # offline: what runs instead and what a user sees
+    assert "--demo" in setup and "out/demo_shapes_overlay.png" in setup
+    # a quick subset next to the full run, and the progress lines
+    assert 'python -m pytest -q -m "not slow"' in setup and "--progress-after" in setup
 
 
 def test_quickstart_writes_mask_and_overlay(tmp_path, sam1_tiny, capsys):
