@@ -76,7 +76,12 @@ def test_segment_point_multimask_matches_predictor(tmp_path, predictor, capsys):
         assert rec["area"] == int(masks[i].sum())
         assert rec["score"] == pytest.approx(float(scores[i]), abs=1e-6)
         ys, xs = np.nonzero(masks[i])
-        assert rec["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min(), ys.max() - ys.min()]
+        assert rec["bbox"] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+        rle = {
+            "size": rec["segmentation"]["size"],
+            "counts": rec["segmentation"]["counts"].encode(),
+        }
+        assert rec["bbox"] == mask_utils.toBbox(rle).tolist()  # COCO's box
     assert doc["overlay_shows"] == [int(np.argmax(scores))]
     overlay = np.array(Image.open(tmp_path / "dog_overlay.png"))
     assert overlay.shape == image.shape

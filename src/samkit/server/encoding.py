@@ -68,9 +68,12 @@ def _rle_pool() -> ThreadPoolExecutor:
 
 
 def masks_bbox_xywh(masks: np.ndarray | torch.Tensor) -> list[list[int]]:
-    """Boxes of NxHxW masks as [x, y, w, h] with the official convention (w = x_max - x_min).
+    """Boxes of NxHxW masks as [x, y, w, h] covering the mask's pixels (w = x_max - x_min + 1).
 
-    An empty mask gets [0, 0, 0, 0].
+    This is COCO's convention (what `pycocotools.mask.toBbox` gives, the same box as
+    `samkit.amg.rle.bbox_from_rle`), used by every COCO-style record samkit writes; only the
+    official generator's records (`SamAutomaticMaskGenerator.generate`, `--format sa1b`) keep the
+    official w = x_max - x_min. An empty mask gets [0, 0, 0, 0].
     """
     m = masks.cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
     out = []
@@ -80,13 +83,19 @@ def masks_bbox_xywh(masks: np.ndarray | torch.Tensor) -> list[list[int]]:
             out.append([0, 0, 0, 0])
         else:
             out.append(
-                [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0]), int(rows[-1] - rows[0])]
+                [
+                    int(cols[0]),
+                    int(rows[0]),
+                    int(cols[-1] - cols[0] + 1),
+                    int(rows[-1] - rows[0] + 1),
+                ]
             )
     return out
 
 
 def mask_records(masks: np.ndarray, scores: Sequence[float]) -> list[dict[str, Any]]:
-    """One record per mask: `score`, `area`, `bbox` (XYWH) and `segmentation` (COCO RLE)."""
+    """One record per mask: `score`, `area`, `bbox` (XYWH, COCO's `toBbox` convention) and
+    `segmentation` (COCO RLE)."""
     masks = np.asarray(masks).astype(bool, copy=False)
     rles = masks_to_coco_rle(masks)
     boxes = masks_bbox_xywh(masks)
