@@ -263,6 +263,28 @@ def sam3_state_from_features(
     return state
 
 
+def sam3_state_from_embedding(embedding: Any, model: Sam3Image) -> dict[str, Any]:
+    """A `Sam3Processor` state from a `samkit embed` file of a SAM 3 image, as if
+    `processor.set_image` had run: text prompts, exemplar boxes and `model.predict_inst` work on
+    it without the backbone.
+
+    Args:
+        embedding: the file's path or its `samkit.embeddings.ImageEmbedding`.
+        model: the `Sam3Image` to use it with.
+
+    Raises:
+        ValueError: not a samkit embedding, or one made by another family / architecture (the
+            provenance check of `ImageEmbedding.apply`, naming both models).
+        FileNotFoundError: no such file.
+    """
+    from samkit.embeddings import ImageEmbedding, load_embedding
+
+    emb = embedding if isinstance(embedding, ImageEmbedding) else load_embedding(embedding)
+    holder = Sam3ClickPredictor(model)
+    emb.apply(holder)
+    return holder.state or {}
+
+
 class Sam3ClickPredictor:
     """`SamPredictor`-like clicks on a SAM 3 model: `set_image` runs the processor's backbone,
     `predict` is `model.predict_inst` on that state (the interactive head; official outputs:

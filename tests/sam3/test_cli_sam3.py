@@ -348,3 +348,35 @@ def test_embed_then_segment_from_the_embedding(tmp_path, capsys):
     argv = ["segment", str(img), "--out", str(tmp_path / "x"), "--point", "5,5", *sam1]
     assert main([*argv, "--embedding", str(emb_dir / "truck.safetensors")]) == 2
     assert "is a SAM 3 embedding" in capsys.readouterr().err
+
+
+def test_an_embedding_of_another_sam3_architecture_is_refused(tmp_path, model):
+    # no forward pass: synthetic features stamped with the fixture model's provenance
+    import dataclasses
+
+    import torch
+
+    from samkit.embeddings import save_embedding
+    from samkit.modeling.build_sam3 import build_sam3_image_model
+    from samkit.provenance import of_model
+    from samkit.sam3_tasks import sam3_state_from_embedding
+
+    shapes = {"image_embedding": (256, 72, 72), "backbone_fpn_0": (256, 288, 288),
+              "backbone_fpn_1": (256, 144, 144), "sam2_backbone_fpn_0": (32, 288, 288),
+              "sam2_backbone_fpn_1": (64, 144, 144), "sam2_backbone_fpn_2": (256, 72, 72)}  # fmt: skip
+    feats = {k: torch.randn(1, *v) for k, v in shapes.items()}
+    path = save_embedding(
+        tmp_path / "x.safetensors", feats, variant="tiny", family="sam3", original_size=(50, 70),
+        input_size=(1008, 1008), img_size=1008, provenance=of_model(model),
+    )  # fmt: skip
+    state = sam3_state_from_embedding(path, model)
+    assert (state["original_height"], state["original_width"]) == (50, 70)
+    bo = state["backbone_out"]
+    assert torch.equal(bo["backbone_fpn"][0], feats["backbone_fpn_0"])
+    assert [tuple(p.shape[-2:]) for p in bo["vision_pos_enc"]] == [(288, 288), (144, 144), (72, 72)]
+    assert torch.equal(bo["sam2_backbone_out"]["backbone_fpn"][1], feats["sam2_backbone_fpn_1"])
+    cfg = dataclasses.replace(read_sam3_config(FX / "config.json"), vit_depth=2)
+    cfg = dataclasses.replace(cfg, vit_global_att_blocks=(1,))
+    other = build_sam3_image_model(config=cfg)
+    with pytest.raises(ValueError, match=r"SAM 3 ViT 64 wide x 4 blocks.*SAM 3 ViT 64 wide x 2"):
+        sam3_state_from_embedding(path, other)

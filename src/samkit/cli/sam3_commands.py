@@ -194,7 +194,7 @@ def _embedding_state(args: argparse.Namespace, lm: Any, image: np.ndarray) -> di
     """The processor state of a `samkit embed` file of this image and model (CliError when it
     is another family's, image's or architecture's)."""
     from samkit.embeddings import load_embedding, rgb_sha256
-    from samkit.sam3_tasks import Sam3ClickPredictor
+    from samkit.sam3_tasks import sam3_state_from_embedding
 
     emb = load_embedding(args.embedding)
     if emb.family != "sam3":
@@ -209,9 +209,7 @@ def _embedding_state(args: argparse.Namespace, lm: Any, image: np.ndarray) -> di
         )
     if emb.image_sha256 and emb.image_sha256 != rgb_sha256(image):
         raise CliError(f"--embedding {args.embedding} was computed for a different image")
-    holder = Sam3ClickPredictor(lm.model)
-    emb.apply(holder)  # provenance checked against the model (ValueError naming both)
-    return holder.state or {}
+    return sam3_state_from_embedding(emb, lm.model)  # provenance checked (ValueError)
 
 
 def _label_png(masks: list[np.ndarray], records: list[dict[str, Any]], h: int, w: int) -> bytes:
