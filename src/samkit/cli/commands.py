@@ -338,7 +338,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sock = listen_socket(args.host, args.port)  # a busy port fails here, before the URL
     try:
         # Built off the main thread, so that only the app's decoding thread keeps torch threads.
-        lm = run_in_fresh_thread(_model_from_args, args)
+        # SAM 3: clicks through its interactive head and the Find box (phrases)
+        lm = run_in_fresh_thread(_model_from_args, args, ("sam1", "sam2", "sam3"))
         app = create_app(
             lm,
             cache_bytes=int(args.cache_mb * 2**20),

@@ -15,7 +15,10 @@ API (all JSON; coordinates in original-image pixels):
   (`samkit.server.everything.EverythingIn`; the defaults are `samkit auto`'s): COCO annotations,
   `filter_counts`, and when no mask was kept `message` (naming the page's fields) and
   `message_api` (naming the settings as sent).
+- `POST /api/images/{image_id}/find`, body `{text, threshold}`: every instance of a phrase (SAM 3
+  models; 409 on others), listed in `samkit.server.sam3_find`.
 - `GET /api/info`: model, family, `video` (whether the video mode works here, and why not),
+  `find` and `everything` (the same for the Find box and "segment everything"),
   limits, and the page's "segment everything" fields with their defaults (`everything_settings`).
 - `GET /api/stats`: cache statistics.
 - `/api/videos...`: the video mode (SAM 2 models), listed in `samkit.server.video_routes`.
@@ -41,6 +44,7 @@ from samkit.prompt_bounds import prompt_warnings
 from samkit.server.encoding import ImageDecodeError
 from samkit.server.engine import Engine, Entry
 from samkit.server.everything import EverythingIn, settings_for_page
+from samkit.server.sam3_find import add_find_route
 from samkit.server.validation import (
     check_prompt_fields,
     install_error_handlers,
@@ -54,6 +58,7 @@ _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/static/app.css": ("app.css", "text/css; charset=utf-8"),
+    "/static/find.js": ("find.js", "text/javascript; charset=utf-8"),
 }
 
 
@@ -74,6 +79,20 @@ def _check_prompt(p: PromptIn, entry: Entry) -> list[str]:
     return prompt_warnings(p.points, [p.box] if p.box is not None else None, h, w)
 
 
+_NO_EVERYTHING = {
+    "sam3": "segment everything needs a SAM 1 or SAM 2 model; with SAM 3, name what to find "
+    "(the Find box, POST /api/images/{id}/find)"
+}
+
+
+def _img_size(model: Any, family: str) -> int:
+    if family == "sam3":
+        from samkit.sam3_models import sam3_img_size
+
+        return sam3_img_size(model)
+    return int(getattr(model, "image_size", None) or model.image_encoder.img_size)
+
+
 def create_app(
     loaded: Any,
     *,
@@ -87,7 +106,7 @@ def create_app(
 
     Args:
         loaded: a `samkit.cli.LoadedModel` (or anything with `.model`, `.family`, `.name`,
-            `.random_weights`), or a bare SAM 1 model.
+            `.random_weights`), or a bare SAM 1, SAM 2 or SAM 3 model.
         cache_bytes: bound of the embedding cache, in bytes.
         max_upload_bytes: larger uploads get 413.
         max_pixels: images with more pixels get 400 (decompression-bomb protection).
@@ -98,7 +117,11 @@ def create_app(
     """
     model = getattr(loaded, "model", loaded)
     family = getattr(loaded, "family", None) or (
-        "sam2" if hasattr(model, "sam_mask_decoder") else "sam1"
+        "sam3"
+        if hasattr(model, "dot_prod_scoring")  # a bare Sam3Image
+        else "sam2"
+        if hasattr(model, "sam_mask_decoder")
+        else "sam1"
     )
     if max_upload_bytes <= 0 or max_pixels <= 0:
         raise ValueError("max_upload_bytes and max_pixels must be positive")
@@ -107,11 +130,12 @@ def create_app(
         "model": str(getattr(loaded, "name", type(model).__name__)),
         "family": family,
         "random_weights": bool(getattr(loaded, "random_weights", False)),
-        "img_size": getattr(model, "image_size", None) or model.image_encoder.img_size,
+        "img_size": _img_size(model, family),
         "max_upload_bytes": max_upload_bytes,
         "max_pixels": engine.max_pixels,
         "cache_bytes": cache_bytes,
-        "everything_settings": settings_for_page(family),
+        "everything_settings": [] if family == "sam3" else settings_for_page(family),
+        "everything": {"available": family != "sam3", "reason": _NO_EVERYTHING.get(family)},
     }
     static = {
         route: ((resources.files("samkit.server") / "static" / name).read_bytes(), ctype)
@@ -152,6 +176,8 @@ def create_app(
                 f"unknown image id {image_id[:80]!r}: upload the image (again; it may have been evicted)",
             )
         return entry
+
+    info["find"] = add_find_route(app, engine, family, entry_or_404)  # the page's Find box
 
     @app.get("/api/info")
     async def api_info() -> dict[str, Any]:
@@ -233,6 +259,8 @@ def create_app(
     @app.post("/api/images/{image_id}/everything")
     async def everything(image_id: str, request: Request) -> dict[str, Any]:
         entry = entry_or_404(image_id)  # 404 first, whatever the body
+        if not info["everything"]["available"]:
+            raise HTTPException(409, info["everything"]["reason"])
         params = await parse_json_body(request, EverythingIn)
         try:
             result = await asyncio.wrap_future(engine.everything(entry, params.model_dump()))

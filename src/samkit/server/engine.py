@@ -79,11 +79,11 @@ class Engine:
     """Encodes uploads into a byte-bounded LRU cache and answers prompts from it.
 
     Args:
-        model: a SAM 1 or SAM 2 model.
+        model: a SAM 1, SAM 2 or SAM 3 model (SAM 3: clicks through its interactive head).
         cache_bytes: the cache bound; must hold at least one largest entry.
         max_pixels: largest accepted image.
         max_upload_bytes: largest accepted upload (counted in an entry's size).
-        family: "sam1" or "sam2".
+        family: "sam1", "sam2" or "sam3".
         threads: torch intra-op threads for decoding and encoding (default: the caller's setting).
         stretch: the percentile stretch of every upload (`samkit.imageio.decode_image`), or None.
     """
@@ -98,8 +98,8 @@ class Engine:
         threads: int | None = None,
         stretch: Any = None,
     ) -> None:
-        if family not in ("sam1", "sam2"):
-            raise ValueError(f"family must be 'sam1' or 'sam2', got {family!r}")
+        if family not in ("sam1", "sam2", "sam3"):
+            raise ValueError(f"family must be 'sam1', 'sam2' or 'sam3', got {family!r}")
         self.model = model
         self.family = family
         emb_bytes = _feature_bytes(model, family)
@@ -132,6 +132,10 @@ class Engine:
             from samkit.sam2_predictor import Sam2ImagePredictor
 
             return Sam2ImagePredictor(self.model)
+        if self.family == "sam3":  # clicks through the interactive head (predict_inst)
+            from samkit.sam3_tasks import Sam3ClickPredictor
+
+            return Sam3ClickPredictor(self.model)
         return SamPredictor(self.model)
 
     def close(self) -> None:
@@ -184,6 +188,10 @@ class Engine:
     def submit_predict(self, entry: Entry, *args: Any, **kwargs: Any) -> Future:
         """`predict` on the decoding thread; a future of its result."""
         return self._decoder.submit(self.predict, entry, *args, **kwargs)
+
+    def submit_decoding(self, fn: Any, *args: Any) -> Future:
+        """`fn(*args)` on the decoding thread (SAM 3 phrases, `samkit.server.sam3_find`)."""
+        return self._decoder.submit(fn, *args)
 
     def predict(
         self,
@@ -264,6 +272,10 @@ class Engine:
 
 def _feature_bytes(model: Any, family: str) -> int:
     """Bytes of one image's cached features."""
+    if family == "sam3":
+        from samkit.server.sam3_find import sam3_feature_bytes
+
+        return sam3_feature_bytes(model)
     elt = torch.empty((), dtype=model.dtype).element_size()  # features come in the decoder dtype
     if family == "sam2":
         d = model.sam_mask_decoder.transformer_dim

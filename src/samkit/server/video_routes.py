@@ -88,7 +88,8 @@ def _check_prompt(p: VideoPromptIn, s: VideoSession) -> None:
 def video_manager(model: Any, family: str, limits: VideoLimits) -> tuple[VideoManager | None, str]:
     """A manager on the server's model, or (None, why video is not available)."""
     if family != "sam2":
-        return None, "video tracking needs a SAM 2 model; this server runs a SAM 1 model"
+        name = {"sam1": "SAM 1", "sam3": "SAM 3"}.get(family, family)
+        return None, f"video tracking needs a SAM 2 model; this server runs a {name} model"
     from samkit.modeling.sam2_video import Sam2Video
 
     if not isinstance(model, Sam2Video):

@@ -7,6 +7,7 @@
   const maskLayer = $("mask-layer");
   const promptLayer = $("prompt-layer");
   const MASK_RGBA = [30, 144, 255, 140];
+  const FAMILIES = { sam1: "SAM 1", sam2: "SAM 2", sam3: "SAM 3" };
 
   const state = {
     phase: "empty", // empty | uploading | encoding | ready | predicting | everything | error
@@ -45,6 +46,7 @@
     }
     document.body.classList.toggle("busy", ["uploading", "encoding", "everything"].includes(phase));
     updateButtons();
+    document.dispatchEvent(new Event("samkit:state")); // find.js (SAM 3) follows the image
   }
 
   function updateButtons() {
@@ -52,7 +54,8 @@
     const idle = !["uploading", "encoding", "everything"].includes(state.phase);
     $("undo").disabled = !(haveImage && idle && state.actions.length);
     $("clear").disabled = !(haveImage && idle && (state.actions.length || state.everything));
-    $("everything").disabled = !(haveImage && idle);
+    const everythingOff = state.info && state.info.everything && !state.info.everything.available;
+    $("everything").disabled = !(haveImage && idle) || Boolean(everythingOff);
     $("download-png").disabled = !(state.selected >= 0 && !state.everything);
     $("download-json").disabled = !(state.selected >= 0 || (state.everything && state.everything.length));
   }
@@ -406,8 +409,9 @@
       label.append(`${f.label} `, input);
       box.append(label);
     }
-    $("settings-note").textContent =
-      `Defaults: those of samkit auto for this ${info.family === "sam2" ? "SAM 2" : "SAM 1"} model.`;
+    const off = info.everything && !info.everything.available ? info.everything.reason : null;
+    if (off) $("everything").title = off;
+    $("settings-note").textContent = off || `Defaults: those of samkit auto for this ${FAMILIES[info.family]} model.`;
   }
 
   function everythingSettings() {
@@ -567,7 +571,7 @@
 
   fetch("/api/info").then((r) => r.json()).then((info) => {
     state.info = info;
-    $("model").textContent = `${info.model} (${info.family === "sam2" ? "SAM 2" : "SAM 1"})`;
+    $("model").textContent = `${info.model} (${FAMILIES[info.family] || info.family})`;
     $("random-warning").hidden = !info.random_weights;
     buildSettings(info);
   }).catch(() => {});
@@ -580,6 +584,9 @@
     state,
     decodeRle,
     predict,
+    postJson,
+    setStatus,
+    palette,
     maskLayerBase64() {
       const d = maskLayer.getContext("2d").getImageData(0, 0, maskLayer.width, maskLayer.height).data;
       const bytes = new Uint8Array(d.length / 4);

@@ -1,0 +1,184 @@
+"""SAM 3 in the web app: find every instance of a phrase in an uploaded image.
+
+Route (registered by `samkit.server.app.create_app` on every server):
+- `POST /api/images/{image_id}/find`, body `{text: "yellow school bus", threshold: 0.5}`: every
+  instance of the phrase that scores above `threshold` (official `Sam3Processor` score,
+  sigmoid(logit) * sigmoid(presence), in [0, 1]; default 0.5, the official default), by
+  descending score: `instances` with `score`, `area` (pixels), `bbox` (XYWH, COCO's `toBbox`
+  convention), `segmentation` (COCO RLE of the HxW mask) and `box_xyxy` (the detector's box in
+  pixels, x0, y0, x1, y1; it may reach outside the image); `best_score` (the best query's score,
+  kept or not; None when the model returned no query) and, when nothing was kept, `message`
+  saying why and what to change.
+  Errors: 409 on a server whose model is not SAM 3 (SAM 1 / SAM 2 cannot read a phrase), then
+  404 for an unknown image id, then 413 / 415 / 422 for a bad body (`samkit.server.validation`):
+  422 for an empty phrase, one longer than `MAX_PHRASE_CHARS`, or a threshold outside [0, 1].
+
+The image's features come from the web app's cache (`samkit.server.engine.Entry`, the layout of
+`samkit.sam3_tasks.sam3_image_features`): a new phrase on an uploaded image runs only the text
+encoder and the detector heads, never the backbone. The work runs on the engine's decoding
+thread, one request at a time, like clicks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from pydantic import BaseModel, ConfigDict
+
+from samkit.sam3_tasks import (
+    OFFICIAL_CONFIDENCE_THRESHOLD,
+    check_confidence_threshold,
+    check_text_prompts,
+    sam3_state_from_features,
+)
+from samkit.server.encoding import mask_records
+from samkit.server.validation import parse_json_body
+
+MAX_PHRASE_CHARS = 200  # a noun phrase; the tokenizer keeps 32 tokens anyway
+FAMILY_NAMES = {"sam1": "SAM 1", "sam2": "SAM 2", "sam3": "SAM 3"}
+
+
+class FindIn(BaseModel):
+    """The body of `POST /api/images/{id}/find`."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    threshold: float = OFFICIAL_CONFIDENCE_THRESHOLD
+
+
+def find_unavailable_reason(family: str) -> str | None:
+    """Why this server cannot find phrases (None when it can: a SAM 3 model)."""
+    if family == "sam3":
+        return None
+    name = FAMILY_NAMES.get(family, family)
+    return (
+        f"finding a phrase needs a SAM 3 model (samkit serve --model sam3 --checkpoint "
+        f"sam3.pt); this server runs a {name} model, which answers clicks and boxes only"
+    )
+
+
+def check_find(body: FindIn) -> tuple[str, float]:
+    """The phrase and threshold of a find request.
+
+    Raises:
+        ValueError: a blank phrase, one over `MAX_PHRASE_CHARS` characters, or a threshold
+            outside [0, 1].
+    """
+    (text,) = check_text_prompts([body.text])
+    text = text.strip()
+    if len(text) > MAX_PHRASE_CHARS:
+        raise ValueError(
+            f"the phrase has {len(text)} characters; give a short noun phrase (at most "
+            f"{MAX_PHRASE_CHARS} characters, e.g. 'yellow school bus')"
+        )
+    return text, check_confidence_threshold(body.threshold)
+
+
+def sam3_feature_bytes(model: Any) -> int:
+    """Bytes of one image's cached SAM 3 features (`samkit.sam3_tasks.sam3_image_features`):
+    the detector's three levels (C x 4s x 4s, C x 2s x 2s, C x s x s with s = image side / 14)
+    and, with the interactive head, its three levels (after conv_s0 / conv_s1)."""
+    import torch
+
+    from samkit.sam3_models import sam3_img_size
+
+    elt = torch.empty((), dtype=model.dtype).element_size()
+    s = sam3_img_size(model) // 14
+    d = 256  # the neck's d_model, official and tiny alike
+    convs = model.backbone.vision_backbone.convs
+    d = int(convs[-1].conv_3x3.out_channels) if hasattr(convs[-1], "conv_3x3") else d
+    n = d * (16 + 4 + 1) * s * s
+    tracker = getattr(model, "tracker", None)
+    if tracker is not None:
+        dec = tracker.sam_mask_decoder
+        n += (dec.conv_s0.out_channels * 16 + dec.conv_s1.out_channels * 4 + d) * s * s
+    return elt * n
+
+
+class Sam3Finder:
+    """Phrases on cached image features (one `Sam3Processor`, so repeated phrases reuse its
+    cached text embeddings). Not thread-safe: the engine's decoding thread calls it."""
+
+    def __init__(self, model: Any) -> None:
+        from samkit.sam3_models import sam3_img_size
+        from samkit.sam3_processor import Sam3Processor
+
+        self.model = model
+        self.processor = Sam3Processor(model, resolution=sam3_img_size(model))
+
+    def find(
+        self, features: dict[str, Any], original_size: tuple[int, int], text: str, threshold: float
+    ) -> dict[str, Any]:
+        """Every instance of `text` scoring above `threshold` on an image of `original_size`
+        (H, W): `instances` by descending score, `best_score`, `message` (None unless empty),
+        `elapsed_ms`."""
+        t = time.perf_counter()
+        state = sam3_state_from_features(self.model, features, original_size)
+        proc = self.processor
+        proc.set_confidence_threshold(threshold)
+        proc.set_text_prompt(text, state)
+        masks = state["masks"][:, 0].cpu().numpy()
+        scores = state["scores"].float().cpu().numpy().astype(np.float64)
+        boxes = state["boxes"].float().cpu().numpy().astype(np.float64)
+        order = np.argsort(-scores, kind="stable")
+        records = mask_records(masks[order], scores[order].tolist())
+        for rec, i in zip(records, order):
+            rec["box_xyxy"] = [float(v) for v in boxes[i]]
+        all_scores = state["_last_output"].scores
+        best = float(all_scores.max()) if all_scores.numel() else None
+        message = None
+        if not records:
+            best_text = "" if best is None else f" (best {best:.3f})"
+            message = (
+                f"0 instances of {text!r}: no query scored above the threshold "
+                f"{threshold:g}{best_text}; lower the threshold to see more"
+            )
+        return {
+            "instances": records,
+            "best_score": best,
+            "message": message,
+            "elapsed_ms": (time.perf_counter() - t) * 1e3,
+        }
+
+
+def add_find_route(
+    app: FastAPI, engine: Any, family: str, entry_or_404: Callable[[str], Any]
+) -> dict[str, Any]:
+    """Register `POST /api/images/{image_id}/find`; returns `{available, reason}` for
+    `/api/info` (the page shows the Find box only when available)."""
+    reason = find_unavailable_reason(family)
+    finder = Sam3Finder(engine.model) if reason is None else None
+
+    @app.post("/api/images/{image_id}/find")
+    async def find(image_id: str, request: Request) -> dict[str, Any]:
+        if finder is None:
+            raise HTTPException(409, reason)
+        entry = entry_or_404(image_id)  # 404 first, whatever the body
+        body = await parse_json_body(request, FindIn)
+        try:
+            text, threshold = check_find(body)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        fut = engine.submit_decoding(
+            finder.find, entry.features, entry.original_size, text, threshold
+        )
+        try:
+            out = await asyncio.wrap_future(fut)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        h, w = entry.original_size
+        return {
+            "image_id": image_id,
+            "width": w,
+            "height": h,
+            "text": text,
+            "threshold": threshold,
+            **out,
+        }
+
+    return {"available": finder is not None, "reason": reason}
