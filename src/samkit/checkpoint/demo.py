@@ -145,8 +145,17 @@ def build_demo_model(
     return build_sam(cfg, checkpoint=path, device=device).eval()
 
 
-def segment(model: nn.Module, sample: DemoSample, point: tuple[float, float] | None = None):
+def segment(
+    model: nn.Module,
+    sample: DemoSample,
+    point: tuple[float, float] | None = None,
+    predictor: Any = None,
+) -> tuple[np.ndarray, float, float | None]:
     """Segment `sample` from one foreground point (default: its demo point) with `model`.
+
+    Args:
+        predictor: a `SamPredictor` of `model` whose image is already `sample.image` (saves
+            encoding it again); default: a new one.
 
     Returns:
         (mask HxW bool, predicted IoU, IoU against the true shape under the point, or None when
@@ -155,8 +164,9 @@ def segment(model: nn.Module, sample: DemoSample, point: tuple[float, float] | N
     from samkit.predictor import SamPredictor
 
     x, y = sample.point if point is None else point
-    predictor = SamPredictor(model)
-    predictor.set_image(sample.image)
+    if predictor is None:
+        predictor = SamPredictor(model)
+        predictor.set_image(sample.image)
     masks, scores, _ = predictor.predict(np.array([[x, y]]), np.array([1]))
     best = int(np.argmax(scores))
     k = sample.shape_at(x, y)
@@ -173,17 +183,21 @@ def evaluate_demo_model(
     highest predicted IoU is kept. Returns ``{"demo_point", "demo_iou", "demo_predicted_iou",
     "miou_1pt", "instances"}``.
     """
+    from samkit.predictor import SamPredictor
+
     if model is None:
         model = build_demo_model(weights_path)
     samples = demo_samples(max(1, images))
-    first = samples[0]
-    _, predicted, iou0 = segment(model, first)
-    ious = []
-    for s in samples[:images]:
-        for m in s.masks:
-            ious.append(segment(model, s, deepest_point(m))[2])
+    predictor = SamPredictor(model)
+    ious: list[float] = []
+    for i, s in enumerate(samples[: max(1, images)]):
+        predictor.set_image(s.image)
+        if i == 0:
+            _, predicted, iou0 = segment(model, s, predictor=predictor)
+        if i < images:
+            ious += [segment(model, s, deepest_point(m), predictor)[2] for m in s.masks]
     return {
-        "demo_point": list(first.point),
+        "demo_point": list(samples[0].point),
         "demo_iou": round(float(iou0), 4),
         "demo_predicted_iou": round(predicted, 4),
         "miou_1pt": round(float(np.mean(ious)), 4),
