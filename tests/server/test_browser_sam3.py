@@ -76,12 +76,22 @@ def test_find_toggle_click_download(tmp_path):
         page.locator(".find-item input[type=checkbox]").first.uncheck()
         np.testing.assert_array_equal(_find_layer(page), _union(instances[1:]))
 
-        # a click on the image: the interactive head's candidates, the instances stay
-        box = page.locator("#prompt-layer").bounding_box()
-        page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+        assert page.text_content(".find-count") == f"{n} instances (score):"
+
+        # refine the second instance: its box is the click prompt (the interactive head), then
+        # a click adds a point to it; the instances stay
+        page.locator(".find-item button.refine").nth(1).click()
         page.wait_for_function(
             "window.samkit.state.pending === 0 && window.samkit.state.candidates.length === 3"
         )
+        assert page.evaluate("window.samkit.state.actions[0].type") == "box"
+        box = page.locator("#prompt-layer").bounding_box()
+        page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+        page.wait_for_function(
+            "window.samkit.state.pending === 0 && window.samkit.state.actions.length === 2"
+            " && window.samkit.state.lastResponse.prompt.points.length === 1"
+        )
+        assert page.evaluate("window.samkit.state.lastResponse.prompt.box") is not None
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "browser_sam3_find.png"))
 

@@ -55,13 +55,13 @@
   function renderList(message) {
     const list = $("find-list");
     list.replaceChildren();
-    if (!find.instances.length) {
-      const span = document.createElement("span");
-      span.className = "muted";
-      span.textContent = message || "type a phrase and press Enter";
-      span.title = span.textContent;
-      list.append(span);
-    }
+    const span = document.createElement("span");
+    span.className = "muted find-count";
+    span.textContent = find.instances.length
+      ? `${find.instances.length} instance${find.instances.length > 1 ? "s" : ""} (score):`
+      : message || "type a phrase and press Enter";
+    span.title = find.instances.length ? "scroll the list sideways to see them all" : span.textContent;
+    list.append(span);
     find.instances.forEach((inst, k) => {
       const item = document.createElement("span");
       item.className = "find-item";
