@@ -57,6 +57,12 @@ def test_info_says_what_a_sam3_server_can_do(client, image_id):
     r = client.post(f"/api/images/{image_id}/everything", json={})
     assert r.status_code == 409 and "Find box" in r.json()["detail"]
     assert client.get("/static/find.js").status_code == 200
+    # the cache's size of an entry: the features it holds (+ the upload)
+    from samkit.server.engine import _feature_bytes
+
+    entry = client.app.state.engine.get(image_id)
+    held = sum(t.numel() * t.element_size() for t in entry.features.values())
+    assert _feature_bytes(client.app.state.engine.model, "sam3") == held
 
 
 def test_find_returns_every_instance_as_the_processor(client, image_id, reference):

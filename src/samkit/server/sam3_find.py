@@ -89,9 +89,7 @@ def sam3_feature_bytes(model: Any) -> int:
 
     elt = torch.empty((), dtype=model.dtype).element_size()
     s = sam3_img_size(model) // 14
-    d = 256  # the neck's d_model, official and tiny alike
-    convs = model.backbone.vision_backbone.convs
-    d = int(convs[-1].conv_3x3.out_channels) if hasattr(convs[-1], "conv_3x3") else d
+    d = int(model.backbone.vision_backbone.convs[-1].conv_3x3.out_channels)  # the neck's d_model
     n = d * (16 + 4 + 1) * s * s
     tracker = getattr(model, "tracker", None)
     if tracker is not None:
