@@ -82,6 +82,8 @@ SLOW = (
     "tests/export/test_onnx_sam2.py::test_interface_names_shapes_and_metadata",
     "tests/export/test_ort_sam2_predictor.py::test_predict_cases_match_torch",
     "tests/export/test_ort_sam2_predictor.py::test_metadata_and_interface",
+    "tests/paths/test_paths_agree.py::test_path_agrees_with_fp32[sam1-compile",  # torch.compile
+    "tests/paths/test_paths_agree.py::test_path_agrees_with_fp32[sam2-compile",
 )
 
 
