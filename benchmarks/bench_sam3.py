@@ -1,13 +1,32 @@
-"""SAM 3 image backbone: bf16 drift on the fixture model, and full-size speed in fp32 / bf16.
+"""SAM 3: bf16 drift on the fixture model, full-size speed in fp32 / bf16, the official package.
 
     python benchmarks/bench_sam3.py drift            # -> results/sam3_drift.json
     python benchmarks/bench_sam3.py speed [--repeats 2] [--threads 2]   # -> results/sam3_speed.json
+    python benchmarks/bench_sam3.py prompts [--repeats 1]               # -> results/sam3_prompts.json
+    python benchmarks/bench_sam3.py official [--repeats 2] [--full]     # -> results/sam3_official.json
+
+Every result records the CPU model, its vector ISA and the load average (`machine`).
 
 `drift`: the sam3_tiny fixture backbone (ViT + both necks) on truck.jpg in float32 and in
 bfloat16 (every weight and the input cast; RoPE, as in the official code, rotates in float32):
 relative L2 error and max |diff| of each pyramid level, and what the bf16 features do to the
 interactive head's answers on the fixture's four click / box cases (heads in float32): IoU of the
 masks at the original size and the largest change of a predicted IoU.
+
+`drift` also runs the whole fixture model (`build_sam3_image_model(dtype=...)` + `Sam3Processor`)
+in bfloat16 and float32 on every fixture case (`sam3_pipeline.py`): per step the largest score and
+box change over all queries, queries kept by one dtype only (with the fp32 score's distance to the
+threshold), final-mask IoU over the pixels whose fp32 logit is clear of 0 by 0.25 and over all
+pixels, and for `predict_inst` the mask IoUs and the predicted-IoU change ("worst": over all steps).
+
+`prompts`: the full-size model with random weights: one fp32 `set_image` (time, peak RSS), then
+the prompt side alone, fp32 and bf16 alternated: a new text prompt, a cached one, an exemplar box,
+a re-threshold, 1 and 4 concepts in one pass (-> per extra concept), a click (`predict_inst`).
+
+`official`: samkit and the official `sam3` 0.1.4 (the oracle venv, `--oracle-python`), each in its
+own process (`sam3_official_timing.py`), alternated samkit / official `--repeats` times: set_image
++ one text prompt on the tiny fixture model (`--full`: official sizes, random weights); the ratio
+official / samkit of the best times.
 
 `speed`: the full-size official architecture (`_create_vit_backbone`: 1008 px, patch 14,
 embed 1024, depth 32, 16 heads, global blocks 7/15/23/31, window 24; plus both necks, as
@@ -33,6 +52,13 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.common import count_flops, matmul_gflops, write_json  # noqa: E402
+from benchmarks.sam3_pipeline import (  # noqa: E402
+    compare,
+    machine,
+    prompt_speed,
+    run_fixture_cases,
+    summary,
+)
 from samkit.layers.sine_position import PositionEmbeddingSine  # noqa: E402
 from samkit.modeling.sam3.backbone import SAM3VLBackbone  # noqa: E402
 from samkit.modeling.sam3.interactive import build_tracker_heads  # noqa: E402
@@ -176,18 +202,81 @@ def speed(repeats: int) -> dict:
     return result
 
 
+def pipeline_drift() -> dict:
+    """The whole tiny fixture model in bf16 against fp32 on every fixture case."""
+    ref = run_fixture_cases(torch.float32)
+    low = run_fixture_cases(torch.bfloat16)
+    report = compare(ref, low)
+    return {"machine": machine(), "worst": summary(report), "steps": report}
+
+
+def official_ratio(rounds: int, full: bool, threads: int, oracle_python: str) -> dict:
+    """samkit vs the official package, each in its own process (`sam3_official_timing.py`),
+    alternated samkit, official, samkit, official, ... (`rounds` pairs) on this CPU."""
+    import json
+    import os
+    import subprocess
+
+    script = str(Path(__file__).resolve().parent / "sam3_official_timing.py")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
+    env["PYTHONPATH"] = str(ROOT / "src")
+    runs: dict[str, list[dict]] = {"samkit": [], "official": []}
+    for _ in range(rounds):
+        for impl, python in (("samkit", sys.executable), ("official", oracle_python)):
+            cmd = [python, script, "--impl", impl, "--threads", str(threads)]
+            cmd += ["--full"] if full else []
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"{impl} timing failed:\n{done.stderr[-3000:]}")
+            runs[impl].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(impl, runs[impl][-1], file=sys.stderr, flush=True)
+
+    def best(impl: str, key: str) -> float:
+        return min(t for r in runs[impl] for t in r[key])
+
+    for r in runs["samkit"] + runs["official"]:
+        r["total_s"] = [a + b for a, b in zip(r["set_image_s"], r["text_prompt_s"], strict=True)]
+    ratios = {
+        key: best("official", key) / best("samkit", key)
+        for key in ("set_image_s", "text_prompt_s", "total_s")
+    }
+    return {
+        "machine": machine(),
+        "model": "official sizes, random weights" if full else "sam3_tiny fixture checkpoint",
+        "threads": threads,
+        "runs": runs,
+        "official_over_samkit": ratios,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("what", choices=("drift", "speed"))
+    ap.add_argument("what", choices=("drift", "speed", "prompts", "official"))
     ap.add_argument("--repeats", type=int, default=2, help="timed fp32 / bf16 pairs (speed)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--full", action="store_true", help="official: the full-size model")
+    ap.add_argument(
+        "--oracle-python",
+        default=str(ROOT.parent / "oracle3" / ".venv-sam3" / "bin" / "python"),
+        help="official: the python of the oracle venv (../shared/oracle/sam3/README.md)",
+    )
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/)")
     args = ap.parse_args()
     if args.repeats < 1 or args.threads < 1:
         ap.error("--repeats and --threads must be >= 1")
     torch.set_num_threads(args.threads)
     if args.what == "drift":
-        write_json("sam3_drift", drift(), args.out)
+        write_json("sam3_drift", {"backbone": drift(), "pipeline": pipeline_drift()}, args.out)
+    elif args.what == "prompts":
+        write_json(
+            "sam3_prompts", {"threads": args.threads, **prompt_speed(args.repeats)}, args.out
+        )
+    elif args.what == "official":
+        write_json(
+            "sam3_official",
+            official_ratio(args.repeats, args.full, args.threads, args.oracle_python),
+            args.out,
+        )
     else:
         write_json("sam3_speed", {"threads": args.threads, **speed(args.repeats)}, args.out)
 
