@@ -313,7 +313,11 @@ def test_layout_does_not_move_and_settings_float(page):
 
     # a narrow window wraps the toolbar: the image shrinks to stay whole
     page.set_viewport_size({"width": 640, "height": 600})
-    page.wait_for_timeout(100)
+    page.wait_for_function(  # after the resize handler ran (slow on a loaded machine)
+        "(() => { const r = document.getElementById('layers').getBoundingClientRect();"
+        " return r.top >= 0 && r.bottom <= innerHeight && r.right <= innerWidth; })()",
+        timeout=20_000,
+    )
     assert _fully_visible(page, "#layers")
     page.screenshot(path=str(ARTIFACTS / "browser_narrow.png"))
     page.set_viewport_size({"width": 1100, "height": 900})

@@ -117,8 +117,14 @@ def test_video_mode_of_a_sam1_server_says_why_it_cannot_track(page):
     row = page.locator("#candidates-row")
     assert row.is_visible() and "masks (segment everything)" in row.inner_text()
 
+    page.evaluate("document.getElementById('find-row').hidden = false")  # as on a SAM 3 server
     page.locator("#mode-video").click()
     assert row.is_hidden() and page.locator("body > nav.toolbar").is_hidden()
+    shown = page.evaluate(
+        "[...document.body.children].filter((e) => !['SCRIPT', 'STYLE'].includes(e.tagName)"
+        " && getComputedStyle(e).display !== 'none').map((e) => e.id || e.tagName)"
+    )
+    assert shown == ["HEADER", "video-mode"], shown  # no image-mode row above the video
     assert page.locator("#stage").is_hidden() and page.locator("#v-stage").is_visible()
     open_video = page.locator("#v-open")
     assert open_video.get_attribute("aria-disabled") == "true"
@@ -138,3 +144,4 @@ def test_video_mode_of_a_sam1_server_says_why_it_cannot_track(page):
 
     page.locator("#mode-image").click()
     assert row.is_visible() and page.locator("#v-stage").is_hidden()
+    page.evaluate("document.getElementById('find-row').hidden = true")

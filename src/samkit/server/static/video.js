@@ -12,8 +12,8 @@
   const style = document.createElement("style");
   style.textContent = `
     body:not(.video-on) > #video-mode { display: none; }
-    body.video-on > nav.toolbar, body.video-on > #candidates-row, body.video-on > #status,
-    body.video-on > #stage { display: none; }
+    body.video-on > nav.toolbar, body.video-on > #candidates-row, body.video-on > #find-row,
+    body.video-on > #status, body.video-on > #stage { display: none; }
     #video-mode [hidden] { display: none !important; }
     .modes { display: inline-flex; gap: 0; margin-left: 12px; }
     .modes button { border-radius: 0; }
