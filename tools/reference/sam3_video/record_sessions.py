@@ -211,7 +211,7 @@ class Recorder:
                 "detect", frame=int(frame), allow_new_detections=bool(k["allow_new_detections"])
             )
             buf = k["feature_cache"]["multigpu_buffer"][frame]
-            post = buf["pred_logits"][0][:, 0]
+            post = buf["pred_logits"][0][0, :, 0]  # buffer values are (tensor (1, Q, 1), handle)
             self.put(p + "query_logits", pre["logits"])
             self.put(p + "query_boxes_xyxy", pre["boxes"])
             if pre["presence"] is not None:
@@ -315,15 +315,21 @@ class Recorder:
         orig_points = tr.add_new_points
 
         def add_new_points(**k):
-            res = orig_points(**k)
-            frame_idx, obj_ids, low_res, _video = res
+            res = orig_points(**k)  # official returns (frame_idx, obj_ids, None, video_res_masks)
+            frame_idx, obj_ids = res[0], res[1]
+            state, obj_id = k["inference_state"], k["obj_id"]
+            temp = state["temp_output_dict_per_obj"][tr._obj_id_to_idx(state, obj_id)]
+            out = temp["cond_frame_outputs"].get(frame_idx) or temp["non_cond_frame_outputs"].get(
+                frame_idx
+            )
             p = self.event(
                 "tracker_points",
                 frame=int(frame_idx),
-                obj_id=int(k["obj_id"]),
+                obj_id=int(obj_id),
                 obj_ids=[int(i) for i in obj_ids],
             )
-            self.logits(p + "points_mask_logits", low_res[:, 0])
+            self.logits(p + "points_mask_logits", out["pred_masks"][:, 0])
+            self.put(p + "points_obj_score_logits", out["object_score_logits"].reshape(-1).float())
             return res
 
         tr.add_new_points = add_new_points
@@ -472,6 +478,22 @@ def float64_inputs(model):
 
     PositionEmbeddingRandom._pe_encoding = pe64
 
+    # Tensors the official code creates in float32 (the frames: float16 storage -> .to(float32);
+    # mask prompts, memories read back from bfloat16 storage, coordinate tables) reach float64
+    # modules: every module casts its floating inputs to float64 (values are unchanged).
+    def to64(x):
+        if torch.is_tensor(x) and x.is_floating_point() and x.dtype != torch.float64:
+            return x.double()
+        if isinstance(x, (list, tuple)):
+            return type(x)(to64(v) for v in x)
+        return x
+
+    def hook(_mod, args, kwargs):
+        return tuple(to64(a) for a in args), {k: to64(v) for k, v in kwargs.items()}
+
+    for mod in model.modules():
+        mod.register_forward_pre_hook(hook, with_kwargs=True)
+
 
 def resolve(req: dict, last_outputs: dict) -> dict:
     """Replace '<refine_obj>' / '<remove_obj>' by the highest object id on the request's frame (or
@@ -486,8 +508,10 @@ def resolve(req: dict, last_outputs: dict) -> dict:
     return out
 
 
-def run_session(predictor, model, name, requests, frames_dir, dtype):
-    rec = Recorder(model, dtype)
+def run_session(predictor, rec, name, requests, frames_dir):
+    """One session through the request API; `rec` (hooks installed once per model) gets fresh
+    arrays for it."""
+    rec.arrays, rec.raw, rec.events = {}, {}, []
     sid = f"{name}"
     calls = []
     last_outputs: dict[int, list[int]] = {}
@@ -556,6 +580,7 @@ def main():
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     predictor, model = build_predictor(ckpt, args.dtype)
+    rec = Recorder(model, args.dtype)  # hooks wrap the official methods once
     names = sorted(os.listdir(src_frames))[:NUM_FRAMES]
     want = (
         sessions()
@@ -589,7 +614,7 @@ def main():
             for k, v in thresholds.items():
                 assert hasattr(model, k), k
                 setattr(model, k, v)
-            calls, arrays, raw = run_session(predictor, model, name, reqs, frames_dir, args.dtype)
+            calls, arrays, raw = run_session(predictor, rec, name, reqs, frames_dir)
             for k in thresholds:  # back to the official values
                 setattr(model, k, manifest["official_settings"][k])
             fname = f"session_{name}.npz"
@@ -599,14 +624,14 @@ def main():
             raw_all.update({f"{name}/{k}": v for k, v in raw.items()})
             if args.dtype == "float32":
                 save_npz(os.path.join(args.out, fname), arrays)
+            if args.raw_out:  # after every session, so a partial float64 run is usable
+                save_npz(args.raw_out, raw_all)
+                dump_json(args.raw_out + ".json", manifest)
     for s in manifest["sessions"]:
         for c in s["calls"]:
             c.pop("seconds", None)  # timings are not reproducible; printed above
     if args.dtype == "float32":
         dump_json(os.path.join(args.out, "manifest.json"), manifest)
-    if args.raw_out:
-        save_npz(args.raw_out, raw_all)
-        dump_json(args.raw_out + ".json", manifest)
 
 
 def official_settings(model) -> dict:
