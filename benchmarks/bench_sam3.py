@@ -176,6 +176,7 @@ def speed(repeats: int) -> dict:
                 times[name].append(time.perf_counter() - t0)
                 print(f"{name}: {times[name][-1]:.1f} s", file=sys.stderr, flush=True)
     result = {
+        "machine": machine(),
         "model": "full-size SAM 3 ViT + dual neck (random weights), 1 image 1008x1008",
         "n_params": n_params,
         "loadavg_at_start": load,
