@@ -174,8 +174,13 @@ def test_as_rgb_uint8_follows_the_rule():
         np.testing.assert_array_equal(as_rgb_uint8(image), expected, err_msg=name)
     bgr = as_rgb_uint8(pic[:, :, ::-1].astype(np.uint16) << 8, image_format="BGR")
     np.testing.assert_array_equal(bgr, pic)
-    with pytest.raises(ValueError, match=r"\[0, 1\].*stretch"):
+    with pytest.raises(ValueError, match=r"\[0, 1\].*stretch") as err:
         as_rgb_uint8(pic * 2.0)
+    # the advice names a call that exists and whose result is accepted
+    assert "samkit.imageio.array_to_rgb_uint8(x, stretch=(0.5, 99.5))" in str(err.value)
+    from samkit.imageio import array_to_rgb_uint8
+
+    assert as_rgb_uint8(array_to_rgb_uint8(pic * 2.0, stretch=(0.5, 99.5))).dtype == np.uint8
 
 
 def test_sam_predictor_takes_uint16_and_float_images(sam1_shapes):

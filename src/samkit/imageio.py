@@ -70,8 +70,9 @@ __all__ = [
 
 _16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 _HINT = (
-    "pass stretch=(0.5, 99.5) (CLI: --stretch) to map the 0.5th..99.5th percentiles to 0..255, "
-    "or convert the data to uint8 yourself"
+    "map the 0.5th..99.5th percentiles to 0..255 with "
+    "samkit.imageio.array_to_rgb_uint8(x, stretch=(0.5, 99.5)) and pass its result (CLI: "
+    "--stretch), or convert the data to uint8 yourself"
 )
 
 

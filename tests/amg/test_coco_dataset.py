@@ -159,7 +159,7 @@ def test_auto_writes_one_coco_dataset_for_the_run(tmp_path, capsys):
     (out / "b.json").unlink()
     (out / f"{DATASET_NAME}.123.abc.tmp").write_text("{")
     assert main(argv) == 1
-    assert "1 images segmented, 2 skipped" in capsys.readouterr().out
+    assert "1 image segmented, 2 skipped" in capsys.readouterr().out
     assert path.read_bytes() == first
     assert not list(out.glob("*.tmp"))
 

@@ -79,6 +79,17 @@ def test_page_and_static_files(client):
     )
 
 
+def test_multipart_upload_is_the_same_image(client, dog_id):
+    data = (IMAGES / "dog.jpg").read_bytes()
+    r = client.post("/api/images", files={"file": ("dog.jpg", data, "image/jpeg")})
+    assert r.status_code == 200, r.text
+    assert r.json()["image_id"] == dog_id
+    r = client.post(
+        "/api/images", data={"note": "x"}, files={"a": ("a.jpg", data), "b": ("b.jpg", data)}
+    )
+    assert r.status_code == 422 and "exactly one file field" in r.json()["detail"]
+
+
 def test_upload_is_cached_by_hash(client, dog_id):
     import hashlib
 

@@ -228,7 +228,8 @@ def cmd_auto(args: argparse.Namespace) -> int:
     dataset = job.write_dataset([(ids[f.name], f.name) for f in files if f not in failed_files])
     done = len(files) - skipped - len(failed)
     print(
-        f"{done} images segmented, {skipped} skipped (already complete), {len(failed)} failed; "
+        f"{done} image{'s' if done != 1 else ''} segmented, {skipped} skipped (already "
+        f"complete), {len(failed)} failed; "
         f"outputs in {out}; COCO dataset {dataset}"
     )
     for f, msg in failed:

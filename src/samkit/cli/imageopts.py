@@ -26,7 +26,7 @@ def add_max_pixels_arg(p: argparse.ArgumentParser, default: int = DEFAULT_MAX_PI
         default=default,
         metavar="N",
         help="largest image to decode, in pixels (width x height); larger files are refused "
-        "(decompression-bomb protection); raise it for large images, e.g. 120,000,000 for "
+        "(decompression-bomb protection); raise it for large images, e.g. 108,000,000 for "
         "12000x9000",
     )
 

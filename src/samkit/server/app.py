@@ -93,6 +93,23 @@ def _img_size(model: Any, family: str) -> int:
     return int(getattr(model, "image_size", None) or model.image_encoder.img_size)
 
 
+async def _form_file(request: Request) -> bytes:
+    """The bytes of the one file field of a multipart/form-data upload.
+
+    Raises:
+        HTTPException: 422 when the form does not hold exactly one file field.
+    """
+    form = await request.form()
+    files = [v for v in form.values() if not isinstance(v, str)]
+    if len(files) != 1:
+        raise HTTPException(
+            422,
+            f"a multipart upload needs exactly one file field (e.g. curl -F file=@photo.jpg), "
+            f"got {len(files)}; or send the image file's bytes as the request body",
+        )
+    return await files[0].read()
+
+
 def create_app(
     loaded: Any,
     *,
@@ -194,16 +211,24 @@ def create_app(
             raise HTTPException(
                 413, f"the upload is {int(length):,} bytes; the limit is {max_upload_bytes:,}"
             )
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_upload_bytes:
-                raise HTTPException(
-                    413, f"the upload is over the limit of {max_upload_bytes:,} bytes"
-                )
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            body = await _form_file(request)  # curl -F file=@photo.jpg, an HTML form
+        else:
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > max_upload_bytes:
+                    raise HTTPException(
+                        413, f"the upload is over the limit of {max_upload_bytes:,} bytes"
+                    )
+        if len(body) > max_upload_bytes:
+            raise HTTPException(413, f"the upload is over the limit of {max_upload_bytes:,} bytes")
         if not body:
             raise HTTPException(
-                400, "empty upload: send the image file's bytes as the request body"
+                400,
+                "empty upload: send the image file's bytes as the request body (curl "
+                "--data-binary @photo.jpg) or one file field of a multipart form (curl -F "
+                "file=@photo.jpg)",
             )
         image_id, fut = engine.submit_image(bytes(body))
         try:
