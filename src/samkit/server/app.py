@@ -94,20 +94,24 @@ def _img_size(model: Any, family: str) -> int:
 
 
 async def _form_file(request: Request) -> bytes:
-    """The bytes of the one file field of a multipart/form-data upload.
+    """The bytes of the one file field of a multipart/form-data upload (b"" when it has none).
 
     Raises:
-        HTTPException: 422 when the form does not hold exactly one file field.
+        HTTPException: 400 for a body that is not a readable multipart form, 422 for a form with
+            more than one file field.
     """
-    form = await request.form()
+    try:
+        form = await request.form()
+    except Exception as e:  # python-multipart's parse errors, a bad boundary, ...
+        raise HTTPException(400, f"the upload is not a readable multipart form ({e})") from None
     files = [v for v in form.values() if not isinstance(v, str)]
-    if len(files) != 1:
+    if len(files) > 1:
         raise HTTPException(
             422,
             f"a multipart upload needs exactly one file field (e.g. curl -F file=@photo.jpg), "
             f"got {len(files)}; or send the image file's bytes as the request body",
         )
-    return await files[0].read()
+    return await files[0].read() if files else b""
 
 
 def create_app(
