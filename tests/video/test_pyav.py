@@ -12,9 +12,10 @@ from tests.video.clips import moving_shapes
 N, H, W = 30, 48, 64
 
 
-def faststart_mp4(path, n=N):
-    """An H.264 MP4 with its index (moov) before the data, as streaming encoders write it."""
-    with av.open(str(path), "w", options={"movflags": "faststart"}) as c:
+def write_mp4(path, movflags="faststart", n=N):
+    """An H.264 MP4: `faststart` puts the index (moov) before the data, as streaming encoders
+    write it; `frag_keyframe+empty_moov` writes a fragmented file whose header has no frame count."""
+    with av.open(str(path), "w", options={"movflags": movflags}) as c:
         s = c.add_stream("libx264", rate=10)
         s.width, s.height, s.pix_fmt = W, H, "yuv420p"
         for f in moving_shapes(n=n, h=H, w=W):
@@ -28,7 +29,7 @@ def faststart_mp4(path, n=N):
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
     d = tmp_path_factory.mktemp("pyav")
-    whole = faststart_mp4(d / "whole.mp4")
+    whole = write_mp4(d / "whole.mp4")
     data = whole.read_bytes()
     cut = d / "cut.mp4"
     cut.write_bytes(data[: int(len(data) * 0.6)])
@@ -72,15 +73,7 @@ def test_track_refuses_a_truncated_file_before_writing(clips, tmp_path, capsys):
 
 def test_fragmented_file_cut_short_is_refused_when_opened(tmp_path):
     """No frame count in the header (fragmented MP4): the last frames fail to decode at open."""
-    path = tmp_path / "frag.mp4"
-    with av.open(str(path), "w", options={"movflags": "frag_keyframe+empty_moov"}) as c:
-        s = c.add_stream("libx264", rate=10)
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        for f in moving_shapes(n=N, h=H, w=W):
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    path = write_mp4(tmp_path / "frag.mp4", "frag_keyframe+empty_moov")
     assert len(FileFrames(path, 64)) == N
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * 0.7)])
