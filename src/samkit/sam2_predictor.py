@@ -24,6 +24,25 @@ class ImageNotSetError(ValueError, RuntimeError):
     RuntimeError the official predictor raises)."""
 
 
+def check_postprocess_settings(
+    mask_threshold: float, max_hole_area: float, max_sprinkle_area: float
+) -> None:
+    """The predictors' mask post-processing settings (official `SAM2Transforms` arguments).
+
+    Raises:
+        ValueError: a value that is not a finite number, or a negative area.
+    """
+    for name, v in (
+        ("mask_threshold", mask_threshold),
+        ("max_hole_area", max_hole_area),
+        ("max_sprinkle_area", max_sprinkle_area),
+    ):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {v!r}")
+    if max_hole_area < 0 or max_sprinkle_area < 0:
+        raise ValueError("max_hole_area and max_sprinkle_area must be >= 0 (0 = off)")
+
+
 class Sam2ImagePredictor:
     """Interactive predictor with the official `sam2.SAM2ImagePredictor` interface.
 
@@ -50,15 +69,7 @@ class Sam2ImagePredictor:
                 f"Sam2ImagePredictor needs a SAM 2 model (samkit.build_sam2), got "
                 f"{type(sam_model).__name__}"
             )
-        for name, v in (
-            ("mask_threshold", mask_threshold),
-            ("max_hole_area", max_hole_area),
-            ("max_sprinkle_area", max_sprinkle_area),
-        ):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"{name} must be a finite number, got {v!r}")
-        if max_hole_area < 0 or max_sprinkle_area < 0:
-            raise ValueError("max_hole_area and max_sprinkle_area must be >= 0 (0 = off)")
+        check_postprocess_settings(mask_threshold, max_hole_area, max_sprinkle_area)
         if max_hole_area > 0 or max_sprinkle_area > 0:
             require_scipy("Sam2ImagePredictor(max_hole_area / max_sprinkle_area > 0)")
         self.model = sam_model

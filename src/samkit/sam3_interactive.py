@@ -9,7 +9,6 @@ features of a `Sam3Processor` state instead of its own image encoder.
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
@@ -17,7 +16,11 @@ import numpy as np
 import torch
 
 from samkit.modeling.sam3.interactive import Sam3TrackerHeads
-from samkit.sam2_predictor import ImageNotSetError, Sam2ImagePredictor
+from samkit.sam2_predictor import (
+    ImageNotSetError,
+    Sam2ImagePredictor,
+    check_postprocess_settings,
+)
 
 # Official SAM3InteractiveImagePredictor default: holes of up to 256 low-res pixels are filled.
 OFFICIAL_MAX_HOLE_AREA = 256.0
@@ -60,15 +63,7 @@ class Sam3InteractivePredictor(Sam2ImagePredictor):
             raise ValueError(
                 f"Sam3InteractivePredictor needs the SAM 3 tracker heads, got {type(heads).__name__}"
             )
-        for name, v in (
-            ("mask_threshold", mask_threshold),
-            ("max_hole_area", max_hole_area),
-            ("max_sprinkle_area", max_sprinkle_area),
-        ):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"{name} must be a finite number, got {v!r}")
-        if max_hole_area < 0 or max_sprinkle_area < 0:
-            raise ValueError("max_hole_area and max_sprinkle_area must be >= 0 (0 = off)")
+        check_postprocess_settings(mask_threshold, max_hole_area, max_sprinkle_area)
         if max_sprinkle_area > 0 and not _scipy_available():
             raise ImportError("max_sprinkle_area > 0 needs scipy: pip install scipy")
         if max_hole_area > 0 and not _scipy_available():
