@@ -18,6 +18,7 @@ from samkit.cli.common import (
     _image_files,
     _model_from_args,
     _write_json,
+    checked_embedding,
 )
 from samkit.cli.imageopts import image_max_pixels, image_stretch
 from samkit.jobs import (
@@ -52,23 +53,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     lm = _model_from_args(args, families=("sam1", "sam2", "sam3"))  # SAM 3: clicks
     predictor = lm.predictor()
     if args.embedding:
-        from samkit.embeddings import load_embedding, rgb_sha256
-
-        emb = load_embedding(args.embedding)
-        if emb.family != lm.family:
-            fam = {"sam1": "SAM 1", "sam2": "SAM 2", "sam3": "SAM 3"}
-            raise CliError(
-                f"--embedding {args.embedding} is a {fam.get(emb.family, emb.family)} embedding, "
-                f"but the model ({lm.name}) is {fam.get(lm.family, lm.family)}: embed the image "
-                "with the same model, or pass that model's --model"
-            )
-        if emb.original_size != image.shape[:2]:
-            raise CliError(
-                f"--embedding {args.embedding} is for a {emb.original_size} image, "
-                f"{args.image} is {image.shape[:2]}"
-            )
-        if emb.image_sha256 and emb.image_sha256 != rgb_sha256(image):
-            raise CliError(f"--embedding {args.embedding} was computed for a different image")
+        emb = checked_embedding(args, lm, image)
         emb.apply(predictor)
     else:
         predictor.set_image(image)

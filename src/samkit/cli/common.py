@@ -284,6 +284,28 @@ def _check_device(device: str | None) -> None:
         )
 
 
+def checked_embedding(args: argparse.Namespace, lm: Any, image: Any) -> Any:
+    """The `samkit embed` file of `--embedding`, checked against the model's family and the
+    decoded HxWx3 image (size and pixels); CliError naming what differs."""
+    from samkit.embeddings import load_embedding, rgb_sha256
+
+    emb = load_embedding(args.embedding)
+    if emb.family != lm.family:
+        raise CliError(
+            f"--embedding {args.embedding} is a {FAMILY_NAMES.get(emb.family, emb.family)} "
+            f"embedding, but the model ({lm.name}) is {FAMILY_NAMES.get(lm.family, lm.family)}: "
+            "embed the image with the same model, or pass that model's --model"
+        )
+    if emb.original_size != image.shape[:2]:
+        raise CliError(
+            f"--embedding {args.embedding} is for a {emb.original_size} image, "
+            f"{args.image} is {image.shape[:2]}"
+        )
+    if emb.image_sha256 and emb.image_sha256 != rgb_sha256(image):
+        raise CliError(f"--embedding {args.embedding} was computed for a different image")
+    return emb
+
+
 def _model_from_args(args: argparse.Namespace, families: tuple[str, ...] = SAM12) -> LoadedModel:
     _check_device(args.device)
     return load_model(

@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from samkit.cli.amgopts import AMG_OPTIONS
-from samkit.cli.common import FAMILY_NAMES, CliError, _model_from_args, model_family
+from samkit.cli.common import (
+    FAMILY_NAMES,
+    CliError,
+    _model_from_args,
+    checked_embedding,
+    model_family,
+)
 from samkit.cli.imageopts import image_max_pixels, image_stretch
 from samkit.cli.sam3opts import OFFICIAL_THRESHOLD
 
@@ -193,22 +199,9 @@ def segment_concepts(args: argparse.Namespace) -> int:
 def _embedding_state(args: argparse.Namespace, lm: Any, image: np.ndarray) -> dict[str, Any]:
     """The processor state of a `samkit embed` file of this image and model (CliError when it
     is another family's, image's or architecture's)."""
-    from samkit.embeddings import load_embedding, rgb_sha256
     from samkit.sam3_tasks import sam3_state_from_embedding
 
-    emb = load_embedding(args.embedding)
-    if emb.family != "sam3":
-        raise CliError(
-            f"--embedding {args.embedding} is a {FAMILY_NAMES.get(emb.family, emb.family)} "
-            f"embedding, but the model ({lm.name}) is SAM 3: embed the image with this model"
-        )
-    if emb.original_size != image.shape[:2]:
-        raise CliError(
-            f"--embedding {args.embedding} is for a {emb.original_size} image, "
-            f"{args.image} is {image.shape[:2]}"
-        )
-    if emb.image_sha256 and emb.image_sha256 != rgb_sha256(image):
-        raise CliError(f"--embedding {args.embedding} was computed for a different image")
+    emb = checked_embedding(args, lm, image)
     return sam3_state_from_embedding(emb, lm.model)  # provenance checked (ValueError)
 
 
