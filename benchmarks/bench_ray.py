@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     import ray
 
-    from samkit.accel import tune_malloc
-    from samkit.modeling.build import build_sam
+    from samkit.build.sam import build_sam
+    from samkit.runtime.accel import tune_malloc
 
     tune_malloc()
     load_before = os.getloadavg()

@@ -64,8 +64,8 @@ from samkit.modeling.sam3.backbone import SAM3VLBackbone  # noqa: E402
 from samkit.modeling.sam3.interactive import build_tracker_heads  # noqa: E402
 from samkit.modeling.sam3.neck import Sam3DualViTDetNeck  # noqa: E402
 from samkit.modeling.sam3.vit import Sam3ViT  # noqa: E402
-from samkit.sam3_interactive import Sam3InteractivePredictor  # noqa: E402
-from samkit.transforms import sam3_image_to_tensor  # noqa: E402
+from samkit.predict.sam3_interactive import Sam3InteractivePredictor  # noqa: E402
+from samkit.predict.transforms import sam3_image_to_tensor  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 FX = SHARED / "fixtures" / "sam3_tiny"

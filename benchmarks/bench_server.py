@@ -175,12 +175,12 @@ def main() -> None:
     from fastapi.testclient import TestClient
 
     from samkit import build_sam
-    from samkit.accel import tune_malloc
+    from samkit.runtime.accel import tune_malloc
     from samkit.server.app import create_app
     from samkit.server.threads import run_in_fresh_thread
 
     # As `samkit serve` does: tuned malloc, no torch op on the main thread
-    # (see samkit.accel.tune_malloc and samkit.server.threads).
+    # (see samkit.runtime.accel.tune_malloc and samkit.server.threads).
     tune_malloc()
     model = run_in_fresh_thread(build_sam, "vit_b")
     app = create_app(model, cache_bytes=1 << 30, max_upload_bytes=32 * 2**20)

@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 torch.set_num_threads({threads})
 from samkit import build_sam, SamPredictor
-from samkit.accel import optimize
+from samkit.runtime.accel import optimize
 
 def status(key):
     for line in open("/proc/self/status"):
@@ -98,7 +98,7 @@ def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def encoder_paths(args: argparse.Namespace, model: torch.nn.Module, x: torch.Tensor) -> dict:
-    from samkit.accel import optimize
+    from samkit.runtime.accel import optimize
 
     results: dict[str, dict] = {}
     with torch.inference_mode():
@@ -128,7 +128,7 @@ def encoder_paths(args: argparse.Namespace, model: torch.nn.Module, x: torch.Ten
 def onnx_paths(args: argparse.Namespace, model: torch.nn.Module, x: torch.Tensor, tmp: Path):
     import onnxruntime as ort
 
-    from samkit.export.onnx import decoder_example_inputs, export_sam_onnx
+    from samkit.export.sam import decoder_example_inputs, export_sam_onnx
 
     t0 = time.perf_counter()
     paths = export_sam_onnx(model, tmp)
@@ -196,7 +196,7 @@ def predict_paths(args: argparse.Namespace, predictor: object, image_hw: tuple) 
 def sam2_paths(args: argparse.Namespace) -> dict:
     """SAM 2 image encoder (trunk + neck): fp32, bf16, int8, compiled, onnxruntime."""
     from samkit import build_sam2
-    from samkit.accel import optimize
+    from samkit.runtime.accel import optimize
 
     model = build_sam2(args.sam2)
     x = torch.randn(1, 3, 1024, 1024)
@@ -215,7 +215,7 @@ def sam2_paths(args: argparse.Namespace) -> dict:
     if not args.skip_onnx:
         import onnxruntime as ort
 
-        from samkit.export.onnx_sam2 import export_sam2_encoder
+        from samkit.export.sam2 import export_sam2_encoder
 
         with tempfile.TemporaryDirectory() as tmp:
             path = export_sam2_encoder(model, Path(tmp) / "encoder.onnx")
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
 
     from samkit import build_sam
-    from samkit.accel import optimize
+    from samkit.runtime.accel import optimize
 
     load = Path("/proc/loadavg").read_text().split()[:3]
     model = build_sam(args.variant)
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> dict:
         except Exception as e:  # SAM 2 is optional here: report instead of failing the run
             result["sam2"] = {"variant": args.sam2, "error": f"{type(e).__name__}: {e}"}
     # Last, since it changes the process for good: what `samkit` commands run with.
-    from samkit.accel import tune_malloc
+    from samkit.runtime.accel import tune_malloc
 
     if tune_malloc():
         print("tuned malloc...", file=sys.stderr, flush=True)
@@ -359,7 +359,7 @@ def print_summary(r: dict) -> None:
         t = r["tuned_malloc"]
         p = t["predict_fp32"]
         print(
-            f"with samkit.accel.tune_malloc(): encoder fp32 {t['encoder_fp32']['median_s'] * ms:.0f}"
+            f"with samkit.runtime.accel.tune_malloc(): encoder fp32 {t['encoder_fp32']['median_s'] * ms:.0f}"
             f" ms (roofline {t['encoder_fp32']['roofline_ratio']:.0%}), bf16 "
             f"{t['encoder_bf16']['median_s'] * ms:.0f} ms; predict fp32 1 point "
             f"{p['predict_1pt_multimask']['median_s'] * ms:.1f} ms, 16 boxes "

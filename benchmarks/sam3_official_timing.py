@@ -38,9 +38,9 @@ def _build(impl: str, full: bool, oracle_dir: Path) -> object:
         return ref.make_processor(model, confidence_threshold=0.5)
     import torch
 
-    from samkit.configs_sam3 import Sam3Config
-    from samkit.modeling.build_sam3 import build_sam3_image_model, sam3_from_config
-    from samkit.sam3_processor import Sam3Processor
+    from samkit.build.sam3 import build_sam3_image_model, sam3_from_config
+    from samkit.configs.sam3 import Sam3Config
+    from samkit.predict.sam3 import Sam3Processor
 
     if full:
         torch.manual_seed(0)

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from samkit.configs_sam3 import Sam3Config
-from samkit.modeling.build_sam3 import build_sam3_image_model, sam3_from_config
-from samkit.sam3_processor import Sam3Processor
+from samkit.build.sam3 import build_sam3_image_model, sam3_from_config
+from samkit.configs.sam3 import Sam3Config
+from samkit.predict.sam3 import Sam3Processor
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

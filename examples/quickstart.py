@@ -69,8 +69,8 @@ def _parse_point(text: str | None, h: int, w: int) -> tuple[float, float]:
 def _run(args: argparse.Namespace) -> int:
     from samkit import build_sam
     from samkit.checkpoint import CheckpointUnavailableError, fetch_checkpoint
-    from samkit.configs import get_variant
-    from samkit.server.encoding import decode_image
+    from samkit.configs.sam import get_variant
+    from samkit.io.masks import decode_image
 
     if args.demo:
         return _demo(args.out, args.image, args.point)
@@ -108,8 +108,8 @@ def _segment_and_write(sam, image: np.ndarray, point: tuple[float, float], out: 
     """Segment from one foreground point; write <stem>_mask.png and <stem>_overlay.png."""
     from samkit import SamPredictor
     from samkit.amg import render_overlay
-    from samkit.fileio import atomic_write_bytes, write_mask_png
-    from samkit.server.encoding import draw_prompts, png_bytes
+    from samkit.io.atomic import atomic_write_bytes, write_mask_png
+    from samkit.io.masks import draw_prompts, png_bytes
 
     predictor = SamPredictor(sam)
     predictor.set_image(image)
@@ -130,9 +130,9 @@ def _demo(out: Path, image_path: Path | None, point: str | None) -> int:
     """The built-in demo model on its generated image, or on `image_path` (a --demo IMAGE)."""
     from PIL import Image
 
-    from samkit.checkpoint.demo import build_demo_model, demo_sample
-    from samkit.fileio import atomic_write_bytes
-    from samkit.server.encoding import decode_image, png_bytes
+    from samkit.train.demo import build_demo_model, demo_sample
+    from samkit.io.atomic import atomic_write_bytes
+    from samkit.io.masks import decode_image, png_bytes
 
     model = build_demo_model()
     if image_path is not None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from samkit import Sam2ImagePredictor, SamPredictor, build_sam, build_sam2
-from samkit.accel import autocast_decoder, encoder_to_dtype, optimize, quantize_encoder_int8
+from samkit.runtime.accel import autocast_decoder, encoder_to_dtype, optimize, quantize_encoder_int8
 from tests.conftest import FIXTURES, load_rgb, manifest
 
 MODELS = ["sam1_tiny", "sam1_shapes"]
@@ -187,7 +187,7 @@ def test_tune_malloc_page_faults_fewer_big_temporaries():
     """In fresh processes (the setting is process-wide): an MLP block's 48 MiB temporaries."""
     code = """
 import resource, sys, torch
-from samkit.accel import tune_malloc
+from samkit.runtime.accel import tune_malloc
 if sys.argv[1] == "1":
     assert tune_malloc() is True
 def faults():

@@ -315,7 +315,7 @@ def test_auto_is_resumable_after_a_kill(tmp_path):
 
 
 def test_embed_roundtrip_and_segment_with_embedding(tmp_path, predictor, capsys):
-    from samkit.embeddings import load_embedding
+    from samkit.io.embeddings import load_embedding
 
     code, stdout, _ = _run(
         [
@@ -387,7 +387,7 @@ def test_load_embedding_rejects_other_files(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from samkit.embeddings import load_embedding
+    from samkit.io.embeddings import load_embedding
 
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     with pytest.raises(ValueError, match="not a safetensors file"):
@@ -398,7 +398,7 @@ def test_load_embedding_rejects_other_files(tmp_path):
 
 
 def test_download_offline_error_says_what_to_do(tmp_path, monkeypatch, capsys):
-    from samkit import configs
+    from samkit.configs import sam as configs
 
     port = _free_closed_port()
     v = configs.get_variant("vit_b")
@@ -428,7 +428,7 @@ def test_download_offline_error_says_what_to_do(tmp_path, monkeypatch, capsys):
 
 
 def test_info_lists_variants_and_present_checkpoints(tmp_path, monkeypatch, capsys):
-    from samkit.configs import get_variant
+    from samkit.configs.sam import get_variant
 
     monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path))
     (tmp_path / get_variant("vit_l").filename).write_bytes(b"")
@@ -467,7 +467,7 @@ SAM2_MODEL = ["--model", str(SAM2 / "config.json"), "--checkpoint", str(SAM2 / "
 
 def test_sam2_segment_and_embed(tmp_path, capsys):
     from samkit import Sam2ImagePredictor, build_sam2
-    from samkit.embeddings import load_embedding
+    from samkit.io.embeddings import load_embedding
 
     code, _, err = _run(
         ["embed", str(IMAGES / "dog.jpg"), "--out", str(tmp_path), *SAM2_MODEL], capsys

@@ -117,7 +117,7 @@ def test_version(capsys):
 
 
 def test_variant_names_ignore_case_and_suggest():
-    from samkit.configs import get_variant
+    from samkit.configs.sam import get_variant
 
     assert get_variant("VIT_B").name == "vit_b"
     assert get_variant("Sam2.1_Hiera_T").name == "sam2.1_hiera_t"
@@ -157,7 +157,7 @@ def _quickstart():
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
     """vit_b's URL points at a closed port and the cache is empty: the first command's failure."""
-    from samkit import configs
+    from samkit.configs import sam as configs
 
     v = configs.get_variant("vit_b")
     url = f"http://127.0.0.1:{_closed_port()}/{v.filename}"
@@ -168,7 +168,7 @@ def offline(tmp_path, monkeypatch):
 
 def test_offline_first_command_says_why_and_shows_the_demo(tmp_path, offline, capsys):
     """The README's first command offline: the download advice, then the built-in demo's masks."""
-    from samkit.checkpoint.demo import build_demo_model, demo_sample, segment
+    from samkit.train.demo import build_demo_model, demo_sample, segment
 
     out = tmp_path / "o"
     argv = [str(IMAGES / "truck.jpg"), "--point", "500,375", "--out", str(out)]
@@ -203,7 +203,7 @@ def test_offline_first_command_says_why_and_shows_the_demo(tmp_path, offline, ca
 
 
 def test_quickstart_demo_flag(tmp_path, capsys):
-    from samkit.checkpoint.demo import build_demo_model, demo_sample, segment
+    from samkit.train.demo import build_demo_model, demo_sample, segment
 
     qs = _quickstart()
     assert qs.main(["--demo", "--out", str(tmp_path / "a")]) == 0
@@ -211,7 +211,7 @@ def test_quickstart_demo_flag(tmp_path, capsys):
     # a point of the user's on the demo image: the shape under it is compared
     sample = demo_sample()
     small = next(k for k in range(3) if k != sample.shape_at(*sample.point))
-    from samkit.checkpoint.demo import deepest_point
+    from samkit.train.demo import deepest_point
 
     x, y = deepest_point(sample.masks[small])
     assert qs.main(["--demo", "--point", f"{x},{y}", "--out", str(tmp_path / "b")]) == 0
@@ -251,7 +251,7 @@ def test_readme_gives_the_offline_path_and_two_setup_commands():
 
 def test_quickstart_writes_mask_and_overlay(tmp_path, sam1_tiny, capsys):
     from samkit import SamPredictor
-    from samkit.fileio import mask_png_bytes
+    from samkit.io.atomic import mask_png_bytes
 
     ckpt = FIXTURES / "sam1_tiny" / "sam1_tiny.pth"
     argv = [str(IMAGES / "dog.jpg"), "--point", "400,260", "--checkpoint", str(ckpt)]

@@ -175,7 +175,7 @@ def test_did_you_mean():
 
 
 def test_export_help_states_the_exporters_default_opset():
-    from samkit.export.cli import HELP_DEFAULT_OPSET
-    from samkit.export.onnx import DEFAULT_OPSET
+    from samkit.cli.export import HELP_DEFAULT_OPSET
+    from samkit.export.sam import DEFAULT_OPSET
 
     assert HELP_DEFAULT_OPSET == DEFAULT_OPSET

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from samkit.cli import main
-from samkit.fileio import atomic_path, atomic_write_bytes, mask_png_bytes, write_mask_png
+from samkit.io.atomic import atomic_path, atomic_write_bytes, mask_png_bytes, write_mask_png
 from tests.conftest import FIXTURES
 
 SHAPES = FIXTURES / "sam1_shapes"
@@ -37,7 +37,7 @@ def _mode(p: Path) -> int:
 @pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
 def test_atomic_writers_follow_the_umask(tmp_path, mask):
     from samkit.amg.io import write_coco_json
-    from samkit.embeddings import save_embedding
+    from samkit.io.embeddings import save_embedding
 
     with umask(mask):
         a = atomic_write_bytes(tmp_path / "a.bin", b"abc")

@@ -1,4 +1,4 @@
-"""`samkit.imageio`: every file format and array dtype decodes to the expected 8-bit picture, and
+"""`samkit.io.images`: every file format and array dtype decodes to the expected 8-bit picture, and
 the Python API (`SamPredictor`, `Sam2ImagePredictor`, the mask generator) follows the same rule."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from samkit.imageio import (
+from samkit.io.images import (
     ImageDecodeError,
     array_to_rgb_uint8,
     decode_image,
@@ -166,7 +166,7 @@ def _expected(pic, value):
 
 def test_as_rgb_uint8_follows_the_rule():
     # the conversion every predictor's set_image runs (SAM 1, SAM 2, onnxruntime)
-    from samkit.inputs import as_rgb_uint8
+    from samkit.predict.inputs import as_rgb_uint8
 
     pic = content()
     for name, value in _inputs(pic).items():
@@ -177,8 +177,8 @@ def test_as_rgb_uint8_follows_the_rule():
     with pytest.raises(ValueError, match=r"\[0, 1\].*stretch") as err:
         as_rgb_uint8(pic * 2.0)
     # the advice names a call that exists and whose result is accepted
-    assert "samkit.imageio.array_to_rgb_uint8(x, stretch=(0.5, 99.5))" in str(err.value)
-    from samkit.imageio import array_to_rgb_uint8
+    assert "samkit.io.images.array_to_rgb_uint8(x, stretch=(0.5, 99.5))" in str(err.value)
+    from samkit.io.images import array_to_rgb_uint8
 
     assert as_rgb_uint8(array_to_rgb_uint8(pic * 2.0, stretch=(0.5, 99.5))).dtype == np.uint8
 
@@ -214,7 +214,7 @@ def test_sam2_predictor_takes_uint16_and_float_images(sam2_tiny):
 def test_mask_generator_takes_uint16_and_float_images(sam1_shapes):
     from samkit import SamAutomaticMaskGenerator
     from samkit.amg import pipeline
-    from samkit.inputs import as_rgb_uint8
+    from samkit.predict.inputs import as_rgb_uint8
 
     assert pipeline.as_rgb_uint8 is as_rgb_uint8  # the generators read images by set_image's rule
     pic = content()
@@ -230,7 +230,7 @@ def test_mask_generator_takes_uint16_and_float_images(sam1_shapes):
 
 def test_mode_i_png_is_16_bit():
     # Pillow < 10 opens a 16-bit greyscale PNG as mode I: still the 16-bit rule, even when dark.
-    from samkit.imageio import pil_to_array
+    from samkit.io.images import pil_to_array
 
     dark = (np.arange(12).reshape(3, 4) * 20).astype(np.int32)  # all <= 255
     img = Image.fromarray(dark)

@@ -1,4 +1,4 @@
-"""Every entry point reads image files through `samkit.imageio`: the files of
+"""Every entry point reads image files through `samkit.io.images`: the files of
 `tests/imageio_cases.py` through `samkit embed / segment / auto`, the web app's upload, the
 fine-tuning datasets and examples/quickstart.py, each checked against the expected 8-bit picture
 (exactly: a recorded pixel hash, equal encoder features, or equal masks)."""
@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from samkit.cli import main
-from samkit.embeddings import features_of, load_embedding, rgb_sha256
-from samkit.imageio import decode_image
+from samkit.io.embeddings import features_of, load_embedding, rgb_sha256
+from samkit.io.images import decode_image
 from tests.conftest import FIXTURES
 from tests.imageio_cases import cases, refused
 

@@ -1,5 +1,5 @@
-"""The image-size limit (issue #24): one rule (`samkit.imagelimits`), applied by
-`samkit.imageio.decode_image` in place of Pillow's decompression-bomb guard, and named in the
+"""The image-size limit (issue #24): one rule (`samkit.io.limits`), applied by
+`samkit.io.images.decode_image` in place of Pillow's decompression-bomb guard, and named in the
 error (`--max-pixels N`, `max_pixels=N`) so that a 12000 x 9000 picture can be read."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samkit.imageio import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
-from samkit.imagelimits import check_max_pixels, parse_max_pixels
+from samkit.io.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from samkit.io.limits import check_max_pixels, parse_max_pixels
 from tests.imageio_cases import png16
 
 W, H = 12000, 9000  # 108,000,000 pixels: over samkit's default and Pillow's guard (89.5 M)

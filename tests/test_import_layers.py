@@ -1,4 +1,12 @@
-"""No import circles among samkit modules (the layering of DEVELOPERS.md, checked statically).
+"""The layering of DEVELOPERS.md, checked statically: every import points down, no circles.
+
+The layers, bottom to top, are declared once in `LAYERS` (each a tuple of top-level folders of
+`src/samkit`). A module may import modules of its own folder, of a lower layer, or of another
+folder of its own layer, provided the folders do not import each other in a loop
+(`test_no_folder_loops`). The package root `samkit` (its `__init__` imports nothing at run time)
+may be imported from anywhere for `__version__`; `samkit.__main__` sits above everything.
+
+No import circles among samkit modules either:
 
 The rule. Every `.py` file under `src/samkit` is a node, named by its dotted module name (a
 package is its `__init__`). An edge A -> B is an explicit import in A's source of the samkit
@@ -16,6 +24,8 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = SRC / "samkit"
@@ -126,6 +136,108 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("configs", "layers", "text"),  # dataclasses, nn building blocks, the SAM 3 tokenizer
+    ("io",),  # images, atomic files, mask codec, embedding files, provenance: no models
+    ("modeling",),  # nn.Modules only: tensors in, tensors out
+    ("runtime", "checkpoint"),  # precision / int8 / compile; reading and fetching weights
+    ("build",),  # checkpoint -> model, family detection, the family registry
+    ("predict",),  # image predictors, one module per family, and their inputs / transforms
+    ("amg", "video", "export", "train"),  # automatic masks, tracking, ONNX, fine-tuning
+    ("jobs",),  # the per-image work shared by the CLI and Ray
+    ("distributed", "server"),  # Ray Data labelling, the web app
+    ("cli",),  # every sub-command
+)
+ROOT_MODULES = {"samkit", "samkit.__main__"}
+# Upward imports being removed (issue #19); the list may only shrink.
+KNOWN_UPWARD = {"samkit.modeling.sam3.sam3_image -> samkit.predict.sam3_interactive"}
+
+
+def layer_of(module: str) -> int:
+    """The rank of `module`'s top-level folder in `LAYERS` (0 = bottom); ValueError if undeclared."""
+    folder = module.split(".")[1]
+    for rank, folders in enumerate(LAYERS):
+        if folder in folders:
+            return rank
+    raise ValueError(f"{module}: folder {folder!r} is in no layer of LAYERS; declare it there")
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Each `A -> B` where B's layer is above A's (lazy imports included)."""
+    out = []
+    for a in sorted(graph):
+        if a in ROOT_MODULES:
+            continue
+        for b in sorted(graph[a]):
+            if b not in ROOT_MODULES and layer_of(b) > layer_of(a):
+                out.append(f"{a} -> {b}")
+    return out
+
+
+def folder_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Top-level folder -> the other top-level folders its modules import."""
+    out: dict[str, set[str]] = {}
+    for a, deps in graph.items():
+        if a in ROOT_MODULES:
+            continue
+        fa = a.split(".")[1]
+        out.setdefault(fa, set())
+        for b in deps:
+            if b not in ROOT_MODULES and b.split(".")[1] != fa:
+                out[fa].add(b.split(".")[1])
+    return out
+
+
+def test_every_folder_is_in_a_layer() -> None:
+    folders = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    modules = {p.stem for p in PKG.glob("*.py")} - {"__init__", "__main__"}
+    declared = {f for layer in LAYERS for f in layer}
+    assert folders | modules == declared, (
+        f"undeclared: {sorted((folders | modules) - declared)}; "
+        f"declared but absent: {sorted(declared - folders - modules)}"
+    )
+
+
+def test_every_import_points_down() -> None:
+    up = upward_imports(import_graph())
+    assert KNOWN_UPWARD <= set(up), f"fixed, remove from KNOWN_UPWARD: {KNOWN_UPWARD - set(up)}"
+    up = [u for u in up if u not in KNOWN_UPWARD]
+    assert not up, "imports that point up the layers of LAYERS:\n" + "\n".join(up)
+
+
+def test_no_folder_loops() -> None:
+    graph = import_graph()
+    for edge in KNOWN_UPWARD:
+        a, b = edge.split(" -> ")
+        graph[a] = graph[a] - {b}
+    loops = find_cycles(folder_graph(graph))
+    assert not loops, f"folders that import each other in a loop: {loops}"
+
+
+def test_the_layer_rule_sees_an_upward_import(tmp_path: Path) -> None:
+    # An injected upward import (modeling -> predict) and a sideways loop (amg <-> video) are
+    # reported; a downward one (predict -> modeling) is not.
+    graph = {
+        "samkit.modeling.sam": {"samkit.predict.sam", "samkit.layers.mlp"},
+        "samkit.predict.sam": {"samkit.modeling.sam", "samkit"},
+        "samkit.amg.x": {"samkit.video.y"},
+        "samkit.video.y": {"samkit.amg.x"},
+        "samkit.layers.mlp": set(),
+    }
+    assert upward_imports(graph) == ["samkit.modeling.sam -> samkit.predict.sam"]
+    assert find_cycles(folder_graph(graph)) == [["amg", "video"], ["modeling", "predict"]]
+    pkg = tmp_path / "src" / "samkit"
+    (pkg / "modeling").mkdir(parents=True)
+    (pkg / "modeling" / "sam.py").write_text("def f():\n    from samkit.predict.sam import P\n")
+    modules = {"samkit.modeling.sam", "samkit.predict.sam"}
+    deps = _imports(pkg / "modeling" / "sam.py", modules, tmp_path / "src")
+    assert upward_imports({"samkit.modeling.sam": deps}) == [
+        "samkit.modeling.sam -> samkit.predict.sam"
+    ]
+    with pytest.raises(ValueError, match="in no layer"):
+        layer_of("samkit.newfolder.x")
+
+
 def test_the_rule_sees_a_lazy_cycle(tmp_path: Path) -> None:
     # The checker itself: a lazy (function-level) import that closes a circle is reported, a
     # TYPE_CHECKING import is not, and a package importing its own submodule is fine.
@@ -155,7 +267,7 @@ def test_the_rule_sees_a_lazy_cycle(tmp_path: Path) -> None:
 
 def test_no_import_cycles_in_samkit() -> None:
     graph = import_graph()
-    assert len(graph) > 50 and "samkit.cli" in graph and "samkit.configs" in graph
+    assert len(graph) > 50 and "samkit.cli" in graph and "samkit.configs.sam" in graph
     cycles = find_cycles(graph)
     detail = "\n".join(
         " <-> ".join(c) + "\n  " + "; ".join(f"{m} -> {sorted(graph[m] & set(c))}" for m in c)

@@ -17,10 +17,9 @@ import pytest
 import torch
 
 from samkit import Sam2ImagePredictor, SamPredictor, build_sam, build_sam2
-from samkit.accel import optimize
-from samkit.embeddings import features_of, load_embedding, save_embedding
-from samkit.modeling.build import resolve_sam_config
-from samkit.provenance import (
+from samkit.build.sam import resolve_sam_config
+from samkit.io.embeddings import features_of, load_embedding, save_embedding
+from samkit.io.provenance import (
     METADATA_KEY,
     Provenance,
     arch_signature,
@@ -29,6 +28,7 @@ from samkit.provenance import (
     of_model,
     read_file_metadata,
 )
+from samkit.runtime.accel import optimize
 from samkit.train.loop import TrainConfig, Trainer
 from samkit.train.lora import add_adapters, apply_lora, configure_trainable, load_adapters
 from samkit.train.synthetic import make_shapes_dataset
@@ -133,8 +133,8 @@ def embeddings(models, tmp_path_factory):
 @pytest.fixture(scope="module")
 def onnx_predictors():
     pytest.importorskip("onnxruntime")
-    from samkit.export.ort_predictor import OnnxSamPredictor
-    from samkit.export.ort_sam2_predictor import OnnxSam2Predictor
+    from samkit.export.ort_sam import OnnxSamPredictor
+    from samkit.export.ort_sam2 import OnnxSam2Predictor
     from tests.paths.backends import _onnx_files
 
     sam1, sam2 = _onnx_files("sam1", False), _onnx_files("sam2", False)
@@ -185,9 +185,9 @@ def test_legacy_embedding_is_checked_on_family_and_shape(embeddings, models):
 
 def test_onnx_files_checked_by_the_predictors(models, tmp_path):
     pytest.importorskip("onnxruntime")
-    from samkit.export.onnx import export_decoder
-    from samkit.export.ort_predictor import OnnxSamPredictor
-    from samkit.export.ort_sam2_predictor import OnnxSam2Predictor
+    from samkit.export.ort_sam import OnnxSamPredictor
+    from samkit.export.ort_sam2 import OnnxSam2Predictor
+    from samkit.export.sam import export_decoder
     from tests.paths.backends import _onnx_files
 
     sam1, sam2 = _onnx_files("sam1", False), _onnx_files("sam2", False)
@@ -210,7 +210,7 @@ def test_files_without_provenance_are_read_as_before(models, embeddings, tmp_pat
     pytest.importorskip("onnxruntime")
     import onnx
 
-    from samkit.export.ort_predictor import OnnxSamPredictor
+    from samkit.export.ort_sam import OnnxSamPredictor
     from tests.paths.backends import _onnx_files
 
     proto = onnx.load(str(_onnx_files("sam1", False)["decoder"]))
@@ -262,7 +262,7 @@ def test_merged_model_checked_by_build(run_dir, models):
     base = of_model(_tiny())
     with pytest.raises(ValueError, match=_both_sides(base, of_model(_tiny(deeper=True)))):
         build_sam(_deeper(tiny_config()), checkpoint=path)
-    # the other family is named before any architecture detail (samkit.modeling.family)
+    # the other family is named before any architecture detail (samkit.build.family)
     with pytest.raises(ValueError, match="is a SAM 1 checkpoint, not a SAM 2 one"):
         build_sam2(FIXTURES / "sam2_tiny" / "config.json", checkpoint=path)
 
@@ -295,7 +295,7 @@ def test_step_checkpoint_checked_by_trainer_load(run_dir, tmp_path):
 
 def test_restore_features_of_the_other_family_is_a_value_error(models):
     """The in-memory path (the web app's cache) names the families instead of an AttributeError."""
-    from samkit.embeddings import restore_features
+    from samkit.io.embeddings import restore_features
 
     t = {"image_embedding": torch.zeros(1, 256, 64, 64)}
     with pytest.raises(ValueError, match="sam2 image features but the predictor holds a sam1"):

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from samkit import Sam2ImagePredictor, build_sam2
-from samkit.postprocess_sam2 import connected_components, fill_holes_and_remove_sprinkles
+from samkit.predict.postprocess import connected_components, fill_holes_and_remove_sprinkles
 from tests.conftest import FIXTURES, load_rgb, manifest
 
 D = FIXTURES / "sam2_tiny"

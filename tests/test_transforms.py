@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from samkit.transforms import get_preprocess_shape, postprocess_masks
+from samkit.layers.resize import postprocess_masks
+from samkit.predict.inputs import get_preprocess_shape
 
 
 def _official_postprocess(masks, input_size, original_size, img_size):
@@ -45,7 +46,7 @@ def test_preprocess_shape_rounding():
 
 
 def test_threshold_masks_bool_and_float_match_torch():
-    from samkit.transforms import threshold_masks
+    from samkit.predict.transforms import threshold_masks
 
     logits = torch.randn(2, 3, 17, 29, generator=torch.Generator().manual_seed(5))
     logits[0, 0, 0, :5] = 0.0  # exactly at the threshold: not above it

@@ -10,7 +10,7 @@ What it does, all seeded (the same machine and thread count gives the same file)
    `samkit finetune` (points only, 3 clicks, tied decoder query / key init), 10 % held out;
 3. stores the weights as float16 safetensors (about 2 MB) together with `shapes_demo.json`: the
    config, this command line, the held-out metrics of `samkit finetune` and of the float16 file,
-   and the versions used. The demo image (`samkit.checkpoint.demo.demo_sample`) comes from a seed
+   and the versions used. The demo image (`samkit.train.demo.demo_sample`) comes from a seed
    stream the training data never use.
 """
 
@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from samkit import __version__
     from samkit.checkpoint import read_metadata, save_checkpoint
-    from samkit.checkpoint.demo import CONFIG_NAME, DEMO_SEED, WEIGHTS_NAME, evaluate_demo_model
+    from samkit.train.demo import CONFIG_NAME, DEMO_SEED, WEIGHTS_NAME, evaluate_demo_model
     from samkit.cli import main as samkit_main
-    from samkit.fileio import atomic_write_text
+    from samkit.io.atomic import atomic_write_text
     from samkit.train.synthetic import make_shapes_sample, small_sam_config, write_folder_dataset
 
     if args.seed == DEMO_SEED:

@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "build_sam": "samkit.modeling.build",
-    "sam_model_registry": "samkit.modeling.build",
-    "build_sam2": "samkit.modeling.build_sam2",
-    "SamPredictor": "samkit.predictor",
-    "Sam2ImagePredictor": "samkit.sam2_predictor",
+    "build_sam": "samkit.build.sam",
+    "sam_model_registry": "samkit.build.sam",
+    "build_sam2": "samkit.build.sam2",
+    "SamPredictor": "samkit.predict.sam",
+    "Sam2ImagePredictor": "samkit.predict.sam2",
     "SamAutomaticMaskGenerator": "samkit.amg",
     "Sam2AutomaticMaskGenerator": "samkit.amg",
     "build_sam2_video_predictor": "samkit.video.build",
     "Sam2VideoPredictor": "samkit.video.predictor",
-    "build_sam3_image_model": "samkit.modeling.build_sam3",
-    "Sam3Processor": "samkit.sam3_processor",
+    "build_sam3_image_model": "samkit.build.sam3",
+    "Sam3Processor": "samkit.predict.sam3",
 }
 
 __all__ = [
@@ -40,12 +40,12 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from samkit.amg import SamAutomaticMaskGenerator
-    from samkit.modeling.build import build_sam, sam_model_registry
-    from samkit.modeling.build_sam2 import build_sam2
-    from samkit.modeling.build_sam3 import build_sam3_image_model
-    from samkit.predictor import SamPredictor
-    from samkit.sam2_predictor import Sam2ImagePredictor
-    from samkit.sam3_processor import Sam3Processor
+    from samkit.build.sam import build_sam, sam_model_registry
+    from samkit.build.sam2 import build_sam2
+    from samkit.build.sam3 import build_sam3_image_model
+    from samkit.predict.sam import SamPredictor
+    from samkit.predict.sam2 import Sam2ImagePredictor
+    from samkit.predict.sam3 import Sam3Processor
     from samkit.video.build import build_sam2_video_predictor
     from samkit.video.predictor import Sam2VideoPredictor
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from samkit.imagelimits import DEFAULT_MAX_PIXELS
+from samkit.io.limits import DEFAULT_MAX_PIXELS
 
 
 def decode(
@@ -30,18 +30,18 @@ def decode(
 
     Args:
         source: an image array or PIL image (HxW, HxWx1, HxWx3 or HxWx4, by `set_image`'s rule:
-            `samkit.inputs.as_rgb_uint8`; an HxWx3 uint8 array comes back as is, so arrays are
+            `samkit.predict.inputs.as_rgb_uint8`; an HxWx3 uint8 array comes back as is, so arrays are
             never stretched twice), encoded bytes or a file path.
         name: the file's name, used in error messages about `bytes` sources.
-        stretch: `samkit.imageio.decode_image`'s percentile stretch (None: the default rule).
+        stretch: `samkit.io.images.decode_image`'s percentile stretch (None: the default rule).
         max_pixels: `decode_image`'s size limit for files and bytes (the CLI's --max-pixels).
 
     Raises:
         ImageDecodeError (a ValueError): not a readable image, or over `max_pixels`.
         ValueError: an array the rule refuses (a wrong shape or dtype).
     """
-    from samkit.imageio import ImageDecodeError, decode_image
-    from samkit.inputs import as_rgb_uint8
+    from samkit.io.images import ImageDecodeError, decode_image
+    from samkit.predict.inputs import as_rgb_uint8
 
     if not isinstance(source, (bytes, str, os.PathLike)):
         return as_rgb_uint8(source)
@@ -57,7 +57,7 @@ def make_generator(model: Any, family: str, amg_kwargs: dict[str, Any]) -> Any:
     """The automatic mask generator `samkit auto` runs (COCO RLE output):
     `SamAutomaticMaskGenerator` or `Sam2AutomaticMaskGenerator` by the model's family; a setting
     left at None takes that generator's default. A SAM 3 model (family "sam3") labels concepts
-    instead: `samkit.sam3_tasks.Sam3ConceptGenerator(model, text_prompts=...,
+    instead: `samkit.amg.sam3.Sam3ConceptGenerator(model, text_prompts=...,
     confidence_threshold=...)`, its only two settings.
 
     Raises:
@@ -65,7 +65,7 @@ def make_generator(model: Any, family: str, amg_kwargs: dict[str, Any]) -> Any:
             prompts for a SAM 1 / 2 model, or a SAM 3 model without them.
     """
     if family == "sam3" or "text_prompts" in amg_kwargs:
-        from samkit.sam3_tasks import CONCEPT_OPTIONS, Sam3ConceptGenerator
+        from samkit.amg.sam3 import CONCEPT_OPTIONS, Sam3ConceptGenerator
 
         if family != "sam3":
             raise ValueError("text prompts need a SAM 3 model (--model sam3)")
@@ -114,7 +114,7 @@ class AutoJob:
             `samkit.amg.io.write_coco_json`) and the stretch when one is used); outputs with
             other settings are not complete.
         stretch: the percentile stretch images are decoded with (None: the default rule).
-        max_pixels: the largest image decoded (`samkit.imageio.decode_image`); not recorded in
+        max_pixels: the largest image decoded (`samkit.io.images.decode_image`); not recorded in
             `params`, as it never changes an output.
     """
 
@@ -146,11 +146,11 @@ class AutoJob:
     @property
     def categories(self) -> list[dict[str, Any]]:
         """The COCO categories: SAM 3 runs (`text_prompts` in `params`) one per concept
-        (`samkit.sam3_tasks.concept_categories`), otherwise the one class "object"."""
+        (`samkit.amg.sam3.concept_categories`), otherwise the one class "object"."""
         from samkit.amg.coco import DEFAULT_CATEGORIES
 
         if "text_prompts" in self.params:
-            from samkit.sam3_tasks import concept_categories
+            from samkit.amg.sam3 import concept_categories
 
             return concept_categories(self.params["text_prompts"])
         return [dict(c) for c in DEFAULT_CATEGORIES]
@@ -240,7 +240,7 @@ class AutoJob:
             image_id: the image's COCO id (`image_ids`), recorded in its JSON.
         """
         from samkit.amg import render_overlay, write_coco_json
-        from samkit.server.encoding import atomic_write_bytes, png_bytes
+        from samkit.io.masks import atomic_write_bytes, png_bytes
 
         image = decode(source, file_name, self.stretch, self.max_pixels)
         records = generator.generate(image)
@@ -270,7 +270,7 @@ class EmbedJob:
         family: "sam1" or "sam2".
         img_size: the encoder's input side.
         stretch: the percentile stretch images are decoded with (None: the default rule).
-        max_pixels: the largest image decoded (`samkit.imageio.decode_image`).
+        max_pixels: the largest image decoded (`samkit.io.images.decode_image`).
     """
 
     out: Path
@@ -288,7 +288,7 @@ class EmbedJob:
 
     def is_complete(self, stem: str) -> bool:
         """The embedding file loads and was computed by this model."""
-        from samkit.embeddings import load_embedding
+        from samkit.io.embeddings import load_embedding
 
         dest = self.output(stem)
         if not dest.is_file():
@@ -301,8 +301,8 @@ class EmbedJob:
         self, predictor: Any, source: np.ndarray | bytes | str | os.PathLike[str], file_name: str
     ) -> Path:
         """Encode one image with `predictor` and write its embedding file; returns its path."""
-        from samkit.embeddings import features_of, rgb_sha256, save_embedding
-        from samkit.provenance import of_model
+        from samkit.io.embeddings import features_of, rgb_sha256, save_embedding
+        from samkit.io.provenance import of_model
 
         image = decode(source, file_name, self.stretch, self.max_pixels)
         predictor.set_image(image)

@@ -217,7 +217,7 @@ def test_bad_images(square_model, bad, match) -> None:
 
 
 def test_missing_connected_components_backend(square_model, monkeypatch) -> None:
-    import samkit.amg.generator as g
+    import samkit.amg.sam as g
 
     monkeypatch.setattr(g, "connected_components_available", lambda: False)
     with pytest.raises(ValueError, match=r"samkit\[amg\]"):

@@ -1,7 +1,7 @@
 """One image rule for every entry point: `set_image` (SAM 1, SAM 2), both mask generators, the
 per-image job of `samkit auto` / its Ray workers, `render_overlay`, and `samkit auto` on files.
 
-The rule is `samkit.inputs.as_rgb_uint8` (`samkit.imageio`): HxW and HxWx1 are greyscale
+The rule is `samkit.predict.inputs.as_rgb_uint8` (`samkit.io.images`): HxW and HxWx1 are greyscale
 (repeated into R, G and B), HxWx3 is RGB, HxWx4 is RGBA (alpha dropped); anything else is a
 ValueError naming the shapes it takes (micro-sam passes HxW greyscale: computational-cell-
 analytics/micro-sam #1076).
@@ -24,7 +24,7 @@ from samkit import SamPredictor, build_sam, build_sam2
 from samkit.amg import Sam2AutomaticMaskGenerator, SamAutomaticMaskGenerator, render_overlay
 from samkit.cli import main
 from samkit.jobs import AutoJob
-from samkit.sam2_predictor import Sam2ImagePredictor
+from samkit.predict.sam2 import Sam2ImagePredictor
 from tests.conftest import FIXTURES
 
 SHAPES, SAM2 = FIXTURES / "sam1_shapes", FIXTURES / "sam2_tiny"

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from samkit.amg import Sam2AutomaticMaskGenerator, rle_to_mask
-from samkit.sam2_predictor import Sam2ImagePredictor
+from samkit.predict.sam2 import Sam2ImagePredictor
 from tests.conftest import FIXTURES, IMAGES, load_rgb
 
 NOISE = 1e-4  # |logit - threshold| below this may flip between float32 implementations

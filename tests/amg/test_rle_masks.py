@@ -16,9 +16,10 @@ from samkit.amg import (
     remove_small_regions,
     rle_to_mask,
 )
-from samkit.amg.rle import crop_mask_to_rle, rle_counts_to_string, rle_string_to_counts
 from samkit.amg.upsample import MaskUpsampler
-from samkit.transforms import get_preprocess_shape, postprocess_masks
+from samkit.io.rle import crop_mask_to_rle, rle_counts_to_string, rle_string_to_counts
+from samkit.layers.resize import postprocess_masks
+from samkit.predict.inputs import get_preprocess_shape
 
 
 def _random_masks(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -190,7 +191,7 @@ def test_bbox_and_area_from_rle_are_pycocotools_own():
     # COCO's box covers the pixels (w = x_max - x_min + 1): what pycocotools.mask.toBbox gives,
     # from either RLE form; the official SAM box is one pixel smaller.
     from samkit.amg.masks import batched_mask_to_box
-    from samkit.amg.rle import area_from_rle, bbox_from_rle, to_coco_rle
+    from samkit.io.rle import area_from_rle, bbox_from_rle, to_coco_rle
 
     mask_utils = pytest.importorskip("pycocotools.mask")
     rng = np.random.default_rng(0)

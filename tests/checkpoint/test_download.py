@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from samkit import configs
 from samkit.checkpoint import (
     CheckpointUnavailableError,
     checkpoint_path,
@@ -21,6 +20,7 @@ from samkit.checkpoint import (
     download_file,
     fetch_checkpoint,
 )
+from samkit.configs import sam as configs
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # ~1 MiB, more than one read chunk
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -14,13 +14,13 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from samkit import SamPredictor  # noqa: E402
-from samkit.export.onnx import (  # noqa: E402
+from samkit.export.ort_sam import OnnxSamPredictor  # noqa: E402
+from samkit.export.sam import (  # noqa: E402
     SamOnnxDecoder,
     decoder_example_inputs,
     export_decoder,
     export_sam_onnx,
 )
-from samkit.export.ort_predictor import OnnxSamPredictor  # noqa: E402
 from tests.conftest import FIXTURES, ROOT, load_rgb, manifest  # noqa: E402
 
 MODELS = ["sam1_tiny", "sam1_shapes"]
@@ -259,7 +259,7 @@ def test_predictor_runs_without_torch(onnx_dir):
 import sys, json
 import numpy as np
 from PIL import Image
-from samkit.export.ort_predictor import OnnxSamPredictor
+from samkit.export.ort_sam import OnnxSamPredictor
 p = OnnxSamPredictor({str(d / "encoder.onnx")!r}, {str(d / "decoder.onnx")!r})
 p.set_image(np.array(Image.open({str(ROOT.parent / "shared" / "images" / "truck.jpg")!r}).convert("RGB")))
 m, iou, low = p.predict(np.array({z["point_coords"].tolist()}), np.array([1, 0]), multimask_output=False)
@@ -276,7 +276,7 @@ print(json.dumps({{"torch": "torch" in sys.modules, "iou": iou.tolist()}}))
 def test_low_precision_models_export_float32_graphs(tmp_path, sam1_tiny):
     """`build_sam(dtype=bf16)` / `optimize` hooks are left out: the file equals the fp32 export."""
     from samkit import build_sam
-    from samkit.accel import is_plain_float32, optimize
+    from samkit.runtime.accel import is_plain_float32, optimize
 
     d = FIXTURES / "sam1_tiny"
     fast = build_sam(d / "config.json", checkpoint=d / "sam1_tiny.pth", dtype=torch.bfloat16)

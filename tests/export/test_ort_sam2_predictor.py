@@ -15,12 +15,12 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from samkit import Sam2ImagePredictor, build_sam2  # noqa: E402
-from samkit.export.onnx_sam2 import export_sam2_decoder, export_sam2_onnx  # noqa: E402
-from samkit.export.ort_sam2_predictor import (  # noqa: E402
+from samkit.export.ort_sam2 import (  # noqa: E402
     OnnxSam2Predictor,
     preprocess_sam2,
     select_single_mask,
 )
+from samkit.export.sam2 import export_sam2_decoder, export_sam2_onnx  # noqa: E402
 from tests.conftest import FIXTURES, ROOT, load_rgb, manifest  # noqa: E402
 
 D = FIXTURES / "sam2_tiny"
@@ -207,7 +207,7 @@ def test_predict_path_never_imports_torch(tmp_path, files, predictors):
 import json, sys
 import numpy as np
 from PIL import Image
-from samkit.export.ort_sam2_predictor import OnnxSam2Predictor
+from samkit.export.ort_sam2 import OnnxSam2Predictor
 z = np.load({str(tmp_path / "feats.npz")!r})
 p = OnnxSam2Predictor(None, {str(files["decoder"])!r}, threads=1)
 p.set_features(z["arr_0"], z["arr_1"], z["arr_2"], original_size=(1200, 1800))

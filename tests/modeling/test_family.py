@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from samkit import build_sam, build_sam2
+from samkit.build.family import check_family, checkpoint_family, state_dict_family
+from samkit.build.sam import sam_from_config
+from samkit.build.sam2 import infer_sam2_variant, sam2_from_config
 from samkit.cli import CliError, load_model, main
-from samkit.configs import get_variant
-from samkit.modeling.build import sam_from_config
-from samkit.modeling.build_sam2 import infer_sam2_variant, sam2_from_config
-from samkit.modeling.family import check_family, checkpoint_family, state_dict_family
+from samkit.configs.sam import get_variant
 from tests.conftest import FIXTURES, IMAGES
 
 SAM1 = FIXTURES / "sam1_tiny" / "sam1_tiny.pth"
@@ -98,7 +98,7 @@ def test_official_sam2_checkpoint_alone_is_enough(tmp_path):
 
 def test_an_embedding_of_the_other_family_says_so(tmp_path, sam1_tiny):
     from samkit import Sam2ImagePredictor, SamPredictor
-    from samkit.embeddings import load_embedding, save_embedding
+    from samkit.io.embeddings import load_embedding, save_embedding
 
     sam2 = build_sam2(SAM2_CONFIG, checkpoint=SAM2)
     path = save_embedding(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from samkit.configs import get_variant
-from samkit.modeling.build_sam2 import resolve_sam2_config
+from samkit.build.sam2 import resolve_sam2_config
+from samkit.configs.sam import get_variant
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from samkit import build_sam, sam_model_registry
-from samkit.configs import SamConfig, get_variant
-from samkit.modeling.build import infer_sam_config, sam_from_config
+from samkit.build.sam import infer_sam_config, sam_from_config
+from samkit.configs.sam import SamConfig, get_variant
 from tests.conftest import FIXTURES
 
 # Official totals (segment_anything model cards / SAM paper: encoders 91M / 308M / 636M).
@@ -99,7 +99,7 @@ def test_build_from_fixture_config_json():
 def test_infer_architecture_from_checkpoint(folder):
     d = FIXTURES / folder
     raw = json.loads((d / "config.json").read_text())
-    from samkit.configs import sam_config_from_official
+    from samkit.configs.sam import sam_config_from_official
 
     expected = sam_config_from_official(raw)
     inferred = build_sam(checkpoint=d / raw["checkpoint"])

@@ -16,14 +16,14 @@ import pytest
 import torch
 
 from samkit import Sam2ImagePredictor, build_sam2
-from samkit.configs_sam2 import (
+from samkit.build.sam2 import VIDEO_KEY_PREFIXES
+from samkit.configs.sam2 import (
     FpnNeckConfig,
     HieraConfig,
     Sam2Config,
     sam2_config_from_official,
 )
 from samkit.layers.sine_position import PositionEmbeddingSine
-from samkit.modeling.build_sam2 import VIDEO_KEY_PREFIXES
 from samkit.modeling.sam2 import Sam2
 from tests.conftest import FIXTURES
 

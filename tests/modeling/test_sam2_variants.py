@@ -21,8 +21,8 @@ import math
 import pytest
 import torch
 
-from samkit.configs import get_variant, variant_names
-from samkit.modeling.build_sam2 import VIDEO_KEY_PREFIXES, sam2_from_config
+from samkit.build.sam2 import VIDEO_KEY_PREFIXES, sam2_from_config
+from samkit.configs.sam import get_variant, variant_names
 from tests.conftest import FIXTURES
 
 HIERA = {  # embed_dim, num_heads, stages, global_att_blocks, bkg pos-embed size, window_spec
@@ -199,7 +199,7 @@ def test_registry_lists_every_sam2_variant():
 
 @pytest.mark.parametrize(("version", "size"), VARIANTS)
 def test_checkpoint_layout_identifies_the_variant(version, size):
-    from samkit.modeling.build_sam2 import infer_sam2_variant
+    from samkit.build.sam2 import infer_sam2_variant
 
     with torch.device("meta"):
         sd = dict(
@@ -213,7 +213,7 @@ def test_checkpoint_layout_identifies_the_variant(version, size):
 
 def test_unknown_checkpoint_layout_is_an_error():
     from samkit import build_sam2
-    from samkit.modeling.build_sam2 import infer_sam2_variant
+    from samkit.build.sam2 import infer_sam2_variant
 
     with pytest.raises(ValueError, match="matches no official SAM 2"):
         infer_sam2_variant(_fixture_state_dict())  # the fixture's trunk is not an official size

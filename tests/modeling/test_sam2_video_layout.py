@@ -14,8 +14,8 @@ import re
 import pytest
 import torch
 
-from samkit.configs import get_variant
-from samkit.modeling.build_sam2 import VIDEO_KEY_PREFIXES, sam2_from_config
+from samkit.build.sam2 import VIDEO_KEY_PREFIXES, sam2_from_config
+from samkit.configs.sam import get_variant
 from tests.modeling.test_sam2_variants import (
     HIERA,
     VARIANTS,

@@ -85,8 +85,8 @@ def _torch_path(family: str, name: str, make_model: Callable[[], Any]) -> Path:
 def _embed_file(family: str) -> Path:
     """`samkit embed`'s file: the reference's features saved, loaded and given to a fresh
     predictor (no encoder run)."""
-    from samkit.embeddings import features_of, load_embedding, save_embedding
-    from samkit.provenance import of_model
+    from samkit.io.embeddings import features_of, load_embedding, save_embedding
+    from samkit.io.provenance import of_model
 
     ref = reference(family)
     size = ref.model.image_size if family == "sam2" else ref.model.image_encoder.img_size
@@ -111,9 +111,9 @@ def _onnx_files(family: str, single: bool) -> dict[str, FsPath]:
     out = _tmp() / f"onnx_{family}_{'single' if single else 'all'}"
     model = reference(family).model
     if family == "sam1":
-        from samkit.export.onnx import export_sam_onnx as export
+        from samkit.export.sam import export_sam_onnx as export
     else:
-        from samkit.export.onnx_sam2 import export_sam2_onnx as export
+        from samkit.export.sam2 import export_sam2_onnx as export
     if single:
         files = export(model, out, return_single_mask=True, encoder=False)
         return {"encoder": _onnx_files(family, False)["encoder"], **files}
@@ -123,9 +123,9 @@ def _onnx_files(family: str, single: bool) -> dict[str, FsPath]:
 def _onnx(family: str, single: bool) -> Path:
     files = _onnx_files(family, single)
     if family == "sam1":
-        from samkit.export.ort_predictor import OnnxSamPredictor as Predictor
+        from samkit.export.ort_sam import OnnxSamPredictor as Predictor
     else:
-        from samkit.export.ort_sam2_predictor import OnnxSam2Predictor as Predictor
+        from samkit.export.ort_sam2 import OnnxSam2Predictor as Predictor
     p = Predictor(files["encoder"], files["decoder"])
     p.set_image(prompts.image())
     name = "onnx_single" if single else "onnx"
@@ -170,7 +170,7 @@ def _image_batch() -> Path:
 def _engine(family: str) -> Path:
     """The web app's engine: the uploaded PNG's bytes, then one prompt per call (points and at
     most one box, no mask input: the web API has no such inputs)."""
-    from samkit.amg.rle import coco_decode_rle
+    from samkit.io.rle import coco_decode_rle
     from samkit.server.engine import Engine
 
     engine = Engine(reference(family).model, cache_bytes=256 * 2**20, family=family)
@@ -193,13 +193,13 @@ def _engine(family: str) -> Path:
 
 
 def _int8(family: str) -> Any:
-    from samkit.accel import optimize
+    from samkit.runtime.accel import optimize
 
     return optimize(build(family), int8=True)
 
 
 def _compiled(family: str) -> Any:
-    from samkit.accel import optimize
+    from samkit.runtime.accel import optimize
 
     return optimize(build(family), compile=True)
 

@@ -44,7 +44,7 @@ def image_backbone_out(name: str) -> dict:
     test process; treat as read-only)."""
     from PIL import Image
 
-    from samkit.transforms import sam3_image_to_tensor
+    from samkit.predict.transforms import sam3_image_to_tensor
     from tests.conftest import IMAGES
 
     image = Image.open(IMAGES / f"{name}.jpg").convert("RGB")

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-import samkit.transforms as transforms
+import samkit.predict.transforms as transforms
 from samkit.modeling.sam3.vit import Sam3ViT
-from samkit.transforms import sam3_image_to_tensor
+from samkit.predict.transforms import sam3_image_to_tensor
 from tests.conftest import IMAGES
 from tests.sam3.f1_weights import FX, image_backbone_out, sub_state
 

@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 
-from samkit.configs_sam3 import SAM3_OFFICIAL, Sam3Config, sam3_config_from_state_dict
-from samkit.modeling.build_sam3 import build_sam3_image_model, sam3_from_config
+from samkit.build.sam3 import build_sam3_image_model, sam3_from_config
+from samkit.configs.sam3 import SAM3_OFFICIAL, Sam3Config, sam3_config_from_state_dict
 from samkit.modeling.sam3.sam3_image import Sam3Image
 from tests.conftest import FIXTURES
 
@@ -172,7 +172,7 @@ def test_cuda_without_cuda_is_refused() -> None:
 
 
 def test_bpe_path_must_be_the_bundled_vocabulary(tmp_path) -> None:
-    from samkit.modeling import build_sam3
+    from samkit.build import sam3 as build_sam3
 
     bundled = build_sam3._BUNDLED_VOCAB
     build_sam3._check_bpe(bundled)  # the same file is accepted

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from samkit.build.sam3_models import read_sam3_config, sam3_build_kwargs, sam3_config_from_json
 from samkit.cli import main
 from samkit.cli.common import CliError, load_model, model_family
-from samkit.configs_sam3 import SAM3_OFFICIAL, sam3_config_from_state_dict
+from samkit.configs.sam3 import SAM3_OFFICIAL, sam3_config_from_state_dict
 from samkit.jobs import DATASET_NAME
-from samkit.sam3_models import read_sam3_config, sam3_build_kwargs, sam3_config_from_json
 from tests.conftest import FIXTURES, IMAGES
 from tests.test_cli_startup import _probe
 
@@ -97,7 +97,7 @@ def test_random_weights_build_the_official_full_size_model(capsys):
 
 
 def test_a_sam3_checkpoint_in_a_sam1_builder_is_named():
-    from samkit.modeling.build import build_sam
+    from samkit.build.sam import build_sam
 
     with pytest.raises(ValueError, match=r"is a SAM 3 checkpoint.*build_sam3_image_model"):
         build_sam("vit_b", checkpoint=str(CKPT))
@@ -112,7 +112,7 @@ def test_commands_that_cannot_use_sam3_refuse_it_by_name(capsys):
     assert "samkit segment" in err and "samkit auto --text" in err
     with pytest.raises(CliError, match="cannot use a SAM 3 model"):
         load_model(None, str(CKPT))  # e.g. samkit export: SAM 1 / SAM 2 only by default
-    from samkit.video.cli import load_video_predictor
+    from samkit.cli.video import load_video_predictor
 
     for model, ckpt in ((None, str(CKPT)), ("sam3", None)):
         ns = argparse.Namespace(
@@ -191,14 +191,14 @@ def test_auto_errors_name_what_to_do(tmp_path, capsys, extra, words):
 
 @pytest.fixture(scope="module")
 def model():
-    from samkit.modeling.build_sam3 import build_sam3_image_model
+    from samkit.build.sam3 import build_sam3_image_model
 
     return build_sam3_image_model(checkpoint_path=CKPT)
 
 
 @pytest.mark.slow
 def test_segment_text_and_exemplars_write_every_instance(tmp_path, capsys, model):
-    from samkit.sam3_processor import Sam3Processor
+    from samkit.predict.sam3 import Sam3Processor
 
     img = small_image(tmp_path)
     out = tmp_path / "out"
@@ -250,7 +250,7 @@ def test_segment_text_and_exemplars_write_every_instance(tmp_path, capsys, model
 
 @pytest.mark.slow
 def test_segment_clicks_on_sam3_go_through_the_interactive_head(tmp_path, capsys, model):
-    from samkit.sam3_processor import Sam3Processor
+    from samkit.predict.sam3 import Sam3Processor
 
     img = small_image(tmp_path)
     out = tmp_path / "out"
@@ -316,7 +316,7 @@ def test_auto_text_labels_a_folder_into_one_coco_dataset(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_embed_then_segment_from_the_embedding(tmp_path, capsys):
-    from samkit.embeddings import load_embedding
+    from samkit.io.embeddings import load_embedding
 
     img = small_image(tmp_path)
     emb_dir = tmp_path / "emb"
@@ -357,10 +357,10 @@ def test_an_embedding_of_another_sam3_architecture_is_refused(tmp_path, model):
 
     import torch
 
-    from samkit.embeddings import save_embedding
-    from samkit.modeling.build_sam3 import build_sam3_image_model
-    from samkit.provenance import of_model
-    from samkit.sam3_tasks import sam3_state_from_embedding
+    from samkit.amg.sam3 import sam3_state_from_embedding
+    from samkit.build.sam3 import build_sam3_image_model
+    from samkit.io.embeddings import save_embedding
+    from samkit.io.provenance import of_model
 
     shapes = {"image_embedding": (256, 72, 72), "backbone_fpn_0": (256, 288, 288),
               "backbone_fpn_1": (256, 144, 144), "sam2_backbone_fpn_0": (32, 288, 288),

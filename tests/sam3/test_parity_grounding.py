@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from samkit.modeling.build_sam3 import build_sam3_image_model
-from samkit.sam3_processor import Sam3Processor
+from samkit.build.sam3 import build_sam3_image_model
+from samkit.predict.sam3 import Sam3Processor
 from tests.conftest import FIXTURES, IMAGES, manifest
 
 FX = FIXTURES / "sam3_tiny"

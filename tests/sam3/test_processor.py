@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from samkit.modeling.build_sam3 import build_sam3_image_model
-from samkit.sam3_processor import Sam3Processor, Sam3State, _normalise_box
+from samkit.build.sam3 import build_sam3_image_model
+from samkit.predict.sam3 import Sam3Processor, Sam3State, _normalise_box
 from tests.conftest import FIXTURES, IMAGES, manifest
 
 FX = FIXTURES / "sam3_tiny"
@@ -209,8 +209,8 @@ def test_bad_input_everywhere(ready, model, image) -> None:
 def test_model_forward_equals_the_processor_pass(ready, model, image) -> None:
     """Sam3Image.forward (tensors in: images + token ids, nothing cached) gives the processor's
     per-query outputs."""
+    from samkit.predict.transforms import sam3_image_to_tensor
     from samkit.text.tokenizer import tokenize
-    from samkit.transforms import sam3_image_to_tensor
 
     proc, st, _ = ready
     proc.reset_all_prompts(st)

@@ -170,7 +170,7 @@ def test_413_for_oversized_uploads(client):
         (b"GIF89a but not really", "not"),
         (b"%PDF-1.4 hello", "not an image"),
         ((IMAGES / "dog.jpg").read_bytes()[:4000], "not a readable image"),
-        # one pixel limit (samkit.imagelimits) for every size, named with the option that lifts it
+        # one pixel limit (samkit.io.limits) for every size, named with the option that lifts it
         (_png_header_only(20000, 20000), "400,000,000 pixels, over the limit of 40,000,000"),
         (_png_header_only(10000, 10000), "100,000,000 pixels, over the limit of 40,000,000"),
         (_png_header_only(7000, 7000), "over the limit of 40,000,000 pixels"),

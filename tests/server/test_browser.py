@@ -202,7 +202,7 @@ def test_click_box_undo_download(page, shapes_predictor, tmp_path):
     png = tmp_path / "mask.png"
     dl.value.save_as(png)
     with Image.open(png) as im:
-        assert im.mode == "1"  # samkit's one mask PNG format (samkit.fileio.mask_png_bytes)
+        assert im.mode == "1"  # samkit's one mask PNG format (samkit.io.atomic.mask_png_bytes)
         np.testing.assert_array_equal(np.array(im), masks[other])
     with page.expect_download() as dl:
         page.locator("#download-json").click()

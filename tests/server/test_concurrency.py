@@ -10,8 +10,8 @@ import httpx
 import numpy as np
 import pytest
 
+from samkit.io.masks import decode_image
 from samkit.server.app import create_app
-from samkit.server.encoding import decode_image
 from tests.conftest import IMAGES
 from tests.server.conftest import SHAPES, coco_decode, live_server
 

@@ -43,7 +43,7 @@ def image_id(client):
 def reference(sam3_model):
     """The processor's own state of the image (set_image runs the backbone)."""
     from samkit import Sam3Processor
-    from samkit.sam3_models import sam3_img_size
+    from samkit.build.sam3_models import sam3_img_size
 
     proc = Sam3Processor(sam3_model, resolution=sam3_img_size(sam3_model))
     return proc, proc.set_image(load_rgb(str(IMAGE)))

@@ -227,7 +227,7 @@ def test_image_only_sam2_checkpoint_answers_400(tmp_path, clip):
     import torch
 
     from samkit import build_sam2
-    from samkit.modeling.build_sam2 import VIDEO_KEY_PREFIXES
+    from samkit.build.sam2 import VIDEO_KEY_PREFIXES
 
     sd = torch.load(CKPT, weights_only=True)["model"]
     image_only = {k: v for k, v in sd.items() if not k.startswith(VIDEO_KEY_PREFIXES)}

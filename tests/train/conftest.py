@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from samkit.configs import (
+from samkit.configs.sam import (
     MaskDecoderConfig,
     PromptEncoderConfig,
     SamConfig,
@@ -57,7 +57,7 @@ def tiny_sam2_config(img_size: int = 64, dim: int = 32):
     features of 16x16 and 8x8, and 16x16 low-res masks."""
     import dataclasses
 
-    from samkit.configs_sam2 import (
+    from samkit.configs.sam2 import (
         FpnNeckConfig,
         HieraConfig,
         Sam2Config,

@@ -93,7 +93,7 @@ def test_lora_merge_is_exact_and_the_merged_checkpoint_loads_with_build_sam2(tmp
 def _at_256(config_json: Path):
     import dataclasses
 
-    from samkit.modeling.build_sam2 import resolve_sam2_config
+    from samkit.build.sam2 import resolve_sam2_config
 
     cfg, _ = resolve_sam2_config(config_json)
     pe = dataclasses.replace(

@@ -47,7 +47,7 @@ def predictor():
 
 def small_predictor(image_size: int = 128, **kwargs):
     """A randomly initialised fixture-sized model at a small input size (fast tests)."""
-    from samkit.configs_sam2 import sam2_config_from_official
+    from samkit.configs.sam2 import sam2_config_from_official
     from samkit.video.build import build_sam2_video_predictor
 
     cfg = json.loads(CONFIG.read_text())

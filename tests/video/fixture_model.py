@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from samkit.configs_sam2 import sam2_config_from_official
+from samkit.configs.sam2 import sam2_config_from_official
 from samkit.video.build import build_sam2_video_predictor
 from samkit.video.predictor import Sam2VideoPredictor
 from tests.video.conftest import CKPT, CONFIG

@@ -12,8 +12,8 @@ from pycocotools import mask as mask_utils
 
 import samkit
 from samkit.cli import main
+from samkit.video.eval.metrics import boundary_f, region_similarity
 from samkit.video.formats import label_map, read_label_png, write_palette_png
-from samkit.video.metrics import boundary_f, region_similarity
 from tests.conftest import FIXTURES
 from tests.video.clips import encode_video, make_davis, moving_shapes, write_jpeg_folder
 
@@ -198,7 +198,7 @@ class _Interrupting:
 
 @needs_predictor
 def test_interrupted_track_leaves_no_partial_file(shapes_clip, tmp_path, capsys, monkeypatch):
-    import samkit.video.cli as video_cli
+    import samkit.cli.video as video_cli
 
     real = video_cli.load_video_predictor
     monkeypatch.setattr(

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from samkit.video import build_sam2_video_predictor
-from samkit.video.davis import read_davis
-from samkit.video.evaluate import evaluate_davis
+from samkit.video.eval.davis import read_davis
+from samkit.video.eval.evaluate import evaluate_davis
 from samkit.video.formats import read_label_png, write_palette_png
-from samkit.video.sources import open_video
+from samkit.video.frames.sources import open_video
 from tests.conftest import FIXTURES
 from tests.video.clips import make_davis
 

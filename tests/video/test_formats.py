@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from samkit.video.davis import read_davis
+from samkit.video.eval.davis import read_davis
 from samkit.video.formats import (
     VisRecorder,
     davis_palette,

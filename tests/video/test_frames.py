@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from samkit.video import LiveFrames, VideoFrames, open_video, preprocess_frame
-from samkit.video.frames import FrameIndexError
+from samkit.video.frames.folder import FrameIndexError
 from tests.conftest import FIXTURES
 from tests.video.clips import encode_video, moving_shapes, write_jpeg_folder
 

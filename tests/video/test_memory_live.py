@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from samkit.video.live_frames import LiveFrames
-from samkit.video.sources import open_video
+from samkit.video.frames.live import LiveFrames
+from samkit.video.frames.sources import open_video
 from samkit.video.state import memory_window, state_nbytes
 from tests.video.conftest import random_frames
 

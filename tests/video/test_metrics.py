@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from samkit.video.metrics import (
+from samkit.video.eval.metrics import (
     boundary_f,
     boundary_tolerance,
     evaluate_object,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from samkit.video.live_frames import LiveFrames
+from samkit.video.frames.live import LiveFrames
 from tests.video.conftest import random_frames
 
 

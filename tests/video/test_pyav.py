@@ -1,4 +1,4 @@
-"""`samkit.video.pyav.FileFrames` on damaged files: a truncated MP4 is named as such when opened."""
+"""`samkit.video.frames.pyav.FileFrames` on damaged files: a truncated MP4 is named as such when opened."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import av
 import pytest
 
 from samkit.cli import main
-from samkit.video.pyav import FileFrames
+from samkit.video.frames.pyav import FileFrames
 from tests.video.clips import moving_shapes
 
 N, H, W = 30, 48, 64

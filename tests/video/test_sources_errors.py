@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from samkit.video.live_frames import LiveFrames
+from samkit.video.frames.live import LiveFrames
 from tests.video.clips import encode_video, moving_shapes, write_jpeg_folder
 
 

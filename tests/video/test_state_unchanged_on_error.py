@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import samkit.video as video_pkg
-from samkit.video.live_frames import LiveFrames
+from samkit.video.frames.live import LiveFrames
 from tests.video.clips import write_jpeg_folder
 from tests.video.conftest import random_frames
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from samkit.video import build_sam2_video_predictor
-from samkit.video.sources import open_video
+from samkit.video.frames.sources import open_video
 from samkit.video.track import track_video
 from samkit.video.track_prompts import parse_point, resolve_prompts
 from tests.conftest import FIXTURES

@@ -7,13 +7,13 @@ from samkit.amg.crops import (
     uncrop_masks,
     uncrop_points,
 )
-from samkit.amg.generator import OUTPUT_MODES, SamAutomaticMaskGenerator
-from samkit.amg.generator_sam2 import Sam2AutomaticMaskGenerator
 from samkit.amg.grid import build_all_layer_point_grids, build_point_grid
 from samkit.amg.io import render_overlay, write_coco_json
 from samkit.amg.masks import batched_mask_to_box, calculate_stability_score, remove_small_regions
 from samkit.amg.nms import batched_nms, box_area, box_iou, nms
-from samkit.amg.rle import (
+from samkit.amg.sam import OUTPUT_MODES, SamAutomaticMaskGenerator
+from samkit.amg.sam2 import Sam2AutomaticMaskGenerator
+from samkit.io.rle import (
     area_from_rle,
     bbox_from_rle,
     coco_decode_rle,

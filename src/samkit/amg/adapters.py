@@ -54,7 +54,7 @@ class SamAdapter:
 
     def __init__(self, model: Any) -> None:
         from samkit.modeling.sam import Sam
-        from samkit.predictor import SamPredictor
+        from samkit.predict.sam import SamPredictor
 
         if isinstance(model, SamPredictor):
             self.predictor = model
@@ -62,7 +62,7 @@ class SamAdapter:
             self.predictor = SamPredictor(model)
         else:
             from samkit.modeling.sam2 import Sam2
-            from samkit.sam2_predictor import Sam2ImagePredictor
+            from samkit.predict.sam2 import Sam2ImagePredictor
 
             if isinstance(model, (Sam2, Sam2ImagePredictor)):
                 raise ValueError(
@@ -145,7 +145,7 @@ class Sam2Adapter:
         min_mask_region_area: int,
     ) -> None:
         from samkit.modeling.sam2 import Sam2
-        from samkit.sam2_predictor import Sam2ImagePredictor
+        from samkit.predict.sam2 import Sam2ImagePredictor
 
         if isinstance(model, Sam2ImagePredictor):
             self.predictor = model
@@ -158,7 +158,7 @@ class Sam2Adapter:
                 "samkit.SamAutomaticMaskGenerator"
             )
         if min_mask_region_area > 0:
-            from samkit.postprocess_sam2 import require_scipy
+            from samkit.predict.postprocess import require_scipy
 
             require_scipy("Sam2AutomaticMaskGenerator(min_mask_region_area > 0)")
         self.mask_threshold = float(mask_threshold)
@@ -214,7 +214,7 @@ class Sam2Adapter:
             low_res = torch.cat([lr for lr, _ in parts]).float()
             iou = torch.cat([s for _, s in parts]).float()
         if self.hole_area > 0:
-            from samkit.postprocess_sam2 import fill_holes_and_remove_sprinkles
+            from samkit.predict.postprocess import fill_holes_and_remove_sprinkles
 
             low_res = fill_holes_and_remove_sprinkles(
                 low_res, self.predictor.mask_threshold, self.hole_area, self.hole_area

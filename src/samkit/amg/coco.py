@@ -2,14 +2,14 @@
 
 Conventions (what `pycocotools` computes from the mask itself):
 
-- `segmentation`: COCO RLE `{"size": [h, w], "counts": str}` (`samkit.amg.rle.to_coco_rle`).
+- `segmentation`: COCO RLE `{"size": [h, w], "counts": str}` (`samkit.io.rle.to_coco_rle`).
 - `area`: the mask's pixel count (`pycocotools.mask.area`).
 - `bbox`: XYWH covering the mask's pixels, `pycocotools.mask.toBbox` (w = x_max - x_min + 1).
   The official SAM generator's records, and so `generate()` and the SA-1B layout, use
   w = x_max - x_min, one pixel less; COCO files never do.
 - `iscrowd` 0; `score` = `predicted_iou`, so that the annotations are also a COCO results list
   (`COCO.loadRes`); SAM's `predicted_iou`, `stability_score`, `point_coords` and `crop_box` are
-  kept as extra fields. A SAM 3 record (`samkit.sam3_tasks`) has a `score` instead (the
+  kept as extra fields. A SAM 3 record (`samkit.amg.sam3`) has a `score` instead (the
   detector's, official) and keeps `box_xyxy` (the detector's box, pixels).
 - `category_id`: a record's own `category_id` when it has one, else 1. Categories are a list
   (`DEFAULT_CATEGORIES` is the one class "object" of SAM 1 / 2 masks), so that text concepts
@@ -26,8 +26,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from samkit.amg.rle import area_from_rle, bbox_from_rle, rle_counts, to_coco_rle
-from samkit.fileio import atomic_path
+from samkit.io.atomic import atomic_path
+from samkit.io.rle import area_from_rle, bbox_from_rle, rle_counts, to_coco_rle
 
 DEFAULT_CATEGORIES: tuple[dict[str, Any], ...] = (
     {"id": 1, "name": "object", "supercategory": "object"},
@@ -88,7 +88,7 @@ def coco_annotation(
     category_id = record.get("category_id", 1)
     if category_id not in category_ids:
         raise ValueError(f"category_id {category_id!r} is not one of {list(category_ids)}")
-    if "predicted_iou" not in record and "score" in record:  # SAM 3 (samkit.sam3_tasks)
+    if "predicted_iou" not in record and "score" in record:  # SAM 3 (samkit.amg.sam3)
         iou = float(record["score"])
         sam = {k: [float(v) for v in record[k]] for k in SAM3_FIELDS if k in record}
     else:

@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image
 
 from samkit.amg.coco import DEFAULT_CATEGORIES, check_categories, coco_annotation
-from samkit.amg.rle import segmentation_to_mask, to_coco_rle
-from samkit.fileio import atomic_write_text
-from samkit.inputs import as_rgb_uint8
+from samkit.io.atomic import atomic_write_text
+from samkit.io.rle import segmentation_to_mask, to_coco_rle
+from samkit.predict.inputs import as_rgb_uint8
 
 JSON_FORMATS = ("coco", "sa1b")
 
@@ -149,7 +149,7 @@ def render_overlay(
 
     Args:
         image: a PIL image or an HxW, HxWx1, HxWx3 or HxWx4 array, read by the rule of
-            `set_image` and `generate` (`samkit.inputs.as_rgb_uint8`).
+            `set_image` and `generate` (`samkit.predict.inputs.as_rgb_uint8`).
         records: generator records (any output mode).
         alpha: mask opacity in [0, 1].
         outline: draw each mask's boundary opaquely.

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from samkit.transforms import threshold_masks
+from samkit.predict.transforms import threshold_masks
 
 _MISSING_CC = (
     "min_mask_region_area > 0 needs scipy or opencv for connected components: "

@@ -32,9 +32,9 @@ from samkit.amg.grid import build_all_layer_point_grids
 from samkit.amg.masks import batched_mask_to_box, remove_small_regions, stability_and_mask
 from samkit.amg.nms import batched_nms, box_area
 from samkit.amg.report import empty_reason, new_filter_counts
-from samkit.amg.rle import coco_encode_rle, crop_mask_to_rle
 from samkit.amg.runtime import ProgressFn, make_progress
-from samkit.inputs import as_rgb_uint8
+from samkit.io.rle import coco_encode_rle, crop_mask_to_rle
+from samkit.predict.inputs import as_rgb_uint8
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
@@ -127,7 +127,7 @@ class MaskGeneratorBase:
     def generate(self, image: Any) -> list[dict[str, Any]]:
         """Masks for an image: a PIL image or an HxW, HxWx1, HxWx3 or HxWx4 array.
 
-        Images are read by `samkit.inputs.as_rgb_uint8`, the rule of `SamPredictor.set_image`
+        Images are read by `samkit.predict.inputs.as_rgb_uint8`, the rule of `SamPredictor.set_image`
         and `Sam2ImagePredictor.set_image` (greyscale repeated into R, G, B; alpha dropped;
         uint16 `>> 8`; float in [0, 1] `* 255`).
 
@@ -206,7 +206,7 @@ class MaskGeneratorBase:
     # ----------------------------------------------------------------------------- pipeline
 
     def _generate(self, image: Any) -> tuple[Candidates, tuple[int, int]]:
-        image = as_rgb_uint8(image)  # the one image rule of set_image (samkit.inputs)
+        image = as_rgb_uint8(image)  # the one image rule of set_image (samkit.predict.inputs)
         self.timings = {"encoder_s": 0.0, "decoder_s": 0.0}
         self.filter_counts = new_filter_counts()
         orig_size = image.shape[:2]

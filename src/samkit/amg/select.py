@@ -13,7 +13,7 @@ SAM2_ONLY = {"use_m2m": False, "multimask_output": True, "mask_threshold": 0.0}
 def is_sam2(model: Any) -> bool:
     """Whether `model` is a SAM 2 model or a `Sam2ImagePredictor`."""
     from samkit.modeling.sam2 import Sam2
-    from samkit.sam2_predictor import Sam2ImagePredictor
+    from samkit.predict.sam2 import Sam2ImagePredictor
 
     return isinstance(model, (Sam2, Sam2ImagePredictor))
 
@@ -29,10 +29,10 @@ def mask_generator_for(model: Any, **kwargs: Any) -> MaskGeneratorBase:
     """
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if is_sam2(model):
-        from samkit.amg.generator_sam2 import Sam2AutomaticMaskGenerator
+        from samkit.amg.sam2 import Sam2AutomaticMaskGenerator
 
         return Sam2AutomaticMaskGenerator(model, **kwargs)
-    from samkit.amg.generator import SamAutomaticMaskGenerator
+    from samkit.amg.sam import SamAutomaticMaskGenerator
 
     for name, neutral in SAM2_ONLY.items():
         if name in kwargs and kwargs.pop(name) != neutral:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from samkit.transforms import rows_needed
+from samkit.layers.resize import rows_needed
 
 
 def _upsample_into(x: Tensor, size: tuple[int, int], out: Tensor | None) -> Tensor:

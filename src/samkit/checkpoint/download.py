@@ -220,7 +220,7 @@ def _unavailable(url: str, dest: Path, reason: str) -> CheckpointUnavailableErro
 
 
 def _variant(name: str):
-    from samkit import configs
+    from samkit.configs import sam as configs
 
     v = configs.get_variant(name)
     if v.url is None or v.filename is None:
@@ -315,7 +315,7 @@ def fetch_checkpoint(
     from the variant's URL unless `download=False`.
 
     Args:
-        variant_name: a name known to `samkit.configs.get_variant` (e.g. "vit_b").
+        variant_name: a name known to `samkit.configs.sam.get_variant` (e.g. "vit_b").
         cache_dir: the cache folder; default `default_cache_dir()`.
         download: allow a download when the file is not cached.
         progress: show a progress line on stderr while downloading.

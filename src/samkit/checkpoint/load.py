@@ -415,7 +415,7 @@ def save_checkpoint(
             seen.add(ptr)
         tensors[k] = t
 
-    from samkit.fileio import atomic_path
+    from samkit.io.atomic import atomic_path
 
     with atomic_path(dest) as tmp:  # the user's umask mode, not safetensors' 0600
         save_file(tensors, str(tmp), metadata=meta)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from samkit.prompt_bounds import prompt_warnings  # noqa: F401  (the CLI's import point)
+from samkit.predict.prompt_bounds import prompt_warnings  # noqa: F401  (the CLI's import point)
 
 # Options whose value is a comma-separated list of numbers that may start with a minus sign.
 COORDINATE_OPTIONS = ("--point", "--box")

@@ -34,8 +34,8 @@ from samkit.jobs import (
 def cmd_segment(args: argparse.Namespace) -> int:
     from samkit.amg.io import render_overlay
     from samkit.cli.sam3_commands import segment_concepts, segment_family
-    from samkit.imageio import decode_image
-    from samkit.server.encoding import (
+    from samkit.io.images import decode_image
+    from samkit.io.masks import (
         atomic_write_bytes,
         draw_prompts,
         mask_png_bytes,
@@ -275,7 +275,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     import samkit
     from samkit.checkpoint import default_cache_dir
-    from samkit.configs import get_variant, variant_names
+    from samkit.configs.sam import get_variant, variant_names
 
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     rows = []

@@ -46,22 +46,22 @@ class LoadedModel:
         if self.family == "sam2":
             return int(self.model.image_size)
         if self.family == "sam3":
-            from samkit.sam3_models import sam3_img_size
+            from samkit.build.sam3_models import sam3_img_size
 
             return sam3_img_size(self.model)
         return int(self.model.image_encoder.img_size)
 
     def predictor(self) -> Any:
         """A fresh `SamPredictor` / `Sam2ImagePredictor` for this model (SAM 3: a
-        `samkit.sam3_tasks.Sam3ClickPredictor`, clicks through the interactive head)."""
+        `samkit.amg.sam3.Sam3ClickPredictor`, clicks through the interactive head)."""
         if self.family == "sam3":
-            from samkit.sam3_tasks import Sam3ClickPredictor
+            from samkit.amg.sam3 import Sam3ClickPredictor
 
             return Sam3ClickPredictor(self.model)
         if self.family == "sam2":
             Sam2ImagePredictor = _sam2_api("Sam2ImagePredictor")
             return Sam2ImagePredictor(self.model)
-        from samkit.predictor import SamPredictor
+        from samkit.predict.sam import SamPredictor
 
         return SamPredictor(self.model)
 
@@ -79,7 +79,7 @@ def _sam2_api(name: str) -> Any:
 
 
 def _config_family(path: Path) -> str:
-    from samkit.configs import load_config_json
+    from samkit.configs.sam import load_config_json
 
     raw = load_config_json(path)
     if raw.get("family") == "sam3":
@@ -105,7 +105,7 @@ def model_family(model: str | None, checkpoint: str | None = None) -> str:
             return "sam1"  # vit_b
         if not Path(checkpoint).is_file():
             raise CliError(f"--checkpoint {checkpoint}: no such file")
-        from samkit.modeling.family import checkpoint_family
+        from samkit.build.family import checkpoint_family
 
         return checkpoint_family(checkpoint) or "sam1"
     if model.strip().lower() == "sam3":
@@ -114,7 +114,7 @@ def model_family(model: str | None, checkpoint: str | None = None) -> str:
         if not Path(model).is_file():
             raise CliError(f"--model {model}: no such config file")
         return _config_family(Path(model))
-    from samkit.configs import get_variant
+    from samkit.configs.sam import get_variant
 
     return get_variant(model).family  # ValueError lists the known names
 
@@ -148,7 +148,7 @@ def load_model(
     """Build the model named on the command line.
 
     Args:
-        model: a variant name (`samkit info` lists them), `sam3` (`samkit.sam3_models`) or a
+        model: a variant name (`samkit info` lists them), `sam3` (`samkit.build.sam3_models`) or a
             config.json path; None infers the family and architecture from `checkpoint` (or
             means vit_b without a checkpoint).
         checkpoint: a checkpoint file; without it a variant's official checkpoint is taken from
@@ -160,9 +160,9 @@ def load_model(
             (`refuse_family`) before it is built. Default SAM 1 and SAM 2.
         command: the command's name, for that message.
     """
-    from samkit.accel import tune_malloc
     from samkit.checkpoint import fetch_checkpoint
-    from samkit.configs import get_variant
+    from samkit.configs.sam import get_variant
+    from samkit.runtime.accel import tune_malloc
 
     tune_malloc()  # an application: keep freed memory for the next forward (~10 % faster)
 
@@ -200,7 +200,7 @@ def load_model(
     if family == "sam2":
         net = _sam2_api("build_sam2")(spec, checkpoint=checkpoint, device=device, dtype=torch_dtype)
     else:
-        from samkit.modeling.build import build_sam
+        from samkit.build.sam import build_sam
 
         net = build_sam(spec, checkpoint=checkpoint, device=device, dtype=torch_dtype)
     return LoadedModel(net, family, model or str(checkpoint), random_weights)
@@ -213,11 +213,11 @@ def _load_sam3(
     device: str | None,
     dtype: str | None,
 ) -> LoadedModel:
-    """`load_model` for a SAM 3 model (`samkit.sam3_models`: `sam3`, a config.json, or only a
+    """`load_model` for a SAM 3 model (`samkit.build.sam3_models`: `sam3`, a config.json, or only a
     `sam3.pt`-layout checkpoint)."""
     if dtype is not None and dtype not in DTYPES:
         raise CliError(f"--dtype {dtype}: choose from {', '.join(sorted(DTYPES))}")
-    from samkit.sam3_models import build_sam3, sam3_build_kwargs
+    from samkit.build.sam3_models import build_sam3, sam3_build_kwargs
 
     if model is not None and model.strip().lower() == "sam3":
         model = "sam3"
@@ -287,7 +287,7 @@ def _check_device(device: str | None) -> None:
 def checked_embedding(args: argparse.Namespace, lm: Any, image: Any) -> Any:
     """The `samkit embed` file of `--embedding`, checked against the model's family and the
     decoded HxWx3 image (size and pixels); CliError naming what differs."""
-    from samkit.embeddings import load_embedding, rgb_sha256
+    from samkit.io.embeddings import load_embedding, rgb_sha256
 
     emb = load_embedding(args.embedding)
     if emb.family != lm.family:
@@ -358,7 +358,7 @@ def _box(text: str) -> tuple[float, float, float, float]:
 
 def _image_files(inputs: list[str]) -> list[Path]:
     """Image files from files and folders (a folder's images, sorted, not recursive)."""
-    from samkit.server.encoding import IMAGE_SUFFIXES
+    from samkit.io.masks import IMAGE_SUFFIXES
 
     files: list[Path] = []
     for item in inputs:
@@ -387,7 +387,7 @@ def _image_files(inputs: list[str]) -> list[Path]:
 
 
 def _write_json(path: Path, doc: Any) -> None:
-    from samkit.server.encoding import atomic_write_bytes
+    from samkit.io.masks import atomic_write_bytes
 
     atomic_write_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
 

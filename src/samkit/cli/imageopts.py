@@ -1,16 +1,16 @@
-"""The image-reading options of every command that decodes image files (see `samkit.imageio`):
-`--stretch` and `--max-pixels`. Built from `samkit.imagelimits`, so no numpy / PIL import."""
+"""The image-reading options of every command that decodes image files (see `samkit.io.images`):
+`--stretch` and `--max-pixels`. Built from `samkit.io.limits`, so no numpy / PIL import."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from samkit.imagelimits import DEFAULT_MAX_PIXELS, PERCENTILE_STRETCH, parse_max_pixels
+from samkit.io.limits import DEFAULT_MAX_PIXELS, PERCENTILE_STRETCH, parse_max_pixels
 
 
 def max_pixels_arg(text: str) -> int:
-    """argparse `type` of `--max-pixels`: `samkit.imagelimits.parse_max_pixels`'s rule."""
+    """argparse `type` of `--max-pixels`: `samkit.io.limits.parse_max_pixels`'s rule."""
     try:
         return parse_max_pixels(text)
     except ValueError as e:
@@ -49,10 +49,10 @@ def add_image_args(
 
 
 def image_stretch(args: argparse.Namespace) -> Any:
-    """The `stretch` argument of `samkit.imageio.decode_image` for these parsed arguments."""
+    """The `stretch` argument of `samkit.io.images.decode_image` for these parsed arguments."""
     return PERCENTILE_STRETCH if getattr(args, "stretch", False) else None
 
 
 def image_max_pixels(args: argparse.Namespace) -> int:
-    """The `max_pixels` argument of `samkit.imageio.decode_image` for these parsed arguments."""
+    """The `max_pixels` argument of `samkit.io.images.decode_image` for these parsed arguments."""
     return int(getattr(args, "max_pixels", None) or DEFAULT_MAX_PIXELS)

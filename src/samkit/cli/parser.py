@@ -17,7 +17,7 @@ from samkit.cli.common import _add_model_args, _point
 from samkit.cli.distributed import add_ray_args
 from samkit.cli.imageopts import add_image_args
 from samkit.cli.sam3opts import add_sam3_args, labelled_box
-from samkit.imagelimits import SERVER_DEFAULT_MAX_PIXELS
+from samkit.io.limits import SERVER_DEFAULT_MAX_PIXELS
 
 _COMMANDS = "samkit.cli.commands"
 
@@ -146,14 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=f"{_COMMANDS}:cmd_serve")
 
     with contextlib.suppress(ImportError):
-        from samkit.export.cli import add_parser as add_export
+        from samkit.cli.export import add_parser as add_export
 
         add_export(sub)
     with contextlib.suppress(ImportError):
-        from samkit.train.cli import add_parsers as add_train
+        from samkit.cli.train import add_parsers as add_train
 
         add_train(sub)
-    from samkit.video.cli import add_parsers as add_video  # track, eval-video
+    from samkit.cli.video import add_parsers as add_video  # track, eval-video
 
     add_video(sub)
     return parser

@@ -4,7 +4,7 @@ the SAM 3 options, and `samkit segment --text` / exemplar boxes.
 `samkit segment IMAGE --text dog [--text cat] [--box X0,Y0,X1,Y1[,LABEL]] [--threshold T]`
 writes, in `--out`:
 
-- `<stem>_mask_<i>.png`: one 1-bit mask per instance (`samkit.fileio.mask_png_bytes`), in the
+- `<stem>_mask_<i>.png`: one 1-bit mask per instance (`samkit.io.atomic.mask_png_bytes`), in the
   order of the COCO annotations (concept by concept, by descending score);
 - `<stem>_instances.png`: the instance label image, 0 background, i + 1 for `<stem>_mask_<i>`
   (8-bit, 16-bit above 255 instances; where masks overlap the higher score wins);
@@ -144,11 +144,11 @@ def auto_concept_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
 def segment_concepts(args: argparse.Namespace) -> int:
     """`samkit segment --text ... / --box exemplars` on a SAM 3 model (outputs: module doc)."""
     from samkit.amg.io import render_overlay, write_coco_json
-    from samkit.amg.rle import segmentation_to_mask
-    from samkit.fileio import atomic_write_bytes, mask_png_bytes
-    from samkit.imageio import decode_image
-    from samkit.sam3_tasks import Sam3ConceptGenerator, check_exemplar_boxes
-    from samkit.server.encoding import draw_prompts, png_bytes
+    from samkit.amg.sam3 import Sam3ConceptGenerator, check_exemplar_boxes
+    from samkit.io.atomic import atomic_write_bytes, mask_png_bytes
+    from samkit.io.images import decode_image
+    from samkit.io.masks import draw_prompts, png_bytes
+    from samkit.io.rle import segmentation_to_mask
 
     image = decode_image(args.image, max_pixels=image_max_pixels(args), stretch=image_stretch(args))
     h, w = image.shape[:2]
@@ -199,7 +199,7 @@ def segment_concepts(args: argparse.Namespace) -> int:
 def _embedding_state(args: argparse.Namespace, lm: Any, image: np.ndarray) -> dict[str, Any]:
     """The processor state of a `samkit embed` file of this image and model (CliError when it
     is another family's, image's or architecture's)."""
-    from samkit.sam3_tasks import sam3_state_from_embedding
+    from samkit.amg.sam3 import sam3_state_from_embedding
 
     emb = checked_embedding(args, lm, image)
     return sam3_state_from_embedding(emb, lm.model)  # provenance checked (ValueError)

@@ -41,7 +41,7 @@ def _is_uri(item: str) -> bool:
 
 
 def _image_suffixes() -> tuple[str, ...]:
-    from samkit.server.encoding import IMAGE_SUFFIXES
+    from samkit.io.masks import IMAGE_SUFFIXES
 
     return IMAGE_SUFFIXES
 

@@ -39,7 +39,7 @@ def manifest_path(out: str | os.PathLike[str]) -> Path:
 
 def write_manifest(out: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> Path:
     """Write the rows (sorted by image_id) atomically; returns the manifest's path."""
-    from samkit.server.encoding import atomic_write_bytes
+    from samkit.io.masks import atomic_write_bytes
 
     rows = sorted(({k: r.get(k) for k in COLUMNS} for r in rows), key=lambda r: r["image_id"])
     path = manifest_path(out)

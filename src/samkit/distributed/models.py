@@ -30,23 +30,23 @@ class RunModel:
         if self.family == "sam2":
             return int(self.model.image_size)
         if self.family == "sam3":
-            from samkit.sam3_models import sam3_img_size
+            from samkit.build.sam3_models import sam3_img_size
 
             return sam3_img_size(self.model)
         return int(self.model.image_encoder.img_size)
 
     def predictor(self) -> Any:
         """A `SamPredictor` / `Sam2ImagePredictor` of the model (SAM 3: a
-        `samkit.sam3_tasks.Sam3ClickPredictor`)."""
+        `samkit.amg.sam3.Sam3ClickPredictor`)."""
         if self.family == "sam3":
-            from samkit.sam3_tasks import Sam3ClickPredictor
+            from samkit.amg.sam3 import Sam3ClickPredictor
 
             return Sam3ClickPredictor(self.model)
         if self.family == "sam2":
             from samkit import Sam2ImagePredictor
 
             return Sam2ImagePredictor(self.model)
-        from samkit.predictor import SamPredictor
+        from samkit.predict.sam import SamPredictor
 
         return SamPredictor(self.model)
 
@@ -61,8 +61,8 @@ def _family_of_module(model: Any) -> str:
 
 
 def _family_of_spec(spec: str) -> str:
-    from samkit.configs import get_variant, load_config_json
-    from samkit.sam3_models import is_sam3_config, is_sam3_name
+    from samkit.build.sam3_models import is_sam3_config, is_sam3_name
+    from samkit.configs.sam import get_variant, load_config_json
 
     if is_sam3_name(spec):
         return "sam3"
@@ -109,13 +109,13 @@ def resolve_model(
     if model is None and checkpoint is None:
         model = "vit_b"
     if model is None:  # only a checkpoint: its tensors say the family
-        from samkit.modeling.family import checkpoint_family
+        from samkit.build.family import checkpoint_family
 
         family = checkpoint_family(checkpoint) or "sam1"
     else:
         family = _family_of_spec(str(model))
     if family == "sam3":
-        from samkit.sam3_models import build_sam3
+        from samkit.build.sam3_models import build_sam3
 
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
@@ -135,7 +135,7 @@ def resolve_model(
 
         net = build_sam2(model, checkpoint=checkpoint, device=device, dtype=dtype)
     else:
-        from samkit.modeling.build import build_sam
+        from samkit.build.sam import build_sam
 
         net = build_sam(model, checkpoint=checkpoint, device=device, dtype=dtype)
     name = model_name or str(model if model is not None else checkpoint)

@@ -17,7 +17,7 @@ from samkit.distributed.inputs import ImageList, list_images
 from samkit.distributed.manifest import read_manifest, write_manifest
 from samkit.distributed.messages import RAY_MISSING
 from samkit.distributed.models import RunModel, resolve_model
-from samkit.imagelimits import DEFAULT_MAX_PIXELS
+from samkit.io.limits import DEFAULT_MAX_PIXELS
 from samkit.jobs import AutoJob, EmbedJob, image_ids, remove_stale_temporaries
 
 DECODE_CPUS = 0.1  # logical CPUs of a read / decode task: they must fit beside the actors
@@ -128,7 +128,7 @@ def _amg_kwargs(generator_kwargs: dict[str, Any] | None) -> dict[str, Any]:
     """Every numeric option of the generator, defaults filled in, in `samkit auto`'s order; a
     SAM 3 run's (`text_prompts`, optional `confidence_threshold`) checked and completed."""
     if generator_kwargs and "text_prompts" in generator_kwargs:
-        from samkit.sam3_tasks import (
+        from samkit.amg.sam3 import (
             CONCEPT_OPTIONS,
             OFFICIAL_CONFIDENCE_THRESHOLD,
             check_confidence_threshold,
@@ -335,7 +335,7 @@ def label_images(
             built `Sam` module may be passed as `model`.
         generator_kwargs: `SamAutomaticMaskGenerator` options (points_per_side, ...); for a
             SAM 3 model `{"text_prompts": [...], "confidence_threshold": 0.5}` (one COCO
-            category per prompt, `samkit.sam3_tasks.Sam3ConceptGenerator`).
+            category per prompt, `samkit.amg.sam3.Sam3ConceptGenerator`).
         num_workers: model actors (default: one per `threads_per_worker` CPUs of each node).
         batch_size: images per actor call.
         ray_address: a running cluster (`ray start --head`'s address or `auto`); None uses the
@@ -345,11 +345,11 @@ def label_images(
             by the workers of a node).
         progress: print progress lines on stderr; or a function called with each image's
             manifest row as it arrives (and no printing).
-        stretch: decode images with this percentile stretch (`samkit.imageio`; None: the
+        stretch: decode images with this percentile stretch (`samkit.io.images`; None: the
             default rule), as `samkit auto --stretch`.
         coco_format: the per-image JSON layout, "coco" or "sa1b" (`samkit auto --format`).
         max_pixels: refuse (as a failed image) files of more pixels than this
-            (`samkit.imageio.decode_image`; `samkit auto --max-pixels`).
+            (`samkit.io.images.decode_image`; `samkit auto --max-pixels`).
 
     Returns:
         A `RunSummary`; the manifest is `out_dir/manifest.parquet`, the dataset

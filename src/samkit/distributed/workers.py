@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from samkit.imagelimits import DEFAULT_MAX_PIXELS
+from samkit.io.limits import DEFAULT_MAX_PIXELS
 
 _EMPTY = np.zeros((0, 0, 3), dtype=np.uint8)  # the image of a row whose decoding failed
 
@@ -22,7 +22,7 @@ def decode_row(
     row: dict[str, Any], stretch: Any = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> dict[str, Any]:
     """Ray Data task: one file's bytes -> its HxWx3 uint8 RGB pixels, or the decoding error
-    (`stretch` and `max_pixels`: see `samkit.imageio.decode_image`)."""
+    (`stretch` and `max_pixels`: see `samkit.io.images.decode_image`)."""
     from samkit.jobs import decode
 
     path = str(row["path"])
@@ -52,8 +52,8 @@ class ModelWorker:
         import ray
         import torch
 
-        from samkit.accel import tune_malloc
         from samkit.jobs import make_generator
+        from samkit.runtime.accel import tune_malloc
 
         tune_malloc()  # as the `samkit` command does
         torch.set_num_threads(threads)

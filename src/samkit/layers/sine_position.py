@@ -35,7 +35,7 @@ class PositionEmbeddingSine(nn.Module):
         self.scale = 2 * math.pi if scale is None else scale
         self._cache: dict[tuple[int, int, torch.device], Tensor] = {}
         self._cast: dict[tuple[int, int, torch.device, torch.dtype], Tensor] = {}
-        # Set by `samkit.accel.encoder_to_dtype`: the dtype the encoder's outputs are cast to, so
+        # Set by `samkit.runtime.accel.encoder_to_dtype`: the dtype the encoder's outputs are cast to, so
         # the encoding comes out in it directly instead of a round trip through the encoder's.
         self.out_dtype: torch.dtype | None = None
 

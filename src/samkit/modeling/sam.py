@@ -7,10 +7,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from samkit.layers.resize import normalize_and_pad, postprocess_masks
 from samkit.modeling.mask_decoder import MaskDecoder
 from samkit.modeling.prompt_encoder import PromptEncoder
 from samkit.modeling.vit import ImageEncoderViT
-from samkit.transforms import normalize_and_pad, postprocess_masks
 
 
 class Sam(nn.Module):

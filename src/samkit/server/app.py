@@ -40,8 +40,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from samkit.prompt_bounds import prompt_warnings
-from samkit.server.encoding import ImageDecodeError
+from samkit.io.masks import ImageDecodeError
+from samkit.predict.prompt_bounds import prompt_warnings
 from samkit.server.engine import Engine, Entry
 from samkit.server.everything import EverythingIn, settings_for_page
 from samkit.server.sam3_find import add_find_route
@@ -87,7 +87,7 @@ _NO_EVERYTHING = {
 
 def _img_size(model: Any, family: str) -> int:
     if family == "sam3":
-        from samkit.sam3_models import sam3_img_size
+        from samkit.build.sam3_models import sam3_img_size
 
         return sam3_img_size(model)
     return int(getattr(model, "image_size", None) or model.image_encoder.img_size)
@@ -131,7 +131,7 @@ def create_app(
         cache_bytes: bound of the embedding cache, in bytes.
         max_upload_bytes: larger uploads get 413.
         max_pixels: images with more pixels get 400 (decompression-bomb protection).
-        stretch: uploads' percentile stretch (`samkit.imageio.decode_image`); None: 16-bit
+        stretch: uploads' percentile stretch (`samkit.io.images.decode_image`); None: 16-bit
             images are reduced by `>> 8`, float ones must lie in [0, 1].
         video_limits: a `samkit.server.video_session.VideoLimits` for the video mode (default
             limits when None); `samkit.server.video_routes` lists its routes.

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from samkit.embeddings import features_of, restore_features
-from samkit.imageio import DEFAULT_MAX_PIXELS, decode_image
-from samkit.predictor import SamPredictor
+from samkit.io.embeddings import features_of, restore_features
+from samkit.io.images import DEFAULT_MAX_PIXELS, decode_image
+from samkit.io.masks import mask_png_bytes, mask_records
+from samkit.predict.sam import SamPredictor
 from samkit.server.cache import ByteLRUCache
-from samkit.server.encoding import mask_png_bytes, mask_records
 from samkit.server.everything import zero_masks_messages
 from samkit.server.threads import JobThread
 
@@ -35,7 +35,7 @@ class Entry:
     """A cached image: its embedding, sizes, and the uploaded bytes (for "segment everything")."""
 
     image_id: str
-    features: dict[str, torch.Tensor]  # `samkit.embeddings.features_of` layout
+    features: dict[str, torch.Tensor]  # `samkit.io.embeddings.features_of` layout
     original_size: tuple[int, int]
     input_size: tuple[int, int] | None
     data: bytes
@@ -63,7 +63,7 @@ class _CachedPredictor(SamPredictor):
 
 def _cached_sam2_predictor(model: Any, entry: Entry) -> Any:
     """`_CachedPredictor` for a SAM 2 model: a Sam2ImagePredictor reusing the cached features."""
-    from samkit.sam2_predictor import Sam2ImagePredictor
+    from samkit.predict.sam2 import Sam2ImagePredictor
 
     class _Cached(Sam2ImagePredictor):
         def set_image(self, image: Any, image_format: str = "RGB") -> None:
@@ -85,7 +85,7 @@ class Engine:
         max_upload_bytes: largest accepted upload (counted in an entry's size).
         family: "sam1", "sam2" or "sam3".
         threads: torch intra-op threads for decoding and encoding (default: the caller's setting).
-        stretch: the percentile stretch of every upload (`samkit.imageio.decode_image`), or None.
+        stretch: the percentile stretch of every upload (`samkit.io.images.decode_image`), or None.
     """
 
     def __init__(
@@ -129,11 +129,11 @@ class Engine:
 
     def _new_predictor(self) -> Any:
         if self.family == "sam2":
-            from samkit.sam2_predictor import Sam2ImagePredictor
+            from samkit.predict.sam2 import Sam2ImagePredictor
 
             return Sam2ImagePredictor(self.model)
         if self.family == "sam3":  # clicks through the interactive head (predict_inst)
-            from samkit.sam3_tasks import Sam3ClickPredictor
+            from samkit.amg.sam3 import Sam3ClickPredictor
 
             return Sam3ClickPredictor(self.model)
         return SamPredictor(self.model)

@@ -46,9 +46,9 @@ def family_defaults(family: str) -> dict[str, Any]:
     """The default of every `PAGE_SETTINGS` entry for "sam1" or "sam2": the generator's
     keyword defaults (`SamAutomaticMaskGenerator` / `Sam2AutomaticMaskGenerator`)."""
     if family == "sam2":
-        from samkit.amg.generator_sam2 import Sam2AutomaticMaskGenerator as gen
+        from samkit.amg.sam2 import Sam2AutomaticMaskGenerator as gen
     elif family == "sam1":
-        from samkit.amg.generator import SamAutomaticMaskGenerator as gen
+        from samkit.amg.sam import SamAutomaticMaskGenerator as gen
     else:
         raise ValueError(f"family must be 'sam1' or 'sam2', got {family!r}")
     params = inspect.signature(gen.__init__).parameters

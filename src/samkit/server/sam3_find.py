@@ -14,7 +14,7 @@ Route (registered by `samkit.server.app.create_app` on every server):
   422 for an empty phrase, one longer than `MAX_PHRASE_CHARS`, or a threshold outside [0, 1].
 
 The image's features come from the web app's cache (`samkit.server.engine.Entry`, the layout of
-`samkit.sam3_tasks.sam3_image_features`): a new phrase on an uploaded image runs only the text
+`samkit.amg.sam3.sam3_image_features`): a new phrase on an uploaded image runs only the text
 encoder and the detector heads, never the backbone. The work runs on the engine's decoding
 thread, one request at a time, like clicks.
 """
@@ -30,13 +30,13 @@ import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict
 
-from samkit.sam3_tasks import (
+from samkit.amg.sam3 import (
     OFFICIAL_CONFIDENCE_THRESHOLD,
     check_confidence_threshold,
     check_text_prompts,
     sam3_state_from_features,
 )
-from samkit.server.encoding import mask_records
+from samkit.io.masks import mask_records
 from samkit.server.validation import parse_json_body
 
 MAX_PHRASE_CHARS = 200  # a noun phrase; the tokenizer keeps 32 tokens anyway
@@ -80,12 +80,12 @@ def check_find(body: FindIn) -> tuple[str, float]:
 
 
 def sam3_feature_bytes(model: Any) -> int:
-    """Bytes of one image's cached SAM 3 features (`samkit.sam3_tasks.sam3_image_features`):
+    """Bytes of one image's cached SAM 3 features (`samkit.amg.sam3.sam3_image_features`):
     the detector's three levels (C x 4s x 4s, C x 2s x 2s, C x s x s with s = image side / 14)
     and, with the interactive head, its three levels (after conv_s0 / conv_s1)."""
     import torch
 
-    from samkit.sam3_models import sam3_img_size
+    from samkit.build.sam3_models import sam3_img_size
 
     elt = torch.empty((), dtype=model.dtype).element_size()
     s = sam3_img_size(model) // 14
@@ -103,8 +103,8 @@ class Sam3Finder:
     cached text embeddings). Not thread-safe: the engine's decoding thread calls it."""
 
     def __init__(self, model: Any) -> None:
-        from samkit.sam3_models import sam3_img_size
-        from samkit.sam3_processor import Sam3Processor
+        from samkit.build.sam3_models import sam3_img_size
+        from samkit.predict.sam3 import Sam3Processor
 
         self.model = model
         self.processor = Sam3Processor(model, resolution=sam3_img_size(model))

@@ -5,7 +5,7 @@ Two rules, each learned from a measurement:
 
 * A fixed set of long-lived threads. glibc's malloc serves each thread from an arena (a new thread
   takes a free one or makes one, up to 8 per core), and memory freed in an arena stays there, up to
-  the 1 GiB trim threshold of `samkit.accel.tune_malloc` (which `samkit serve` applies, as every
+  the 1 GiB trim threshold of `samkit.runtime.accel.tune_malloc` (which `samkit serve` applies, as every
   `samkit` command), for that arena's later allocations. When every job ran on a fresh thread, the
   jobs' big temporaries were spread over ever other arenas and the server's RSS grew by about
   0.9 GB a round of 4 video sessions, even with every session closed (issue 24). The app therefore

@@ -1,6 +1,6 @@
 """The model side of the web app's video mode: one `VideoSession` per uploaded clip.
 
-A session holds the clip (its bytes, decoded lazily by `samkit.video.pyav.FileFrames`, plus one
+A session holds the clip (its bytes, decoded lazily by `samkit.video.frames.pyav.FileFrames`, plus one
 JPEG per frame for the page), a `Sam2VideoPredictor` inference state with the user's prompts,
 and the latest results in the `samkit track` formats: palette PNGs `masks/<frame>.png` in a
 per-session temporary folder and a `VisRecorder` (YouTube-VIS JSON).
@@ -100,7 +100,7 @@ class VideoSession:
     """One clip: frames, predictor state, prompts and results (see the module docstring)."""
 
     def __init__(self, predictor: Any, data: bytes, name: str, limits: VideoLimits, root: Path):
-        from samkit.video.pyav import FileFrames
+        from samkit.video.frames.pyav import FileFrames
 
         self.id = secrets.token_hex(16)
         self.name = name

@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from samkit.amg.rle import rle_string_to_counts
-from samkit.imageio import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_image
-from samkit.transforms import get_preprocess_shape, resize_longest_side
+from samkit.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_image
+from samkit.io.rle import rle_string_to_counts
+from samkit.predict.transforms import get_preprocess_shape, resize_longest_side
 
 logger = logging.getLogger("samkit")
 
@@ -79,7 +79,7 @@ class DataError(ValueError):
 def _read_image(
     path: Path, stretch: Any = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
-    """HxWx3 uint8 RGB through the one samkit decoder (`samkit.imageio`: 16-bit, float, CMYK,
+    """HxWx3 uint8 RGB through the one samkit decoder (`samkit.io.images`: 16-bit, float, CMYK,
     palette, EXIF orientation, the `max_pixels` size limit)."""
     try:
         return decode_image(path, max_pixels=max_pixels, stretch=stretch)
@@ -123,7 +123,7 @@ class SegmentationDataset:
         self, skip_invalid: bool = False, stretch: Any = None, max_pixels: int = DEFAULT_MAX_PIXELS
     ) -> None:
         self.skip_invalid = skip_invalid
-        self.stretch = stretch  # `samkit.imageio.decode_image`'s percentile stretch, or None
+        self.stretch = stretch  # `samkit.io.images.decode_image`'s percentile stretch, or None
         self.max_pixels = max_pixels  # and its size limit (the CLI's --max-pixels)
         self._names: list[str] = []
 
@@ -373,7 +373,7 @@ def open_dataset(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> SegmentationDataset:
     """A `FolderDataset` for a folder, a `CocoDataset` for a ``.json`` file (`stretch` and
-    `max_pixels`: see `samkit.imageio.decode_image`)."""
+    `max_pixels`: see `samkit.io.images.decode_image`)."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"dataset not found: {p}")

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from samkit.predict.transforms import apply_coords
 from samkit.train.datasets import PreparedSample, Sample, prepare_sample
-from samkit.transforms import apply_coords
 
 
 @dataclass
@@ -203,7 +203,7 @@ class Sam2Ops(FamilyOps):
         return c * self.img_size
 
     def upscale(self, low: Tensor, prep: PreparedSample) -> Tensor:
-        from samkit.postprocess_sam2 import postprocess_masks
+        from samkit.predict.postprocess import postprocess_masks
 
         return postprocess_masks(low, prep.original_size, self.mask_threshold, 0.0, 0.0)
 
@@ -223,7 +223,7 @@ def model_family(model: str | None, checkpoint: str | None = None) -> str:
     --model is absent, the checkpoint's keys (SAM 2 has `sam_mask_decoder.*`)."""
     from pathlib import Path
 
-    from samkit.configs import get_variant, load_config_json
+    from samkit.configs.sam import get_variant, load_config_json
 
     if model is not None:
         if model.endswith(".json") or Path(model).is_file():

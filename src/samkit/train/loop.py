@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from samkit.checkpoint import read_state_dict, save_checkpoint
-from samkit.fileio import atomic_write_text
-from samkit.provenance import check_file, of_model, to_metadata
+from samkit.io.atomic import atomic_write_text
+from samkit.io.provenance import check_file, of_model, to_metadata
 from samkit.train.config import TrainConfig
 from samkit.train.datasets import PreparedSample, Sample
 from samkit.train.families import family_ops

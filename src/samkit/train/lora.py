@@ -259,7 +259,7 @@ def load_adapters(model: nn.Module, path: str | os.PathLike) -> list[str]:
             adapters, or its tensors do not fit.
     """
     from samkit.checkpoint import read_state_dict
-    from samkit.provenance import check_file
+    from samkit.io.provenance import check_file
 
     check_file(path, model, "the model")
     sd = read_state_dict(path)

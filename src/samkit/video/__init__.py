@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "open_video": "samkit.video.sources",
-    "preprocess_frame": "samkit.video.frames",
-    "VideoFrames": "samkit.video.frames",
-    "LiveFrames": "samkit.video.live_frames",
-    "FrameIndexError": "samkit.video.frames",
+    "open_video": "samkit.video.frames.sources",
+    "preprocess_frame": "samkit.video.frames.folder",
+    "VideoFrames": "samkit.video.frames.folder",
+    "LiveFrames": "samkit.video.frames.live",
+    "FrameIndexError": "samkit.video.frames.folder",
     "Sam2VideoPredictor": "samkit.video.predictor",
     "build_sam2_video_predictor": "samkit.video.build",
 }
@@ -30,10 +30,10 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from samkit.video.build import build_sam2_video_predictor
-    from samkit.video.frames import FrameIndexError, VideoFrames, preprocess_frame
-    from samkit.video.live_frames import LiveFrames
+    from samkit.video.frames.folder import FrameIndexError, VideoFrames, preprocess_frame
+    from samkit.video.frames.live import LiveFrames
+    from samkit.video.frames.sources import open_video
     from samkit.video.predictor import Sam2VideoPredictor
-    from samkit.video.sources import open_video
 
 
 def __getattr__(name: str) -> Any:

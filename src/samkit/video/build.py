@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from samkit.modeling.build_sam2 import Sam2ConfigLike, build_sam2
+from samkit.build.sam2 import Sam2ConfigLike, build_sam2
 from samkit.modeling.sam2_video import Sam2Video
 from samkit.video.predictor import Sam2VideoPredictor
 

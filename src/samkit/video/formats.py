@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from samkit.server.encoding import atomic_write_bytes, masks_to_coco_rle
+from samkit.io.masks import atomic_write_bytes, masks_to_coco_rle
 
 
 def davis_palette() -> np.ndarray:

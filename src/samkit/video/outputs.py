@@ -48,7 +48,7 @@ def video_res(s: State, non_overlap_masks: bool, masks: Tensor) -> Tensor:
 def fill_holes_in_mask_scores(masks: Tensor, max_area: int) -> Tensor:
     """Set background components (logit <= 0, 8-connected) of at most `max_area` pixels of
     Bx1xhxw logits to 0.1, like the official CUDA post-processing (here scipy on the CPU)."""
-    from samkit.postprocess_sam2 import connected_components, require_scipy
+    from samkit.predict.postprocess import connected_components, require_scipy
 
     require_scipy("fill_hole_area")
     _, areas = connected_components(masks.detach().float().cpu().numpy() <= 0)

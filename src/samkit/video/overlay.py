@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from samkit.fileio import default_file_mode
+from samkit.io.atomic import default_file_mode
 from samkit.video.formats import davis_palette
 
 
@@ -105,7 +105,7 @@ class Mp4Writer:
     def __init__(
         self, path: str | os.PathLike, width: int, height: int, fps: float = 24.0, crf: int = 20
     ):
-        from samkit.video.pyav import import_av
+        from samkit.video.frames.pyav import import_av
 
         av = import_av()
         self.path = Path(path)

@@ -96,7 +96,7 @@ class Sam2VideoPredictor(PromptAdding, ObjectEditing, LiveTracking):
             video_path: (the official argument name) a folder of JPEG frames (`<index>.jpg`),
                 a video file (PyAV), a sequence of HxWx3 uint8 arrays or PIL images, an
                 iterator of frames (live), or a frame source from
-                `samkit.video.sources.open_video` (e.g. `LiveFrames`).
+                `samkit.video.frames.sources.open_video` (e.g. `LiveFrames`).
             offload_video_to_cpu: accepted for compatibility (frames always stay on the CPU).
             offload_state_to_cpu: keep stored outputs on the CPU.
             async_loading_frames: accepted for compatibility (frames are always decoded lazily).
@@ -104,8 +104,8 @@ class Sam2VideoPredictor(PromptAdding, ObjectEditing, LiveTracking):
         Returns:
             The state dict (`num_frames`, `video_height`, `video_width`, `obj_ids` readable).
         """
-        from samkit.video.frames import VideoFrames
-        from samkit.video.sources import open_video
+        from samkit.video.frames.folder import VideoFrames
+        from samkit.video.frames.sources import open_video
 
         frames = video_path  # any object with the VideoFrames interface is used as is
         if isinstance(video_path, VideoFrames) or not hasattr(video_path, "video_height"):

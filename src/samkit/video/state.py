@@ -3,7 +3,7 @@
 User code reads `state["num_frames"]`, `state["video_height"]`, `state["video_width"]` and
 `state["obj_ids"]`. The rest is internal. What is kept, and for how long:
 
-- frames: the frame source (`samkit.video.frames.VideoFrames`) decodes lazily and keeps a few
+- frames: the frame source (`samkit.video.frames.folder.VideoFrames`) decodes lazily and keeps a few
   preprocessed frames; image features of the last `FEATURE_CACHE_FRAMES` frames are cached
   here (repeated clicks on a frame and the memory encoder reuse them).
 - per object and prompted frame: the prompts and that frame's output (memory features in

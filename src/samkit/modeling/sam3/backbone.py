@@ -35,7 +35,7 @@ class SAM3VLBackbone(nn.Module):
         self.scalp = scalp
 
     def forward_image(self, samples: Tensor) -> dict[str, Any]:
-        """Image features of a normalised Bx3x1008x1008 batch (`samkit.transforms.sam3_image_to_tensor`).
+        """Image features of a normalised Bx3x1008x1008 batch (`samkit.predict.transforms.sam3_image_to_tensor`).
 
         Returns:
             The official dict: "vision_features" (Bx256x72x72, the last level), "vision_pos_enc"

@@ -350,7 +350,7 @@ class Sam3Image(nn.Module):
 
     @property
     def inst_interactive_predictor(self) -> Any:
-        """The `samkit.sam3_interactive.Sam3InteractivePredictor` behind `predict_inst` (official
+        """The `samkit.predict.sam3_interactive.Sam3InteractivePredictor` behind `predict_inst` (official
         attribute name; e.g. set its `max_hole_area`), or None without interactive heads."""
         return None if self.tracker is None else self._interactive_predictor()
 
@@ -361,7 +361,7 @@ class Sam3Image(nn.Module):
                 "from a checkpoint with tracker.* weights"
             )
         if self._interactive is None:
-            from samkit.sam3_interactive import Sam3InteractivePredictor
+            from samkit.predict.sam3_interactive import Sam3InteractivePredictor
 
             object.__setattr__(self, "_interactive", Sam3InteractivePredictor(self.tracker))
         return self._interactive
@@ -370,7 +370,7 @@ class Sam3Image(nn.Module):
         """SAM-1-style clicks / box on the image set in `inference_state` (official name and
         arguments: `point_coords`, `point_labels`, `box`, `mask_input`, `multimask_output`,
         `return_logits`, `normalize_coords`); returns `(masks, iou_predictions, low_res_masks)`
-        as numpy arrays. Computed by `samkit.sam3_interactive.Sam3InteractivePredictor`."""
+        as numpy arrays. Computed by `samkit.predict.sam3_interactive.Sam3InteractivePredictor`."""
         return self._interactive_predictor().predict_inst(inference_state, **kwargs)
 
     def predict_inst_batch(self, inference_state: dict, **kwargs: Any) -> Any:

@@ -1,0 +1,92 @@
+"""`samkit export onnx`: write encoder.onnx and decoder.onnx for a SAM 1 or SAM 2 / 2.1 model.
+
+samkit export onnx --model vit_b --out onnx_vit_b
+samkit export onnx --model sam2.1_hiera_t --out onnx_sam2.1_t
+samkit export onnx --model cfg.json --checkpoint sam.pth --out DIR --return-single-mask
+
+SAM 1 decoders have the official segment_anything ONNX interface; SAM 2 decoders the community
+SAM 2 one (image_embed, high_res_feats_0, high_res_feats_1 from the encoder; no padding point
+to append). See samkit.export.sam and samkit.export.sam2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+# `--opset`'s default as `--help` shows it; the exporter's DEFAULT_OPSET is not imported here
+# (that module imports torch, and `--help` must not). tests/export checks that the two agree.
+HELP_DEFAULT_OPSET = 17
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from samkit.cli.common import CliError, load_model
+    from samkit.export.sam import export_sam_onnx
+
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise CliError("ONNX export needs the onnx package: pip install 'samkit[onnx]'") from None
+    loaded = load_model(args.model, args.checkpoint, args.random_weights, None)
+    if loaded.family == "sam2":
+        from samkit.export.sam2 import export_sam2_onnx as export
+    else:
+        export = export_sam_onnx
+    opset = {} if args.opset is None else {"opset": args.opset}  # None: the exporter's default
+    paths = export(
+        loaded.model,
+        args.out,
+        return_single_mask=args.return_single_mask,
+        encoder=not args.decoder_only,
+        **opset,
+    )
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    if not args.quiet:
+        features = (
+            "image_embed, high_res_feats_0, high_res_feats_1"
+            if loaded.family == "sam2"
+            else "image_embeddings"
+        )
+        print(
+            f"decoder inputs: {features}, point_coords (BxNx2, resized frame), point_labels "
+            "(BxN), mask_input, has_mask_input, orig_im_size; outputs: masks, iou_predictions, "
+            "low_res_masks",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add `export onnx` to the `samkit` command's subparsers."""
+    from samkit.cli.common import _add_model_args
+
+    export = subparsers.add_parser("export", help="export a model (onnx)")
+    sub = export.add_subparsers(dest="export_format", metavar="FORMAT", required=True)
+    p = sub.add_parser(
+        "onnx",
+        help="encoder.onnx + decoder.onnx (SAM 1: official ONNX decoder interface; SAM 2: "
+        "the community SAM 2 decoder interface)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_model_args(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--return-single-mask",
+        action="store_true",
+        help="decoder outputs one mask instead of all 4 (SAM 1, official rule: the single-mask "
+        "token with more than 2 points, else the best multimask output by predicted IoU, so "
+        "OnnxSamPredictor refuses one point or a box alone with it; SAM 2: what "
+        "predict(multimask_output=False) returns, with its stability-based choice)",
+    )
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=None,
+        help=f"ONNX opset, 14..20 (default: {HELP_DEFAULT_OPSET})",
+    )
+    p.add_argument("--decoder-only", action="store_true", help="skip encoder.onnx")
+    p.add_argument("--quiet", action="store_true", help="print only the written paths")
+    p.set_defaults(func=cmd_export_onnx)

@@ -1,0 +1,252 @@
+"""`samkit track` and `samkit eval-video`: SAM 2 video tracking and DAVIS-style evaluation.
+
+Registered by `samkit.cli` through `add_parsers(subparsers)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from samkit.cli.common import (
+    DTYPES,
+    RANDOM_WARNING,
+    CliError,
+    _add_model_args,
+    _config_family,
+    model_family,
+    refuse_family,
+)
+
+
+def _sam2_model_help(p: Any) -> None:
+    """Video commands need a SAM 2 model: say so in `--model`'s help (no vit_b default)."""
+    for action in p._actions:
+        if "--model" in action.option_strings:
+            action.help = (
+                "a SAM 2 / 2.1 variant (e.g. sam2.1_hiera_t) or a SAM 2 config.json (then "
+                "also --checkpoint); optional with --checkpoint of an official size (inferred)"
+            )
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the `track` and `eval-video` commands to the `samkit` subparsers."""
+    p = sub.add_parser(
+        "track",
+        help="track objects through a video (SAM 2): palette PNGs, JSON, overlay MP4",
+        description="Prompt objects on some frames and track them through the video. Writes "
+        "OUT/masks/<frame>.png (palette PNGs, pixel = object id), OUT/annotations.json "
+        "(YouTube-VIS style, COCO RLE) and OUT/overlay.mp4, each atomically.",
+    )
+    p.add_argument("video", help="a video file (MP4, MOV, WebM, AVI, MKV) or a folder of frames")
+    p.add_argument("--out", required=True, help="output folder")
+    g = p.add_argument_group("prompts (repeatable; frame indices from 0, pixel coordinates)")
+    g.add_argument(
+        "--point",
+        action="append",
+        default=[],
+        metavar="FRAME:OBJ:X,Y[,LABEL]",
+        help="a click; LABEL 1 foreground (default) or 0 background",
+    )
+    g.add_argument("--box", action="append", default=[], metavar="FRAME:OBJ:X0,Y0,X1,Y1")
+    g.add_argument(
+        "--mask",
+        action="append",
+        default=[],
+        metavar="FRAME:OBJ:PNG",
+        help="a mask PNG of the frame's size (binary, or a label PNG: pixels == OBJ; OBJ '*' "
+        "takes every id)",
+    )
+    g.add_argument("--prompts", metavar="JSON", help="a JSON list of prompts (see the README)")
+    t = p.add_argument_group("tracking")
+    t.add_argument(
+        "--start-frame",
+        type=int,
+        default=None,
+        help="first frame to track from "
+        "(default: the first prompted frame; the last one with --reverse)",
+    )
+    t.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        metavar="N",
+        help="track at most N frames per direction, the start frame included: N mask PNGs "
+        "(2N-1 with --both-directions, which share the start frame), fewer where the video "
+        "ends first (default: to the end)",
+    )
+    d = t.add_mutually_exclusive_group()
+    d.add_argument("--reverse", action="store_true", help="track backwards from the start frame")
+    d.add_argument("--both-directions", action="store_true", help="track forwards, then backwards")
+    p.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="overlay frame rate (default: the video's, 24 for frame folders)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_model_args(p)
+    _sam2_model_help(p)
+    p.set_defaults(func=cmd_track)
+
+    p = sub.add_parser(
+        "eval-video",
+        help="semi-supervised VOS evaluation (J, F, J&F) on a DAVIS-layout folder",
+        description="Prompts each video of DATA with its first frame's ground-truth masks, "
+        "tracks the rest and scores J, F and J&F as the DAVIS 2017 evaluation does. Writes "
+        "OUT/<video>/<frame>.png, OUT/metrics.json and OUT/metrics.png.",
+    )
+    p.add_argument("--data", required=True, help="folder with JPEGImages/ and Annotations/")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--videos", default=None, help="comma-separated video names (default: all)")
+    p.add_argument(
+        "--resolution",
+        default=None,
+        help="resolution subfolder, e.g. 480p (default: 480p when present)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_model_args(p)
+    _sam2_model_help(p)
+    p.set_defaults(func=cmd_eval_video)
+
+
+def load_video_predictor(args: argparse.Namespace) -> Any:
+    """`samkit.build_sam2_video_predictor` from the common model arguments (SAM 2 only)."""
+    from samkit.checkpoint import fetch_checkpoint
+    from samkit.configs.sam import get_variant
+    from samkit.runtime.accel import tune_malloc
+
+    tune_malloc()
+    model, checkpoint, random_weights = args.model, args.checkpoint, args.random_weights
+    if checkpoint is not None and random_weights:
+        raise CliError("--checkpoint and --random-weights exclude each other")
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise CliError(f"--checkpoint {checkpoint}: no such file")
+    if model is None and checkpoint is None:
+        raise CliError(
+            f"{args.command} needs --model: a SAM 2 variant (e.g. sam2.1_hiera_t) or "
+            "a SAM 2 config.json (or only --checkpoint of an official SAM 2 / 2.1 size)"
+        )
+    if model_family(model, checkpoint) == "sam3":  # named, with where SAM 3 works
+        refuse_family("sam3", ("sam2",), args.command)
+    if model is None:  # only a checkpoint: its tensors say the family, the builder the variant
+        from samkit.build.family import checkpoint_family
+
+        if checkpoint_family(checkpoint) != "sam2":
+            raise CliError(
+                f"--checkpoint {checkpoint}: not a SAM 2 / 2.1 checkpoint; video tracking "
+                "needs one (e.g. --model sam2.1_hiera_t)"
+            )
+    elif model.endswith(".json") or Path(model).is_file():
+        if not Path(model).is_file():
+            raise CliError(f"--model {model}: no such config file")
+        if _config_family(Path(model)) != "sam2":
+            raise CliError(f"--model {model}: video tracking needs a SAM 2 model config")
+        if checkpoint is None and not random_weights:
+            raise CliError(f"--model {model} is a config file: also pass --checkpoint PATH")
+    else:
+        variant = get_variant(model)
+        if variant.family != "sam2":
+            raise CliError(
+                f"--model {model}: video tracking needs a SAM 2 / 2.1 variant (e.g. sam2.1_hiera_t)"
+            )
+        if checkpoint is None and not random_weights:
+            checkpoint = str(fetch_checkpoint(variant.name))
+    if random_weights:
+        print(RANDOM_WARNING, file=sys.stderr, flush=True)
+    import torch
+
+    import samkit
+
+    try:
+        build = samkit.build_sam2_video_predictor
+    except AttributeError:
+        raise CliError("this samkit installation has no SAM 2 video predictor yet") from None
+    dtype = None if args.dtype is None else getattr(torch, DTYPES[args.dtype])
+    return build(model, checkpoint=checkpoint, device=args.device, dtype=dtype)
+
+
+def _prompts_from_args(args: argparse.Namespace, n: int, h: int, w: int) -> list:
+    from samkit.video.track_prompts import (
+        load_prompts_json,
+        parse_box,
+        parse_mask,
+        parse_point,
+        resolve_prompts,
+    )
+
+    raws = [parse_point(s) for s in args.point] + [parse_box(s) for s in args.box]
+    raws += [parse_mask(s) for s in args.mask]
+    if args.prompts:
+        raws += load_prompts_json(args.prompts)
+    return resolve_prompts(raws, n, h, w)
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    from samkit.video.frames.sources import open_video
+    from samkit.video.track import frames_after_start, frames_to_track, track_video
+
+    try:  # propagate_in_video's max_frame_num_to_track counts the frames after the start frame
+        after_start = frames_after_start(args.max_frames, "--max-frames")
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    if args.fps is not None and not args.fps > 0:
+        raise CliError(f"--fps must be positive, got {args.fps}")
+    path = Path(args.video)
+    if not path.exists():
+        raise CliError(f"VIDEO {args.video}: no such file or folder")
+    try:
+        src = open_video(path)  # checks the video before the model is loaded
+    except (ValueError, ImportError) as e:
+        raise CliError(f"VIDEO {e}") from None
+    n, h, w = len(src), src.video_height, src.video_width
+    prompts = _prompts_from_args(args, n, h, w)
+    if args.start_frame is not None and not 0 <= args.start_frame < n:
+        raise CliError(f"--start-frame {args.start_frame} is outside the video (frames 0..{n - 1})")
+    reverse = args.reverse
+    predictor = load_video_predictor(args)
+    src = open_video(path, int(getattr(predictor, "image_size", 1024)))
+    direction = "both" if args.both_directions else "reverse" if reverse else "forward"
+    if not args.quiet:
+        total = frames_to_track(
+            n, [p.frame for p in prompts], args.start_frame, after_start, reverse
+        )
+        print(
+            f"{path.name}: {n} frames {w}x{h}, {len({p.obj_id for p in prompts})} objects, "
+            f"tracking {direction} ({total} frames per pass)",
+            file=sys.stderr,
+        )
+    result = track_video(
+        predictor,
+        src,
+        prompts,
+        args.out,
+        start_frame=args.start_frame,
+        max_frames=after_start,
+        direction=direction,
+        overlay=not args.no_overlay,
+        fps=args.fps,
+        video_name=path.stem if path.is_file() else path.name,
+        progress=not args.quiet,
+    )
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def cmd_eval_video(args: argparse.Namespace) -> int:
+    from samkit.video.eval.davis import read_davis
+    from samkit.video.eval.evaluate import evaluate_davis, format_table
+
+    videos = [v for v in args.videos.split(",") if v] if args.videos else None
+    read_davis(args.data, videos, args.resolution)  # clear errors before the model loads
+    predictor = load_video_predictor(args)
+    doc = evaluate_davis(
+        predictor, args.data, args.out, videos, args.resolution, progress=not args.quiet
+    )
+    print(format_table(doc))
+    print(f"wrote {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'metrics.png'}")
+    return 0

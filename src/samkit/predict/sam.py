@@ -1,0 +1,274 @@
+"""SamPredictor: encode an image once, then predict masks for many prompts (SAM 1)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from samkit.modeling.sam import Sam
+from samkit.predict.inputs import as_rgb_uint8, validate_prompts
+from samkit.predict.transforms import ResizeLongestSide, threshold_masks
+
+
+class SamPredictor:
+    """Interactive predictor with the official `segment_anything.SamPredictor` interface.
+
+    Beyond the official API, `predict` takes several boxes at once (`box` of shape Nx4, with or
+    without per-box points) and runs them through the decoder in one batch.
+    """
+
+    def __init__(self, sam_model: Sam) -> None:
+        self.model = sam_model
+        self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
+        self.reset_image()
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def mask_input_size(self) -> tuple[int, int]:
+        return tuple(self.model.prompt_encoder.mask_input_size)
+
+    def reset_image(self) -> None:
+        """Forget the current image and its embedding."""
+        self.is_image_set = False
+        self.features: Tensor | None = None
+        self._dense_pe: Tensor | None = None  # prompt-independent: computed once per image
+        self._decoder_cache: tuple[tuple, dict] | None = None  # see `_decoder_shared`
+        self.orig_h = self.orig_w = self.input_h = self.input_w = None
+        self.original_size: tuple[int, int] | None = None
+        self.input_size: tuple[int, int] | None = None
+
+    @torch.inference_mode()
+    def set_image(self, image: np.ndarray | Image.Image, image_format: str = "RGB") -> None:
+        """Compute the embedding of an image.
+
+        Args:
+            image: HxWx3 uint8 array (HxW grey and HxWx4 RGBA are converted) or a PIL image.
+            image_format: channel order of an array, 'RGB' or 'BGR'.
+        """
+        image = as_rgb_uint8(image, image_format)
+        input_image = self.transform.apply_image(image)
+        input_torch = torch.from_numpy(np.array(input_image)).to(self.device)
+        input_torch = input_torch.permute(2, 0, 1).contiguous()[None]
+        self.set_torch_image(input_torch, image.shape[:2])
+
+    @torch.inference_mode()
+    def set_torch_image(
+        self, transformed_image: Tensor, original_image_size: tuple[int, ...]
+    ) -> None:
+        """Compute the embedding of a 1x3xHxW image already resized so its long side is img_size."""
+        img_size = self.model.image_encoder.img_size
+        if (
+            transformed_image.ndim != 4
+            or transformed_image.shape[0] != 1
+            or transformed_image.shape[1] != 3
+            or max(transformed_image.shape[2:]) != img_size
+        ):
+            raise ValueError(
+                f"set_torch_image expects a 1x3xHxW tensor with long side {img_size}, "
+                f"got {tuple(transformed_image.shape)}"
+            )
+        self.reset_image()
+        self.original_size = (int(original_image_size[0]), int(original_image_size[1]))
+        self.input_size = (int(transformed_image.shape[-2]), int(transformed_image.shape[-1]))
+        x = self.model.preprocess(transformed_image.to(self.device))
+        self.features = self.model.image_encoder(x.to(self.model.dtype))
+        self._mark_set()
+
+    def set_embedding(
+        self,
+        embedding: Tensor,
+        original_size: tuple[int, int],
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
+        """Use a precomputed 1xCxhxw image embedding (e.g. from `samkit embed`), skipping the encoder."""
+        pe = self.model.prompt_encoder
+        expected = (1, pe.embed_dim, *pe.image_embedding_size)
+        if tuple(embedding.shape) != expected:
+            raise ValueError(f"embedding must have shape {expected}, got {tuple(embedding.shape)}")
+        self.reset_image()
+        self.original_size = (int(original_size[0]), int(original_size[1]))
+        if input_size is None:
+            input_size = self.transform.get_preprocess_shape(
+                *self.original_size, self.transform.target_length
+            )
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.features = embedding.to(self.device, self.model.dtype)
+        self._mark_set()
+
+    def _mark_set(self) -> None:
+        self.orig_h, self.orig_w = self.original_size
+        self.input_h, self.input_w = self.input_size
+        self.is_image_set = True
+
+    def get_image_embedding(self) -> Tensor:
+        """The current image's 1xCxhxw embedding."""
+        self._require_image()
+        return self.features
+
+    def _get_dense_pe(self) -> Tensor:
+        if self._dense_pe is None:
+            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
+        return self._dense_pe
+
+    def _decoder_shared(self, mask_input: Tensor | None) -> dict:
+        """The mask decoder's image-side work on this image (`MaskDecoder.forward`'s `shared`),
+        kept across calls without mask inputs while the tensors it comes from are unchanged."""
+        if mask_input is not None:
+            return {}
+        key = self.model.mask_decoder.shared_key(
+            self.features, self.model.prompt_encoder.no_mask_embed.weight
+        )
+        if self._decoder_cache is None or self._decoder_cache[0] != key:
+            self._decoder_cache = (key, {})
+        return self._decoder_cache[1]
+
+    def _require_image(self) -> None:
+        if not self.is_image_set or self.features is None:
+            raise ValueError("no image is set: call set_image(...) before predicting")
+
+    def predict(
+        self,
+        point_coords: np.ndarray | None = None,
+        point_labels: np.ndarray | None = None,
+        box: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predict masks for prompts given in original-image pixels.
+
+        Args:
+            point_coords: Nx2 (x, y) points, or BxNx2 with B boxes.
+            point_labels: N (or BxN) labels: 1 foreground, 0 background (-1 padding, 2/3 corners).
+            box: a box (4,) as (x0, y0, x1, y1), or Bx4 boxes decoded in one batch.
+            mask_input: 1xhxw low-res logits from an earlier call (h = w = 256 for 1024 px models),
+                or Bx1xhxw with B boxes.
+            multimask_output: return 3 candidate masks instead of 1.
+            return_logits: return logits instead of boolean masks.
+
+        Returns:
+            masks CxHxW, scores C, low-res logits Cxhxw; with B > 1 boxes a leading B axis.
+        """
+        self._require_image()
+        coords, labels, boxes, masks_in, batched = self._validate_prompts(
+            point_coords, point_labels, box, mask_input
+        )
+        masks, iou, low_res = self.predict_torch(
+            coords, labels, boxes, masks_in, multimask_output, return_logits
+        )
+        if not batched:
+            masks, iou, low_res = masks[0], iou[0], low_res[0]
+        return (
+            masks.detach().cpu().numpy(),
+            iou.float().detach().cpu().numpy(),
+            low_res.float().detach().cpu().numpy(),
+        )
+
+    def _validate_prompts(
+        self,
+        point_coords: Any,
+        point_labels: Any,
+        box: Any,
+        mask_input: Any,
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None, bool]:
+        p = validate_prompts(point_coords, point_labels, box, mask_input, self.mask_input_size)
+        as_tensor = partial(torch.as_tensor, device=self.device)
+        boxes = coords = labels = masks = None
+        if p.boxes is not None:
+            boxes = as_tensor(
+                self.transform.apply_boxes(p.boxes, self.original_size), dtype=torch.float
+            )
+        if p.coords is not None:
+            coords = as_tensor(
+                self.transform.apply_coords(p.coords, self.original_size), dtype=torch.float
+            )
+            labels = as_tensor(p.labels, dtype=torch.int)
+        if p.mask_input is not None:
+            masks = as_tensor(p.mask_input, dtype=torch.float)
+        return coords, labels, boxes, masks, p.batched
+
+    @torch.inference_mode()
+    def predict_torch(
+        self,
+        point_coords: Tensor | None,
+        point_labels: Tensor | None,
+        boxes: Tensor | None = None,
+        mask_input: Tensor | None = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Predict for batched prompts already in the model input frame.
+
+        Args:
+            point_coords: BxNx2 points (transformed with `self.transform.apply_coords_torch`).
+            point_labels: BxN labels.
+            boxes: Bx4 boxes (transformed with `apply_boxes_torch`).
+            mask_input: Bx1xhxw low-res logits.
+            multimask_output: 3 masks per prompt instead of 1.
+            return_logits: return logits instead of boolean masks.
+
+        Returns:
+            masks BxCxHxW (original size), IoU predictions BxC, low-res logits BxCxhxw.
+        """
+        self._require_image()
+        if (point_coords is None) != (point_labels is None):
+            raise ValueError("point_coords and point_labels must be given together")
+        points = None
+        if point_coords is not None:
+            if point_coords.ndim != 3 or point_coords.shape[-1] != 2:
+                raise ValueError(f"point_coords must be BxNx2, got {tuple(point_coords.shape)}")
+            if point_labels.shape != point_coords.shape[:2]:
+                raise ValueError(
+                    f"point_labels must be BxN = {tuple(point_coords.shape[:2])}, "
+                    f"got {tuple(point_labels.shape)}"
+                )
+            points = (point_coords.to(self.device), point_labels.to(self.device))
+        if boxes is not None and (boxes.ndim != 2 or boxes.shape[-1] != 4):
+            boxes = boxes.reshape(-1, 4) if boxes.shape[-1] == 4 else boxes
+            if boxes.ndim != 2 or boxes.shape[-1] != 4:
+                raise ValueError(f"boxes must be Bx4, got {tuple(boxes.shape)}")
+        model = self.model
+        sparse, dense = model.prompt_encoder(
+            points=points,
+            boxes=None if boxes is None else boxes.to(self.device),
+            masks=None if mask_input is None else mask_input.to(self.device),
+        )
+        # Decode and upsample a chunk of prompts at a time (see MaskDecoder.prompt_chunk): the
+        # full-size logits of a chunk are thresholded while they are still in the cache.
+        b = sparse.shape[0]
+        chunk = model.mask_decoder._chunk_size(self.features, b)
+        masks = None
+        iou_parts, low_parts = [], []
+        shared = self._decoder_shared(mask_input)  # shared by the chunks and later calls
+        for i in range(0, b, chunk):
+            low_res, iou = model.mask_decoder(
+                image_embeddings=self.features,
+                image_pe=self._get_dense_pe(),
+                sparse_prompt_embeddings=sparse[i : i + chunk],
+                dense_prompt_embeddings=dense[i : i + chunk] if dense.shape[0] == b else dense,
+                multimask_output=multimask_output,
+                shared=shared,
+            )[:2]
+            logits = model.postprocess_masks(low_res, self.input_size, self.original_size)
+            if chunk >= b and return_logits:
+                masks = logits
+            else:
+                if masks is None:
+                    dtype = logits.dtype if return_logits else torch.bool
+                    masks = logits.new_empty((b, *logits.shape[1:]), dtype=dtype)
+                if return_logits:
+                    masks[i : i + chunk] = logits
+                else:
+                    threshold_masks(logits, model.mask_threshold, out=masks[i : i + chunk])
+            iou_parts.append(iou)
+            low_parts.append(low_res)
+        iou, low_res = torch.cat(iou_parts), torch.cat(low_parts)
+        return masks, iou, low_res
