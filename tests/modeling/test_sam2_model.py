@@ -1,6 +1,6 @@
 """SAM 2 image model: building, checkpoint loading and its errors, sine position encoding, neck.
 
-Feature parity with the official model is in tests/test_sam2_predictor.py (it encodes each
+Feature parity with the official model is in tests/predict/test_sam2.py (it encodes each
 fixture image once).
 """
 
