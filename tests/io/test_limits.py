@@ -14,7 +14,7 @@ from PIL import Image
 
 from samkit.io.images import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from samkit.io.limits import check_max_pixels, parse_max_pixels
-from tests.imageio_cases import png16
+from tests.io.image_cases import png16
 
 W, H = 12000, 9000  # 108,000,000 pixels: over samkit's default and Pillow's guard (89.5 M)
 

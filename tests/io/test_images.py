@@ -18,7 +18,7 @@ from samkit.io.images import (
     to_uint8,
 )
 from tests.conftest import FIXTURES
-from tests.imageio_cases import cases, content, refused, stretch_reference
+from tests.io.image_cases import cases, content, refused, stretch_reference
 
 CASES = cases()
 

@@ -1,5 +1,5 @@
 """Every entry point reads image files through `samkit.io.images`: the files of
-`tests/imageio_cases.py` through `samkit embed / segment / auto`, the web app's upload, the
+`tests/io/image_cases.py` through `samkit embed / segment / auto`, the web app's upload, the
 fine-tuning datasets and examples/quickstart.py, each checked against the expected 8-bit picture
 (exactly: a recorded pixel hash, equal encoder features, or equal masks)."""
 
@@ -17,8 +17,8 @@ from PIL import Image
 from samkit.cli import main
 from samkit.io.embeddings import features_of, load_embedding, rgb_sha256
 from samkit.io.images import decode_image
-from tests.conftest import FIXTURES
-from tests.imageio_cases import cases, refused
+from tests.conftest import FIXTURES, ROOT
+from tests.io.image_cases import cases, refused
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -26,14 +26,13 @@ pytestmark = [
 ]
 SHAPES = FIXTURES / "sam1_shapes"
 MODEL = ["--model", str(SHAPES / "config.json"), "--checkpoint", str(SHAPES / "sam1_shapes.pth")]
-ROOT = Path(__file__).resolve().parents[1]
 CASES = cases()
 BY_NAME = {c.name: c for c in CASES}
 
 
 def reference(case) -> np.ndarray:
     """The picture an entry point must see: the expected one (lossless formats), else the
-    decoder's own picture, which `tests/test_imageio.py` checks against the expected one."""
+    decoder's own picture, which `tests/io/test_images.py` checks against the expected one."""
     return case.expected if not case.atol else decode_image(case.data)
 
 
