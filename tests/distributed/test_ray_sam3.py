@@ -13,7 +13,7 @@ from samkit.cli import main
 from samkit.jobs import DATASET_NAME
 from tests.conftest import FIXTURES
 from tests.distributed.test_ray_runs import _files, _images, _manifest
-from tests.sam3.test_cli_sam3 import THRESHOLD
+from tests.cli.test_sam3_commands import THRESHOLD
 
 pytest.importorskip("ray")
 pytest.importorskip("pyarrow.parquet")

@@ -22,8 +22,8 @@ from samkit.cli import main
 from samkit.cli.common import CliError, load_model, model_family
 from samkit.configs.sam3 import SAM3_OFFICIAL, sam3_config_from_state_dict
 from samkit.jobs import DATASET_NAME
+from tests.cli.test_parser import _probe
 from tests.conftest import FIXTURES, IMAGES
-from tests.test_cli_startup import _probe
 
 mu = pytest.importorskip("pycocotools.mask")
 coco_mod = pytest.importorskip("pycocotools.coco")

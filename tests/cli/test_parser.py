@@ -9,14 +9,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from samkit.cli import build_parser, main
 from samkit.cli.argparsing import did_you_mean
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
 HEAVY = ("torch", "numpy", "PIL", "samkit.modeling", "samkit.cli.commands", "samkit.jobs")
 

@@ -19,11 +19,10 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from samkit.cli import main
-from tests.conftest import FIXTURES, IMAGES, load_rgb
+from tests.conftest import FIXTURES, IMAGES, ROOT, load_rgb
 
 SHAPES = FIXTURES / "sam1_shapes"
 MODEL = ["--model", str(SHAPES / "config.json"), "--checkpoint", str(SHAPES / "sam1_shapes.pth")]
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
 
 

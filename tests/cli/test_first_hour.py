@@ -8,16 +8,14 @@ import re
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from samkit.cli import build_parser, main
-from tests.conftest import FIXTURES, IMAGES, load_rgb
+from tests.conftest import FIXTURES, IMAGES, ROOT, load_rgb
 
-ROOT = Path(__file__).resolve().parents[1]
 SHAPES = FIXTURES / "sam1_shapes"
 MODEL = ["--model", str(SHAPES / "config.json"), "--checkpoint", str(SHAPES / "sam1_shapes.pth")]
 
