@@ -17,8 +17,8 @@ IoU 0.968 with a bf16 decoder, 0.999 with a bf16 encoder, 0.957 with the whole m
 residual stream (0.99 with a bf16 encoder); `build_sam(..., dtype=torch.bfloat16)` applies that
 pair (`low_precision`). Pre- and post-processing stay float32.
 
-Accuracy (tests/test_accel.py): every path keeps the fixtures' masks at IoU >= 0.97 against the
-fp32 result and predicted IoUs within 0.02. int8 quantises the weights per tensor and the
+Accuracy (tests/runtime/test_accel.py): every path keeps the fixtures' masks at IoU >= 0.97
+against the fp32 result and predicted IoUs within 0.02. int8 quantises the weights per tensor and the
 activations per call (dynamic), and only the encoder's `nn.Linear` layers; attention, norms and
 the decoder stay in float32.
 """

@@ -16,7 +16,7 @@ import torch
 
 from samkit.build.sam2 import VIDEO_KEY_PREFIXES, sam2_from_config
 from samkit.configs.sam import get_variant
-from tests.modeling.test_sam2_variants import (
+from tests.build.test_sam2_variants import (
     HIERA,
     VARIANTS,
     _fixture_state_dict,
