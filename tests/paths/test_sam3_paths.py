@@ -2,7 +2,7 @@
 answers every `sam3_tiny` fixture case as the fp32 model does, within the documented tolerances.
 
 The fp32 path itself is checked against the official package's recorded outputs in
-`tests/sam3/test_parity_grounding.py`; here both runs are samkit's (`benchmarks/sam3_pipeline.py`,
+`tests/predict/test_parity_sam3.py`; here both runs are samkit's (`benchmarks/sam3_pipeline.py`,
 the code behind `python benchmarks/bench_sam3.py drift`). Cells: each step of cases a-d (text,
 text + boxes, boxes alone), both images of case e (`set_image_batch`), the four `predict_inst`
 cases f. Tolerances (`SAM3_BF16`; measured worst cases in the comments, also in the README's

@@ -12,7 +12,7 @@ import torch
 from samkit.modeling.sam3.interactive import Sam3TrackerHeads, build_tracker_heads
 from samkit.predict.sam2 import ImageNotSetError
 from samkit.predict.sam3_interactive import Sam3InteractivePredictor
-from tests.sam3.f1_weights import FX, image_backbone_out, sub_state
+from tests.modeling.sam3.f1_weights import FX, image_backbone_out, sub_state
 
 pytestmark = pytest.mark.slow  # one tiny-backbone run on the truck, then decoder passes
 

@@ -11,7 +11,7 @@ import samkit.predict.transforms as transforms
 from samkit.modeling.sam3.vit import Sam3ViT
 from samkit.predict.transforms import sam3_image_to_tensor
 from tests.conftest import IMAGES
-from tests.sam3.f1_weights import FX, image_backbone_out, sub_state
+from tests.modeling.sam3.f1_weights import FX, image_backbone_out, sub_state
 
 NAMES = ("truck", "groceries", "dog")
 

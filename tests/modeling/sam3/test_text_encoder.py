@@ -10,7 +10,7 @@ import torch
 
 from samkit.modeling.sam3.text_encoder import VETextEncoder
 from samkit.text.tokenizer import tokenize
-from tests.sam3.f1_weights import FX, sub_state
+from tests.modeling.sam3.f1_weights import FX, sub_state
 
 STEPS = [  # (case, step key prefix, prompt)
     ("a_text_truck", "s0", None),
