@@ -55,8 +55,8 @@ def pytest_configure(config: pytest.Config) -> None:
 # themselves. Picked by CPU time per test (about 4 s or more on this project's 2-core machine,
 # measured 2026-12-06); the session summary lists unmarked tests that ran over --progress-after.
 SLOW = (
-    "tests/amg/test_generator_sam2.py::test_candidates_per_point_and_outputs",
-    "tests/amg/test_generator.py::test_crop_merging_and_nms_on_constructed_masks",
+    "tests/amg/test_sam2.py::test_candidates_per_point_and_outputs",
+    "tests/amg/test_sam.py::test_crop_merging_and_nms_on_constructed_masks",
     "tests/amg/test_coco_format.py::test_auto_writes_coco_by_default_and_sa1b_with_format",
     "tests/amg/test_report.py::test_counts_when_masks_are_kept",
     "tests/amg/test_report.py::test_zero_masks_are_explained",
@@ -77,11 +77,11 @@ SLOW = (
     "tests/server/test_video_api.py::test_max_frames_counts_the_start_frame",
     "tests/server/test_video_load.py::test_removing_an_object_while_tracking_is_refused",
     "tests/server/test_video_load.py::test_samkit_serve_takes_the_session_limit_and_idle_time",
-    "tests/export/test_onnx.py::test_interface_names_and_dynamic_points",
-    "tests/export/test_onnx.py::test_low_precision_models_export_float32_graphs",
-    "tests/export/test_onnx_sam2.py::test_interface_names_shapes_and_metadata",
-    "tests/export/test_ort_sam2_predictor.py::test_predict_cases_match_torch",
-    "tests/export/test_ort_sam2_predictor.py::test_metadata_and_interface",
+    "tests/export/test_sam.py::test_interface_names_and_dynamic_points",
+    "tests/export/test_sam.py::test_low_precision_models_export_float32_graphs",
+    "tests/export/test_sam2.py::test_interface_names_shapes_and_metadata",
+    "tests/export/test_ort_sam2.py::test_predict_cases_match_torch",
+    "tests/export/test_ort_sam2.py::test_metadata_and_interface",
     "tests/paths/test_paths_agree.py::test_path_agrees_with_fp32[sam1-compile",  # torch.compile
     "tests/paths/test_paths_agree.py::test_path_agrees_with_fp32[sam2-compile",
 )
