@@ -91,7 +91,7 @@ def test_unreadable_provenance_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match=METADATA_KEY):
         from_json("{not json", "x.safetensors")
     with pytest.raises(ValueError, match="not a samkit provenance"):
-        from_json('{"family": "sam9", "embedding_shape": [1, 2, 3], "img_size": 4}')
+        from_json('{"family": "SAM 9", "embedding_shape": [1, 2, 3], "img_size": 4}')
     pth = tmp_path / "w.pth"
     torch.save({"a": torch.zeros(2)}, pth)
     assert read_file_metadata(pth) == {}  # not a safetensors file: nothing recorded

@@ -242,6 +242,22 @@ def build_sam(
     return model.eval()
 
 
+def load_sam(
+    spec: ConfigLike,
+    checkpoint: str | os.PathLike | None = None,
+    random_weights: bool = False,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> Sam:
+    """The SAM 1 loader of `samkit.build.registry`: `build_sam`, with a variant's official
+    checkpoint fetched into the cache when no checkpoint is given (and weights are wanted)."""
+    from samkit.build.loaded import official_checkpoint
+
+    name = spec if isinstance(spec, str) else None
+    checkpoint = official_checkpoint(name, checkpoint, random_weights)
+    return build_sam(spec, checkpoint=checkpoint, device=device, dtype=dtype)
+
+
 def _reset_non_persistent(model: Sam, cfg: SamConfig) -> None:
     model.pixel_mean.copy_(torch.tensor(cfg.pixel_mean).view(-1, 1, 1))
     model.pixel_std.copy_(torch.tensor(cfg.pixel_std).view(-1, 1, 1))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -258,6 +260,28 @@ def build_sam2(
 
         low_precision(model, dtype)
     return model.eval()
+
+
+def load_sam2(
+    spec: Sam2ConfigLike,
+    checkpoint: str | os.PathLike | None = None,
+    random_weights: bool = False,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> Sam2:
+    """The SAM 2 loader of `samkit.build.registry`: `build_sam2`, with a variant's official
+    checkpoint fetched into the cache when no checkpoint is given (and weights are wanted)."""
+    from samkit.build.loaded import official_checkpoint
+
+    name = spec if isinstance(spec, str) else None
+    checkpoint = official_checkpoint(name, checkpoint, random_weights)
+    return build_sam2(spec, checkpoint=checkpoint, device=device, dtype=dtype)
+
+
+def is_sam2_config(raw: Mapping[str, Any]) -> bool:
+    """Whether a parsed config.json without a `"family"` is a SAM 2 one: the official
+    hydra-resolved layout (`{"model": {...}}`, or `hydra_overrides`)."""
+    return isinstance(raw, Mapping) and ("model" in raw or "hydra_overrides" in raw)
 
 
 def _reset_non_persistent(model: Sam2, cfg: Sam2Config) -> None:

@@ -97,14 +97,15 @@ def sam3_from_config(cfg: Sam3Config, device: torch.device | str | None = None) 
 def _check_family(state_dict: dict[str, torch.Tensor], source: str) -> None:
     """Refuse SAM 1 / SAM 2 (and anything else) by name before looking at the keys in detail."""
     from samkit.build.family import FAMILY_NAMES, state_dict_family
+    from samkit.build.registry import get_family
 
     if any(k.startswith("detector.") for k in state_dict):
         return
     fam = state_dict_family(state_dict)
     if fam is not None:
-        builder = "build_sam" if fam == "sam1" else "build_sam2"
         raise ValueError(
-            f"{source} is a {FAMILY_NAMES[fam]} checkpoint, not a SAM 3 one: load it with {builder}"
+            f"{source} is a {FAMILY_NAMES[fam]} checkpoint, not a SAM 3 one: load it with "
+            f"{get_family(fam).builder_hint}"
         )
     raise ValueError(
         f"{source} is not a SAM 3 checkpoint: expected the official sam3.pt layout "

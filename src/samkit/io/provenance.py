@@ -24,23 +24,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 METADATA_KEY = "samkit_provenance"
-FAMILIES = ("sam1", "sam2", "sam3")
-
-# (encoder width, depth) of the official SAM 1 ViTs; (width, blocks per stage) of the SAM 2 Hieras.
-_SAM1_NAMES = {(768, 12): "vit_b", (1024, 24): "vit_l", (1280, 32): "vit_h"}
-_SAM2_NAMES = {
-    (96, (1, 2, 7, 2)): "hiera_t",
-    (96, (1, 2, 11, 2)): "hiera_s",
-    (112, (2, 3, 16, 3)): "hiera_b+",
-    (144, (2, 6, 36, 4)): "hiera_l",
-}
 # Parts of a model that fine-tuning adds on top of an architecture (not part of its signature).
 _ADDED_PARTS = (".adapter", "lora_A", "lora_B")
+# family name -> the name people read; filled by `samkit.build.registry` (a higher layer) for
+# every family it registers, so messages here can say "SAM 2" without knowing the families
+_DISPLAY_NAMES: dict[str, str] = {}
+_FAMILY_ID = re.compile(r"[a-z][a-z0-9_.+-]*")
+
+
+def set_display_name(family: str, display: str) -> None:
+    """Record how messages name a family (`samkit.build.registry.register` calls this)."""
+    _DISPLAY_NAMES[family] = display
+
+
+def display_name(family: str) -> str:
+    """ "SAM 2" for "sam2" once the registry is imported; else the name as it is."""
+    return _DISPLAY_NAMES.get(family, family)
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class Provenance:
     """The model a file was made with.
 
     Attributes:
-        family: "sam1" or "sam2".
+        family: the model's family ("sam1", "sam2", "sam3", ...: `samkit.build.registry`).
         arch: readable architecture: an official name (`vit_b`, `hiera_t`, ...) or a short
             description of a custom one (`ViT 64 wide x 4 blocks`).
         signature: `arch_signature` of the model ("" when unknown, e.g. a file from before
@@ -84,17 +89,18 @@ class Provenance:
 
 
 def family_of(model: Any) -> str:
-    """ "sam1", "sam2" or "sam3" for a SAM model (a ValueError for anything else)."""
-    if hasattr(model, "dot_prod_scoring") and hasattr(model, "backbone"):  # Sam3Image
-        return "sam3"
-    if hasattr(model, "sam_mask_decoder") and hasattr(model, "image_encoder"):
-        return "sam2"
-    if hasattr(model, "mask_decoder") and hasattr(model, "image_encoder"):
-        return "sam1"
-    raise ValueError(
-        f"expected a SAM 1, SAM 2 or SAM 3 model (build_sam / build_sam2 / "
-        f"build_sam3_image_model), got {type(model).__name__}"
-    )
+    """The family a model says it is (its `family` attribute: "sam1", "sam2", "sam3", ...).
+
+    Raises:
+        ValueError: not a samkit model (no `family` name).
+    """
+    family = getattr(model, "family", None)
+    if not isinstance(family, str) or not family:
+        raise ValueError(
+            f"expected a samkit model (build_sam / build_sam2 / build_sam3_image_model, or any "
+            f"model with a `family`), got {type(model).__name__}"
+        )
+    return family
 
 
 def _layer_size(module: Any) -> tuple[Any, ...] | None:
@@ -132,57 +138,18 @@ def arch_signature(model: Any) -> str:
     return hashlib.sha256(repr(sorted(parts)).encode()).hexdigest()[:16]
 
 
-def _arch_name(model: Any, family: str) -> str:
-    if family == "sam1":
-        enc = model.image_encoder
-        key = (int(enc.patch_embed.proj.out_channels), len(enc.blocks))
-        if int(enc.img_size) == 1024 and key in _SAM1_NAMES:
-            return _SAM1_NAMES[key]
-        return f"ViT {key[0]} wide x {key[1]} blocks"
-    trunk = model.image_encoder.trunk
-    ends = [int(e) for e in trunk.stage_ends]
-    stages = tuple(b - a for a, b in zip([-1, *ends[:-1]], ends))
-    width = int(trunk.patch_embed.proj.out_channels)
-    if int(model.image_size) == 1024 and (width, stages) in _SAM2_NAMES:
-        return _SAM2_NAMES[(width, stages)]
-    return f"Hiera {width} wide, stages {'-'.join(map(str, stages))}"
-
-
 def of_model(model: Any) -> Provenance:
-    """The `Provenance` of a SAM 1 / SAM 2 / SAM 3 model (what a file made with it records; a SAM
-    3 model's image embedding is its detector's coarsest level, d_model x S/14 x S/14)."""
+    """The `Provenance` of a samkit model (what a file made with it records), from what the
+    model says it is: `family`, `variant`, `image_embedding_shape`, `image_size` (a SAM 3
+    model's image embedding is its detector's coarsest level, d_model x S/14 x S/14)."""
     from samkit import __version__
 
-    family = family_of(model)
-    if family == "sam3":
-        trunk = model.backbone.vision_backbone.trunk
-        img_size, grid = int(trunk.img_size), int(trunk.img_size) // int(trunk.patch_size)
-        official = (int(trunk.embed_dim), len(trunk.blocks), img_size) == (1024, 32, 1008)
-        return Provenance(
-            family=family,
-            arch="sam3"
-            if official
-            else f"SAM 3 ViT {int(trunk.embed_dim)} wide x {len(trunk.blocks)} blocks",
-            signature=arch_signature(model),
-            embedding_shape=(
-                int(model.backbone.vision_backbone.convs[2][-1].out_channels),
-                grid,
-                grid,
-            ),
-            img_size=img_size,
-            version=__version__,
-        )
-    if family == "sam1":
-        pe, img_size = model.prompt_encoder, int(model.image_encoder.img_size)
-    else:
-        pe, img_size = model.sam_prompt_encoder, int(model.image_size)
-    h, w = (int(v) for v in pe.image_embedding_size)
     return Provenance(
-        family=family,
-        arch=_arch_name(model, family),
+        family=family_of(model),
+        arch=str(model.variant),
         signature=arch_signature(model),
-        embedding_shape=(int(pe.embed_dim), h, w),
-        img_size=img_size,
+        embedding_shape=tuple(int(v) for v in model.image_embedding_shape),  # type: ignore[arg-type]
+        img_size=int(model.image_size),
         version=__version__,
     )
 
@@ -206,7 +173,9 @@ def from_json(value: Any, source: str = "the file") -> Provenance:
         )
     except (TypeError, ValueError, KeyError) as e:
         raise ValueError(f"{source}: unreadable {METADATA_KEY} metadata ({e!r})") from None
-    if prov.family not in FAMILIES or len(prov.embedding_shape) != 3:
+    # any lowercase id: the families are open (`samkit.build.registry`); one this reader's model
+    # is not of is refused by `check` (family differs)
+    if not _FAMILY_ID.fullmatch(prov.family) or len(prov.embedding_shape) != 3:
         raise ValueError(f"{source}: {METADATA_KEY} metadata is not a samkit provenance: {d}")
     return prov
 

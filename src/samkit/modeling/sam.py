@@ -12,10 +12,19 @@ from samkit.modeling.mask_decoder import MaskDecoder
 from samkit.modeling.prompt_encoder import PromptEncoder
 from samkit.modeling.vit import ImageEncoderViT
 
+# (encoder width, depth) of the official ViTs at 1024 px -> their names
+_OFFICIAL_VITS = {(768, 12): "vit_b", (1024, 24): "vit_l", (1280, 32): "vit_h"}
+
 
 class Sam(nn.Module):
-    """Segment Anything (SAM 1); state-dict keys match the official checkpoints."""
+    """Segment Anything (SAM 1); state-dict keys match the official checkpoints.
 
+    Like every samkit model it says what it is: `family` ("sam1", its entry in
+    `samkit.build.registry`), `image_size` (the encoder's square input side; the official
+    `img_size` is an alias), `variant` and `image_embedding_shape`.
+    """
+
+    family: str = "sam1"
     image_format: str = "RGB"
 
     def __init__(
@@ -44,8 +53,30 @@ class Sam(nn.Module):
         return self.mask_decoder.iou_token.weight.dtype
 
     @property
+    def image_size(self) -> int:
+        """The encoder's square input side in pixels (1024 for the official models)."""
+        return int(self.image_encoder.img_size)
+
+    @property
     def img_size(self) -> int:
-        return self.image_encoder.img_size
+        """Alias of `image_size` (the official `segment_anything` name)."""
+        return self.image_size
+
+    @property
+    def variant(self) -> str:
+        """The architecture: `vit_b` / `vit_l` / `vit_h`, or e.g. `ViT 64 wide x 4 blocks`."""
+        enc = self.image_encoder
+        key = (int(enc.patch_embed.proj.out_channels), len(enc.blocks))
+        if self.image_size == 1024 and key in _OFFICIAL_VITS:
+            return _OFFICIAL_VITS[key]
+        return f"ViT {key[0]} wide x {key[1]} blocks"
+
+    @property
+    def image_embedding_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of one image's embedding (256x64x64 for the official models)."""
+        pe = self.prompt_encoder
+        h, w = (int(v) for v in pe.image_embedding_size)
+        return int(pe.embed_dim), h, w
 
     def preprocess(self, x: Tensor) -> Tensor:
         """Normalise a BxCxHxW (or CxHxW) 0-255 image and pad it to the encoder's square size."""

@@ -17,6 +17,14 @@ from samkit.modeling.mask_decoder import MaskDecoder
 from samkit.modeling.neck import ImageEncoder
 from samkit.modeling.prompt_encoder import PromptEncoder
 
+# (trunk width, blocks per stage) of the official Hieras at 1024 px -> their names
+_OFFICIAL_HIERAS = {
+    (96, (1, 2, 7, 2)): "hiera_t",
+    (96, (1, 2, 11, 2)): "hiera_s",
+    (112, (2, 3, 16, 3)): "hiera_b+",
+    (144, (2, 6, 36, 4)): "hiera_l",
+}
+
 
 class Sam2(nn.Module):
     """SAM 2 for images.
@@ -30,8 +38,13 @@ class Sam2(nn.Module):
         directly_add_no_mem_embed: add `no_mem_embed` to the lowest-resolution features (what
             the official image predictor does for a frame without memory).
         pixel_mean, pixel_std: normalisation of a [0, 1] RGB image.
+
+    Like every samkit model it says what it is: `family` ("sam2", its entry in
+    `samkit.build.registry`), `image_size` (official name; `img_size` is an alias), `variant`
+    and `image_embedding_shape`.
     """
 
+    family: str = "sam2"
     image_format: str = "RGB"
 
     def __init__(
@@ -64,6 +77,29 @@ class Sam2(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.no_mem_embed.dtype
+
+    @property
+    def img_size(self) -> int:
+        """Alias of `image_size` (the name SAM 1 code reads)."""
+        return int(self.image_size)
+
+    @property
+    def variant(self) -> str:
+        """The architecture: `hiera_t` / `_s` / `_b+` / `_l`, or e.g. `Hiera 96 wide, stages 1-2-3-1`."""
+        trunk = self.image_encoder.trunk
+        ends = [int(e) for e in trunk.stage_ends]
+        stages = tuple(b - a for a, b in zip([-1, *ends[:-1]], ends))
+        width = int(trunk.patch_embed.proj.out_channels)
+        if int(self.image_size) == 1024 and (width, stages) in _OFFICIAL_HIERAS:
+            return _OFFICIAL_HIERAS[(width, stages)]
+        return f"Hiera {width} wide, stages {'-'.join(map(str, stages))}"
+
+    @property
+    def image_embedding_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of one image's embedding (256x64x64 for the official models)."""
+        pe = self.sam_prompt_encoder
+        h, w = (int(v) for v in pe.image_embedding_size)
+        return int(pe.embed_dim), h, w
 
     @property
     def bb_feat_sizes(self) -> list[tuple[int, int]]:

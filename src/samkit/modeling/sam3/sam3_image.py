@@ -170,7 +170,12 @@ class Sam3Image(nn.Module):
         geometry_encoder, transformer, segmentation_head, dot_prod_scoring: the detector heads
             (`segmentation_head` may be None: no masks).
         tracker: the SAM-style interactive heads for `predict_inst`, or None.
+
+    Like every samkit model it says what it is (`samkit.build.registry`): `family` ("sam3"),
+    `image_size`, `variant`, `image_embedding_shape` (the last three need the backbone).
     """
+
+    family: str = "sam3"
 
     def __init__(
         self,
@@ -197,6 +202,27 @@ class Sam3Image(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.transformer.decoder.norm.weight.dtype
+
+    @property
+    def image_size(self) -> int:
+        """The square input side in pixels (1008 for the official model)."""
+        return int(self.backbone.vision_backbone.trunk.img_size)
+
+    @property
+    def variant(self) -> str:
+        """`sam3` for the official architecture, else e.g. `SAM 3 ViT 64 wide x 2 blocks`."""
+        trunk = self.backbone.vision_backbone.trunk
+        width, depth = int(trunk.embed_dim), len(trunk.blocks)
+        if (width, depth, self.image_size) == (1024, 32, 1008):
+            return "sam3"
+        return f"SAM 3 ViT {width} wide x {depth} blocks"
+
+    @property
+    def image_embedding_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of the detector's coarsest level (256x72x72 for the official model)."""
+        vb = self.backbone.vision_backbone
+        grid = self.image_size // int(vb.trunk.patch_size)
+        return int(vb.convs[2][-1].out_channels), grid, grid
 
     def image_side_terms(self, backbone_fpn: Sequence[Tensor]) -> list[Tensor] | None:
         """The prompt-independent part of the segmentation head for these images (the pixel

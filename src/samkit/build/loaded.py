@@ -1,0 +1,84 @@
+"""A model as an application loads it: built by its family's loader, with where it came from.
+
+`LoadedModel` is what the command line (`samkit.cli.common.load_model`), the web app and the
+Ray runs (`samkit.distributed.models.resolve_model`) pass around; `load_family_model` is the one
+build step they share (the family's registry `loader`, the official checkpoint of a variant
+fetched into the cache when none is given).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from samkit.build.registry import get_family, is_config_path
+
+
+@dataclass
+class LoadedModel:
+    """A built model and where it came from.
+
+    Attributes:
+        model: a samkit model (`Sam`, `Sam2`, `Sam3Image`, ...; eval mode).
+        family: its registered family name ("sam1", "sam2", "sam3", ...).
+        name: what outputs record as the model: the variant name or config path given, or
+            the checkpoint path when only a checkpoint was given.
+        random_weights: built without trained weights (smoke tests; recorded in outputs).
+    """
+
+    model: Any
+    family: str
+    name: str
+    random_weights: bool = False
+
+    def img_size(self) -> int:
+        """The model's square input side in pixels (`model.image_size`; 1024 for SAM 1 / 2)."""
+        return int(self.model.image_size)
+
+    def predictor(self) -> Any:
+        """A fresh image predictor of the family for this model (`SamPredictor`,
+        `Sam2ImagePredictor`, SAM 3: `samkit.amg.sam3.Sam3ClickPredictor`, ...)."""
+        return get_family(self.family).load("predictor")(self.model)
+
+
+def official_checkpoint(
+    spec: str | None, checkpoint: str | os.PathLike[str] | None, random_weights: bool
+) -> str | os.PathLike[str] | None:
+    """The checkpoint to load: `checkpoint` when given, None for random weights or a config
+    file, else the official checkpoint of the variant `spec` (cached, downloaded if missing).
+
+    Raises:
+        ValueError: `spec` is no registered variant.  CheckpointUnavailableError: offline.
+    """
+    if checkpoint is not None or random_weights or spec is None or is_config_path(spec):
+        return checkpoint
+    from samkit.checkpoint import fetch_checkpoint
+
+    return fetch_checkpoint(spec)
+
+
+def load_family_model(
+    family: str,
+    spec: str | None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    random_weights: bool = False,
+    device: Any = None,
+    dtype: Any = None,
+) -> Any:
+    """Build a model of `family` with its registry loader (eval mode).
+
+    Args:
+        family: a registered family name.
+        spec: a variant name, the family's own name (`sam3`), a config.json path, or None (the
+            architecture from `checkpoint`).
+        checkpoint, random_weights: the weights, or none at all (smoke tests).
+        device: torch device (default CPU).
+        dtype: a torch dtype or its name ("bfloat16"); None is float32.
+    """
+    if isinstance(dtype, str):
+        import torch
+
+        dtype = getattr(torch, dtype)
+    loader = get_family(family).load("loader")
+    return loader(spec, checkpoint, random_weights, device, dtype).eval()

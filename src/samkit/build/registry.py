@@ -1,0 +1,373 @@
+"""The family registry: one entry per model family, the only code that tells families apart.
+
+A family (SAM 1, SAM 2, SAM 3, later MobileSAM, HQ-SAM, EfficientTAM, EdgeTAM) is one `Family`
+record: its name ("sam1"), the name users read ("SAM 1"), how its checkpoints and config files
+are recognised, and where each of its pieces lives, named as "module:attribute" strings:
+
+| slot | what it is | called as |
+|---|---|---|
+| `model` | the nn.Module class | `isinstance` / documentation |
+| `loader` | checkpoint -> model | `(spec, checkpoint, random_weights, device, dtype) -> model` |
+| `predictor` | image predictor class | `(model) -> predictor` (surface below) |
+| `amg_generator` | automatic mask generator class | `(model_or_predictor, **settings)` |
+| `trainer` | fine-tuning steps (`samkit.train.families.FamilyOps`) | `(model) -> ops` |
+| `exporter` | ONNX export function | `(model, out_dir, return_single_mask=, opset=, encoder=)` |
+| `video_predictor` | video predictor builder | `(spec, checkpoint, device, dtype, ...)` |
+| `concepts` | text-concept generator class | `(model, text_prompts, ...)` |
+| `config_match` | config.json detector | `(raw JSON dict) -> bool` |
+
+Every model says what it is (`family`, `image_size`, `variant`, `image_embedding_shape`; the
+official names `Sam.img_size` / `Sam2.image_size` stay as aliases), and every image predictor has
+one small public surface: `family`, `get_image_features() -> {name: 1xCxhxw tensor}` (what an
+embedding file stores), `set_image_features(features, original_size, input_size=None)`,
+`decode_low_res(point_coords, point_labels, mask_input, multimask_output)` (low-res logits and
+IoUs, what automatic mask generation needs) and the official `predict`. The shared code
+(embedding files, the CLI, the web app, Ray, fine-tuning, automatic masks) asks the registry and
+these surfaces, never `family == ...`; `tests/build/test_family_seam.py` counts such branches
+outside this module (zero) and adds a fake fourth family through the registry alone.
+
+How to add a family (e.g. MobileSAM):
+
+1. Write its pieces in their layers: the model class in `modeling/` (with the class attribute
+   `family = "mobilesam"` and the properties above), a loader in `build/`, a predictor with the
+   surface above in `predict/`, and optionally an AMG generator, trainer ops, an exporter.
+2. Add one `Family(...)` to `_BUILTIN` below, naming each piece by "module:attribute" (a slot left
+   None means "this family cannot do that": the CLI and the server refuse it by name).
+3. Nothing else: `samkit segment / auto / embed / serve`, embedding files, Ray and the AMG
+   adapters find the family here. A test or a plugin can also call `register(Family(...))`.
+
+Why strings, and why the layering holds. `build/` is the lowest layer that knows the families
+(it reads checkpoints), but predictors, generators, trainers and exporters sit in higher layers,
+which `build/` must not import. So an entry is data: the names of the pieces, never the objects.
+`Family.load(slot)` imports a piece when it is asked for, and it is asked for only by code at or
+above the piece's own layer (the CLI asks for a predictor, the server for a generator): the
+import that runs is one the asking module could have written itself, pointing down, the same
+dependency as the `if family == "sam2": from samkit.predict.sam2 import ...` it replaces.
+`tests/build/test_family_seam.py` checks both halves: every registered string lives in the
+folder its slot declares (`SLOT_FOLDERS`) and resolves, and no module below a slot's layer calls
+`.load("<slot>")`. (The other design, higher layers registering themselves on import, needs
+every one of those modules imported before any lookup, i.e. the same list of module names
+somewhere, plus import-order dependent results and work at import time.)
+
+Standard library only (and `samkit.io.provenance`, which tells messages the display names):
+importing this module imports no torch and no family code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from samkit.io.provenance import set_display_name
+
+# slot -> the top-level folders of src/samkit its "module:attribute" may live in
+SLOT_FOLDERS: dict[str, tuple[str, ...]] = {
+    "model": ("modeling",),
+    "loader": ("build",),
+    "config_match": ("build", "configs"),
+    "predictor": ("predict", "amg"),
+    "amg_generator": ("amg",),
+    "concepts": ("amg",),
+    "trainer": ("train",),
+    "exporter": ("export",),
+    "video_predictor": ("video",),
+}
+# what a missing slot means, for "SAM 3 models have no ..." messages
+_SLOT_WORDS = {
+    "model": "model class",
+    "loader": "loader",
+    "config_match": "config format",
+    "predictor": "image predictor (clicks and boxes)",
+    "amg_generator": "automatic mask generator (segment everything)",
+    "concepts": "text-concept search",
+    "trainer": "fine-tuning",
+    "exporter": "ONNX export",
+    "video_predictor": "video tracking",
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family and where its pieces live ("module:attribute" strings, see the module
+    docstring for each slot's call signature; None: the family has no such piece).
+
+    Attributes:
+        name: the id files and messages record ("sam1"); lowercase, no spaces.
+        display: the name people read ("SAM 1").
+        checkpoint_prefixes: state-dict key prefixes only this family's checkpoints have (the
+            family of a bare checkpoint is the one with the most keys under its prefixes).
+        builder_hint: what loads this family, for "load it with ..." messages.
+        default_model: the model name `--model` means when only this family's checkpoint is
+            given ("" when there is none to infer).
+        names: model names that are this family itself (`--model sam3`), lowercase; variant
+            names registered in `samkit.configs` map to their family there.
+    """
+
+    name: str
+    display: str
+    checkpoint_prefixes: tuple[str, ...]
+    builder_hint: str
+    model: str
+    loader: str
+    predictor: str | None = None
+    config_match: str | None = None
+    amg_generator: str | None = None
+    concepts: str | None = None
+    trainer: str | None = None
+    exporter: str | None = None
+    video_predictor: str | None = None
+    names: tuple[str, ...] = ()
+    default_model: str = ""
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def has(self, slot: str) -> bool:
+        """Whether the family has the piece `slot` (a key of `SLOT_FOLDERS`)."""
+        _check_slot(slot)
+        return getattr(self, slot) is not None
+
+    def load(self, slot: str) -> Any:
+        """The piece named in `slot`, imported on first use.
+
+        Raises:
+            ValueError: an unknown slot, or the family has no such piece (the message names the
+                family and the families that have one).
+        """
+        _check_slot(slot)
+        ref = getattr(self, slot)
+        if ref is None:
+            others = [f.display for f in families() if f.has(slot)]
+            raise ValueError(
+                f"{self.display} models have no {_SLOT_WORDS[slot]}"
+                + (f"; {' and '.join(others)} models do" if others else "")
+            )
+        if slot not in self._cache:
+            self._cache[slot] = resolve(ref)
+        return self._cache[slot]
+
+    def canonical_name(self, spec: str) -> str | None:
+        """`spec` as one of `names` ("SAM3 " -> "sam3"), or None."""
+        key = spec.strip().lower()
+        return key if key in self.names else None
+
+
+def resolve(ref: str) -> Any:
+    """The object a "package.module:attribute" string names (imports the module)."""
+    module, sep, attr = ref.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"{ref!r} is not a 'package.module:attribute' reference")
+    obj: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _check_slot(slot: str) -> None:
+    if slot not in SLOT_FOLDERS:
+        raise ValueError(f"unknown family slot {slot!r}; slots: {', '.join(SLOT_FOLDERS)}")
+
+
+_BUILTIN = (
+    Family(
+        name="sam1",
+        display="SAM 1",
+        checkpoint_prefixes=("image_encoder.patch_embed.", "mask_decoder.", "prompt_encoder."),
+        builder_hint="build_sam (CLI: --model vit_b / vit_l / vit_h, or no --model)",
+        model="samkit.modeling.sam:Sam",
+        loader="samkit.build.sam:load_sam",
+        predictor="samkit.predict.sam:SamPredictor",
+        amg_generator="samkit.amg.sam:SamAutomaticMaskGenerator",
+        trainer="samkit.train.families:FamilyOps",
+        exporter="samkit.export.sam:export_sam_onnx",
+        default_model="vit_b",
+    ),
+    Family(
+        name="sam2",
+        display="SAM 2",
+        checkpoint_prefixes=("image_encoder.trunk.", "sam_mask_decoder.", "sam_prompt_encoder."),
+        builder_hint="build_sam2 (CLI: --model sam2.1_hiera_t / _s / _b+ / _l, or no --model)",
+        model="samkit.modeling.sam2:Sam2",
+        loader="samkit.build.sam2:load_sam2",
+        config_match="samkit.build.sam2:is_sam2_config",
+        predictor="samkit.predict.sam2:Sam2ImagePredictor",
+        amg_generator="samkit.amg.sam2:Sam2AutomaticMaskGenerator",
+        trainer="samkit.train.families:Sam2Ops",
+        exporter="samkit.export.sam2:export_sam2_onnx",
+        video_predictor="samkit.video.build:build_sam2_video_predictor",
+    ),
+    Family(
+        name="sam3",
+        display="SAM 3",
+        checkpoint_prefixes=("detector.",),  # tracker.* alone is no image model
+        builder_hint="build_sam3_image_model (CLI: --model sam3, or no --model)",
+        model="samkit.modeling.sam3.sam3_image:Sam3Image",
+        loader="samkit.build.sam3_models:build_sam3",
+        config_match="samkit.build.sam3_models:is_sam3_config",
+        predictor="samkit.amg.sam3:Sam3ClickPredictor",
+        concepts="samkit.amg.sam3:Sam3ConceptGenerator",
+        names=("sam3",),
+        default_model="sam3",
+    ),
+)
+DEFAULT_FAMILY = "sam1"  # no --model and no checkpoint; a config.json no family claims
+
+_REGISTRY: dict[str, Family] = {f.name: f for f in _BUILTIN}
+for _f in _BUILTIN:
+    set_display_name(_f.name, _f.display)
+
+
+def register(family: Family, *, replace: bool = False) -> Family:
+    """Add a family (or, with `replace`, swap an entry of the same name).
+
+    Raises:
+        ValueError: the name is taken (without `replace`), is not a lowercase identifier, or
+            a reference names a module outside its slot's folders.
+    """
+    name = family.name
+    if not name or name != name.strip().lower() or " " in name:
+        raise ValueError(f"a family name is a lowercase id such as 'sam2', got {name!r}")
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"family {name!r} is already registered")
+    for slot, folders in SLOT_FOLDERS.items():
+        ref = getattr(family, slot)
+        if ref is not None and not _in_folders(ref, folders):
+            raise ValueError(
+                f"{name}.{slot} = {ref!r}: a {slot} lives under samkit.{' / samkit.'.join(folders)}"
+                " (the registry names pieces in their own layer)"
+            )
+    _REGISTRY[name] = family
+    set_display_name(name, family.display)
+    return family
+
+
+def unregister(name: str) -> None:
+    """Remove a family (tests that register a fake one clean up with this)."""
+    _REGISTRY.pop(name, None)
+
+
+def _in_folders(ref: str, folders: tuple[str, ...]) -> bool:
+    module = ref.partition(":")[0]
+    parts = module.split(".")
+    # pieces outside samkit (a plugin package or a test module) are the plugin's own business
+    return parts[0] != "samkit" or (len(parts) > 1 and parts[1] in folders)
+
+
+def families() -> tuple[Family, ...]:
+    """Every registered family, in registration order."""
+    return tuple(_REGISTRY.values())
+
+
+def family_names(slot: str | None = None) -> tuple[str, ...]:
+    """The registered family names (those that have `slot`, if given)."""
+    return tuple(f.name for f in families() if slot is None or f.has(slot))
+
+
+def get_family(name: str) -> Family:
+    """The `Family` named `name`.
+
+    Raises:
+        ValueError: no such family (the message lists the registered ones).
+    """
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown model family {name!r}; known: {', '.join(_REGISTRY)}") from None
+
+
+class _Names(Mapping[str, str]):
+    """family name -> display name, live over the registry (`FAMILY_NAMES["sam2"] == "SAM 2"`)."""
+
+    def __getitem__(self, key: str) -> str:
+        try:
+            return _REGISTRY[key].display
+        except (KeyError, TypeError):
+            raise KeyError(key) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_REGISTRY)
+
+    def __len__(self) -> int:
+        return len(_REGISTRY)
+
+
+FAMILY_NAMES: Mapping[str, str] = _Names()
+
+
+def display_name(name: str) -> str:
+    """ "SAM 2" for "sam2"; an unknown name as it is."""
+    return FAMILY_NAMES.get(name, name)
+
+
+def family_of(obj: Any) -> Family:
+    """The family of a model or predictor (its `family` attribute; a predictor without one:
+    its model's).
+
+    Raises:
+        ValueError: `obj` names no registered family.
+    """
+    name = getattr(obj, "family", None)
+    if not isinstance(name, str):
+        name = getattr(getattr(obj, "model", None), "family", None)
+    if isinstance(name, str) and name in _REGISTRY:
+        return _REGISTRY[name]
+    known = " / ".join(f.display for f in families())
+    raise ValueError(
+        f"expected a {known} model or predictor (samkit.build_sam, build_sam2, ...), got "
+        f"{type(obj).__name__}"
+    )
+
+
+# ------------------------------------------------------------------ recognising files and names
+
+
+def state_dict_family(keys: Iterable[str]) -> str | None:
+    """The family whose checkpoint key prefixes most keys have; None when no key has any."""
+    count = dict.fromkeys(_REGISTRY, 0)
+    for k in keys:
+        for f in families():
+            if k.startswith(f.checkpoint_prefixes):
+                count[f.name] += 1
+    best = max(count, key=lambda n: count[n], default=None)
+    return best if best is not None and count[best] else None
+
+
+def config_family(raw: Mapping[str, Any]) -> str:
+    """The family of a parsed config.json: its `"family"` when that is registered, else the first
+    family whose `config_match` accepts it, else `DEFAULT_FAMILY` (SAM 1's constructor configs
+    carry no marker)."""
+    if isinstance(raw, Mapping):
+        named = raw.get("family")
+        if isinstance(named, str) and named in _REGISTRY:
+            return named
+        for f in families():
+            if f.config_match is not None and f.load("config_match")(raw):
+                return f.name
+    return DEFAULT_FAMILY
+
+
+def is_config_path(spec: str | os.PathLike[str]) -> bool:
+    """Whether a `--model` value names a config file (a `.json` name or an existing file)."""
+    return str(spec).endswith(".json") or Path(spec).is_file()
+
+
+def spec_family(spec: str) -> str:
+    """The family of a model named as on the command line: a family's own name (`sam3`), a
+    config.json path, or a variant name registered in `samkit.configs`.
+
+    Raises:
+        FileNotFoundError: a config path that does not exist.  ValueError: an unknown variant
+            (the message lists the known names) or an unreadable config.
+    """
+    for f in families():
+        if f.canonical_name(spec) is not None:
+            return f.name
+    if is_config_path(spec):
+        from samkit.configs.sam import load_config_json
+
+        return config_family(load_config_json(spec))
+    from samkit.configs.sam import get_variant
+
+    return get_variant(spec).family
