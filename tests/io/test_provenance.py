@@ -33,7 +33,7 @@ from samkit.train.loop import TrainConfig, Trainer
 from samkit.train.lora import add_adapters, apply_lora, configure_trainable, load_adapters
 from samkit.train.synthetic import make_shapes_dataset
 from tests.conftest import FIXTURES
-from tests.train.conftest import tiny_config
+from tests.families import tiny_sam_config
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
 
@@ -95,7 +95,7 @@ def test_unreadable_provenance_is_a_value_error(tmp_path):
     pth = tmp_path / "w.pth"
     torch.save({"a": torch.zeros(2)}, pth)
     assert read_file_metadata(pth) == {}  # not a safetensors file: nothing recorded
-    check(None, of_model(build_sam(tiny_config())), "w.pth", "x")  # nothing to check
+    check(None, of_model(build_sam(tiny_sam_config())), "w.pth", "x")  # nothing to check
 
 
 # ------------------------------------------------------------------------------ embeddings
@@ -227,7 +227,7 @@ def test_files_without_provenance_are_read_as_before(models, embeddings, tmp_pat
 
 def _tiny(deeper: bool = False, peft: bool = False):
     torch.manual_seed(0)
-    m = build_sam(_deeper(tiny_config()) if deeper else tiny_config())
+    m = build_sam(_deeper(tiny_sam_config()) if deeper else tiny_sam_config())
     if peft:
         apply_lora(m, rank=2)
         add_adapters(m, 4)
@@ -253,7 +253,7 @@ def test_finetune_files_record_their_model(run_dir):
         "checkpoints/step_0000001/model.safetensors",
     ):
         assert from_json(read_file_metadata(run_dir / f)[METADATA_KEY]) == base, f
-    assert build_sam(tiny_config(), checkpoint=run_dir / "model.safetensors").image_encoder
+    assert build_sam(tiny_sam_config(), checkpoint=run_dir / "model.safetensors").image_encoder
     assert len(load_adapters(_tiny(), run_dir / "adapters.safetensors")) == 2
 
 
@@ -261,7 +261,7 @@ def test_merged_model_checked_by_build(run_dir, models):
     path = run_dir / "model.safetensors"
     base = of_model(_tiny())
     with pytest.raises(ValueError, match=_both_sides(base, of_model(_tiny(deeper=True)))):
-        build_sam(_deeper(tiny_config()), checkpoint=path)
+        build_sam(_deeper(tiny_sam_config()), checkpoint=path)
     # the other family is named before any architecture detail (samkit.build.family)
     with pytest.raises(ValueError, match="is a SAM 1 checkpoint, not a SAM 2 one"):
         build_sam2(FIXTURES / "sam2_tiny" / "config.json", checkpoint=path)

@@ -8,14 +8,14 @@ import torch
 from samkit import build_sam
 from samkit.train.loop import TrainConfig, Trainer
 from samkit.train.synthetic import make_shapes_dataset
-from tests.train.conftest import tiny_config
+from tests.families import tiny_sam_config
 
 
 def _trainer(out, steps: int) -> Trainer:
     torch.manual_seed(0)
     data = make_shapes_dataset(2, seed=0, size=(48, 64))
     cfg = TrainConfig(steps=steps, images_per_step=1, prompts_per_image=1, progress=False)
-    return Trainer(build_sam(tiny_config()), data, cfg, out)
+    return Trainer(build_sam(tiny_sam_config()), data, cfg, out)
 
 
 def test_fresh_run_drops_checkpoints_of_the_previous_run(tmp_path):

@@ -3,38 +3,64 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
-from samkit import build_sam
 from samkit.checkpoint import read_state_dict
 from samkit.train.loop import TrainConfig, Trainer
 from samkit.train.lora import apply_lora, configure_trainable
 from samkit.train.optim import WarmupDecay
 from samkit.train.synthetic import make_shapes_dataset
-from tests.train.conftest import tiny_config
+from tests.families import FAMILIES, Family, parametrize_families
 
 
-def _model(lora: bool):
-    torch.manual_seed(0)
-    m = build_sam(tiny_config())
+def _model(lora: bool, family: Family = FAMILIES["sam1"], seed: int = 0) -> nn.Module:
+    m = family.tiny_model(seed)
     if lora:
         apply_lora(m, rank=2, alpha=4)
         configure_trainable(m, "none", peft=True)
     return m
 
 
-def _losses(out_dir) -> list[tuple[int, float, float]]:
+def _log(out_dir: Path) -> list[dict]:
     recs = [json.loads(x) for x in (out_dir / "log.jsonl").read_text().splitlines()]
-    return [(r["step"], r["loss"], r["grad_norm"]) for r in recs if "event" not in r]
+    return [r for r in recs if "event" not in r]
 
 
-def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path) -> None:
-    lora = True
+def _losses(out_dir: Path) -> list[tuple[int, float, float]]:
+    return [(r["step"], r["loss"], r["grad_norm"]) for r in _log(out_dir)]
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A family's interrupted run: its length, the recipe's IoU regression (L1 for SAM 2), the
+    loss terms it logs, the LoRA layers merged (qkv + proj of every encoder block: 2 ViT blocks,
+    6 Hiera blocks) and how the merged checkpoint is rebuilt (a SAM 1 architecture is read from
+    tensor shapes; a custom SAM 2 architecture needs its config)."""
+
+    steps: int
+    iou_l1: bool
+    terms: tuple[str, ...]
+    lora_layers: int
+    config_from_checkpoint: bool
+
+
+RESUME = {
+    "sam1": Resume(5, False, ("focal", "dice", "iou_mse"), 4, config_from_checkpoint=True),
+    "sam2": Resume(4, True, ("focal", "dice", "iou_mse", "obj"), 12, config_from_checkpoint=False),
+}
+
+
+@parametrize_families()
+def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, family) -> None:
+    run = RESUME[family.name]
     data = make_shapes_dataset(5, seed=0, size=(48, 64))
     cfg = dict(
-        steps=5,
+        steps=run.steps,
         lr=1e-3,
         warmup_steps=2,
         grad_accum=2,
@@ -45,33 +71,34 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path) -> None:
         log_every=1,
         progress=False,
     )
-    full = Trainer(_model(lora), data, TrainConfig(**cfg), tmp_path / "full")
+    full = Trainer(_model(True, family), data, TrainConfig(**cfg), tmp_path / "full")
+    assert full.cfg.loss.iou_l1 is run.iou_l1  # the family's recipe
     full.fit()
-    part = Trainer(_model(lora), data, TrainConfig(**cfg, stop_after=2), tmp_path / "part")
+    part = Trainer(_model(True, family), data, TrainConfig(**cfg, stop_after=2), tmp_path / "part")
     assert part.fit() == {"step": 2, "completed": False}
-    assert len(_losses(tmp_path / "part")) == 2
+    assert len(_log(tmp_path / "part")) == 2
     # a fresh process would rebuild the model the same way, with other random weights
-    torch.manual_seed(123)
-    fresh = build_sam(tiny_config())
-    if lora:
-        apply_lora(fresh, rank=2, alpha=4)
-        configure_trainable(fresh, "none", peft=True)
+    fresh = _model(True, family, seed=123)
     resumed = Trainer(fresh, data, TrainConfig(**cfg), tmp_path / "part")
     resumed.fit(resume=True)
-    a, b = _losses(tmp_path / "full"), _losses(tmp_path / "part")
-    assert [s for s, _, _ in a] == [1, 2, 3, 4, 5]
-    assert a == b  # bit-identical loss and gradient-norm curves
+    a, b = _log(tmp_path / "full"), _log(tmp_path / "part")
+    assert [r["step"] for r in a] == list(range(1, run.steps + 1))
+    keys = ("loss", "grad_norm", *run.terms)
+    # bit-identical loss and gradient-norm curves, term by term
+    assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
+    assert all(r[k] > 0 for r in a for k in run.terms)  # every term is part of the objective
     sd_a = read_state_dict(tmp_path / "full" / "model.safetensors")
     sd_b = read_state_dict(tmp_path / "part" / "model.safetensors")
     assert sd_a.keys() == sd_b.keys()
     for k in sd_a:
         assert torch.equal(sd_a[k], sd_b[k]), k
-    # the final (LoRA-merged) checkpoint has official keys and loads on its own
+    # the final (LoRA-merged) checkpoint has official keys and loads
     assert not any("lora" in k for k in sd_a)
-    loaded = build_sam(checkpoint=tmp_path / "full" / "model.safetensors")
-    assert loaded.img_size == 64
+    config = None if run.config_from_checkpoint else family.tiny_config()
+    loaded = family.build(config, checkpoint=tmp_path / "full" / "model.safetensors")
+    assert loaded.img_size == 64 and set(loaded.state_dict()) == set(sd_a)
     summary = json.loads((tmp_path / "full" / "train_summary.json").read_text())
-    assert summary["completed"] and summary["lora_layers_merged"] == 4
+    assert summary["completed"] and summary["lora_layers_merged"] == run.lora_layers
 
 
 def test_training_reduces_the_loss_and_evaluates(tmp_path) -> None:

@@ -17,6 +17,7 @@ from samkit.train.lora import (
     infer_adapters,
     merge_lora,
 )
+from tests.families import tiny_sam_config
 
 
 def _outputs(model: nn.Module, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,9 +120,7 @@ def test_adapters_zero_init_and_roundtrip(tiny_sam) -> None:
     assert infer_adapters(sd) == (8, [0, 1])
     base = {k: v for k, v in tiny_sam.state_dict().items() if ".adapter." not in k}
     # rebuild from the base weights + adapters and get the same outputs
-    from tests.train.conftest import tiny_config
-
-    other = build_sam(tiny_config())
+    other = build_sam(tiny_sam_config())
     other.load_state_dict(base)
     add_adapters(other, *infer_adapters(sd)[:1], blocks=infer_adapters(sd)[1])
     _missing, unexpected = other.load_state_dict(sd, strict=False)

@@ -21,7 +21,7 @@ import numpy as np
 from samkit import build_sam, build_sam2
 from samkit.train.datasets import Sample
 from samkit.train.families import family_ops
-from tests.train.conftest import tiny_config, tiny_sam2_config
+from tests.families import tiny_sam2_config, tiny_sam_config
 
 rng = np.random.default_rng(0)
 image = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
@@ -29,7 +29,7 @@ masks = np.zeros((1, 40, 60), bool)
 masks[0, 10:30, 20:50] = True
 image.flags.writeable = False
 masks.flags.writeable = False
-model = build_sam(tiny_config()) if "{family}" == "sam1" else build_sam2(tiny_sam2_config())
+model = build_sam(tiny_sam_config()) if "{family}" == "sam1" else build_sam2(tiny_sam2_config())
 with warnings.catch_warnings():
     warnings.simplefilter("error")
     prep = family_ops(model).prepare(Sample("ro", image, masks))

@@ -1,8 +1,8 @@
-"""SAM 2 fine-tuning: LoRA / adapters on Hiera and the shared decoder, merging, exact resume."""
+"""SAM 2 fine-tuning: LoRA / adapters on Hiera and the shared decoder, merging (the exact resume
+is tests/train/test_loop.py, per family)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,6 @@ from torch import nn
 from samkit import build_sam2
 from samkit.checkpoint import read_state_dict, save_checkpoint
 from samkit.train.families import Features, family_ops
-from samkit.train.loop import TrainConfig, Trainer
 from samkit.train.lora import (
     LoRALinear,
     adapter_state_dict,
@@ -22,10 +21,9 @@ from samkit.train.lora import (
     infer_adapters,
     merge_lora,
 )
-from samkit.train.synthetic import make_shapes_dataset
-from tests.train.conftest import tiny_sam2_config
+from tests.families import FAMILIES, tiny_sam2_config
 
-FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "sam2_tiny"
+FIXTURE = FAMILIES["sam2"].dir
 
 
 def _outputs(model: nn.Module, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -142,52 +140,3 @@ def test_configure_trainable_sam2_names(tiny_sam2) -> None:
     configure_trainable(tiny_sam2, "none", peft=True)
     dec = [n for n, p in tiny_sam2.sam_mask_decoder.named_parameters() if p.requires_grad]
     assert dec and all(".lora_" in n for n in dec)  # decoder LoRA freezes its base weights
-
-
-def _model(lora: bool, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    m = build_sam2(tiny_sam2_config())
-    if lora:
-        apply_lora(m, rank=2, alpha=4)
-        configure_trainable(m, "none", peft=True)
-    return m
-
-
-def _log(out_dir: Path) -> list[dict]:
-    recs = [json.loads(x) for x in (out_dir / "log.jsonl").read_text().splitlines()]
-    return [r for r in recs if "event" not in r]
-
-
-def test_sam2_interrupted_and_resumed_run_matches_uninterrupted(tmp_path) -> None:
-    data = make_shapes_dataset(5, seed=0, size=(48, 64))
-    cfg = dict(
-        steps=4,
-        lr=1e-3,
-        warmup_steps=2,
-        grad_accum=2,
-        images_per_step=2,
-        prompts_per_image=3,
-        correction_iters=1,
-        box_prob=0.5,
-        log_every=1,
-        progress=False,
-    )
-    full = Trainer(_model(True), data, TrainConfig(**cfg), tmp_path / "full")
-    assert full.cfg.loss.iou_l1  # the SAM 2 recipe: L1 IoU regression
-    full.fit()
-    part = Trainer(_model(True), data, TrainConfig(**cfg, stop_after=2), tmp_path / "part")
-    assert part.fit() == {"step": 2, "completed": False}
-    resumed = Trainer(_model(True, seed=123), data, TrainConfig(**cfg), tmp_path / "part")
-    resumed.fit(resume=True)
-    a, b = _log(tmp_path / "full"), _log(tmp_path / "part")
-    assert [r["step"] for r in a] == [1, 2, 3, 4]
-    keys = ("loss", "grad_norm", "focal", "dice", "iou_mse", "obj")
-    assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b]
-    assert all(r["obj"] > 0 for r in a)  # the object-score loss is part of the objective
-    sd_a = read_state_dict(tmp_path / "full" / "model.safetensors")
-    sd_b = read_state_dict(tmp_path / "part" / "model.safetensors")
-    assert sd_a.keys() == sd_b.keys() and not any("lora" in k for k in sd_a)
-    for k in sd_a:
-        assert torch.equal(sd_a[k], sd_b[k]), k
-    loaded = build_sam2(tiny_sam2_config(), checkpoint=tmp_path / "full" / "model.safetensors")
-    assert set(loaded.state_dict()) == set(sd_a)
