@@ -1,4 +1,6 @@
-"""`samkit finetune` / `samkit eval` end to end on a real checkpoint (the sam1_shapes fixture)."""
+"""`samkit finetune` / `samkit eval` end to end on a real checkpoint (the sam1_shapes fixture), and
+what they say about the weights they were given (random ones: a warning, `checkpoint: null`) and
+about a warm-up that outlasts the run."""
 
 from __future__ import annotations
 
@@ -6,9 +8,10 @@ import json
 
 import pytest
 
-from samkit.checkpoint import read_state_dict
+from samkit import build_sam2
+from samkit.checkpoint import read_state_dict, save_checkpoint
 from samkit.cli import main
-from samkit.train.synthetic import make_shapes_dataset, write_folder_dataset
+from samkit.train.synthetic import make_shapes_dataset, small_sam2_config, write_folder_dataset
 from tests.conftest import FIXTURES
 
 SHAPES = FIXTURES / "sam1_shapes"
@@ -191,3 +194,44 @@ def test_sam2_lora_and_adapter_finetune_then_eval(tmp_path, data) -> None:
     met = json.loads((out / "metrics.json").read_text())
     assert met["miou_1pt"] == summary["val"]["miou_1pt"]
     assert met["images"] == summary["val"]["images"]
+
+
+@pytest.fixture(scope="module")
+def small_sam2(tmp_path_factory):
+    """A 3-image dataset, a small SAM 2 config and a checkpoint of its random weights."""
+    d = tmp_path_factory.mktemp("small_sam2")
+    write_folder_dataset(make_shapes_dataset(3, size=(48, 64)), d / "data")
+    cfg = d / "cfg.json"
+    cfg.write_text(json.dumps(small_sam2_config(img_size=64, dim=32)))
+    ckpt = d / "model.safetensors"
+    save_checkpoint(build_sam2(cfg), ckpt)
+    return d / "data", cfg, ckpt
+
+
+@pytest.mark.parametrize("with_checkpoint", [False, True])
+def test_eval_records_model_and_checkpoint(small_sam2, tmp_path, capsys, with_checkpoint):
+    data, cfg, ckpt = small_sam2
+    argv = ["eval", "--data", str(data), "--model", str(cfg), "--out", str(tmp_path)]
+    argv += ["--clicks", "1", "--no-progress"]
+    argv += ["--checkpoint", str(ckpt)] if with_checkpoint else []
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["model"] == str(cfg)
+    assert metrics["checkpoint"] == (str(ckpt) if with_checkpoint else None)
+    assert ("RANDOMLY INITIALISED" in err) is not with_checkpoint
+
+
+@pytest.mark.parametrize(("with_checkpoint", "warmup"), [(False, 5), (True, 1)])
+def test_finetune_notes_random_weights_and_short_runs(
+    small_sam2, tmp_path, capsys, with_checkpoint, warmup
+):
+    data, cfg, ckpt = small_sam2
+    argv = ["finetune", "--data", str(data), "--model", str(cfg), "--out", str(tmp_path)]
+    argv += ["--steps", "2", "--warmup-steps", str(warmup), "--images-per-step", "1"]
+    argv += ["--prompts-per-image", "1", "--val-fraction", "0", "--no-progress"]
+    argv += ["--checkpoint", str(ckpt)] if with_checkpoint else []
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert ("RANDOM weights" in err) is not with_checkpoint
+    assert ("never reaches --lr" in err) is (warmup >= 2)
