@@ -108,8 +108,9 @@ def _segment_and_write(sam, image: np.ndarray, point: tuple[float, float], out: 
     """Segment from one foreground point; write <stem>_mask.png and <stem>_overlay.png."""
     from samkit import SamPredictor
     from samkit.amg import render_overlay
-    from samkit.io.atomic import atomic_write_bytes, write_mask_png
-    from samkit.io.masks import draw_prompts, png_bytes
+    from samkit.io.atomic import atomic_write_bytes
+    from samkit.io.masks import png_bytes, write_mask_png
+    from samkit.io.overlay import draw_prompts
 
     predictor = SamPredictor(sam)
     predictor.set_image(image)
@@ -130,9 +131,9 @@ def _demo(out: Path, image_path: Path | None, point: str | None) -> int:
     """The built-in demo model on its generated image, or on `image_path` (a --demo IMAGE)."""
     from PIL import Image
 
-    from samkit.train.demo import build_demo_model, demo_sample
     from samkit.io.atomic import atomic_write_bytes
     from samkit.io.masks import decode_image, png_bytes
+    from samkit.train.demo import build_demo_model, demo_sample
 
     model = build_demo_model()
     if image_path is not None:

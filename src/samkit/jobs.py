@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from samkit.io.atomic import remove_stale_temporaries
 from samkit.io.limits import DEFAULT_MAX_PIXELS
 
 
@@ -318,10 +319,3 @@ class EmbedJob:
             file_name=file_name,
             provenance=of_model(predictor.model),
         )
-
-
-def remove_stale_temporaries(out: Path, names: list[str]) -> None:
-    """Delete `<name>.*.tmp` left by a killed run (the atomic writes use that pattern)."""
-    for name in names:
-        for tmp in out.glob(f"{name}.*.tmp"):
-            tmp.unlink(missing_ok=True)

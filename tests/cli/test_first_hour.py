@@ -249,7 +249,7 @@ def test_readme_gives_the_offline_path_and_two_setup_commands():
 
 def test_quickstart_writes_mask_and_overlay(tmp_path, sam1_tiny, capsys):
     from samkit import SamPredictor
-    from samkit.io.atomic import mask_png_bytes
+    from samkit.io.masks import mask_png_bytes
 
     ckpt = FIXTURES / "sam1_tiny" / "sam1_tiny.pth"
     argv = [str(IMAGES / "dog.jpg"), "--point", "400,260", "--checkpoint", str(ckpt)]

@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from samkit.cli import main
-from samkit.io.atomic import atomic_path, atomic_write_bytes, mask_png_bytes, write_mask_png
+from samkit.io.atomic import atomic_path, atomic_write_bytes
+from samkit.io.masks import mask_png_bytes, write_mask_png
 from tests.conftest import FIXTURES
 
 SHAPES = FIXTURES / "sam1_shapes"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from samkit.io.rle import rle_string_to_counts, rle_to_mask
 from samkit.train.datasets import (
     CocoDataset,
     DataError,
@@ -15,8 +16,6 @@ from samkit.train.datasets import (
     Sample,
     open_dataset,
     prepare_sample,
-    rle_counts_to_mask,
-    rle_string_to_counts,
     split_names,
 )
 
@@ -154,7 +153,7 @@ def test_compressed_rle_matches_pycocotools() -> None:
         m[: h // 2, : w // 3] = True  # a long run too
         rle = mask_api.encode(np.asfortranarray(m.astype(np.uint8)))
         counts = rle_string_to_counts(rle["counts"].decode())
-        np.testing.assert_array_equal(rle_counts_to_mask(counts, h, w), m)
+        np.testing.assert_array_equal(rle_to_mask({"size": [h, w], "counts": counts}), m)
 
 
 def test_coco_errors(tmp_path) -> None:

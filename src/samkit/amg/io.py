@@ -11,7 +11,9 @@ import numpy as np
 from PIL import Image
 
 from samkit.amg.coco import DEFAULT_CATEGORIES, check_categories, coco_annotation
+from samkit.io import overlay
 from samkit.io.atomic import atomic_write_text
+from samkit.io.overlay import distinct_colours
 from samkit.io.rle import segmentation_to_mask, to_coco_rle
 from samkit.predict.inputs import as_rgb_uint8
 
@@ -114,28 +116,6 @@ def write_coco_json(
     return doc
 
 
-def _colours(n: int, seed: int) -> np.ndarray:
-    """n distinct-ish RGB colours: golden-ratio hues, shuffled saturation/value."""
-    rng = np.random.default_rng(seed)
-    hues = (np.arange(n) * 0.618033988749895 + rng.random()) % 1.0
-    sat = 0.65 + 0.3 * rng.random(n)
-    val = 0.75 + 0.25 * rng.random(n)
-    i = np.floor(hues * 6).astype(int) % 6
-    f = hues * 6 - np.floor(hues * 6)
-    p, q, t = val * (1 - sat), val * (1 - f * sat), val * (1 - (1 - f) * sat)
-    table = np.stack(
-        [
-            np.stack([val, t, p], -1),
-            np.stack([q, val, p], -1),
-            np.stack([p, val, t], -1),
-            np.stack([p, q, val], -1),
-            np.stack([t, p, val], -1),
-            np.stack([val, p, q], -1),
-        ]
-    )
-    return (table[i, np.arange(n)] * 255).round().astype(np.uint8)
-
-
 def render_overlay(
     image: np.ndarray | Image.Image,
     records: Sequence[dict[str, Any]],
@@ -145,7 +125,8 @@ def render_overlay(
 ) -> Image.Image:
     """Draw every mask in a distinct colour, alpha-blended over the image, with an outline.
 
-    Larger masks are drawn first so small ones stay visible.
+    Larger masks are drawn first so small ones stay visible (`samkit.io.overlay.render_overlay`
+    draws).
 
     Args:
         image: a PIL image or an HxW, HxWx1, HxWx3 or HxWx4 array, read by the rule of
@@ -153,7 +134,7 @@ def render_overlay(
         records: generator records (any output mode).
         alpha: mask opacity in [0, 1].
         outline: draw each mask's boundary opaquely.
-        seed: colour seed.
+        seed: colour seed (`samkit.io.overlay.distinct_colours`).
 
     Returns:
         An RGB PIL image.
@@ -164,19 +145,14 @@ def render_overlay(
     base = as_rgb_uint8(image)
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    out = base.astype(np.float32)
-    colours = _colours(len(records), seed).astype(np.float32)
+    colours = distinct_colours(len(records), seed)
     order = sorted(range(len(records)), key=lambda i: -int(records[i]["area"]))
+    masks = []
     for i in order:
         m = segmentation_to_mask(records[i]["segmentation"])
         if m.shape != base.shape[:2]:
             raise ValueError(
                 f"record {i}: mask shape {m.shape} does not match the image {base.shape[:2]}"
             )
-        out[m] = (1 - alpha) * out[m] + alpha * colours[i]
-        if outline:
-            edge = m.copy()
-            inner = m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
-            edge[1:-1, 1:-1] &= ~inner
-            out[edge] = colours[i]
-    return Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
+        masks.append(m)
+    return overlay.render_overlay(base, masks, colours[order], alpha=alpha, outline=outline)

@@ -35,13 +35,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from samkit.amg.io import render_overlay
     from samkit.cli.sam3_commands import segment_concepts, segment_family
     from samkit.io.images import decode_image
-    from samkit.io.masks import (
-        atomic_write_bytes,
-        draw_prompts,
-        mask_png_bytes,
-        mask_records,
-        png_bytes,
-    )
+    from samkit.io.masks import atomic_write_bytes, mask_png_bytes, mask_records, png_bytes
+    from samkit.io.overlay import draw_prompts
 
     family = segment_family(args)  # SAM 3 options checked against the model family
     if family == "sam3" and not args.point:

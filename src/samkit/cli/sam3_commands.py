@@ -4,7 +4,7 @@ the SAM 3 options, and `samkit segment --text` / exemplar boxes.
 `samkit segment IMAGE --text dog [--text cat] [--box X0,Y0,X1,Y1[,LABEL]] [--threshold T]`
 writes, in `--out`:
 
-- `<stem>_mask_<i>.png`: one 1-bit mask per instance (`samkit.io.atomic.mask_png_bytes`), in the
+- `<stem>_mask_<i>.png`: one 1-bit mask per instance (`samkit.io.masks.mask_png_bytes`), in the
   order of the COCO annotations (concept by concept, by descending score);
 - `<stem>_instances.png`: the instance label image, 0 background, i + 1 for `<stem>_mask_<i>`
   (8-bit, 16-bit above 255 instances; where masks overlap the higher score wins);
@@ -145,9 +145,10 @@ def segment_concepts(args: argparse.Namespace) -> int:
     """`samkit segment --text ... / --box exemplars` on a SAM 3 model (outputs: module doc)."""
     from samkit.amg.io import render_overlay, write_coco_json
     from samkit.amg.sam3 import Sam3ConceptGenerator, check_exemplar_boxes
-    from samkit.io.atomic import atomic_write_bytes, mask_png_bytes
+    from samkit.io.atomic import atomic_write_bytes
     from samkit.io.images import decode_image
-    from samkit.io.masks import draw_prompts, png_bytes
+    from samkit.io.masks import mask_png_bytes, png_bytes
+    from samkit.io.overlay import draw_prompts
     from samkit.io.rle import segmentation_to_mask
 
     image = decode_image(args.image, max_pixels=image_max_pixels(args), stretch=image_stretch(args))
@@ -208,17 +209,15 @@ def _embedding_state(args: argparse.Namespace, lm: Any, image: np.ndarray) -> di
 def _label_png(masks: list[np.ndarray], records: list[dict[str, Any]], h: int, w: int) -> bytes:
     """The instance label image as PNG bytes: 0 background, i + 1 for instance i; overlapping
     pixels take the higher-scoring instance (8-bit up to 255 instances, else 16-bit)."""
-    import io
-
     from PIL import Image
+
+    from samkit.io.masks import png_bytes
 
     dtype = np.uint8 if len(masks) <= 255 else np.uint16
     label = np.zeros((h, w), dtype=dtype)
     for i in np.argsort([r["score"] for r in records], kind="stable"):
         label[masks[i]] = i + 1  # ascending score: the highest is painted last
-    buf = io.BytesIO()
-    Image.fromarray(label).save(buf, format="PNG")  # mode L or I;16
-    return buf.getvalue()
+    return png_bytes(Image.fromarray(label))  # mode L or I;16
 
 
 def _remove_stale_masks(out: Path, stem: str, n: int) -> None:

@@ -6,26 +6,60 @@ instead of the 0644 / 0664 the user's umask asks for. The helpers here give the 
 0666 minus the umask before renaming it, exactly the mode `open(path, "w")` would give.
 
 The temporary file is `<name>.<pid>.<random>.tmp` in the destination's folder (same file system,
-so the rename is atomic); `samkit.cli.common._remove_stale_temporaries` removes leftovers of that
-pattern after a killed run.
+so the rename is atomic); `remove_stale_temporaries` removes leftovers of exactly that pattern after
+a killed run. Every atomic output of samkit (JSON, PNGs, safetensors, embeddings, the overlay MP4)
+is written through this module.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-
-import numpy as np
 
 
 def temporary_sibling(path: str | os.PathLike) -> Path:
     """A fresh, unused name `<name>.<pid>.<hex>.tmp` beside `path` (the file is not created)."""
     path = Path(path)
     return path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+
+
+_TEMPORARY = re.compile(r"^(?P<name>.+)\.\d+\.[0-9a-f]{12}\.tmp$")
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """Whether a file name has the pattern of `temporary_sibling`."""
+    return _TEMPORARY.match(Path(path).name) is not None
+
+
+def remove_stale_temporaries(
+    folder: str | os.PathLike, names: Iterable[str] | None = None
+) -> list[Path]:
+    """Delete the temporary files a killed run left in `folder` (not its subfolders).
+
+    Only names of the `temporary_sibling` pattern are touched: of the files `names` (e.g.
+    `["a.json", "a_overlay.png"]`), or of any file when `names` is None. Call it before a run
+    writes into `folder`, not while another run writes there.
+
+    Returns:
+        The paths removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    wanted = None if names is None else set(names)
+    removed = []
+    for p in folder.iterdir():
+        m = _TEMPORARY.match(p.name)
+        if m is None or (wanted is not None and m["name"] not in wanted) or not p.is_file():
+            continue
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
 
 
 _UMASK_LOCK = threading.Lock()
@@ -89,35 +123,3 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """`atomic_write_bytes` of UTF-8 text."""
     return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def mask_png_bytes(mask: np.ndarray, compress_level: int = 6) -> bytes:
-    """THE mask PNG of samkit: a 1-bit black (0) / white (1) PNG of an HxW mask.
-
-    Every mask PNG samkit writes (`samkit segment`, `examples/quickstart.py`, the web app's
-    "Download mask PNG") comes from here, so they all have this one pixel format. PIL reads it
-    back as the same bool array (`np.array(Image.open(p))`); tools that know only 8-bit images
-    (OpenCV, most viewers) read it as 0 / 255 greyscale.
-
-    Args:
-        mask: HxW array; non-zero pixels are the object.
-        compress_level: zlib level 0-9 (the web app uses 1 for speed).
-
-    Raises:
-        ValueError: `mask` is not two-dimensional or is empty.
-    """
-    import io
-
-    from PIL import Image
-
-    mask = np.asarray(mask)
-    if mask.ndim != 2 or mask.size == 0:
-        raise ValueError(f"mask must be a non-empty HxW array, got shape {mask.shape}")
-    buf = io.BytesIO()
-    Image.fromarray(mask.astype(bool)).save(buf, format="PNG", compress_level=compress_level)
-    return buf.getvalue()
-
-
-def write_mask_png(path: str | os.PathLike, mask: np.ndarray) -> Path:
-    """Write `mask_png_bytes(mask)` to `path` atomically (user's umask permissions)."""
-    return atomic_write_bytes(path, mask_png_bytes(mask))

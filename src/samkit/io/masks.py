@@ -1,24 +1,23 @@
-"""Mask encoding (PNG, COCO RLE, records); image decoding lives in `samkit.io.images` (re-exported).
+"""THE mask codec's file formats: mask PNGs, palette (id-map) PNGs, boxes and records.
 
-Shared by the command line (`samkit segment / auto / embed`) and the web app.
+The run-length encodings are in `samkit.io.rle` (re-exported here); image decoding lives in
+`samkit.io.images` (re-exported: this module's old home). Shared by the command line
+(`samkit segment / auto / embed / track`), the web app, video formats and evaluation.
 """
 
 from __future__ import annotations
 
 import io
-import threading
+import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from samkit.io.atomic import (  # noqa: F401  (re-exported for the CLI and the engine)
-    atomic_write_bytes,
-    mask_png_bytes,
-)
+from samkit.io.atomic import atomic_write_bytes
 from samkit.io.images import (  # noqa: F401 - re-exported: the decoder's old home
     DEFAULT_MAX_PIXELS,
     IMAGE_FORMATS,
@@ -26,45 +25,134 @@ from samkit.io.images import (  # noqa: F401 - re-exported: the decoder's old ho
     ImageDecodeError,
     decode_image,
 )
-from samkit.io.rle import rle_counts_to_string
+from samkit.io.rle import masks_to_coco_rle
+
+__all__ = [
+    "atomic_write_bytes",
+    "davis_palette",
+    "label_map",
+    "mask_png_bytes",
+    "mask_record",
+    "mask_records",
+    "masks_bbox_xywh",
+    "masks_to_coco_rle",
+    "palette_png_bytes",
+    "png_bytes",
+    "read_label_png",
+    "split_label_map",
+    "write_mask_png",
+    "write_palette_png",
+]
 
 
-def _runs(mask: np.ndarray) -> np.ndarray:
-    """Run lengths of an HxW bool mask in column-major order, starting with a run of zeros."""
-    flat = mask.ravel(order="F")
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate(([0], change, [flat.size]))
-    counts = np.diff(bounds)
-    return np.concatenate(([0], counts)) if flat.size and flat[0] else counts
+def png_bytes(image: Image.Image, compress_level: int | None = None) -> bytes:
+    """The PNG file of a PIL image (zlib level 0-9; None: PIL's default)."""
+    buf = io.BytesIO()
+    options = {} if compress_level is None else {"compress_level": compress_level}
+    image.save(buf, format="PNG", **options)
+    return buf.getvalue()
 
 
-def masks_to_coco_rle(masks: np.ndarray | torch.Tensor) -> list[dict[str, Any]]:
-    """COCO RLEs (`{"size": [H, W], "counts": str}`, pycocotools-compatible) of NxHxW masks."""
-    m = masks.cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
-    if m.ndim != 3:
-        raise ValueError(f"masks must be NxHxW, got shape {m.shape}")
-    m = m.astype(bool, copy=False)
-    h, w = m.shape[1:]
+def mask_png_bytes(mask: np.ndarray, compress_level: int = 6) -> bytes:
+    """THE mask PNG of samkit: a 1-bit black (0) / white (1) PNG of an HxW mask.
 
-    def encode(x: np.ndarray) -> dict[str, Any]:
-        return {"size": [h, w], "counts": rle_counts_to_string(_runs(x))}
+    Every mask PNG samkit writes (`samkit segment`, `examples/quickstart.py`, the web app's
+    "Download mask PNG") comes from here, so they all have this one pixel format. PIL reads it
+    back as the same bool array (`np.array(Image.open(p))`); tools that know only 8-bit images
+    (OpenCV, most viewers) read it as 0 / 255 greyscale.
 
-    if len(m) > 1 and h * w >= 1 << 20:  # numpy releases the GIL: big masks in parallel
-        return list(_rle_pool().map(encode, m))
-    return [encode(x) for x in m]
+    Args:
+        mask: HxW array; non-zero pixels are the object.
+        compress_level: zlib level 0-9 (the web app uses 1 for speed).
+
+    Raises:
+        ValueError: `mask` is not two-dimensional or is empty.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or mask.size == 0:
+        raise ValueError(f"mask must be a non-empty HxW array, got shape {mask.shape}")
+    return png_bytes(Image.fromarray(mask.astype(bool)), compress_level)
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
+def write_mask_png(path: str | os.PathLike, mask: np.ndarray) -> Path:
+    """Write `mask_png_bytes(mask)` to `path` atomically (user's umask permissions)."""
+    return atomic_write_bytes(path, mask_png_bytes(mask))
 
 
-def _rle_pool() -> ThreadPoolExecutor:
-    """Two threads for RLE-encoding masks in parallel (created on first use)."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="samkit-rle")
-        return _POOL
+def davis_palette() -> np.ndarray:
+    """(256, 3) uint8: the DAVIS / PASCAL VOC palette (id 1 dark red, 2 green, 3 olive, ...)."""
+    ids = np.arange(256)
+    pal = np.zeros((256, 3), np.int64)
+    for j in range(8):
+        for ch in range(3):
+            pal[:, ch] |= ((ids >> (3 * j + ch)) & 1) << (7 - j)
+    return pal.astype(np.uint8)
+
+
+def label_map(masks: Any, obj_ids: Sequence[int]) -> np.ndarray:
+    """Merge per-object masks into an HxW uint8 id map (smaller ids win where masks overlap).
+
+    Args:
+        masks: (O, H, W) bool-like masks (a torch tensor or an array; logits must be
+            thresholded first).
+        obj_ids: the O object ids, each in 1..255.
+
+    Raises:
+        ValueError: another shape, or an id outside 1..255.
+    """
+    m = masks.detach().cpu().numpy() if hasattr(masks, "detach") else np.asarray(masks)
+    if m.ndim == 4 and m.shape[1] == 1:
+        m = m[:, 0]
+    if m.ndim != 3 or m.shape[0] != len(obj_ids):
+        raise ValueError(
+            f"masks must be (O, H, W) with O = len(obj_ids) = {len(obj_ids)}, got {m.shape}"
+        )
+    out = np.zeros(m.shape[1:], np.uint8)
+    for i in sorted(range(len(obj_ids)), key=lambda k: -int(obj_ids[k])):
+        oid = int(obj_ids[i])
+        if not 1 <= oid <= 255:
+            raise ValueError(f"object id {oid} cannot be stored in a palette PNG (1..255)")
+        out[m[i].astype(bool)] = oid
+    return out
+
+
+def palette_png_bytes(labels: np.ndarray) -> bytes:
+    """An indexed PNG with the DAVIS palette of an HxW uint8 id map."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise ValueError(f"labels must be an HxW uint8 array, got {labels.dtype} {labels.shape}")
+    im = Image.frombytes("P", (labels.shape[1], labels.shape[0]), labels.tobytes())
+    im.putpalette(davis_palette().tobytes())
+    return png_bytes(im)
+
+
+def write_palette_png(path: str | os.PathLike, labels: np.ndarray) -> Path:
+    """Write an id map as a DAVIS palette PNG (atomically)."""
+    return atomic_write_bytes(path, palette_png_bytes(labels))
+
+
+def read_label_png(path: str | os.PathLike) -> np.ndarray:
+    """An annotation PNG as an HxW uint8 id map (palette "P" or grayscale "L" PNGs).
+
+    Raises:
+        ValueError: naming the file when it is unreadable or an RGB / other-mode image.
+    """
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("P", "L"):
+                raise ValueError(
+                    f"{path}: an annotation must be an indexed (palette) or grayscale PNG whose "
+                    f"pixel values are object ids, got mode {im.mode}"
+                )
+            return np.array(im, dtype=np.uint8)
+    except (OSError, SyntaxError) as e:
+        raise ValueError(f"{path}: not a readable PNG ({e})") from None
+
+
+def split_label_map(labels: np.ndarray, ignore: Sequence[int] = (0, 255)) -> dict[int, np.ndarray]:
+    """`{object_id: HxW bool mask}` for the ids present (0 background and 255 void skipped)."""
+    ids = [int(i) for i in np.unique(labels) if int(i) not in ignore]
+    return {i: labels == i for i in ids}
 
 
 def masks_bbox_xywh(masks: np.ndarray | torch.Tensor) -> list[list[int]]:
@@ -106,26 +194,13 @@ def mask_records(masks: np.ndarray, scores: Sequence[float]) -> list[dict[str, A
     ]
 
 
-def draw_prompts(
-    image: Image.Image,
-    points: Sequence[Sequence[float]] = (),
-    labels: Sequence[int] = (),
-    boxes: Sequence[Sequence[float]] = (),
-) -> Image.Image:
-    """Draw points (green foreground, red background, white rim) and boxes on an RGB image."""
-    out = image.convert("RGB")
-    draw = ImageDraw.Draw(out)
-    r = max(5, round(max(out.size) / 90))
-    for x0, y0, x1, y1 in boxes:
-        draw.rectangle([x0, y0, x1, y1], outline=(255, 255, 255), width=max(2, r // 2 + 1))
-        draw.rectangle([x0, y0, x1, y1], outline=(30, 144, 255), width=max(1, r // 2))
-    for (x, y), lab in zip(points, labels):
-        fill = (40, 200, 60) if int(lab) == 1 else (230, 40, 40)
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=fill, outline=(255, 255, 255), width=2)
-    return out
+def mask_record(mask: np.ndarray) -> tuple[dict[str, Any], int, list[int]] | None:
+    """(COCO RLE, area, XYWH box) of an HxW bool mask, or None when it is empty.
 
-
-def png_bytes(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
+    The box uses the COCO convention (width = last column - first column + 1).
+    """
+    m = np.asarray(mask).astype(bool)
+    area = int(np.count_nonzero(m))
+    if area == 0:
+        return None
+    return masks_to_coco_rle(m[None])[0], area, masks_bbox_xywh(m[None])[0]

@@ -1,4 +1,8 @@
-"""Run-length encodings of binary masks: uncompressed RLE (column-major, zeros first) and COCO RLE.
+"""THE mask run-length codec of samkit: uncompressed RLE (column-major, zeros first) and COCO RLE.
+
+Every RLE samkit writes or reads (the generators' output modes, `samkit auto` / `segment` JSON,
+the web app, video annotations, training datasets) goes through this module; PNGs, boxes and
+records of masks are in `samkit.io.masks`.
 
 The uncompressed form is what the official generator emits for `output_mode="uncompressed_rle"`:
 `{"size": [h, w], "counts": [n0, n1, ...]}`, alternating run lengths of 0s and 1s over the mask
@@ -9,55 +13,67 @@ pycocotools' algorithm, so pycocotools is not needed (but decodes our strings to
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
 
-def _runs_from_flat(flat: Tensor, total: int) -> list[list[int]]:
-    """Run lengths of each row of a BxL bool tensor (already in column-major order)."""
-    b = flat.shape[0]
-    if b == 0:
-        return []
-    change = flat[:, 1:] != flat[:, :-1]  # (B, L-1)
-    rows, cols = change.nonzero(as_tuple=True)
-    n_changes = torch.bincount(rows, minlength=b).tolist()
-    first = flat[:, 0].tolist()
-    zero = torch.zeros(1, dtype=cols.dtype, device=cols.device)
-    end = torch.full((1,), total, dtype=cols.dtype, device=cols.device)
-    out = []
-    pos = 0
-    for i in range(b):
-        bounds = torch.cat([zero, cols[pos : pos + n_changes[i]] + 1, end])
-        pos += n_changes[i]
-        counts = [0] if first[i] else []
-        counts.extend(torch.diff(bounds).tolist())
-        out.append(counts)
-    return out
+def mask_runs(mask: np.ndarray) -> np.ndarray:
+    """Run lengths (int64) of an HxW mask in column-major order, starting with a run of zeros.
+
+    The one run-length encoder of samkit: every RLE it writes (uncompressed, COCO strings) is
+    built from these runs. A mask starting with a 1 gets an empty first run; an empty (0-pixel)
+    mask gives [0].
+    """
+    flat = np.asarray(mask).astype(bool, copy=False).ravel(order="F")
+    return _flat_runs(flat)
+
+
+def _flat_runs(flat: np.ndarray) -> np.ndarray:
+    """Run lengths of a 1-D bool array (already in column-major order), zeros first."""
+    if flat.size == 0:
+        return np.zeros(1, dtype=np.int64)
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate(([0], change, [flat.size]))
+    counts = np.diff(bounds)
+    return np.concatenate(([0], counts)) if flat[0] else counts
+
+
+def _as_bool_array(masks: Any, what: str = "masks") -> np.ndarray:
+    """NxHxW masks (tensor on any device, or array-like) as a bool numpy array."""
+    if isinstance(masks, Tensor):
+        masks = masks.detach().cpu().numpy()
+    m = np.asarray(masks)
+    if m.ndim != 3:
+        raise ValueError(f"{what} must be NxHxW, got shape {m.shape}")
+    return m.astype(bool, copy=False)
 
 
 def mask_to_rle_pytorch(tensor: Tensor) -> list[dict[str, Any]]:
     """Encode BxHxW bool masks as uncompressed RLE dicts (column-major, zeros first).
+
+    The official generator's name; the runs come from `mask_runs` (on the CPU).
 
     Args:
         tensor: BxHxW bool (or 0/1) tensor.
 
     Returns:
         B dicts {"size": [H, W], "counts": list[int]}.
+
+    Raises:
+        ValueError: not a BxHxW tensor.
     """
     if not isinstance(tensor, Tensor) or tensor.dim() != 3:
         raise ValueError(
             "masks must be a BxHxW tensor, got "
             f"{tuple(tensor.shape) if isinstance(tensor, Tensor) else type(tensor).__name__}"
         )
-    b, h, w = tensor.shape
-    if h * w == 0:
-        return [{"size": [h, w], "counts": [0]} for _ in range(b)]
-    flat = tensor.bool().permute(0, 2, 1).reshape(b, h * w)
-    return [{"size": [h, w], "counts": c} for c in _runs_from_flat(flat, h * w)]
+    h, w = tensor.shape[1:]
+    return [{"size": [h, w], "counts": mask_runs(m).tolist()} for m in _as_bool_array(tensor)]
 
 
 def crop_mask_to_rle(mask: Tensor, box: Sequence[int], h: int, w: int) -> dict[str, Any]:
@@ -72,13 +88,13 @@ def crop_mask_to_rle(mask: Tensor, box: Sequence[int], h: int, w: int) -> dict[s
         The same RLE as `mask_to_rle_pytorch` on the full mask.
     """
     x0, y0, x1, y1 = (int(v) for v in box)
-    if mask.numel() == 0 or not bool(mask.any()):
+    crop = mask.detach().cpu().numpy().astype(bool, copy=False)
+    if crop.size == 0 or not crop.any():
         return {"size": [h, w], "counts": [h * w]}
     # Columns x0..x1 with full height, in column-major order.
-    cols = torch.zeros((x1 - x0 + 1, h), dtype=torch.bool, device=mask.device)
-    cols[:, y0 : y1 + 1] = mask.t()
-    flat = cols.reshape(1, -1)
-    counts = _runs_from_flat(flat, flat.shape[1])[0]
+    cols = np.zeros((x1 - x0 + 1, h), dtype=bool)
+    cols[:, y0 : y1 + 1] = crop.T
+    counts = _flat_runs(cols.ravel()).tolist()
     # The first run is zeros (the mask has a 1 somewhere); add the columns before and after.
     counts[0] += x0 * h
     if len(counts) % 2 == 1:
@@ -89,9 +105,13 @@ def crop_mask_to_rle(mask: Tensor, box: Sequence[int], h: int, w: int) -> dict[s
 
 
 def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
-    """Decode an uncompressed RLE dict to an HxW bool array (C order)."""
+    """Decode an uncompressed (list counts) or COCO (string counts) RLE to an HxW bool array.
+
+    Raises:
+        ValueError: counts that are negative or do not sum to h * w, or a truncated string.
+    """
     h, w = (int(v) for v in rle["size"])
-    counts = np.asarray(rle["counts"], dtype=np.int64)
+    counts = np.asarray(rle_counts(rle), dtype=np.int64)
     if counts.ndim != 1 or (counts < 0).any() or int(counts.sum()) != h * w:
         raise ValueError(f"RLE counts must be non-negative run lengths summing to h*w={h * w}")
     values = (np.arange(counts.size) % 2).astype(bool)
@@ -203,9 +223,8 @@ def coco_encode_rle(uncompressed_rle: dict[str, Any]) -> dict[str, Any]:
 
 
 def coco_decode_rle(rle: dict[str, Any]) -> np.ndarray:
-    """COCO RLE (string counts) -> HxW bool array."""
-    h, w = (int(v) for v in rle["size"])
-    return rle_to_mask({"size": [h, w], "counts": rle_string_to_counts(rle["counts"])})
+    """COCO RLE (string counts) -> HxW bool array (`rle_to_mask`, pycocotools' `decode`)."""
+    return rle_to_mask(rle)
 
 
 def segmentation_to_mask(seg: Any) -> np.ndarray:
@@ -217,8 +236,6 @@ def segmentation_to_mask(seg: Any) -> np.ndarray:
     if isinstance(seg, np.ndarray):
         return seg.astype(bool)
     if isinstance(seg, dict) and "counts" in seg and "size" in seg:
-        if isinstance(seg["counts"], (str, bytes)):
-            return coco_decode_rle(seg)
         return rle_to_mask(seg)
     if isinstance(seg, Tensor):
         return seg.detach().cpu().numpy().astype(bool)
@@ -242,7 +259,39 @@ def to_coco_rle(seg: Any) -> dict[str, Any]:
         }
     if isinstance(seg, dict):
         return coco_encode_rle(seg)
-    mask = torch.as_tensor(segmentation_to_mask(seg))
-    if mask.dim() != 2:
+    mask = segmentation_to_mask(seg)
+    if mask.ndim != 2:
         raise ValueError(f"a mask must be HxW, got shape {tuple(mask.shape)}")
-    return coco_encode_rle(mask_to_rle_pytorch(mask[None])[0])
+    return {"size": list(mask.shape), "counts": rle_counts_to_string(mask_runs(mask))}
+
+
+def masks_to_coco_rle(masks: np.ndarray | Tensor) -> list[dict[str, Any]]:
+    """COCO RLEs (`{"size": [H, W], "counts": str}`, pycocotools-compatible) of NxHxW masks.
+
+    Large masks (a megapixel or more) are encoded on two threads (numpy releases the GIL).
+
+    Raises:
+        ValueError: not NxHxW.
+    """
+    m = _as_bool_array(masks)
+    h, w = m.shape[1:]
+
+    def encode(x: np.ndarray) -> dict[str, Any]:
+        return {"size": [h, w], "counts": rle_counts_to_string(mask_runs(x))}
+
+    if len(m) > 1 and h * w >= 1 << 20:
+        return list(_rle_pool().map(encode, m))
+    return [encode(x) for x in m]
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _rle_pool() -> ThreadPoolExecutor:
+    """Two threads for RLE-encoding masks in parallel (created on first use)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="samkit-rle")
+        return _POOL

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from samkit.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_image
-from samkit.io.rle import rle_string_to_counts
+from samkit.io.rle import rle_to_mask
 from samkit.predict.transforms import get_preprocess_shape, resize_longest_side
 
 logger = logging.getLogger("samkit")
@@ -348,21 +348,11 @@ def decode_segmentation(seg: Any, h: int, w: int, where: str = "segmentation") -
         rh, rw = (int(s) for s in seg["size"])
         if (rh, rw) != (h, w):
             raise DataError(f"{where}: RLE size {rh}x{rw} differs from the image size {h}x{w}")
-        counts = seg["counts"]
-        if isinstance(counts, (str, bytes)):
-            counts = rle_string_to_counts(counts)
-        return rle_counts_to_mask(list(counts), h, w, where)
+        try:
+            return rle_to_mask(seg)  # the one codec: list or COCO string counts
+        except ValueError as e:
+            raise DataError(f"{where}: {e}") from None
     raise DataError(f"{where}: expected a polygon list or an RLE dict with 'size' and 'counts'")
-
-
-def rle_counts_to_mask(counts: Sequence[int], h: int, w: int, where: str = "RLE") -> np.ndarray:
-    """Uncompressed COCO RLE (runs starting with zeros, column-major) -> HxW bool mask."""
-    if any(c < 0 for c in counts) or sum(counts) != h * w:
-        raise DataError(f"{where}: RLE runs sum to {sum(counts)}, expected {h}*{w}={h * w}")
-    values = np.zeros(len(counts), dtype=bool)
-    values[1::2] = True
-    flat = np.repeat(values, np.asarray(counts, dtype=np.int64))
-    return flat.reshape(w, h).T.copy()
 
 
 def open_dataset(

@@ -18,105 +18,20 @@ import json
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from samkit.io.masks import atomic_write_bytes, masks_to_coco_rle
-
-
-def davis_palette() -> np.ndarray:
-    """(256, 3) uint8: the DAVIS / PASCAL VOC palette (id 1 dark red, 2 green, 3 olive, ...)."""
-    ids = np.arange(256)
-    pal = np.zeros((256, 3), np.int64)
-    for j in range(8):
-        for ch in range(3):
-            pal[:, ch] |= ((ids >> (3 * j + ch)) & 1) << (7 - j)
-    return pal.astype(np.uint8)
-
-
-def label_map(masks: Any, obj_ids: Sequence[int]) -> np.ndarray:
-    """Merge per-object masks into an HxW uint8 id map (smaller ids win where masks overlap).
-
-    Args:
-        masks: (O, H, W) bool-like masks (a torch tensor or an array; logits must be
-            thresholded first).
-        obj_ids: the O object ids, each in 1..255.
-    """
-    m = masks.detach().cpu().numpy() if hasattr(masks, "detach") else np.asarray(masks)
-    if m.ndim == 4 and m.shape[1] == 1:
-        m = m[:, 0]
-    if m.ndim != 3 or m.shape[0] != len(obj_ids):
-        raise ValueError(
-            f"masks must be (O, H, W) with O = len(obj_ids) = {len(obj_ids)}, got {m.shape}"
-        )
-    out = np.zeros(m.shape[1:], np.uint8)
-    for i in sorted(range(len(obj_ids)), key=lambda k: -int(obj_ids[k])):
-        oid = int(obj_ids[i])
-        if not 1 <= oid <= 255:
-            raise ValueError(f"object id {oid} cannot be stored in a palette PNG (1..255)")
-        out[m[i].astype(bool)] = oid
-    return out
-
-
-def palette_png_bytes(labels: np.ndarray) -> bytes:
-    """An indexed PNG with the DAVIS palette of an HxW uint8 id map."""
-    import io
-
-    labels = np.asarray(labels)
-    if labels.ndim != 2 or labels.dtype != np.uint8:
-        raise ValueError(f"labels must be an HxW uint8 array, got {labels.dtype} {labels.shape}")
-    im = Image.frombytes("P", (labels.shape[1], labels.shape[0]), labels.tobytes())
-    im.putpalette(davis_palette().tobytes())
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def write_palette_png(path: str | os.PathLike, labels: np.ndarray) -> Path:
-    """Write an id map as a DAVIS palette PNG (atomically)."""
-    return atomic_write_bytes(path, palette_png_bytes(labels))
-
-
-def read_label_png(path: str | os.PathLike) -> np.ndarray:
-    """An annotation PNG as an HxW uint8 id map (palette "P" or grayscale "L" PNGs).
-
-    Raises:
-        ValueError: naming the file when it is unreadable or an RGB / other-mode image.
-    """
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L"):
-                raise ValueError(
-                    f"{path}: an annotation must be an indexed (palette) or grayscale PNG whose "
-                    f"pixel values are object ids, got mode {im.mode}"
-                )
-            return np.array(im, dtype=np.uint8)
-    except (OSError, SyntaxError) as e:
-        raise ValueError(f"{path}: not a readable PNG ({e})") from None
-
-
-def split_label_map(labels: np.ndarray, ignore: Sequence[int] = (0, 255)) -> dict[int, np.ndarray]:
-    """`{object_id: HxW bool mask}` for the ids present (0 background and 255 void skipped)."""
-    ids = [int(i) for i in np.unique(labels) if int(i) not in ignore]
-    return {i: labels == i for i in ids}
-
-
-def mask_record(mask: np.ndarray) -> tuple[dict[str, Any], int, list[int]] | None:
-    """(COCO RLE, area, XYWH box) of an HxW bool mask, or None when it is empty.
-
-    The box uses the COCO convention (width = last column - first column + 1).
-    """
-    m = np.asarray(mask).astype(bool)
-    area = int(np.count_nonzero(m))
-    if area == 0:
-        return None
-    rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
-    box = [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
-    rle = masks_to_coco_rle(m[None])[0]
-    return rle, area, box
+from samkit.io.masks import (  # noqa: F401 - the mask codec (palette PNGs, records), re-exported
+    atomic_write_bytes,
+    davis_palette,
+    label_map,
+    mask_record,
+    palette_png_bytes,
+    read_label_png,
+    split_label_map,
+    write_palette_png,
+)
 
 
 class VisRecorder:

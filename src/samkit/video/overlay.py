@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
 
-from samkit.io.atomic import default_file_mode
-from samkit.video.formats import davis_palette
+from samkit.io import overlay
+from samkit.io.atomic import default_file_mode, temporary_sibling
+from samkit.io.masks import davis_palette
 
 
 def object_colour(obj_id: int) -> tuple[int, int, int]:
@@ -35,7 +34,7 @@ def render_overlay(
     boxes: Sequence[tuple[int, float, float, float, float]] = (),
     alpha: float = 0.5,
 ) -> np.ndarray:
-    """One overlay frame.
+    """One overlay frame (drawn by `samkit.io.overlay.render_overlay`).
 
     Args:
         rgb: HxWx3 uint8 frame.
@@ -48,44 +47,23 @@ def render_overlay(
     Returns:
         HxWx3 uint8: masks blended in their object colours with a 1-pixel outline, each object's
         id written at its mask's centre, prompts on top.
+
+    Raises:
+        ValueError: the frame and the id map differ in size.
     """
     if rgb.shape[:2] != labels.shape:
         raise ValueError(f"frame {rgb.shape[:2]} and labels {labels.shape} differ in size")
-    pal = davis_palette().astype(np.float32)
-    fg = labels > 0
-    out = rgb.astype(np.float32)
-    out[fg] = (1 - alpha) * out[fg] + alpha * pal[labels[fg]]
-    edge = np.zeros_like(fg)
-    edge[:-1] |= labels[:-1] != labels[1:]
-    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
-    edge &= fg
-    out[edge] = pal[labels[edge]]
-    im = Image.fromarray(out.round().astype(np.uint8))
-    draw = ImageDraw.Draw(im)
-    size = max(im.size)
-    r = max(3, round(size / 120))
-    for oid in np.unique(labels[fg]):
-        ys, xs = np.nonzero(labels == oid)
-        cx, cy = float(xs.mean()), float(ys.mean())
-        draw.text(
-            (cx, cy),
-            str(int(oid)),
-            fill=(255, 255, 255),
-            anchor="mm",
-            stroke_width=2,
-            stroke_fill=(0, 0, 0),
-            font_size=max(10, round(size / 40)),
-        )
-    for oid, x0, y0, x1, y1 in boxes:
-        draw.rectangle([x0, y0, x1, y1], outline=(255, 255, 255), width=max(2, r // 2 + 1))
-        draw.rectangle([x0, y0, x1, y1], outline=object_colour(oid), width=max(1, r // 2))
-    for oid, x, y, lab in points:
-        col = object_colour(oid)
-        if int(lab) == 1:
-            draw.ellipse([x - r, y - r, x + r, y + r], fill=col, outline=(255, 255, 255), width=2)
-        else:
-            draw.ellipse([x - r, y - r, x + r, y + r], outline=(0, 0, 0), width=max(3, r // 2))
-            draw.ellipse([x - r + 1, y - r + 1, x + r - 1, y + r - 1], outline=col, width=2)
+    ids = [int(i) for i in np.unique(labels) if i]
+    im = overlay.render_overlay(
+        rgb,
+        [labels == i for i in ids],
+        [object_colour(i) for i in ids],
+        alpha=alpha,
+        names=[str(i) for i in ids],
+        points=[(x, y, object_colour(oid)) for oid, x, y, _ in points],
+        labels=[lab for *_, lab in points],
+        boxes=[(x0, y0, x1, y1, object_colour(oid)) for oid, x0, y0, x1, y1 in boxes],
+    )
     return np.asarray(im)
 
 
@@ -111,9 +89,7 @@ class Mp4Writer:
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name + ".", suffix=".tmp")
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = temporary_sibling(self.path)  # removed by remove_stale_temporaries
         self.frames = 0
         try:
             self._container = av.open(str(self._tmp), "w", format="mp4")
@@ -148,7 +124,7 @@ class Mp4Writer:
             for packet in self._stream.encode():
                 self._container.mux(packet)
             self._container.close()
-            os.chmod(self._tmp, default_file_mode())  # mkstemp's 0600 would stick to the file
+            os.chmod(self._tmp, default_file_mode())  # the user's umask, as for open(path, 'w')
             os.replace(self._tmp, self.path)
         except BaseException:
             self.abort()

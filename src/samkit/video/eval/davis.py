@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from samkit.video.formats import read_label_png
+from samkit.io.masks import read_label_png
 from samkit.video.frames.folder import FRAME_SUFFIXES
 
 
