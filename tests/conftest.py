@@ -72,7 +72,7 @@ SLOW = (
     "tests/server/test_video_api.py::test_reverse_starts_at_the_last_prompted_frame",
     "tests/server/test_video_api.py::test_open_click_track_download",
     "tests/server/test_sam2_app.py::test_sam2_segment_everything_matches_the_generator",
-    "tests/train/test_readonly_samples.py::test_prepare_accepts_read_only_arrays_silently",
+    "tests/train/test_families.py::test_prepare_accepts_read_only_arrays_silently",
     "tests/train/test_loop.py::test_interrupted_and_resumed_run_matches_uninterrupted",
     "tests/server/test_video_api.py::test_max_frames_counts_the_start_frame",
     "tests/server/test_video_load.py::test_removing_an_object_while_tracking_is_refused",

@@ -1,4 +1,5 @@
-"""The training loop: exact resume, schedule, checkpoints that build_sam loads, errors."""
+"""The training loop: exact resume (per family), schedule, checkpoints that build_sam loads, a fresh
+run replacing an old one in its folder, errors."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from samkit.train.loop import TrainConfig, Trainer
 from samkit.train.lora import apply_lora, configure_trainable
 from samkit.train.optim import WarmupDecay
 from samkit.train.synthetic import make_shapes_dataset
-from tests.families import FAMILIES, Family, parametrize_families
+from tests.families import FAMILIES, Family, parametrize_families, tiny_sam_config
 
 
 def _model(lora: bool, family: Family = FAMILIES["sam1"], seed: int = 0) -> nn.Module:
@@ -153,3 +154,23 @@ def test_resume_with_other_lora_settings_is_refused(tmp_path) -> None:
     Trainer(_model(True), data, cfg, tmp_path).fit()
     with pytest.raises(ValueError, match="does not match the model"):
         Trainer(_model(False), data, cfg, tmp_path).fit(resume=True)
+
+
+def _fresh_trainer(out: Path, steps: int) -> Trainer:
+    torch.manual_seed(0)
+    data = make_shapes_dataset(2, seed=0, size=(48, 64))
+    cfg = TrainConfig(steps=steps, images_per_step=1, prompts_per_image=1, progress=False)
+    return Trainer(FAMILIES["sam1"].build(tiny_sam_config()), data, cfg, out)
+
+
+def test_fresh_run_drops_checkpoints_of_the_previous_run(tmp_path) -> None:
+    """A fresh (not --resume) run into a used folder replaces the old run's checkpoints too, as
+    it replaces its log: a later --resume must continue the newest run, not an older one."""
+    _fresh_trainer(tmp_path, steps=3).fit()
+    assert _fresh_trainer(tmp_path, steps=3).latest_checkpoint().name == "step_0000003"
+    _fresh_trainer(tmp_path, steps=2).fit()  # a new run, not a resume
+    resumed = _fresh_trainer(tmp_path, steps=4)
+    assert resumed.latest_checkpoint().name == "step_0000002"
+    assert [d.name for d in sorted((tmp_path / "checkpoints").iterdir())] == ["step_0000002"]
+    resumed.fit(resume=True)
+    assert resumed.step == 4
