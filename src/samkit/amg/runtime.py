@@ -1,34 +1,32 @@
-"""Progress reporting for the generator (`progress=True`: the one samkit reporter)."""
+"""Progress reporting for the generator."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from samkit.io.progress import Progress
+from typing import Any
 
 ProgressFn = Callable[[int, int, str], None]
 
 
 def make_progress(progress: ProgressFn | bool | None) -> ProgressFn | None:
-    """The generator's `progress` argument as a callable `(done, total, stage)`, or None.
-
-    True gives `samkit.io.progress.Progress` over the batches (a bar on a terminal, lines
-    elsewhere), started on the first call and closed at stage "done".
-
-    Raises:
-        ValueError: anything else that is not a callable.
-    """
     if progress is None or progress is False:
         return None
     if progress is True:
-        bar: dict[str, Progress] = {}
+        try:
+            from tqdm.auto import tqdm
+        except ImportError as e:
+            raise ValueError("progress=True needs tqdm: pip install tqdm") from e
+        bar: dict[str, Any] = {}
 
         def report(done: int, total: int, stage: str) -> None:
             if "bar" not in bar:
-                bar["bar"] = Progress(total, "segment everything", "batches")
-            bar["bar"].set(done, stage)
+                bar["bar"] = tqdm(total=total, desc="segment everything", unit="batch")
+            b = bar["bar"]
+            b.set_postfix_str(stage)
+            b.update(done - b.n)
             if stage == "done":
-                bar.pop("bar").close()
+                b.close()
+                bar.clear()
 
         return report
     if not callable(progress):
