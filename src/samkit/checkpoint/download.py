@@ -1,8 +1,8 @@
 """Download official checkpoints into a cache, verified by sha256, with clear offline errors.
 
-Only the standard library is used (urllib). Files are streamed to `<file>.part` next to the
-destination, hashed while streaming and moved into place with `os.replace` once verified, so the
-cache never holds a partial or unverified file under the final name.
+The network side is the standard library (urllib). Files are streamed to a temporary file next to
+the destination (`samkit.io.atomic.atomic_path`), hashed while streaming and moved into place once
+verified, so the cache never holds a partial or unverified file under the final name.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import logging
 import os
 import socket
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+from samkit.io.atomic import atomic_path, atomic_write_text
+from samkit.io.progress import Progress
 
 logger = logging.getLogger("samkit")
 
@@ -80,27 +82,6 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-class _StderrProgress:
-    """A single self-overwriting stderr line: name, percent, MB."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.last = 0.0
-
-    def __call__(self, done: int, total: int | None, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self.last < 0.2:
-            return
-        self.last = now
-        mb = done / 1e6
-        if total:
-            line = f"\rdownloading {self.name}: {100 * done / total:5.1f}% ({mb:.1f}/{total / 1e6:.1f} MB)"
-        else:
-            line = f"\rdownloading {self.name}: {mb:.1f} MB"
-        sys.stderr.write(line + ("\n" if final else ""))
-        sys.stderr.flush()
-
-
 def download_file(
     url: str,
     dest: str | Path,
@@ -112,16 +93,16 @@ def download_file(
 ) -> Path:
     """Download `url` to `dest`, verifying its sha256, atomically.
 
-    The body is streamed to `dest` + ".part" in the same directory and hashed on the way; only a
-    complete file with the expected hash is moved to `dest` (`os.replace`). On any failure the
-    `.part` file is removed and `dest` is left untouched.
+    The body is streamed to a temporary file beside `dest` (`samkit.io.atomic.atomic_path`) and
+    hashed on the way; only a complete file with the expected hash is moved to `dest`. On any
+    failure the temporary file is removed and `dest` is left untouched.
 
     Args:
         url: `http://`, `https://` or `file://` URL.
         dest: final file path (parent directories are created).
         sha256: expected hex digest, or None to skip verification (a warning with the actual
             digest is logged).
-        progress: print a progress line on stderr when stderr is a terminal.
+        progress: show a progress bar (`samkit.io.progress`) when stderr is a terminal.
         timeout: socket timeout in seconds (connect and each read).
         progress_fn: optional callback ``(done_bytes, total_bytes_or_None)`` called while
             downloading (replaces the stderr line).
@@ -140,60 +121,59 @@ def download_file(
     if scheme not in ("http", "https", "file"):
         raise ValueError(f"unsupported URL {url!r}: expected an http://, https:// or file:// URL")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_suffix(dest.suffix + ".part")
-    show: Callable[..., None] | None = progress_fn
-    if show is None and progress and sys.stderr.isatty():
-        show = _StderrProgress(dest.name)
-
+    show_bar = progress_fn is None and progress and sys.stderr.isatty()
+    bar: Progress | None = None
     h = hashlib.sha256()
     done = 0
-    ok = False
     try:
-        request = urllib.request.Request(url, headers={"User-Agent": "samkit"})
-        try:
-            resp = urllib.request.urlopen(request, timeout=timeout)
-        except urllib.error.HTTPError as e:
-            raise _unavailable(url, dest, f"the server answered HTTP {e.code} {e.reason}") from None
-        except (urllib.error.URLError, OSError) as e:
-            raise _unavailable(url, dest, _network_reason(e, timeout)) from None
-        with resp, open(part, "wb") as out:
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            if show is not None:
-                show(0, total)
-            while True:
-                try:
-                    chunk = resp.read(_CHUNK)
-                except (OSError, http.client.HTTPException) as e:
-                    raise _unavailable(url, dest, _network_reason(e, timeout)) from None
-                if not chunk:
-                    break
-                out.write(chunk)
-                h.update(chunk)
-                done += len(chunk)
-                if show is not None:
-                    show(done, total)
-            if total is not None and done != total:
+        with atomic_path(dest) as part:  # removed on any failure; dest untouched until the end
+            request = urllib.request.Request(url, headers={"User-Agent": "samkit"})
+            try:
+                resp = urllib.request.urlopen(request, timeout=timeout)
+            except urllib.error.HTTPError as e:
                 raise _unavailable(
-                    url, dest, f"the connection closed after {done} of {total} bytes"
+                    url, dest, f"the server answered HTTP {e.code} {e.reason}"
+                ) from None
+            except (urllib.error.URLError, OSError) as e:
+                raise _unavailable(url, dest, _network_reason(e, timeout)) from None
+            with resp, open(part, "wb") as out:
+                length = resp.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                if show_bar:
+                    bar = Progress(total, f"downloading {dest.name}", "B", scale=True)
+                if progress_fn is not None:
+                    progress_fn(0, total)
+                while True:
+                    try:
+                        chunk = resp.read(_CHUNK)
+                    except (OSError, http.client.HTTPException) as e:
+                        raise _unavailable(url, dest, _network_reason(e, timeout)) from None
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    h.update(chunk)
+                    done += len(chunk)
+                    if progress_fn is not None:
+                        progress_fn(done, total)
+                    if bar is not None:
+                        bar.update(len(chunk))
+                if total is not None and done != total:
+                    raise _unavailable(
+                        url, dest, f"the connection closed after {done} of {total} bytes"
+                    )
+            got = h.hexdigest()
+            if expected is not None and got != expected:
+                raise ValueError(
+                    f"sha256 mismatch for {url}: expected {expected}, got {got} ({done} bytes). "
+                    "The download is corrupt or the file changed on the server; it was deleted"
                 )
-            if isinstance(show, _StderrProgress):
-                show(done, total, final=True)
-        got = h.hexdigest()
-        if expected is not None and got != expected:
-            raise ValueError(
-                f"sha256 mismatch for {url}: expected {expected}, got {got} ({done} bytes). "
-                "The download is corrupt or the file changed on the server; it was deleted"
-            )
-        if expected is None:
-            logger.warning(
-                "downloaded %s without a known sha256 (not verified); its sha256 is %s", url, got
-            )
-        os.replace(part, dest)
-        ok = True
     finally:
-        if not ok:
-            part.unlink(missing_ok=True)
+        if bar is not None:
+            bar.close()
+    if expected is None:
+        logger.warning(
+            "downloaded %s without a known sha256 (not verified); its sha256 is %s", url, got
+        )
     return dest
 
 
@@ -275,7 +255,7 @@ def _write_stamp(path: Path, digest: str) -> None:
     stamp = path.with_name(path.name + _STAMP_SUFFIX)
     data = {"sha256": digest, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     try:
-        stamp.write_text(json.dumps(data) + "\n")
+        atomic_write_text(stamp, json.dumps(data) + "\n")
     except OSError as e:  # a read-only cache still works, it just hashes again next time
         logger.debug("could not write %s: %s", stamp, e)
 
