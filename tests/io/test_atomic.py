@@ -116,3 +116,29 @@ def test_segment_json_points_at_its_pngs(tmp_path, capsys):
     rec = doc["masks"][0]
     m = coco_decode(rec["segmentation"])
     assert (tmp_path / rec["file"]).read_bytes() == mask_png_bytes(m)
+
+
+def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
+    from samkit.io.atomic import is_temporary, remove_stale_temporaries, temporary_sibling
+
+    stale = [temporary_sibling(tmp_path / n) for n in ("a.json", "a_overlay.png", "b.json")]
+    keep = ["a.json", "notes.tmp", "a.json.tmp", "a.json.12.xyz.tmp", "a.json.1.0123456789ab.tmpx"]
+    for p in stale:
+        p.write_bytes(b"partial")
+    for n in keep:
+        (tmp_path / n).write_bytes(b"mine")
+    (tmp_path / "sub").mkdir()
+    deeper = temporary_sibling(tmp_path / "sub" / "c.json")
+    deeper.write_bytes(b"partial")
+    assert all(is_temporary(p) for p in stale) and not any(is_temporary(n) for n in keep)
+
+    # only the named outputs' temporaries
+    assert remove_stale_temporaries(tmp_path, ["a.json"]) == [stale[0]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*keep, "sub", stale[1].name, stale[2].name]
+    )
+    # every temporary of the folder, not of its subfolders
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale[1:])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*keep, "sub"])
+    assert deeper.exists()
+    assert remove_stale_temporaries(tmp_path / "missing") == []

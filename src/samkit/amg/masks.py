@@ -6,12 +6,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from samkit.predict.postprocess import (  # noqa: F401 - connected_components_available: amg.sam
+    MISSING_COMPONENTS,
+    connected_components,
+    connected_components_available,
+)
 from samkit.predict.transforms import threshold_masks
 
-_MISSING_CC = (
-    "min_mask_region_area > 0 needs scipy or opencv for connected components: "
-    "pip install 'samkit[amg]' (or scipy, or opencv-python-headless)"
-)
+_MISSING_CC = f"min_mask_region_area > 0 {MISSING_COMPONENTS}"
 
 
 def _count_above(masks: Tensor, threshold: float) -> Tensor:
@@ -79,35 +81,6 @@ def _first_last(present: Tensor) -> tuple[Tensor, Tensor]:
     return first, last
 
 
-def _label(working: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
-    """8-connected components of a bool image: (n_labels incl. background 0, labels, sizes)."""
-    try:
-        from scipy import ndimage
-    except ImportError:
-        ndimage = None
-    if ndimage is not None:
-        labels, n = ndimage.label(working, structure=np.ones((3, 3), dtype=bool))
-        sizes = np.bincount(labels.ravel(), minlength=n + 1)
-        return n + 1, labels, sizes
-    try:
-        import cv2  # type: ignore[import-not-found]
-    except ImportError as e:
-        raise ImportError(_MISSING_CC) from e
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(working.astype(np.uint8), 8)
-    return int(n), labels, stats[:, -1]
-
-
-def connected_components_available() -> bool:
-    """Whether scipy or opencv is importable (needed by `remove_small_regions`)."""
-    for mod in ("scipy.ndimage", "cv2"):
-        try:
-            __import__(mod)
-            return True
-        except ImportError:
-            continue
-    return False
-
-
 def remove_small_regions(
     mask: np.ndarray, area_thresh: float, mode: str
 ) -> tuple[np.ndarray, bool]:
@@ -126,20 +99,16 @@ def remove_small_regions(
     if mask.ndim != 2:
         raise ValueError(f"mask must be HxW, got shape {mask.shape}")
     correct_holes = mode == "holes"
-    n_labels, regions, stats = _label(correct_holes ^ mask)
-    sizes = stats[1:]  # label 0 is the background of the working mask
-    small = np.flatnonzero(sizes < area_thresh) + 1
-    if small.size == 0:
+    working = correct_holes ^ mask
+    labels, areas = connected_components(working)
+    small = (areas > 0) & (areas < area_thresh)
+    if not small.any():
         return mask, False
     if correct_holes:
-        fill = np.concatenate([[0], small])
-    else:
-        big = np.ones(n_labels, dtype=bool)
-        big[0] = False
-        big[small] = False
-        fill = np.flatnonzero(big)
-        if fill.size == 0:
-            fill = np.array([int(np.argmax(sizes)) + 1])
-    lut = np.zeros(n_labels, dtype=bool)
-    lut[fill] = True
-    return lut[regions], True
+        return mask | small, True
+    kept = working & ~small
+    if not kept.any():  # every island is small: keep the largest (the first, on a tie)
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        kept = labels == int(np.argmax(sizes))
+    return kept, True

@@ -1,32 +1,34 @@
-"""Progress reporting for the generator."""
+"""Progress reporting for the generator (`progress=True`: the one samkit reporter)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+
+from samkit.io.progress import Progress
 
 ProgressFn = Callable[[int, int, str], None]
 
 
 def make_progress(progress: ProgressFn | bool | None) -> ProgressFn | None:
+    """The generator's `progress` argument as a callable `(done, total, stage)`, or None.
+
+    True gives `samkit.io.progress.Progress` over the batches (a bar on a terminal, lines
+    elsewhere), started on the first call and closed at stage "done".
+
+    Raises:
+        ValueError: anything else that is not a callable.
+    """
     if progress is None or progress is False:
         return None
     if progress is True:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError as e:
-            raise ValueError("progress=True needs tqdm: pip install tqdm") from e
-        bar: dict[str, Any] = {}
+        bar: dict[str, Progress] = {}
 
         def report(done: int, total: int, stage: str) -> None:
             if "bar" not in bar:
-                bar["bar"] = tqdm(total=total, desc="segment everything", unit="batch")
-            b = bar["bar"]
-            b.set_postfix_str(stage)
-            b.update(done - b.n)
+                bar["bar"] = Progress(total, "segment everything", "batches")
+            bar["bar"].set(done, stage)
             if stage == "done":
-                b.close()
-                bar.clear()
+                bar.pop("bar").close()
 
         return report
     if not callable(progress):

@@ -21,6 +21,7 @@ from samkit.cli.common import (
     checked_embedding,
 )
 from samkit.cli.imageopts import image_max_pixels, image_stretch
+from samkit.io.progress import Progress
 from samkit.jobs import (
     AutoJob,
     EmbedJob,
@@ -114,34 +115,19 @@ def cmd_segment(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ auto
 
 
-class _Progress:
-    """One stderr line: images done, masks, masks/s, ETA (rewritten in place on a terminal)."""
+class _AutoProgress(Progress):
+    """`samkit auto`'s progress: images done / total, images/s, ETA, and per image its masks,
+    the masks so far and masks per second of work (the one reporter, `samkit.io.progress`)."""
 
     def __init__(self, total: int, enabled: bool = True) -> None:
-        self.total, self.enabled = total, enabled
-        self.tty = sys.stderr.isatty()
-        self.done = self.masks = 0
-        self.busy_s = 0.0
-        self.t0 = time.perf_counter()
+        super().__init__(total, "auto", "images", enabled=enabled)
+        self.masks, self.busy_s = 0, 0.0
 
-    def update(self, name: str, masks: int, seconds: float, status: str) -> None:
-        self.done += 1
+    def image_done(self, name: str, masks: int, seconds: float, status: str) -> None:
         self.masks += masks
         self.busy_s += seconds
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.t0
         rate = self.masks / self.busy_s if self.busy_s > 0 else 0.0
-        eta = elapsed / self.done * (self.total - self.done)
-        bar = "#" * round(20 * self.done / self.total)
-        line = (
-            f"[{bar:<20}] {self.done}/{self.total} images | {self.masks} masks | "
-            f"{rate:.1f} masks/s | ETA {eta:.0f}s | {name}: {status}"
-        )
-        sys.stderr.write(("\r" + line + "\033[K") if self.tty else line + "\n")
-        if self.tty and self.done == self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        self.update(1, f"{self.masks} masks | {rate:.1f} masks/s | {name}: {status}")
 
 
 def cmd_auto(args: argparse.Namespace) -> int:
@@ -183,26 +169,27 @@ def cmd_auto(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CliError(str(e)) from None
 
-    progress = _Progress(len(files), enabled=not args.quiet)
+    progress = _AutoProgress(len(files), enabled=not args.quiet)
     failed: list[tuple[Path, str]] = []
     skipped = 0
     for f in files:
         if not args.overwrite and job.is_complete(f.stem):
             skipped += 1
-            progress.update(f.name, 0, 0.0, "done already, skipped")
+            progress.image_done(f.name, 0, 0.0, "done already, skipped")
             continue
         t = time.perf_counter()
         try:
             n_masks = job.run(generator, f, f.name, ids[f.name])
         except (ValueError, OSError, RuntimeError) as e:
             failed.append((f, f"{type(e).__name__}: {e}"))
-            progress.update(f.name, 0, time.perf_counter() - t, "FAILED")
+            progress.image_done(f.name, 0, time.perf_counter() - t, "FAILED")
             print(f"samkit auto: {f}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
             continue
-        progress.update(f.name, n_masks, time.perf_counter() - t, f"{n_masks} masks")
+        progress.image_done(f.name, n_masks, time.perf_counter() - t, f"{n_masks} masks")
         if not n_masks:
             reason = generator.empty_reason(cli_flag)
             print(f"samkit auto: {f}: {reason or '0 masks'}", file=sys.stderr, flush=True)
+    progress.close()
 
     failed_files = {f for f, _ in failed}
     dataset = job.write_dataset([(ids[f.name], f.name) for f in files if f not in failed_files])

@@ -6,7 +6,6 @@ import contextlib
 import inspect
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from samkit.distributed.manifest import read_manifest, write_manifest
 from samkit.distributed.messages import RAY_MISSING
 from samkit.distributed.models import RunModel, resolve_model
 from samkit.io.limits import DEFAULT_MAX_PIXELS
+from samkit.io.progress import Progress
 from samkit.jobs import AutoJob, EmbedJob, image_ids, remove_stale_temporaries
 
 DECODE_CPUS = 0.1  # logical CPUs of a read / decode task: they must fit beside the actors
@@ -94,34 +94,20 @@ def _sizing(ray: Any, num_workers: int | None, threads: int | None) -> tuple[int
     return num_workers, threads
 
 
-class _Progress:
-    """One stderr line: images done / total, images per second, failures, ETA."""
+class _Progress(Progress):
+    """Images done / total, images per second, failures, ETA (`samkit.io.progress`); and the
+    caller's function, if any, called with each image's manifest row."""
 
-    def __init__(self, total: int, skipped: int, enabled: bool | Callable) -> None:
-        self.total, self.done, self.failed = total, skipped, 0
-        self.skipped, self.enabled = skipped, enabled is True
+    def __init__(self, kind: str, total: int, skipped: int, enabled: bool | Callable) -> None:
+        super().__init__(total, kind, "images", enabled=enabled is True, initial=skipped)
+        self.failed = 0
         self.callback = enabled if callable(enabled) else None
-        self.tty = sys.stderr.isatty()
-        self.t0 = time.perf_counter()
 
-    def update(self, row: dict[str, Any]) -> None:
-        self.done += 1
+    def row_done(self, row: dict[str, Any]) -> None:
         self.failed += row["status"] == "failed"
         if self.callback is not None:
             self.callback(row)
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.t0
-        rate = (self.done - self.skipped) / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        line = (
-            f"{self.done}/{self.total} images | {rate:.2f} images/s | {self.failed} failed | "
-            f"ETA {eta:.0f}s"
-        )
-        sys.stderr.write(("\r" + line + "\033[K") if self.tty else line + "\n")
-        if self.tty and self.done == self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        self.update(1, f"{self.failed} failed")
 
 
 def _amg_kwargs(generator_kwargs: dict[str, Any] | None) -> dict[str, Any]:
@@ -193,6 +179,7 @@ def _run(
     rows: dict[str, dict[str, Any]] = {}
     lookup: dict[str, tuple[int, str]] = {}
     todo: list[str] = []
+    stale: list[str] = []
     for path, uri, name in zip(images.paths, images.uris, images.names):
         if path in lookup:
             continue  # the same file twice: once is enough
@@ -206,17 +193,19 @@ def _run(
             rows[path] = {**base, "status": "skipped", "masks": masks, "seconds": 0.0,
                           "worker": "", "finished": None}  # fmt: skip
         else:
-            remove_stale_temporaries(out, job.output_names(stem))
+            stale.extend(job.output_names(stem))
             todo.append(path)
+    remove_stale_temporaries(out, stale)  # one pass over the folder
     summary = RunSummary()
     summary.manifest = write_manifest(out, rows.values())
     if todo:
         plan = _Plan(kind, images, todo, rm, job, lookup, amg_kwargs, out, rows)
-        show = _Progress(len(lookup), len(rows), progress)
+        show = _Progress(kind, len(lookup), len(rows), progress)
         try:
             with ray_session(ray_address) as ray:
                 _execute(ray, plan, num_workers, threads_per_worker, batch_size, show)
         finally:  # also when interrupted: the rows that arrived are kept
+            show.close()
             summary.manifest = write_manifest(out, rows.values())
     summary.rows = sorted(rows.values(), key=lambda r: r["image_id"])
     if kind == "auto":  # from the per-image files, as single-process `samkit auto` does
@@ -297,7 +286,7 @@ def _execute(
             "worker": str(r["worker"]),
             "finished": float(r["finished"]),
         }
-        show.update(plan.rows[path])
+        show.row_done(plan.rows[path])
         if time.perf_counter() - last_write > MANIFEST_EVERY_S:
             write_manifest(plan.out, plan.rows.values())
             last_write = time.perf_counter()

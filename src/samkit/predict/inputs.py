@@ -7,6 +7,7 @@ its model frame.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,3 +180,64 @@ def validate_prompts(
             )
     n = n or 1
     return Prompts(coords, labels, boxes, masks, n, n > 1)
+
+
+CLICK_LABELS = (0, 1)
+
+
+def click_label(label: int) -> int:
+    """A click's label, which is 1 (foreground) or 0 (background) for users (the web app).
+
+    The predictors also take -1 (padding) and 2 / 3 (box corners), which are internal.
+
+    Raises:
+        ValueError: another value.
+    """
+    if label not in CLICK_LABELS:
+        raise ValueError(f"label {label}: 1 = foreground, 0 = background")
+    return label
+
+
+def check_click_prompt(
+    points: Sequence[Sequence[float]],
+    labels: Sequence[int],
+    box: Sequence[float] | None,
+    frame_size: tuple[int, int] | None = None,
+) -> Prompts:
+    """Check a user's clicks and box with the predictors' rules (`validate_prompts`), plus the
+    click labels (`click_label`) and, where `frame_size` is given, the frame bounds.
+
+    For prompts that are checked before a predictor sees them (the web app's video mode queues
+    them for a tracking job); the image mode leaves the check to the predictor.
+
+    Args:
+        points: N (x, y) clicks in pixels; labels: N labels; box: (x0, y0, x1, y1) pixels or None.
+        frame_size: (width, height): points and boxes outside it are refused (the video mode);
+            None allows them (the model takes them; the image mode warns).
+
+    Returns:
+        The checked `Prompts`.
+
+    Raises:
+        ValueError: naming the problem (labels not one per point, no prompt, a label other than
+            0 / 1, non-finite numbers, a box with x1 < x0 or y1 < y0, outside the frame).
+    """
+    p = validate_prompts(
+        np.asarray(points, dtype=np.float64) if len(points) else None,
+        np.asarray(labels) if len(points) or len(labels) else None,
+        None if box is None else np.asarray(box, dtype=np.float64),
+        None,
+        (0, 0),
+    )
+    for lab in labels:
+        click_label(int(lab))
+    if frame_size is not None:
+        w, h = frame_size
+        for i, (x, y) in enumerate(points):
+            if not (0 <= x <= w and 0 <= y <= h):
+                raise ValueError(f"point {i} ({x}, {y}) is outside the {w}x{h} frame")
+        if box is not None:
+            x0, y0, x1, y1 = box
+            if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+                raise ValueError(f"the box {list(box)} is outside the {w}x{h} frame")
+    return p

@@ -1,8 +1,8 @@
 """SAM 2 mask post-processing: hole filling, sprinkle removal and upscaling (CPU, no CUDA kernel).
 
 The official `SAM2Transforms.postprocess_masks` finds connected components with a CUDA extension
-(8-connectivity). Here they come from `scipy.ndimage.label` with a 3x3 structuring element, which
-gives the same components and areas on any device.
+(8-connectivity). Here they come from `connected_components` (scipy, else opencv), which gives the
+same components and areas on any device; the generators' small-region removal uses it too.
 """
 
 from __future__ import annotations
@@ -12,36 +12,77 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+MISSING_COMPONENTS = (
+    "needs scipy or opencv for connected components: pip install 'samkit[amg]' (or scipy, or "
+    "opencv-python-headless)"
+)
+
+
+def _backend() -> str | None:
+    """ "scipy", "cv2" or None: the first importable connected-components kernel."""
+    for name, module in (("scipy", "scipy.ndimage"), ("cv2", "cv2")):
+        try:
+            __import__(module)
+            return name
+        except ImportError:
+            continue
+    return None
+
+
+def connected_components_available() -> bool:
+    """Whether scipy or opencv is importable (needed by `connected_components`)."""
+    return _backend() is not None
+
 
 def require_scipy(what: str) -> None:
-    """Raise a clear ImportError when scipy (needed for connected components) is missing."""
-    try:
-        import scipy.ndimage  # noqa: F401
-    except ImportError as e:
+    """Raise a clear ImportError when no connected-components kernel (scipy, opencv) is there."""
+    if _backend() is None:
         raise ImportError(
-            f"{what} needs scipy for connected components: pip install scipy "
-            "(or samkit[amg]); or set max_hole_area = max_sprinkle_area = 0"
-        ) from e
+            f"{what} {MISSING_COMPONENTS}; or set max_hole_area = max_sprinkle_area = 0"
+        )
 
 
 def connected_components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """8-connected components of each 2-D slice of a ...xHxW boolean array.
 
-    Returns:
-        labels: int32, same shape; 0 for background, else a component id (unique over slices).
-        areas: int64, same shape; the pixel count of the pixel's component (0 for background).
-    """
-    from scipy import ndimage
+    THE connected components of samkit (SAM 2 hole / sprinkle filling, the video outputs' hole
+    filling, the generators' `min_mask_region_area`): `scipy.ndimage.label` with a 3x3
+    structuring element, else OpenCV's `connectedComponentsWithStats` (8-connectivity), which
+    give the same components.
 
+    Returns:
+        labels: int32, same shape; 0 for background, else a component id (unique over slices,
+            numbered in raster order).
+        areas: int64, same shape; the pixel count of the pixel's component (0 for background).
+
+    Raises:
+        ValueError: fewer than two dimensions.
+        ImportError: neither scipy nor opencv is installed.
+    """
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim < 2:
         raise ValueError(f"expected a ...xHxW mask, got shape {mask.shape}")
     h, w = mask.shape[-2:]
     flat = mask.reshape(-1, h, w)
-    # a 3x3x3 structure that only connects within a slice labels every slice in one call
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = True
-    labels, n = ndimage.label(flat, structure=structure)
+    backend = _backend()
+    if backend == "scipy":
+        from scipy import ndimage
+
+        # a 3x3x3 structure that only connects within a slice labels every slice in one call
+        structure = np.zeros((3, 3, 3), dtype=bool)
+        structure[1] = True
+        labels, n = ndimage.label(flat, structure=structure)
+    elif backend == "cv2":
+        import cv2  # type: ignore[import-not-found]
+
+        labels = np.zeros(flat.shape, dtype=np.int32)
+        n = 0
+        for i, m in enumerate(flat):
+            k, lab = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)
+            labels[i] = np.where(lab > 0, lab + n, 0)
+            n += int(k) - 1
+    else:
+        raise ImportError(f"connected components {MISSING_COMPONENTS}")
     counts = np.bincount(labels.ravel(), minlength=n + 1)
     counts[0] = 0
     areas = counts[labels]

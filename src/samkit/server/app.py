@@ -34,22 +34,19 @@ import contextlib
 import re
 from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from samkit.io.masks import ImageDecodeError
+from samkit.predict.inputs import click_label
 from samkit.predict.prompt_bounds import prompt_warnings
 from samkit.server.engine import Engine, Entry
 from samkit.server.everything import EverythingIn, settings_for_page
 from samkit.server.sam3_find import add_find_route
-from samkit.server.validation import (
-    check_prompt_fields,
-    install_error_handlers,
-    parse_json_body,
-)
+from samkit.server.validation import install_error_handlers, parse_json_body
 from samkit.server.video_routes import add_video_routes
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
@@ -62,20 +59,26 @@ _STATIC = {
 }
 
 
+ClickLabel = Annotated[int, AfterValidator(click_label)]  # 1 / 0 (the predictors' message)
+
+
 class PromptIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     points: list[tuple[float, float]] = Field(default_factory=list, max_length=MAX_POINTS)
-    labels: list[int] = Field(default_factory=list, max_length=MAX_POINTS)
+    labels: list[ClickLabel] = Field(default_factory=list, max_length=MAX_POINTS)
     box: tuple[float, float, float, float] | None = None
     multimask: bool = True
     png: bool = False
 
 
-def _check_prompt(p: PromptIn, entry: Entry) -> list[str]:
-    """422 for prompts that parse but make no sense; returns warnings (prompts outside the image)."""
+def _prompt_warnings(p: PromptIn, entry: Entry) -> list[str]:
+    """Warnings for prompts outside the image (valid input for the model: used as given).
+
+    Prompts that make no sense (no prompt, labels not one per point, x1 < x0, ...) are refused
+    by the predictor itself (`samkit.predict.inputs.validate_prompts`): its ValueError is the
+    422 of the predict route, so the rules and messages are written once.
+    """
     h, w = entry.original_size
-    check_prompt_fields(p.points, p.labels, p.box)
-    # outside the image is valid input for the model: used as given, with a warning
     return prompt_warnings(p.points, [p.box] if p.box is not None else None, h, w)
 
 
@@ -261,7 +264,7 @@ def create_app(
     async def predict(image_id: str, request: Request) -> dict[str, Any]:
         entry = entry_or_404(image_id)  # 404 first, whatever the body
         prompt = await parse_json_body(request, PromptIn)
-        warnings = _check_prompt(prompt, entry)
+        warnings = _prompt_warnings(prompt, entry)
         try:
             out = await asyncio.wrap_future(
                 engine.submit_predict(

@@ -19,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from samkit.predict.inputs import check_click_prompt
+
 MAX_JSON_BYTES = 1 << 20  # prompts and generator settings are a few hundred bytes
 MAX_ERRORS = 5
 M = TypeVar("M", bound=BaseModel)
@@ -89,39 +91,17 @@ def install_error_handlers(app: FastAPI) -> None:
 def check_prompt_fields(
     points: Any, labels: Any, box: Any, refuse_outside: tuple[int, int] | None = None
 ) -> None:
-    """422 naming the problem for point / label / box prompts that parse but make no sense.
+    """422 with the predictors' own message for click / box prompts they would refuse.
 
-    Args:
-        points: Nx2 (x, y) pixels; labels: N labels (1 foreground, 0 background); box: x0, y0,
-            x1, y1 pixels or None.
-        refuse_outside: (width, height): points and boxes outside it are refused too (the video
-            mode); None leaves them to the caller (the image mode warns and uses them).
+    The rules are `samkit.predict.inputs.check_click_prompt` (the predictors' `validate_prompts`,
+    labels 1 / 0, and with `refuse_outside` = (width, height) the frame bounds); this only maps
+    its ValueError to HTTP 422. For prompts checked before a predictor runs (the video mode
+    queues them); the image mode lets the predictor check (`samkit.server.app`).
 
     Raises:
         HTTPException(422).
     """
-    if len(points) != len(labels):
-        raise HTTPException(
-            422, f"{len(points)} points but {len(labels)} labels: one label per point"
-        )
-    if not points and box is None:
-        raise HTTPException(422, "no prompt: give at least one point or a box")
-    for i, ((x, y), lab) in enumerate(zip(points, labels)):
-        if not (math.isfinite(x) and math.isfinite(y)):
-            raise HTTPException(422, f"point {i} has a non-finite coordinate")
-        if refuse_outside is not None:
-            w, h = refuse_outside
-            if not (0 <= x <= w and 0 <= y <= h):
-                raise HTTPException(422, f"point {i} ({x}, {y}) is outside the {w}x{h} frame")
-        if lab not in (0, 1):
-            raise HTTPException(422, f"label {i} is {lab}: 1 = foreground, 0 = background")
-    if box is not None:
-        x0, y0, x1, y1 = box
-        if not all(math.isfinite(v) for v in box):
-            raise HTTPException(422, "the box has a non-finite coordinate")
-        if x1 < x0 or y1 < y0:
-            raise HTTPException(422, "the box must be [x0, y0, x1, y1] with x1 >= x0 and y1 >= y0")
-        if refuse_outside is not None:
-            w, h = refuse_outside
-            if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-                raise HTTPException(422, f"the box {list(box)} is outside the {w}x{h} frame")
+    try:
+        check_click_prompt(points, labels, box, refuse_outside)
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None

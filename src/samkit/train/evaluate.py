@@ -29,7 +29,7 @@ with this protocol gives the same numbers (tests/train/test_eval_whole.py does).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ import torch
 from PIL import Image, ImageDraw
 from scipy.ndimage import distance_transform_edt
 
+from samkit.io.progress import Progress
 from samkit.train.datasets import Sample
 from samkit.train.families import family_ops
 
@@ -187,7 +188,7 @@ def evaluate(
         model: a SAM 1 or SAM 2 model (put in eval mode here).
         samples: the evaluation samples.
         clicks: number of clicks simulated per instance (>= 1).
-        progress: show a progress bar (tqdm, when installed).
+        progress: show progress (`samkit.io.progress`).
 
     Returns:
         dict with `miou_1pt`, `miou_3pt`, `miou_5pt` (those with enough clicks), `miou_box`,
@@ -197,19 +198,14 @@ def evaluate(
         the evaluated images, in order) and `per_instance`.
     """
     model.eval()
-    items: Any = samples
-    if progress:
-        try:
-            from tqdm import tqdm
-
-            items = tqdm(samples, desc="eval", unit="img")
-        except ImportError:  # pragma: no cover - tqdm is in the [train] extra
-            pass
+    total = len(samples) if isinstance(samples, Sized) else 0
     per_instance: list[dict[str, Any]] = []
     names: list[str] = []
-    for s in items:
-        per_instance.extend(evaluate_sample(model, s, clicks))
-        names.append(s.name)
+    with Progress(total, "eval", "images", enabled=progress) as bar:
+        for s in samples:
+            per_instance.extend(evaluate_sample(model, s, clicks))
+            names.append(s.name)
+            bar.update(1, s.name)
     if not per_instance:
         raise ValueError("evaluate: no instances to evaluate")
     curve = np.array([r["iou_per_click"] for r in per_instance]).mean(axis=0)

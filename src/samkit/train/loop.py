@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch import Tensor, nn
 
 from samkit.checkpoint import read_state_dict, save_checkpoint
 from samkit.io.atomic import atomic_write_text
+from samkit.io.progress import Progress
 from samkit.io.provenance import check_file, of_model, to_metadata
 from samkit.train.config import TrainConfig
 from samkit.train.datasets import PreparedSample, Sample
@@ -70,7 +70,7 @@ class Trainer:
         self.model, self.data, self.cfg = model, train_data, config
         self.ops = family_ops(model)
         if config.loss.iou_l1 is None:  # the family's recipe: L1 IoU regression for SAM 2
-            loss = dataclasses.replace(config.loss, iou_l1=self.ops.family == "sam2")
+            loss = dataclasses.replace(config.loss, iou_l1=self.ops.iou_l1)
             config = self.cfg = dataclasses.replace(config, loss=loss)
         self.val_data = val_data
         self.out = Path(out_dir)
@@ -308,7 +308,9 @@ class Trainer:
             for old in (self.out / "checkpoints").glob("step_*"):
                 shutil.rmtree(old, ignore_errors=True)  # else --resume would pick the old run
         end = cfg.steps if cfg.stop_after is None else min(cfg.steps, cfg.stop_after)
-        bar = _progress(self.step, cfg.steps, cfg.progress)
+        bar = Progress(
+            cfg.steps, "finetune", "steps", enabled=cfg.progress, initial=self.step, every_s=10.0
+        )
         t0, images = time.perf_counter(), 0
         last: dict[str, float] = {}
         while self.step < end:
@@ -316,11 +318,9 @@ class Trainer:
             images += cfg.images_per_step * cfg.grad_accum
             ips = images / (time.perf_counter() - t0)
             last = stats
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{stats['loss']:.4f}", iou=f"{stats['train_iou']:.3f}", img_s=f"{ips:.2f}"
-                )
+            bar.update(
+                1, f"loss {stats['loss']:.4f}, iou {stats['train_iou']:.3f}, {ips:.2f} img/s"
+            )
             if self.step % cfg.log_every == 0 or self.step == end:
                 self._log(
                     {
@@ -346,8 +346,7 @@ class Trainer:
                         **{k: v for k, v in met.items() if k != "per_instance"},
                     }
                 )
-        if bar is not None:
-            bar.close()
+        bar.close()
         if self.step < cfg.steps:  # interrupted on purpose (stop_after)
             self.save()
             return {"step": self.step, "completed": False}
@@ -388,16 +387,6 @@ class Trainer:
             self._log({"step": self.step, "event": "eval", **summary["val"]})
         atomic_write_text(self.out / "train_summary.json", json.dumps(summary, indent=1))
         return summary
-
-
-def _progress(start: int, total: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is in the [train] extra
-        return None
-    return tqdm(total=total, initial=start, desc="finetune", unit="step", file=sys.stderr)
 
 
 def has_lora(model: nn.Module) -> bool:

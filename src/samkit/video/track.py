@@ -8,7 +8,6 @@ after tracking from the video and the PNGs, so memory does not grow with the vid
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,37 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from samkit.io.atomic import remove_stale_temporaries
+from samkit.io.progress import Progress
 from samkit.video.formats import VisRecorder, label_map, read_label_png, write_palette_png
 from samkit.video.track_prompts import VideoPrompt
 
 DIRECTIONS = ("forward", "reverse", "both")
-
-
-class FrameProgress:
-    """One stderr line: frames done / total, frames/s, ETA (rewritten in place on a terminal)."""
-
-    def __init__(self, total: int, label: str = "tracking", enabled: bool = True) -> None:
-        self.total, self.label, self.enabled = max(int(total), 1), label, enabled
-        self.tty = sys.stderr.isatty()
-        self.done = 0
-        self.t0 = time.perf_counter()
-
-    def update(self, note: str = "") -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.t0
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        bar = "#" * round(20 * min(self.done, self.total) / self.total)
-        line = (
-            f"{self.label} [{bar:<20}] {self.done}/{self.total} frames | {rate:.2f} frames/s | "
-            f"ETA {eta:.0f}s{' | ' + note if note else ''}"
-        )
-        sys.stderr.write(("\r" + line + "\033[K") if self.tty else line + "\n")
-        if self.tty and self.done >= self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
 
 
 def apply_prompts(predictor: Any, state: Any, prompts: Sequence[VideoPrompt]) -> None:
@@ -169,8 +143,8 @@ def track_video(
     out = Path(out)
     masks_dir = out / "masks"
     masks_dir.mkdir(parents=True, exist_ok=True)
-    for tmp in [*masks_dir.glob("*.png.*.tmp"), *out.glob("*.*.tmp")]:
-        tmp.unlink(missing_ok=True)  # left by a killed run
+    remove_stale_temporaries(masks_dir)  # left by a killed run
+    remove_stale_temporaries(out)
 
     t0 = time.perf_counter()
     state = predictor.init_state(src)
@@ -181,7 +155,7 @@ def track_video(
     passes = {"forward": [False], "reverse": [True], "both": [False, True]}[direction]
     pframes = [p.frame for p in prompts]
     total = sum(frames_to_track(n, pframes, start_frame, max_frames, r) for r in passes)
-    bar = FrameProgress(total, enabled=progress)
+    bar = Progress(total, "tracking", "frames", enabled=progress)
     names = [src.frame_name(i) for i in range(n)] if not src.is_live else None
     rec = VisRecorder(n, h, w, [f"{x}.jpg" for x in names] if names else None)
     written: dict[int, Path] = {}
@@ -203,6 +177,7 @@ def track_video(
             written[frame_idx] = write_palette_png(masks_dir / f"{name}.png", label_map(masks, ids))
             rec.add(frame_idx, ids, masks, object_scores(predictor, state, frame_idx, ids))
             bar.update()
+    bar.close()
     end = time.perf_counter()
     rec.write(out / "annotations.json", video_name)
     result: dict[str, Any] = {
@@ -245,7 +220,7 @@ def write_overlay(
     by_frame: dict[int, list[VideoPrompt]] = {}
     for p in prompts:
         by_frame.setdefault(p.frame, []).append(p)
-    bar = FrameProgress(len(label_pngs), "overlay", enabled=progress)
+    bar = Progress(len(label_pngs), "overlay", "frames", enabled=progress)
     with Mp4Writer(path, src.video_width, src.video_height, fps=fps) as mp4:
         for t in sorted(label_pngs):
             ps = by_frame.get(t, [])
@@ -253,4 +228,5 @@ def write_overlay(
             boxes = [(p.obj_id, *p.box) for p in ps if p.box is not None]
             mp4.write(render_overlay(src.rgb(t), read_label_png(label_pngs[t]), points, boxes))
             bar.update()
+    bar.close()
     return path

@@ -31,11 +31,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from samkit.io.masks import atomic_write_bytes, png_bytes
+from samkit.io.masks import atomic_write_bytes, label_map, png_bytes, write_palette_png
+from samkit.io.progress import Progress
 from samkit.video.eval.davis import DavisVideo, read_davis
 from samkit.video.eval.metrics import boundary_f, object_result, region_similarity, summarize
-from samkit.video.formats import label_map, write_palette_png
-from samkit.video.track import FrameProgress
 
 PROTOCOL = {
     "prompts": "each object's ground-truth mask (add_new_mask) on the first annotated frame where "
@@ -104,7 +103,7 @@ def _merge_highest(
 
 
 def evaluate_video(
-    predictor: Any, video: DavisVideo, out: Path | None, bar: FrameProgress | None = None
+    predictor: Any, video: DavisVideo, out: Path | None, bar: Progress | None = None
 ) -> dict[int, dict[str, Any]]:
     """Track one video from its annotations (see the module docstring); per-object J / F results.
 
@@ -155,7 +154,7 @@ def evaluate_video(
             if t in video.annotations:
                 preds[t] = lab
         if bar is not None:
-            bar.update(video.name)
+            bar.update(1, video.name)
     if later:
         for t in range(n):
             lab = _merge_highest(kept.pop(t, {}), list(prompts), h, w)
@@ -195,8 +194,9 @@ def evaluate_davis(
     out = Path(out)
     davis = read_davis(root, videos, resolution)  # checks every video before any tracking
     total = sum(frames_to_track(v) for v in davis)
-    bar = FrameProgress(total, "eval-video", enabled=progress)
-    per_video = {v.name: evaluate_video(predictor, v, out, bar) for v in davis}
+    bar = Progress(total, "eval-video", "frames", enabled=progress)
+    with bar:
+        per_video = {v.name: evaluate_video(predictor, v, out, bar) for v in davis}
     doc = summarize(per_video)
     doc["protocol"] = {"data": str(root), **PROTOCOL}
     never = {v.name: sorted(set(v.object_ids) - set(tracked_objects(v))) for v in davis}
