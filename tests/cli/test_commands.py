@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from samkit.cli import main
-from tests.conftest import FIXTURES, IMAGES, ROOT, load_rgb
+from tests.conftest import FIXTURES, IMAGES, load_rgb
+from tests.processes import kill_at_first_output, samkit_env
 
 SHAPES = FIXTURES / "sam1_shapes"
 MODEL = ["--model", str(SHAPES / "config.json"), "--checkpoint", str(SHAPES / "sam1_shapes.pth")]
@@ -275,24 +273,15 @@ def test_auto_is_resumable_after_a_kill(tmp_path):
     for i in range(N_KILL):
         _small_copy(images[i % len(images)], src / f"img{i:02d}.png", long_side=256)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "samkit", "auto", str(src), "--out", str(out), *AUTO_OPTS, *MODEL]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path
-    )
-    deadline = time.monotonic() + 120
-    try:
-        while not list(out.glob("*.json")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no output within 120 s"
-            time.sleep(0.01)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate()
+    argv = ["auto", str(src), "--out", str(out), *AUTO_OPTS, *MODEL]
+    kill_at_first_output(argv, out, cwd=tmp_path, timeout=120)
     done_at_kill = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
     assert 0 < len(done_at_kill) < N_KILL, "the kill should land mid-run"
 
-    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    cmd = [sys.executable, "-m", "samkit", *argv]
+    rerun = subprocess.run(
+        cmd, capture_output=True, text=True, env=samkit_env(), cwd=tmp_path, timeout=300
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(done_at_kill)} skipped" in rerun.stdout
     names = sorted(p.name for p in out.iterdir())
@@ -442,9 +431,8 @@ def test_info_lists_variants_and_present_checkpoints(tmp_path, monkeypatch, caps
 
 
 def test_python_dash_m_and_help():
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     r = subprocess.run(
-        [sys.executable, "-m", "samkit", "--help"], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "samkit", "--help"], capture_output=True, text=True, env=samkit_env()
     )
     assert r.returncode == 0
     for cmd in ("segment", "auto", "embed", "download", "info", "serve"):

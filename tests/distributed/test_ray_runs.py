@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,12 +19,12 @@ from samkit.cli import main
 from samkit.jobs import DATASET_NAME
 from tests.conftest import FIXTURES, IMAGES
 from tests.distributed.conftest import descendants
+from tests.processes import kill_at_first_output, samkit_env
 
 pytest.importorskip("ray")
 pq = pytest.importorskip("pyarrow.parquet")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-ROOT = Path(__file__).resolve().parents[2]
 SHAPES = FIXTURES / "sam1_shapes"
 TINY = FIXTURES / "sam1_tiny"
 MODEL = ["--model", str(SHAPES / "config.json"), "--checkpoint", str(SHAPES / "sam1_shapes.pth")]
@@ -185,23 +184,7 @@ def test_a_killed_run_resumes_with_each_image_done_once(tmp_path, ray_address, c
     src, out = tmp_path / "in", tmp_path / "out"
     names = _images(src, n_generated=2, long_side=128, shared=2)
     argv = ["auto", str(src), "--out", str(out), *AUTO_OPTS, *MODEL, "--ray", "--num-workers", "1"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "samkit", *argv, "--ray-address", ray_address],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=tmp_path,
-    )
-    deadline = time.monotonic() + 240
-    try:
-        while not list(out.glob("*.json")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no output within 240 s"
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate()
+    kill_at_first_output([*argv, "--ray-address", ray_address], out, cwd=tmp_path, timeout=240)
     # Ray ends the dead driver's job: its model worker goes away (it may finish no more images).
     deadline = time.monotonic() + 60
     while any("ModelWorker" in a for a in descendants(os.getpid()).values()):
@@ -257,7 +240,7 @@ sys.meta_path.insert(0, _NoRay())
 
 
 def test_ray_without_the_extra_says_which_extra(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = samkit_env()
     code = (
         "import sys, samkit, samkit.cli, samkit.distributed, samkit.distributed.run\n"
         "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n"
