@@ -38,6 +38,7 @@ import torch
 from PIL import Image, ImageDraw
 from scipy.ndimage import distance_transform_edt
 
+from samkit.io.atomic import atomic_path
 from samkit.io.progress import Progress
 from samkit.train.datasets import Sample
 from samkit.train.families import family_ops
@@ -255,6 +256,6 @@ def plot_miou_curve(metrics: dict[str, Any], path: str | Path, title: str = "") 
         d.ellipse([x - 4, y - 4, x + 4, y + 4], fill=(30, 90, 200))
         d.text((x - 14, y - 18), f"{v:.3f}", fill=(30, 90, 200))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
+    with atomic_path(path) as tmp:  # the format from the real name, not the temporary's
+        img.save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
     return path
