@@ -281,3 +281,36 @@ def test_engine_refuses_a_cache_smaller_than_one_image(sam1_shapes):
         Engine(sam1_shapes, cache_bytes=2**20, max_upload_bytes=2**20)
     emb = 256 * 16 * 16 * torch.finfo(torch.float32).bits // 8
     Engine(sam1_shapes, cache_bytes=emb + 2**20, max_upload_bytes=2**20).close()
+
+
+@pytest.mark.parametrize(
+    ("body", "warnings"),
+    [
+        ({"points": [[400, 260]], "labels": [1]}, []),
+        ({"points": [[800, 534]], "labels": [1]}, []),  # the far corner is inside
+        ({"points": [[-10, -10]], "labels": [1]}, ["point 0 (-10, -10) is outside the 800x534"]),
+        (
+            {"points": [[400, 260], [900, 10]], "labels": [1, 0]},
+            ["point 1 (900, 10) is outside the 800x534"],
+        ),
+        ({"box": [-5, 100, 810, 300]}, ["box 0 (-5, 100, 810, 300) reaches outside the 800x534"]),
+    ],
+)
+def test_prompts_outside_the_image_are_answered_with_warnings(
+    client, shapes_predictor, body, warnings
+):
+    r = client.post("/api/images", content=(IMAGES / "dog.jpg").read_bytes())
+    image_id = r.json()["image_id"]
+    r = client.post(f"/api/images/{image_id}/predict", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert len(out["warnings"]) == len(warnings)
+    for got, want in zip(out["warnings"], warnings):
+        assert got.startswith(want) and got.endswith("it is used as given")
+    shapes_predictor.set_image(load_rgb("dog.jpg"))
+    pts = np.array(body["points"], float) if body.get("points") else None
+    labels = np.array(body["labels"]) if body.get("points") else None
+    box = np.array(body["box"], float) if body.get("box") else None
+    masks, _, _ = shapes_predictor.predict(pts, labels, box, multimask_output=True)
+    for rec, m in zip(out["masks"], masks):
+        np.testing.assert_array_equal(coco_decode(rec["segmentation"]), m)
