@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
+import pytest
+
+from samkit import build_sam, build_sam2
+from samkit.checkpoint import save_checkpoint
+from samkit.train.families import model_family
+from samkit.train.synthetic import small_sam2_config, small_sam_config
 from tests.conftest import ROOT
-from tests.families import parametrize_families
+from tests.families import FAMILIES, parametrize_families
 
 # torch warns about a non-writable NumPy array once per process, so the check runs in a fresh
 # interpreter (an earlier test in this process may already have used up the warning).
@@ -46,3 +53,19 @@ def test_prepare_accepts_read_only_arrays_silently(family):
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_model_family_detection(tmp_path) -> None:
+    s2 = tmp_path / "s2.json"
+    s2.write_text(json.dumps(small_sam2_config(64, 32, window_spec=(4, 4, 2, 2))))
+    s1 = tmp_path / "s1.json"
+    s1.write_text(json.dumps(small_sam_config(64, 32)))
+    assert model_family(str(s2)) == "sam2" and model_family(str(s1)) == "sam1"
+    assert model_family("sam2.1_hiera_t") == "sam2" and model_family("vit_b") == "sam1"
+    ck = save_checkpoint(build_sam2(s2), tmp_path / "c.safetensors")
+    assert model_family(None, str(ck)) == "sam2"
+    ck1 = save_checkpoint(build_sam(s1), tmp_path / "c1.safetensors")
+    assert model_family(None, str(ck1)) == "sam1"
+    with pytest.raises(ValueError, match="variant"):
+        model_family("not_a_model")
+    assert model_family(str(FAMILIES["sam2"].dir / "config.json")) == "sam2"
