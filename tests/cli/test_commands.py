@@ -148,33 +148,10 @@ def test_segment_errors_are_clear(tmp_path, capsys):
         capsys,
     )
     assert code == 2 and "nope.jpg" in err
-    code, _, err = _run(
-        [
-            "segment",
-            str(IMAGES / "dog.jpg"),
-            "--point",
-            "1,1",
-            "--out",
-            str(tmp_path),
-            "--model",
-            str(SHAPES / "config.json"),
-        ],
-        capsys,
-    )
+    base = ["segment", str(IMAGES / "dog.jpg"), "--point", "1,1", "--out", str(tmp_path)]
+    code, _, err = _run([*base, "--model", str(SHAPES / "config.json")], capsys)
     assert code == 2 and "--checkpoint" in err
-    code, _, err = _run(
-        [
-            "segment",
-            str(IMAGES / "dog.jpg"),
-            "--point",
-            "1,1",
-            "--out",
-            str(tmp_path),
-            "--model",
-            "vit_nope",
-        ],
-        capsys,
-    )
+    code, _, err = _run([*base, "--model", "vit_nope"], capsys)
     assert code == 2 and "unknown samkit variant" in err and "vit_b" in err
 
 
