@@ -23,6 +23,10 @@ IOUS = (0.9, 0.97, 0.93)
 class SquarePrompts(nn.Module):
     """Stands in for the prompt encoder: passes the points through."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.no_mask_embed = nn.Embedding(1, 2)  # what the adapter hands the decoder runner
+
     def forward(self, points, boxes, masks):
         return points[0].float(), None
 
@@ -44,7 +48,7 @@ class SquareDecoder(nn.Module):
         sparse_prompt_embeddings,
         dense_prompt_embeddings,
         multimask_output,
-        shared=None,  # MaskDecoder's cache of image-side work; nothing to cache here
+        **_: object,  # MaskDecoder's other inputs (repeat_image, prepared, ...): unused here
     ):
         pts = sparse_prompt_embeddings[:, 0]  # (B, 2) in the 256-px model input frame
         ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")

@@ -11,6 +11,7 @@ import torch
 from samkit import build_sam, sam_model_registry
 from samkit.build.sam import infer_sam_config, sam_from_config
 from samkit.configs.sam import SamConfig, get_variant
+from samkit.runtime.precision import decoder_autocast_dtype
 from tests.conftest import FIXTURES
 
 # Official totals (segment_anything model cards / SAM paper: encoders 91M / 308M / 636M).
@@ -122,7 +123,8 @@ def test_build_dtype_and_device():
     model = build_sam(d / "config.json", checkpoint=d / "sam1_tiny.pth", dtype=torch.bfloat16)
     # bf16 encoder; the decoder keeps float32 weights and runs its matmuls under bf16 autocast
     assert {p.dtype for p in model.image_encoder.parameters()} == {torch.bfloat16}
-    assert model.dtype == torch.float32 and "forward" in model.mask_decoder.__dict__
+    assert model.dtype == torch.float32
+    assert decoder_autocast_dtype(model.mask_decoder) == torch.bfloat16
     assert model.pixel_mean.dtype == torch.float32
     assert model.device.type == "cpu"
 

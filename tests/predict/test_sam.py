@@ -196,7 +196,7 @@ def test_decoder_cache_follows_the_image_weights_and_mask_inputs():
         return q.predict(pt, lb, return_logits=True, **kw)[2]
 
     first = p.predict(pt, lb, return_logits=True)[2]
-    assert p._decoder_cache is not None and p._decoder_cache[1]  # filled by the first call
+    assert p._prompt_decoder.prepared_image is not None  # kept by the first call
     np.testing.assert_allclose(p.predict(pt, lb, return_logits=True)[2], first, atol=1e-6)
     # A mask input changes the dense embedding: this call must not use the cached image side.
     mask_in = first[:1] * 0.5

@@ -455,7 +455,7 @@ def test_decoder_cache_follows_the_image_weights_and_mask_inputs():
         return q.predict(PT, LB, return_logits=True, **kw)[2]
 
     first = p.predict(PT, LB, return_logits=True)[2]
-    assert p._decoder_cache is not None and p._decoder_cache[1]
+    assert p._prompt_decoder.prepared_image is not None
     np.testing.assert_allclose(p.predict(PT, LB, return_logits=True)[2], first, atol=1e-6)
     mask_in = first[:1] * 0.5
     np.testing.assert_allclose(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import torch
 
 from samkit import Sam2ImagePredictor, SamPredictor, build_sam, build_sam2
 from samkit.runtime.accel import autocast_decoder, encoder_to_dtype, optimize, quantize_encoder_int8
+from samkit.runtime.precision import decoder_autocast_dtype, encoder_cast_dtype
 from tests.conftest import FIXTURES, load_rgb, manifest
 
 MODELS = ["sam1_tiny", "sam1_shapes"]
@@ -74,7 +76,7 @@ def test_bf16_encoder_keeps_masks(model_dir):
 def test_build_sam_bf16_keeps_masks(model_dir):
     model = _build(model_dir, dtype=torch.bfloat16)
     assert model.image_encoder.patch_embed.proj.weight.dtype == torch.bfloat16
-    assert "forward" in model.mask_decoder.__dict__  # the autocast wrapper
+    assert decoder_autocast_dtype(model.mask_decoder) == torch.bfloat16
     _check_keeps_masks(model, model_dir)
 
 
@@ -109,9 +111,10 @@ def test_bf16_encoder_and_autocast_decoder_keep_masks(model_dir):
     assert model.mask_decoder.iou_token.weight.dtype == torch.float32  # weights stay fp32
     _check_keeps_masks(model, model_dir)
     optimize(model, decoder_autocast=torch.bfloat16)  # re-applying does not nest
-    assert not hasattr(model.mask_decoder.forward._samkit_plain, "_samkit_plain")
+    assert len(model.mask_decoder._forward_pre_hooks) == len(model.mask_decoder._forward_hooks) == 1
     autocast_decoder(model, None)
-    assert "forward" not in model.mask_decoder.__dict__
+    assert decoder_autocast_dtype(model.mask_decoder) is None
+    assert not model.mask_decoder._forward_pre_hooks and not model.mask_decoder._forward_hooks
 
 
 @pytest.mark.parametrize("model_dir", MODELS)
@@ -146,13 +149,17 @@ def test_optimize_keeps_state_dict_keys_and_hooks_are_not_stacked():
     keys = list(model.state_dict())
     optimize(model, dtype=torch.bfloat16)
     optimize(model, dtype=torch.bfloat16)
-    assert len(model.image_encoder._samkit_cast_hooks) == 2
+    assert encoder_cast_dtype(model) == torch.bfloat16
+    assert (
+        len(model.image_encoder._forward_pre_hooks) == len(model.image_encoder._forward_hooks) == 1
+    )
     assert list(model.state_dict()) == keys
     x = torch.zeros(1, 3, 256, 256)
     with torch.inference_mode():
         assert model.image_encoder(x).dtype == torch.float32  # back in the decoder's dtype
     encoder_to_dtype(model, torch.float32)  # back to fp32: the hooks go away
-    assert model.image_encoder._samkit_cast_hooks == ()
+    assert encoder_cast_dtype(model) is None
+    assert not model.image_encoder._forward_pre_hooks and not model.image_encoder._forward_hooks
     assert model.image_encoder.patch_embed.proj.weight.dtype == torch.float32
 
 
@@ -241,3 +248,39 @@ def test_bf16_sam2_encoder_gives_float32_position_encodings_without_a_round_trip
         again = model.image_encoder(x)["vision_pos_enc"]
     for a, w in zip(again, want, strict=True):
         torch.testing.assert_close(a, w, rtol=0, atol=0)
+
+
+def test_decoder_autocast_is_hooks_that_copies_keep_and_errors_leave():
+    model = optimize(_build("sam1_shapes"), decoder_autocast=torch.bfloat16)
+    pe, dec = model.prompt_encoder, model.mask_decoder
+    pts = (torch.tensor([[[100.0, 120.0]]]), torch.ones(1, 1, dtype=torch.int))
+    shape = (1, pe.embed_dim, *pe.image_embedding_size)
+    emb = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        sparse, dense = pe(points=pts, boxes=None, masks=None)
+        args = (emb, pe.get_dense_pe(), sparse, dense, True)
+        masks, iou = dec(*args)
+        assert masks.dtype == iou.dtype == torch.float32  # outputs back in the weights' dtype
+        # A deep copy runs its own weights under its own autocast.
+        other = copy.deepcopy(model)
+        assert decoder_autocast_dtype(other.mask_decoder) == torch.bfloat16
+        with torch.no_grad():
+            other.mask_decoder.iou_prediction_head.layers[-1].bias.add_(1.0)
+        torch.testing.assert_close(other.mask_decoder(*args)[1], iou + 1.0, atol=0.05, rtol=0)
+        # An error inside the forward leaves no autocast behind.
+        with pytest.raises(RuntimeError):
+            dec(emb[:, :3], *args[1:])
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_bf16_sam2_encoder_position_encodings_are_float32_exact():
+    d = FIXTURES / "sam2_tiny"
+    model = build_sam2(d / "config.json", checkpoint=d / "sam2_tiny.pt")
+    optimize(model, dtype=torch.bfloat16)
+    neck = model.image_encoder.neck
+    with torch.inference_mode():
+        out = model.image_encoder(torch.zeros(1, 3, model.image_size, model.image_size))
+    for pos in out["vision_pos_enc"]:
+        assert pos.dtype == torch.float32
+        ref = neck.position_encoding.encode_grid(*pos.shape[-2:])
+        torch.testing.assert_close(pos[0], ref, atol=0, rtol=0)  # not rounded through bf16

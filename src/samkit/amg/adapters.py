@@ -99,13 +99,14 @@ class SamAdapter:
         sparse, dense = model.prompt_encoder(
             points=(in_points[:, None, :], in_labels[:, None]), boxes=None, masks=None
         )
-        out = model.mask_decoder(
-            image_embeddings=predictor.features,
-            image_pe=predictor._get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
+        # `shared` is unused: the predictor keeps the decoder's image-side work itself.
+        out = predictor._prompt_decoder(
+            predictor.features,
+            predictor._get_dense_pe(),
+            sparse,
+            dense,
             multimask_output=True,
-            shared=shared,
+            no_mask_embed=model.prompt_encoder.no_mask_embed.weight,
         )
         return out[0].flatten(0, 1).float(), out[1].flatten(0, 1).float()
 

@@ -1,10 +1,11 @@
-"""Multi-head attention through `F.scaled_dot_product_attention`."""
+"""Multi-head attention through `samkit.layers.attention_kernels.attention`."""
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from samkit.layers.attention_kernels import attention
 
 # Attention over at most this many keys uses explicit matmuls instead of SDPA.
 SMALL_KEYS = 32
@@ -21,8 +22,11 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor | None = None) -> Te
 
     Returns:
         (B, nh, Tq, hv) attention output.
+
+    `F.scaled_dot_product_attention`, or blocks of matmuls where those are faster on a CPU
+    (bfloat16; values narrower than the keys): see `samkit.layers.attention_kernels`.
     """
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)
+    return attention(q, k, v, attn_bias)
 
 
 class Attention(nn.Module):

@@ -35,9 +35,6 @@ class PositionEmbeddingSine(nn.Module):
         self.scale = 2 * math.pi if scale is None else scale
         self._cache: dict[tuple[int, int, torch.device], Tensor] = {}
         self._cast: dict[tuple[int, int, torch.device, torch.dtype], Tensor] = {}
-        # Set by `samkit.runtime.accel.encoder_to_dtype`: the dtype the encoder's outputs are cast to, so
-        # the encoding comes out in it directly instead of a round trip through the encoder's.
-        self.out_dtype: torch.dtype | None = None
 
     def _encode_axis(self, pos: Tensor) -> Tensor:
         """...xN positions -> ...xNx(num_pos_feats) with interleaved sin/cos."""
@@ -70,9 +67,9 @@ class PositionEmbeddingSine(nn.Module):
         return torch.cat((pos_y, pos_x), dim=-1).permute(2, 0, 1).contiguous()  # (2d, H, W)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Encoding for a BxCxHxW feature map: Bx(2 * num_pos_feats)xHxW, in x's dtype (or
-        `out_dtype` when set). A cached tensor expanded over the batch: do not write to it."""
-        h, w, dtype = x.shape[-2], x.shape[-1], self.out_dtype or x.dtype
+        """Encoding for a BxCxHxW feature map: Bx(2 * num_pos_feats)xHxW, in x's dtype. A cached
+        tensor expanded over the batch: do not write to it."""
+        h, w, dtype = x.shape[-2], x.shape[-1], x.dtype
         pe = self.encode_grid(h, w, x.device)
         if dtype != pe.dtype:
             key = (h, w, x.device, dtype)

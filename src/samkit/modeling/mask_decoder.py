@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 
 from samkit.layers import MLP, LayerNorm2d
-from samkit.modeling.two_way_transformer import TwoWayTransformer
+from samkit.modeling.two_way_transformer import KeyProjections, TwoWayTransformer
 
-# On CPU, prompts go through the decoder in chunks whose image-side tokens (B x HW x C float32)
-# stay about this small: the many passes over them then hit the cache, which made 64 prompts 25%
-# faster and 16 boxes 30% faster on the reference CPU than one big batch.
-CPU_CHUNK_BYTES = 8 * 2**20
+
+class DecoderImage(NamedTuple):
+    """The prompt-independent image side of `MaskDecoder` for one image whose prompts share one
+    dense prompt embedding (no mask input): `MaskDecoder.prepare_image`'s output, passed back to
+    `forward` as `prepared` by callers that decode several batches of prompts on the image."""
+
+    src: Tensor  # 1xCxHxW image embedding + dense prompt embedding, channels-last
+    pos: Tensor  # 1xCxHxW positional encoding, channels-last
+    key_proj: KeyProjections  # the first two-way block's projections of (src, pos)
 
 
 class MaskDecoder(nn.Module):
@@ -84,39 +91,32 @@ class MaskDecoder(nn.Module):
         self.dynamic_multimask_stability_delta = dynamic_multimask_stability_delta
         self.dynamic_multimask_stability_thresh = dynamic_multimask_stability_thresh
         self.sam2_outputs = sam2_outputs
-        # Prompts per decoder pass on CPU: None picks it from CPU_CHUNK_BYTES, 0 never chunks.
-        self.prompt_chunk: int | None = None
 
-    def _chunk_size(self, image_embeddings: Tensor, batch: int) -> int:
-        if (
-            self.prompt_chunk == 0
-            or image_embeddings.device.type != "cpu"
-            or torch.jit.is_tracing()
-            or torch.onnx.is_in_onnx_export()
-            or torch.compiler.is_compiling()
-        ):
-            return batch
-        if self.prompt_chunk is not None:
-            return self.prompt_chunk
-        per_prompt = image_embeddings[0].numel() * 4
-        return max(1, CPU_CHUNK_BYTES // per_prompt)
+    def prepare_image(
+        self, image_embeddings: Tensor, image_pe: Tensor, dense_prompt_embeddings: Tensor
+    ) -> DecoderImage:
+        """The image-side work of `forward` that does not depend on the sparse prompts.
 
-    def shared_key(self, image_embeddings: Tensor, no_mask_embed: Tensor) -> tuple:
-        """Identifies what a `shared` dict holds for this image: the tensors it is computed from
-        (in-place updates bump `_version`, inference tensors have none; replaced tensors change
-        `data_ptr`) and the autocast wrapper, if any. Callers keep the dict while it is equal."""
-        layer = self.transformer.layers[0]
-        tensors = [
-            image_embeddings,
-            no_mask_embed,
-            *layer.cross_attn_token_to_image.k_proj.parameters(),
-            *layer.cross_attn_token_to_image.v_proj.parameters(),
-            *layer.cross_attn_image_to_token.q_proj.parameters(),
-        ]
-        return (
-            id(self.__dict__.get("forward")),
-            *((t.data_ptr(), 0 if t.is_inference() else t._version) for t in tensors),
-        )
+        Args:
+            image_embeddings: 1xCxHxW, one image.
+            image_pe: 1xCxHxW positional encoding.
+            dense_prompt_embeddings: 1xCxHxW (or Bx... broadcast from one row, stride 0), the
+                same for every prompt: the no-mask embedding.
+
+        Returns:
+            A `DecoderImage` to pass to `forward(..., prepared=...)` with these tensors.
+
+        Raises:
+            ValueError: more than one image, or dense embeddings that differ per prompt.
+        """
+        if not one_image_side(image_embeddings, dense_prompt_embeddings):
+            raise ValueError(
+                "prepare_image needs one 1xCxHxW image embedding and one dense prompt embedding "
+                f"for every prompt; got {tuple(image_embeddings.shape)} and "
+                f"{tuple(dense_prompt_embeddings.shape)}"
+            )
+        src, pos = self._image_side(image_embeddings, image_pe, dense_prompt_embeddings, 1, True)
+        return DecoderImage(src, pos, self.transformer.project_image(src, pos))
 
     def forward(
         self,
@@ -127,7 +127,7 @@ class MaskDecoder(nn.Module):
         multimask_output: bool,
         repeat_image: bool = True,
         high_res_features: list[Tensor] | None = None,
-        shared: dict | None = None,
+        prepared: DecoderImage | None = None,
     ) -> tuple[Tensor, ...]:
         """Predict masks.
 
@@ -139,62 +139,14 @@ class MaskDecoder(nn.Module):
             multimask_output: return the 3 multimask outputs instead of the single mask.
             repeat_image: repeat the image embedding for each of the B prompts.
             high_res_features: SAM 2's [Bx(C/8)x4Hx4W, Bx(C/4)x2Hx2W] features (after conv_s0/s1).
-            shared: a dict the caller keeps across calls for more prompts on the same 1xCxHxW
-                image without mask inputs: the prompt-independent image-side work is done in
-                the first call and reused (ignored when the image side is per prompt).
+            prepared: `prepare_image(image_embeddings, image_pe, dense_prompt_embeddings)` of
+                these same tensors, when the caller keeps it across batches of prompts on one
+                image (it only saves work); computed here when None.
 
         Returns:
             BxMx4Hx4W mask logits and BxM IoU predictions (M = 3 or 1); with `sam2_outputs` also the
             SAM output tokens and Bx1 object-score logits.
         """
-        b = sparse_prompt_embeddings.shape[0]
-        dense = dense_prompt_embeddings
-        # One image and one dense prompt for all: chunks (and calls) share the image-side work.
-        one_image = _one_image_side(image_embeddings, dense)
-        shared = (shared if shared is not None else {}) if one_image else None
-        chunk = self._chunk_size(image_embeddings, b)
-        if chunk >= b:
-            return self._forward(
-                image_embeddings,
-                image_pe,
-                sparse_prompt_embeddings,
-                dense_prompt_embeddings,
-                multimask_output,
-                repeat_image,
-                high_res_features,
-                shared,
-            )
-
-        def rows(t: Tensor, i: int) -> Tensor:  # per-prompt tensors are sliced, shared ones kept
-            return t[i : i + chunk] if t.shape[0] == b else t
-
-        per_image = not repeat_image and image_embeddings.shape[0] == b
-        parts = [
-            self._forward(
-                image_embeddings[i : i + chunk] if per_image else image_embeddings,
-                image_pe,
-                sparse_prompt_embeddings[i : i + chunk],
-                rows(dense_prompt_embeddings, i),
-                multimask_output,
-                repeat_image,
-                None if high_res_features is None else [rows(f, i) for f in high_res_features],
-                shared,
-            )
-            for i in range(0, b, chunk)
-        ]
-        return tuple(torch.cat(outs) for outs in zip(*parts))
-
-    def _forward(
-        self,
-        image_embeddings: Tensor,
-        image_pe: Tensor,
-        sparse_prompt_embeddings: Tensor,
-        dense_prompt_embeddings: Tensor,
-        multimask_output: bool,
-        repeat_image: bool,
-        high_res_features: list[Tensor] | None,
-        shared: dict | None = None,
-    ) -> tuple[Tensor, ...]:
         masks, iou_pred, mask_tokens_out, object_score_logits = self.predict_masks(
             image_embeddings,
             image_pe,
@@ -202,7 +154,7 @@ class MaskDecoder(nn.Module):
             dense_prompt_embeddings,
             repeat_image,
             high_res_features,
-            shared,
+            prepared,
         )
         if multimask_output:
             masks, iou_pred = masks[:, 1:], iou_pred[:, 1:]
@@ -226,13 +178,10 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: Tensor,
         repeat_image: bool = True,
         high_res_features: list[Tensor] | None = None,
-        shared: dict | None = None,
+        prepared: DecoderImage | None = None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """All mask tokens' masks (BxNmx4Hx4W), IoU (BxNm), mask tokens and object scores.
-
-        `shared` (a dict kept across chunks of prompts on one image with one dense prompt) holds
-        the image-side tensors that do not depend on the prompts.
-        """
+        """All mask tokens' masks (BxNmx4Hx4W), IoU (BxNm), mask tokens and object scores;
+        arguments as `forward`."""
         token_weights = [self.iou_token.weight, self.mask_tokens.weight]
         s = 0
         if self.pred_obj_scores:
@@ -243,19 +192,16 @@ class MaskDecoder(nn.Module):
         output_tokens = output_tokens.unsqueeze(0).expand(b, -1, -1)
         tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)  # (B, T, C)
 
-        if shared:
-            src, pos_src = shared["src"], shared["pos"]
+        if prepared is not None:
+            src, pos_src, key_proj = prepared
         else:
             src, pos_src = self._image_side(
                 image_embeddings, image_pe, dense_prompt_embeddings, b, repeat_image
             )
-            if shared is not None:
-                shared.update(src=src, pos=pos_src)
+            key_proj = None
         _, c, h, w = src.shape
 
-        hs, src = self.transformer(
-            src, pos_src, tokens, None if shared is None else shared.setdefault("transformer", {})
-        )
+        hs, src = self.transformer(src, pos_src, tokens, key_proj)
         iou_token_out = hs[:, s, :]
         mask_tokens_out = hs[:, s + 1 : s + 1 + self.num_mask_tokens, :]
 
@@ -294,7 +240,7 @@ class MaskDecoder(nn.Module):
             )
         else:  # one per prompt, or a single one that the add below broadcasts over b prompts
             src = image_embeddings
-        if _one_image_side(src, dense):
+        if one_image_side(src, dense):
             # One image and the same dense prompt (no mask input) for every prompt: keep the image
             # side at batch 1; the transformer broadcasts it until the first image->token update.
             src = src + dense[:1]
@@ -337,6 +283,7 @@ class MaskDecoder(nn.Module):
         return logits, iou
 
 
-def _one_image_side(image: Tensor, dense: Tensor) -> bool:
-    """One image embedding and the same dense prompt (no mask input) for every prompt."""
+def one_image_side(image: Tensor, dense: Tensor) -> bool:
+    """One image embedding and the same dense prompt (no mask input) for every prompt: the case
+    `MaskDecoder.prepare_image` serves."""
     return image.shape[0] == 1 and (dense.shape[0] == 1 or dense.stride(0) == 0)

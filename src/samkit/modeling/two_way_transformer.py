@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from torch import Tensor, nn
 
 from samkit.layers import MLP, Attention, MLPBlock
+
+
+class KeyProjections(NamedTuple):
+    """A two-way block's projections of the image-side tokens (`TwoWayAttentionBlock.project_keys`).
+
+    They depend only on the keys (image) and their positional encoding, so a caller decoding
+    several chunks of prompts on one image computes them once and passes them to every chunk.
+    """
+
+    t2i_k: Tensor  # (B, HW, C') token->image keys of image + pe
+    t2i_v: Tensor  # (B, HW, C') token->image values of the image
+    i2t_q: Tensor  # (B, HW, C') image->token queries of image + pe
 
 
 class TwoWayAttentionBlock(nn.Module):
@@ -40,16 +54,23 @@ class TwoWayAttentionBlock(nn.Module):
         )
         self.skip_first_layer_pe = skip_first_layer_pe
 
+    def project_keys(self, keys: Tensor, key_pe: Tensor) -> KeyProjections:
+        """The image-side projections of `forward`: keys BxHWxC and key_pe BxHWxC (B may be 1)."""
+        k = keys + key_pe  # keys only change at the end of the block: one sum serves both
+        t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        return KeyProjections(t2i.k_proj(k), t2i.v_proj(keys), i2t.q_proj(k))
+
     def forward(
         self,
         queries: Tensor,
         keys: Tensor,
         query_pe: Tensor,
         key_pe: Tensor,
-        memo: dict[str, Tensor] | None = None,
+        key_proj: KeyProjections | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """One block. `memo` keeps the image-side projections across chunks of prompts; only for
-        keys that are the same for every chunk (the first block's shared image)."""
+        """One block: BxNxC queries (tokens), BxHWxC keys (image; B may be 1 for one image
+        shared by every prompt) -> updated (queries, keys). `key_proj` is
+        `project_keys(keys, key_pe)` when the caller already has it; computed here otherwise."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(q=queries, k=queries, v=queries)
         else:
@@ -58,16 +79,13 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm1(queries)
 
         t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
-        proj = memo if memo is not None else {}
-        if not proj:
-            k = keys + key_pe  # keys only change at the end of the block: one sum serves both
-            proj.update(t2i_k=t2i.k_proj(k), t2i_v=t2i.v_proj(keys), i2t_q=i2t.q_proj(k))
+        proj = self.project_keys(keys, key_pe) if key_proj is None else key_proj
         q = t2i.q_proj(queries + query_pe)
-        queries = self.norm2(queries + t2i.attend(q, proj["t2i_k"], proj["t2i_v"]))
+        queries = self.norm2(queries + t2i.attend(q, proj.t2i_k, proj.t2i_v))
         queries = self.norm3(queries + self.mlp(queries))
 
         q = queries + query_pe
-        out = i2t.attend(proj["i2t_q"], i2t.k_proj(q), i2t.v_proj(queries))
+        out = i2t.attend(proj.i2t_q, i2t.k_proj(q), i2t.v_proj(queries))
         keys = self.norm4(keys + out)
         return queries, keys
 
@@ -111,22 +129,28 @@ class TwoWayTransformer(nn.Module):
         )
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
 
+    def project_image(self, image_embedding: Tensor, image_pe: Tensor) -> KeyProjections:
+        """The first block's image-side projections of a BxCxHxW image embedding and its
+        positional encoding (`forward`'s `first_key_proj`)."""
+        keys = image_embedding.flatten(2).permute(0, 2, 1)  # (B, HW, C)
+        return self.layers[0].project_keys(keys, image_pe.flatten(2).permute(0, 2, 1))
+
     def forward(
         self,
         image_embedding: Tensor,
         image_pe: Tensor,
         point_embedding: Tensor,
-        shared: dict[str, Tensor] | None = None,
+        first_key_proj: KeyProjections | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Run the transformer.
 
         Args:
             image_embedding: BxCxHxW image embedding (or 1xCxHxW shared by B prompts).
-            image_pe: BxCxHxW positional encoding of the image embedding.
+            image_pe: BxCxHxW positional encoding of the image embedding (or 1xCxHxW).
             point_embedding: BxNxC prompt (and output) tokens.
-            shared: a dict kept across calls on chunks of prompts that share one batch-1
-                `image_embedding`: the first block's image-side projections are computed in
-                the first call and reused (pass an empty dict to start).
+            first_key_proj: `project_image(image_embedding, image_pe)`, when the caller keeps
+                it for several chunks of prompts on one image; computed here when None. (Only
+                the first block's projections can be shared: later keys depend on the prompts.)
 
         Returns:
             BxNxC processed tokens and Bx(H*W)xC processed image embedding.
@@ -135,9 +159,8 @@ class TwoWayTransformer(nn.Module):
         image_pe = image_pe.flatten(2).permute(0, 2, 1)
         queries, keys = point_embedding, image_embedding
         for i, layer in enumerate(self.layers):
-            # After the first block the keys depend on the prompts: nothing more to share.
-            memo = shared if i == 0 and image_embedding.shape[0] == 1 else None
-            queries, keys = layer(queries, keys, point_embedding, image_pe, memo)
+            proj = first_key_proj if i == 0 else None
+            queries, keys = layer(queries, keys, point_embedding, image_pe, proj)
         q, k = queries + point_embedding, keys + image_pe
         queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q=q, k=k, v=keys))
         return queries, keys

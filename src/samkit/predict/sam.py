@@ -13,6 +13,7 @@ from torch import Tensor
 from samkit.modeling.sam import Sam
 from samkit.predict.inputs import as_rgb_uint8, validate_prompts
 from samkit.predict.transforms import ResizeLongestSide, threshold_masks
+from samkit.runtime.decoding import PromptDecoder
 
 
 class SamPredictor:
@@ -40,7 +41,8 @@ class SamPredictor:
         self.is_image_set = False
         self.features: Tensor | None = None
         self._dense_pe: Tensor | None = None  # prompt-independent: computed once per image
-        self._decoder_cache: tuple[tuple, dict] | None = None  # see `_decoder_shared`
+        # the decoder's image-side work, kept across calls on this image (no mask inputs)
+        self._prompt_decoder = PromptDecoder(self.model.mask_decoder)
         self.orig_h = self.orig_w = self.input_h = self.input_w = None
         self.original_size: tuple[int, int] | None = None
         self.input_size: tuple[int, int] | None = None
@@ -117,18 +119,6 @@ class SamPredictor:
         if self._dense_pe is None:
             self._dense_pe = self.model.prompt_encoder.get_dense_pe()
         return self._dense_pe
-
-    def _decoder_shared(self, mask_input: Tensor | None) -> dict:
-        """The mask decoder's image-side work on this image (`MaskDecoder.forward`'s `shared`),
-        kept across calls without mask inputs while the tensors it comes from are unchanged."""
-        if mask_input is not None:
-            return {}
-        key = self.model.mask_decoder.shared_key(
-            self.features, self.model.prompt_encoder.no_mask_embed.weight
-        )
-        if self._decoder_cache is None or self._decoder_cache[0] != key:
-            self._decoder_cache = (key, {})
-        return self._decoder_cache[1]
 
     def _require_image(self) -> None:
         if not self.is_image_set or self.features is None:
@@ -241,21 +231,22 @@ class SamPredictor:
             boxes=None if boxes is None else boxes.to(self.device),
             masks=None if mask_input is None else mask_input.to(self.device),
         )
-        # Decode and upsample a chunk of prompts at a time (see MaskDecoder.prompt_chunk): the
+        # Decode and upsample a chunk of prompts at a time (see samkit.runtime.decoding): the
         # full-size logits of a chunk are thresholded while they are still in the cache.
         b = sparse.shape[0]
-        chunk = model.mask_decoder._chunk_size(self.features, b)
+        decode = self._prompt_decoder
+        chunk = decode.chunk_size(self.features, b)
+        no_mask = model.prompt_encoder.no_mask_embed.weight if mask_input is None else None
         masks = None
         iou_parts, low_parts = [], []
-        shared = self._decoder_shared(mask_input)  # shared by the chunks and later calls
         for i in range(0, b, chunk):
-            low_res, iou = model.mask_decoder(
-                image_embeddings=self.features,
-                image_pe=self._get_dense_pe(),
-                sparse_prompt_embeddings=sparse[i : i + chunk],
-                dense_prompt_embeddings=dense[i : i + chunk] if dense.shape[0] == b else dense,
-                multimask_output=multimask_output,
-                shared=shared,
+            low_res, iou = decode(
+                self.features,
+                self._get_dense_pe(),
+                sparse[i : i + chunk],
+                dense[i : i + chunk] if dense.shape[0] == b else dense,
+                multimask_output,
+                no_mask_embed=no_mask,
             )[:2]
             logits = model.postprocess_masks(low_res, self.input_size, self.original_size)
             if chunk >= b and return_logits:

@@ -15,6 +15,7 @@ from samkit.modeling.sam2 import Sam2
 from samkit.predict.inputs import as_rgb_uint8, validate_prompts
 from samkit.predict.postprocess import postprocess_masks, require_scipy
 from samkit.predict.transforms import threshold_masks
+from samkit.runtime.decoding import PromptDecoder
 
 _Prompts = tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]
 
@@ -93,7 +94,8 @@ class Sam2ImagePredictor:
         self._features: dict[str, Any] | None = None
         self._orig_hw: list[tuple[int, int]] | None = None
         self._is_batch = False
-        self._decoder_cache: tuple[tuple, dict] | None = None  # see `_predict`
+        # the decoder's image-side work, kept across calls on this image (no mask inputs)
+        self._prompt_decoder = PromptDecoder(self.model.sam_mask_decoder)
 
     # ----------------------------------------------------------------------------------------
     # images
@@ -325,27 +327,17 @@ class Sam2ImagePredictor:
         feats = self._features
         high_res = [f[img_idx].unsqueeze(0) for f in feats["high_res_feats"]]
         image_embed = feats["image_embed"][img_idx].unsqueeze(0)
-        # The decoder's image-side work, kept across calls on this image without mask inputs.
-        shared: dict = {}
-        if mask_input is None:
-            key = (
-                img_idx,
-                *model.sam_mask_decoder.shared_key(
-                    image_embed, model.sam_prompt_encoder.no_mask_embed.weight
-                ),
-            )
-            if self._decoder_cache is None or self._decoder_cache[0] != key:
-                self._decoder_cache = (key, {})
-            shared = self._decoder_cache[1]
-        low_res, iou, _, _ = model.sam_mask_decoder(
-            image_embeddings=image_embed,
-            image_pe=model.sam_prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
+        # The decoder's image-side work is kept across calls on this image without mask inputs.
+        no_mask = model.sam_prompt_encoder.no_mask_embed.weight if mask_input is None else None
+        low_res, iou, _, _ = self._prompt_decoder(
+            image_embed,
+            model.sam_prompt_encoder.get_dense_pe(),
+            sparse,
+            dense,
+            multimask_output,
             repeat_image=sparse.shape[0] > 1,
             high_res_features=high_res or None,
-            shared=shared,
+            no_mask_embed=no_mask,
         )
         return low_res, iou
 

@@ -111,7 +111,7 @@ class Sam3InteractivePredictor(Sam2ImagePredictor):
         if not batch and n != 1:
             raise ValueError(f"{n} images are set (set_image_batch): use predict_inst_batch")
         if self._features is not features:
-            self._decoder_cache = None
+            self._prompt_decoder.clear()
         self._features = features
         self._orig_hw = [(int(h), int(w)) for h, w in hw]
         self._is_image_set = True

@@ -1,0 +1,162 @@
+"""The one attention entry point: `F.scaled_dot_product_attention`, or query-row blocks of matmuls.
+
+softmax(q k^T * scale + bias) v, exact math (no approximation of the softmax). On CPUs two cases
+run faster as blocks of plain matmuls than through PyTorch's CPU flash-attention kernel:
+
+- bfloat16: the flash kernel multiplies its bf16 blocks through MKL's bf16 GEMM, which on CPUs
+  without AMX (AMD EPYC with AVX-512 BF16 measured) runs at the float32 rate, so bf16 attention
+  was no faster than float32 while `torch.matmul` in bf16 (oneDNN) runs 2.2x the float32 rate.
+  Here each block is `torch.baddbmm` (bf16 inputs, float32 accumulation, the scale and any
+  additive bias applied in float32 before the bf16 rounding), `softmax` (float32 max / exp /
+  sum inside, bf16 result) and `torch.bmm` with the values (float32 accumulation over all keys
+  of the row). The keys are centred first (the mean key is subtracted: every score of a row
+  moves by the same constant, so the softmax is unchanged) so the bf16 scores round with a
+  smaller magnitude.
+- values narrower than the queries and keys (SAM 2's memory attention multiplies the
+  probabilities by the 64-wide memory before the value projection, see
+  `samkit.layers.rope.RoPEAttention`): the flash kernel needs equal widths and would fall back
+  to the unfused math path.
+
+A block holds up to `SCORE_BLOCK_BYTES` of scores (all keys of `rows` queries of some heads), so
+there is no online rescaling: every row's softmax is taken over all its keys at once.
+
+Everything else (float32 with equal widths, which the flash kernel serves at 75-97 % of the
+matmul rate; gradients; autocast; tracing, export and compilation; non-CPU devices) goes to
+`F.scaled_dot_product_attention`, so training and exporters see the same op as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Bytes of scores per block (one `baddbmm` / `softmax` / `bmm` triple); larger blocks measured
+# faster on the loaded 2-core machine (fewer parallel regions), 32 MiB about the best.
+SCORE_BLOCK_BYTES = 32 * 2**20
+# Fewest query rows per block (smaller matmuls lose efficiency).
+MIN_ROWS = 256
+# bf16 windows with fewer keys (Hiera's 8x8 and 4x4 windows) stay with SDPA: many tiny
+# matmuls, measured slower blocked.
+MIN_KEYS = 128
+
+_state = {"blocked": True}
+
+
+@contextlib.contextmanager
+def blocked_attention(enabled: bool) -> Iterator[None]:
+    """Within the block, `attention` uses the blocked path (True, the default) or always
+    `F.scaled_dot_product_attention` (False: the reference for benchmarks and tests)."""
+    old = _state["blocked"]
+    _state["blocked"] = bool(enabled)
+    try:
+        yield
+    finally:
+        _state["blocked"] = old
+
+
+def blocked_attention_enabled() -> bool:
+    """Whether `attention` may take the blocked path (see `blocked_attention`)."""
+    return _state["blocked"]
+
+
+def _needs_plain_op(*tensors: Tensor | None) -> bool:
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return True
+    if torch.is_autocast_enabled("cpu"):
+        return True
+    return bool(
+        torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.compiler.is_compiling()
+    )
+
+
+def use_blocked(q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor | None = None) -> bool:
+    """Whether `attention(q, k, v, attn_bias)` takes the blocked path (rules: module docstring)."""
+    if not _state["blocked"] or q.device.type != "cpu" or _needs_plain_op(q, k, v, attn_bias):
+        return False
+    if not (q.dtype == k.dtype == v.dtype) or q.dim() != 4:
+        return False
+    if q.dtype == torch.bfloat16:
+        return k.shape[-2] >= MIN_KEYS
+    return q.dtype == torch.float32 and v.shape[-1] < q.shape[-1]
+
+
+def attention(
+    q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor | None = None, scale: float | None = None
+) -> Tensor:
+    """Scaled dot-product attention with an optional additive bias.
+
+    Args:
+        q: (B, nh, Tq, hs) queries.
+        k: (B, nh, Tk, hs) keys.
+        v: (B, nh, Tk, hv) values; hv may differ from hs.
+        attn_bias: additive float bias broadcastable to (B, nh, Tq, Tk), in q's dtype.
+        scale: score scale, default hs ** -0.5.
+
+    Returns:
+        (B, nh, Tq, hv) in q's dtype.
+
+    Raises:
+        ValueError: q, k, v not 4-D with matching batch, heads and key counts (blocked path;
+            `F.scaled_dot_product_attention` raises its own errors otherwise).
+    """
+    if use_blocked(q, k, v, attn_bias):
+        return _blocked(q, k, v, attn_bias, scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, scale=scale)
+
+
+def _flat(x: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """x expanded to (B, nh, T, D) and flattened to (B*nh, T, D): a view when the strides allow
+    (a broadcast of size-1 leading dims included), else a copy."""
+    x = x.expand(shape)
+    try:
+        return x.view(-1, *shape[2:])
+    except RuntimeError:
+        return x.reshape(-1, *shape[2:])
+
+
+def _blocked(
+    q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor | None, scale: float | None
+) -> Tensor:
+    b, nh, tq, hs = q.shape
+    if k.dim() != 4 or v.dim() != 4 or k.shape[-1] != hs or k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"attention needs q (B, nh, Tq, hs), k (B, nh, Tk, hs), v (B, nh, Tk, hv); got "
+            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
+    tk, hv = k.shape[-2], v.shape[-1]
+    scale = hs**-0.5 if scale is None else float(scale)
+    q3 = _flat(q, (b, nh, tq, hs))
+    k3 = _flat(k, (b, nh, tk, hs))
+    v3 = _flat(v, (b, nh, tk, hv))
+    if q.dtype == torch.bfloat16:  # centre the keys: same softmax, smaller bf16 scores
+        kf = k3.float()
+        k3 = (kf - kf.mean(dim=1, keepdim=True)).to(q.dtype)
+    kt = k3.transpose(1, 2)  # (B*nh, hs, Tk)
+    bias3 = None
+    if attn_bias is not None:
+        bias3 = _flat(attn_bias.to(q.dtype), (b, nh, tq, tk))
+    bh = b * nh
+    es = q.element_size()
+    rows = max(min(tq, MIN_ROWS), SCORE_BLOCK_BYTES // (tk * es))
+    heads = 1
+    if rows >= tq:
+        rows = tq
+        heads = max(1, min(bh, SCORE_BLOCK_BYTES // (tq * tk * es)))
+    out = q.new_empty(bh, tq, hv)
+    buf = q.new_empty(heads * rows * tk)
+    for h0 in range(0, bh, heads):
+        h1 = min(bh, h0 + heads)
+        for r0 in range(0, tq, rows):
+            r1 = min(tq, r0 + rows)
+            s = buf[: (h1 - h0) * (r1 - r0) * tk].view(h1 - h0, r1 - r0, tk)
+            if bias3 is None:
+                torch.baddbmm(s, q3[h0:h1, r0:r1], kt[h0:h1], beta=0, alpha=scale, out=s)
+            else:
+                torch.baddbmm(bias3[h0:h1, r0:r1], q3[h0:h1, r0:r1], kt[h0:h1], alpha=scale, out=s)
+            torch.ops.aten._softmax.out(s, -1, False, out=s)
+            torch.bmm(s, v3[h0:h1], out=out[h0:h1, r0:r1])
+    return out.view(b, nh, tq, hv)
