@@ -21,9 +21,16 @@ from samkit.export.sam import (  # noqa: E402
     export_decoder,
     export_sam_onnx,
 )
-from tests.conftest import FIXTURES, ROOT, load_rgb, manifest  # noqa: E402
+from tests.conftest import FIXTURES, ROOT, load_rgb  # noqa: E402
+from tests.fixture_cases import (  # noqa: E402
+    SAM1_MODELS,
+    check_sam1_case,
+    fixture_image,
+    predict_sam1_case,
+    sam1_case,
+    sam1_case_ids,
+)
 
-MODELS = ["sam1_tiny", "sam1_shapes"]
 OFFICIAL_INPUTS = [
     "image_embeddings",
     "point_coords",
@@ -33,11 +40,6 @@ OFFICIAL_INPUTS = [
     "orig_im_size",
 ]
 OFFICIAL_OUTPUTS = ["masks", "iou_predictions", "low_res_masks"]
-
-
-def _image(model_dir: str, name: str) -> np.ndarray:
-    local = FIXTURES / model_dir / name
-    return load_rgb(str(local) if local.exists() else name)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,7 @@ def onnx_dir(tmp_path_factory, sam1_tiny):
 def ort_predictors(onnx_dir):
     return {
         m: OnnxSamPredictor(onnx_dir / m / "encoder.onnx", onnx_dir / m / "decoder.onnx")
-        for m in MODELS
+        for m in SAM1_MODELS
     }
 
 
@@ -149,42 +151,18 @@ def test_encoder_matches_fixture_features(ort_predictors):
     np.testing.assert_allclose(flat.mean(1), ref["features_chan_mean"], atol=1e-5, rtol=0)
 
 
-def _mask_ok(masks: np.ndarray, ref: np.ndarray) -> None:
-    assert masks.shape == ref.shape and masks.dtype == np.bool_
-    assert (masks != ref).mean() <= 1e-4
-
-
-@pytest.mark.parametrize(
-    ("model_dir", "case"), [(m, c["name"]) for m in MODELS for c in manifest(m)["cases"]]
-)
+@pytest.mark.parametrize(("model_dir", "case"), sam1_case_ids())
 def test_ort_predictor_fixture_case(ort_predictors, model_dir, case):
-    c = next(c for c in manifest(model_dir)["cases"] if c["name"] == case)
-    z = np.load(FIXTURES / model_dir / c["file"])
+    c, z = sam1_case(model_dir, case)
     p = ort_predictors[model_dir]
     if getattr(p, "_test_image", None) != c["image"]:
-        p.set_image(_image(model_dir, c["image"]))
+        p.set_image(fixture_image(model_dir, c["image"]))
         p._test_image = c["image"]
-    multimask = bool(z["multimask_output"])
-    if c["call"] == "predict_torch":  # 3 boxes in one batched decoder call
-        masks, iou, low_res = p.predict(box=z["boxes"], multimask_output=multimask)
-    else:
-        kw = {
-            k: z[k] for k in ("point_coords", "point_labels", "box", "mask_input") if k in z.files
-        }
-        logits = bool(z["return_logits"]) if "return_logits" in z.files else False
-        masks, iou, low_res = p.predict(**kw, multimask_output=multimask, return_logits=logits)
-    rtol = 0 if model_dir == "sam1_tiny" else 1e-5
-    np.testing.assert_allclose(low_res, z["low_res_logits"], atol=1e-5, rtol=rtol)
-    np.testing.assert_allclose(iou, z["iou_predictions"], atol=1e-5, rtol=rtol)
-    if "logits_stride4" in z.files:
-        assert masks.shape == tuple(z["masks_shape"])
-        np.testing.assert_allclose(masks[..., ::4, ::4], z["logits_stride4"], atol=5e-5, rtol=0)
-    else:
-        _mask_ok(masks, z["masks"])
+    check_sam1_case(model_dir, z, *predict_sam1_case(p, c, z))
 
 
 def test_mask_only_prompt_matches_torch_predictor(ort_predictors, sam1_shapes):
-    image = _image("sam1_shapes", "shapes_1.png")
+    image = fixture_image("sam1_shapes", "shapes_1.png")
     p = ort_predictors["sam1_shapes"]
     p.set_image(image)
     p._test_image = None

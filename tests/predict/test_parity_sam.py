@@ -7,18 +7,15 @@ import pytest
 import torch
 
 from samkit import SamPredictor
-from tests.conftest import FIXTURES, load_rgb, manifest
-
-MODELS = ["sam1_tiny", "sam1_shapes"]
-
-
-def _cases(model_dir: str) -> list[dict]:
-    return [c for c in manifest(model_dir)["cases"]]
-
-
-def _image_path(model_dir: str, name: str) -> str:
-    local = FIXTURES / model_dir / name
-    return str(local) if local.exists() else name
+from tests.conftest import FIXTURES, load_rgb
+from tests.fixture_cases import (
+    check_sam1_case,
+    check_sam1_masks,
+    fixture_image,
+    predict_sam1_case,
+    sam1_case,
+    sam1_case_ids,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +26,7 @@ def predictors(sam1_tiny, sam1_shapes):
 def _set(predictor: SamPredictor, model_dir: str, image: str) -> None:
     key = (model_dir, image)
     if getattr(predictor, "_test_key", None) != key:
-        predictor.set_image(load_rgb(_image_path(model_dir, image)))
+        predictor.set_image(fixture_image(model_dir, image))
         predictor._test_key = key
 
 
@@ -49,18 +46,9 @@ def test_image_embedding(predictors, image):
         assert np.allclose(feats.astype(np.float32), stored, rtol=2e-3, atol=1e-4)
 
 
-def _check_masks(masks: np.ndarray, ref: np.ndarray) -> None:
-    assert masks.shape == ref.shape and masks.dtype == np.bool_
-    assert (masks != ref).mean() <= 1e-4
-
-
-@pytest.mark.parametrize(
-    ("model_dir", "case"),
-    [(m, c["name"]) for m in MODELS for c in _cases(m)],
-)
+@pytest.mark.parametrize(("model_dir", "case"), sam1_case_ids())
 def test_prompt_case(predictors, model_dir, case):
-    c = next(c for c in _cases(model_dir) if c["name"] == case)
-    z = np.load(FIXTURES / model_dir / c["file"])
+    c, z = sam1_case(model_dir, case)
     p = predictors[model_dir]
     _set(p, model_dir, c["image"])
     if c["call"] == "predict_torch":
@@ -72,34 +60,15 @@ def test_prompt_case(predictors, model_dir, case):
         )
         masks, iou, low_res = masks.numpy(), iou.numpy(), low_res.numpy()
         # The same boxes through predict(box=Bx4) in pixels: one batched call, same numbers.
-        m2, iou2, lr2 = p.predict(box=z["boxes"], multimask_output=bool(z["multimask_output"]))
-        np.testing.assert_allclose(lr2, z["low_res_logits"], atol=1e-5, rtol=0)
-        np.testing.assert_allclose(iou2, z["iou_predictions"], atol=1e-5, rtol=0)
-        _check_masks(m2, z["masks"])
+        check_sam1_case(model_dir, z, *predict_sam1_case(p, c, z))
     else:
-        kw = {
-            k: z[k] for k in ("point_coords", "point_labels", "box", "mask_input") if k in z.files
-        }
-        return_logits = bool(z["return_logits"]) if "return_logits" in z.files else False
-        masks, iou, low_res = p.predict(
-            **kw, multimask_output=bool(z["multimask_output"]), return_logits=return_logits
-        )
-    # sam1_tiny's random logits are small (|x| < 0.6): absolute tolerance as the README says.
-    # sam1_shapes is trained (|x| up to ~30), so float32 rounding needs a relative term there.
-    rtol = 0 if model_dir == "sam1_tiny" else 1e-5
-    np.testing.assert_allclose(low_res, z["low_res_logits"], atol=1e-5, rtol=rtol)
-    np.testing.assert_allclose(iou, z["iou_predictions"], atol=1e-5, rtol=rtol)
-    if "logits_stride4" in z.files:
-        assert masks.shape == tuple(z["masks_shape"])
-        np.testing.assert_allclose(masks[..., ::4, ::4], z["logits_stride4"], atol=5e-5, rtol=0)
-    else:
-        _check_masks(masks, z["masks"])
+        masks, iou, low_res = predict_sam1_case(p, c, z)
+    check_sam1_case(model_dir, z, masks, iou, low_res)
 
 
 def test_sam_forward_matches_predictor(sam1_tiny, predictors):
     """The official batched `Sam.forward` gives the predictor's numbers."""
-    c = next(c for c in _cases("sam1_tiny") if c["name"] == "truck_2pts")
-    z = np.load(FIXTURES / "sam1_tiny" / c["file"])
+    _c, z = sam1_case("sam1_tiny", "truck_2pts")
     p = predictors["sam1_tiny"]
     image = load_rgb("truck.jpg")
     resized = p.transform.apply_image(image)
@@ -114,4 +83,4 @@ def test_sam_forward_matches_predictor(sam1_tiny, predictors):
     with torch.no_grad():
         out = sam1_tiny(batched, multimask_output=False)[0]
     np.testing.assert_allclose(out["low_res_logits"][0].numpy(), z["low_res_logits"], atol=1e-5)
-    _check_masks(out["masks"][0].numpy(), z["masks"])
+    check_sam1_masks(out["masks"][0].numpy(), z["masks"])
