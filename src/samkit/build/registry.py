@@ -211,6 +211,28 @@ _BUILTIN = (
         names=("sam3",),
         default_model="sam3",
     ),
+    Family(
+        name="efficienttam",
+        display="EfficientTAM",
+        # the SAM 2 prefixes plus the ViTDet neck's (SAM 2's neck has `convs.{i}.conv.*`): an
+        # EfficientTAM file counts more keys here, a SAM 2 file ties and goes to SAM 2 (first)
+        checkpoint_prefixes=(
+            "image_encoder.trunk.",
+            "sam_mask_decoder.",
+            "sam_prompt_encoder.",
+            "image_encoder.neck.convs.0.conv_1x1.",
+            "image_encoder.neck.convs.0.conv_3x3.",
+            "image_encoder.neck.convs.0.norm_",
+        ),
+        builder_hint="build_efficienttam (CLI: --model efficienttam_ti / efficienttam_s)",
+        model="samkit.modeling.efficienttam:EfficientTam",
+        loader="samkit.build.efficienttam:load_efficienttam",
+        config_match="samkit.build.efficienttam:is_efficienttam_config_file",
+        predictor="samkit.predict.sam2:Sam2ImagePredictor",
+        amg_generator="samkit.amg.sam2:Sam2AutomaticMaskGenerator",
+        video_predictor="samkit.video.efficienttam:build_efficienttam_video_predictor",
+        default_model="efficienttam_ti",
+    ),
 )
 DEFAULT_FAMILY = "sam1"  # no --model and no checkpoint; a config.json no family claims
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -39,36 +39,24 @@ VIDEO_KEY_PREFIXES: tuple[str, ...] = (
 )
 
 
-def sam2_from_config(cfg: Sam2Config, video: bool = True) -> Sam2:
+def sam2_from_config(
+    cfg: Sam2Config,
+    video: bool = True,
+    *,
+    image_encoder: nn.Module | None = None,
+    cross_attention: Callable[..., RoPEAttention] = RoPEAttention,
+    classes: tuple[type[Sam2], type[Sam2Video]] = (Sam2, Sam2Video),
+) -> Sam2:
     """An (uninitialised-weights) model from a `Sam2Config`: `Sam2Video` (image path and the
-    memory modules, the full official layout) or, with `video=False`, the image-only `Sam2`."""
-    t, n = cfg.trunk, cfg.neck
-    trunk = Hiera(
-        embed_dim=t.embed_dim,
-        num_heads=t.num_heads,
-        q_pool=t.q_pool,
-        q_stride=t.q_stride,
-        stages=t.stages,
-        dim_mul=t.dim_mul,
-        head_mul=t.head_mul,
-        window_pos_embed_bkg_spatial_size=t.window_pos_embed_bkg_spatial_size,
-        window_spec=t.window_spec,
-        global_att_blocks=t.global_att_blocks,
-        mlp_ratio=t.mlp_ratio,
-    )
-    neck = FpnNeck(
-        PositionEmbeddingSine(n.pos_num_feats, n.pos_temperature, n.pos_normalize, n.pos_scale),
-        d_model=n.d_model,
-        backbone_channel_list=n.backbone_channel_list,
-        kernel_size=n.kernel_size,
-        stride=n.stride,
-        padding=n.padding,
-        fpn_interp_model=n.fpn_interp_model,
-        fuse_type=n.fuse_type,
-        fpn_top_down_levels=n.fpn_top_down_levels,
-    )
+    memory modules, the full official layout) or, with `video=False`, the image-only `Sam2`.
+
+    SAM 2 derivatives reuse it: `image_encoder` replaces the Hiera + FPN encoder of `cfg.trunk` /
+    `cfg.neck` (then only `cfg.neck.d_model` is read), `cross_attention` builds the memory
+    cross-attention (`RoPEAttention` arguments) and `classes` are the (image, video) model classes.
+    """
+    n = cfg.neck
     parts = (
-        ImageEncoder(trunk, neck, scalp=cfg.scalp),
+        image_encoder if image_encoder is not None else _hiera_encoder(cfg),
         build_prompt_encoder(cfg.prompt_encoder),
         build_mask_decoder(cfg.mask_decoder, sam2_outputs=True),
     )
@@ -79,11 +67,11 @@ def sam2_from_config(cfg: Sam2Config, video: bool = True) -> Sam2:
         pixel_std=cfg.pixel_std,
     )
     if not video:
-        return Sam2(*parts, **common)
+        return classes[0](*parts, **common)
     m, d = cfg.memory, n.d_model
 
-    def rope_attention(kv_in_dim: int | None, k_repeat: bool) -> RoPEAttention:
-        return RoPEAttention(
+    def rope_attention(kv_in_dim: int | None, k_repeat: bool, cls: Callable[..., RoPEAttention]):
+        return cls(
             d,
             m.attn_num_heads,
             downsample_rate=m.attn_downsample_rate,
@@ -95,8 +83,8 @@ def sam2_from_config(cfg: Sam2Config, video: bool = True) -> Sam2:
 
     layers = [
         MemoryAttentionLayer(
-            rope_attention(None, False),
-            rope_attention(m.mem_dim, True),
+            rope_attention(None, False, RoPEAttention),
+            rope_attention(m.mem_dim, True, cross_attention),
             d_model=d,
             dim_feedforward=m.attn_dim_feedforward,
             pos_enc_at_attn=m.attn_pos_enc_at_attn,
@@ -129,7 +117,7 @@ def sam2_from_config(cfg: Sam2Config, video: bool = True) -> Sam2:
         in_dim=d,
         out_dim=m.mem_dim,
     )
-    return Sam2Video(
+    return classes[1](
         *parts,
         MemoryAttention(layers, d, m.attn_pos_enc_at_input),
         memory_encoder,
@@ -157,6 +145,35 @@ def sam2_from_config(cfg: Sam2Config, video: bool = True) -> Sam2:
         use_mlp_for_obj_ptr_proj=m.use_mlp_for_obj_ptr_proj,
         no_obj_embed_spatial=cfg.no_obj_embed_spatial,
     )
+
+
+def _hiera_encoder(cfg: Sam2Config) -> ImageEncoder:
+    t, n = cfg.trunk, cfg.neck
+    trunk = Hiera(
+        embed_dim=t.embed_dim,
+        num_heads=t.num_heads,
+        q_pool=t.q_pool,
+        q_stride=t.q_stride,
+        stages=t.stages,
+        dim_mul=t.dim_mul,
+        head_mul=t.head_mul,
+        window_pos_embed_bkg_spatial_size=t.window_pos_embed_bkg_spatial_size,
+        window_spec=t.window_spec,
+        global_att_blocks=t.global_att_blocks,
+        mlp_ratio=t.mlp_ratio,
+    )
+    neck = FpnNeck(
+        PositionEmbeddingSine(n.pos_num_feats, n.pos_temperature, n.pos_normalize, n.pos_scale),
+        d_model=n.d_model,
+        backbone_channel_list=n.backbone_channel_list,
+        kernel_size=n.kernel_size,
+        stride=n.stride,
+        padding=n.padding,
+        fpn_interp_model=n.fpn_interp_model,
+        fuse_type=n.fuse_type,
+        fpn_top_down_levels=n.fpn_top_down_levels,
+    )
+    return ImageEncoder(trunk, neck, scalp=cfg.scalp)
 
 
 def resolve_sam2_config(variant_or_config: Sam2ConfigLike) -> tuple[Sam2Config, str | None]:

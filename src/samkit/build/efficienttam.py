@@ -1,0 +1,281 @@
+"""Build EfficientTAM models from a variant name, an `EfficientTamConfig`, an official
+config.json, or a checkpoint alone (its architecture inferred from the tensor shapes).
+
+The model is the shared SAM 2 one (`samkit.build.sam2.sam2_from_config`) with the ViT image
+encoder and, for the `*_1` / `*_2` variants, the pooled memory cross-attention; official
+checkpoints load unchanged (same state-dict keys as `efficienttam_{ti,s}*.pt`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from samkit.configs.efficienttam import (
+    EfficientTamConfig,
+    efficienttam_config_from_official,
+)
+from samkit.configs.sam import get_variant, load_config_json
+from samkit.configs.sam2 import FpnNeckConfig, Sam2Config
+from samkit.layers import LayerNorm2d
+from samkit.layers.rope import RoPEAttention
+from samkit.layers.sine_position import PositionEmbeddingSine
+from samkit.modeling.efficienttam import EfficientTam, EfficientTamImage
+from samkit.modeling.efficienttam_attention import EfficientRoPEAttention
+from samkit.modeling.neck import ImageEncoder
+from samkit.modeling.sam2 import Sam2
+from samkit.modeling.sam2_video import Sam2Video
+from samkit.modeling.vitdet import ViTDet, ViTDetNeck
+
+EfficientTamConfigLike = str | os.PathLike | EfficientTamConfig | None
+
+# checkpoint tensors of the video memory modules (as for SAM 2)
+_VIDEO_PREFIXES = (
+    "memory_attention.",
+    "memory_encoder.",
+    "maskmem_tpos_enc",
+    "no_mem_pos_enc",
+    "no_obj_ptr",
+    "obj_ptr_proj.",
+    "mask_downsample.",
+)
+# variants whose image path differs (the cross-attention and 512 px variants share these)
+_BASE_VARIANTS = ("efficienttam_ti", "efficienttam_s")
+
+
+def efficienttam_from_config(cfg: EfficientTamConfig, video: bool = True) -> Sam2:
+    """An (uninitialised-weights) `EfficientTam` (image path + memory modules) or, with
+    `video=False`, the image-only `EfficientTamImage`."""
+    t = cfg.trunk
+    trunk = ViTDet(
+        embed_dim=t.embed_dim,
+        depth=t.depth,
+        num_heads=t.num_heads,
+        window_block_indexes=t.window_block_indexes,
+        patch_size=t.patch_size,
+        window_size=t.window_size,
+        mlp_ratio=t.mlp_ratio,
+        pretrain_img_size=t.pretrain_img_size,
+    )
+    neck = ViTDetNeck(
+        PositionEmbeddingSine(cfg.d_model, 10000.0, True, None), cfg.d_model, t.embed_dim
+    )
+    cross: Any = RoPEAttention
+    if cfg.cross_attention != "rope":
+        cross = functools.partial(EfficientRoPEAttention, variant=int(cfg.cross_attention[-1]))
+    sam2_cfg = Sam2Config(
+        neck=FpnNeckConfig(d_model=cfg.d_model),
+        scalp=0,
+        image_size=cfg.image_size,
+        backbone_stride=cfg.backbone_stride,
+        prompt_encoder=cfg.prompt_encoder,
+        mask_decoder=cfg.mask_decoder,
+        directly_add_no_mem_embed=cfg.directly_add_no_mem_embed,
+        pixel_mean=cfg.pixel_mean,
+        pixel_std=cfg.pixel_std,
+        version="sam2",
+        no_obj_embed_spatial=cfg.no_obj_embed_spatial,
+        proj_tpos_enc_in_obj_ptrs=cfg.proj_tpos_enc_in_obj_ptrs,
+        use_signed_tpos_enc_to_obj_ptrs=cfg.use_signed_tpos_enc_to_obj_ptrs,
+        add_tpos_enc_to_obj_ptrs=cfg.add_tpos_enc_to_obj_ptrs,
+        memory=cfg.memory,
+    )
+    from samkit.build.sam2 import sam2_from_config
+
+    return sam2_from_config(
+        sam2_cfg,
+        video=video,
+        image_encoder=ImageEncoder(trunk, neck, scalp=0),
+        cross_attention=cross,
+        classes=(EfficientTamImage, EfficientTam),
+    )
+
+
+def resolve_efficienttam_config(
+    spec: EfficientTamConfigLike,
+) -> tuple[EfficientTamConfig, str | None]:
+    """(config, variant name or None) from a variant name, a config or a config.json path.
+
+    Raises:
+        ValueError: an unknown name, a variant of another family, or an unreadable config.
+    """
+    if isinstance(spec, EfficientTamConfig):
+        return spec, None
+    if isinstance(spec, os.PathLike) or (
+        isinstance(spec, str) and (spec.endswith(".json") or os.sep in spec)
+    ):
+        raw = load_config_json(spec)
+        if not isinstance(raw, dict):
+            raise ValueError(f"{spec}: expected a JSON object")
+        if raw.get("family", "efficienttam") != "efficienttam":
+            raise ValueError(f"{spec}: a {raw['family']} config, not an EfficientTAM one")
+        return efficienttam_config_from_official(raw), None
+    if isinstance(spec, str):
+        variant = get_variant(spec)
+        if variant.family != "efficienttam":
+            raise ValueError(
+                f"{spec!r} is a {variant.family} variant; EfficientTAM variants are "
+                f"{', '.join(efficienttam_variant_names())}"
+            )
+        return variant.config, variant.name
+    raise ValueError(
+        "expected an EfficientTAM variant name (e.g. 'efficienttam_s'), an EfficientTamConfig "
+        f"or a config.json path; got {type(spec).__name__}"
+    )
+
+
+def efficienttam_variant_names() -> list[str]:
+    """The registered EfficientTAM variant names."""
+    from samkit.configs.common import VARIANTS
+
+    get_variant(_BASE_VARIANTS[0])  # registers the variants
+    return sorted({v.name for v in VARIANTS.values() if v.family == "efficienttam"})
+
+
+def infer_efficienttam_variant(state_dict: dict[str, torch.Tensor]) -> str:
+    """The official variant whose image-path tensor shapes match a checkpoint: `efficienttam_ti`
+    or `efficienttam_s`.
+
+    The checkpoint cannot tell the cross-attention (`_1` / `_2` pool the memory, the plain models
+    do not; all three have the same tensors) nor the 512 px models apart: name those variants.
+
+    Raises:
+        ValueError: no official EfficientTAM image path has these shapes (a custom size needs its
+            config: head counts and windowed blocks are not in the tensors).
+    """
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items() if not k.startswith(_VIDEO_PREFIXES)}
+    for name in _BASE_VARIANTS:
+        cfg, _ = resolve_efficienttam_config(name)
+        with torch.device("meta"):
+            model = efficienttam_from_config(cfg, video=False)
+        if {k: tuple(v.shape) for k, v in model.state_dict().items()} == shapes:
+            return name
+    width = state_dict.get("image_encoder.trunk.patch_embed.proj.weight")
+    raise ValueError(
+        "the EfficientTAM checkpoint matches no official EfficientTAM image model (ViT width "
+        f"{None if width is None else int(width.shape[0])}; compared {len(shapes)} tensors). A "
+        "custom size needs its config (variant name, EfficientTamConfig or official config.json): "
+        "head counts and windowed blocks cannot be read from tensor shapes"
+    )
+
+
+def build_efficienttam(
+    variant_or_config: EfficientTamConfigLike = None,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    apply_postprocessing: bool | None = None,
+) -> Sam2:
+    """Build an EfficientTAM model, optionally loading an official checkpoint.
+
+    Args:
+        variant_or_config: `efficienttam_ti` / `_s`, with `_1` / `_2` (pooled memory
+            cross-attention) or `_512x512`; an `EfficientTamConfig`; or an official
+            hydra-resolved config.json. With only `checkpoint`, `efficienttam_ti` or `_s` by
+            the tensor shapes (see `infer_efficienttam_variant`).
+        checkpoint: official `{"model": state_dict}` `.pt` (or a flat state dict / safetensors);
+            every tensor must load (a missing, unexpected or misshaped one raises ValueError).
+            A checkpoint without memory tensors builds the image-only `EfficientTamImage`.
+        device: where to put the model (default CPU).
+        dtype: None / float32, or a low precision as for `samkit.build_sam2`.
+        apply_postprocessing: True / False forces the decoder's dynamic multimask selection on
+            / off (the official `apply_postprocessing`); None keeps the config's setting.
+
+    Returns:
+        The model in eval mode (`EfficientTam`, or `EfficientTamImage`).
+
+    Raises:
+        ValueError: no variant and no checkpoint, an unknown variant, or a checkpoint of another
+            family / size.
+    """
+    from samkit.build.family import check_family
+    from samkit.checkpoint import load_state_dict_into, read_state_dict
+
+    if variant_or_config is None and checkpoint is None:
+        raise ValueError("build_efficienttam needs a variant name, a config, or checkpoint=")
+    state_dict = read_state_dict(checkpoint) if checkpoint is not None else None
+    if state_dict is not None:
+        check_family(state_dict, "efficienttam", str(checkpoint))
+    if variant_or_config is None:
+        variant_or_config = infer_efficienttam_variant(state_dict)
+    cfg, _ = resolve_efficienttam_config(variant_or_config)
+    if apply_postprocessing is not None:
+        dec = dataclasses.replace(
+            cfg.mask_decoder, dynamic_multimask_via_stability=bool(apply_postprocessing)
+        )
+        cfg = dataclasses.replace(cfg, mask_decoder=dec)
+    video = state_dict is None or any(k.startswith(_VIDEO_PREFIXES) for k in state_dict)
+    with torch.device("meta"):
+        model = efficienttam_from_config(cfg, video=video)
+    model = model.to_empty(device=device or "cpu")
+    with torch.no_grad():
+        model.pixel_mean.copy_(torch.tensor(cfg.pixel_mean).view(-1, 1, 1))
+        model.pixel_std.copy_(torch.tensor(cfg.pixel_std).view(-1, 1, 1))
+        if state_dict is not None:
+            load_state_dict_into(model, state_dict, source=str(checkpoint))
+        else:
+            _init_weights(model, cfg)
+    if dtype is not None:
+        from samkit.runtime.accel import low_precision
+
+        low_precision(model, dtype)
+    return model.eval()
+
+
+def load_efficienttam(
+    spec: EfficientTamConfigLike,
+    checkpoint: str | os.PathLike | None = None,
+    random_weights: bool = False,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> Sam2:
+    """The EfficientTAM loader of `samkit.build.registry`: `build_efficienttam`, with a variant's
+    official checkpoint fetched into the cache when no checkpoint is given (and weights are wanted)."""
+    from samkit.build.loaded import official_checkpoint
+
+    name = spec if isinstance(spec, str) else None
+    checkpoint = official_checkpoint(name, checkpoint, random_weights)
+    return build_efficienttam(spec, checkpoint=checkpoint, device=device, dtype=dtype)
+
+
+def is_efficienttam_config_file(raw: Any) -> bool:
+    """Registry `config_match`: an official EfficientTAM config (ViTDetNeck) or `"family"`."""
+    from samkit.configs.efficienttam import is_efficienttam_config
+
+    return is_efficienttam_config(raw)
+
+
+def _init_weights(model: Sam2, cfg: EfficientTamConfig) -> None:
+    """Random initialisation for a model built without a checkpoint (meta-built modules are empty)."""
+    for m in model.modules():
+        if isinstance(m, LayerNorm2d):
+            m.weight.fill_(1.0)
+            m.bias.zero_()
+        elif hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    nn.init.trunc_normal_(model.image_encoder.trunk.pos_embed, std=0.02)
+    nn.init.trunc_normal_(model.no_mem_embed, std=0.02)
+    if isinstance(model, Sam2Video):
+        for p in (model.maskmem_tpos_enc, model.no_mem_pos_enc):
+            nn.init.trunc_normal_(p, std=0.02)
+        if hasattr(model, "no_obj_ptr"):
+            nn.init.trunc_normal_(model.no_obj_ptr, std=0.02)
+        for m in model.memory_encoder.fuser.layers:
+            if m.gamma is not None:
+                m.gamma.fill_(cfg.memory.fuser_layer_scale_init_value)
+    model.sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.normal_()
+
+
+__all__ = [
+    "ViTDet",
+    "build_efficienttam",
+    "efficienttam_from_config",
+    "infer_efficienttam_variant",
+    "load_efficienttam",
+    "resolve_efficienttam_config",
+]
