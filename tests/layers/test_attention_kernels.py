@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import samkit.layers.attention_kernels as ak
 from samkit.layers.attention import reference_attention
 from samkit.layers.attention_kernels import attention, blocked_attention, use_blocked
+from samkit.layers.rope import RoPEAttention
 
 # bf16 tolerance (README "Backends agree" bf16 rows rest on it): the norm of the error relative
 # to the norm of the float64 result. bf16 inputs give about 2e-3 through SDPA and 5e-3 here
@@ -152,3 +153,22 @@ def test_bad_shapes_raise_value_error():
         attention(q, k[..., :8], v)
     with pytest.raises(ValueError, match="attention needs q"):
         attention(q, k, v[:, :, :100])
+
+
+@pytest.mark.parametrize(("dim", "heads", "kv_dim"), [(256, 1, 64), (64, 2, 16)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_rope_attention_projects_narrow_values_after_weighing(dim, heads, kv_dim, dtype):
+    """SAM 2's memory cross-attention: P (V W^T + b) = (P V) W^T + b, with pointer tokens."""
+    torch.manual_seed(0)
+    attn = RoPEAttention(dim, heads, kv_in_dim=kv_dim, rope_k_repeat=True, feat_sizes=(4, 4))
+    attn = attn.to(dtype)
+    q = torch.randn(2, 16, dim, dtype=dtype)
+    k, v = torch.randn(2, 2 * 16 + 4, kv_dim, dtype=dtype), torch.randn(2, 36, kv_dim, dtype=dtype)
+    with torch.no_grad():
+        out = attn(q, k, v, num_k_exclude_rope=4)
+        with blocked_attention(False):
+            ref = attn(q, k, v, num_k_exclude_rope=4)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(out, ref, rtol=tol, atol=tol)
+    out.sum()  # gradients: the projection runs first, as before
+    assert attn(q, k, v, num_k_exclude_rope=4).requires_grad

@@ -73,9 +73,16 @@ def _needs_plain_op(*tensors: Tensor | None) -> bool:
     )
 
 
+def fast_path_allowed(*tensors: Tensor | None) -> bool:
+    """Whether CPU-only rewrites may run on these tensors: enabled (`blocked_attention`), on the
+    CPU, and no gradient, autocast, tracing, export or compilation in play."""
+    first = next(t for t in tensors if t is not None)
+    return _state["blocked"] and first.device.type == "cpu" and not _needs_plain_op(*tensors)
+
+
 def use_blocked(q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor | None = None) -> bool:
     """Whether `attention(q, k, v, attn_bias)` takes the blocked path (rules: module docstring)."""
-    if not _state["blocked"] or q.device.type != "cpu" or _needs_plain_op(q, k, v, attn_bias):
+    if not fast_path_allowed(q, k, v, attn_bias):
         return False
     if not (q.dtype == k.dtype == v.dtype) or q.dim() != 4:
         return False

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from samkit.layers.attention import Attention, sdpa
+from samkit.layers.attention_kernels import fast_path_allowed
 
 
 def axial_rope_tables(
@@ -127,7 +128,15 @@ class RoPEAttention(Attention):
         """
         q = self._separate_heads(self.q_proj(q))  # (B, nh, Nq, hs)
         k = self._separate_heads(self.k_proj(k))  # (B, nh, Nk, hs)
-        v = self._separate_heads(self.v_proj(v))
+        nh, hs = self.num_heads, self.internal_dim // self.num_heads
+        # Narrow values (SAM 2's 64-wide memory, 256-wide heads): weigh them first and project
+        # after, P (V W^T + b) = (P V) W^T + b as each row of P sums to 1; the probabilities
+        # then multiply 64 channels instead of 256 (exact math, float rounding only).
+        late_v = self.kv_in_dim < hs and fast_path_allowed(q, k, v, self.v_proj.weight)
+        if late_v:
+            v = v.unsqueeze(1).expand(-1, nh, -1, -1)  # (B, nh, Nk, C_kv)
+        else:
+            v = self._separate_heads(self.v_proj(v))
         nq = q.shape[-2]
         n_rope = k.shape[-2] - num_k_exclude_rope
         if n_rope % nq != 0 or (n_rope != nq and not self.rope_k_repeat):
@@ -144,6 +153,9 @@ class RoPEAttention(Attention):
             k = k_all
         elif n_rope:
             k = rotate(k, cos2, sin2)
-        out = sdpa(q, k, v)  # (B, nh, Nq, hs)
-        b, nh, n, hs = out.shape
+        out = sdpa(q, k, v)  # (B, nh, Nq, hs), or (B, nh, Nq, C_kv) with late_v
+        if late_v:
+            w = self.v_proj.weight.view(nh, hs, self.kv_in_dim)
+            out = torch.einsum("bhnc,hdc->bhnd", out, w) + self.v_proj.bias.view(nh, 1, hs)
+        b, _, n, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, nh * hs))
