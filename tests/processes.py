@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -43,3 +44,10 @@ def kill_at_first_output(
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed again): connections are refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
