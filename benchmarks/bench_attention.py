@@ -1,0 +1,232 @@
+"""Attention kernels against the matmul roofline, and SAM 2 video per frame, before / after (#21).
+
+Prints the CPU model and ISA (AMX or not, AVX-512 BF16), `torch.mm` GFLOP/s in float32 and
+bfloat16, then for each attention shape samkit runs the GFLOP/s of `F.scaled_dot_product_attention`
+("sdpa", what samkit called before) and of `samkit.layers.attention_kernels.attention` ("ours"),
+each as a share of the same dtype's matmul rate, timed alternately (A B A B) in this process.
+FLOPs are 2 * Tq * Tk * (hs + hv) per head, the bias ignored. The memory cross-attention row
+"late values" runs ours on the 64-wide memory (`RoPEAttention` weighs the values before
+projecting them) and sdpa on the projected 256-wide values: its GFLOP/s are "equivalent"
+(the sdpa problem's FLOPs over our time).
+
+With `--video`, sam2.1_hiera_t video (random weights, synthetic 960x540 frames) is tracked with
+1 and 3 objects; after the memory bank is full (frame > num_maskmem) the frames alternate
+between the blocked path and the reference path (`blocked_attention(False)`: SDPA everywhere and
+the value projection first), so both are timed on the same state in the same process.
+
+    python benchmarks/bench_attention.py                      # kernels, 2 threads
+    python benchmarks/bench_attention.py --video --frames 4   # + video, 4 timed frames per path
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import write_json
+from benchmarks.sam3_pipeline import machine
+from samkit.layers.attention_kernels import attention, blocked_attention
+from samkit.layers.rel_pos import rel_pos_attention
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+# name: (B, nh, Tq, Tk, hs, hv); "relpos" rows run rel_pos_attention on a (H, W) grid instead.
+SHAPES: dict[str, tuple[int, ...]] = {
+    "sam2 memory self-attn (1 head of 256)": (1, 1, 4096, 4096, 256, 256),
+    "sam2 memory cross-attn, 4 memories + 16 pointers": (1, 1, 4096, 4 * 4096 + 64, 256, 256),
+    "sam2 memory cross-attn, full bank (7 + 16 pointers)": (1, 1, 4096, 7 * 4096 + 64, 256, 256),
+    "hiera_t global (4 heads of 96)": (1, 4, 4096, 4096, 96, 96),
+    "hiera_t window 14x14 (25 windows, 4 heads)": (25, 4, 196, 196, 96, 96),
+    "hiera_t window 8x8 (1024 windows, 1 head)": (1024, 1, 64, 64, 96, 96),
+    "sam3 global 72x72 (16 heads of 64)": (1, 16, 5184, 5184, 64, 64),
+    "sam3 window 24x24 (9 windows, 16 heads)": (9, 16, 576, 576, 64, 64),
+    "vit_b global 64x64 + rel-pos (relpos)": (1, 12, 64, 64, 64),
+    "vit_b window 14x14 + rel-pos (relpos)": (25, 12, 14, 14, 64),
+}
+
+
+def alternate(fns: list[Callable[[], Any]], rounds: int) -> list[float]:
+    """Best wall time of each fn, timed in turn (A B A B ...) after one warm-up call each."""
+    for fn in fns:
+        fn()
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
+
+
+def mm_gflops(dtype: torch.dtype, rounds: int) -> float:
+    a, b = torch.randn(2048, 2048).to(dtype), torch.randn(2048, 2048).to(dtype)
+    return 2 * 2048**3 / alternate([lambda: torch.mm(a, b)], rounds)[0] / 1e9
+
+
+def _reference(fn: Callable[[], Any]) -> Callable[[], Any]:
+    def run() -> Any:
+        with blocked_attention(False):
+            return fn()
+
+    return run
+
+
+def kernel_row(name: str, shape: tuple[int, ...], dtype: torch.dtype, rounds: int) -> dict:
+    g = torch.Generator().manual_seed(0)
+    if "(relpos)" in name:
+        b, nh, h, w, hs = shape
+        t = h * w
+        q, k, v = (torch.randn(b, nh, t, hs, generator=g).to(dtype) for _ in range(3))
+        rph = torch.randn(2 * h - 1, hs, generator=g).to(dtype)
+        rpw = torch.randn(2 * w - 1, hs, generator=g).to(dtype)
+
+        def ours() -> Any:
+            return rel_pos_attention(q, k, v, rph, rpw, (h, w), (h, w))
+
+        ref, flops = _reference(ours), 4 * b * nh * t * t * hs
+        late = None
+    else:
+        b, nh, tq, tk, hs, hv = shape
+        q = torch.randn(b, nh, tq, hs, generator=g).to(dtype)
+        k = (torch.randn(b, nh, tk, hs, generator=g) + 0.3).to(dtype)
+        v = torch.randn(b, nh, tk, hv, generator=g).to(dtype)
+        flops = 2 * b * nh * tq * tk * (hs + hv)
+
+        def ours() -> Any:
+            return attention(q, k, v)
+
+        def ref() -> Any:
+            return F.scaled_dot_product_attention(q, k, v)
+
+        late = None
+        if "cross-attn" in name:  # ours on the 64-wide memory, value projection after
+            v64 = torch.randn(b, nh, tk, 64, generator=g).to(dtype)
+            w = torch.randn(hv, 64, generator=g).to(dtype) / 8
+
+            def late() -> Any:
+                return attention(q, k, v64) @ w.T
+
+    fns = [ref, ours] + ([late] if late else [])
+    times = alternate(fns, rounds)
+    row = {
+        "shape": name,
+        "dtype": str(dtype).removeprefix("torch."),
+        "gflop": flops / 1e9,
+        "sdpa_gflops": flops / times[0] / 1e9,
+        "ours_gflops": flops / times[1] / 1e9,
+        "speedup": times[0] / times[1],
+    }
+    if late:
+        row["late_values_equiv_gflops"] = flops / times[2] / 1e9
+        row["late_values_speedup"] = times[0] / times[2]
+    return row
+
+
+def synthetic_frames(n: int, h: int = 540, w: int = 960) -> list[np.ndarray]:
+    """Moving red box on a gradient with noise (as bench_video's frames)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    out = []
+    for t in range(n):
+        img = np.stack([(xx + 5 * t) % 256, yy % 256, (xx + yy) % 256], -1).astype(np.float32)
+        img[200:340, 300 + 4 * t : 460 + 4 * t] = (220, 40, 40)
+        out.append(np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8))
+    return out
+
+
+def video_row(dtype: str, n_obj: int, timed: int) -> dict:
+    """Seconds per tracked frame, blocked vs reference path alternating on one state."""
+    from samkit import build_sam2_video_predictor
+
+    torch.manual_seed(0)
+    pred = build_sam2_video_predictor("sam2.1_hiera_t", dtype=DTYPES[dtype], fill_hole_area=0)
+    warm = pred.model.num_maskmem
+    state = pred.init_state(synthetic_frames(warm + 1 + 2 * timed))
+    for k in range(n_obj):
+        pred.add_new_points_or_box(state, 0, k + 1, points=[[380 + 150 * k, 270]], labels=[1])
+    frames = pred.propagate_in_video(state)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(warm + 1 + 2 * timed):
+        fast = i % 2 == 0
+        t0 = time.perf_counter()
+        with blocked_attention(fast):
+            next(frames)
+        if i > warm:
+            times[fast].append(time.perf_counter() - t0)
+    after, before = float(np.median(times[True])), float(np.median(times[False]))
+    row = {"dtype": dtype, "objects": n_obj, "before_s": before, "after_s": after}
+    row["after_over_before"] = after / before
+    print(row, flush=True)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3, help="A B rounds per kernel (best of)")
+    ap.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
+    ap.add_argument("--only", nargs="*", default=None, help="substrings of shape names to run")
+    ap.add_argument("--video", action="store_true", help="also time hiera_t video per frame")
+    ap.add_argument("--frames", type=int, default=3, help="timed frames per path (video)")
+    ap.add_argument("--objects", type=int, nargs="+", default=[1, 3])
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    info = machine()
+    print(f"CPU {info['cpu']}, ISA {info['isa']}, AMX {'amx_bf16' in info['isa']}", flush=True)
+    rows, mm = [], {}
+    with torch.inference_mode():
+        for dname in args.dtypes:
+            dtype = DTYPES[dname]
+            before = mm_gflops(dtype, args.rounds)
+            for name, shape in SHAPES.items():
+                if args.only and not any(s in name for s in args.only):
+                    continue
+                row = kernel_row(name, shape, dtype, args.rounds)
+                rows.append(row)
+            mm[dname] = (before + mm_gflops(dtype, args.rounds)) / 2
+            for row in rows:
+                if row["dtype"] == dname:
+                    row["sdpa_share"] = row["sdpa_gflops"] / mm[dname]
+                    row["ours_share"] = row["ours_gflops"] / mm[dname]
+                    if "late_values_equiv_gflops" in row:
+                        row["late_values_share"] = row["late_values_equiv_gflops"] / mm[dname]
+            print(f"torch.mm 2048^3 {dname}: {mm[dname]:.0f} GFLOP/s", flush=True)
+            for row in rows:
+                if row["dtype"] == dname:
+                    extra = ""
+                    if "late_values_share" in row:
+                        extra = (
+                            f" | late values {row['late_values_equiv_gflops']:.0f} "
+                            f"({row['late_values_share']:.0%}) {row['late_values_speedup']:.2f}x"
+                        )
+                    print(
+                        f"  {row['shape']:52s} sdpa {row['sdpa_gflops']:5.0f} "
+                        f"({row['sdpa_share']:4.0%})  ours {row['ours_gflops']:5.0f} "
+                        f"({row['ours_share']:4.0%})  {row['speedup']:.2f}x{extra}",
+                        flush=True,
+                    )
+    video = []
+    if args.video:
+        for dname in args.dtypes:
+            for n_obj in args.objects:
+                video.append(video_row(dname, n_obj, args.frames))
+    info["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    write_json(
+        "bench_attention",
+        {"machine": info, "matmul_gflops": mm, "kernels": rows, "video": video},
+        args.out,
+    )
+
+
+if __name__ == "__main__":
+    main()
