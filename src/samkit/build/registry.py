@@ -105,6 +105,9 @@ class Family:
             given ("" when there is none to infer).
         names: model names that are this family itself (`--model sam3`), lowercase; variant
             names registered in `samkit.configs` map to their family there.
+        checkpoint_markers: key prefixes a checkpoint must have for this family to be a
+            candidate at all (MobileSAM: a TinyViT encoder; HQ-SAM: the HQ token), for families
+            whose other keys are another family's (SAM 1's).
     """
 
     name: str
@@ -122,6 +125,7 @@ class Family:
     video_predictor: str | None = None
     names: tuple[str, ...] = ()
     default_model: str = ""
+    checkpoint_markers: tuple[str, ...] = ()
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def has(self, slot: str) -> bool:
@@ -232,6 +236,32 @@ _BUILTIN = (
         amg_generator="samkit.amg.sam2:Sam2AutomaticMaskGenerator",
         video_predictor="samkit.video.efficienttam:build_efficienttam_video_predictor",
         default_model="efficienttam_ti",
+    ),
+    # SAM 1's keys plus a marker: a file with the marker counts all its keys here (more than
+    # SAM 1's prefixes); HQ-SAM first, so an HQ file with a TinyViT encoder ties and goes to it
+    Family(
+        name="sam_hq",
+        display="HQ-SAM",
+        checkpoint_prefixes=("image_encoder.", "mask_decoder.", "prompt_encoder."),
+        checkpoint_markers=("mask_decoder.hf_token.",),
+        builder_hint="build_sam_hq (CLI: --model sam_hq_vit_b / _l / _h / sam_hq_vit_tiny)",
+        model="samkit.modeling.sam_hq:SamHQ",
+        loader="samkit.build.light:load_sam_hq",
+        predictor="samkit.predict.sam_hq:SamHQPredictor",
+        amg_generator="samkit.amg.sam:SamAutomaticMaskGenerator",
+        default_model="sam_hq_vit_b",
+    ),
+    Family(
+        name="mobile_sam",
+        display="MobileSAM",
+        checkpoint_prefixes=("image_encoder.", "mask_decoder.", "prompt_encoder."),
+        checkpoint_markers=("image_encoder.layers.",),
+        builder_hint="build_mobile_sam (CLI: --model mobile_sam)",
+        model="samkit.modeling.mobile_sam:MobileSam",
+        loader="samkit.build.light:load_mobile_sam",
+        predictor="samkit.predict.sam:SamPredictor",
+        amg_generator="samkit.amg.sam:SamAutomaticMaskGenerator",
+        default_model="mobile_sam",
     ),
 )
 DEFAULT_FAMILY = "sam1"  # no --model and no checkpoint; a config.json no family claims
@@ -347,11 +377,15 @@ def family_of(obj: Any) -> Family:
 
 def state_dict_family(keys: Iterable[str]) -> str | None:
     """The family whose checkpoint key prefixes most keys have; None when no key has any."""
+    keys = list(keys)
     count = dict.fromkeys(_REGISTRY, 0)
     for k in keys:
         for f in families():
             if k.startswith(f.checkpoint_prefixes):
                 count[f.name] += 1
+    for f in families():
+        if f.checkpoint_markers and not any(k.startswith(f.checkpoint_markers) for k in keys):
+            count[f.name] = 0
     best = max(count, key=lambda n: count[n], default=None)
     return best if best is not None and count[best] else None
 
