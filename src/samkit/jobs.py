@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from samkit.build.registry import get_family
 from samkit.io.atomic import remove_stale_temporaries
 from samkit.io.limits import DEFAULT_MAX_PIXELS
 
@@ -54,28 +55,40 @@ def decode(
         raise
 
 
+def make_predictor(model: Any, family: str) -> Any:
+    """A fresh image predictor of the family's registry entry for `model` (`SamPredictor`,
+    `Sam2ImagePredictor`, SAM 3: `samkit.amg.sam3.Sam3ClickPredictor`, ...): what `samkit
+    segment` clicks with and `samkit embed` encodes with.
+
+    Raises:
+        ValueError: an unknown family, or one without an image predictor.
+    """
+    return get_family(family).load("predictor")(model)
+
+
 def make_generator(model: Any, family: str, amg_kwargs: dict[str, Any]) -> Any:
-    """The automatic mask generator `samkit auto` runs (COCO RLE output):
-    `SamAutomaticMaskGenerator` or `Sam2AutomaticMaskGenerator` by the model's family; a setting
-    left at None takes that generator's default. A SAM 3 model (family "sam3") labels concepts
-    instead: `samkit.amg.sam3.Sam3ConceptGenerator(model, text_prompts=...,
-    confidence_threshold=...)`, its only two settings.
+    """The automatic mask generator `samkit auto` runs (COCO RLE output): the family's registry
+    `amg_generator` (`SamAutomaticMaskGenerator`, `Sam2AutomaticMaskGenerator`); a setting left
+    at None takes that generator's default. A family with text concepts (SAM 3) labels concepts
+    instead: its `concepts` generator (`samkit.amg.sam3.Sam3ConceptGenerator(model,
+    text_prompts=..., confidence_threshold=...)`, its only two settings).
 
     Raises:
         ValueError: an invalid setting, a SAM 2-only setting (use_m2m) for a SAM 1 model, text
             prompts for a SAM 1 / 2 model, or a SAM 3 model without them.
     """
-    if family == "sam3" or "text_prompts" in amg_kwargs:
-        from samkit.amg.sam3 import CONCEPT_OPTIONS, Sam3ConceptGenerator
+    fam = get_family(family)
+    if fam.has("concepts") or "text_prompts" in amg_kwargs:
+        from samkit.amg.sam3 import CONCEPT_OPTIONS
 
-        if family != "sam3":
+        if not fam.has("concepts"):
             raise ValueError("text prompts need a SAM 3 model (--model sam3)")
         if "text_prompts" not in amg_kwargs or set(amg_kwargs) - set(CONCEPT_OPTIONS):
             raise ValueError(
-                f"a SAM 3 model labels concepts: its settings are {', '.join(CONCEPT_OPTIONS)} "
-                f"(text_prompts required), got {sorted(amg_kwargs)}"
+                f"a {fam.display} model labels concepts: its settings are "
+                f"{', '.join(CONCEPT_OPTIONS)} (text_prompts required), got {sorted(amg_kwargs)}"
             )
-        return Sam3ConceptGenerator(model, **amg_kwargs)
+        return fam.load("concepts")(model, **amg_kwargs)
     from samkit.amg.select import mask_generator_for
 
     return mask_generator_for(model, output_mode="coco_rle", **amg_kwargs)
@@ -268,7 +281,7 @@ class EmbedJob:
     Attributes:
         out: the output folder.
         variant: the model's name, recorded in the file; a file of another model is not complete.
-        family: "sam1" or "sam2".
+        family: the model's family (`samkit.build.registry`).
         img_size: the encoder's input side.
         stretch: the percentile stretch images are decoded with (None: the default rule).
         max_pixels: the largest image decoded (`samkit.io.images.decode_image`).

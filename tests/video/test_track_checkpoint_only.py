@@ -24,7 +24,7 @@ def folder(tmp_path_factory):
     [
         # reaches build_sam2's architecture inference, which asks a custom SAM 2 for its config
         (FIXTURES / "sam2_tiny" / "sam2_tiny.pt", r"custom SAM 2 architecture needs its config"),
-        (FIXTURES / "sam1_tiny" / "sam1_tiny.pth", r"not a SAM 2 / 2\.1 checkpoint"),
+        (FIXTURES / "sam1_tiny" / "sam1_tiny.pth", r"needs a SAM 2\b.* checkpoint .*not a SAM 1"),
         (None, r"track needs --model: .*\(or only --checkpoint"),
     ],
 )

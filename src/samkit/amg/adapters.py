@@ -3,7 +3,9 @@
 The generator pipeline (grid, crops, filters, NMS, RLE) is the same for SAM 1 and SAM 2; an
 adapter supplies what differs: encoding a crop, decoding a batch of single-point prompts to
 low-res logits and predicted IoUs, the threshold, and how low-res logits are upsampled to the
-crop's size.
+crop's size. Adapters drive an image predictor through its public surface only (`set_image`,
+`decode_low_res`; `samkit.build.registry`), so a family whose predictor has that surface can
+use an existing generator by naming it in its registry entry.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch import Tensor
 
 from samkit.amg.upsample import DirectUpsampler, MaskUpsampler
+from samkit.build.registry import family_names, family_of, get_family
 
 
 class Upsampler(Protocol):
@@ -49,30 +52,53 @@ class ModelAdapter(Protocol):
         """A callable hxw low-res logits -> HxW logits of the crop, exactly as the official code."""
 
 
+def adapter_predictor(model: Any, generator: str) -> Any:
+    """The image predictor an adapter drives: `model` itself when it is one, else its family's
+    predictor (`samkit.build.registry`) on the model.
+
+    Args:
+        model: a samkit model or image predictor.
+        generator: the class name of the generator asking (e.g. "SamAutomaticMaskGenerator").
+
+    Raises:
+        ValueError: `model` is no samkit model or predictor, or its family's generator is
+            another one (the message names it).
+    """
+    names = [
+        get_family(f).display
+        for f in family_names("amg_generator")
+        if _class_name(get_family(f).amg_generator) == generator
+    ]
+    takers = f"{names[0] if names else '?'} model" + (
+        f" (or {', '.join(names[1:])})" if names[1:] else ""
+    )
+    try:
+        family = family_of(model)
+    except ValueError:
+        raise ValueError(
+            f"{generator} takes a {takers} or its image predictor, got {type(model).__name__}"
+        ) from None
+    if _class_name(family.amg_generator) != generator:
+        hint = (
+            f"use samkit.{_class_name(family.amg_generator)}"
+            if family.amg_generator
+            else "it has no automatic mask generator"
+        )
+        raise ValueError(f"{generator} takes a {takers}; for a {family.display} model {hint}")
+    return model if hasattr(model, "set_image") else family.load("predictor")(model)
+
+
+def _class_name(ref: str | None) -> str:
+    return "" if ref is None else ref.rpartition(":")[2]
+
+
 class SamAdapter:
-    """SAM 1: `SamPredictor` features, 3 masks per point, two-step upsampling (pad then crop)."""
+    """SAM 1: the predictor's features and `decode_low_res`, 3 masks per point, two-step
+    upsampling (pad then crop). Also the adapter of any family whose registry entry names
+    `SamAutomaticMaskGenerator` (a predictor with SAM 1's surface and input frame)."""
 
     def __init__(self, model: Any) -> None:
-        from samkit.modeling.sam import Sam
-        from samkit.predict.sam import SamPredictor
-
-        if isinstance(model, SamPredictor):
-            self.predictor = model
-        elif isinstance(model, Sam):
-            self.predictor = SamPredictor(model)
-        else:
-            from samkit.modeling.sam2 import Sam2
-            from samkit.predict.sam2 import Sam2ImagePredictor
-
-            if isinstance(model, (Sam2, Sam2ImagePredictor)):
-                raise ValueError(
-                    "SamAutomaticMaskGenerator takes a SAM 1 model; for a SAM 2 / 2.1 model use "
-                    "samkit.Sam2AutomaticMaskGenerator (official SAM 2 defaults and semantics)"
-                )
-            raise ValueError(
-                f"model must be a SAM 1 model (samkit.build_sam) or a SamPredictor, got "
-                f"{type(model).__name__}"
-            )
+        self.predictor = adapter_predictor(model, "SamAutomaticMaskGenerator")
         self.mask_threshold = float(self.predictor.model.mask_threshold)
 
     @property
@@ -91,29 +117,15 @@ class SamAdapter:
     def decode(
         self, points: np.ndarray, im_size: tuple[int, int], shared: dict
     ) -> tuple[Tensor, Tensor]:
-        predictor = self.predictor
-        model = predictor.model
-        coords = predictor.transform.apply_coords(points, im_size)
-        in_points = torch.as_tensor(coords, device=predictor.device)
-        in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
-        sparse, dense = model.prompt_encoder(
-            points=(in_points[:, None, :], in_labels[:, None]), boxes=None, masks=None
-        )
         # `shared` is unused: the predictor keeps the decoder's image-side work itself.
-        out = predictor._prompt_decoder(
-            predictor.features,
-            predictor._get_dense_pe(),
-            sparse,
-            dense,
-            multimask_output=True,
-            no_mask_embed=model.prompt_encoder.no_mask_embed.weight,
-        )
-        return out[0].flatten(0, 1).float(), out[1].flatten(0, 1).float()
+        labels = np.ones((len(points), 1), dtype=np.int64)
+        low_res, iou = self.predictor.decode_low_res(points[:, None, :], labels)
+        return low_res.flatten(0, 1).float(), iou.flatten(0, 1).float()
 
     def upsampler(self, low_res_hw: tuple[int, int], crop_hw: tuple[int, int]) -> Upsampler:
         return MaskUpsampler(
             low_res_hw,
-            self.predictor.model.image_encoder.img_size,
+            self.predictor.model.image_size,
             tuple(self.predictor.input_size),
             crop_hw,
             self.device,
@@ -145,19 +157,7 @@ class Sam2Adapter:
         points_per_batch: int,
         min_mask_region_area: int,
     ) -> None:
-        from samkit.modeling.sam2 import Sam2
-        from samkit.predict.sam2 import Sam2ImagePredictor
-
-        if isinstance(model, Sam2ImagePredictor):
-            self.predictor = model
-        elif isinstance(model, Sam2):
-            self.predictor = Sam2ImagePredictor(model)
-        else:
-            raise ValueError(
-                f"Sam2AutomaticMaskGenerator takes a SAM 2 / 2.1 model (samkit.build_sam2) or a "
-                f"Sam2ImagePredictor, got {type(model).__name__}; for SAM 1 use "
-                "samkit.SamAutomaticMaskGenerator"
-            )
+        self.predictor = adapter_predictor(model, "Sam2AutomaticMaskGenerator")
         if min_mask_region_area > 0:
             from samkit.predict.postprocess import require_scipy
 
@@ -185,12 +185,8 @@ class Sam2Adapter:
     def _run(
         self, points: Tensor, im_size: tuple[int, int], mask_input: Tensor | None, multimask: bool
     ) -> tuple[Tensor, Tensor]:
-        p = self.predictor
-        coords = p._transform_coords(points, True, im_size)
-        labels = torch.ones(coords.shape[0], dtype=torch.int, device=coords.device)
-        return p._decode_low_res(
-            mask_input, coords[:, None, :], labels[:, None], None, multimask, 0
-        )
+        labels = torch.ones((points.shape[0], 1), dtype=torch.int, device=points.device)
+        return self.predictor.decode_low_res(points[:, None, :], labels, mask_input, multimask)
 
     def decode(
         self, points: np.ndarray, im_size: tuple[int, int], shared: dict

@@ -3,7 +3,8 @@
 `LoadedModel` is what the command line (`samkit.cli.common.load_model`), the web app and the
 Ray runs (`samkit.distributed.models.resolve_model`) pass around; `load_family_model` is the one
 build step they share (the family's registry `loader`, the official checkpoint of a variant
-fetched into the cache when none is given).
+fetched into the cache when none is given). Its predictor comes from a higher layer
+(`samkit.jobs.make_predictor`), as a predictor is no part of this one.
 """
 
 from __future__ import annotations
@@ -35,11 +36,6 @@ class LoadedModel:
     def img_size(self) -> int:
         """The model's square input side in pixels (`model.image_size`; 1024 for SAM 1 / 2)."""
         return int(self.model.image_size)
-
-    def predictor(self) -> Any:
-        """A fresh image predictor of the family for this model (`SamPredictor`,
-        `Sam2ImagePredictor`, SAM 3: `samkit.amg.sam3.Sam3ClickPredictor`, ...)."""
-        return get_family(self.family).load("predictor")(self.model)
 
 
 def official_checkpoint(

@@ -12,6 +12,7 @@ are recognised, and where each of its pieces lives, named as "module:attribute" 
 | `amg_generator` | automatic mask generator class | `(model_or_predictor, **settings)` |
 | `trainer` | fine-tuning steps (`samkit.train.families.FamilyOps`) | `(model) -> ops` |
 | `exporter` | ONNX export function | `(model, out_dir, return_single_mask=, opset=, encoder=)` |
+| `onnx_predictor` | onnxruntime predictor class | `(encoder_path, decoder_path, ...)` |
 | `video_predictor` | video predictor builder | `(spec, checkpoint, device, dtype, ...)` |
 | `concepts` | text-concept generator class | `(model, text_prompts, ...)` |
 | `config_match` | config.json detector | `(raw JSON dict) -> bool` |
@@ -74,6 +75,7 @@ SLOT_FOLDERS: dict[str, tuple[str, ...]] = {
     "concepts": ("amg",),
     "trainer": ("train",),
     "exporter": ("export",),
+    "onnx_predictor": ("export",),
     "video_predictor": ("video",),
 }
 # what a missing slot means, for "SAM 3 models have no ..." messages
@@ -86,6 +88,7 @@ _SLOT_WORDS = {
     "concepts": "text-concept search",
     "trainer": "fine-tuning",
     "exporter": "ONNX export",
+    "onnx_predictor": "onnxruntime predictor",
     "video_predictor": "video tracking",
 }
 
@@ -101,8 +104,8 @@ class Family:
         checkpoint_prefixes: state-dict key prefixes only this family's checkpoints have (the
             family of a bare checkpoint is the one with the most keys under its prefixes).
         builder_hint: what loads this family, for "load it with ..." messages.
-        default_model: the model name `--model` means when only this family's checkpoint is
-            given ("" when there is none to infer).
+        default_model: a model name of this family, for examples in messages (and, for
+            `DEFAULT_FAMILY`, what no `--model` and no checkpoint means: `vit_b`).
         names: model names that are this family itself (`--model sam3`), lowercase; variant
             names registered in `samkit.configs` map to their family there.
         checkpoint_markers: key prefixes a checkpoint must have for this family to be a
@@ -122,6 +125,7 @@ class Family:
     concepts: str | None = None
     trainer: str | None = None
     exporter: str | None = None
+    onnx_predictor: str | None = None
     video_predictor: str | None = None
     names: tuple[str, ...] = ()
     default_model: str = ""
@@ -186,6 +190,7 @@ _BUILTIN = (
         amg_generator="samkit.amg.sam:SamAutomaticMaskGenerator",
         trainer="samkit.train.families:FamilyOps",
         exporter="samkit.export.sam:export_sam_onnx",
+        onnx_predictor="samkit.export.ort_sam:OnnxSamPredictor",
         default_model="vit_b",
     ),
     Family(
@@ -200,7 +205,9 @@ _BUILTIN = (
         amg_generator="samkit.amg.sam2:Sam2AutomaticMaskGenerator",
         trainer="samkit.train.families:Sam2Ops",
         exporter="samkit.export.sam2:export_sam2_onnx",
+        onnx_predictor="samkit.export.ort_sam2:OnnxSam2Predictor",
         video_predictor="samkit.video.build:build_sam2_video_predictor",
+        default_model="sam2.1_hiera_t",
     ),
     Family(
         name="sam3",
@@ -312,9 +319,9 @@ def families() -> tuple[Family, ...]:
     return tuple(_REGISTRY.values())
 
 
-def family_names(slot: str | None = None) -> tuple[str, ...]:
-    """The registered family names (those that have `slot`, if given)."""
-    return tuple(f.name for f in families() if slot is None or f.has(slot))
+def family_names(*slots: str) -> tuple[str, ...]:
+    """The registered family names (those that have every one of `slots`, if given)."""
+    return tuple(f.name for f in families() if all(f.has(slot) for slot in slots))
 
 
 def get_family(name: str) -> Family:
@@ -363,8 +370,8 @@ def family_of(obj: Any) -> Family:
     name = getattr(obj, "family", None)
     if not isinstance(name, str):
         name = getattr(getattr(obj, "model", None), "family", None)
-    if isinstance(name, str) and name in _REGISTRY:
-        return _REGISTRY[name]
+    if isinstance(name, str):
+        return get_family(name)  # ValueError for a family this samkit does not know
     known = " / ".join(f.display for f in families())
     raise ValueError(
         f"expected a {known} model or predictor (samkit.build_sam, build_sam2, ...), got "

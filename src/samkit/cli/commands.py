@@ -14,11 +14,15 @@ import numpy as np
 from samkit.cli.amgopts import AMG_OPTIONS as _AMG_OPTIONS
 from samkit.cli.argparsing import print_warnings, prompt_warnings
 from samkit.cli.common import (
+    FAMILY_NAMES,
     CliError,
     _image_files,
     _model_from_args,
     _write_json,
     checked_embedding,
+    families_taking,
+    families_with,
+    takes_setting,
 )
 from samkit.cli.imageopts import image_max_pixels, image_stretch
 from samkit.io.progress import Progress
@@ -27,6 +31,7 @@ from samkit.jobs import (
     EmbedJob,
     image_ids,
     make_generator,
+    make_predictor,
     remove_stale_temporaries,
     settled_amg_kwargs,
 )
@@ -40,14 +45,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from samkit.io.overlay import draw_prompts
 
     family = segment_family(args)  # SAM 3 options checked against the model family
-    if family == "sam3" and not args.point:
+    if family in families_with("concepts") and not args.point:
         return segment_concepts(args)  # --text / exemplar boxes: every instance
     if not args.point and not args.box:
         raise CliError("give at least one --point X,Y[,LABEL] or --box X0,Y0,X1,Y1")
     image = decode_image(args.image, max_pixels=image_max_pixels(args), stretch=image_stretch(args))
     print_warnings("segment", prompt_warnings(args.point, args.box, *image.shape[:2]))
-    lm = _model_from_args(args, families=("sam1", "sam2", "sam3"))  # SAM 3: clicks
-    predictor = lm.predictor()
+    lm = _model_from_args(args, families=families_with("predictor"))  # SAM 3: clicks
+    predictor = make_predictor(lm.model, lm.family)
     if args.embedding:
         emb = checked_embedding(args, lm, image)
         emb.apply(predictor)
@@ -146,9 +151,12 @@ def cmd_auto(args: argparse.Namespace) -> int:
     ids = image_ids([f.name for f in files])  # COCO ids: by file name, as with --ray
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lm = _model_from_args(args, families=("sam3",) if concepts else ("sam1", "sam2"))
-    if "use_m2m" in amg_kwargs and lm.family != "sam2":
-        raise CliError("--use-m2m needs a SAM 2 / 2.1 model")
+    lm = _model_from_args(args, families=families_with("concepts" if concepts else "amg_generator"))
+    if "use_m2m" in amg_kwargs and not takes_setting(lm.family, "use_m2m"):
+        raise CliError(
+            f"--use-m2m needs a {' or '.join(FAMILY_NAMES[f] for f in families_taking('use_m2m'))}"
+            " model"
+        )
     try:  # SamAutomaticMaskGenerator or Sam2AutomaticMaskGenerator, by model family
         generator = make_generator(lm.model, lm.family, amg_kwargs)
     except ValueError as e:
@@ -215,12 +223,12 @@ def cmd_embed(args: argparse.Namespace) -> int:
     files = _image_files(args.inputs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lm = _model_from_args(args, families=("sam1", "sam2", "sam3"))
+    lm = _model_from_args(args, families=families_with("predictor"))
     job = EmbedJob(
         out, lm.name, lm.family, lm.img_size(), image_stretch(args), image_max_pixels(args)
     )
     remove_stale_temporaries(out, [n for f in files for n in job.output_names(f.stem)])
-    predictor = lm.predictor()
+    predictor = make_predictor(lm.model, lm.family)
     failed = 0
     for f in files:
         dest = job.output(f.stem)
@@ -307,7 +315,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         # Built off the main thread, so that only the app's decoding thread keeps torch threads.
         # SAM 3: clicks through its interactive head and the Find box (phrases)
-        lm = run_in_fresh_thread(_model_from_args, args, ("sam1", "sam2", "sam3"))
+        lm = run_in_fresh_thread(_model_from_args, args, families_with("predictor"))
         app = create_app(
             lm,
             cache_bytes=int(args.cache_mb * 2**20),

@@ -7,12 +7,22 @@ that building the parser and `--help` stay fast.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from samkit.build.loaded import LoadedModel, load_family_model
+from samkit.build.registry import (
+    DEFAULT_FAMILY,
+    FAMILY_NAMES,
+    family_names,
+    get_family,
+    is_config_path,
+    spec_family,
+)
 
 # --dtype choices -> torch dtype names (torch is imported only when a model is built).
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
@@ -32,103 +42,67 @@ class CliError(Exception):
 # ------------------------------------------------------------------------------------ models
 
 
-@dataclass
-class LoadedModel:
-    """A built model and where it came from."""
-
-    model: Any
-    family: str  # "sam1", "sam2" or "sam3"
-    name: str  # variant name, config path or checkpoint path
-    random_weights: bool = False
-
-    def img_size(self) -> int:
-        """The encoder's input side (1024 for the official models)."""
-        if self.family == "sam2":
-            return int(self.model.image_size)
-        if self.family == "sam3":
-            from samkit.build.sam3_models import sam3_img_size
-
-            return sam3_img_size(self.model)
-        return int(self.model.image_encoder.img_size)
-
-    def predictor(self) -> Any:
-        """A fresh `SamPredictor` / `Sam2ImagePredictor` for this model (SAM 3: a
-        `samkit.amg.sam3.Sam3ClickPredictor`, clicks through the interactive head)."""
-        if self.family == "sam3":
-            from samkit.amg.sam3 import Sam3ClickPredictor
-
-            return Sam3ClickPredictor(self.model)
-        if self.family == "sam2":
-            Sam2ImagePredictor = _sam2_api("Sam2ImagePredictor")
-            return Sam2ImagePredictor(self.model)
-        from samkit.predict.sam import SamPredictor
-
-        return SamPredictor(self.model)
-
-
-def _sam2_api(name: str) -> Any:
-    import samkit
-
-    try:
-        return getattr(samkit, name)
-    except (ImportError, AttributeError):
-        raise CliError(
-            f"SAM 2 models need samkit.{name}, which this samkit installation does not have yet; "
-            "use a SAM 1 variant (vit_b, vit_l, vit_h)"
-        ) from None
-
-
-def _config_family(path: Path) -> str:
-    from samkit.configs.sam import load_config_json
-
-    raw = load_config_json(path)
-    if raw.get("family") == "sam3":
-        return "sam3"
-    if raw.get("family") == "sam2" or "model" in raw or "hydra_overrides" in raw:
-        return "sam2"
-    return "sam1"
-
-
-SAM12 = ("sam1", "sam2")  # the families every command takes; SAM 3 where a command says so
-FAMILY_NAMES = {"sam1": "SAM 1", "sam2": "SAM 2", "sam3": "SAM 3"}
-
-
 def model_family(model: str | None, checkpoint: str | None = None) -> str:
-    """The family ("sam1", "sam2" or "sam3") `load_model(model, checkpoint)` would build, known
-    before building it (a checkpoint alone is recognised by its tensor names).
+    """The family `load_model(model, checkpoint)` would build, known before building it (a
+    checkpoint alone is recognised by its tensor names; `samkit.build.registry`).
 
     Raises:
         CliError: a missing file.  ValueError: an unknown variant name.
     """
     if model is None:
         if checkpoint is None:
-            return "sam1"  # vit_b
+            return DEFAULT_FAMILY  # vit_b
         if not Path(checkpoint).is_file():
             raise CliError(f"--checkpoint {checkpoint}: no such file")
         from samkit.build.family import checkpoint_family
 
-        return checkpoint_family(checkpoint) or "sam1"
-    if model.strip().lower() == "sam3":
-        return "sam3"
-    if model.endswith(".json") or Path(model).is_file():
-        if not Path(model).is_file():
-            raise CliError(f"--model {model}: no such config file")
-        return _config_family(Path(model))
-    from samkit.configs.sam import get_variant
-
-    return get_variant(model).family  # ValueError lists the known names
+        return checkpoint_family(checkpoint) or DEFAULT_FAMILY
+    if is_config_path(model) and not Path(model).is_file():
+        raise CliError(f"--model {model}: no such config file")
+    return spec_family(model)  # ValueError lists the known names
 
 
-def refuse_family(family: str, families: tuple[str, ...], command: str | None) -> None:
-    """CliError naming the model's family when `command` cannot use it."""
+def families_with(*slots: str) -> tuple[str, ...]:
+    """The families whose registry entry has every one of `slots` (e.g. "amg_generator": the
+    families `samkit auto` labels without prompts; "predictor": those that answer clicks)."""
+    return family_names(*slots)
+
+
+def takes_setting(family: str, name: str) -> bool:
+    """Whether the family's automatic mask generator has the keyword `name` (`use_m2m`: SAM 2's
+    generator has it, SAM 1's not)."""
+    fam = get_family(family)
+    return (
+        fam.has("amg_generator") and name in inspect.signature(fam.load("amg_generator")).parameters
+    )
+
+
+def families_taking(name: str) -> tuple[str, ...]:
+    """The families whose automatic mask generator has the keyword `name`."""
+    return tuple(f for f in families_with("amg_generator") if takes_setting(f, name))
+
+
+# what `load_model` takes by default: the families with the whole image toolkit (clicks,
+# automatic masks, ONNX export), SAM 1 and SAM 2; a command names more where it can use them
+TOOLKIT = ("predictor", "amg_generator", "exporter")
+
+
+def refuse_family(family: str, families: tuple[str, ...] | None, command: str | None) -> None:
+    """CliError naming the model's family when `command` cannot use it (`families`: those it
+    can; None: `families_with(*TOOLKIT)`)."""
+    if families is None:
+        families = families_with(*TOOLKIT)
     if family in families:
         return
     what = f"samkit {command}" if command else "this command"
-    if family == "sam3":
+    fam = get_family(family)
+    examples = " or ".join(m for m in (get_family(f).default_model for f in families) if m)
+    if fam.has("concepts") and not fam.has("amg_generator"):
         raise CliError(
-            f"{what} cannot use a SAM 3 model: SAM 3 works with `samkit segment` (--text, "
-            "--box exemplars, --point clicks) and `samkit auto --text`; use a SAM 1 / SAM 2 "
-            "model here (e.g. --model vit_b or sam2.1_hiera_t)"
+            f"{what} cannot use a {fam.display} model: {fam.display} works with `samkit "
+            "segment` (--text, --box exemplars, --point clicks) and `samkit auto --text`; use a "
+            f"{' / '.join(FAMILY_NAMES[f] for f in families)} model here"
+            + (f" (e.g. --model {examples})" if examples else "")
         )
     raise CliError(
         f"{what} needs a {' or '.join(FAMILY_NAMES[f] for f in families)} model, "
@@ -142,26 +116,25 @@ def load_model(
     random_weights: bool = False,
     device: str | None = None,
     dtype: str | None = None,
-    families: tuple[str, ...] = SAM12,
+    families: tuple[str, ...] | None = None,
     command: str | None = None,
 ) -> LoadedModel:
-    """Build the model named on the command line.
+    """Build the model named on the command line (its family's registry loader).
 
     Args:
-        model: a variant name (`samkit info` lists them), `sam3` (`samkit.build.sam3_models`) or a
-            config.json path; None infers the family and architecture from `checkpoint` (or
-            means vit_b without a checkpoint).
+        model: a variant name (`samkit info` lists them), a family's own name (`sam3`,
+            `samkit.build.sam3_models`) or a config.json path; None infers the family and
+            architecture from `checkpoint` (or means vit_b without a checkpoint).
         checkpoint: a checkpoint file; without it a variant's official checkpoint is taken from
             the cache or downloaded.
         random_weights: skip loading weights (smoke tests only; prints a loud warning).
         device: torch device (default CPU).
         dtype: "float32" (default), "bfloat16" or "float16" (see `build_sam`'s dtype).
         families: the families the command can use; another one is refused by name
-            (`refuse_family`) before it is built. Default SAM 1 and SAM 2.
+            (`refuse_family`) before it is built. Default: those with the whole image toolkit
+            (`TOOLKIT`: SAM 1 and SAM 2).
         command: the command's name, for that message.
     """
-    from samkit.checkpoint import fetch_checkpoint
-    from samkit.configs.sam import get_variant
     from samkit.runtime.accel import tune_malloc
 
     tune_malloc()  # an application: keep freed memory for the next forward (~10 % faster)
@@ -171,69 +144,22 @@ def load_model(
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise CliError(f"--checkpoint {checkpoint}: no such file")
     if model is None and checkpoint is None:
-        model = "vit_b"
+        model = get_family(DEFAULT_FAMILY).default_model
     family = model_family(model, checkpoint)
     refuse_family(family, families, command)
-    if family == "sam3":
-        return _load_sam3(model, checkpoint, random_weights, device, dtype)
-    if model is None:  # only a checkpoint: its tensors say the family (the builder the variant)
-        spec = None
-    elif model.endswith(".json") or Path(model).is_file():
-        spec = model
-        if checkpoint is None and not random_weights:
+    if model is not None:
+        model = get_family(family).canonical_name(model) or model
+        if is_config_path(model) and checkpoint is None and not random_weights:
             raise CliError(
                 f"--model {model} is a config file: also pass --checkpoint PATH (or "
                 "--random-weights for a smoke test)"
             )
-    else:
-        variant = get_variant(model)  # ValueError lists the known names
-        spec = model
-        if checkpoint is None and not random_weights:
-            checkpoint = str(fetch_checkpoint(variant.name))
-    if random_weights:
-        print(RANDOM_WARNING, file=sys.stderr, flush=True)
     if dtype is not None and dtype not in DTYPES:
         raise CliError(f"--dtype {dtype}: choose from {', '.join(sorted(DTYPES))}")
-    import torch
-
-    torch_dtype = None if dtype is None else getattr(torch, DTYPES[dtype])
-    if family == "sam2":
-        net = _sam2_api("build_sam2")(spec, checkpoint=checkpoint, device=device, dtype=torch_dtype)
-    else:
-        from samkit.build.sam import build_sam
-
-        net = build_sam(spec, checkpoint=checkpoint, device=device, dtype=torch_dtype)
+    if random_weights:
+        print(RANDOM_WARNING, file=sys.stderr, flush=True)
+    net = load_family_model(family, model, checkpoint, random_weights, device, dtype)
     return LoadedModel(net, family, model or str(checkpoint), random_weights)
-
-
-def _load_sam3(
-    model: str | None,
-    checkpoint: str | None,
-    random_weights: bool,
-    device: str | None,
-    dtype: str | None,
-) -> LoadedModel:
-    """`load_model` for a SAM 3 model (`samkit.build.sam3_models`: `sam3`, a config.json, or only a
-    `sam3.pt`-layout checkpoint)."""
-    if dtype is not None and dtype not in DTYPES:
-        raise CliError(f"--dtype {dtype}: choose from {', '.join(sorted(DTYPES))}")
-    from samkit.build.sam3_models import build_sam3, sam3_build_kwargs
-
-    if model is not None and model.strip().lower() == "sam3":
-        model = "sam3"
-    if model is not None and model != "sam3" and checkpoint is None and not random_weights:
-        raise CliError(
-            f"--model {model} is a config file: also pass --checkpoint PATH (or "
-            "--random-weights for a smoke test)"
-        )
-    sam3_build_kwargs(model, checkpoint, random_weights)  # says where sam3.pt is missing
-    if random_weights:
-        print(RANDOM_WARNING, file=sys.stderr, flush=True)
-    import torch
-
-    torch_dtype = None if dtype is None else getattr(torch, DTYPES[dtype])
-    net = build_sam3(model, checkpoint, random_weights, device=device, dtype=torch_dtype)
-    return LoadedModel(net, "sam3", model or str(checkpoint), random_weights)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -306,7 +232,9 @@ def checked_embedding(args: argparse.Namespace, lm: Any, image: Any) -> Any:
     return emb
 
 
-def _model_from_args(args: argparse.Namespace, families: tuple[str, ...] = SAM12) -> LoadedModel:
+def _model_from_args(
+    args: argparse.Namespace, families: tuple[str, ...] | None = None
+) -> LoadedModel:
     _check_device(args.device)
     return load_model(
         args.model,

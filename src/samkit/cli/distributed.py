@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from samkit.cli.common import CliError, _model_from_args
+from samkit.cli.common import CliError, _model_from_args, families_with
 
 
 def add_ray_args(p: argparse.ArgumentParser) -> None:
@@ -48,9 +48,9 @@ def run_on_ray(
         raise CliError(f"--num-workers {args.num_workers}: give 1 or more")
     sam3 = kind == "auto" and "text_prompts" in (amg_kwargs or {})  # samkit auto --text
     # built here, as without --ray, so the outputs record the same
-    families = (
-        ("sam3",) if sam3 else ("sam1", "sam2", "sam3") if kind == "embed" else ("sam1", "sam2")
-    )
+    # text concepts; embeddings: every family with a predictor; automatic masks
+    slot = "concepts" if sam3 else "predictor" if kind == "embed" else "amg_generator"
+    families = families_with(slot)
     lm = _model_from_args(args, families=families)
     common = {
         "model": lm.model,

@@ -21,18 +21,22 @@ HELP_DEFAULT_OPSET = 17
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from samkit.cli.common import CliError, load_model
-    from samkit.export.sam import export_sam_onnx
+    from samkit.build.registry import get_family
+    from samkit.cli.common import CliError, families_with, load_model
 
     try:
-        import onnx  # noqa: F401
+        import onnx
     except ImportError:
         raise CliError("ONNX export needs the onnx package: pip install 'samkit[onnx]'") from None
-    loaded = load_model(args.model, args.checkpoint, args.random_weights, None)
-    if loaded.family == "sam2":
-        from samkit.export.sam2 import export_sam2_onnx as export
-    else:
-        export = export_sam_onnx
+    loaded = load_model(
+        args.model,
+        args.checkpoint,
+        args.random_weights,
+        None,
+        families=families_with("exporter"),
+        command="export onnx",
+    )
+    export = get_family(loaded.family).load("exporter")  # export_sam_onnx, export_sam2_onnx
     opset = {} if args.opset is None else {"opset": args.opset}  # None: the exporter's default
     paths = export(
         loaded.model,
@@ -44,17 +48,11 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     for name, path in paths.items():
         print(f"{name}: {path}")
     if not args.quiet:
-        features = (
-            "image_embed, high_res_feats_0, high_res_feats_1"
-            if loaded.family == "sam2"
-            else "image_embeddings"
-        )
-        print(
-            f"decoder inputs: {features}, point_coords (BxNx2, resized frame), point_labels "
-            "(BxN), mask_input, has_mask_input, orig_im_size; outputs: masks, iou_predictions, "
-            "low_res_masks",
-            file=sys.stderr,
-        )
+        graph = onnx.load(str(paths["decoder"]), load_external_data=False).graph
+        hints = {"point_coords": " (BxNx2, resized frame)", "point_labels": " (BxN)"}
+        inputs = ", ".join(i.name + hints.get(i.name, "") for i in graph.input)
+        outputs = ", ".join(o.name for o in graph.output)
+        print(f"decoder inputs: {inputs}; outputs: {outputs}", file=sys.stderr)
     return 0
 
 

@@ -33,6 +33,7 @@ from samkit.cli.common import (
     CliError,
     _model_from_args,
     checked_embedding,
+    families_with,
     model_family,
 )
 from samkit.cli.imageopts import image_max_pixels, image_stretch
@@ -62,7 +63,7 @@ def segment_family(args: argparse.Namespace) -> str:
     instead) and return the family."""
     family = _name_family(args)
     labelled = [b for b in args.box if len(b) == 5]
-    if family != "sam3":
+    if family not in families_with("concepts"):
         name = FAMILY_NAMES.get(family, family)
         if args.text:
             raise CliError(
@@ -111,7 +112,7 @@ def auto_concept_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
     `confidence_threshold`), or None for a SAM 1 / SAM 2 run; CliError for options that do not
     fit the model."""
     family = _name_family(args)
-    if family != "sam3":
+    if family not in families_with("concepts"):
         if args.text or args.threshold is not None:
             raise CliError(
                 f"--text / --threshold need a SAM 3 model ({_USE_SAM3}); "
@@ -157,7 +158,7 @@ def segment_concepts(args: argparse.Namespace) -> int:
         boxes = check_exemplar_boxes(args.box, h, w)
     except ValueError as e:
         raise CliError(f"--box: {e}") from None
-    lm = _model_from_args(args, families=("sam3",))
+    lm = _model_from_args(args, families=families_with("concepts"))
     threshold = OFFICIAL_THRESHOLD if args.threshold is None else args.threshold
     generator = Sam3ConceptGenerator(lm.model, args.text, threshold, boxes)
     state = _embedding_state(args, lm, image) if args.embedding else None

@@ -134,20 +134,20 @@ def add_parsers(subparsers: Any) -> None:
 
 
 def _load_model(args: argparse.Namespace) -> Any:
-    """A SAM 1 (`build_sam`) or SAM 2 (`build_sam2`) model; without --checkpoint, random weights."""
+    """A model of a family that fine-tunes (registry slot `trainer`: SAM 1 `build_sam`, SAM 2
+    `build_sam2`); without --checkpoint, random weights."""
+    from samkit.build.loaded import load_family_model
+    from samkit.build.registry import get_family
     from samkit.train.families import model_family
 
     if args.model is None and args.checkpoint is None:
         raise ValueError("give --model (variant or config.json) and / or --checkpoint")
     if args.checkpoint is not None and not Path(args.checkpoint).exists():
         raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
-    if model_family(args.model, args.checkpoint) == "sam2":
-        from samkit.build.sam2 import build_sam2
-
-        return build_sam2(args.model, checkpoint=args.checkpoint, device=args.device)
-    from samkit.build.sam import build_sam
-
-    return build_sam(args.model, checkpoint=args.checkpoint, device=args.device)
+    family = model_family(args.model, args.checkpoint)
+    get_family(family).load("trainer")  # ValueError: "SAM 3 models have no fine-tuning; ..."
+    random_weights = args.checkpoint is None
+    return load_family_model(family, args.model, args.checkpoint, random_weights, args.device)
 
 
 def _splits(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:

@@ -13,10 +13,11 @@ from typing import Any
 
 from samkit.cli.common import (
     DTYPES,
+    FAMILY_NAMES,
     RANDOM_WARNING,
     CliError,
     _add_model_args,
-    _config_family,
+    families_with,
     model_family,
     refuse_family,
 )
@@ -115,9 +116,10 @@ def add_parsers(sub: Any) -> None:
 
 
 def load_video_predictor(args: argparse.Namespace) -> Any:
-    """`samkit.build_sam2_video_predictor` from the common model arguments (SAM 2 only)."""
-    from samkit.checkpoint import fetch_checkpoint
-    from samkit.configs.sam import get_variant
+    """The video predictor of the model's family (registry slot `video_predictor`: SAM 2's
+    `samkit.build_sam2_video_predictor`) from the common model arguments."""
+    from samkit.build.loaded import official_checkpoint
+    from samkit.build.registry import get_family, is_config_path
     from samkit.runtime.accel import tune_malloc
 
     tune_malloc()
@@ -131,41 +133,27 @@ def load_video_predictor(args: argparse.Namespace) -> Any:
             f"{args.command} needs --model: a SAM 2 variant (e.g. sam2.1_hiera_t) or "
             "a SAM 2 config.json (or only --checkpoint of an official SAM 2 / 2.1 size)"
         )
-    if model_family(model, checkpoint) == "sam3":  # named, with where SAM 3 works
-        refuse_family("sam3", ("sam2",), args.command)
-    if model is None:  # only a checkpoint: its tensors say the family, the builder the variant
-        from samkit.build.family import checkpoint_family
-
-        if checkpoint_family(checkpoint) != "sam2":
-            raise CliError(
-                f"--checkpoint {checkpoint}: not a SAM 2 / 2.1 checkpoint; video tracking "
-                "needs one (e.g. --model sam2.1_hiera_t)"
-            )
-    elif model.endswith(".json") or Path(model).is_file():
-        if not Path(model).is_file():
-            raise CliError(f"--model {model}: no such config file")
-        if _config_family(Path(model)) != "sam2":
-            raise CliError(f"--model {model}: video tracking needs a SAM 2 model config")
-        if checkpoint is None and not random_weights:
-            raise CliError(f"--model {model} is a config file: also pass --checkpoint PATH")
-    else:
-        variant = get_variant(model)
-        if variant.family != "sam2":
-            raise CliError(
-                f"--model {model}: video tracking needs a SAM 2 / 2.1 variant (e.g. sam2.1_hiera_t)"
-            )
-        if checkpoint is None and not random_weights:
-            checkpoint = str(fetch_checkpoint(variant.name))
+    video = families_with("video_predictor")
+    fam = get_family(model_family(model, checkpoint))
+    if not fam.has("video_predictor"):
+        if fam.has("concepts"):  # named, with where it works
+            refuse_family(fam.name, video, args.command)
+        what = "checkpoint" if model is None else "model config" if is_config_path(model) else ""
+        given = f"--checkpoint {checkpoint}" if model is None else f"--model {model}"
+        example = " or ".join(m for m in (get_family(f).default_model for f in video) if m)
+        raise CliError(
+            f"{given}: video tracking needs a {' or '.join(FAMILY_NAMES[f] for f in video)} "
+            f"{what or 'variant'} (e.g. --model {example}), not a {fam.display} one"
+        )
+    config = model is not None and is_config_path(model)
+    if config and checkpoint is None and not random_weights:
+        raise CliError(f"--model {model} is a config file: also pass --checkpoint PATH")
+    checkpoint = official_checkpoint(model, checkpoint, random_weights)
     if random_weights:
         print(RANDOM_WARNING, file=sys.stderr, flush=True)
     import torch
 
-    import samkit
-
-    try:
-        build = samkit.build_sam2_video_predictor
-    except AttributeError:
-        raise CliError("this samkit installation has no SAM 2 video predictor yet") from None
+    build = fam.load("video_predictor")
     dtype = None if args.dtype is None else getattr(torch, DTYPES[args.dtype])
     return build(model, checkpoint=checkpoint, device=args.device, dtype=dtype)
 

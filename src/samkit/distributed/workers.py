@@ -52,7 +52,7 @@ class ModelWorker:
         import ray
         import torch
 
-        from samkit.jobs import make_generator
+        from samkit.jobs import make_generator, make_predictor
         from samkit.runtime.accel import tune_malloc
 
         tune_malloc()  # as the `samkit` command does
@@ -63,7 +63,7 @@ class ModelWorker:
         if kind == "auto":
             self.engine = make_generator(run_model.model, run_model.family, amg_kwargs or {})
         else:
-            self.engine = run_model.predictor()
+            self.engine = make_predictor(run_model.model, run_model.family)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def _one(self, path: str, image: np.ndarray, error: str) -> dict[str, Any]:

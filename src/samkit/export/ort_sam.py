@@ -69,7 +69,7 @@ def files_provenance(
     found = dec.family if dec is not None else decoder_meta.get("family", family)
     if found != family:
         made = dec.describe() if dec is not None else f"a {found} model"
-        other = "OnnxSam2Predictor" if found == "sam2" else "OnnxSamPredictor"
+        other = _onnx_predictor_name(found)
         raise ValueError(
             f"{decoder_path} was exported from {made} but this predictor serves {family} "
             f"files: use {other}"
@@ -79,6 +79,17 @@ def files_provenance(
         expected = dec or Provenance(family, "", "", enc.embedding_shape, enc.img_size)
         check(enc, expected, f"encoder {encoder_path}", f"decoder {decoder_path}")
     return dec
+
+
+def _onnx_predictor_name(family: str) -> str:
+    """The onnxruntime predictor class of a family (`samkit.build.registry`), for messages."""
+    from samkit.build.registry import get_family
+
+    try:
+        ref = get_family(family).onnx_predictor
+    except ValueError:  # a family this samkit does not know
+        ref = None
+    return ref.rpartition(":")[2] if ref else f"a {family} predictor"
 
 
 def check_single_mask_call(num_decoder_points: int) -> None:
@@ -104,8 +115,17 @@ def check_single_mask_call(num_decoder_points: int) -> None:
         )
 
 
+def _array(value: Any) -> np.ndarray:
+    """A float32 numpy array of a tensor (any dtype or device) or array."""
+    if hasattr(value, "detach"):
+        value = value.detach().float().cpu().numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
 class OnnxSamPredictor:
     """`SamPredictor`'s `set_image` / `predict` on onnxruntime sessions.
+
+    family = "sam1"  # the family of the files it serves (`samkit.build.registry`)
 
     Args:
         encoder_path: `encoder.onnx` (None: only `set_embedding` can set an image).
@@ -212,6 +232,20 @@ class OnnxSamPredictor:
     def get_image_embedding(self) -> np.ndarray:
         self._require_image()
         return self.features
+
+    def get_image_features(self) -> dict[str, np.ndarray]:
+        """{"image_embedding": 1xCxhxw float32}: the features as an embedding file names them."""
+        return {"image_embedding": self.get_image_embedding()}
+
+    def set_image_features(
+        self,
+        features: dict[str, Any],
+        original_size: tuple[int, int],
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
+        """`set_embedding` of stored features (tensors or arrays; `input_size` follows from
+        `original_size` by the resize rule)."""
+        self.set_embedding(_array(features["image_embedding"]), original_size)
 
     def _require_image(self) -> None:
         if not self.is_image_set:

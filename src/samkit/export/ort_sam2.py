@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from samkit.export.ort_sam import _meta, _require_ort, files_provenance
+from samkit.export.ort_sam import _array, _meta, _require_ort, files_provenance
 from samkit.predict.inputs import Prompts, as_rgb_uint8, validate_prompts
 
 ENCODER_OUTPUTS = ["image_embed", "high_res_feats_0", "high_res_feats_1"]
@@ -113,6 +113,8 @@ class OnnxSam2Predictor:
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
     """
 
+    family = "sam2"  # the family of the files it serves (`samkit.build.registry`)
+
     def __init__(
         self,
         encoder_path: str | os.PathLike | None,
@@ -160,8 +162,10 @@ class OnnxSam2Predictor:
             files_provenance(meta, decoder_path, "sam2", _meta(self.encoder), encoder_path)
             meta = {**_meta(self.encoder), **meta}
             meta.setdefault("img_size", int(self.encoder.get_inputs()[0].shape[-1]))
-        if meta.get("family", "sam2") != "sam2":
-            raise ValueError(f"{decoder_path} is a {meta['family']!r} file, expected 'sam2'")
+        if meta.get("family", self.family) != self.family:
+            raise ValueError(
+                f"{decoder_path} is a {meta['family']!r} file, expected {self.family!r}"
+            )
         self.img_size = int(meta.get("img_size", 1024))
         self.pixel_mean = np.asarray(meta.get("pixel_mean", SAM2_PIXEL_MEAN), np.float32)
         self.pixel_std = np.asarray(meta.get("pixel_std", SAM2_PIXEL_STD), np.float32)
@@ -250,6 +254,26 @@ class OnnxSam2Predictor:
         """The current image embedding, 1xCxhxw float32."""
         self._require_image()
         return self._features["image_embed"]
+
+    def get_image_features(self) -> dict[str, np.ndarray]:
+        """The encoder outputs as an embedding file names them (`image_embedding`,
+        `high_res_feats_0`, `high_res_feats_1`)."""
+        self._require_image()
+        f = self._features
+        return {"image_embedding": f["image_embed"], **{k: f[k] for k in ENCODER_OUTPUTS[1:]}}
+
+    def set_image_features(
+        self,
+        features: dict[str, Any],
+        original_size: tuple[int, int],
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
+        """`set_features` of stored features (tensors or arrays; `input_size` is unused)."""
+        missing = {"image_embedding", *ENCODER_OUTPUTS[1:]} - set(features)
+        if missing:
+            raise ValueError(f"SAM 2 features need {sorted(missing)}")
+        arrays = [_array(features[k]) for k in ("image_embedding", *ENCODER_OUTPUTS[1:])]
+        self.set_features(*arrays, original_size=(int(original_size[0]), int(original_size[1])))
 
     def _require_image(self) -> None:
         if not self._is_image_set or self._features is None:

@@ -26,7 +26,7 @@ Usage::
 
     emb = load_embedding("truck.safetensors")
     predictor.set_embedding(emb.embedding, emb.original_size, emb.input_size)  # SAM 1
-    emb.apply(predictor)  # SAM 1 or SAM 2
+    emb.apply(predictor)  # any family: predictor.set_image_features(emb.tensors, ...)
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from samkit.io.atomic import atomic_path
 from samkit.io.provenance import (
     Provenance,
     check,
-    family_of,
+    display_name,
     from_metadata,
     of_model,
     to_metadata,
@@ -65,11 +65,12 @@ class ImageEmbedding:
         original_size: (H, W) of the image.
         input_size: (H, W) of the resized image in the model input frame.
         variant: the model that computed it.
-        family: "sam1" or "sam2".
+        family: the model's family ("sam1", "sam2", "sam3", ...).
         img_size: the encoder's input side.
         image_sha256: sha256 of the RGB pixels, or "" if not recorded.
         metadata: every metadata string of the file.
-        tensors: every tensor of the file (SAM 2 adds `high_res_feats_0/1`).
+        tensors: every tensor of the file (the predictor's `get_image_features`; SAM 2 adds
+            `high_res_feats_0/1`).
         source: where it was read from (its path), for messages.
     """
 
@@ -96,7 +97,8 @@ class ImageEmbedding:
     def apply(self, predictor: Any) -> None:
         """Give `predictor` this image's features, skipping its encoder.
 
-        Works with `SamPredictor`, `Sam2ImagePredictor` and the onnxruntime predictors.
+        Works with every family's image predictor (`SamPredictor`, `Sam2ImagePredictor`, the
+        SAM 3 click predictor, the onnxruntime predictors): `restore_features`.
 
         Raises:
             ValueError: the embedding was made by a model of another family, architecture or
@@ -105,14 +107,12 @@ class ImageEmbedding:
         try:
             check(self.provenance, predictor_provenance(predictor), self.source, "the predictor")
         except ValueError as e:
-            model = getattr(predictor, "model", None)
-            mine = None if model is None else family_of(model)
+            mine = predictor_family(predictor)
             if mine is None or mine == self.family:
                 raise
-            names = {"sam1": "SAM 1", "sam2": "SAM 2", "sam3": "SAM 3"}
             raise ValueError(
-                f"this is a {names.get(self.family, self.family)} embedding ({self.variant}), "
-                f"but the predictor is {names.get(mine, mine)}: embed the image with a model of "
+                f"this is a {display_name(self.family)} embedding ({self.variant}), "
+                f"but the predictor is {display_name(mine)}: embed the image with a model of "
                 f"the same family ({e})"
             ) from None
         restore_features(
@@ -131,20 +131,22 @@ def predictor_provenance(predictor: Any) -> Provenance | None:
     return getattr(predictor, "provenance", None)
 
 
-def features_of(predictor: Any, family: str) -> dict[str, Tensor]:
-    """The current image's encoder output as flat named tensors (what an embedding file stores;
-    SAM 3: `samkit.amg.sam3.sam3_image_features`)."""
-    if family == "sam3":
-        return predictor.image_features()
-    if family == "sam2":
-        feats = predictor._features  # the official Sam2ImagePredictor's layout
-        high = feats["high_res_feats"]
-        return {
-            _KEY: feats["image_embed"],
-            "high_res_feats_0": high[0],
-            "high_res_feats_1": high[1],
-        }
-    return {_KEY: predictor.get_image_embedding()}
+def predictor_family(predictor: Any) -> str | None:
+    """The family a predictor serves (its `family`), None when it does not say."""
+    family = getattr(predictor, "family", None)
+    return family if isinstance(family, str) else None
+
+
+def features_of(predictor: Any, family: str | None = None) -> dict[str, Tensor]:
+    """The current image's encoder output as flat named tensors, what an embedding file stores:
+    the predictor's `get_image_features()` (every family's predictor has it; `family`, when
+    given, is checked against the predictor's).
+
+    Raises:
+        ValueError: `family` is not the predictor's, or no image is set.
+    """
+    _check_family(predictor, family, "asked for")
+    return predictor.get_image_features()
 
 
 def restore_features(
@@ -154,55 +156,20 @@ def restore_features(
     original_size: tuple[int, int],
     input_size: tuple[int, int] | None = None,
 ) -> None:
-    """Set stored features (`features_of`) on a fresh predictor, as if `set_image` had run.
+    """Set stored features (`features_of`) on a fresh predictor, as if `set_image` had run:
+    its `set_image_features(tensors, original_size, input_size)`.
 
     Raises:
-        ValueError: `family` is not the predictor's, or SAM 2 tensors are missing.
+        ValueError: `family` is not the predictor's, or tensors the predictor needs are missing.
     """
-    if hasattr(predictor, "model"):
-        held: str | None = family_of(predictor.model)
-    else:
-        held = getattr(getattr(predictor, "provenance", None), "family", None)
-    if held is not None and held != family:
-        raise ValueError(
-            f"these are {family} image features but the predictor holds a {held} model"
-        )
-    if not hasattr(predictor, "model"):  # the onnxruntime predictors take numpy arrays
-        _restore_onnx(predictor, family, tensors, original_size)
-        return
-    if family == "sam3":  # samkit.amg.sam3.Sam3ClickPredictor
-        predictor.set_image_features(tensors, original_size)
-        return
-    if family == "sam2":
-        missing = {_KEY, "high_res_feats_0", "high_res_feats_1"} - set(tensors)
-        if missing:
-            raise ValueError(f"SAM 2 features need {sorted(missing)}")
-        device = predictor.device
-        predictor.reset_predictor()
-        predictor._features = {
-            "image_embed": tensors[_KEY].to(device),
-            "high_res_feats": [
-                tensors["high_res_feats_0"].to(device),
-                tensors["high_res_feats_1"].to(device),
-            ],
-        }
-        predictor._orig_hw = [(int(original_size[0]), int(original_size[1]))]
-        predictor._is_image_set = True
-        return
-    predictor.set_embedding(tensors[_KEY], original_size, input_size)
+    _check_family(predictor, family, "these are")
+    predictor.set_image_features(tensors, original_size, input_size)
 
 
-def _restore_onnx(
-    predictor: Any, family: str, tensors: dict[str, Tensor], original_size: tuple[int, int]
-) -> None:
-    arrays = {k: v.float().numpy() for k, v in tensors.items()}
-    size = (int(original_size[0]), int(original_size[1]))
-    if family == "sam2":
-        predictor.set_features(
-            arrays[_KEY], arrays["high_res_feats_0"], arrays["high_res_feats_1"], size
-        )
-    else:
-        predictor.set_embedding(arrays[_KEY], size)
+def _check_family(predictor: Any, family: str | None, what: str) -> None:
+    held = predictor_family(predictor)
+    if family is not None and held is not None and held != family:
+        raise ValueError(f"{what} {family} image features but the predictor holds a {held} model")
 
 
 def rgb_sha256(image: np.ndarray) -> str:

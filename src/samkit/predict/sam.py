@@ -15,6 +15,8 @@ from samkit.predict.inputs import as_rgb_uint8, validate_prompts
 from samkit.predict.transforms import ResizeLongestSide, threshold_masks
 from samkit.runtime.decoding import PromptDecoder
 
+FEATURE_KEY = "image_embedding"  # the name of the image embedding in every family's features
+
 
 class SamPredictor:
     """Interactive predictor with the official `segment_anything.SamPredictor` interface.
@@ -114,6 +116,98 @@ class SamPredictor:
         """The current image's 1xCxhxw embedding."""
         self._require_image()
         return self.features
+
+    # ---------------------------------------------------- the surface every family's predictor has
+
+    @property
+    def family(self) -> str:
+        """The model's family ("sam1"; `samkit.build.registry`)."""
+        return self.model.family
+
+    def get_image_features(self) -> dict[str, Tensor]:
+        """The current image's encoder output by name, what an embedding file stores
+        (`samkit.io.embeddings`): {"image_embedding": 1xCxhxw}.
+
+        Raises:
+            ValueError: no image is set.
+        """
+        return {FEATURE_KEY: self.get_image_embedding()}
+
+    def set_image_features(
+        self,
+        features: dict[str, Tensor],
+        original_size: tuple[int, int],
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
+        """Take stored `get_image_features` output as if `set_image` had run (skips the encoder).
+
+        Args:
+            features: {"image_embedding": 1xCxhxw}.
+            original_size: (H, W) of the image.
+            input_size: (H, W) of the resized image before padding (default: from the rule).
+
+        Raises:
+            ValueError: the tensor is missing or has another shape than this model's embedding.
+        """
+        if FEATURE_KEY not in features:
+            raise ValueError(f"SAM 1 features need {FEATURE_KEY!r}, got {sorted(features)}")
+        self.set_embedding(features[FEATURE_KEY], original_size, input_size)
+
+    @torch.inference_mode()
+    def decode_low_res(
+        self,
+        point_coords: np.ndarray | Tensor,
+        point_labels: np.ndarray | Tensor,
+        mask_input: Tensor | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[Tensor, Tensor]:
+        """The prompt encoder and mask decoder on points, without upscaling: what automatic mask
+        generation runs per batch of grid points.
+
+        Args:
+            point_coords: BxNx2 (x, y) points in pixels of the set image. A numpy array is
+                mapped to the model frame in float64 (as the official generator does), a tensor
+                in float32.
+            point_labels: BxN labels (1 foreground, 0 background).
+            mask_input: Bx1xhxw low-res logits, or None.
+            multimask_output: 3 masks per prompt instead of 1.
+
+        Returns:
+            BxCxhxw low-res logits and BxC IoU predictions (the decoder's dtype).
+
+        Raises:
+            ValueError: no image is set.
+        """
+        self._require_image()
+        if isinstance(point_coords, Tensor):
+            coords = self.transform.apply_coords_torch(point_coords, self.original_size)
+        else:
+            coords = torch.as_tensor(
+                self.transform.apply_coords(np.asarray(point_coords), self.original_size)
+            )
+        labels = torch.as_tensor(point_labels, dtype=torch.int, device=self.device)
+        if mask_input is not None:
+            mask_input = mask_input.to(self.device)
+        prompt_encoder = self.model.prompt_encoder
+        sparse, dense = prompt_encoder(
+            points=(coords.to(self.device), labels), boxes=None, masks=mask_input
+        )
+        no_mask = prompt_encoder.no_mask_embed.weight if mask_input is None else None
+        low_res, iou = self._prompt_decoder(
+            self.features,
+            self._get_dense_pe(),
+            sparse,
+            dense,
+            multimask_output=multimask_output,
+            no_mask_embed=no_mask,
+        )[:2]
+        return low_res, iou
+
+    def image_feature_bytes(self) -> int:
+        """Bytes of one image's `get_image_features` (in the model's dtype): what a cache of
+        encoded images holds per image (the web app sizes its cache with it)."""
+        c, h, w = self.model.image_embedding_shape
+        return torch.empty((), dtype=self.model.dtype).element_size() * c * h * w
 
     def _get_dense_pe(self) -> Tensor:
         if self._dense_pe is None:

@@ -14,6 +14,7 @@ from torch import Tensor
 from samkit.modeling.sam2 import Sam2
 from samkit.predict.inputs import as_rgb_uint8, validate_prompts
 from samkit.predict.postprocess import postprocess_masks, require_scipy
+from samkit.predict.sam import FEATURE_KEY
 from samkit.predict.transforms import threshold_masks
 from samkit.runtime.decoding import PromptDecoder
 
@@ -142,6 +143,98 @@ class Sam2ImagePredictor:
         """The current image embedding, BxCxhxw (B = 1 after `set_image`; C=256, h=w=64)."""
         self._require_image()
         return self._features["image_embed"]
+
+    # ---------------------------------------------------- the surface every family's predictor has
+
+    @property
+    def family(self) -> str:
+        """The model's family ("sam2"; `samkit.build.registry`)."""
+        return self.model.family
+
+    def get_image_features(self) -> dict[str, Tensor]:
+        """The current image's encoder output by name, what an embedding file stores
+        (`samkit.io.embeddings`): {"image_embedding": 1xCxhxw (with `no_mem_embed`),
+        "high_res_feats_0": 1x(C/8)x4hx4w, "high_res_feats_1": 1x(C/4)x2hx2w} (no high-res
+        entries for a model without high-res features).
+
+        Raises:
+            ValueError: no image is set.
+        """
+        self._require_image()
+        feats = self._features
+        out = {FEATURE_KEY: feats["image_embed"]}
+        for i, t in enumerate(feats["high_res_feats"]):
+            out[f"high_res_feats_{i}"] = t
+        return out
+
+    def set_image_features(
+        self,
+        features: dict[str, Tensor],
+        original_size: tuple[int, int],
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
+        """Take stored `get_image_features` output as if `set_image` had run (skips the encoder).
+
+        Args:
+            features: the named tensors of `get_image_features`.
+            original_size: (H, W) of the image.
+            input_size: unused (SAM 2 resizes every image to the square `image_size`).
+
+        Raises:
+            ValueError: a tensor of this model's features is missing.
+        """
+        high = [f"high_res_feats_{i}" for i in range(len(self._bb_feat_sizes) - 1)]
+        missing = {FEATURE_KEY, *high} - set(features)
+        if missing:
+            raise ValueError(f"SAM 2 features need {sorted(missing)}")
+        device = self.device
+        self.reset_predictor()
+        self._features = {
+            "image_embed": features[FEATURE_KEY].to(device),
+            "high_res_feats": [features[k].to(device) for k in high],
+        }
+        self._orig_hw = [(int(original_size[0]), int(original_size[1]))]
+        self._is_image_set = True
+
+    @torch.inference_mode()
+    def decode_low_res(
+        self,
+        point_coords: np.ndarray | Tensor,
+        point_labels: np.ndarray | Tensor,
+        mask_input: Tensor | None = None,
+        multimask_output: bool = True,
+    ) -> tuple[Tensor, Tensor]:
+        """The prompt encoder and mask decoder on points, without upscaling: what automatic mask
+        generation runs per batch of grid points.
+
+        Args:
+            point_coords: BxNx2 (x, y) points in pixels of the image of `set_image` (float32,
+                normalised by its size, then scaled to the model input, as the official
+                generator does).
+            point_labels: BxN labels (1 foreground, 0 background).
+            mask_input: Bx1xhxw low-res logits, or None.
+            multimask_output: 3 masks per prompt instead of 1.
+
+        Returns:
+            Raw BxCxhxw low-res logits (not clamped, no hole filling) and BxC IoU predictions.
+
+        Raises:
+            ValueError: no image is set.
+        """
+        self._require_image()
+        coords = torch.as_tensor(point_coords, dtype=torch.float, device=self.device)
+        coords = self._transform_coords(coords, True, self._orig_hw[0])
+        labels = torch.as_tensor(point_labels, dtype=torch.int, device=self.device)
+        return self._decode_low_res(mask_input, coords, labels, None, multimask_output, 0)
+
+    def image_feature_bytes(self) -> int:
+        """Bytes of one image's `get_image_features` (in the decoder dtype): what a cache of
+        encoded images holds per image (the web app sizes its cache with it)."""
+        elt = torch.empty((), dtype=self.model.dtype).element_size()
+        d = self.model.sam_mask_decoder.transformer_dim
+        sizes = self._bb_feat_sizes  # finest first; the last is the image embedding's
+        channels = [*[d // 8, d // 4][: len(sizes) - 1], d]
+        return elt * sum(c * h * w for c, (h, w) in zip(channels, sizes))
 
     def _require_image(self) -> None:
         if not self._is_image_set or self._features is None:

@@ -40,6 +40,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from samkit.build.registry import FAMILY_NAMES, family_names, family_of, get_family
 from samkit.io.masks import ImageDecodeError
 from samkit.predict.inputs import click_label
 from samkit.predict.prompt_bounds import prompt_warnings
@@ -82,18 +83,19 @@ def _prompt_warnings(p: PromptIn, entry: Entry) -> list[str]:
     return prompt_warnings(p.points, [p.box] if p.box is not None else None, h, w)
 
 
-_NO_EVERYTHING = {
-    "sam3": "segment everything needs a SAM 1 or SAM 2 model; with SAM 3, name what to find "
-    "(the Find box, POST /api/images/{id}/find)"
-}
-
-
-def _img_size(model: Any, family: str) -> int:
-    if family == "sam3":
-        from samkit.build.sam3_models import sam3_img_size
-
-        return sam3_img_size(model)
-    return int(getattr(model, "image_size", None) or model.image_encoder.img_size)
+def _no_everything(family: str) -> str | None:
+    """Why "segment everything" is not available for `family` (None when it is: the family has
+    an automatic mask generator in `samkit.build.registry`)."""
+    fam = get_family(family)
+    if fam.has("amg_generator"):
+        return None
+    takers = " or ".join(FAMILY_NAMES[f] for f in family_names("amg_generator"))
+    instead = (
+        f"; with {fam.display}, name what to find (the Find box, POST /api/images/{{id}}/find)"
+        if fam.has("concepts")
+        else ""
+    )
+    return f"segment everything needs a {takers} model{instead}"
 
 
 async def _form_file(request: Request) -> bytes:
@@ -140,13 +142,7 @@ def create_app(
             limits when None); `samkit.server.video_routes` lists its routes.
     """
     model = getattr(loaded, "model", loaded)
-    family = getattr(loaded, "family", None) or (
-        "sam3"
-        if hasattr(model, "dot_prod_scoring")  # a bare Sam3Image
-        else "sam2"
-        if hasattr(model, "sam_mask_decoder")
-        else "sam1"
-    )
+    family = getattr(loaded, "family", None) or family_of(model).name  # a bare model says it
     if max_upload_bytes <= 0 or max_pixels <= 0:
         raise ValueError("max_upload_bytes and max_pixels must be positive")
     engine = Engine(model, cache_bytes, max_pixels, max_upload_bytes, family, stretch=stretch)
@@ -154,12 +150,12 @@ def create_app(
         "model": str(getattr(loaded, "name", type(model).__name__)),
         "family": family,
         "random_weights": bool(getattr(loaded, "random_weights", False)),
-        "img_size": _img_size(model, family),
+        "img_size": int(model.image_size),
         "max_upload_bytes": max_upload_bytes,
         "max_pixels": engine.max_pixels,
         "cache_bytes": cache_bytes,
-        "everything_settings": [] if family == "sam3" else settings_for_page(family),
-        "everything": {"available": family != "sam3", "reason": _NO_EVERYTHING.get(family)},
+        "everything_settings": [] if _no_everything(family) else settings_for_page(family),
+        "everything": {"available": not _no_everything(family), "reason": _no_everything(family)},
     }
     static = {
         route: ((resources.files("samkit.server") / "static" / name).read_bytes(), ctype)

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from samkit.build.registry import family_of, get_family
 from samkit.io.embeddings import features_of, restore_features
 from samkit.io.images import DEFAULT_MAX_PIXELS, decode_image
 from samkit.io.masks import mask_png_bytes, mask_records
-from samkit.predict.sam import SamPredictor
 from samkit.server.cache import ByteLRUCache
 from samkit.server.everything import zero_masks_messages
 from samkit.server.threads import JobThread
@@ -46,31 +46,17 @@ class Entry:
         return sum(t.numel() * t.element_size() for t in self.features.values()) + len(self.data)
 
 
-class _CachedPredictor(SamPredictor):
-    """A predictor that reuses the cached embedding when asked to encode the full image."""
+def _cached_predictor(family: str, model: Any, entry: Entry) -> Any:
+    """The family's image predictor (`samkit.build.registry`), reusing the cached features
+    when asked to encode the full image (crops, `crop_n_layers > 0`, are encoded)."""
+    base = get_family(family).load("predictor")
 
-    def __init__(self, model: Any, entry: Entry) -> None:
-        super().__init__(model)
-        self._entry = entry
-
-    def set_image(self, image: Any, image_format: str = "RGB") -> None:
-        e = self._entry
-        if tuple(np.shape(image)[:2]) == e.original_size:
-            restore_features(self, "sam1", e.features, e.original_size, e.input_size)
-        else:  # a crop of the image (crop_n_layers > 0)
-            super().set_image(image, image_format)
-
-
-def _cached_sam2_predictor(model: Any, entry: Entry) -> Any:
-    """`_CachedPredictor` for a SAM 2 model: a Sam2ImagePredictor reusing the cached features."""
-    from samkit.predict.sam2 import Sam2ImagePredictor
-
-    class _Cached(Sam2ImagePredictor):
-        def set_image(self, image: Any, image_format: str = "RGB") -> None:
+    class _Cached(base):  # type: ignore[misc, valid-type]
+        def set_image(self, image: Any, *args: Any, **kwargs: Any) -> None:
             if tuple(np.shape(image)[:2]) == entry.original_size:
-                restore_features(self, "sam2", entry.features, entry.original_size)
-            else:  # a crop of the image (crop_n_layers > 0)
-                super().set_image(image, image_format)
+                self.set_image_features(entry.features, entry.original_size, entry.input_size)
+            else:
+                super().set_image(image, *args, **kwargs)
 
     return _Cached(model)
 
@@ -79,11 +65,12 @@ class Engine:
     """Encodes uploads into a byte-bounded LRU cache and answers prompts from it.
 
     Args:
-        model: a SAM 1, SAM 2 or SAM 3 model (SAM 3: clicks through its interactive head).
+        model: a samkit model of any registered family with an image predictor (SAM 3: clicks
+            through its interactive head).
         cache_bytes: the cache bound; must hold at least one largest entry.
         max_pixels: largest accepted image.
         max_upload_bytes: largest accepted upload (counted in an entry's size).
-        family: "sam1", "sam2" or "sam3".
+        family: the model's family (default: what the model says, `model.family`).
         threads: torch intra-op threads for decoding and encoding (default: the caller's setting).
         stretch: the percentile stretch of every upload (`samkit.io.images.decode_image`), or None.
     """
@@ -94,15 +81,14 @@ class Engine:
         cache_bytes: int,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_upload_bytes: int = 32 * 2**20,
-        family: str = "sam1",
+        family: str | None = None,
         threads: int | None = None,
         stretch: Any = None,
     ) -> None:
-        if family not in ("sam1", "sam2", "sam3"):
-            raise ValueError(f"family must be 'sam1', 'sam2' or 'sam3', got {family!r}")
         self.model = model
-        self.family = family
-        emb_bytes = _feature_bytes(model, family)
+        self.family = family_of(model).name if family is None else get_family(family).name
+        self._encoder = self._new_predictor()
+        emb_bytes = int(self._encoder.image_feature_bytes())
         if cache_bytes < emb_bytes + max_upload_bytes:
             raise ValueError(
                 f"the embedding cache ({cache_bytes:,} bytes) must hold at least one image: "
@@ -119,24 +105,16 @@ class Engine:
             initializer=torch.set_num_threads,
             initargs=(self.threads,),
         )
-        self._encoder = self._new_predictor()
         self._inflight: dict[str, Future] = {}
         self._lock = threading.Lock()
         # The last clicked image's predictor: it keeps the decoder's image-side work between
-        # clicks (`SamPredictor._decoder_shared`). Clicks take turns on it.
+        # clicks. Clicks take turns on it.
         self._click_lock = threading.Lock()
         self._click_predictor: tuple[str, Any] | None = None
 
     def _new_predictor(self) -> Any:
-        if self.family == "sam2":
-            from samkit.predict.sam2 import Sam2ImagePredictor
-
-            return Sam2ImagePredictor(self.model)
-        if self.family == "sam3":  # clicks through the interactive head (predict_inst)
-            from samkit.amg.sam3 import Sam3ClickPredictor
-
-            return Sam3ClickPredictor(self.model)
-        return SamPredictor(self.model)
+        """A fresh image predictor of the model's family (`samkit.build.registry`)."""
+        return get_family(self.family).load("predictor")(self.model)
 
     def close(self) -> None:
         self._worker.shutdown()
@@ -239,11 +217,8 @@ class Engine:
 
         t = time.perf_counter()
         image = decode_image(entry.data, self.max_pixels, self.stretch)
-        if self.family == "sam2":
-            predictor = _cached_sam2_predictor(self.model, entry)
-        else:
-            predictor = _CachedPredictor(self.model, entry)
-        # SamAutomaticMaskGenerator or Sam2AutomaticMaskGenerator; None = that one's default
+        predictor = _cached_predictor(self.family, self.model, entry)
+        # the family's automatic mask generator; a setting left at None = that one's default
         gen = mask_generator_for(predictor, output_mode="coco_rle", **params)
         records = gen.generate(image)
         message, message_api = zero_masks_messages(gen)  # in the page's words, in the API's
@@ -271,15 +246,5 @@ class Engine:
 
 
 def _feature_bytes(model: Any, family: str) -> int:
-    """Bytes of one image's cached features."""
-    if family == "sam3":
-        from samkit.server.sam3_find import sam3_feature_bytes
-
-        return sam3_feature_bytes(model)
-    elt = torch.empty((), dtype=model.dtype).element_size()  # features come in the decoder dtype
-    if family == "sam2":
-        d = model.sam_mask_decoder.transformer_dim
-        (h0, w0), (h1, w1), (h2, w2) = model.bb_feat_sizes  # finest first
-        return elt * (d // 8 * h0 * w0 + d // 4 * h1 * w1 + d * h2 * w2)
-    pe = model.prompt_encoder
-    return elt * pe.embed_dim * pe.image_embedding_size[0] * pe.image_embedding_size[1]
+    """Bytes of one image's cached features (the family predictor's `image_feature_bytes`)."""
+    return int(get_family(family).load("predictor")(model).image_feature_bytes())

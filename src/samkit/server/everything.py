@@ -43,14 +43,16 @@ class EverythingIn(BaseModel):
 
 
 def family_defaults(family: str) -> dict[str, Any]:
-    """The default of every `PAGE_SETTINGS` entry for "sam1" or "sam2": the generator's
-    keyword defaults (`SamAutomaticMaskGenerator` / `Sam2AutomaticMaskGenerator`)."""
-    if family == "sam2":
-        from samkit.amg.sam2 import Sam2AutomaticMaskGenerator as gen
-    elif family == "sam1":
-        from samkit.amg.sam import SamAutomaticMaskGenerator as gen
-    else:
-        raise ValueError(f"family must be 'sam1' or 'sam2', got {family!r}")
+    """The default of every `PAGE_SETTINGS` entry for a family with an automatic mask
+    generator (its registry `amg_generator`: `SamAutomaticMaskGenerator`,
+    `Sam2AutomaticMaskGenerator`): the generator's keyword defaults.
+
+    Raises:
+        ValueError: an unknown family, or one without an automatic mask generator.
+    """
+    from samkit.build.registry import get_family
+
+    gen = get_family(family).load("amg_generator")
     params = inspect.signature(gen.__init__).parameters
     return {name: params[name].default for name, *_ in PAGE_SETTINGS}
 

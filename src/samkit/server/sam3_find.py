@@ -40,7 +40,6 @@ from samkit.io.masks import mask_records
 from samkit.server.validation import parse_json_body
 
 MAX_PHRASE_CHARS = 200  # a noun phrase; the tokenizer keeps 32 tokens anyway
-FAMILY_NAMES = {"sam1": "SAM 1", "sam2": "SAM 2", "sam3": "SAM 3"}
 
 
 class FindIn(BaseModel):
@@ -52,13 +51,18 @@ class FindIn(BaseModel):
 
 
 def find_unavailable_reason(family: str) -> str | None:
-    """Why this server cannot find phrases (None when it can: a SAM 3 model)."""
-    if family == "sam3":
+    """Why this server cannot find phrases (None when it can: a family with text concepts in
+    its registry entry, SAM 3)."""
+    from samkit.build.registry import FAMILY_NAMES, family_names, get_family
+
+    if get_family(family).has("concepts"):
         return None
-    name = FAMILY_NAMES.get(family, family)
+    finders = family_names("concepts")
+    example = " or ".join(f"--model {get_family(f).default_model}" for f in finders)
     return (
-        f"finding a phrase needs a SAM 3 model (samkit serve --model sam3 --checkpoint "
-        f"sam3.pt); this server runs a {name} model, which answers clicks and boxes only"
+        f"finding a phrase needs a {' or '.join(FAMILY_NAMES[f] for f in finders)} model "
+        f"(samkit serve {example} --checkpoint sam3.pt); this server runs a "
+        f"{FAMILY_NAMES.get(family, family)} model, which answers clicks and boxes only"
     )
 
 
@@ -80,22 +84,10 @@ def check_find(body: FindIn) -> tuple[str, float]:
 
 
 def sam3_feature_bytes(model: Any) -> int:
-    """Bytes of one image's cached SAM 3 features (`samkit.amg.sam3.sam3_image_features`):
-    the detector's three levels (C x 4s x 4s, C x 2s x 2s, C x s x s with s = image side / 14)
-    and, with the interactive head, its three levels (after conv_s0 / conv_s1)."""
-    import torch
+    """Bytes of one image's cached SAM 3 features (`samkit.amg.sam3.sam3_feature_bytes`)."""
+    from samkit.amg.sam3 import sam3_feature_bytes as feature_bytes
 
-    from samkit.build.sam3_models import sam3_img_size
-
-    elt = torch.empty((), dtype=model.dtype).element_size()
-    s = sam3_img_size(model) // 14
-    d = int(model.backbone.vision_backbone.convs[-1].conv_3x3.out_channels)  # the neck's d_model
-    n = d * (16 + 4 + 1) * s * s
-    tracker = getattr(model, "tracker", None)
-    if tracker is not None:
-        dec = tracker.sam_mask_decoder
-        n += (dec.conv_s0.out_channels * 16 + dec.conv_s1.out_channels * 4 + d) * s * s
-    return elt * n
+    return feature_bytes(model)
 
 
 class Sam3Finder:

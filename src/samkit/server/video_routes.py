@@ -47,6 +47,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from samkit.build.registry import FAMILY_NAMES, family_names, get_family
 from samkit.server.validation import check_prompt_fields
 from samkit.server.video_manager import VideoManager, VideoSlotsFull
 from samkit.server.video_session import VideoBusyError, VideoLimits, VideoSession
@@ -87,9 +88,12 @@ def _check_prompt(p: VideoPromptIn, s: VideoSession) -> None:
 
 def video_manager(model: Any, family: str, limits: VideoLimits) -> tuple[VideoManager | None, str]:
     """A manager on the server's model, or (None, why video is not available)."""
-    if family != "sam2":
-        name = {"sam1": "SAM 1", "sam3": "SAM 3"}.get(family, family)
-        return None, f"video tracking needs a SAM 2 model; this server runs a {name} model"
+    if not get_family(family).has("video_predictor"):
+        trackers = " or ".join(FAMILY_NAMES[f] for f in family_names("video_predictor"))
+        return None, (
+            f"video tracking needs a {trackers} model; this server runs a "
+            f"{FAMILY_NAMES.get(family, family)} model"
+        )
     from samkit.modeling.sam2_video import Sam2Video
 
     if not isinstance(model, Sam2Video):

@@ -1,4 +1,4 @@
-"""The one seam between the fine-tuning / evaluation code and a model family (SAM 1 or SAM 2).
+"""The seam between the fine-tuning / evaluation code and a model family (SAM 1 or SAM 2).
 
 The training loop and the evaluation protocol are written once; what differs between the families
 goes through a `FamilyOps`:
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from samkit.build.registry import family_of
 from samkit.predict.transforms import apply_coords
 from samkit.train.datasets import PreparedSample, Sample, prepare_sample
 
@@ -46,17 +47,29 @@ class Features:
 
 
 class FamilyOps:
-    """Family-specific steps of fine-tuning and evaluation (see the module docstring)."""
+    """Family-specific steps of fine-tuning and evaluation (see the module docstring); SAM 1's.
 
-    family = "sam1"
+    A family's registry entry (`samkit.build.registry`, slot `trainer`) names its ops class.
+
+    Attributes:
+        mask_threshold: logit threshold of the binary masks.
+        iou_l1: the family's recipe regresses the IoU with L1 (SAM 2) instead of MSE (SAM 1).
+    """
+
     mask_threshold = 0.0
+    iou_l1 = False
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
 
     @property
+    def family(self) -> str:
+        """The model's family (`samkit.build.registry`)."""
+        return self.model.family
+
+    @property
     def img_size(self) -> int:
-        return int(self.model.img_size)
+        return int(self.model.image_size)
 
     @property
     def image_encoder(self) -> nn.Module:
@@ -127,11 +140,7 @@ class FamilyOps:
 class Sam2Ops(FamilyOps):
     """SAM 2 / 2.1 image models (`samkit.build_sam2`)."""
 
-    family = "sam2"
-
-    @property
-    def img_size(self) -> int:
-        return int(self.model.image_size)
+    iou_l1 = True
 
     @property
     def has_object_scores(self) -> bool:
@@ -212,30 +221,32 @@ class Sam2Ops(FamilyOps):
 
 
 def family_ops(model: Any) -> FamilyOps:
-    """The `FamilyOps` of a model: `Sam2Ops` for a `Sam2`, else SAM 1's."""
-    from samkit.modeling.sam2 import Sam2
+    """The `FamilyOps` of a model: its family's registry `trainer` (`Sam2Ops` for SAM 2, the
+    SAM 1 `FamilyOps` for SAM 1).
 
-    return Sam2Ops(model) if isinstance(model, Sam2) else FamilyOps(model)
+    Raises:
+        ValueError: not a samkit model, or its family has no fine-tuning.
+    """
+    return family_of(model).load("trainer")(model)
 
 
 def model_family(model: str | None, checkpoint: str | None = None) -> str:
-    """The family ("sam1" / "sam2") of a command line's --model (variant name or config.json) and, when
-    --model is absent, the checkpoint's keys (SAM 2 has `sam_mask_decoder.*`)."""
-    from pathlib import Path
+    """The family of a command line's --model (variant name, family name or config.json) and,
+    when --model is absent, of the checkpoint's tensor names (`samkit.build.registry`).
 
-    from samkit.configs.sam import get_variant, load_config_json
+    Raises:
+        ValueError: neither is given, an unknown variant, or a config that is not a JSON object.
+    """
+    from samkit.build.family import checkpoint_family
+    from samkit.build.registry import DEFAULT_FAMILY, is_config_path, spec_family
 
     if model is not None:
-        if model.endswith(".json") or Path(model).is_file():
-            raw = load_config_json(model)
-            if not isinstance(raw, dict):
-                raise ValueError(f"{model}: expected a JSON object (a SAM 1 or SAM 2 config)")
-            sam2 = raw.get("family") == "sam2" or "model" in raw or "hydra_overrides" in raw
-            return "sam2" if sam2 else "sam1"
-        return get_variant(model).family
+        if is_config_path(model):
+            from samkit.configs.sam import load_config_json
+
+            if not isinstance(load_config_json(model), dict):
+                raise ValueError(f"{model}: expected a JSON object (a model config)")
+        return spec_family(model)
     if checkpoint is None:
         raise ValueError("give a model (variant name or config.json) or a checkpoint")
-    from samkit.checkpoint import read_state_dict
-
-    keys = read_state_dict(checkpoint).keys()
-    return "sam2" if any(k.startswith("sam_mask_decoder.") for k in keys) else "sam1"
+    return checkpoint_family(checkpoint) or DEFAULT_FAMILY
