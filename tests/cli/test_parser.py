@@ -1,20 +1,24 @@
 """The command line answers at once: `--help`, `--version`, every command's `--help` and usage
 errors import neither torch nor numpy / PIL, and a mistyped option or command gets a
-"did you mean" from the parser of the command it was typed for (issue #24, section 2)."""
+"did you mean" from the parser of the command it was typed for (issue #24, section 2); negative
+coordinates parse, help without noise, variant names in any case with suggestions."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from samkit.cli import build_parser, main
+import samkit
+from samkit.cli import build_parser, load_model, main
 from samkit.cli.argparsing import did_you_mean
-from tests.conftest import ROOT
+from samkit.configs.sam import get_variant
+from tests.conftest import FIXTURES, ROOT
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
 HEAVY = ("torch", "numpy", "PIL", "samkit.modeling", "samkit.cli.commands", "samkit.jobs")
@@ -178,3 +182,84 @@ def test_export_help_states_the_exporters_default_opset():
     from samkit.export.sam import DEFAULT_OPSET
 
     assert HELP_DEFAULT_OPSET == DEFAULT_OPSET
+
+
+def _subparsers() -> dict:
+    return next(a for a in build_parser()._actions if a.dest == "command").choices
+
+
+# ------------------------------------------------------------------ negative coordinates
+
+
+@pytest.mark.parametrize(
+    ("argv", "points", "boxes"),
+    [
+        (["--point", "-10,-10"], [(-10.0, -10.0, 1)], []),
+        (["--point", "-10,-10,0", "--point", "5,-3"], [(-10.0, -10.0, 0), (5.0, -3.0, 1)], []),
+        (["--point=-1.5,2"], [(-1.5, 2.0, 1)], []),
+        (["--box", "-5,-6.5,10,1e2"], [], [(-5.0, -6.5, 10.0, 100.0)]),
+        (
+            ["--box", "-5,-5,10,10", "--point", "-1,-1"],
+            [(-1.0, -1.0, 1)],
+            [(-5.0, -5.0, 10.0, 10.0)],
+        ),
+    ],
+)
+def test_negative_coordinates_parse(argv, points, boxes):
+    args = build_parser().parse_args(["segment", "img.png", *argv, "--out", "o"])
+    assert args.point == points and args.box == boxes and args.out == "o"
+
+
+def test_an_option_after_point_is_still_an_option(capsys):
+    with pytest.raises(SystemExit) as e:
+        build_parser().parse_args(["segment", "img.png", "--point", "--out", "o"])
+    assert e.value.code == 2
+    assert "--point: expected one argument" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ --help, --version, names
+
+
+def test_help_has_no_noise():
+    for name, p in _subparsers().items():
+        text = p.format_help()
+        for noise in ("(default: None)", "(default: [])", "(default: False)", "3413333"):
+            assert noise not in text, (name, noise)
+        assert not re.search(r"\(default[^)]*\) \(default", text), name
+    serve = " ".join(_subparsers()["serve"].format_help().split())
+    assert "--port PORT TCP port to listen on (default: 8000)" in serve
+    auto = " ".join(_subparsers()["auto"].format_help().split())
+    assert "overlap of layer-1 crops (default: 0.3413)" in auto
+    seg = " ".join(_subparsers()["segment"].format_help().split())
+    assert "torch device, e.g. cpu or cuda (default cpu)" in seg
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"samkit {samkit.__version__}"
+
+
+def test_variant_names_ignore_case_and_suggest():
+    assert get_variant("VIT_B").name == "vit_b"
+    assert get_variant("Sam2.1_Hiera_T").name == "sam2.1_hiera_t"
+    with pytest.raises(ValueError, match=r"did you mean 'vit_b'") as e:
+        get_variant("vit-b")
+    assert "known variants: vit_b, vit_l, vit_h, sam2_hiera_t" in str(e.value)
+    with pytest.raises(ValueError) as e:
+        get_variant("resnet50")
+    assert "did you mean" not in str(e.value)
+
+
+def test_cli_unknown_model_suggests_and_upper_case_works(tmp_path, capsys):
+    image = str(FIXTURES / "sam1_shapes" / "shapes_1.png")
+    code = main(["embed", image, "--out", str(tmp_path), "--model", "vit_bb", "--random-weights"])
+    err = capsys.readouterr().err
+    assert code == 2 and "did you mean 'vit_b'" in err and "Traceback" not in err
+    # VIT_B is vit_b (random weights: no download needed)
+    assert main(["info"]) == 0
+    capsys.readouterr()
+    lm = load_model("VIT_B", random_weights=True)
+    assert lm.family == "sam1" and lm.model.image_encoder.img_size == 1024
+    capsys.readouterr()

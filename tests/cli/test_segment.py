@@ -1,4 +1,5 @@
-"""`samkit segment`: masks as the predictor gives them, batches of boxes, bf16, clear errors."""
+"""`samkit segment`: masks as the predictor gives them, batches of boxes, bf16, prompts outside the
+image used with a warning, clear errors."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from samkit import SamPredictor, build_sam
 from samkit.cli import main
 from tests.cli.conftest import MODEL, SHAPES, run_cli
 from tests.conftest import IMAGES, load_rgb
@@ -149,3 +152,48 @@ def test_random_weights_warns_loudly(tmp_path, capsys):
     assert code == 0
     assert "WARNING" in err and "RANDOM" in err and "MEANINGLESS" in err
     assert json.loads((tmp_path / "shapes_1.json").read_text())["random_weights"] is True
+
+
+def test_prompts_outside_the_image_are_used_with_a_warning(tmp_path, capsys):
+    image = SHAPES / "shapes_1.png"  # 640 x 480
+    argv = ["segment", str(image), "--point", "-10,-10", "--point", "200,150",
+            "--box", "-20,100,700,300", "--out", str(tmp_path), *MODEL]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "warning: point 0 (-10, -10) is outside the 640x480 image" in err
+    assert "warning: box 0 (-20, 100, 700, 300) reaches outside the 640x480 image" in err
+    assert "point 1" not in err
+    predictor = SamPredictor(
+        build_sam(SHAPES / "config.json", checkpoint=SHAPES / "sam1_shapes.pth")
+    )
+    predictor.set_image(load_rgb(str(image)))
+    masks, _, _ = predictor.predict(
+        np.array([[-10, -10], [200, 150]]),
+        np.array([1, 1]),
+        np.array([-20, 100, 700, 300]),
+        multimask_output=False,
+    )
+    np.testing.assert_array_equal(np.array(Image.open(tmp_path / "shapes_1_mask_0.png")), masks[0])
+    # inside the image: no warning
+    assert main(["segment", str(image), "--point", "0,480", "--out", str(tmp_path), *MODEL]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a torch without CUDA")
+def test_a_device_torch_cannot_use_is_a_clean_error(tmp_path, capsys):
+    img = IMAGES / "dog.jpg"
+    code = main(
+        ["segment", str(img), "--point", "1,1", *MODEL, "--device", "cuda", "--out", str(tmp_path)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--device cuda" in err and "Traceback" not in err
+
+
+def test_out_that_is_a_file_is_a_clean_error(tmp_path, capsys):
+    not_a_folder = tmp_path / "file.txt"
+    not_a_folder.write_text("x")
+    code = main(
+        ["segment", str(IMAGES / "dog.jpg"), "--point", "1,1", *MODEL, "--out", str(not_a_folder)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "file.txt" in err

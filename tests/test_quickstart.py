@@ -1,11 +1,12 @@
-"""A newcomer's first hour with the command line and examples/quickstart.py (issue 15, part 6)."""
+"""examples/quickstart.py and the README's set-up, as a newcomer meets them in their first hour
+(issue 15, part 6): offline, the first command says why and shows the built-in demo; --demo;
+masks and overlay as the predictor gives them; clean errors."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import re
-import socket
+import os
 import subprocess
 import sys
 
@@ -13,136 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samkit.cli import build_parser, main
+from samkit import SamPredictor
+from samkit.cli import main
+from samkit.configs import sam as configs
+from samkit.io.masks import mask_png_bytes
+from samkit.train.demo import build_demo_model, deepest_point, demo_sample, segment
 from tests.conftest import FIXTURES, IMAGES, ROOT, load_rgb
-
-SHAPES = FIXTURES / "sam1_shapes"
-MODEL = ["--model", str(SHAPES / "config.json"), "--checkpoint", str(SHAPES / "sam1_shapes.pth")]
-
-
-def _subparsers() -> dict:
-    return next(a for a in build_parser()._actions if a.dest == "command").choices
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# ------------------------------------------------------------------ negative coordinates
-
-
-@pytest.mark.parametrize(
-    ("argv", "points", "boxes"),
-    [
-        (["--point", "-10,-10"], [(-10.0, -10.0, 1)], []),
-        (["--point", "-10,-10,0", "--point", "5,-3"], [(-10.0, -10.0, 0), (5.0, -3.0, 1)], []),
-        (["--point=-1.5,2"], [(-1.5, 2.0, 1)], []),
-        (["--box", "-5,-6.5,10,1e2"], [], [(-5.0, -6.5, 10.0, 100.0)]),
-        (
-            ["--box", "-5,-5,10,10", "--point", "-1,-1"],
-            [(-1.0, -1.0, 1)],
-            [(-5.0, -5.0, 10.0, 10.0)],
-        ),
-    ],
-)
-def test_negative_coordinates_parse(argv, points, boxes):
-    args = build_parser().parse_args(["segment", "img.png", *argv, "--out", "o"])
-    assert args.point == points and args.box == boxes and args.out == "o"
-
-
-def test_an_option_after_point_is_still_an_option(capsys):
-    with pytest.raises(SystemExit) as e:
-        build_parser().parse_args(["segment", "img.png", "--point", "--out", "o"])
-    assert e.value.code == 2
-    assert "--point: expected one argument" in capsys.readouterr().err
-
-
-def test_prompts_outside_the_image_are_used_with_a_warning(tmp_path, capsys):
-    from samkit import SamPredictor
-
-    image = SHAPES / "shapes_1.png"  # 640 x 480
-    argv = ["segment", str(image), "--point", "-10,-10", "--point", "200,150",
-            "--box", "-20,100,700,300", "--out", str(tmp_path), *MODEL]  # fmt: skip
-    assert main(argv) == 0
-    err = capsys.readouterr().err
-    assert "warning: point 0 (-10, -10) is outside the 640x480 image" in err
-    assert "warning: box 0 (-20, 100, 700, 300) reaches outside the 640x480 image" in err
-    assert "point 1" not in err
-    from samkit import build_sam
-
-    predictor = SamPredictor(
-        build_sam(SHAPES / "config.json", checkpoint=SHAPES / "sam1_shapes.pth")
-    )
-    predictor.set_image(load_rgb(str(image)))
-    masks, _, _ = predictor.predict(
-        np.array([[-10, -10], [200, 150]]),
-        np.array([1, 1]),
-        np.array([-20, 100, 700, 300]),
-        multimask_output=False,
-    )
-    np.testing.assert_array_equal(np.array(Image.open(tmp_path / "shapes_1_mask_0.png")), masks[0])
-    # inside the image: no warning
-    assert main(["segment", str(image), "--point", "0,480", "--out", str(tmp_path), *MODEL]) == 0
-    assert "warning" not in capsys.readouterr().err
-
-
-# ------------------------------------------------------------------ --help, --version, names
-
-
-def test_help_has_no_noise():
-    for name, p in _subparsers().items():
-        text = p.format_help()
-        for noise in ("(default: None)", "(default: [])", "(default: False)", "3413333"):
-            assert noise not in text, (name, noise)
-        assert not re.search(r"\(default[^)]*\) \(default", text), name
-    serve = " ".join(_subparsers()["serve"].format_help().split())
-    assert "--port PORT TCP port to listen on (default: 8000)" in serve
-    auto = " ".join(_subparsers()["auto"].format_help().split())
-    assert "overlap of layer-1 crops (default: 0.3413)" in auto
-    seg = " ".join(_subparsers()["segment"].format_help().split())
-    assert "torch device, e.g. cpu or cuda (default cpu)" in seg
-
-
-def test_version(capsys):
-    import samkit
-
-    with pytest.raises(SystemExit) as e:
-        main(["--version"])
-    assert e.value.code == 0
-    assert capsys.readouterr().out.strip() == f"samkit {samkit.__version__}"
-
-
-def test_variant_names_ignore_case_and_suggest():
-    from samkit.configs.sam import get_variant
-
-    assert get_variant("VIT_B").name == "vit_b"
-    assert get_variant("Sam2.1_Hiera_T").name == "sam2.1_hiera_t"
-    with pytest.raises(ValueError, match=r"did you mean 'vit_b'") as e:
-        get_variant("vit-b")
-    assert "known variants: vit_b, vit_l, vit_h, sam2_hiera_t" in str(e.value)
-    with pytest.raises(ValueError) as e:
-        get_variant("resnet50")
-    assert "did you mean" not in str(e.value)
-
-
-def test_cli_unknown_model_suggests_and_upper_case_works(tmp_path, capsys):
-    image = str(SHAPES / "shapes_1.png")
-    code = main(["embed", image, "--out", str(tmp_path), "--model", "vit_bb", "--random-weights"])
-    err = capsys.readouterr().err
-    assert code == 2 and "did you mean 'vit_b'" in err and "Traceback" not in err
-    # VIT_B is vit_b (random weights: no download needed)
-    assert main(["info"]) == 0
-    capsys.readouterr()
-    from samkit.cli import load_model
-
-    lm = load_model("VIT_B", random_weights=True)
-    assert lm.family == "sam1" and lm.model.image_encoder.img_size == 1024
-    capsys.readouterr()
-
-
-# ------------------------------------------------------------------ offline and quickstart
+from tests.processes import closed_port
 
 
 def _quickstart():
@@ -155,10 +33,8 @@ def _quickstart():
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
     """vit_b's URL points at a closed port and the cache is empty: the first command's failure."""
-    from samkit.configs import sam as configs
-
     v = configs.get_variant("vit_b")
-    url = f"http://127.0.0.1:{_closed_port()}/{v.filename}"
+    url = f"http://127.0.0.1:{closed_port()}/{v.filename}"
     monkeypatch.setitem(configs.VARIANTS, "vit_b", dataclasses.replace(v, url=url))
     monkeypatch.setenv("SAMKIT_CACHE", str(tmp_path / "cache"))
     return url
@@ -166,8 +42,6 @@ def offline(tmp_path, monkeypatch):
 
 def test_offline_first_command_says_why_and_shows_the_demo(tmp_path, offline, capsys):
     """The README's first command offline: the download advice, then the built-in demo's masks."""
-    from samkit.train.demo import build_demo_model, demo_sample, segment
-
     out = tmp_path / "o"
     argv = [str(IMAGES / "truck.jpg"), "--point", "500,375", "--out", str(out)]
     code = _quickstart().main(argv)
@@ -201,16 +75,12 @@ def test_offline_first_command_says_why_and_shows_the_demo(tmp_path, offline, ca
 
 
 def test_quickstart_demo_flag(tmp_path, capsys):
-    from samkit.train.demo import build_demo_model, demo_sample, segment
-
     qs = _quickstart()
     assert qs.main(["--demo", "--out", str(tmp_path / "a")]) == 0
     assert "IoU with the true shape" in capsys.readouterr().out
     # a point of the user's on the demo image: the shape under it is compared
     sample = demo_sample()
     small = next(k for k in range(3) if k != sample.shape_at(*sample.point))
-    from samkit.train.demo import deepest_point
-
     x, y = deepest_point(sample.masks[small])
     assert qs.main(["--demo", "--point", f"{x},{y}", "--out", str(tmp_path / "b")]) == 0
     _, _, iou = segment(build_demo_model(), sample, (x, y))
@@ -248,9 +118,6 @@ def test_readme_gives_the_offline_path_and_two_setup_commands():
 
 
 def test_quickstart_writes_mask_and_overlay(tmp_path, sam1_tiny, capsys):
-    from samkit import SamPredictor
-    from samkit.io.masks import mask_png_bytes
-
     ckpt = FIXTURES / "sam1_tiny" / "sam1_tiny.pth"
     argv = [str(IMAGES / "dog.jpg"), "--point", "400,260", "--checkpoint", str(ckpt)]
     assert _quickstart().main([*argv, "--out", str(tmp_path)]) == 0
@@ -289,8 +156,6 @@ def test_quickstart_random_weights_runs_offline(tmp_path, offline):
     small = tmp_path / "small.png"
     Image.fromarray(load_rgb("truck.jpg")[::8, ::8]).save(small)
     env_py = {"PYTHONPATH": str(ROOT / "src"), "SAMKIT_CACHE": str(tmp_path / "cache")}
-    import os
-
     r = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "quickstart.py"), str(small), "--random-weights",
          "--out", str(tmp_path / "o")],
@@ -301,23 +166,3 @@ def test_quickstart_random_weights_runs_offline(tmp_path, offline):
     assert (tmp_path / "o" / "small_mask.png").is_file()
     assert (tmp_path / "o" / "small_overlay.png").is_file()
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
-
-
-@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a torch without CUDA")
-def test_a_device_torch_cannot_use_is_a_clean_error(tmp_path, capsys):
-    img = IMAGES / "dog.jpg"
-    code = main(
-        ["segment", str(img), "--point", "1,1", *MODEL, "--device", "cuda", "--out", str(tmp_path)]
-    )
-    err = capsys.readouterr().err
-    assert code == 2 and "--device cuda" in err and "Traceback" not in err
-
-
-def test_out_that_is_a_file_is_a_clean_error(tmp_path, capsys):
-    not_a_folder = tmp_path / "file.txt"
-    not_a_folder.write_text("x")
-    code = main(
-        ["segment", str(IMAGES / "dog.jpg"), "--point", "1,1", *MODEL, "--out", str(not_a_folder)]
-    )
-    err = capsys.readouterr().err
-    assert code == 2 and "file.txt" in err
