@@ -71,11 +71,11 @@ def test_correction_survives_repropagation_against_the_official_session(predicto
 
     seen: dict[int, tuple] = {}
 
-    def spy(model, frame_idx, output_dict, num_frames, reverse):
+    def spy(model, frame_idx, memory, num_frames, reverse):
         memories, pointers, max_ptrs = select_memories(
-            model, frame_idx, output_dict, num_frames, reverse
+            model, frame_idx, memory, num_frames, reverse
         )
-        seen[frame_idx] = (output_dict["cond_frame_outputs"].get(5), memories, pointers)
+        seen[frame_idx] = (memory.cond_frame_outputs.get(5), memories, pointers)
         return memories, pointers, max_ptrs
 
     select_memories = sam2_video_module.select_memories
@@ -84,13 +84,13 @@ def test_correction_survives_repropagation_against_the_official_session(predicto
     assert sorted(after) == list(range(10))
     torch.testing.assert_close(after[5], corrected, rtol=0, atol=LOGIT_ATOL)
     np.testing.assert_allclose(_stride(after[0], 0), _ref_row(ref, "c05_f000", 1), atol=1e-4)
-    assert sorted(state["output_dict_per_obj"][0]["cond_frame_outputs"]) == [0, 5]
+    assert sorted(state.objects[0].memory.cond_frame_outputs) == [0, 5]
     assert 5 not in seen  # yielded from its stored output, not tracked
     for f in (6, 7, 8, 9):
         cond5, memories, pointers = seen[f]
         assert cond5 is not None
-        assert any(t_pos == 0 and m is cond5["maskmem_features"] for t_pos, m, _ in memories)
-        assert any(off == f - 5 and p is cond5["obj_ptr"] for off, p in pointers)
+        assert any(t_pos == 0 and m is cond5.maskmem_features for t_pos, m, _ in memories)
+        assert any(off == f - 5 and p is cond5.obj_ptr for off, p in pointers)
 
 
 def _correct_then_repropagate(pred, frames, frame_idx, **click):
@@ -118,7 +118,7 @@ def test_both_settings_on_a_correction(tiny256, frame_idx):
     state, first, corrected, second = _correct_then_repropagate(keep, frames, frame_idx, **click)
     assert (corrected - first[frame_idx]).abs().max() > 1.0  # the click changed the mask
     torch.testing.assert_close(second[frame_idx], corrected, rtol=0, atol=LOGIT_ATOL)
-    assert frame_idx in state["output_dict_per_obj"][0]["cond_frame_outputs"]
+    assert frame_idx in state.objects[0].memory.cond_frame_outputs
     assert any((a - b).abs().max() > 1e-3 for a, b in zip(first[5:], second[5:], strict=True))
     official = Sam2VideoPredictor(
         tiny256.model, fill_hole_area=0, add_all_frames_to_correct_as_cond=False
@@ -129,7 +129,7 @@ def test_both_settings_on_a_correction(tiny256, frame_idx):
     torch.testing.assert_close(first_o, first, rtol=0, atol=0)  # same model, same first pass
     torch.testing.assert_close(corrected_o, corrected, rtol=0, atol=0)  # same click result
     torch.testing.assert_close(second_o, first_o, rtol=0, atol=0)  # the correction is gone
-    assert sorted(state["output_dict_per_obj"][0]["cond_frame_outputs"]) == [0]
+    assert sorted(state.objects[0].memory.cond_frame_outputs) == [0]
 
 
 def test_build_takes_the_setting_by_its_official_name():
@@ -156,15 +156,15 @@ def test_object_whose_prompts_were_removed_starts_over_on_its_next_click(tiny256
     list(pred.propagate_in_video(state))
     pred.clear_all_prompts_in_frame(state, frame_idx=0, obj_id=2)
     if keep:  # the correction is a conditioning frame: object 2 is still prompted there
-        assert state["output_dict_per_obj"][1]["cond_frame_outputs"].keys() == {3}
+        assert state.objects[1].memory.cond_frame_outputs.keys() == {3}
         pred.clear_all_prompts_in_frame(state, frame_idx=3, obj_id=2)
     else:  # the correction's click is still in the state (a tracked frame's prompt)
-        assert state["point_inputs_per_obj"][1].keys() == {3}
+        assert state.objects[1].point_inputs.keys() == {3}
     with pytest.raises(ValueError, match="object id 2 has no prompts"):
         next(pred.propagate_in_video(state))
     _, ids, masks = pred.add_new_points_or_box(state, 2, 2, points=[[85, 65]], labels=[1])
     assert ids == [1, 2]
-    assert state["point_inputs_per_obj"][1].keys() == {2}  # nothing left of the old prompts
+    assert state.objects[1].point_inputs.keys() == {2}  # nothing left of the old prompts
     after = [m for _, _, m in pred.propagate_in_video(state)]
 
     fresh = pred.init_state(frames)
@@ -173,7 +173,7 @@ def test_object_whose_prompts_were_removed_starts_over_on_its_next_click(tiny256
     torch.testing.assert_close(masks[1], fresh_masks[1], rtol=0, atol=0)  # object 2
     expected = [m for _, _, m in pred.propagate_in_video(fresh)]
     torch.testing.assert_close(after, expected, rtol=0, atol=0)
-    assert sorted(state["output_dict_per_obj"][1]["cond_frame_outputs"]) == [2]
+    assert sorted(state.objects[1].memory.cond_frame_outputs) == [2]
     # a further click on that frame adds to the new click only
     pred.add_new_points_or_box(state, 2, 2, points=[[70, 70]], labels=[0], clear_old_points=False)
-    assert state["point_inputs_per_obj"][1][2]["point_labels"].tolist() == [[1, 0]]
+    assert state.objects[1].point_inputs[2].labels.tolist() == [[1, 0]]

@@ -6,7 +6,7 @@ import torch
 
 from samkit.video.frames.live import LiveFrames
 from samkit.video.frames.sources import open_video
-from samkit.video.state import memory_window, state_nbytes
+from samkit.video.session import memory_window
 from tests.video.conftest import random_frames
 
 
@@ -20,8 +20,8 @@ def test_state_stops_growing_after_the_memory_window(small):
     for f, ids, masks in small.propagate_in_video(state):
         assert masks.shape == (2, 1, 48, 64) and list(ids) == [1, 2]
         if f in (20, 39):
-            sizes[f] = state_nbytes(state)
-            kept[f] = len(state["output_dict_per_obj"][0]["non_cond_frame_outputs"])
+            sizes[f] = state.nbytes()
+            kept[f] = len(state.objects[0].memory.non_cond_frame_outputs)
     window = memory_window(small.model)
     assert window == 15
     assert kept == {20: window + 1, 39: window + 1}  # frames 5..20 and 24..39

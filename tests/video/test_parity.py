@@ -45,12 +45,12 @@ class Checker:
         self.checked.update(k for k in r.files if k.startswith(prefix + "_"))
 
 
-def _obj_scores(state: dict) -> dict[str, float]:
+def _obj_scores(state) -> dict[str, float]:
     out = {}
-    for idx, d in state["output_dict_per_obj"].items():
-        for kind, key in (("cond", "cond_frame_outputs"), ("non_", "non_cond_frame_outputs")):
-            for t, o in d[key].items():
-                out[f"o{idx}_{kind}_f{t:03d}"] = float(o["object_score_logits"].reshape(()))
+    for idx, obj in enumerate(state.objects):
+        for kind, is_cond in (("cond", True), ("non_", False)):
+            for t, o in obj.memory.frames(is_cond).items():
+                out[f"o{idx}_{kind}_f{t:03d}"] = float(o.object_score_logits.reshape(()))
     return out
 
 

@@ -105,5 +105,5 @@ def test_reverse_tracking_from_after_the_only_prompt_runs_on_cpu(small):
     small.add_new_points_or_box(state, 1, 1, [[12, 20]], [1])
     got = [f for f, _, m in small.propagate_in_video(state, start_frame_idx=4, reverse=True)]
     assert got == [4, 3, 2, 1, 0]
-    out = state["output_dict_per_obj"][0]["non_cond_frame_outputs"]
-    assert out[4]["maskmem_features"].dtype == torch.bfloat16
+    out = state.objects[0].memory.non_cond_frame_outputs
+    assert out[4].maskmem_features.dtype == torch.bfloat16

@@ -1,6 +1,6 @@
 """Every call of the video predictor that raises a ValueError leaves the inference state exactly
-as it was (issue 24): the state is snapshotted deeply (tensors by value, dicts in order, sets,
-lists), the error triggered, and the snapshot compared.
+as it was (issue 24): the typed session is snapshotted deeply (dataclass fields by name, tensors
+by value, dicts in order, sets, lists), the error triggered, and the snapshot compared.
 
 `test_every_raise_site_is_exercised` reads the `raise ValueError` statements of the predictor's
 modules and fails when one is not reached by a case below, so a new error needs a case here.
@@ -10,6 +10,7 @@ The constructor's checks (no state yet) and `init_state`'s (it makes the state) 
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,21 +20,28 @@ import pytest
 import torch
 
 import samkit.video as video_pkg
+from samkit.modeling.video_memory import Clicks, FrameOutput
 from samkit.video.frames.live import LiveFrames
+from samkit.video.frames.sources import open_video
+from samkit.video.session import InferenceSession, ObjectState
 from tests.video.clips import write_jpeg_folder
 from tests.video.conftest import random_frames
 
-PREDICTOR_MODULES = ("predictor.py", "corrections.py", "objects.py", "live.py", "state.py")
-PREDICTOR_MODULES += ("prompts.py",)
+PREDICTOR_MODULES = ("predictor.py", "corrections.py", "objects.py", "live.py", "session.py")
+PREDICTOR_MODULES += ("prompts.py", "tracker.py")
 NOT_A_STATE_CALL = {("predictor.py", "__init__")}  # checks of the constructor's arguments
 
 
 # ------------------------------------------------------------------ deep snapshot
 def snapshot(x: Any) -> Any:
-    """A deep, comparable copy: tensors cloned, dicts as ordered items, the frame source by
-    identity and length."""
+    """A deep, comparable copy: dataclasses (the session, its objects, their outputs) as
+    their fields in order, tensors cloned, dicts as ordered items, the frame source by identity
+    and length."""
     if isinstance(x, torch.Tensor):
         return ("tensor", x.detach().clone())
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        items = [(f.name, snapshot(getattr(x, f.name))) for f in dataclasses.fields(x)]
+        return ("dataclass " + type(x).__name__, items)
     if isinstance(x, dict):
         return (type(x).__name__, [(k, snapshot(v)) for k, v in x.items()])
     if isinstance(x, (list, tuple)):
@@ -54,7 +62,7 @@ def assert_same(a: Any, b: Any, path: str = "state") -> None:
         return
     if isinstance(a, tuple) and len(a) == 2 and isinstance(a[1], list):
         assert type(b) is tuple and len(b) == 2 and a[0] == b[0], f"{path}: type changed"
-        if a[0] in ("dict", "OrderedDict"):
+        if a[0] not in ("list", "tuple"):  # dict, OrderedDict, dataclass: named items
             assert [k for k, _ in a[1]] == [k for k, _ in b[1]], f"{path}: keys changed"
             for (k, va), (_, vb) in zip(a[1], b[1], strict=True):
                 assert_same(va, vb, f"{path}[{k!r}]")
@@ -64,6 +72,19 @@ def assert_same(a: Any, b: Any, path: str = "state") -> None:
                 assert_same(va, vb, f"{path}[{i}]")
         return
     assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+def _toy_session(frames: Any) -> InferenceSession:
+    """A session with one object, one click and one stored output (no model needed)."""
+    s = InferenceSession.open(frames, torch.device("cpu"))
+    obj = ObjectState(1)
+    obj.point_inputs[0] = Clicks(torch.zeros(1, 1, 2), torch.ones(1, 1, dtype=torch.int32))
+    obj.memory.cond_frame_outputs[0] = FrameOutput(
+        torch.zeros(1, 1, 4, 4), torch.zeros(1, 8), torch.ones(1, 1)
+    )
+    obj.frames_tracked[0] = False
+    s.put_object(obj)
+    return s
 
 
 def test_snapshot_sees_every_kind_of_change():
@@ -83,8 +104,35 @@ def test_snapshot_sees_every_kind_of_change():
     assert_same(before, snapshot(state))
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s.objects[0].point_inputs[0].coords.add_(1),
+        lambda s: s.objects[0].memory.cond_frame_outputs[0].object_score_logits.neg_(),
+        lambda s: setattr(s.objects[0].memory.cond_frame_outputs[0], "obj_ptr", None),
+        lambda s: s.objects[0].pending.non_cond_frame_outputs.update(
+            {1: s.objects[0].memory.cond_frame_outputs[0]}
+        ),
+        lambda s: s.objects[0].frames_tracked.__setitem__(0, True),
+        lambda s: s.put_object(ObjectState(2)),
+        lambda s: s.put_object(ObjectState(1)),  # the object started over
+        lambda s: s.removed_obj_ids.add(7),
+        lambda s: setattr(s, "num_frames", 4),
+        lambda s: setattr(s, "maskmem_pos_enc", torch.zeros(1)),
+    ],
+)
+def test_snapshot_sees_every_kind_of_session_change(change):
+    frames = open_video(random_frames(3), 128)
+    before = snapshot(_toy_session(frames))
+    assert_same(before, snapshot(_toy_session(frames)))
+    s = _toy_session(frames)
+    change(s)
+    with pytest.raises(AssertionError):
+        assert_same(before, snapshot(s))
+
+
 # ------------------------------------------------------------------ states
-def _broken_state(p, folder: Path) -> dict:
+def _broken_state(p, folder: Path) -> InferenceSession:
     """4 frames whose frame 2 has its JPEG data cut (the header, read at open, is intact);
     object 1 clicked on frame 0."""
     write_jpeg_folder(folder, random_frames(4, seed=4))
@@ -96,7 +144,7 @@ def _broken_state(p, folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def states(small, tmp_path_factory) -> dict[str, dict]:
+def states(small, tmp_path_factory) -> dict[str, InferenceSession]:
     p = small
     frames = random_frames(6, seed=3)
     tracked = p.init_state(frames)
@@ -341,8 +389,6 @@ def test_a_frame_that_fails_to_decode_mid_propagation_is_not_half_tracked(small,
         for f, _, _ in small.propagate_in_video(s):
             got.append(f)
     assert got == [0, 1]
-    assert sorted(s["frames_tracked_per_obj"][0]) == [0, 1]
-    outs = s["output_dict_per_obj"][0]
-    assert sorted(outs["cond_frame_outputs"]) == [0] and sorted(outs["non_cond_frame_outputs"]) == [
-        1
-    ]
+    assert sorted(s.objects[0].frames_tracked) == [0, 1]
+    outs = s.objects[0].memory
+    assert sorted(outs.cond_frame_outputs) == [0] and sorted(outs.non_cond_frame_outputs) == [1]

@@ -10,9 +10,11 @@ previous frames.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from torch import Tensor
+
+from samkit.modeling.video_memory import FrameOutput, ObjectMemory
 
 
 class _MemoryModel(Protocol):
@@ -25,7 +27,7 @@ class _MemoryModel(Protocol):
     use_signed_tpos_enc_to_obj_ptrs: bool
 
 
-Outputs = dict[int, dict[str, Any]]
+Outputs = dict[int, FrameOutput]
 
 
 def select_closest_cond_frames(
@@ -71,7 +73,7 @@ def past_memory_frames(
 def select_memories(
     model: _MemoryModel,
     frame_idx: int,
-    output_dict: dict[str, Outputs],
+    memory: ObjectMemory,
     num_frames: int,
     reverse: bool,
 ) -> tuple[list[tuple[int, Tensor, Tensor]], list[tuple[int, Tensor]], int]:
@@ -83,16 +85,16 @@ def select_memories(
         max_ptrs: min(num_frames, max_obj_ptrs_in_encoder), the pointer window.
 
     Raises:
-        ValueError: no conditioning frame in `output_dict`.
+        ValueError: no conditioning frame in `memory`.
     """
-    cond = output_dict["cond_frame_outputs"]
-    non_cond = output_dict["non_cond_frame_outputs"]
+    cond = memory.cond_frame_outputs
+    non_cond = memory.non_cond_frame_outputs
     if not cond:
         raise ValueError(f"frame {frame_idx}: no prompted (conditioning) frame to track from")
     selected, unselected = select_closest_cond_frames(
         frame_idx, cond, model.max_cond_frames_in_attn
     )
-    prevs: list[tuple[int, dict[str, Any] | None]] = [(0, out) for out in selected.values()]
+    prevs: list[tuple[int, FrameOutput | None]] = [(0, out) for out in selected.values()]
     for t_pos, t in past_memory_frames(
         frame_idx, model.num_maskmem, model.memory_temporal_stride_for_eval, reverse
     ):
@@ -101,9 +103,9 @@ def select_memories(
             out = unselected.get(t)
         prevs.append((t_pos, out))
     memories = [
-        (t_pos, out["maskmem_features"], out["maskmem_pos_enc"])
+        (t_pos, out.maskmem_features, out.maskmem_pos_enc)
         for t_pos, out in prevs
-        if out is not None and out.get("maskmem_features") is not None
+        if out is not None and out.maskmem_features is not None
     ]
     pointers: list[tuple[int, Tensor]] = []
     max_ptrs = min(num_frames, model.max_obj_ptrs_in_encoder)
@@ -121,12 +123,12 @@ def select_memories(
                 if model.use_signed_tpos_enc_to_obj_ptrs
                 else abs(frame_idx - t)
             )
-            pointers.append((off, out["obj_ptr"]))
+            pointers.append((off, out.obj_ptr))
         for t_diff in range(1, max_ptrs):
             t = frame_idx + t_diff if reverse else frame_idx - t_diff
             if t < 0 or t >= num_frames:
                 break
             out = non_cond.get(t, unselected.get(t))
             if out is not None:
-                pointers.append((t_diff, out["obj_ptr"]))
+                pointers.append((t_diff, out.obj_ptr))
     return memories, pointers, max_ptrs

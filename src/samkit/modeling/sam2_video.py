@@ -10,7 +10,7 @@ frame attends to is chosen in `samkit.modeling.memory_selection`, how it reads t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -26,9 +26,23 @@ from samkit.modeling.memory_selection import select_memories
 from samkit.modeling.neck import ImageEncoder
 from samkit.modeling.prompt_encoder import PromptEncoder
 from samkit.modeling.sam2 import Sam2
+from samkit.modeling.video_memory import Clicks, FrameFeatures, FrameOutput, ObjectMemory
 
 # mask logits written on frames where the object is predicted absent
 NO_OBJ_SCORE = -1024.0
+
+
+class SamHeads(NamedTuple):
+    """What the prompt encoder + mask decoder give for B objects (`Sam2Video.forward_sam_heads`).
+
+    low_res_masks: Bx1x4Hx4W and high_res_masks: Bx1xSxS float32 logits of the best mask
+    (NO_OBJ_SCORE where the object score is negative); obj_ptr: BxC; object_score_logits: Bx1.
+    """
+
+    low_res_masks: Tensor
+    high_res_masks: Tensor
+    obj_ptr: Tensor
+    object_score_logits: Tensor
 
 
 class Sam2Video(Sam2):
@@ -150,27 +164,25 @@ class Sam2Video(Sam2):
     def forward_sam_heads(
         self,
         backbone_features: Tensor,
-        point_inputs: dict[str, Tensor] | None = None,
+        point_inputs: Clicks | None = None,
         mask_inputs: Tensor | None = None,
         high_res_features: list[Tensor] | None = None,
         multimask_output: bool = False,
-    ) -> dict[str, Tensor]:
+    ) -> SamHeads:
         """Prompt encoder + mask decoder on BxCxHxW (conditioned) features.
 
         Args:
-            point_inputs: {"point_coords": BxPx2 in model-input pixels, "point_labels": BxP}.
+            point_inputs: B objects' clicks (BxPx2 in model-input pixels, BxP labels).
             mask_inputs: Bx1xhxw mask prompt (resized to the decoder's mask input size).
             high_res_features: [Bx(C/8)x4Hx4W, Bx(C/4)x2Hx2W] projected high-res features.
 
         Returns:
-            {"low_res_masks": Bx1x4Hx4W, "high_res_masks": Bx1xSxS float32 logits (the best mask;
-            NO_OBJ_SCORE where the object score is negative), "obj_ptr": BxC,
-            "object_score_logits": Bx1}.
+            `SamHeads` (low- and high-res logits of the best mask, pointer, object score).
         """
         b = backbone_features.shape[0]
         device = backbone_features.device
         if point_inputs is not None:
-            coords, labels = point_inputs["point_coords"], point_inputs["point_labels"]
+            coords, labels = point_inputs.coords, point_inputs.labels
         else:
             coords = torch.zeros(b, 1, 2, device=device)
             labels = -torch.ones(b, 1, dtype=torch.int32, device=device)
@@ -215,21 +227,16 @@ class Sam2Video(Sam2):
             if self.fixed_no_obj_ptr:
                 obj_ptr = lam * obj_ptr
             obj_ptr = obj_ptr + (1 - lam) * self.no_obj_ptr
-        return {
-            "low_res_masks": masks,
-            "high_res_masks": high_res,
-            "obj_ptr": obj_ptr.float(),
-            "object_score_logits": obj_scores.float(),
-        }
+        return SamHeads(masks, high_res, obj_ptr.float(), obj_scores.float())
 
     def use_mask_as_output(
         self,
         backbone_features: Tensor,
         high_res_features: list[Tensor] | None,
         mask_inputs: Tensor,
-    ) -> dict[str, Tensor]:
-        """A Bx1xSxS binary mask prompt used as the output (+/-10 logits); same dict as
-        `forward_sam_heads`, the pointer from a decoder pass on the downsampled mask."""
+    ) -> SamHeads:
+        """A Bx1xSxS binary mask prompt used as the output (+/-10 logits); the pointer comes
+        from a decoder pass on the downsampled mask."""
         m = mask_inputs.float()
         high_res = m * 20.0 - 10.0
         low_res = F.interpolate(
@@ -244,7 +251,7 @@ class Sam2Video(Sam2):
                 backbone_features,
                 mask_inputs=self.mask_downsample(m.to(self.mask_downsample.weight.dtype)),
                 high_res_features=high_res_features,
-            )["obj_ptr"]
+            ).obj_ptr
         else:
             obj_ptr = torch.zeros(m.shape[0], self.hidden_dim, device=m.device)
         present = torch.any(m.flatten(1) > 0.0, dim=1)[..., None].float()
@@ -253,12 +260,7 @@ class Sam2Video(Sam2):
             if self.fixed_no_obj_ptr:
                 obj_ptr = present * obj_ptr
             obj_ptr = obj_ptr + (1 - present) * self.no_obj_ptr.float()
-        return {
-            "low_res_masks": low_res,
-            "high_res_masks": high_res,
-            "obj_ptr": obj_ptr,
-            "object_score_logits": obj_scores,
-        }
+        return SamHeads(low_res, high_res, obj_ptr, obj_scores)
 
     # ------------------------------------------------------------------ memory
     def condition_on_memory(
@@ -317,31 +319,33 @@ class Sam2Video(Sam2):
         self,
         frame_idx: int,
         is_init_cond_frame: bool,
-        feats: dict[str, Any],
-        point_inputs: dict[str, Tensor] | None,
+        feats: FrameFeatures,
+        point_inputs: Clicks | None,
         mask_inputs: Tensor | None,
-        output_dict: dict[str, dict[int, dict[str, Any]]],
+        memory: ObjectMemory,
         num_frames: int,
         track_in_reverse: bool = False,
         run_mem_encoder: bool = True,
         prev_sam_mask_logits: Tensor | None = None,
-    ) -> dict[str, Any]:
+    ) -> FrameOutput:
         """One frame of one object batch (official `track_step` in evaluation).
 
         Args:
-            feats: {"image_embed": BxCxHxW stride-16 features, "image_pos": its BxCxHxW
-                encoding, "high_res_feats": [Bx(C/8)x4Hx4W, Bx(C/4)x2Hx2W]}.
-            output_dict: {"cond_frame_outputs": {t: out}, "non_cond_frame_outputs": {t: out}}
-                with outs holding "maskmem_features", "maskmem_pos_enc", "obj_ptr".
+            feats: the frame's image features for the B objects.
+            point_inputs, mask_inputs: the frame's clicks / Bx1xSxS mask prompt, or None.
+            memory: the objects' outputs of other frames (read, never changed here).
             num_frames: frames in the video (the pointer window is min(num_frames, 16)).
+            prev_sam_mask_logits: Bx1x(S/4)x(S/4) logits of a corrected frame, as mask input.
 
         Returns:
-            {"pred_masks": Bx1x(S/4)x(S/4), "pred_masks_high_res": Bx1xSxS, "obj_ptr": BxC,
-            "object_score_logits": Bx1, "maskmem_features" / "maskmem_pos_enc": the new memory
-            (None when `run_mem_encoder` is False)}.
+            The frame's `FrameOutput` with `pred_masks_high_res`; `maskmem_features` /
+            `maskmem_pos_enc` are the new memory (None when `run_mem_encoder` is False).
+
+        Raises:
+            ValueError: a non-initial frame of an object without conditioning frames.
         """
-        pix = feats["image_embed"]
-        high_res = feats["high_res_feats"]
+        pix = feats.image_embed
+        high_res = feats.high_res_feats
         if mask_inputs is not None and self.use_mask_input_as_output_without_sam:
             out = self.use_mask_as_output(pix, high_res, mask_inputs)
         else:
@@ -349,32 +353,23 @@ class Sam2Video(Sam2):
                 cond = pix + self.no_mem_embed.reshape(1, -1, 1, 1)
             else:
                 memories, pointers, max_ptrs = select_memories(
-                    self, frame_idx, output_dict, num_frames, track_in_reverse
+                    self, frame_idx, memory, num_frames, track_in_reverse
                 )
-                cond = self.condition_on_memory(
-                    pix, feats["image_pos"], memories, pointers, max_ptrs
-                )
+                cond = self.condition_on_memory(pix, feats.image_pos, memories, pointers, max_ptrs)
             if prev_sam_mask_logits is not None:
                 mask_inputs = prev_sam_mask_logits
-            n_pts = 0 if point_inputs is None else point_inputs["point_labels"].shape[1]
-            out = self.forward_sam_heads(
-                cond,
-                point_inputs,
-                mask_inputs,
-                high_res,
-                self.use_multimask(is_init_cond_frame, n_pts),
-            )
-        result: dict[str, Any] = {
-            "pred_masks": out["low_res_masks"],
-            "pred_masks_high_res": out["high_res_masks"],
-            "obj_ptr": out["obj_ptr"],
-            "object_score_logits": out["object_score_logits"],
-            "maskmem_features": None,
-            "maskmem_pos_enc": None,
-        }
+            n_pts = 0 if point_inputs is None else len(point_inputs)
+            multimask = self.use_multimask(is_init_cond_frame, n_pts)
+            out = self.forward_sam_heads(cond, point_inputs, mask_inputs, high_res, multimask)
+        result = FrameOutput(
+            pred_masks=out.low_res_masks,
+            obj_ptr=out.obj_ptr,
+            object_score_logits=out.object_score_logits,
+            pred_masks_high_res=out.high_res_masks,
+        )
         if run_mem_encoder and self.num_maskmem > 0:
-            result["maskmem_features"], result["maskmem_pos_enc"] = self.encode_new_memory(
-                pix, out["high_res_masks"], out["object_score_logits"], point_inputs is not None
+            result.maskmem_features, result.maskmem_pos_enc = self.encode_new_memory(
+                pix, out.high_res_masks, out.object_score_logits, point_inputs is not None
             )
         return result
 

@@ -1,5 +1,6 @@
-"""SAM 2 video: the video predictor (`Sam2VideoPredictor`, `build_sam2_video_predictor`), frame
-sources (`open_video`, `LiveFrames`), formats, metrics and the CLI.
+"""SAM 2 video: the video predictor (`Sam2VideoPredictor`, `build_sam2_video_predictor`) and its
+state (`InferenceSession`), frame sources (`open_video`, `LiveFrames`), formats, metrics and the
+CLI.
 
 Exports are imported lazily, so `import samkit.video` does no work.
 """
@@ -14,12 +15,14 @@ _EXPORTS = {
     "VideoFrames": "samkit.video.frames.folder",
     "LiveFrames": "samkit.video.frames.live",
     "FrameIndexError": "samkit.video.frames.folder",
+    "InferenceSession": "samkit.video.session",
     "Sam2VideoPredictor": "samkit.video.predictor",
     "build_sam2_video_predictor": "samkit.video.build",
 }
 
 __all__ = [
     "FrameIndexError",
+    "InferenceSession",
     "LiveFrames",
     "Sam2VideoPredictor",
     "VideoFrames",
@@ -34,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from samkit.video.frames.live import LiveFrames
     from samkit.video.frames.sources import open_video
     from samkit.video.predictor import Sam2VideoPredictor
+    from samkit.video.session import InferenceSession
 
 
 def __getattr__(name: str) -> Any:

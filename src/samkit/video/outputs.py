@@ -2,42 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from samkit.modeling.sam2_video import NO_OBJ_SCORE, apply_non_overlapping_constraints
+from samkit.video.session import InferenceSession
 
-State = dict[str, Any]
 
-
-def consolidate(s: State, frame_idx: int, is_cond: bool) -> Tensor:
-    """Ox1xHxW video-res logits of every object on a frame (-1024 where it has none)."""
-    key = "cond_frame_outputs" if is_cond else "non_cond_frame_outputs"
-    h, w = s["video_height"], s["video_width"]
-    n = len(s["obj_ids"])
-    out = torch.full((n, 1, h, w), NO_OBJ_SCORE, dtype=torch.float32, device=s["device"])
-    for idx in range(n):
-        o = s["temp_output_dict_per_obj"][idx][key].get(frame_idx)
-        d = s["output_dict_per_obj"][idx]
-        if o is None:
-            o = d["cond_frame_outputs"].get(frame_idx)
-        if o is None:
-            o = d["non_cond_frame_outputs"].get(frame_idx)
+def consolidate(s: InferenceSession, frame_idx: int, is_cond: bool) -> Tensor:
+    """Ox1xHxW video-res logits of every object on a frame (-1024 where it has none); an
+    object's pending output of that kind comes first, then its stored one."""
+    h, w = s.video_height, s.video_width
+    n = len(s.objects)
+    out = torch.full((n, 1, h, w), NO_OBJ_SCORE, dtype=torch.float32, device=s.device)
+    for idx, obj in enumerate(s.objects):
+        o = obj.output(frame_idx, is_cond)
         if o is None:
             continue
-        m = o["pred_masks"].to(s["device"])
+        m = o.pred_masks.to(s.device)
         if m.shape[-2:] != (h, w):
             m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
         out[idx : idx + 1] = m
     return out
 
 
-def video_res(s: State, non_overlap_masks: bool, masks: Tensor) -> Tensor:
-    h, w = s["video_height"], s["video_width"]
-    masks = masks.to(s["device"])
+def video_res(s: InferenceSession, non_overlap_masks: bool, masks: Tensor) -> Tensor:
+    """Ox1xhxw logits at the video's HxW (bilinear), one object per pixel with
+    `non_overlap_masks`."""
+    h, w = s.video_height, s.video_width
+    masks = masks.to(s.device)
     if masks.shape[-2:] != (h, w):
         masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
     if non_overlap_masks:

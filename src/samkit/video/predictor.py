@@ -8,31 +8,29 @@ correction on a tracked frame becomes a conditioning frame by default
 (`add_all_frames_to_correct_as_cond=True`; the official default False recomputes it at the
 next propagation: see `samkit.video.corrections`), an object whose prompts were all removed
 starts over on its next prompt, a call that raises leaves the state unchanged, frames are
-decoded lazily, only recent outputs are kept (see `samkit.video.state`), frames can arrive live
+decoded lazily, only recent outputs are kept (see `samkit.video.session`), frames can arrive live
 (`add_frame` / `track_frame` / `track_new_frame`), and bad input is a `ValueError`.
+
+The state is an `InferenceSession` (typed data; the official keys `num_frames`, `video_height`,
+`video_width` and `obj_ids` read with `state[...]`); a `Sam2Tracker` runs the model on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from samkit.modeling.sam2_video import Sam2Video
-from samkit.video import state as st
-from samkit.video.corrections import PromptAdding
-from samkit.video.live import LiveTracking
-from samkit.video.objects import ObjectEditing
-from samkit.video.outputs import fill_holes_in_mask_scores, video_res
-
-State = dict[str, Any]
+from samkit.video import corrections, live, objects
+from samkit.video.session import InferenceSession
+from samkit.video.tracker import Sam2Tracker
 
 
-class Sam2VideoPredictor(PromptAdding, ObjectEditing, LiveTracking):
+class Sam2VideoPredictor:
     """Track objects through a video with SAM 2 (official `SAM2VideoPredictor` methods).
 
     Args:
@@ -67,11 +65,33 @@ class Sam2VideoPredictor(PromptAdding, ObjectEditing, LiveTracking):
             )
         if fill_hole_area < 0:
             raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
-        self.model = model.eval()
-        self.fill_hole_area = int(fill_hole_area)
-        self.non_overlap_masks = non_overlap_masks
-        self.clear_non_cond_mem_around_input = clear_non_cond_mem_around_input
-        self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
+        self.tracker = Sam2Tracker(
+            model.eval(),
+            int(fill_hole_area),
+            non_overlap_masks,
+            clear_non_cond_mem_around_input,
+            add_all_frames_to_correct_as_cond,
+        )
+
+    @property
+    def model(self) -> Sam2Video:
+        return self.tracker.model
+
+    @property
+    def fill_hole_area(self) -> int:
+        return self.tracker.fill_hole_area
+
+    @property
+    def non_overlap_masks(self) -> bool:
+        return self.tracker.non_overlap_masks
+
+    @property
+    def clear_non_cond_mem_around_input(self) -> bool:
+        return self.tracker.clear_non_cond_mem_around_input
+
+    @property
+    def add_all_frames_to_correct_as_cond(self) -> bool:
+        return self.tracker.add_all_frames_to_correct_as_cond
 
     @property
     def image_size(self) -> int:
@@ -89,7 +109,7 @@ class Sam2VideoPredictor(PromptAdding, ObjectEditing, LiveTracking):
         offload_video_to_cpu: bool = False,
         offload_state_to_cpu: bool = False,
         async_loading_frames: bool = False,
-    ) -> State:
+    ) -> InferenceSession:
         """A new tracking state over a video.
 
         Args:
@@ -102,7 +122,8 @@ class Sam2VideoPredictor(PromptAdding, ObjectEditing, LiveTracking):
             async_loading_frames: accepted for compatibility (frames are always decoded lazily).
 
         Returns:
-            The state dict (`num_frames`, `video_height`, `video_width`, `obj_ids` readable).
+            The `InferenceSession` (`state["num_frames"]`, `["video_height"]`,
+            `["video_width"]`, `["obj_ids"]` readable as in the official state dict).
         """
         from samkit.video.frames.folder import VideoFrames
         from samkit.video.frames.sources import open_video
@@ -110,28 +131,24 @@ class Sam2VideoPredictor(PromptAdding, ObjectEditing, LiveTracking):
         frames = video_path  # any object with the VideoFrames interface is used as is
         if isinstance(video_path, VideoFrames) or not hasattr(video_path, "video_height"):
             frames = open_video(video_path, self.image_size)  # checks a VideoFrames' input size
-        state = st.new_state(frames, self.device, offload_video_to_cpu, offload_state_to_cpu)
+        state = InferenceSession.open(
+            frames, self.device, offload_video_to_cpu, offload_state_to_cpu
+        )
         if len(frames):
-            self._image_features(state, 0, 1)  # warm up on frame 0, as the official predictor
+            self.tracker.features(state, 0, 1)  # warm up on frame 0, as the official predictor
         return state
 
     @torch.inference_mode()
-    def reset_state(self, inference_state: State) -> None:
-        """Remove every object, prompt and output (frames and cached features stay)."""
-        s = inference_state
-        for key in ("point_inputs_per_obj", "mask_inputs_per_obj", "output_dict_per_obj"):
-            s[key].clear()
-        for key in ("temp_output_dict_per_obj", "frames_tracked_per_obj", "removed_obj_ids"):
-            s[key].clear()
-        s["obj_id_to_idx"].clear()
-        s["obj_idx_to_id"].clear()
-        s["obj_ids"] = []
+    def reset_state(self, inference_state: InferenceSession) -> None:
+        """Remove every object, prompt and output (frames and cached features stay); removed
+        object ids can be used again."""
+        inference_state.reset()
 
     # ------------------------------------------------------------------ tracking
     @torch.inference_mode()
     def propagate_in_video(
         self,
-        inference_state: State,
+        inference_state: InferenceSession,
         start_frame_idx: int | None = None,
         max_frame_num_to_track: int | None = None,
         reverse: bool = False,
@@ -149,18 +166,18 @@ class Sam2VideoPredictor(PromptAdding, ObjectEditing, LiveTracking):
                 before the state changes); a frame that cannot be decoded (the frames yielded
                 before it stay tracked).
         """
-        s = inference_state
-        st.refresh_frames(s)
-        self._check_prompts(s)
-        num_frames = s["num_frames"]
+        s, tracker = inference_state, self.tracker
+        s.refresh()
+        tracker.check_prompts(s)
+        num_frames = s.num_frames
         if start_frame_idx is None:
             start_frame_idx = min(
                 t
-                for i in range(len(s["obj_ids"]))
-                for d in (s["output_dict_per_obj"][i], s["temp_output_dict_per_obj"][i])
-                for t in d["cond_frame_outputs"]
+                for obj in s.objects
+                for d in (obj.memory, obj.pending)
+                for t in d.cond_frame_outputs
             )
-        self._check_frame(s, start_frame_idx)
+        tracker.check_frame(s, start_frame_idx)
         if max_frame_num_to_track is None:
             max_frame_num_to_track = num_frames
         if (
@@ -172,7 +189,7 @@ class Sam2VideoPredictor(PromptAdding, ObjectEditing, LiveTracking):
                 f"max_frame_num_to_track must be an int >= 0 (or None: to the end), got "
                 f"{max_frame_num_to_track!r}"
             )
-        self._preflight(s)
+        tracker.preflight(s)
         if reverse:
             end = max(start_frame_idx - max_frame_num_to_track, 0)
             order = range(start_frame_idx, end - 1, -1) if start_frame_idx > 0 else range(0)
@@ -180,149 +197,161 @@ class Sam2VideoPredictor(PromptAdding, ObjectEditing, LiveTracking):
             end = min(start_frame_idx + max_frame_num_to_track, num_frames - 1)
             order = range(start_frame_idx, end + 1)
         for frame_idx in order:
-            yield frame_idx, s["obj_ids"], self._track(s, frame_idx, reverse, num_frames)
+            yield frame_idx, s.obj_ids, tracker.track(s, frame_idx, reverse, num_frames)
 
-    def _check_prompts(self, s: State) -> None:
-        """ValueError unless every object has a conditioning frame (changes nothing)."""
-        if not s["obj_ids"]:
-            raise ValueError("no prompts yet: add points, a box or a mask before propagating")
-        for idx in range(len(s["obj_ids"])):
-            if not st.has_conditioning(s, idx):
-                raise ValueError(
-                    f"object id {s['obj_idx_to_id'][idx]!r} has no prompts; add points, a box "
-                    "or a mask for it (or remove it) before propagating"
-                )
+    @torch.inference_mode()
+    def add_frame(self, inference_state: InferenceSession, frame: Any) -> int:
+        """Append a frame (HxWx3 uint8 array or PIL image) to a live state; returns its index.
 
-    def _preflight(self, s: State) -> None:
-        """Encode the memories of the frames prompted since the last propagation and store
-        them (official `propagate_in_video_preflight`); all encoding precedes any change."""
-        self._check_prompts(s)
-        n_obj = len(s["obj_ids"])
-        memories = []
-        for idx in range(n_obj):
-            for out_t in s["temp_output_dict_per_obj"][idx].values():
-                for t, out in out_t.items():
-                    if out["maskmem_features"] is None:
-                        high = F.interpolate(
-                            out["pred_masks"].to(s["device"]),
-                            size=(self.image_size, self.image_size),
-                            mode="bilinear",
-                            align_corners=False,
-                        )
-                        feats = self._image_features(s, t, 1)
-                        mem, pos = self.model.encode_new_memory(
-                            feats["image_embed"], high, out["object_score_logits"], True
-                        )
-                        memories.append((out, mem, pos))
-        for out, mem, pos in memories:
-            out["maskmem_features"] = self._store_memory(s, mem)
-            out["maskmem_pos_enc"] = self._pos_constant(s, pos)
-        for idx in range(n_obj):
-            out_dict = s["output_dict_per_obj"][idx]
-            temp = s["temp_output_dict_per_obj"][idx]
-            for key in ("non_cond_frame_outputs", "cond_frame_outputs"):
-                for t, out in temp[key].items():
-                    out_dict[key][t] = out
-                    if self.clear_non_cond_mem_around_input:
-                        self._clear_around(s, t, idx)
-                temp[key].clear()
-            for t in out_dict["cond_frame_outputs"]:
-                out_dict["non_cond_frame_outputs"].pop(t, None)
+        Raises:
+            ValueError: the state's video is not live, or the frame is malformed / of another
+                size than the first frame.
+        """
+        return live.add_frame(inference_state, frame)
 
-    def _track(self, s: State, frame_idx: int, reverse: bool, num_frames: int) -> Tensor:
-        """Track all objects on one frame (prompted objects reuse their stored output)."""
-        per_obj = []
-        for idx in range(len(s["obj_ids"])):
-            out_dict = s["output_dict_per_obj"][idx]
-            cond = out_dict["cond_frame_outputs"].get(frame_idx)
-            if cond is not None:
-                masks = cond["pred_masks"].to(s["device"])
-                if self.clear_non_cond_mem_around_input:
-                    self._clear_around(s, frame_idx, idx)
-            else:
-                out, masks = self._run_frame(
-                    s, out_dict, frame_idx, 1, False, None, None, reverse, True, None, num_frames
-                )
-                out_dict["non_cond_frame_outputs"][frame_idx] = out
-            s["frames_tracked_per_obj"][idx][frame_idx] = reverse
-            per_obj.append(masks)
-        st.prune_outputs(s, frame_idx, st.memory_window(self.model))
-        return video_res(s, self.non_overlap_masks, torch.cat(per_obj, dim=0))
+    @torch.inference_mode()
+    def track_frame(
+        self, inference_state: InferenceSession, frame_idx: int | None = None
+    ) -> tuple[int, list, Tensor]:
+        """Track the objects prompted so far on a live frame (default: the newest).
 
-    # ------------------------------------------------------------------ internals
-    def _check_frame(self, s: State, frame_idx: Any) -> None:
-        if isinstance(frame_idx, bool) or not isinstance(frame_idx, (int, np.integer)):
-            raise ValueError(f"frame_idx must be an int, got {type(frame_idx).__name__}")
-        st.refresh_frames(s)
-        if s["is_live"] and frame_idx >= s["num_frames"]:
-            s["images"][frame_idx]  # an iterator source pulls up to the frame (or says it ended)
-            st.refresh_frames(s)
-        n = s["num_frames"]
-        if not 0 <= frame_idx < n:
-            raise ValueError(f"frame_idx {frame_idx} is outside the video (frames 0..{n - 1})")
+        Frame by frame in order this equals `propagate_in_video` over the same frames with the
+        same prompts, for videos of at least `max_obj_ptrs_in_encoder` (16) frames (the live
+        pointer window cannot depend on the unknown video length). Objects without a prompt
+        up to this frame get -1024 logits. Memory stays constant (see `samkit.video.session`).
 
-    def _image_features(self, s: State, frame_idx: int, batch: int) -> dict[str, Any]:
-        return st.frame_features(self.model, s, frame_idx, batch)
+        Returns:
+            (frame_idx, obj_ids, Ox1xHxW video-res logits).
 
-    def _run_frame(
+        Raises:
+            ValueError: no frame yet, a frame that has not arrived, or no prompt yet.
+        """
+        return live.track_frame(self.tracker, inference_state, frame_idx)
+
+    def track_new_frame(
+        self, inference_state: InferenceSession, frame: Any
+    ) -> tuple[int, list, Tensor]:
+        """`add_frame` then `track_frame` on it: (frame_idx, obj_ids, Ox1xHxW logits).
+
+        Raises:
+            ValueError: as `add_frame` and `track_frame`; the prompts are checked before the
+                frame is added, so a refused call adds no frame.
+        """
+        if inference_state.is_live:
+            self.tracker.check_prompts(inference_state)
+        return self.track_frame(inference_state, self.add_frame(inference_state, frame))
+
+    # ------------------------------------------------------------------ prompts
+    @torch.inference_mode()
+    def add_new_points_or_box(
         self,
-        s: State,
-        out_dict: dict,
+        inference_state: InferenceSession,
         frame_idx: int,
-        batch: int,
-        is_init: bool,
-        points: dict | None,
-        mask: Tensor | None,
-        reverse: bool,
-        run_mem_encoder: bool,
-        prev_logits: Tensor | None,
-        num_frames: int | None = None,
-    ) -> tuple[dict[str, Any], Tensor]:
-        feats = self._image_features(s, frame_idx, batch)
-        if num_frames is None:
-            num_frames = s["num_frames"]
-            if s["is_live"]:
-                num_frames = max(num_frames, self.model.max_obj_ptrs_in_encoder)
-        out = self.model.track_step(
+        obj_id: Hashable,
+        points: Any = None,
+        labels: Any = None,
+        clear_old_points: bool = True,
+        normalize_coords: bool = True,
+        box: Any = None,
+    ) -> tuple[int, list, Tensor]:
+        """Add clicks and/or a box for an object on a frame; returns that frame's masks.
+
+        A click on a tracked frame is a correction (see `samkit.video.corrections` for what it
+        becomes with `add_all_frames_to_correct_as_cond`).
+
+        Args:
+            points: Nx2 (x, y) in video pixels (in [0, 1] of the frame with
+                normalize_coords=False), labels: N (1 positive, 0 negative).
+            clear_old_points: replace the frame's earlier clicks of this object.
+            box: (x0, y0, x1, y1); needs clear_old_points=True.
+
+        Returns:
+            (frame_idx, obj_ids, Ox1xHxW float32 logits of every object at video resolution;
+            -1024 for objects without output on this frame).
+
+        Raises:
+            ValueError: frame outside the video, points without labels (or the reverse),
+                lengths that differ, no points and no box, a box with clear_old_points=False,
+                non-finite coordinates, an object id removed with `remove_object` or not
+                hashable. The state is then unchanged.
+        """
+        return corrections.add_points(
+            self.tracker,
+            inference_state,
             frame_idx,
-            is_init,
-            feats,
+            obj_id,
             points,
-            mask,
-            out_dict,
-            num_frames,
-            track_in_reverse=reverse,
-            run_mem_encoder=run_mem_encoder,
-            prev_sam_mask_logits=prev_logits,
+            labels,
+            clear_old_points,
+            normalize_coords,
+            box,
         )
-        masks = out["pred_masks"]
-        if self.fill_hole_area > 0:
-            masks = fill_holes_in_mask_scores(masks, self.fill_hole_area)
-        mem = out["maskmem_features"]
-        compact = {
-            "maskmem_features": None if mem is None else self._store_memory(s, mem),
-            "maskmem_pos_enc": None
-            if out["maskmem_pos_enc"] is None
-            else self._pos_constant(s, out["maskmem_pos_enc"]),
-            "pred_masks": masks.to(s["storage_device"]),
-            "obj_ptr": out["obj_ptr"],
-            "object_score_logits": out["object_score_logits"],
-        }
-        return compact, masks
 
-    def _store_memory(self, s: State, mem: Tensor) -> Tensor:
-        # the official predictor stores memories in bfloat16; they are used in float32
-        return mem.to(torch.bfloat16).to(s["storage_device"])
+    @torch.inference_mode()
+    def add_new_mask(
+        self, inference_state: InferenceSession, frame_idx: int, obj_id: Hashable, mask: Any
+    ) -> tuple[int, list, Tensor]:
+        """Add a mask prompt (HxW bool, video size or 256x256) for an object on a frame.
 
-    def _pos_constant(self, s: State, pos: Tensor) -> Tensor:
-        const = s["constants"].get("maskmem_pos_enc")
-        if const is None:
-            const = pos[:1].clone()
-            s["constants"]["maskmem_pos_enc"] = const
-        return const.expand(pos.shape[0], -1, -1, -1)
+        Returns:
+            As `add_new_points_or_box`.
 
-    def _clear_around(self, s: State, frame_idx: int, idx: int) -> None:
-        r = self.model.memory_temporal_stride_for_eval * self.model.num_maskmem
-        non_cond = s["output_dict_per_obj"][idx]["non_cond_frame_outputs"]
-        for t in range(frame_idx - r, frame_idx + r + 1):
-            non_cond.pop(t, None)
+        Raises:
+            ValueError: frame outside the video, a mask that is not 2-D of the video's size or
+                256x256, an object id removed with `remove_object` or not hashable. The state
+                is then unchanged.
+        """
+        return corrections.add_mask(self.tracker, inference_state, frame_idx, obj_id, mask)
+
+    @torch.inference_mode()
+    def clear_all_prompts_in_frame(
+        self,
+        inference_state: InferenceSession,
+        frame_idx: int,
+        obj_id: Hashable,
+        need_output: bool = True,
+    ) -> tuple[int, list, Tensor] | None:
+        """Remove an object's prompts on a frame (its output there becomes a tracked one).
+
+        An object left without prompts cannot be propagated; its next prompt, on any frame,
+        starts it over (see `samkit.video.corrections`).
+
+        Returns:
+            (frame_idx, obj_ids, Ox1xHxW video-res logits of the frame), None without
+            `need_output`.
+
+        Raises:
+            ValueError: frame outside the video, unknown or removed object id (the state is
+                then unchanged).
+        """
+        return objects.clear_prompts_in_frame(
+            self.tracker, inference_state, frame_idx, obj_id, need_output
+        )
+
+    @torch.inference_mode()
+    def remove_object(
+        self,
+        inference_state: InferenceSession,
+        obj_id: Hashable,
+        strict: bool = False,
+        need_output: bool = True,
+    ) -> tuple[list, list[tuple[int, Tensor]]]:
+        """Remove an object; returns (remaining obj_ids, [(frame_idx, Ox1xHxW masks) of its
+        prompted frames]). Its id is refused from then on (until `reset_state`).
+
+        Raises:
+            ValueError: with `strict`, an unknown id (without it, unknown ids are ignored);
+                the state is then unchanged.
+        """
+        return objects.remove_object(self.tracker, inference_state, obj_id, strict, need_output)
+
+    def get_object_scores(
+        self, inference_state: InferenceSession, frame_idx: int
+    ) -> dict[Hashable, float | None]:
+        """Object id -> the object score logit (> 0: present) stored for a frame, None where
+        the object has no output there (not tracked yet, or no longer kept)."""
+        out: dict[Hashable, float | None] = {}
+        for obj in inference_state.objects:
+            o = obj.output(frame_idx, True)
+            out[obj.obj_id] = None if o is None else float(o.object_score_logits.flatten()[0])
+        return out

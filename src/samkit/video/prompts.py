@@ -9,6 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from samkit.modeling.video_memory import Clicks
+from samkit.video.session import InferenceSession
+
 
 def _as_float_array(x: Any, name: str) -> np.ndarray:
     if isinstance(x, Tensor):
@@ -28,10 +31,10 @@ def point_input(
     box: Any,
     clear_old_points: bool,
     normalize_coords: bool,
-    state: dict[str, Any],
+    state: InferenceSession,
     image_size: int,
-) -> dict[str, Tensor]:
-    """{"point_coords": 1xNx2 float32 in model-input pixels, "point_labels": 1xN int32}.
+) -> Clicks:
+    """Clicks of one object: 1xNx2 float32 in model-input pixels, 1xN int32 labels.
 
     A box comes first as two points labelled 2 and 3 (as SAM 2 was trained). Coordinates are
     in video pixels, or already in [0, 1] with `normalize_coords=False`.
@@ -78,15 +81,14 @@ def point_input(
         labs = np.concatenate([np.array([2, 3]), labs])
     pts = torch.tensor(coords, dtype=torch.float32)[None]
     if normalize_coords:
-        pts = pts / torch.tensor([state["video_width"], state["video_height"]])
+        pts = pts / torch.tensor([state.video_width, state.video_height])
     pts = pts * image_size
-    return {
-        "point_coords": pts.to(state["device"]),
-        "point_labels": torch.tensor(labs, dtype=torch.int32)[None].to(state["device"]),
-    }
+    return Clicks(
+        pts.to(state.device), torch.tensor(labs, dtype=torch.int32)[None].to(state.device)
+    )
 
 
-def mask_input(mask: Any, state: dict[str, Any], image_size: int, device: torch.device) -> Tensor:
+def mask_input(mask: Any, state: InferenceSession, image_size: int) -> Tensor:
     """A 1x1xSxS float 0/1 mask prompt from an HxW mask of the video's size or 256x256.
 
     Raises:
@@ -95,13 +97,13 @@ def mask_input(mask: Any, state: dict[str, Any], image_size: int, device: torch.
     m = mask.detach().cpu() if isinstance(mask, Tensor) else torch.as_tensor(np.asarray(mask))
     if m.ndim != 2:
         raise ValueError(f"mask must be a 2-D HxW array, got shape {tuple(m.shape)}")
-    h, w = state["video_height"], state["video_width"]
+    h, w = state.video_height, state.video_width
     allowed = {(h, w), (256, 256), (image_size, image_size)}
     if tuple(m.shape) not in allowed:
         raise ValueError(
             f"mask of size {tuple(m.shape)}; expected the video size {(h, w)} or 256x256"
         )
-    m = m.bool()[None, None].float().to(device)
+    m = m.bool()[None, None].float().to(state.device)
     if tuple(m.shape[-2:]) != (image_size, image_size):
         m = F.interpolate(
             m, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True

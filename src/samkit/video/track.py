@@ -83,26 +83,13 @@ def start_frame_for(prompt_frames: Sequence[int], start_frame: int | None, rever
 
 
 def object_scores(predictor: Any, state: Any, frame_idx: int, obj_ids: Sequence[int]) -> list:
-    """The object score logit of each object on a tracked frame, None where not available."""
+    """The object score logit of each object on a tracked frame, None where not available
+    (from the predictor's `get_object_scores`; all None for a predictor without it)."""
     getter = getattr(predictor, "get_object_scores", None)
-    if callable(getter):
-        try:
-            got = getter(state, frame_idx)
-            return [None if got.get(o) is None else float(got[o]) for o in obj_ids]
-        except (KeyError, ValueError, AttributeError, TypeError):
-            pass
-    out: list[float | None] = []
-    try:  # the official state layout
-        per_obj = state["output_dict_per_obj"]
-        for o in obj_ids:
-            d = per_obj[state["obj_id_to_idx"][o]]
-            rec = d["cond_frame_outputs"].get(frame_idx) or d["non_cond_frame_outputs"].get(
-                frame_idx
-            )
-            out.append(None if rec is None else float(rec["object_score_logits"].flatten()[0]))
-    except (KeyError, TypeError, AttributeError, IndexError):
+    if not callable(getter):
         return [None] * len(obj_ids)
-    return out
+    got = getter(state, frame_idx)
+    return [None if got.get(o) is None else float(got[o]) for o in obj_ids]
 
 
 def track_video(
@@ -148,8 +135,8 @@ def track_video(
 
     t0 = time.perf_counter()
     state = predictor.init_state(src)
-    n = int(state["num_frames"])
-    h, w = int(state["video_height"]), int(state["video_width"])
+    n = int(state.num_frames)
+    h, w = int(state.video_height), int(state.video_width)
     apply_prompts(predictor, state, prompts)
     t1 = time.perf_counter()
     passes = {"forward": [False], "reverse": [True], "both": [False, True]}[direction]
