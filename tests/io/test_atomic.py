@@ -142,3 +142,27 @@ def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*keep, "sub"])
     assert deeper.exists()
     assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_atomic_dir_appears_complete_or_not_at_all(tmp_path):
+    from samkit.io.atomic import atomic_dir, remove_stale_temporaries
+
+    final = tmp_path / "ckpt" / "step_1"
+    with atomic_dir(final) as tmp:
+        (tmp / "a.bin").write_bytes(b"a")
+        assert not final.exists()
+    assert sorted(p.name for p in final.iterdir()) == ["a.bin"]
+    with pytest.raises(KeyboardInterrupt), atomic_dir(final) as tmp:
+        (tmp / "b.bin").write_bytes(b"b")
+        raise KeyboardInterrupt
+    assert sorted(p.name for p in final.parent.iterdir()) == ["step_1"]  # old one kept
+    with atomic_dir(final) as tmp:  # a new one replaces the old one
+        (tmp / "c.bin").write_bytes(b"c")
+    assert sorted(p.name for p in final.iterdir()) == ["c.bin"]
+    # a killed save leaves its folder: removed as a stale temporary
+    (tmp_path / "ckpt" / "step_2.123.0123456789ab.tmp").mkdir()
+    (tmp_path / "ckpt" / "step_2.123.0123456789ab.tmp" / "x").write_bytes(b"partial")
+    assert [p.name for p in remove_stale_temporaries(tmp_path / "ckpt")] == [
+        "step_2.123.0123456789ab.tmp"
+    ]
+    assert sorted(p.name for p in final.parent.iterdir()) == ["step_1"]

@@ -17,6 +17,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -41,8 +42,8 @@ def remove_stale_temporaries(
 ) -> list[Path]:
     """Delete the temporary files a killed run left in `folder` (not its subfolders).
 
-    Only names of the `temporary_sibling` pattern are touched: of the files `names` (e.g.
-    `["a.json", "a_overlay.png"]`), or of any file when `names` is None. Call it before a run
+    Only names of the `temporary_sibling` pattern are touched (files, and `atomic_dir` folders):
+    of the outputs `names` (e.g. `["a.json", "a_overlay.png"]`), or of any when `names` is None. Call it before a run
     writes into `folder`, not while another run writes there.
 
     Returns:
@@ -55,9 +56,12 @@ def remove_stale_temporaries(
     removed = []
     for p in folder.iterdir():
         m = _TEMPORARY.match(p.name)
-        if m is None or (wanted is not None and m["name"] not in wanted) or not p.is_file():
+        if m is None or (wanted is not None and m["name"] not in wanted) or p.is_symlink():
             continue
-        p.unlink(missing_ok=True)
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)  # an `atomic_dir` folder
+        else:
+            p.unlink(missing_ok=True)
         removed.append(p)
     return removed
 
@@ -103,6 +107,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new, empty temporary folder beside `path`; on success it becomes `path` (a folder
+    already there is replaced), else it is deleted.
+
+    For outputs that are several files read together (a training checkpoint): a reader sees the
+    old folder or the complete new one, never a half-written one under the final name (between
+    removing an old folder and the rename there is briefly none). `remove_stale_temporaries`
+    removes the folders a killed run left.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -28,7 +28,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from samkit.checkpoint import read_state_dict, save_checkpoint
-from samkit.io.atomic import atomic_write_text
+from samkit.io.atomic import (
+    atomic_dir,
+    atomic_write_text,
+    is_temporary,
+    remove_stale_temporaries,
+)
 from samkit.io.progress import Progress
 from samkit.io.provenance import check_file, of_model, to_metadata
 from samkit.train.config import TrainConfig
@@ -210,33 +215,27 @@ class Trainer:
         """Write ``checkpoints/step_N`` (model + trainer state) and prune old ones."""
         root = self.out / "checkpoints"
         final = root / f"step_{self.step:07d}"
-        tmp = root / f".tmp_step_{self.step:07d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         meta = {"step": str(self.step), **to_metadata(of_model(self.model))}
-        save_checkpoint(self.model, tmp / "model.safetensors", meta)
-        torch.save(
-            {
-                "step": self.step,
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "rng": rng_state(),
-                "config": json.dumps(self.cfg.to_dict()),
-            },
-            tmp / "trainer_state.pt",
-        )
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        ckpts = sorted(root.glob("step_*"))
+        with atomic_dir(final) as tmp:  # the folder appears complete, or not at all
+            save_checkpoint(self.model, tmp / "model.safetensors", meta)
+            torch.save(
+                {
+                    "step": self.step,
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "rng": rng_state(),
+                    "config": json.dumps(self.cfg.to_dict()),
+                },
+                tmp / "trainer_state.pt",
+            )
+        ckpts = _checkpoints(root)
         for old in ckpts[: max(0, len(ckpts) - max(1, self.cfg.keep_checkpoints))]:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
     def latest_checkpoint(self) -> Path | None:
         ckpts = [
-            d
-            for d in sorted((self.out / "checkpoints").glob("step_*"))
-            if (d / "trainer_state.pt").is_file()
+            d for d in _checkpoints(self.out / "checkpoints") if (d / "trainer_state.pt").is_file()
         ]
         return ckpts[-1] if ckpts else None
 
@@ -299,6 +298,7 @@ class Trainer:
             The summary (also written to ``train_summary.json`` when the run completes).
         """
         cfg = self.cfg
+        remove_stale_temporaries(self.out / "checkpoints")  # a killed save's folder
         ckpt = self.latest_checkpoint() if resume else None
         if ckpt is not None:
             self.load(ckpt)
@@ -387,6 +387,11 @@ class Trainer:
             self._log({"step": self.step, "event": "eval", **summary["val"]})
         atomic_write_text(self.out / "train_summary.json", json.dumps(summary, indent=1))
         return summary
+
+
+def _checkpoints(root: Path) -> list[Path]:
+    """The `step_N` checkpoint folders under `root`, oldest first (not `atomic_dir` temporaries)."""
+    return sorted(d for d in root.glob("step_*") if not is_temporary(d))
 
 
 def has_lora(model: nn.Module) -> bool:
