@@ -141,7 +141,6 @@ def run_rss(variant: str, n: int, dtype: str = "float32") -> dict:
     gives the 100-frame peak too.
     """
     from samkit import build_sam2_video_predictor
-    from samkit.video.state import state_nbytes
 
     frames = synthetic_frames(8)
     pred = build_sam2_video_predictor(variant, dtype=DTYPES[dtype], fill_hole_area=0)
@@ -157,7 +156,7 @@ def run_rss(variant: str, n: int, dtype: str = "float32") -> dict:
                 {
                     "frames": t + 1,
                     "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                    "state_mib": state_nbytes(state) / 2**20,
+                    "state_mib": state.nbytes() / 2**20,
                     "elapsed_s": time.perf_counter() - t0,
                 }
             )
@@ -173,16 +172,9 @@ def run_rss(variant: str, n: int, dtype: str = "float32") -> dict:
     }
 
 
-def _frame_scores(state: dict, frame_idx: int) -> torch.Tensor:
+def _frame_scores(pred, state, frame_idx: int) -> torch.Tensor:
     """The N object-score logits (one per object, in `obj_ids` order) stored for a frame."""
-    scores = []
-    for idx in range(len(state["obj_ids"])):
-        d = state["output_dict_per_obj"][idx]
-        out = d["cond_frame_outputs"].get(frame_idx)
-        if out is None:
-            out = d["non_cond_frame_outputs"][frame_idx]
-        scores.append(float(out["object_score_logits"].reshape(())))
-    return torch.tensor(scores)
+    return torch.tensor(list(pred.get_object_scores(state, frame_idx).values()))
 
 
 def replay_session(pred, session: dict, frames_dir: str) -> dict:
@@ -204,7 +196,7 @@ def replay_session(pred, session: dict, frames_dir: str) -> dict:
             keys = ("start_frame_idx", "max_frame_num_to_track", "reverse")
             kw = {k: call[k] for k in keys if k in call}
             for f, _, masks in pred.propagate_in_video(state, **kw):
-                res[(call["key"], f)] = (masks[:, 0].float().clone(), _frame_scores(state, f))
+                res[(call["key"], f)] = (masks[:, 0].float().clone(), _frame_scores(pred, state, f))
         elif op == "remove_object":
             pred.remove_object(state, call["obj_id"])
         elif op == "reset_state":
