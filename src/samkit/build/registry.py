@@ -2,20 +2,10 @@
 
 A family (SAM 1, SAM 2, SAM 3, later MobileSAM, HQ-SAM, EfficientTAM, EdgeTAM) is one `Family`
 record: its name ("sam1"), the name users read ("SAM 1"), how its checkpoints and config files
-are recognised, and where each of its pieces lives, named as "module:attribute" strings:
-
-| slot | what it is | called as |
-|---|---|---|
-| `model` | the nn.Module class | `isinstance` / documentation |
-| `loader` | checkpoint -> model | `(spec, checkpoint, random_weights, device, dtype) -> model` |
-| `predictor` | image predictor class | `(model) -> predictor` (surface below) |
-| `amg_generator` | automatic mask generator class | `(model_or_predictor, **settings)` |
-| `trainer` | fine-tuning steps (`samkit.train.families.FamilyOps`) | `(model) -> ops` |
-| `exporter` | ONNX export function | `(model, out_dir, return_single_mask=, opset=, encoder=)` |
-| `onnx_predictor` | onnxruntime predictor class | `(encoder_path, decoder_path, ...)` |
-| `video_predictor` | video predictor builder | `(spec, checkpoint, device, dtype, ...)` |
-| `concepts` | text-concept generator class | `(model, text_prompts, ...)` |
-| `config_match` | config.json detector | `(raw JSON dict) -> bool` |
+are recognised, and where each of its pieces lives, named as "module:attribute" strings. The
+slots (`samkit.build.family_entry`, which defines `Family`): `model`, `loader`,
+`config_match`, `predictor`, `amg_generator`, `concepts`, `trainer`, `exporter`,
+`onnx_predictor`, `video_predictor`; each is documented there with how the shared code calls it.
 
 Every model says what it is (`family`, `image_size`, `variant`, `image_embedding_shape`; the
 official names `Sam.img_size` / `Sam2.image_size` stay as aliases), and every image predictor has
@@ -56,127 +46,15 @@ importing this module imports no torch and no family code.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from samkit.build.family_entry import SLOT_FOLDERS as SLOT_FOLDERS
+from samkit.build.family_entry import Family as Family
+from samkit.build.family_entry import resolve as resolve
 from samkit.io.provenance import set_display_name
-
-# slot -> the top-level folders of src/samkit its "module:attribute" may live in
-SLOT_FOLDERS: dict[str, tuple[str, ...]] = {
-    "model": ("modeling",),
-    "loader": ("build",),
-    "config_match": ("build", "configs"),
-    "predictor": ("predict", "amg"),
-    "amg_generator": ("amg",),
-    "concepts": ("amg",),
-    "trainer": ("train",),
-    "exporter": ("export",),
-    "onnx_predictor": ("export",),
-    "video_predictor": ("video",),
-}
-# what a missing slot means, for "SAM 3 models have no ..." messages
-_SLOT_WORDS = {
-    "model": "model class",
-    "loader": "loader",
-    "config_match": "config format",
-    "predictor": "image predictor (clicks and boxes)",
-    "amg_generator": "automatic mask generator (segment everything)",
-    "concepts": "text-concept search",
-    "trainer": "fine-tuning",
-    "exporter": "ONNX export",
-    "onnx_predictor": "onnxruntime predictor",
-    "video_predictor": "video tracking",
-}
-
-
-@dataclass(frozen=True)
-class Family:
-    """One model family and where its pieces live ("module:attribute" strings, see the module
-    docstring for each slot's call signature; None: the family has no such piece).
-
-    Attributes:
-        name: the id files and messages record ("sam1"); lowercase, no spaces.
-        display: the name people read ("SAM 1").
-        checkpoint_prefixes: state-dict key prefixes only this family's checkpoints have (the
-            family of a bare checkpoint is the one with the most keys under its prefixes).
-        builder_hint: what loads this family, for "load it with ..." messages.
-        default_model: a model name of this family, for examples in messages (and, for
-            `DEFAULT_FAMILY`, what no `--model` and no checkpoint means: `vit_b`).
-        names: model names that are this family itself (`--model sam3`), lowercase; variant
-            names registered in `samkit.configs` map to their family there.
-        checkpoint_markers: key prefixes a checkpoint must have for this family to be a
-            candidate at all (MobileSAM: a TinyViT encoder; HQ-SAM: the HQ token), for families
-            whose other keys are another family's (SAM 1's).
-    """
-
-    name: str
-    display: str
-    checkpoint_prefixes: tuple[str, ...]
-    builder_hint: str
-    model: str
-    loader: str
-    predictor: str | None = None
-    config_match: str | None = None
-    amg_generator: str | None = None
-    concepts: str | None = None
-    trainer: str | None = None
-    exporter: str | None = None
-    onnx_predictor: str | None = None
-    video_predictor: str | None = None
-    names: tuple[str, ...] = ()
-    default_model: str = ""
-    checkpoint_markers: tuple[str, ...] = ()
-    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def has(self, slot: str) -> bool:
-        """Whether the family has the piece `slot` (a key of `SLOT_FOLDERS`)."""
-        _check_slot(slot)
-        return getattr(self, slot) is not None
-
-    def load(self, slot: str) -> Any:
-        """The piece named in `slot`, imported on first use.
-
-        Raises:
-            ValueError: an unknown slot, or the family has no such piece (the message names the
-                family and the families that have one).
-        """
-        _check_slot(slot)
-        ref = getattr(self, slot)
-        if ref is None:
-            others = [f.display for f in families() if f.has(slot)]
-            raise ValueError(
-                f"{self.display} models have no {_SLOT_WORDS[slot]}"
-                + (f"; {' and '.join(others)} models do" if others else "")
-            )
-        if slot not in self._cache:
-            self._cache[slot] = resolve(ref)
-        return self._cache[slot]
-
-    def canonical_name(self, spec: str) -> str | None:
-        """`spec` as one of `names` ("SAM3 " -> "sam3"), or None."""
-        key = spec.strip().lower()
-        return key if key in self.names else None
-
-
-def resolve(ref: str) -> Any:
-    """The object a "package.module:attribute" string names (imports the module)."""
-    module, sep, attr = ref.partition(":")
-    if not sep or not module or not attr:
-        raise ValueError(f"{ref!r} is not a 'package.module:attribute' reference")
-    obj: Any = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _check_slot(slot: str) -> None:
-    if slot not in SLOT_FOLDERS:
-        raise ValueError(f"unknown family slot {slot!r}; slots: {', '.join(SLOT_FOLDERS)}")
-
 
 _BUILTIN = (
     Family(
