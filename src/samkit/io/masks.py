@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from samkit.io.atomic import atomic_write_bytes
 from samkit.io.images import (  # noqa: F401 - re-exported: the decoder's old home
@@ -25,10 +25,11 @@ from samkit.io.images import (  # noqa: F401 - re-exported: the decoder's old ho
     ImageDecodeError,
     decode_image,
 )
-from samkit.io.rle import masks_to_coco_rle
+from samkit.io.rle import masks_to_coco_rle, rle_to_mask
 
 __all__ = [
     "atomic_write_bytes",
+    "coco_segmentation_to_mask",
     "davis_palette",
     "label_map",
     "mask_png_bytes",
@@ -204,3 +205,30 @@ def mask_record(mask: np.ndarray) -> tuple[dict[str, Any], int, list[int]] | Non
     if area == 0:
         return None
     return masks_to_coco_rle(m[None])[0], area, masks_bbox_xywh(m[None])[0]
+
+
+def coco_segmentation_to_mask(seg: Any, h: int, w: int) -> np.ndarray:
+    """A COCO annotation's `segmentation` (polygon list, or RLE dict with list or string counts)
+    as an HxW bool mask of an h x w image.
+
+    Polygons (x0, y0, x1, y1, ... in pixels) are filled by PIL, outline pixels included.
+
+    Raises:
+        ValueError: a polygon with fewer than 6 or an odd number of coordinates, an RLE of
+            another size or whose runs do not add up, or another type.
+    """
+    if isinstance(seg, list):
+        canvas = Image.new("L", (w, h), 0)
+        draw = ImageDraw.Draw(canvas)
+        for poly in seg:
+            if not isinstance(poly, (list, tuple)) or len(poly) < 6 or len(poly) % 2:
+                raise ValueError("a polygon needs an even number (>= 6) of coordinates")
+            xy = [(float(x), float(y)) for x, y in zip(poly[::2], poly[1::2])]
+            draw.polygon(xy, fill=1, outline=1)
+        return np.array(canvas, dtype=bool)
+    if isinstance(seg, dict) and "counts" in seg and "size" in seg:
+        rh, rw = (int(s) for s in seg["size"])
+        if (rh, rw) != (h, w):
+            raise ValueError(f"RLE size {rh}x{rw} differs from the image size {h}x{w}")
+        return rle_to_mask(seg)
+    raise ValueError("expected a polygon list or an RLE dict with 'size' and 'counts'")

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from samkit.io.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, decode_image
-from samkit.io.rle import rle_to_mask
+from samkit.io.masks import coco_segmentation_to_mask
 from samkit.predict.transforms import get_preprocess_shape, resize_longest_side
 
 logger = logging.getLogger("samkit")
@@ -333,26 +333,12 @@ class CocoDataset(SegmentationDataset):
 
 
 def decode_segmentation(seg: Any, h: int, w: int, where: str = "segmentation") -> np.ndarray:
-    """A COCO ``segmentation`` (polygon list, or RLE dict) as an HxW bool mask."""
-    if isinstance(seg, list):
-        canvas = Image.new("L", (w, h), 0)
-        draw = ImageDraw.Draw(canvas)
-        for poly in seg:
-            if not isinstance(poly, (list, tuple)) or len(poly) < 6 or len(poly) % 2:
-                raise DataError(f"{where}: a polygon needs an even number (>= 6) of coordinates")
-            draw.polygon(
-                [(float(x), float(y)) for x, y in zip(poly[::2], poly[1::2])], fill=1, outline=1
-            )
-        return np.array(canvas, dtype=bool)
-    if isinstance(seg, dict) and "counts" in seg and "size" in seg:
-        rh, rw = (int(s) for s in seg["size"])
-        if (rh, rw) != (h, w):
-            raise DataError(f"{where}: RLE size {rh}x{rw} differs from the image size {h}x{w}")
-        try:
-            return rle_to_mask(seg)  # the one codec: list or COCO string counts
-        except ValueError as e:
-            raise DataError(f"{where}: {e}") from None
-    raise DataError(f"{where}: expected a polygon list or an RLE dict with 'size' and 'counts'")
+    """A COCO ``segmentation`` (polygon list, or RLE dict) as an HxW bool mask
+    (`samkit.io.masks.coco_segmentation_to_mask`); a DataError naming `where` if it is bad."""
+    try:
+        return coco_segmentation_to_mask(seg, h, w)
+    except ValueError as e:
+        raise DataError(f"{where}: {e}") from None
 
 
 def open_dataset(
