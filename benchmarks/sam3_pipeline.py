@@ -3,7 +3,7 @@ and per-prompt timing of the full-size model on a set image.
 
 `run_fixture_cases(dtype)` replays every `sam3_tiny` fixture case through `Sam3Processor` (cases
 a-d step by step on one state with the recorded thresholds, case e as `set_image_batch` + "bottle",
-cases f_* through `model.predict_inst`) and keeps what a user sees. `compare(ref, other)` measures
+cases f_* through `Sam3Processor.predict_inst`) and keeps what a user sees. `compare(ref, other)` measures
 how far `other` is from `ref`: scores and boxes of all queries, kept-set changes, final mask IoU on
 the pixels whose reference logit is clear of the threshold, `predict_inst` masks and IoUs. Used by
 `bench_sam3.py drift` and by `tests/paths/test_sam3_paths.py`.
@@ -79,8 +79,8 @@ def run_fixture_cases(dtype: torch.dtype) -> dict[str, dict[str, np.ndarray]]:
     """Every fixture case through the whole model in `dtype`; returns {step name: arrays}."""
     man = json.loads((FX / "manifest.json").read_text())
     model = build_sam3_image_model(checkpoint_path=FX / "sam3_tiny.pt", dtype=dtype)
-    model.inst_interactive_predictor.max_hole_area = float(man["inst_max_hole_area"])
     proc = Sam3Processor(model)
+    proc.inst_interactive_predictor.max_hole_area = float(man["inst_max_hole_area"])
     res: dict[str, dict[str, np.ndarray]] = {}
     states: dict[str, dict] = {}
     for case, info in man["cases"].items():
@@ -117,8 +117,8 @@ def run_fixture_cases(dtype: torch.dtype) -> dict[str, dict[str, np.ndarray]]:
             else v
             for k, v in case["kwargs"].items()
         }
-        masks, ious, _ = model.predict_inst(st, **kw)
-        logits, _, _ = model.predict_inst(st, **kw, return_logits=True)
+        masks, ious, _ = proc.predict_inst(st, **kw)
+        logits, _, _ = proc.predict_inst(st, **kw, return_logits=True)
         res[name] = {"inst_masks": masks.astype(bool), "ious": ious, "mask_logits": logits}
     return res
 
@@ -244,7 +244,7 @@ def prompt_speed(repeats: int, cfg: Sam3Config | None = None) -> dict[str, Any]:
             "concepts_4": lambda: p.set_text_prompts(
                 ["a truck", "a wheel", "a door", "a window"], s
             ),
-            "click": lambda: m.predict_inst(
+            "click": lambda: p.predict_inst(
                 s, point_coords=np.array([[500.0, 375.0]]), point_labels=np.array([1])
             ),
         }

@@ -4,7 +4,7 @@
 
 The fixture's weights are random: its scores are about 0.2-0.27 (README), so the runs pass a
 low --threshold; masks are noise, but files, counts, categories, COCO loading and the equality
-with the `Sam3Processor` / `predict_inst` API are checked exactly.
+with the `Sam3Processor` / `Sam3Processor.predict_inst` API are checked exactly.
 """
 
 from __future__ import annotations
@@ -258,8 +258,9 @@ def test_segment_clicks_on_sam3_go_through_the_interactive_head(tmp_path, capsys
     assert main(argv) == 0
     doc = json.loads((out / "truck.json").read_text())
     assert [m["file"] for m in doc["masks"]] == [f"truck_mask_{i}.png" for i in range(3)]
-    state = Sam3Processor(model).set_image(np.array(Image.open(img)))
-    masks, scores, _ = model.predict_inst(
+    proc = Sam3Processor(model)
+    state = proc.set_image(np.array(Image.open(img)))
+    masks, scores, _ = proc.predict_inst(
         state, point_coords=np.array([[80.0, 50.0]]), point_labels=np.array([1])
     )
     for i, m in enumerate(doc["masks"]):

@@ -159,12 +159,14 @@ def test_batch_of_images_matches_official_per_image(proc: Sam3Processor) -> None
 
 def test_clicks_through_the_assembled_model_match_official() -> None:
     """Cases f_*: `build_sam3_image_model` (interactive heads from the checkpoint's tracker.*
-    tensors) + `Sam3Processor.set_image` + `model.predict_inst` (hole filling off, as recorded)."""
+    tensors) + `Sam3Processor.set_image` + `Sam3Processor.predict_inst` (hole filling off, as
+    recorded)."""
     m = manifest("sam3_tiny")
     model = build_sam3_image_model(checkpoint_path=FX / "sam3_tiny.pt")
     assert model.tracker is not None
-    model.inst_interactive_predictor.max_hole_area = float(m["inst_max_hole_area"])
-    st = Sam3Processor(model).set_image(Image.open(IMAGES / "truck.jpg").convert("RGB"))
+    proc = Sam3Processor(model)
+    proc.inst_interactive_predictor.max_hole_area = float(m["inst_max_hole_area"])
+    st = proc.set_image(Image.open(IMAGES / "truck.jpg").convert("RGB"))
     for name, case in m["inst_cases"].items():
         z = np.load(FX / f"case_{name}.npz")
         kw = {
@@ -173,12 +175,12 @@ def test_clicks_through_the_assembled_model_match_official() -> None:
             else v
             for k, v in case["kwargs"].items()
         }
-        masks, ious, low = model.predict_inst(st, **kw)
+        masks, ious, low = proc.predict_inst(st, **kw)
         np.testing.assert_allclose(low, z["low_res_masks"], rtol=0, atol=1e-5, err_msg=name)
         np.testing.assert_allclose(ious, z["iou_predictions"], rtol=0, atol=1e-5, err_msg=name)
         ref = np.unpackbits(z["masks"], axis=-1)[..., : z["masks_shape"][-1]].astype(bool)
         assert masks.shape == tuple(z["masks_shape"])
-        logits, _, _ = model.predict_inst(st, **kw, return_logits=True)
+        logits, _, _ = proc.predict_inst(st, **kw, return_logits=True)
         decided = np.abs(logits) > 1e-5
         np.testing.assert_array_equal(masks.astype(bool)[decided], ref[decided], err_msg=name)
 

@@ -204,6 +204,10 @@ def test_bad_input_everywhere(ready, model, image) -> None:
         proc.add_geometric_prompt([0.5, 0.5, 0.1, 0.1], True, batch)
     with pytest.raises(ValueError, match="one image"):
         proc.set_text_prompts(["dog"], batch)
+    # clicks need the interactive heads, which this model was built without
+    assert proc.inst_interactive_predictor is None
+    with pytest.raises(ValueError, match="no interactive heads"):
+        proc.predict_inst(st, point_coords=[[1, 1]], point_labels=[1])
 
 
 def test_model_forward_equals_the_processor_pass(ready, model, image) -> None:

@@ -123,11 +123,11 @@ def test_find_unknown_image_is_404(client):
     assert r.status_code == 404 and "upload the image" in r.json()["detail"]
 
 
-def test_clicks_go_through_the_interactive_head(client, image_id, sam3_model, reference):
-    _, state = reference
+def test_clicks_go_through_the_interactive_head(client, image_id, reference):
+    proc, state = reference
     prompt = {"points": [[300.0, 200.0], [500.0, 120.0]], "labels": [1, 0]}
     out = client.post(f"/api/images/{image_id}/predict", json=prompt).json()
-    masks, scores, _ = sam3_model.predict_inst(
+    masks, scores, _ = proc.predict_inst(
         state,
         point_coords=np.array(prompt["points"]),
         point_labels=np.array(prompt["labels"]),

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from samkit.modeling.sam3.sam3_image import GeometricPrompt, GroundingOutput, Sam3Image
+from samkit.predict.sam3_interactive import InstanceClicks
 
 _TEXT_CACHE_SIZE = 256
 _VISUAL_PROMPT = "visual"  # the official text of a geometry-only query
@@ -66,8 +67,9 @@ def _check_threshold(threshold: float) -> float:
     return t
 
 
-class Sam3Processor:
-    """Text / exemplar-box prompting of a `Sam3Image` (see the module doc).
+class Sam3Processor(InstanceClicks):
+    """Text / exemplar-box prompting of a `Sam3Image` (see the module doc); clicks and boxes
+    through its interactive heads with `predict_inst(state, ...)` (`InstanceClicks`).
 
     Args:
         model: a `Sam3Image` with a backbone (`build_sam3_image_model`).

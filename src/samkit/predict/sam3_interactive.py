@@ -52,8 +52,6 @@ class Sam3InteractivePredictor(Sam2ImagePredictor):
     leading B axis for several boxes.
     """
 
-    family = "sam3"  # the family it serves (its `model` is the SAM 3 tracker heads)
-
     def __init__(
         self,
         heads: Sam3TrackerHeads,
@@ -171,3 +169,45 @@ class Sam3InteractivePredictor(Sam2ImagePredictor):
             return_logits,
             normalize_coords,
         )
+
+
+class InstanceClicks:
+    """`predict_inst` / `predict_inst_batch` / `inst_interactive_predictor`, the official
+    `Sam3Image` methods, on the processor that made the state (`Sam3Processor` mixes this in; the
+    model holds nn.Modules only). One `Sam3InteractivePredictor` per processor, made on first use.
+    """
+
+    model: Any
+    _clicks: Sam3InteractivePredictor | None = None
+
+    @property
+    def inst_interactive_predictor(self) -> Sam3InteractivePredictor | None:
+        """The predictor behind `predict_inst` (official attribute name; e.g. set its
+        `max_hole_area`), or None for a model without interactive heads."""
+        return None if getattr(self.model, "tracker", None) is None else self._clicks_predictor()
+
+    def _clicks_predictor(self) -> Sam3InteractivePredictor:
+        tracker = getattr(self.model, "tracker", None)
+        if tracker is None:
+            raise ValueError(
+                "this model has no interactive heads: build it with enable_inst_interactivity=True "
+                "from a checkpoint with tracker.* weights"
+            )
+        if self._clicks is None:
+            self._clicks = Sam3InteractivePredictor(tracker)
+        return self._clicks
+
+    def predict_inst(self, state: dict[str, Any], **kwargs: Any) -> Any:
+        """SAM-1-style clicks / box on the image set in `state` (official arguments:
+        `point_coords`, `point_labels`, `box`, `mask_input`, `multimask_output`,
+        `return_logits`, `normalize_coords`); returns `(masks, iou_predictions, low_res_masks)`
+        as numpy arrays (`Sam3InteractivePredictor.predict_inst`).
+
+        Raises:
+            ValueError: no interactive heads, no image in `state`, or bad prompts.
+        """
+        return self._clicks_predictor().predict_inst(state, **kwargs)
+
+    def predict_inst_batch(self, state: dict[str, Any], **kwargs: Any) -> Any:
+        """`predict_inst` for every image of a `set_image_batch` state (official name)."""
+        return self._clicks_predictor().predict_inst_batch(state, **kwargs)

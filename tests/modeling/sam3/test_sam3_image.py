@@ -155,9 +155,8 @@ def test_bad_input(model) -> None:
         GeometricPrompt.empty(2).expand(3)
     with pytest.raises(ValueError, match="no backbone"):
         model(torch.zeros(1, 3, 32, 32), torch.zeros(1, 32, dtype=torch.long))
-    with pytest.raises(ValueError, match="no interactive heads"):
-        model.predict_inst({}, point_coords=[[1, 1]], point_labels=[1])
-    assert model.inst_interactive_predictor is None
+    # nn.Modules only: clicks are `Sam3Processor.predict_inst` (samkit.predict)
+    assert not hasattr(model, "predict_inst") and not hasattr(model, "inst_interactive_predictor")
 
 
 def test_pixel_decoder_split_equals_the_direct_stages() -> None:

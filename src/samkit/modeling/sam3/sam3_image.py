@@ -169,7 +169,8 @@ class Sam3Image(nn.Module):
             model that is given features directly.
         geometry_encoder, transformer, segmentation_head, dot_prod_scoring: the detector heads
             (`segmentation_head` may be None: no masks).
-        tracker: the SAM-style interactive heads for `predict_inst`, or None.
+        tracker: the SAM-style interactive heads, or None. Clicks and boxes on them are
+            `Sam3Processor.predict_inst` (`samkit.predict`; the official model has the method).
 
     Like every samkit model it says what it is (`samkit.build.registry`): `family` ("sam3"),
     `image_size`, `variant`, `image_embedding_shape` (the last three need the backbone).
@@ -193,7 +194,6 @@ class Sam3Image(nn.Module):
         self.segmentation_head = segmentation_head
         self.dot_prod_scoring = dot_prod_scoring
         self.tracker = tracker
-        object.__setattr__(self, "_interactive", None)  # not a submodule (no state)
 
     @property
     def device(self) -> torch.device:
@@ -373,32 +373,3 @@ class Sam3Image(nn.Module):
             geometric_prompt,
             img_ids,
         )
-
-    @property
-    def inst_interactive_predictor(self) -> Any:
-        """The `samkit.predict.sam3_interactive.Sam3InteractivePredictor` behind `predict_inst` (official
-        attribute name; e.g. set its `max_hole_area`), or None without interactive heads."""
-        return None if self.tracker is None else self._interactive_predictor()
-
-    def _interactive_predictor(self) -> Any:
-        if self.tracker is None:
-            raise ValueError(
-                "this model has no interactive heads: build it with enable_inst_interactivity=True "
-                "from a checkpoint with tracker.* weights"
-            )
-        if self._interactive is None:
-            from samkit.predict.sam3_interactive import Sam3InteractivePredictor
-
-            object.__setattr__(self, "_interactive", Sam3InteractivePredictor(self.tracker))
-        return self._interactive
-
-    def predict_inst(self, inference_state: dict, **kwargs: Any) -> Any:
-        """SAM-1-style clicks / box on the image set in `inference_state` (official name and
-        arguments: `point_coords`, `point_labels`, `box`, `mask_input`, `multimask_output`,
-        `return_logits`, `normalize_coords`); returns `(masks, iou_predictions, low_res_masks)`
-        as numpy arrays. Computed by `samkit.predict.sam3_interactive.Sam3InteractivePredictor`."""
-        return self._interactive_predictor().predict_inst(inference_state, **kwargs)
-
-    def predict_inst_batch(self, inference_state: dict, **kwargs: Any) -> Any:
-        """`predict_inst` for every image of a `set_image_batch` state (official name)."""
-        return self._interactive_predictor().predict_inst_batch(inference_state, **kwargs)
