@@ -285,11 +285,26 @@ def sam3_state_from_embedding(embedding: Any, model: Sam3Image) -> dict[str, Any
     return holder.state or {}
 
 
+def sam3_feature_bytes(model: Sam3Image) -> int:
+    """Bytes of one image's features (`sam3_image_features`): the detector's three levels
+    (C x 4s x 4s, C x 2s x 2s, C x s x s with s = image side / 14) and, with the interactive
+    head, its three levels (after conv_s0 / conv_s1)."""
+    elt = torch.empty((), dtype=model.dtype).element_size()
+    s = model.image_size // 14
+    d = int(model.backbone.vision_backbone.convs[-1].conv_3x3.out_channels)  # the neck's d_model
+    n = d * (16 + 4 + 1) * s * s
+    tracker = getattr(model, "tracker", None)
+    if tracker is not None:
+        dec = tracker.sam_mask_decoder
+        n += (dec.conv_s0.out_channels * 16 + dec.conv_s1.out_channels * 4 + d) * s * s
+    return elt * n
+
+
 class Sam3ClickPredictor:
     """`SamPredictor`-like clicks on a SAM 3 model: `set_image` runs the processor's backbone,
     `predict` is `processor.predict_inst` on that state (the interactive head; official outputs:
     masks CxHxW, IoU predictions C, low-res logits Cx288x288, a leading B axis for B boxes);
-    `image_features` / `set_image_features` are what `samkit embed` and
+    `get_image_features` / `set_image_features` are what `samkit embed` and
     `ImageEmbedding.apply` use.
 
     Args:
@@ -304,15 +319,37 @@ class Sam3ClickPredictor:
     def set_image(self, image: Any) -> None:
         self.state = self.processor.set_image(as_rgb_uint8(image))
 
-    def image_features(self) -> dict[str, torch.Tensor]:
+    @property
+    def family(self) -> str:
+        """The model's family ("sam3"; `samkit.build.registry`)."""
+        return self.model.family
+
+    def get_image_features(self) -> dict[str, torch.Tensor]:
+        """The image's backbone levels by name (`sam3_image_features`), what `samkit embed`
+        stores.
+
+        Raises:
+            ValueError: no image is set.
+        """
         if self.state is None:
             raise ValueError("call set_image(image) first")
         return sam3_image_features(self.state)
 
+    image_features = get_image_features  # the earlier name
+
     def set_image_features(
-        self, tensors: dict[str, torch.Tensor], original_size: tuple[int, int]
+        self,
+        tensors: dict[str, torch.Tensor],
+        original_size: tuple[int, int],
+        input_size: tuple[int, int] | None = None,
     ) -> None:
+        """Take stored `get_image_features` output as if `set_image` had run (`input_size` is
+        unused: SAM 3 resizes every image to its square input)."""
         self.state = sam3_state_from_features(self.model, tensors, original_size)
+
+    def image_feature_bytes(self) -> int:
+        """Bytes of one image's `get_image_features` (`sam3_feature_bytes`)."""
+        return sam3_feature_bytes(self.model)
 
     def predict(self, **kwargs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self.state is None:

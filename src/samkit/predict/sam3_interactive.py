@@ -52,6 +52,8 @@ class Sam3InteractivePredictor(Sam2ImagePredictor):
     leading B axis for several boxes.
     """
 
+    family = "sam3"  # the family it serves (its `model` is the SAM 3 tracker heads)
+
     def __init__(
         self,
         heads: Sam3TrackerHeads,
