@@ -48,9 +48,12 @@ class Family:
         build: `build_sam` / `build_sam2` (config path or dataclass, checkpoint=...).
         predictor: the image predictor class.
         generator: the automatic mask generator class.
+        official_generator: the official generator's class name (fixture manifests record it).
         reset: the predictor's official name for forgetting the image.
         mask_decoder: the model's mask decoder (the attribute names differ officially).
         tiny_config: a random-init architecture small enough for training tests (64 px).
+        amg_point_atol: how far a generator's point may be from the official one (SAM 2's
+            official generator keeps its points in float32; SAM 1's in float64: exact).
         decoder_cache_atol: how far a cached-decoder answer may be from a fresh predictor's
             (absolute, logit units; measured on the fixture, see tests/predict/test_predictors).
     """
@@ -61,9 +64,11 @@ class Family:
     build: Callable[..., nn.Module]
     predictor: type
     generator: type
+    official_generator: str
     reset: str
     mask_decoder: Callable[[nn.Module], nn.Module]
     tiny_config: Callable[..., Any]
+    amg_point_atol: float
     decoder_cache_atol: float
 
     @property
@@ -147,9 +152,11 @@ FAMILIES: dict[str, Family] = {
         build=build_sam,
         predictor=SamPredictor,
         generator=SamAutomaticMaskGenerator,
+        official_generator="SamAutomaticMaskGenerator",
         reset="reset_image",
         mask_decoder=lambda model: model.mask_decoder,
         tiny_config=tiny_sam_config,
+        amg_point_atol=0.0,
         decoder_cache_atol=1e-6,
     ),
     "sam2": Family(
@@ -159,9 +166,11 @@ FAMILIES: dict[str, Family] = {
         build=build_sam2,
         predictor=Sam2ImagePredictor,
         generator=Sam2AutomaticMaskGenerator,
+        official_generator="SAM2AutomaticMaskGenerator",
         reset="reset_predictor",
         mask_decoder=lambda model: model.sam_mask_decoder,
         tiny_config=tiny_sam2_config,
+        amg_point_atol=1e-4,
         decoder_cache_atol=1e-5,
     ),
 }

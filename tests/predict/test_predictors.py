@@ -161,3 +161,44 @@ def test_grey_rgba_pil_and_bgr_inputs_match_rgb(family):
         torch.testing.assert_close(x, seen[0], rtol=0, atol=0)
     for x in seen[5:7]:
         torch.testing.assert_close(x, seen[4], rtol=0, atol=0)
+
+
+@parametrize_families()
+def test_decoder_cache_follows_the_image_weights_and_mask_inputs(family):
+    """The decoder's image-side work kept across `predict` calls is never stale: the answers
+    equal a fresh predictor's on the same features after a mask input, a weight change in place
+    (a fine-tuning step) and a new image."""
+    model = family.fixture_model()
+    p = family.predictor(model)
+    p.set_image(load_rgb("dog.jpg"))
+    atol = family.decoder_cache_atol
+    original_size = (534, 800)
+
+    def fresh(**kw):  # a new predictor on p's current features
+        q = family.predictor(model)
+        q.set_image_features(p.get_image_features(), original_size)
+        return q.predict(PT, LB, return_logits=True, **kw)[2]
+
+    first = p.predict(PT, LB, return_logits=True)[2]
+    assert p._prompt_decoder.prepared_image is not None  # kept by the first call
+    np.testing.assert_allclose(p.predict(PT, LB, return_logits=True)[2], first, atol=1e-6)
+    # A mask input changes the dense embedding: this call must not use the cached image side.
+    mask_in = first[:1] * 0.5
+    np.testing.assert_allclose(
+        p.predict(PT, LB, mask_input=mask_in, return_logits=True)[2],
+        fresh(mask_input=mask_in),
+        atol=atol,
+    )
+    # Weights changed in place (a fine-tuning step): recomputed.
+    layer = family.mask_decoder(model).transformer.layers[0]
+    with torch.no_grad():
+        layer.cross_attn_token_to_image.k_proj.weight.mul_(0.5)
+        layer.cross_attn_image_to_token.q_proj.weight.mul_(0.5)
+    changed = p.predict(PT, LB, return_logits=True)[2]
+    assert np.abs(changed - first).max() > 1e-3
+    np.testing.assert_allclose(changed, fresh(), atol=atol)
+    # A new image: recomputed.
+    truck = load_rgb("truck.jpg")
+    p.set_image(truck)
+    original_size = truck.shape[:2]
+    np.testing.assert_allclose(p.predict(PT, LB, return_logits=True)[2], fresh(), atol=atol)
