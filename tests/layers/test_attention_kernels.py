@@ -35,6 +35,12 @@ def _rel_err(out, ref):
     return ((out.double() - ref).norm() / ref.norm()).item()
 
 
+@pytest.fixture(autouse=True)
+def no_amx(monkeypatch):
+    """The rules of a CPU without AMX (this project's AMD machine) on every machine."""
+    monkeypatch.setattr(ak, "cpu_has_amx", lambda: False)
+
+
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Blocks of a few rows / heads, so the tests cross row and head block edges."""
@@ -145,6 +151,13 @@ def test_dispatch_rules():
     assert use_blocked(qb, kb, vb)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not use_blocked(qb, kb, vb)
+
+
+def test_amx_cpus_keep_the_flash_kernel_for_equal_widths(monkeypatch):
+    monkeypatch.setattr(ak, "cpu_has_amx", lambda: True)
+    q, k, v = _qkv(1, 1, 64, 256, 32, 32, torch.bfloat16)
+    assert not use_blocked(q, k, v)
+    assert use_blocked(q, k, v[..., :8])  # narrow values: the flash kernel cannot take them
 
 
 def test_bad_shapes_raise_value_error():

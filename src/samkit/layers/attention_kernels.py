@@ -20,6 +20,10 @@ run faster as blocks of plain matmuls than through PyTorch's CPU flash-attention
 A block holds up to `SCORE_BLOCK_BYTES` of scores (all keys of `rows` queries of some heads), so
 there is no online rescaling: every row's softmax is taken over all its keys at once.
 
+On CPUs with AMX, PyTorch's flash kernel packs its bf16 blocks for oneDNN's AMX brgemm, so
+bf16 with equal widths stays with it there (`cpu_has_amx`; not measured on this project's AMD
+machine).
+
 Everything else (float32 with equal widths, which the flash kernel serves at 75-97 % of the
 matmul rate; gradients; autocast; tracing, export and compilation; non-CPU devices) goes to
 `F.scaled_dot_product_attention`, so training and exporters see the same op as before.
@@ -28,6 +32,7 @@ matmul rate; gradients; autocast; tracing, export and compilation; non-CPU devic
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -73,6 +78,13 @@ def _needs_plain_op(*tensors: Tensor | None) -> bool:
     )
 
 
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (torch's own probe; False where torch has none)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(probe()) if callable(probe) else False
+
+
 def fast_path_allowed(*tensors: Tensor | None) -> bool:
     """Whether CPU-only rewrites may run on these tensors: enabled (`blocked_attention`), on the
     CPU, and no gradient, autocast, tracing, export or compilation in play."""
@@ -86,9 +98,9 @@ def use_blocked(q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor | None = None
         return False
     if not (q.dtype == k.dtype == v.dtype) or q.dim() != 4:
         return False
-    if q.dtype == torch.bfloat16:
-        return k.shape[-2] >= MIN_KEYS
-    return q.dtype == torch.float32 and v.shape[-1] < q.shape[-1]
+    if v.shape[-1] < q.shape[-1]:
+        return q.dtype in (torch.float32, torch.bfloat16)
+    return q.dtype == torch.bfloat16 and k.shape[-2] >= MIN_KEYS and not cpu_has_amx()
 
 
 def attention(
