@@ -18,9 +18,9 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from samkit.layers.attention import sdpa
 from samkit.layers.rope import axial_rope_tables, interleave_tables, rotate
 from samkit.layers.window import window_partition, window_unpartition
 
@@ -98,7 +98,7 @@ class RopeAttention(nn.Module):
         if cos2.shape[0] != n:
             raise ValueError(f"attention grid is {self.grid}, got tokens of {h}x{w}")
         q, k = rotate(q, cos2, sin2), rotate(k, cos2, sin2)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, nh, N, hd)
+        out = sdpa(q, k, v)  # (B, nh, N, hd)
         out = out.transpose(1, 2).reshape(b, h, w, c)
         return self.proj(out)
 
