@@ -6,19 +6,25 @@ fine-tuning datasets and examples/quickstart.py, each checked against the expect
 from __future__ import annotations
 
 import importlib.util
+import json
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from PIL import Image
 
+from samkit import SamAutomaticMaskGenerator, SamPredictor
 from samkit.cli import main
 from samkit.io.embeddings import features_of, load_embedding, rgb_sha256
 from samkit.io.images import decode_image
+from samkit.server.app import create_app
+from samkit.train.datasets import DataError, FolderDataset
 from tests.conftest import FIXTURES, ROOT
 from tests.io.image_cases import cases, refused
+from tests.server.conftest import coco_decode
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -38,7 +44,6 @@ def reference(case) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def predictor(sam1_shapes):
-    from samkit import SamPredictor
 
     return SamPredictor(sam1_shapes)
 
@@ -115,10 +120,6 @@ def test_cli_segment_reads_like_embed(name, embedded, predictor, tmp_path, capsy
 
 
 def test_cli_auto_reads_16bit_float_and_cmyk(tmp_path, sam1_shapes, capsys):
-    import json
-
-    from samkit import SamAutomaticMaskGenerator
-    from tests.test_cli import _coco_decode
 
     names = ["rgba16_tiff", "float_unit_tiff", "cmyk_jpeg"]
     src = tmp_path / "in"
@@ -137,7 +138,7 @@ def test_cli_auto_reads_16bit_float_and_cmyk(tmp_path, sam1_shapes, capsys):
         expected = gen.generate(reference(c))
         assert len(doc["annotations"]) == len(expected) > 0, n
         for a, e in zip(doc["annotations"], expected):
-            np.testing.assert_array_equal(_coco_decode(a["segmentation"]), e["segmentation"])
+            np.testing.assert_array_equal(coco_decode(a["segmentation"]), e["segmentation"])
 
 
 SERVER_CASES = [
@@ -157,9 +158,6 @@ SERVER_CASES = [
 
 
 def test_web_upload_reads_every_format(sam1_shapes, predictor):
-    from fastapi.testclient import TestClient
-
-    from samkit.server.app import create_app
 
     refs: dict[bytes, dict[str, torch.Tensor]] = {}
 
@@ -189,7 +187,6 @@ def test_web_upload_reads_every_format(sam1_shapes, predictor):
 
 
 def test_finetune_datasets_read_every_format(tmp_path):
-    from samkit.train.datasets import DataError, FolderDataset
 
     for stretch in (False, True):
         root = tmp_path / f"data_{stretch}"
