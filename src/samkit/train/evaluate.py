@@ -24,7 +24,7 @@ The model sees what its predictor gives it: a SAM 1 model the `SamPredictor` inp
 resized, padded), a SAM 2 model the `Sam2ImagePredictor` input (square resize), boxes as SAM 2's
 corner points, and as `mask_input` the low-res logits that predictor returns (clamped to
 [-32, 32]); so looping `SamPredictor.predict` / `Sam2ImagePredictor.predict` over the instances
-with this protocol gives the same numbers (tests/train/test_eval_whole.py does).
+with this protocol gives the same numbers (tests/train/test_evaluate.py does).
 """
 
 from __future__ import annotations
