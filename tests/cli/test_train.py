@@ -142,9 +142,6 @@ def test_cli_errors(tmp_path, data, capsys) -> None:
 def test_sam2_lora_and_adapter_finetune_then_eval(tmp_path, data) -> None:
     """SAM 2 through the CLI: an official-format config.json, LoRA on Hiera + decoder and
     adapters; the merged model has the official keys and `samkit eval` reproduces the numbers."""
-    from samkit import build_sam2
-    from samkit.checkpoint import save_checkpoint
-    from samkit.train.synthetic import small_sam2_config
 
     cfg = tmp_path / "sam2.json"
     cfg.write_text(json.dumps(small_sam2_config(64, 32, window_spec=(4, 4, 2, 2))))

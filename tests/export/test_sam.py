@@ -13,7 +13,8 @@ import torch
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from samkit import SamPredictor  # noqa: E402
+from samkit import SamPredictor, build_sam  # noqa: E402
+from samkit.cli import main  # noqa: E402
 from samkit.export.ort_sam import OnnxSamPredictor  # noqa: E402
 from samkit.export.sam import (  # noqa: E402
     SamOnnxDecoder,
@@ -21,6 +22,7 @@ from samkit.export.sam import (  # noqa: E402
     export_decoder,
     export_sam_onnx,
 )
+from samkit.runtime.accel import is_plain_float32, optimize  # noqa: E402
 from tests.conftest import FIXTURES, ROOT, load_rgb  # noqa: E402
 from tests.fixture_cases import (  # noqa: E402
     SAM1_MODELS,
@@ -45,7 +47,6 @@ OFFICIAL_OUTPUTS = ["masks", "iou_predictions", "low_res_masks"]
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory, sam1_tiny):
     """sam1_tiny through the Python API (4 masks + a single-mask decoder), sam1_shapes via the CLI."""
-    from samkit.cli import main
 
     root = tmp_path_factory.mktemp("onnx")
     export_sam_onnx(sam1_tiny, root / "sam1_tiny")
@@ -253,8 +254,6 @@ print(json.dumps({{"torch": "torch" in sys.modules, "iou": iou.tolist()}}))
 
 def test_low_precision_models_export_float32_graphs(tmp_path, sam1_tiny):
     """`build_sam(dtype=bf16)` / `optimize` hooks are left out: the file equals the fp32 export."""
-    from samkit import build_sam
-    from samkit.runtime.accel import is_plain_float32, optimize
 
     d = FIXTURES / "sam1_tiny"
     fast = build_sam(d / "config.json", checkpoint=d / "sam1_tiny.pth", dtype=torch.bfloat16)

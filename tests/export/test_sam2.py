@@ -14,6 +14,8 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from samkit import Sam2ImagePredictor, build_sam2  # noqa: E402
+from samkit.cli import main  # noqa: E402
+from samkit.export.sam import export_decoder  # noqa: E402
 from samkit.export.sam2 import (  # noqa: E402
     DECODER_INPUTS,
     DECODER_OUTPUTS,
@@ -40,7 +42,6 @@ def model():
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory, model):
     """`api`: Python API, encoder + 4-mask decoder; `cli`: the command, single-mask decoder."""
-    from samkit.cli import main
 
     root = tmp_path_factory.mktemp("onnx_sam2")
     paths = export_sam2_onnx(model, root / "api")
@@ -317,7 +318,6 @@ def test_single_mask_takes_token_0_when_stable(tmp_path, sessions, encoded, mode
 
 def test_export_leaves_the_model_in_eval_mode(onnx_dir, model, sam1_tiny, tmp_path):
     """A training-mode model would skip the dynamic multimask choice in the torch predictor."""
-    from samkit.export.sam import export_decoder
 
     assert not any(m.training for m in model.modules())  # after the module's exports
     export_decoder(sam1_tiny, tmp_path / "sam1.onnx")

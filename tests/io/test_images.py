@@ -11,12 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
+from samkit import Sam2ImagePredictor, SamAutomaticMaskGenerator, SamPredictor, build_sam2
+from samkit.amg import pipeline
 from samkit.io.images import (
     ImageDecodeError,
     array_to_rgb_uint8,
     decode_image,
+    pil_to_array,
     to_uint8,
 )
+from samkit.predict.inputs import as_rgb_uint8
 from tests.conftest import FIXTURES
 from tests.io.image_cases import cases, content, refused, stretch_reference
 
@@ -25,7 +29,6 @@ CASES = cases()
 
 @pytest.fixture(scope="module")
 def sam2_tiny():
-    from samkit import build_sam2
 
     d = FIXTURES / "sam2_tiny"
     return build_sam2(d / "config.json", checkpoint=d / "sam2_tiny.pt")
@@ -166,7 +169,6 @@ def _expected(pic, value):
 
 def test_as_rgb_uint8_follows_the_rule():
     # the conversion every predictor's set_image runs (SAM 1, SAM 2, onnxruntime)
-    from samkit.predict.inputs import as_rgb_uint8
 
     pic = content()
     for name, value in _inputs(pic).items():
@@ -178,13 +180,11 @@ def test_as_rgb_uint8_follows_the_rule():
         as_rgb_uint8(pic * 2.0)
     # the advice names a call that exists and whose result is accepted
     assert "samkit.io.images.array_to_rgb_uint8(x, stretch=(0.5, 99.5))" in str(err.value)
-    from samkit.io.images import array_to_rgb_uint8
 
     assert as_rgb_uint8(array_to_rgb_uint8(pic * 2.0, stretch=(0.5, 99.5))).dtype == np.uint8
 
 
 def test_sam_predictor_takes_uint16_and_float_images(sam1_shapes):
-    from samkit import SamPredictor
 
     pic = content()
     pred = SamPredictor(sam1_shapes)
@@ -199,7 +199,6 @@ def test_sam_predictor_takes_uint16_and_float_images(sam1_shapes):
 
 
 def test_sam2_predictor_takes_uint16_and_float_images(sam2_tiny):
-    from samkit import Sam2ImagePredictor
 
     pic = content((48, 40))
     pred = Sam2ImagePredictor(sam2_tiny)
@@ -212,9 +211,6 @@ def test_sam2_predictor_takes_uint16_and_float_images(sam2_tiny):
 
 
 def test_mask_generator_takes_uint16_and_float_images(sam1_shapes):
-    from samkit import SamAutomaticMaskGenerator
-    from samkit.amg import pipeline
-    from samkit.predict.inputs import as_rgb_uint8
 
     assert pipeline.as_rgb_uint8 is as_rgb_uint8  # the generators read images by set_image's rule
     pic = content()
@@ -230,7 +226,6 @@ def test_mask_generator_takes_uint16_and_float_images(sam1_shapes):
 
 def test_mode_i_png_is_16_bit():
     # Pillow < 10 opens a 16-bit greyscale PNG as mode I: still the 16-bit rule, even when dark.
-    from samkit.io.images import pil_to_array
 
     dark = (np.arange(12).reshape(3, 4) * 20).astype(np.int32)  # all <= 255
     img = Image.fromarray(dark)

@@ -8,6 +8,7 @@ passing means the shipped weights segment.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import numpy as np
 import pytest
 import torch
 
+from samkit import build_sam
+from samkit.checkpoint import read_metadata
+from samkit.configs.sam import sam_config_from_official
 from samkit.train import demo
 from samkit.train.demo import (
     DEMO_DIR,
@@ -25,6 +29,7 @@ from samkit.train.demo import (
     demo_sample,
     evaluate_demo_model,
 )
+from samkit.train.synthetic import small_sam_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,9 +51,6 @@ def test_the_demo_model_segments_its_demo_image(model):
 
 
 def test_random_weights_fail_the_same_bar():
-    from samkit import build_sam
-    from samkit.configs.sam import sam_config_from_official
-    from samkit.train.synthetic import small_sam_config
 
     cfg = sam_config_from_official(small_sam_config())
     for seed in range(3):
@@ -86,7 +88,6 @@ def test_shipped_file_is_small_recorded_and_packaged():
     assert rec["training"]["command"].startswith("python tools/train_demo_model.py")
     assert rec["versions"]["torch"] and rec["config"]["image_encoder"]["img_size"] == 256
     assert (ROOT / "tools" / "train_demo_model.py").is_file()
-    from samkit.checkpoint import read_metadata
 
     assert "samkit_provenance" in read_metadata(weights)  # what made it, checked on load
     package_data = (ROOT / "pyproject.toml").read_text().split("[tool.setuptools.package-data]")[1]
@@ -103,7 +104,6 @@ def test_missing_weights_say_how_to_make_them(tmp_path):
 
 @pytest.mark.slow
 def test_the_tool_writes_a_loadable_model_and_its_record(tmp_path):
-    import importlib.util
 
     spec = importlib.util.spec_from_file_location("tdm", ROOT / "tools" / "train_demo_model.py")
     tool = importlib.util.module_from_spec(spec)
