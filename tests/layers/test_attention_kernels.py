@@ -142,7 +142,7 @@ def test_dispatch_rules():
     assert use_blocked(q, k, v[..., :8])  # fp32, narrow values
     qb, kb, vb = q.bfloat16(), k.bfloat16(), v.bfloat16()
     assert use_blocked(qb, kb, vb)
-    assert not use_blocked(qb, kb[:, :, :64], vb[:, :, :64])  # few keys: SDPA
+    assert not use_blocked(qb, kb[:, :, :32], vb[:, :, :32])  # few keys: SDPA
     with blocked_attention(False):
         assert not use_blocked(qb, kb, vb)
         torch.testing.assert_close(
