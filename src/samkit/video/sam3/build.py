@@ -1,0 +1,47 @@
+"""Build the SAM 3 video predictor from an official `sam3.pt` checkpoint.
+
+`build_sam3_video_predictor` has the official name and `checkpoint_path` keyword
+(`sam3.model_builder.build_sam3_video_predictor`, sam3 0.1.4); the checkpoint loads unchanged
+(`detector.*` into the detector, `tracker.*` into the tracker heads; see `build_sam3_image_model`).
+The official heuristics are the defaults; keyword arguments override them by their official
+names (`score_threshold_detection`, `det_nms_thresh`, `new_det_thresh`, `assoc_iou_thresh`,
+`trk_assoc_iou_thresh`, `fill_hole_area`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import torch
+
+from samkit.build.sam3 import build_sam3_image_model
+from samkit.video.sam3.predictor import Sam3VideoPredictor, Sam3VideoSettings
+
+
+def build_sam3_video_predictor(
+    checkpoint_path: str | os.PathLike,
+    bpe_path: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    **settings: Any,
+) -> Sam3VideoPredictor:
+    """The SAM 3 video predictor (official request API) on an official checkpoint.
+
+    Raises:
+        ValueError: no checkpoint, a checkpoint without the tracker's tensors, or an unknown
+            setting name.
+    """
+    if checkpoint_path is None:
+        raise ValueError("build_sam3_video_predictor needs checkpoint_path (an official sam3.pt)")
+    known = {f.name for f in dataclasses.fields(Sam3VideoSettings)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(f"unknown SAM 3 video settings {unknown}; known: {sorted(known)}")
+    model = build_sam3_image_model(
+        bpe_path=bpe_path,
+        device=device,
+        checkpoint_path=checkpoint_path,
+        enable_inst_interactivity=True,
+    )
+    return Sam3VideoPredictor(model, Sam3VideoSettings(**settings))

@@ -1,0 +1,69 @@
+"""Reading the recorded official SAM 3 video sessions (tests/fixtures/sam3_video) and comparing
+samkit's answers with them at the tolerances of that folder's README."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import ROOT
+
+DIR = ROOT / "tests" / "fixtures" / "sam3_video"
+MANIFEST = json.loads((DIR / "manifest.json").read_text())
+CHECKPOINT = ROOT / MANIFEST["checkpoint"]["file"]
+FRAMES_DIR = ROOT / MANIFEST["frames_dir"]
+
+# README "Measured drift ... and tolerances"
+ATOL_QUERY_LOGITS = 2e-5
+ATOL_SCORES = 5e-6
+ATOL_BOXES_NORM = 5e-6
+ATOL_OUT_BOXES = 2.1e-3
+MASK_PIXELS_DIFFERING = 1e-4
+
+
+def session(name: str) -> dict:
+    return next(s for s in MANIFEST["sessions"] if s["name"] == name)
+
+
+def call(name: str, key: str) -> dict:
+    return next(c for c in session(name)["calls"] if c["key"] == key)
+
+
+@lru_cache(maxsize=4)
+def arrays(name: str) -> dict[str, np.ndarray]:
+    with np.load(DIR / session(name)["file"], allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def frames() -> list[Image.Image]:
+    """The recorded clip: the first frames of the SAM 2 video fixture, as PIL images."""
+    return [Image.open(FRAMES_DIR / f["file"]) for f in MANIFEST["frames"]]
+
+
+def unpack_masks(packed: np.ndarray) -> np.ndarray:
+    """(N, H/2, W/16) packed -> (N, H/2, W/2) bool masks at stride 2 (README)."""
+    w = MANIFEST["video_hw"][1]
+    s = MANIFEST["mask_stride"]
+    return np.unpackbits(packed, axis=-1)[..., : -(-w // s)].astype(bool)
+
+
+def check_frame_outputs(outputs: dict, z: dict, prefix: str) -> None:
+    """One frame's outputs against `<prefix>obj_ids/probs/boxes_xywh/masks_s2/mask_areas`."""
+    s = MANIFEST["mask_stride"]
+    np.testing.assert_array_equal(outputs["out_obj_ids"], z[prefix + "obj_ids"], prefix)
+    np.testing.assert_allclose(outputs["out_probs"], z[prefix + "probs"], atol=ATOL_SCORES)
+    np.testing.assert_allclose(
+        outputs["out_boxes_xywh"], z[prefix + "boxes_xywh"], atol=ATOL_OUT_BOXES
+    )
+    masks = outputs["out_binary_masks"]
+    assert masks.dtype == bool and masks.shape[1:] == tuple(MANIFEST["video_hw"])
+    ref = unpack_masks(z[prefix + "masks_s2"])
+    mine = masks[:, ::s, ::s]
+    assert mine.shape == ref.shape, (mine.shape, ref.shape)
+    differing = (mine != ref).mean() if mine.size else 0.0
+    assert differing <= MASK_PIXELS_DIFFERING, f"{prefix}: {differing:.2e} of the pixels differ"
+    areas = masks.reshape(len(masks), -1).sum(-1)
+    np.testing.assert_allclose(areas, z[prefix + "mask_areas"], rtol=1e-4, atol=2)
