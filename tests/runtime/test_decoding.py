@@ -163,6 +163,6 @@ def test_kept_image_side_follows_weights_autocast_and_new_tensors(sam1_tiny):
 
 
 def test_bad_prompt_chunk(sam1_tiny):
-    for bad in (-1, True):
+    for bad in (-1, True, 2.0, "2"):
         with pytest.raises(ValueError, match="prompt_chunk"):
             PromptDecoder(sam1_tiny.mask_decoder, prompt_chunk=bad)

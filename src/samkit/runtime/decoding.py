@@ -38,7 +38,9 @@ class PromptDecoder:
     """
 
     def __init__(self, decoder: MaskDecoder, prompt_chunk: int | None = None) -> None:
-        if prompt_chunk is not None and (isinstance(prompt_chunk, bool) or prompt_chunk < 0):
+        if prompt_chunk is not None and (
+            isinstance(prompt_chunk, bool) or not isinstance(prompt_chunk, int) or prompt_chunk < 0
+        ):
             raise ValueError(f"prompt_chunk must be None or an int >= 0, got {prompt_chunk!r}")
         self.decoder = decoder
         self.prompt_chunk = prompt_chunk
@@ -129,7 +131,7 @@ class PromptDecoder:
             )
         b = sparse_prompt_embeddings.shape[0]
         prepared = None
-        chunk = self.chunk_size(image_embeddings, b)
+        chunk = max(1, self.chunk_size(image_embeddings, b))
         if no_mask_embed is not None and image_embeddings.shape[0] == 1:
             prepared = self.prepare(image_embeddings, image_pe, no_mask_embed)
         elif chunk < b and one_image_side(image_embeddings, dense):
