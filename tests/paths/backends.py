@@ -19,10 +19,26 @@ import numpy as np
 import torch
 from PIL import Image
 
+from samkit.export.ort_sam import OnnxSamPredictor
+from samkit.export.ort_sam2 import OnnxSam2Predictor
+from samkit.export.sam import export_sam_onnx
+from samkit.export.sam2 import export_sam2_onnx
+from samkit.io.embeddings import features_of, load_embedding, save_embedding
+from samkit.io.provenance import of_model
+from samkit.io.rle import coco_decode_rle
+from samkit.runtime.accel import optimize
+from samkit.server.engine import Engine
 from tests.conftest import FIXTURES
+from tests.families import FAMILIES
 from tests.paths import prompts
 
-MODEL_DIRS = {"sam1": "sam1_shapes", "sam2": "sam2_tiny"}
+# The matrix's model of each family (SAM 1: the trained sam1_shapes, whose masks follow the
+# picture's shapes) as (fixture folder, checkpoint), and its ONNX exporter and predictor.
+MODELS = {"sam1": ("sam1_shapes", "sam1_shapes.pth"), "sam2": ("sam2_tiny", "sam2_tiny.pt")}
+ONNX = {
+    "sam1": (export_sam_onnx, OnnxSamPredictor),
+    "sam2": (export_sam2_onnx, OnnxSam2Predictor),
+}
 
 
 @dataclass
@@ -54,18 +70,13 @@ def _tmp() -> FsPath:
 
 def build(family: str, **kw: Any) -> Any:
     """A fresh fixture model of `family` (build_sam / build_sam2 keyword arguments)."""
-    from samkit import build_sam, build_sam2
-
-    d = FIXTURES / MODEL_DIRS[family]
-    if family == "sam1":
-        return build_sam(d / "config.json", checkpoint=d / "sam1_shapes.pth", **kw)
-    return build_sam2(d / "config.json", checkpoint=d / "sam2_tiny.pt", **kw)
+    folder, checkpoint = MODELS[family]
+    d = FIXTURES / folder
+    return FAMILIES[family].build(d / "config.json", checkpoint=d / checkpoint, **kw)
 
 
 def predictor_for(family: str, model: Any, image: np.ndarray | None = None) -> Any:
-    from samkit import Sam2ImagePredictor, SamPredictor
-
-    p = SamPredictor(model) if family == "sam1" else Sam2ImagePredictor(model)
+    p = FAMILIES[family].predictor(model)
     if image is not None:
         p.set_image(image)
     return p
@@ -85,15 +96,12 @@ def _torch_path(family: str, name: str, make_model: Callable[[], Any]) -> Path:
 def _embed_file(family: str) -> Path:
     """`samkit embed`'s file: the reference's features saved, loaded and given to a fresh
     predictor (no encoder run)."""
-    from samkit.io.embeddings import features_of, load_embedding, save_embedding
-    from samkit.io.provenance import of_model
-
     ref = reference(family)
-    size = ref.model.image_size if family == "sam2" else ref.model.image_encoder.img_size
+    size = ref.model.image_size
     path = save_embedding(
         _tmp() / f"{family}.safetensors",
         features_of(ref, family),
-        variant=MODEL_DIRS[family],
+        variant=MODELS[family][0],
         family=family,
         original_size=prompts.image().shape[:2],
         input_size=getattr(ref, "input_size", None) or (size, size),
@@ -110,10 +118,7 @@ def _onnx_files(family: str, single: bool) -> dict[str, FsPath]:
     """encoder.onnx (exported once per family) and a 4-mask or single-mask decoder.onnx."""
     out = _tmp() / f"onnx_{family}_{'single' if single else 'all'}"
     model = reference(family).model
-    if family == "sam1":
-        from samkit.export.sam import export_sam_onnx as export
-    else:
-        from samkit.export.sam2 import export_sam2_onnx as export
+    export = ONNX[family][0]
     if single:
         files = export(model, out, return_single_mask=True, encoder=False)
         return {"encoder": _onnx_files(family, False)["encoder"], **files}
@@ -122,11 +127,7 @@ def _onnx_files(family: str, single: bool) -> dict[str, FsPath]:
 
 def _onnx(family: str, single: bool) -> Path:
     files = _onnx_files(family, single)
-    if family == "sam1":
-        from samkit.export.ort_sam import OnnxSamPredictor as Predictor
-    else:
-        from samkit.export.ort_sam2 import OnnxSam2Predictor as Predictor
-    p = Predictor(files["encoder"], files["decoder"])
+    p = ONNX[family][1](files["encoder"], files["decoder"])
     p.set_image(prompts.image())
     name = "onnx_single" if single else "onnx"
     return Path(family, name, lambda kw, mm: _out(p.predict(**kw, multimask_output=mm)))
@@ -170,9 +171,6 @@ def _image_batch() -> Path:
 def _engine(family: str) -> Path:
     """The web app's engine: the uploaded PNG's bytes, then one prompt per call (points and at
     most one box, no mask input: the web API has no such inputs)."""
-    from samkit.io.rle import coco_decode_rle
-    from samkit.server.engine import Engine
-
     engine = Engine(reference(family).model, cache_bytes=256 * 2**20, family=family)
     buf = io.BytesIO()
     Image.fromarray(prompts.image()).save(buf, format="PNG")
@@ -193,14 +191,10 @@ def _engine(family: str) -> Path:
 
 
 def _int8(family: str) -> Any:
-    from samkit.runtime.accel import optimize
-
     return optimize(build(family), int8=True)
 
 
 def _compiled(family: str) -> Any:
-    from samkit.runtime.accel import optimize
-
     return optimize(build(family), compile=True)
 
 
