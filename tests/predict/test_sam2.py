@@ -49,6 +49,9 @@ def dog(predictor_for):
     return predictor_for("dog.jpg")
 
 
+DOG_HW = (534, 800)  # dog.jpg
+
+
 def _close_f16(mine: torch.Tensor, stored: np.ndarray) -> None:
     np.testing.assert_allclose(mine.numpy(), stored.astype(np.float32), rtol=2e-3, atol=1e-4)
 
@@ -226,10 +229,11 @@ def test_predict_before_set_image(model):
 
 def test_reset_predictor(model, dog):
     p = Sam2ImagePredictor(model)
-    p._features, p._orig_hw, p._is_image_set = dog._features, dog._orig_hw, True
+    p.set_image_features(dog.get_image_features(), DOG_HW)
     p.predict(PT, LB)
     p.reset_predictor()
-    assert p._features is None and not p._is_image_set
+    with pytest.raises(ValueError, match="set_image"):
+        p.get_image_features()
     with pytest.raises(ValueError, match="call set_image"):
         p.predict(PT, LB)
 
@@ -420,7 +424,7 @@ def test_fill_holes_and_remove_sprinkles_follows_official_order():
 def test_predictor_hole_and_sprinkle_removal(model, dog):
     low = dog.predict(PT, LB, multimask_output=False, return_logits=True)[2]
     p = Sam2ImagePredictor(model, max_hole_area=6, max_sprinkle_area=4)
-    p._features, p._orig_hw, p._is_image_set = dog._features, dog._orig_hw, True
+    p.set_image_features(dog.get_image_features(), DOG_HW)
     logits, _, low2 = p.predict(PT, LB, multimask_output=False, return_logits=True)
     np.testing.assert_array_equal(low2, low)  # the returned low-res logits are untouched
     # components from connected_components, checked against a BFS above

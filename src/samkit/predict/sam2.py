@@ -152,14 +152,9 @@ class Sam2ImagePredictor:
         return self.model.family
 
     def get_image_features(self) -> dict[str, Tensor]:
-        """The current image's encoder output by name, what an embedding file stores
-        (`samkit.io.embeddings`): {"image_embedding": 1xCxhxw (with `no_mem_embed`),
-        "high_res_feats_0": 1x(C/8)x4hx4w, "high_res_feats_1": 1x(C/4)x2hx2w} (no high-res
-        entries for a model without high-res features).
-
-        Raises:
-            ValueError: no image is set.
-        """
+        """The image's encoder output as an embedding file stores it: {"image_embedding":
+        1xCxhxw (with `no_mem_embed`), "high_res_feats_0": 1x(C/8)x4hx4w, "high_res_feats_1":
+        1x(C/4)x2hx2w} (no high-res entries without high-res features). ValueError: no image."""
         self._require_image()
         feats = self._features
         out = {FEATURE_KEY: feats["image_embed"]}
@@ -173,16 +168,9 @@ class Sam2ImagePredictor:
         original_size: tuple[int, int],
         input_size: tuple[int, int] | None = None,
     ) -> None:
-        """Take stored `get_image_features` output as if `set_image` had run (skips the encoder).
-
-        Args:
-            features: the named tensors of `get_image_features`.
-            original_size: (H, W) of the image.
-            input_size: unused (SAM 2 resizes every image to the square `image_size`).
-
-        Raises:
-            ValueError: a tensor of this model's features is missing.
-        """
+        """Take `get_image_features` output of an (H, W) = `original_size` image as if
+        `set_image` had run (`input_size` is unused: SAM 2 resizes to the square `image_size`).
+        ValueError: a tensor of this model's features is missing."""
         high = [f"high_res_feats_{i}" for i in range(len(self._bb_feat_sizes) - 1)]
         missing = {FEATURE_KEY, *high} - set(features)
         if missing:
@@ -204,22 +192,12 @@ class Sam2ImagePredictor:
         mask_input: Tensor | None = None,
         multimask_output: bool = True,
     ) -> tuple[Tensor, Tensor]:
-        """The prompt encoder and mask decoder on points, without upscaling: what automatic mask
-        generation runs per batch of grid points.
+        """Prompt encoder and mask decoder without upscaling (automatic mask generation's step).
 
-        Args:
-            point_coords: BxNx2 (x, y) points in pixels of the image of `set_image` (float32,
-                normalised by its size, then scaled to the model input, as the official
-                generator does).
-            point_labels: BxN labels (1 foreground, 0 background).
-            mask_input: Bx1xhxw low-res logits, or None.
-            multimask_output: 3 masks per prompt instead of 1.
-
-        Returns:
-            Raw BxCxhxw low-res logits (not clamped, no hole filling) and BxC IoU predictions.
-
-        Raises:
-            ValueError: no image is set.
+        `point_coords` BxNx2 (x, y) pixels of the `set_image` image (float32, divided by its size
+        and scaled to the model input, as the official generator does), `point_labels` BxN,
+        `mask_input` Bx1xhxw logits or None. Returns raw BxCxhxw low-res logits (not clamped, no
+        hole filling) and BxC IoU predictions. ValueError: no image is set.
         """
         self._require_image()
         coords = torch.as_tensor(point_coords, dtype=torch.float, device=self.device)
@@ -228,8 +206,7 @@ class Sam2ImagePredictor:
         return self._decode_low_res(mask_input, coords, labels, None, multimask_output, 0)
 
     def image_feature_bytes(self) -> int:
-        """Bytes of one image's `get_image_features` (in the decoder dtype): what a cache of
-        encoded images holds per image (the web app sizes its cache with it)."""
+        """Bytes of one image's `get_image_features` (decoder dtype; the web app's cache unit)."""
         elt = torch.empty((), dtype=self.model.dtype).element_size()
         d = self.model.sam_mask_decoder.transformer_dim
         sizes = self._bb_feat_sizes  # finest first; the last is the image embedding's
@@ -401,7 +378,7 @@ class Sam2ImagePredictor:
         img_idx: int,
     ) -> tuple[Tensor, Tensor]:
         """The decoder on prompts in the input frame: raw BxCxhxw low-res logits (not clamped,
-        no hole filling) and BxC IoU predictions; also used by the automatic mask generator."""
+        no hole filling) and BxC IoU predictions (`decode_low_res` is the public form)."""
         self._require_image()
         points = None if point_coords is None else (point_coords, point_labels)
         if boxes is not None:
