@@ -2,7 +2,8 @@
 
 Public API (imported lazily, so `import samkit` does no work):
 `build_sam`, `build_sam2`, `sam_model_registry`, `SamPredictor`, `Sam2ImagePredictor`,
-`SamAutomaticMaskGenerator`; SAM 3: `build_sam3_image_model`, `Sam3Processor`.
+`SamAutomaticMaskGenerator`; SAM 3: `build_sam3_image_model`, `Sam3Processor`; MobileSAM and
+HQ-SAM: `build_mobile_sam`, `build_sam_hq`, `SamHQPredictor`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ _EXPORTS = {
     "Sam2VideoPredictor": "samkit.video.predictor",
     "build_sam3_image_model": "samkit.build.sam3",
     "Sam3Processor": "samkit.predict.sam3",
+    "build_mobile_sam": "samkit.build.light",
+    "build_sam_hq": "samkit.build.light",
+    "SamHQPredictor": "samkit.predict.sam_hq",
 }
 
 __all__ = [
@@ -30,22 +34,27 @@ __all__ = [
     "Sam2VideoPredictor",
     "Sam3Processor",
     "SamAutomaticMaskGenerator",
+    "SamHQPredictor",
     "SamPredictor",
+    "build_mobile_sam",
     "build_sam",
     "build_sam2",
     "build_sam2_video_predictor",
     "build_sam3_image_model",
+    "build_sam_hq",
     "sam_model_registry",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from samkit.amg import SamAutomaticMaskGenerator
+    from samkit.build.light import build_mobile_sam, build_sam_hq
     from samkit.build.sam import build_sam, sam_model_registry
     from samkit.build.sam2 import build_sam2
     from samkit.build.sam3 import build_sam3_image_model
     from samkit.predict.sam import SamPredictor
     from samkit.predict.sam2 import Sam2ImagePredictor
     from samkit.predict.sam3 import Sam3Processor
+    from samkit.predict.sam_hq import SamHQPredictor
     from samkit.video.build import build_sam2_video_predictor
     from samkit.video.predictor import Sam2VideoPredictor
 
