@@ -1,0 +1,179 @@
+"""The tracker half of SAM 3 video: object states, adding detections, one-frame propagation,
+memory updates (official `Sam3VideoBase` + `Sam3TrackerPredictor`, sam3 0.1.4).
+
+Objects are grouped as the official code groups them: one `TrackerState` per batch of new
+detections on a frame (and, later, one per click-added object). Memory selection scores are per
+state (the mean over its objects), so the grouping changes the numbers and is kept.
+
+* `start_objects` (`Base._tracker_add_new_objects` -> `Tracker.add_new_mask` ->
+  `propagate_in_video_preflight`): each detection's 288x288 logits, bilinear to 1152 and > 0, is
+  a mask prompt used as the output; its pointer comes from the SAM heads on the downsampled mask.
+  The video-resolution masks (antialiased resize, > 0.5; a later object of the batch takes the
+  pixels it shares with an earlier one) are brought back to 288x288 (antialiased) and to
+  1008x1008, one object per pixel, and encoded as a clicked frame's memory (binarised, object
+  score +10), stored in bfloat16.
+* `propagate` (`Base._propogate_tracker_one_frame_local_gpu`): a stored conditioning output is
+  returned as is; other frames run the tracking step without memory encoding.
+* `update_memories` (`Base._tracker_update_memories`): the frame's hole-filled low-res logits of
+  every object, bilinear to 1152, objects that lose >= 70 % of their area to a per-pixel
+  non-overlap step clamped to <= -10, object scores +-10 by emptiness, encoded as tracked
+  (sigmoid) memories of each state, bfloat16.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from samkit.modeling.sam2_video import NO_OBJ_SCORE, apply_non_overlapping_constraints
+from samkit.modeling.sam3.tracker import Sam3Tracker, TrackerFrameOutput
+from samkit.modeling.video_memory import FrameFeatures, ObjectMemory
+from samkit.video.sam3.detect import FrameDetections
+
+SHRINK_THRESHOLD = 0.3  # official `_suppress_shrinked_masks`
+
+
+@dataclass(eq=False)
+class TrackerState:
+    """Objects tracked together (one official tracker inference state).
+
+    Attributes:
+        obj_ids: the objects, in batch order.
+        memory: their batched outputs by frame (B = len(obj_ids)).
+        mask_frames: frames where a detector mask was the prompt.
+    """
+
+    obj_ids: list[int]
+    memory: ObjectMemory = field(default_factory=ObjectMemory)
+    mask_frames: set[int] = field(default_factory=set)
+
+
+def frame_features(det: FrameDetections, batch: int = 1) -> FrameFeatures:
+    """The tracker's view of a frame's backbone output, for `batch` objects."""
+    fpn = det.tracker_fpn
+    return FrameFeatures(fpn[2], det.tracker_pos, [fpn[0], fpn[1]]).expand(batch)
+
+
+def _encode(
+    tracker: Sam3Tracker, feats: FrameFeatures, high_res: Tensor, scores: Tensor, clicked: bool
+) -> tuple[Tensor, Tensor]:
+    b = high_res.shape[0]
+    feat, pos = tracker.encode_new_memory(feats.expand(b).image_embed, high_res, scores, clicked)
+    return feat.to(torch.bfloat16), pos
+
+
+def start_objects(
+    tracker: Sam3Tracker,
+    feats: FrameFeatures,
+    frame_idx: int,
+    obj_ids: list[int],
+    det_logits: Tensor,
+    video_hw: tuple[int, int],
+) -> TrackerState:
+    """A new state for this frame's new detections (ids `obj_ids`, (N, 288, 288) logits)."""
+    if len(obj_ids) != det_logits.shape[0] or not obj_ids:
+        raise ValueError(f"{len(obj_ids)} ids for {det_logits.shape[0]} detection masks")
+    s_in = tracker.input_mask_size
+    masks = F.interpolate(
+        det_logits.float()[:, None], size=(s_in, s_in), mode="bilinear", align_corners=False
+    )
+    masks = (masks > 0).float()
+    one = feats.expand(1)
+    ptrs, obj_scores, video_res = [], [], []
+    for i in range(len(obj_ids)):
+        out = tracker.use_mask_as_output(one.image_embed, one.high_res_feats, masks[i : i + 1])
+        ptrs.append(out.obj_ptr)
+        obj_scores.append(out.object_score_logits)
+        vr = F.interpolate(
+            masks[i : i + 1], size=video_hw, mode="bilinear", align_corners=False, antialias=True
+        )
+        vr = vr > 0.5
+        video_res = [torch.where(vr, NO_OBJ_SCORE, v) for v in video_res]
+        video_res.append(torch.where(vr, -NO_OBJ_SCORE, NO_OBJ_SCORE))
+    lr = tracker.low_res_mask_size
+    low = F.interpolate(
+        torch.cat(video_res), size=(lr, lr), mode="bilinear", align_corners=False, antialias=True
+    )
+    high = F.interpolate(low, size=(tracker.image_size,) * 2, mode="bilinear", align_corners=False)
+    high = apply_non_overlapping_constraints(high)
+    b = len(obj_ids)
+    scores = torch.cat(obj_scores)
+    mem, pos = _encode(tracker, feats, high, scores, clicked=True)
+    state = TrackerState(list(obj_ids))
+    state.memory.cond_frame_outputs[frame_idx] = TrackerFrameOutput(
+        pred_masks=low,
+        obj_ptr=torch.cat(ptrs),
+        object_score_logits=scores,
+        maskmem_features=mem,
+        maskmem_pos_enc=pos,
+        iou_score=torch.ones(b),
+    )
+    state.mask_frames.add(frame_idx)
+    return state
+
+
+def propagate(
+    tracker: Sam3Tracker,
+    state: TrackerState,
+    feats: FrameFeatures,
+    frame_idx: int,
+    num_frames: int,
+    reverse: bool,
+) -> tuple[Tensor, Tensor]:
+    """One frame of one state: ((B, 288, 288) low-res logits, (B,) object-score logits)."""
+    mem = state.memory
+    out = mem.cond_frame_outputs.get(frame_idx)
+    if out is None:
+        out = mem.non_cond_frame_outputs.get(frame_idx)
+    if out is None:
+        out = tracker.track_step(
+            frame_idx,
+            False,
+            feats.expand(len(state.obj_ids)),
+            None,
+            None,
+            mem,
+            num_frames,
+            track_in_reverse=reverse,
+            run_mem_encoder=False,
+        )
+        out.pred_masks_high_res = None
+        mem.non_cond_frame_outputs[frame_idx] = out
+    return out.pred_masks[:, 0], out.object_score_logits[:, 0]
+
+
+def update_memories(
+    tracker: Sam3Tracker,
+    states: list[TrackerState],
+    feats: FrameFeatures,
+    frame_idx: int,
+    low_res: Tensor,
+) -> None:
+    """Re-encode frame `frame_idx`'s memory of every state from (M, 288, 288) logits of all
+    their objects (states in order)."""
+    if not states:
+        return
+    s = tracker.input_mask_size
+    high = F.interpolate(
+        low_res[:, None].float(), size=(s, s), mode="bilinear", align_corners=False
+    )
+    non_overlap = apply_non_overlapping_constraints(high)
+    before = (high > 0).sum(dim=(-1, -2)).clamp(min=1.0)
+    after = (non_overlap > 0).sum(dim=(-1, -2))
+    keep = (after / before >= SHRINK_THRESHOLD)[..., None, None]
+    high = torch.where(keep, high, high.clamp(max=-10.0))
+    scores = torch.where((high > 0).any(dim=(-1, -2)), 10.0, -10.0)
+    start = 0
+    for st in states:
+        n = len(st.obj_ids)
+        mem, pos = _encode(
+            tracker, feats, high[start : start + n], scores[start : start + n], False
+        )
+        for outputs in (st.memory.cond_frame_outputs, st.memory.non_cond_frame_outputs):
+            if frame_idx in outputs:
+                outputs[frame_idx].maskmem_features = mem
+                outputs[frame_idx].maskmem_pos_enc = pos
+        start += n
