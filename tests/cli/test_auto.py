@@ -16,22 +16,12 @@ from PIL import Image
 from samkit import Sam2AutomaticMaskGenerator, SamAutomaticMaskGenerator, build_sam2
 from samkit.amg.coco import json_image_entry
 from samkit.cli import main
-from tests.cli.conftest import MODEL, SHAPES, run_cli
+from tests.cli.conftest import AUTO_OPTS, MODEL, SHAPES, run_cli
 from tests.conftest import FIXTURES, IMAGES, load_rgb
 from tests.processes import kill_at_first_output, samkit_env
 from tests.server.conftest import coco_decode
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
-
-
-AUTO_OPTS = [
-    "--points-per-side",
-    "3",
-    "--pred-iou-thresh",
-    "0.2",
-    "--stability-score-thresh",
-    "0.5",
-]
 
 
 def test_auto_outputs_match_generator_and_survive_a_corrupt_image(tmp_path, sam1_shapes, capsys):

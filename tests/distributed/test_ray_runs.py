@@ -17,6 +17,7 @@ from PIL import Image
 
 from samkit.cli import main
 from samkit.jobs import DATASET_NAME
+from tests.cli.conftest import AUTO_OPTS, MODEL, SHAPES
 from tests.conftest import FIXTURES, IMAGES
 from tests.distributed.conftest import descendants
 from tests.processes import kill_at_first_output, samkit_env
@@ -25,17 +26,7 @@ pytest.importorskip("ray")
 pq = pytest.importorskip("pyarrow.parquet")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-SHAPES = FIXTURES / "sam1_shapes"
 TINY = FIXTURES / "sam1_tiny"
-MODEL = ["--model", str(SHAPES / "config.json"), "--checkpoint", str(SHAPES / "sam1_shapes.pth")]
-AUTO_OPTS = [
-    "--points-per-side",
-    "3",
-    "--pred-iou-thresh",
-    "0.2",
-    "--stability-score-thresh",
-    "0.5",
-]
 
 
 def _images(folder: Path, n_generated: int = 1, long_side: int = 160, shared: int = 3) -> list[str]:
