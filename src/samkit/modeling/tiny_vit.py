@@ -18,7 +18,7 @@ import itertools
 import torch
 from torch import Tensor, nn
 
-from samkit.layers import LayerNorm2d, sdpa, window_partition, window_unpartition
+from samkit.layers import LayerNorm2d, window_partition, window_unpartition
 
 # The official PatchMerging keeps the resolution (stride 1) when its output width is one of these:
 # it is how MobileSAM's last stage stays at 1/16 of the input (`tiny_vit_sam.py`, PatchMerging).
@@ -101,8 +101,8 @@ class PatchMerging(nn.Module):
         if x.ndim == 3:
             h, w = self.resolution
             x = x.view(x.shape[0], h, w, -1).permute(0, 3, 1, 2)
-        x = self.act(self.conv2(self.act(self.conv1(x))))
-        return self.conv3(x).flatten(2).transpose(1, 2)  # (B, N, C')
+        x = self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
+        return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])  # (B, N, C')
 
 
 class ConvLayer(nn.Module):
@@ -132,6 +132,7 @@ class WindowAttention(nn.Module):
             raise ValueError(f"num_heads {num_heads} must divide the width {dim}")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
         self.norm = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -149,7 +150,10 @@ class WindowAttention(nn.Module):
         qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3 * self.head_dim)
         q, k, v = qkv.permute(0, 2, 1, 3).split(self.head_dim, dim=-1)  # (B, nh, N, hd) each
         bias = self.attention_biases[:, self.attention_bias_idxs].to(q.dtype)  # (nh, N, N)
-        out = sdpa(q, k, v, bias)
+        # written out as the official code does (rather than SDPA with a float mask, whose CPU
+        # path checks the mask on every call): scores * scale + bias, softmax, values
+        attn = ((q @ k.transpose(-2, -1)) * self.scale + bias).softmax(dim=-1)
+        out = attn @ v  # (B, nh, N, hd)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
@@ -198,7 +202,9 @@ class TinyViTBlock(nn.Module):
             a = self.attn(win.view(-1, ws * ws, c)).view(-1, ws, ws, c)
             a = window_unpartition(a, ws, pad_hw, (h, w)).reshape(b, n, c)
         x = x + a
-        x = self.local_conv(x.transpose(1, 2).reshape(b, c, h, w)).view(b, c, n).transpose(1, 2)
+        # the depthwise conv on a channels-last view of the tokens: no copies either way
+        x = self.local_conv(x.view(b, h, w, c).permute(0, 3, 1, 2))
+        x = x.permute(0, 2, 3, 1).reshape(b, n, c)
         return x + self.mlp(x)
 
 
@@ -320,7 +326,8 @@ class TinyViT(nn.Module):
         HQ-SAM reads `layers[1]`'s output (BxNx`embed_dims[2]` tokens on the final grid) with a
         forward hook (`SamHQ.capture_interm`).
         """
-        x = self.layers[0](self.patch_embed(x))
+        # channels-last from the stem on: every later conv then reads the token layout as is
+        x = self.layers[0](self.patch_embed(x).contiguous(memory_format=torch.channels_last))
         for layer in self.layers[1:]:
             x = layer(x)
         x = x.view(x.shape[0], self.grid, self.grid, -1).permute(0, 3, 1, 2)
