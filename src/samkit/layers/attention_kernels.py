@@ -17,8 +17,9 @@ run faster as blocks of plain matmuls than through PyTorch's CPU flash-attention
   `samkit.layers.rope.RoPEAttention`): the flash kernel needs equal widths and would fall back
   to the unfused math path.
 
-A block holds up to `SCORE_BLOCK_BYTES` of scores (all keys of `rows` queries of some heads), so
-there is no online rescaling: every row's softmax is taken over all its keys at once.
+A block holds about `SCORE_BLOCK_BYTES` of scores per thread (all keys of some query rows of
+some heads), so there is no online rescaling: every row's softmax is taken over all its keys at
+once.
 
 On CPUs with AMX, PyTorch's flash kernel packs its bf16 blocks for oneDNN's AMX brgemm, so
 bf16 with equal widths stays with it there (`cpu_has_amx`; not measured on this project's AMD
@@ -39,11 +40,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# Bytes of scores per block (one `baddbmm` / `softmax` / `bmm` triple); larger blocks measured
-# faster on the loaded 2-core machine (fewer parallel regions), 32 MiB about the best.
-SCORE_BLOCK_BYTES = 32 * 2**20
-# Fewest query rows per block (smaller matmuls lose efficiency).
-MIN_ROWS = 256
+# Bytes of scores per block and intra-op thread (one `baddbmm` / `softmax` / `bmm` triple):
+# 8 MiB measured best on one thread (SAM 2's full memory bank 1.27x faster than 32 MiB, other
+# shapes within 6 %).
+SCORE_BLOCK_BYTES = 8 * 2**20
+# Fewest query rows per block and thread (smaller matmuls lose efficiency).
+MIN_ROWS = 128
 # bf16 windows with fewer keys (Hiera's 4x4 windows) stay with SDPA: many tiny matmuls. Hiera's
 # 8x8 windows (64 keys) measured 0.85x SDPA's CPU time blocked.
 MIN_KEYS = 64
@@ -160,11 +162,13 @@ def _blocked(
         bias3 = _flat(attn_bias.to(q.dtype), (b, nh, tq, tk))
     bh = b * nh
     es = q.element_size()
-    rows = max(min(tq, MIN_ROWS), SCORE_BLOCK_BYTES // (tk * es))
+    threads = max(1, torch.get_num_threads())
+    budget = SCORE_BLOCK_BYTES * threads
+    rows = max(min(tq, MIN_ROWS * threads), budget // (tk * es))
     heads = 1
     if rows >= tq:
         rows = tq
-        heads = max(1, min(bh, SCORE_BLOCK_BYTES // (tq * tk * es)))
+        heads = max(1, min(bh, budget // (tq * tk * es)))
     out = q.new_empty(bh, tq, hv)
     buf = q.new_empty(heads * rows * tk)
     for h0 in range(0, bh, heads):
