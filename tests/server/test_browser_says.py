@@ -129,10 +129,10 @@ def test_video_mode_of_a_sam1_server_says_why_it_cannot_track(page):
     open_video = page.locator("#v-open")
     assert open_video.get_attribute("aria-disabled") == "true"
     assert "disabled" in (open_video.get_attribute("class") or "")
-    assert "needs a SAM 2 model" in open_video.get_attribute("title")
+    assert "video tracking needs a SAM 2" in open_video.get_attribute("title")
     assert page.locator("#v-file").is_disabled()
     status = page.locator("#v-status-text")
-    assert status.is_visible() and "needs a SAM 2 model" in status.inner_text()
+    assert status.is_visible() and "video tracking needs a SAM 2" in status.inner_text()
     hint = page.locator("#v-drop-hint").inner_text()
     assert "Not available on this server" in hint and "with a SAM 2 model" in hint
     assert "not available" in page.locator("#mode-video").get_attribute("title")

@@ -193,7 +193,7 @@ def test_sam1_server_answers_400(sam1_tiny, clip):
         info = c.get("/api/videos").json()
         assert info["available"] is False and "SAM 2" in info["reason"]
         r = c.post("/api/videos", content=clip.read_bytes())
-        assert r.status_code == 400 and "needs a SAM 2 model" in r.json()["detail"]
+        assert r.status_code == 400 and "video tracking needs a SAM 2" in r.json()["detail"]
         assert c.get(f"/api/videos/{'0' * 32}").status_code == 400
         assert c.get("/").status_code == 200 and c.get("/static/video.js").status_code == 200
 
