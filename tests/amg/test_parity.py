@@ -42,11 +42,6 @@ def _runs() -> list[tuple[Path, dict]]:
 
 
 RUNS = _runs()
-# SAM 2 decodes at 1024 px with high-res features (5 crops x 64 prompts a run); runs of 1024-px
-# SAM 1 models decode 64-prompt batches at full size, and the sam1_shapes runs decode 5 crops at
-# 256 px with their RLE masks compared pixel by pixel (20-30 s of CPU each, measured on a busy
-# 2-core machine): all are slow.
-pytestmark = pytest.mark.slow
 
 
 def _family(entry: dict) -> Family:
@@ -59,42 +54,45 @@ def _model(folder: Path, family_name: str) -> torch.nn.Module:
     return FAMILIES[family_name].build(folder / "config.json", checkpoint=checkpoint).eval()
 
 
-def _digest(a: np.ndarray) -> bytes:
-    a = np.ascontiguousarray(a)
+def _digest(a: np.ndarray | torch.Tensor | None) -> bytes:
+    if a is None:
+        return b""
+    a = np.ascontiguousarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a)
     return hashlib.sha1(a.tobytes()).digest() + str(a.shape).encode()
 
 
-# Encoder features per (model, crop) and decoder answers per (model, crop, points, adapter
-# settings), kept across the runs: test speed only (the same inputs give the same outputs).
-_FEATURES: dict[tuple, tuple[dict, tuple[int, int]]] = {}
+# Encoder features per (model, crop) and decoder answers per (model, crop, prompts), kept across
+# the runs: test speed only (the same inputs give the same outputs; SAM 2's mask-to-mask runs
+# start with the plain pass).
+_FEATURES: dict[tuple, dict[str, torch.Tensor]] = {}
 _DECODES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def cached(gen: Any) -> Any:
-    """`gen` with its adapter's `set_image` and `decode` answered from the caches above."""
+    """`gen` with its predictor's encoder and decoder answered from the caches above (through
+    the predictor's public `get_image_features` / `set_image_features` / `decode_low_res`)."""
     adapter = gen.adapter
     predictor = adapter.predictor
-    set_image, decode = adapter.set_image, adapter.decode
-    settings = tuple(sorted((k, v) for k, v in vars(adapter).items() if k != "predictor"))
+    set_image, decode_low_res = adapter.set_image, predictor.decode_low_res
     current: dict[str, tuple] = {}
 
     def set_image_cached(image: np.ndarray) -> None:
         key = (id(predictor.model), _digest(image))
         current["image"] = key
         if key in _FEATURES:
-            features, size = _FEATURES[key]
-            predictor.set_image_features(features, size)
+            predictor.set_image_features(_FEATURES[key], tuple(image.shape[:2]))
         else:
             set_image(image)
-            _FEATURES[key] = (predictor.get_image_features(), tuple(image.shape[:2]))
+            _FEATURES[key] = predictor.get_image_features()
 
-    def decode_cached(points: np.ndarray, im_size: tuple[int, int], shared: dict):
-        key = (current["image"], _digest(points), tuple(im_size), settings)
+    def decode_cached(point_coords, point_labels, mask_input=None, multimask_output=True):
+        key = (current["image"], *map(_digest, (point_coords, point_labels, mask_input)))
+        key = (*key, multimask_output)
         if key not in _DECODES:
-            _DECODES[key] = decode(points, im_size, shared)
+            _DECODES[key] = decode_low_res(point_coords, point_labels, mask_input, multimask_output)
         return _DECODES[key]
 
-    adapter.set_image, adapter.decode = set_image_cached, decode_cached
+    adapter.set_image, predictor.decode_low_res = set_image_cached, decode_cached
     return gen
 
 
@@ -125,6 +123,11 @@ def test_every_recorded_run_is_covered(folder: Path) -> None:
         assert {(False, True), (True, True), (False, False)} <= kinds
 
 
+# SAM 2 decodes at 1024 px with high-res features (5 crops x 64 prompts a run); runs of 1024-px
+# SAM 1 models decode 64-prompt batches at full size, and the sam1_shapes runs decode 5 crops at
+# 256 px with their RLE masks compared pixel by pixel (20-30 s of CPU each, measured on a busy
+# 2-core machine): all are slow.
+@pytest.mark.slow
 @pytest.mark.parametrize(("folder", "entry"), RUNS, ids=[f"{f.name}/{e['name']}" for f, e in RUNS])
 def test_amg_matches_official(folder: Path, entry: dict) -> None:
     family = _family(entry)
