@@ -22,6 +22,7 @@ from samkit.export.ort_sam2 import (  # noqa: E402
 )
 from samkit.export.sam2 import export_sam2_decoder, export_sam2_onnx  # noqa: E402
 from tests.conftest import FIXTURES, ROOT, load_rgb, manifest  # noqa: E402
+from tests.predict.test_predictors import model_input  # noqa: E402
 
 D = FIXTURES / "sam2_tiny"
 CASES = {c["name"]: c for c in manifest("sam2_tiny")["cases"] if c["call"] == "predict"}
@@ -57,8 +58,7 @@ def predictors(model, files):
             rgb = load_rgb(image)
             tp = Sam2ImagePredictor(model)
             tp.set_image(rgb)
-            feats = [tp._features["image_embed"], *tp._features["high_res_feats"]]
-            feats = [f.numpy() for f in feats]
+            feats = [f.numpy() for f in tp.get_image_features().values()]
             op = OnnxSam2Predictor(files["encoder"], files["decoder"], threads=2)
             op.set_image(rgb)
             fp = OnnxSam2Predictor(None, files["decoder"], threads=2)
@@ -102,7 +102,7 @@ def test_preprocess_matches_torch(model, image):
     """PIL float bilinear resize vs torch's antialiased bilinear (measured <= 1.2e-6)."""
     rgb = load_rgb(image)
     mean, std = model.pixel_mean.flatten().numpy(), model.pixel_std.flatten().numpy()
-    ref = Sam2ImagePredictor(model)._to_input([rgb]).numpy()
+    ref = model_input(Sam2ImagePredictor(model), rgb).numpy()
     mine = preprocess_sam2(rgb, 1024, mean, std)
     assert mine.shape == ref.shape == (1, 3, 1024, 1024) and mine.dtype == np.float32
     np.testing.assert_allclose(mine, ref, rtol=0, atol=3e-6)

@@ -26,8 +26,10 @@ from samkit.export.sam2 import (  # noqa: E402
     sam2_decoder_example_inputs,
 )
 from tests.conftest import FIXTURES, load_rgb, manifest  # noqa: E402
+from tests.predict.test_predictors import model_input  # noqa: E402
 
 D = FIXTURES / "sam2_tiny"
+DOG_HW = (534, 800)  # dog.jpg
 MANIFEST = manifest("sam2_tiny")
 CASES = {c["name"]: c for c in MANIFEST["cases"] if c["call"] == "predict"}
 MAX_FLIPS = 1e-4  # fixtures README: mask sign flips allowed near logit 0
@@ -81,8 +83,8 @@ def encoded(model, sessions):
         if image not in cache:
             rgb = load_rgb(image)
             p = Sam2ImagePredictor(model)
+            x = model_input(p, rgb).numpy()
             p.set_image(rgb)
-            x = p._to_input([rgb]).numpy()
             cache[image] = (
                 p,
                 dict(zip(ENCODER_OUTPUTS, sessions["encoder"].run(None, {"image": x}))),
@@ -170,11 +172,11 @@ def test_encoder_module_is_bitwise_encode_image(model):
 def test_encoder_matches_predictor_and_fixture(onnx_dir, sessions, encoded, folder, image):
     p, feats = encoded(image)
     if folder == "cli":  # the command's encoder gives the same features as the API's
-        x = p._to_input([load_rgb(image)]).numpy()
+        x = model_input(Sam2ImagePredictor(p.model), load_rgb(image)).numpy()
         cli = _session(onnx_dir / "cli" / "encoder.onnx").run(None, {"image": x})
         for a, b in zip(cli, feats.values()):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
-    torch_feats = [p._features["image_embed"], *p._features["high_res_feats"]]
+    torch_feats = list(p.get_image_features().values())
     z = np.load(D / MANIFEST["images"][image]["file"])
     for (name, mine), ref in zip(feats.items(), torch_feats):
         np.testing.assert_allclose(mine, ref.numpy(), rtol=0, atol=FEAT_ATOL)
@@ -218,7 +220,7 @@ def test_decoder_matches_predictor_and_fixture_case(sessions, encoded, model, na
     z = np.load(D / case["file"])
     assert "point_coords" in z.files or "box" in z.files
     p, feats = encoded(case["image"])
-    orig_hw = p._orig_hw[0]
+    orig_hw = load_rgb(case["image"]).shape[:2]
     coords, labels = _case_prompts(z, orig_hw)
     mask_in = z["mask_input"][None] if "mask_input" in z.files else None
     feeds = _feeds(feats, coords, labels, orig_hw, mask_in)
@@ -276,7 +278,7 @@ def test_any_number_of_points_prompts_and_mask_inputs(sessions, encoded, n, b, m
     if mask_batch:
         rng = np.random.default_rng(n)
         mask_in = rng.normal(0, 2, (mask_batch, 1, 256, 256)).astype(np.float32)
-    feeds = _feeds(feats, coords, labels, p._orig_hw[0], mask_in)
+    feeds = _feeds(feats, coords, labels, DOG_HW, mask_in)
     args = (  # N = 0: the predictor's mask-only prompt, which has no padding token
         None if mask_in is None else torch.from_numpy(mask_in),
         torch.from_numpy(coords) if n else None,
@@ -295,9 +297,9 @@ def test_any_number_of_points_prompts_and_mask_inputs(sessions, encoded, n, b, m
 def test_single_mask_takes_token_0_when_stable(tmp_path, sessions, encoded, model):
     """The dynamic multimask choice per prompt: with the stability threshold set between two
     prompts' scores, one keeps the single-mask token and the other gets the best multimask output."""
-    p, feats = encoded("dog.jpg")
+    _p, feats = encoded("dog.jpg")
     coords, labels = _random_prompts(2, 2, seed=5)
-    feeds = _feeds(feats, coords, labels, p._orig_hw[0])
+    feeds = _feeds(feats, coords, labels, DOG_HW)
     _, iou4, low4 = sessions["decoder"].run(None, feeds)
     tweaked = copy.deepcopy(model)
     decoder = tweaked.sam_mask_decoder

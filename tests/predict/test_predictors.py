@@ -50,7 +50,7 @@ def test_reset_forgets_the_image(family):
     p.set_image(load_rgb("dog.jpg")[::8, ::8].copy())
     p.predict(PT, LB)
     getattr(p, family.reset)()
-    for call in (lambda: p.predict(PT, LB), p.get_image_embedding):
+    for call in (lambda: p.predict(PT, LB), p.get_image_embedding, p.get_image_features):
         with pytest.raises(ValueError, match="call set_image"):
             call()
 
@@ -137,6 +137,12 @@ def encoder_inputs(predictor, calls: list[Callable[[], None]]) -> list[torch.Ten
     finally:
         handle.remove()
     return seen
+
+
+def model_input(predictor, image: np.ndarray) -> torch.Tensor:
+    """The image encoder's input for `predictor.set_image(image)`: 1x3xSxS (the predictor is
+    left without an image)."""
+    return encoder_inputs(predictor, [lambda: predictor.set_image(image)])[0]
 
 
 @parametrize_families()
