@@ -16,6 +16,7 @@ from PIL import Image
 from samkit import Sam2ImagePredictor, build_sam2
 from samkit.predict.postprocess import connected_components, fill_holes_and_remove_sprinkles
 from tests.conftest import FIXTURES, load_rgb, manifest
+from tests.predict.test_predictors import BAD_IMAGES, encoder_inputs
 
 D = FIXTURES / "sam2_tiny"
 MANIFEST = manifest("sam2_tiny")
@@ -70,11 +71,12 @@ def test_features_match_reference(predictor_for, image):
     info = MANIFEST["images"][image]
     z = np.load(D / info["file"])
     p = predictor_for(image)
-    assert p._orig_hw == [tuple(z["orig_hw"])]
+    assert p.predict(PT, LB)[0].shape[-2:] == tuple(z["orig_hw"])  # the original size kept
     assert hashlib.sha256(load_rgb(image).tobytes()).hexdigest() == info["rgb_sha256"]
 
     # model input: bitwise the official one (same interpolation kernel)
-    x = p._to_input([load_rgb(image)])[0]
+    q = Sam2ImagePredictor(p.model)
+    x = encoder_inputs(q, [lambda: q.set_image(load_rgb(image))])[0][0]
     assert hashlib.sha256(x.numpy().tobytes()).hexdigest() == info["model_input_f32_sha256"]
     np.testing.assert_array_equal(x[:, 500:532, 700:732].numpy(), z["input_crop"])
     np.testing.assert_allclose(
@@ -84,8 +86,10 @@ def test_features_match_reference(predictor_for, image):
         x.double().flatten(1).std(1, unbiased=True).numpy(), z["input_chan_std"], atol=1e-6
     )
 
-    feats = p._features
-    embed, (hr0, hr1) = feats["image_embed"], feats["high_res_feats"]
+    feats = p.get_image_features()
+    embed, hr0, hr1 = (
+        feats[k] for k in ("image_embedding", "high_res_feats_0", "high_res_feats_1")
+    )
     assert embed.shape == (1, 256, 64, 64)
     assert hr0.shape == (1, 32, 256, 256) and hr1.shape == (1, 64, 128, 128)
     assert p.get_image_embedding() is embed
@@ -166,20 +170,18 @@ def test_batch_groceries_truck(model, predictor_for):
     z = np.load(D / case["file"])
     p = Sam2ImagePredictor(model)
     p.set_image_batch([load_rgb(name) for name in case["images"]])
-    assert p._orig_hw == [(534, 800), (1200, 1800)]
     assert p.get_image_embedding().shape == (2, 256, 64, 64)
     # the batched encoder gives each image the features of a single set_image
     for i, name in enumerate(case["images"]):
-        single = predictor_for(name)._features
-        torch.testing.assert_close(
-            p._features["image_embed"][i], single["image_embed"][0], rtol=0, atol=1e-5
-        )
+        single = predictor_for(name).get_image_embedding()
+        torch.testing.assert_close(p.get_image_embedding()[i], single[0], rtol=0, atol=1e-5)
     masks, iou, low_res = p.predict_batch(
         [z["point_coords_0"], z["point_coords_1"]],
         [z["point_labels_0"], z["point_labels_1"]],
         multimask_output=bool(z["multimask_output"]),
     )
     assert len(masks) == len(iou) == len(low_res) == 2
+    assert [m.shape[-2:] for m in masks] == [(534, 800), (1200, 1800)]  # each original size
     for i in range(2):
         _check_outputs(z, masks[i], iou[i], low_res[i], suffix=f"_{i}")
     with pytest.raises(ValueError, match="use predict_batch"):
@@ -216,96 +218,27 @@ def test_low_res_logits_are_clamped(dog, monkeypatch):
 # bad input
 
 
-def test_predict_before_set_image(model):
+def test_no_image_is_also_the_official_runtime_error(model):
+    """(The ValueError of every predictor: tests/predict/test_predictors.py.)"""
     p = Sam2ImagePredictor(model)
-    for call in (lambda: p.predict(PT, LB), p.get_image_embedding):
-        with pytest.raises(ValueError, match="call set_image"):
-            call()
     with pytest.raises(RuntimeError):  # the official predictor's exception type also works
         p.predict(PT, LB)
     with pytest.raises(ValueError, match="set_image_batch"):
         p.predict_batch([PT], [LB])
 
 
-def test_reset_predictor(model, dog):
-    p = Sam2ImagePredictor(model)
-    p.set_image_features(dog.get_image_features(), DOG_HW)
-    p.predict(PT, LB)
-    p.reset_predictor()
-    with pytest.raises(ValueError, match="set_image"):
-        p.get_image_features()
-    with pytest.raises(ValueError, match="call set_image"):
-        p.predict(PT, LB)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"point_coords": PT}, "need point_labels"),
-        ({"point_labels": LB}, "without point_coords"),
-        ({}, "no prompt"),
-        (
-            {"point_coords": np.array([[1.0, 2.0], [3.0, 4.0]]), "point_labels": LB},
-            "one label per point",
-        ),
-        ({"point_coords": PT, "point_labels": np.array([5])}, r"must be in \{-1, 0, 1, 2, 3\}"),
-        ({"point_coords": PT, "point_labels": np.array([0.5])}, "whole numbers"),
-        ({"point_coords": PT, "point_labels": np.array(["a"])}, "must be integers"),
-        ({"point_coords": np.array([[np.nan, 2.0]]), "point_labels": LB}, "NaN or infinite"),
-        ({"point_coords": np.array([[np.inf, 2.0]]), "point_labels": LB}, "NaN or infinite"),
-        ({"point_coords": np.array([1.0, 2.0, 3.0]), "point_labels": LB}, r"shape \(N, 2\)"),
-        ({"point_coords": np.zeros((0, 2)), "point_labels": np.zeros(0)}, r"shape \(N, 2\)"),
-        ({"point_coords": [["a", "b"]], "point_labels": LB}, "must be numeric"),
-        ({"box": np.array([100.0, 100.0, 50.0, 200.0])}, "x1 >= x0"),
-        ({"box": np.array([100.0, 100.0, 150.0, 20.0])}, "y1 >= y0"),
-        ({"box": np.array([1.0, 2.0, 3.0])}, r"shape \(4,\) or \(B, 4\)"),
-        ({"box": np.zeros((0, 4))}, r"shape \(4,\) or \(B, 4\)"),
-        ({"box": np.array([np.nan, 2.0, 3.0, 4.0])}, "NaN or infinite"),
-        (
-            {"mask_input": np.zeros((1, 64, 64), np.float32)},
-            r"mask_input must have shape \(1, 256, 256\)",
-        ),
-        ({"mask_input": np.full((1, 256, 256), np.nan, np.float32)}, "NaN or infinite"),
-        (
-            {
-                "box": np.array([[0, 0, 10, 10], [0, 0, 20, 20]]),
-                "point_coords": np.zeros((3, 1, 2)),
-                "point_labels": np.ones((3, 1)),
-            },
-            "3 point sets for 2 boxes",
-        ),
-    ],
-)
-def test_bad_prompts(dog, kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        dog.predict(**kwargs)
-
-
-@pytest.mark.parametrize(
-    ("image", "match"),
-    [
-        (np.zeros((0, 10, 3), np.uint8), "empty"),
-        (np.zeros((10, 10, 2), np.uint8), r"HxWx\{1,3,4\}"),
-        (np.zeros((10, 10, 3, 1), np.uint8), r"HxWx\{1,3,4\}"),
-        (np.full((10, 10, 3), 2.0, np.float32), r"float image must hold values in \[0, 1\]"),
-        ([[1, 2, 3]], "numpy array or a PIL image"),
-    ],
-)
-def test_bad_images(model, image, match):
-    with pytest.raises(ValueError, match=match):
-        Sam2ImagePredictor(model).set_image(image)
+@pytest.mark.parametrize(("image", "match"), BAD_IMAGES)
+def test_bad_images_in_a_batch(model, image, match):
     with pytest.raises(ValueError, match=match):
         Sam2ImagePredictor(model).set_image_batch([image])
 
 
-def test_bad_image_batch_and_format(model):
+def test_bad_image_batch(model):
     p = Sam2ImagePredictor(model)
     with pytest.raises(ValueError, match="non-empty list"):
         p.set_image_batch([])
     with pytest.raises(ValueError, match="non-empty list"):
         p.set_image_batch(np.zeros((8, 8, 3), np.uint8))
-    with pytest.raises(ValueError, match="'RGB' or 'BGR'"):
-        p.set_image(np.zeros((8, 8, 3), np.uint8), image_format="HSV")
 
 
 @pytest.mark.parametrize(
@@ -326,34 +259,20 @@ def test_needs_a_sam2_model():
         Sam2ImagePredictor(torch.nn.Linear(2, 2))
 
 
-def test_pil_grey_rgba_and_bgr_inputs_match_rgb(model, monkeypatch):
-    seen: list[torch.Tensor] = []
-
-    def capture(x: torch.Tensor) -> dict:  # skip the encoder: only the conversion is tested
-        seen.append(x)
-        return {"image_embed": x, "high_res_feats": []}
-
-    monkeypatch.setattr(model, "encode_image", capture)
+def test_image_batch_forms_match_rgb(model):
+    """(Single images in every form: tests/predict/test_predictors.py.)"""
     rgb = load_rgb("dog.jpg")[::8, ::8].copy()
-    grey = rgb[:, :, 0].copy()
     p = Sam2ImagePredictor(model)
-    for image, fmt in [
-        (rgb, "RGB"),
-        (np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), "RGB"),
-        (Image.fromarray(rgb), "RGB"),
-        (rgb[:, :, ::-1].copy(), "BGR"),
-        (np.dstack([grey] * 3), "RGB"),
-        (grey, "RGB"),
-        (Image.fromarray(grey), "RGB"),
-    ]:
-        p.set_image(image, image_format=fmt)
-        assert p._orig_hw == [rgb.shape[:2]]
-    p.set_image_batch([Image.fromarray(rgb), rgb[:, :, ::-1].copy()], image_format="BGR")
-    for x in seen[1:4]:
-        torch.testing.assert_close(x, seen[0], rtol=0, atol=0)
-    for x in seen[5:7]:
-        torch.testing.assert_close(x, seen[4], rtol=0, atol=0)
-    torch.testing.assert_close(seen[7], torch.cat([seen[0], seen[0]]), rtol=0, atol=0)
+    single, batch = encoder_inputs(
+        p,
+        [
+            lambda: p.set_image(rgb),
+            lambda: p.set_image_batch(
+                [Image.fromarray(rgb), rgb[:, :, ::-1].copy()], image_format="BGR"
+            ),
+        ],
+    )
+    torch.testing.assert_close(batch, torch.cat([single, single]), rtol=0, atol=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,31 +364,3 @@ def test_hole_removal_without_scipy_is_a_clear_error(model, monkeypatch):
     with pytest.raises(ImportError, match="needs scipy"):
         Sam2ImagePredictor(model, max_hole_area=10)
     Sam2ImagePredictor(model)  # no clean-up requested: scipy not needed
-
-
-def test_decoder_cache_follows_the_image_weights_and_mask_inputs():
-    """The decoder's image-side work kept across `predict` calls is never stale."""
-    model = build_sam2(D / "config.json", checkpoint=D / "sam2_tiny.pt")
-    p = Sam2ImagePredictor(model)
-    p.set_image(load_rgb("dog.jpg"))
-
-    def fresh(**kw):
-        q = Sam2ImagePredictor(model)
-        q.set_image(load_rgb("dog.jpg"))
-        return q.predict(PT, LB, return_logits=True, **kw)[2]
-
-    first = p.predict(PT, LB, return_logits=True)[2]
-    assert p._prompt_decoder.prepared_image is not None
-    np.testing.assert_allclose(p.predict(PT, LB, return_logits=True)[2], first, atol=1e-6)
-    mask_in = first[:1] * 0.5
-    np.testing.assert_allclose(
-        p.predict(PT, LB, mask_input=mask_in, return_logits=True)[2],
-        fresh(mask_input=mask_in),
-        atol=1e-5,
-    )
-    layer = model.sam_mask_decoder.transformer.layers[0]
-    with torch.no_grad():
-        layer.cross_attn_image_to_token.q_proj.weight.mul_(0.5)
-    changed = p.predict(PT, LB, return_logits=True)[2]
-    assert np.abs(changed - first).max() > 1e-3
-    np.testing.assert_allclose(changed, fresh(), atol=1e-5)
