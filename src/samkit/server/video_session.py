@@ -1,7 +1,7 @@
 """The model side of the web app's video mode: one `VideoSession` per uploaded clip.
 
 A session holds the clip (its bytes, decoded lazily by `samkit.video.frames.pyav.FileFrames`, plus one
-JPEG per frame for the page), a `Sam2VideoPredictor` inference state with the user's prompts,
+JPEG per frame for the page), the video predictor's `InferenceSession` with the user's prompts,
 and the latest results in the `samkit track` formats: palette PNGs `masks/<frame>.png` in a
 per-session temporary folder and a `VisRecorder` (YouTube-VIS JSON).
 `samkit.server.video_manager` keeps the sessions and runs their torch jobs.
@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from samkit.video.formats import VisRecorder, label_map, read_label_png, write_palette_png
+from samkit.video.session import InferenceSession
 from samkit.video.track import (
     DIRECTIONS,
     frames_after_start,
@@ -130,7 +131,7 @@ class VideoSession:
         self.num_frames, self.height, self.width, self.fps = n, h, w, fps
         self.dir = Path(tempfile.mkdtemp(prefix=f"{self.id[:8]}-", dir=root))
         self.masks_dir = self.dir / "masks"
-        self.state = predictor.init_state(frames)
+        self.state: InferenceSession = predictor.init_state(frames)
         self.prompts: dict[tuple[int, int], VideoPrompt] = {}
         self.removed: set[int] = set()
         self.recorder = VisRecorder(n, h, w)
