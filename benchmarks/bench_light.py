@@ -4,7 +4,7 @@
                                      [--dtypes float32 bfloat16] [--repeats 3] [--threads 2]
 
 Each (model, dtype) runs in its own subprocess, so its peak RSS (`ru_maxrss`) is its own. Per run:
-image encoder forward on a preprocessed 1024 x 1024 input, `set_image` on truck.jpg (resize,
+image encoder forward on a preprocessed 1024 x 1024 input (after one warm-up), `set_image` on truck.jpg (resize,
 normalise, encoder; HQ-SAM also its early feature and HQ features), and one-point `predict`
 (multimask; HQ: one mask = best SAM mask + HQ mask). bf16 is `build_*(..., dtype=torch.bfloat16)`:
 the encoder in bf16, the decoder under bf16 autocast. Writes benchmarks/results/light.json with
@@ -54,9 +54,9 @@ def run_one(model_name: str, dtype_name: str, repeats: int, threads: int) -> dic
     with torch.inference_mode():
         enc = median_time(lambda: model.image_encoder(x.to(model.dtype)), repeats=repeats)
     pred = SamHQPredictor(model) if model_name.startswith("sam_hq") else SamPredictor(model)
-    set_image = median_time(lambda: pred.set_image(image), repeats=repeats)
+    set_image = median_time(lambda: pred.set_image(image), repeats=repeats, warmup=0)
     pt, lb = np.array([[500.0, 375.0]]), np.array([1])
-    predict = median_time(lambda: pred.predict(pt, lb), repeats=max(5, repeats), warmup=2)
+    predict = median_time(lambda: pred.predict(pt, lb), repeats=max(5, repeats), warmup=1)
     return {
         "model": model_name,
         "dtype": dtype_name,
@@ -69,6 +69,16 @@ def run_one(model_name: str, dtype_name: str, repeats: int, threads: int) -> dic
         "model_rss_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024,
         "threads": threads,
     }
+
+
+def _ratios(rows: list[dict]) -> None:
+    """Each run's encoder and predict time over vit_b's in the same dtype (when measured)."""
+    base = {r["dtype"]: r for r in rows if r["model"] == "vit_b"}
+    for r in rows:
+        b = base.get(r["dtype"])
+        if b is not None:
+            r["encoder_vs_vit_b"] = r["encoder_s"] / b["encoder_s"]
+            r["predict_vs_vit_b"] = r["predict_ms"] / b["predict_ms"]
 
 
 def main() -> None:
@@ -94,19 +104,14 @@ def main() -> None:
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             row = json.loads(out.strip().splitlines()[-1])
             rows.append(row)
+            _ratios(rows)
+            write_json("light", {"runs": rows}, a.out)  # after every run: partial results kept
             print(
                 f"{name:<16} {dtype:<9} encoder {row['encoder_s']:.3f} s  set_image "
                 f"{row['set_image_s']:.3f} s  predict {row['predict_ms']:.1f} ms  peak RSS "
                 f"{row['peak_rss_mb']:.0f} MB  ({row['params_m']} M params)",
                 flush=True,
             )
-    base = {r["dtype"]: r for r in rows if r["model"] == "vit_b"}
-    for r in rows:
-        b = base.get(r["dtype"])
-        if b is not None:
-            r["encoder_vs_vit_b"] = r["encoder_s"] / b["encoder_s"]
-            r["predict_vs_vit_b"] = r["predict_ms"] / b["predict_ms"]
-    write_json("light", {"runs": rows}, a.out)
 
 
 if __name__ == "__main__":

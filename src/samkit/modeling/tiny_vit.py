@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from samkit.layers import LayerNorm2d, window_partition, window_unpartition
@@ -48,6 +49,17 @@ class ConvBN(nn.Sequential):
         super().__init__()
         self.add_module("c", nn.Conv2d(cin, cout, ks, stride, pad, groups=groups, bias=False))
         self.add_module("bn", nn.BatchNorm2d(cout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        c, bn = self.c, self.bn
+        if self.training:
+            return bn(c(x))
+        # eval: the BatchNorm folded into the convolution's weights (the official
+        # `Conv2d_BN.fuse`), one pass over the activations instead of two
+        scale = bn.weight.float() * torch.rsqrt(bn.running_var.float() + bn.eps)
+        w = (c.weight.float() * scale.view(-1, 1, 1, 1)).to(x.dtype)
+        b = (bn.bias.float() - bn.running_mean.float() * scale).to(x.dtype)
+        return F.conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups)
 
 
 class PatchEmbed(nn.Module):
