@@ -50,7 +50,8 @@ def files(tmp_path_factory, model):
 @pytest.fixture(scope="module")
 def predictors(model, files):
     """Per image: torch predictor, ORT predictor via set_image, ORT predictor via set_features
-    with the torch features (decoder path only), ORT single-mask predictor (torch features)."""
+    with the torch features (decoder path only), ORT single-mask predictor (torch features), and
+    those features as numpy arrays ("feats": image embedding, high-res features 0 and 1)."""
     cache: dict[str, dict] = {}
 
     def get(image: str) -> dict:
@@ -65,7 +66,7 @@ def predictors(model, files):
             fp.set_features(*feats, original_size=rgb.shape[:2])
             sp = OnnxSam2Predictor(None, files["single"], threads=2)
             sp.set_features(*feats, original_size=rgb.shape[:2])
-            cache[image] = {"torch": tp, "image": op, "features": fp, "single": sp}
+            cache[image] = {"torch": tp, "image": op, "features": fp, "single": sp, "feats": feats}
         return cache[image]
 
     return get
@@ -178,7 +179,7 @@ def test_single_mask_choice_follows_stability(files, predictors, model):
     the best multimask output, as in the torch predictor with the same threshold."""
     preds = predictors("dog.jpg")
     fp = OnnxSam2Predictor(None, files["decoder"], threads=2)
-    fp.set_features(*preds["features"]._features.values(), original_size=(534, 800))
+    fp.set_features(*preds["feats"], original_size=(534, 800))
     pts = np.array([[[400.0, 260.0]], [[600.0, 100.0]]])
     args = {"point_coords": pts, "point_labels": np.ones((2, 1))}
     tweaked = copy.deepcopy(model)
@@ -202,7 +203,7 @@ def test_single_mask_choice_follows_stability(files, predictors, model):
 
 def test_predict_path_never_imports_torch(tmp_path, files, predictors):
     preds = predictors("truck.jpg")
-    np.savez(tmp_path / "feats.npz", *preds["features"]._features.values())
+    np.savez(tmp_path / "feats.npz", *preds["feats"])
     code = f"""
 import json, sys
 import numpy as np
@@ -229,7 +230,7 @@ print(json.dumps({{"features": after_features, "end": "torch" in sys.modules,
 
 
 def test_bad_input(files, predictors):
-    feats = list(predictors("dog.jpg")["features"]._features.values())
+    feats = list(predictors("dog.jpg")["feats"])
     p = OnnxSam2Predictor(None, files["decoder"])
     with pytest.raises(ValueError, match="no image is set"):
         p.predict(box=np.array([0, 0, 10, 10]))
