@@ -67,3 +67,44 @@ def check_frame_outputs(outputs: dict, z: dict, prefix: str) -> None:
     assert differing <= MASK_PIXELS_DIFFERING, f"{prefix}: {differing:.2e} of the pixels differ"
     areas = masks.reshape(len(masks), -1).sum(-1)
     np.testing.assert_allclose(areas, z[prefix + "mask_areas"], rtol=1e-4, atol=2)
+
+
+def request(req: dict, session_id: str) -> dict:
+    """A recorded request as sent to samkit: the frame folder is the recorded clip."""
+    out = {**req}
+    if out.get("resource_path") == "<frames>":
+        out["resource_path"] = frames()
+        out["session_id"] = session_id
+    elif out["type"] != "start_session":
+        out["session_id"] = session_id
+    return out
+
+
+def replay(predictor, name: str, keys: list[str]) -> list[str]:
+    """Send the recorded calls `keys` of session `name` in order and compare every response
+    and output frame; returns the checked call keys."""
+    z = arrays(name)
+    done = []
+    for c in session(name)["calls"]:
+        if c["key"] not in keys:
+            continue
+        req = request(c["request"], name)
+        if req["type"] == "propagate_in_video":
+            got = list(predictor.handle_stream_request(req))
+            assert [g["frame_index"] for g in got] == c["frames_yielded"], c["key"]
+            for g, o in zip(got, c["outputs"]):
+                assert g["outputs"]["out_obj_ids"].tolist() == o["obj_ids"], (c["key"], o)
+            last = {g["frame_index"]: g for g in got}  # a frame yielded twice keeps the later
+            for f, g in last.items():
+                check_frame_outputs(g["outputs"], z, f"{c['key']}_f{f:03d}_")
+        else:
+            resp = predictor.handle_request(req)
+            if req["type"] == "add_prompt":
+                assert resp["frame_index"] == c["response"]["frame_index"]
+                (o,) = c["outputs"]
+                assert resp["outputs"]["out_obj_ids"].tolist() == o["obj_ids"], c["key"]
+                check_frame_outputs(resp["outputs"], z, f"{c['key']}_f{o['frame']:03d}_")
+            else:
+                assert resp == c["response"], (c["key"], resp)
+        done.append(c["key"])
+    return done

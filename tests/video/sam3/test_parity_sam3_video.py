@@ -41,10 +41,10 @@ def test_frames_are_loaded_as_the_official_video_loader_does() -> None:
     assert float(fr.images.min()) >= -1 and float(fr.images.max()) <= 1
 
 
-@pytest.mark.parametrize("name", ["text_forward_refine_remove", "text_both_ways"])
-def test_text_prompt_matches_official_detection_and_outputs(predictor, name: str) -> None:
+def test_text_prompt_matches_official_detection_and_outputs(predictor) -> None:
     """c01 (add_prompt text): the detector pass (pre-NMS logits, presence, boxes, NMS keeps,
     detections, their 288x288 logits) and the returned frame (ids, scores, boxes, masks)."""
+    name = "text_forward_refine_remove"
     c01 = rec.call(name, "c01")
     z = rec.arrays(name)
     sid = _open(predictor, name)
@@ -90,6 +90,25 @@ def test_text_prompt_matches_official_detection_and_outputs(predictor, name: str
     }
 
 
+def test_text_both_ways_session_replays_call_by_call(predictor) -> None:
+    """add_prompt text on frame 1, propagate "both" from 1: forward 1-3 then backward 0; new
+    objects mid-clip (frames 2, 3 and 0 in reverse), a duplicate started when a track's mask
+    is empty; every yielded frame's ids, scores, boxes and masks."""
+    name = "text_both_ways"
+    keys = [c["key"] for c in rec.session(name)["calls"]]
+    assert rec.replay(predictor, name, keys) == keys
+
+
+def test_exemplar_box_session_replays_call_by_call() -> None:
+    """add_prompt with one exemplar box (no text): the detector reads "visual" with the box on
+    frame 0 and detects nothing on later frames; propagate forward for 2 frames; reset."""
+    name = "exemplar_box"
+    th = rec.session(name)["thresholds"]
+    predictor = build_sam3_video_predictor(checkpoint_path=rec.CHECKPOINT, **th)
+    keys = [c["key"] for c in rec.session(name)["calls"]]
+    assert rec.replay(predictor, name, keys) == keys
+
+
 def test_bad_requests_are_clear_errors(predictor) -> None:
     with pytest.raises(ValueError, match="unknown session"):
         predictor.handle_request({"type": "add_prompt", "session_id": "nope", "frame_index": 0})
@@ -109,6 +128,52 @@ def test_bad_requests_are_clear_errors(predictor) -> None:
     assert predictor.handle_request({"type": "reset_session", "session_id": sid}) == {
         "is_success": True
     }
+    bad = [
+        ({"type": "propagate_in_video", "session_id": sid}, ValueError, "handle_stream_request"),
+        ({"type": "remove_object", "session_id": sid, "obj_id": 3}, ValueError, "unknown object"),
+        (
+            {
+                "type": "add_prompt",
+                "session_id": sid,
+                "frame_index": 0,
+                "bounding_boxes": [[0.1, 0.1, 0.2, 0.2], [0.5, 0.5, 0.1, 0.1]],
+                "bounding_box_labels": [1, 1],
+            },
+            ValueError,
+            "exactly one",
+        ),
+        (
+            {
+                "type": "add_prompt",
+                "session_id": sid,
+                "frame_index": 0,
+                "bounding_boxes": [[0.95, 0.1, 0.2, 0.2]],
+                "bounding_box_labels": [1],
+            },
+            ValueError,
+            "lie in",
+        ),
+        (
+            {
+                "type": "add_prompt",
+                "session_id": sid,
+                "frame_index": 0,
+                "points": [[0.5, 0.5]],
+                "point_labels": [1],
+                "obj_id": 0,
+            },
+            NotImplementedError,
+            "click",
+        ),
+    ]
+    for req, err, msg in bad:
+        with pytest.raises(err, match=msg):
+            predictor.handle_request(req)
+    stream = {"type": "propagate_in_video", "session_id": sid, "propagation_direction": "up"}
+    with pytest.raises(ValueError, match="propagation_direction"):
+        list(predictor.handle_stream_request(stream))
+    with pytest.raises(ValueError, match="add a prompt"):
+        list(predictor.handle_stream_request({**stream, "propagation_direction": "forward"}))
     predictor.handle_request({"type": "close_session", "session_id": sid})
     with pytest.raises(ValueError, match="unknown session"):
         predictor.handle_request({"type": "close_session", "session_id": sid})

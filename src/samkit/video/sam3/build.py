@@ -1,11 +1,12 @@
 """Build the SAM 3 video predictor from an official `sam3.pt` checkpoint.
 
 `build_sam3_video_predictor` has the official name and `checkpoint_path` keyword
-(`sam3.model_builder.build_sam3_video_predictor`, sam3 0.1.4); the checkpoint loads unchanged
-(`detector.*` into the detector, `tracker.*` into the tracker heads; see `build_sam3_image_model`).
-The official heuristics are the defaults; keyword arguments override them by their official
-names (`score_threshold_detection`, `det_nms_thresh`, `new_det_thresh`, `assoc_iou_thresh`,
-`trk_assoc_iou_thresh`, `fill_hole_area`).
+(`sam3.model_builder.build_sam3_video_predictor`, sam3 0.1.4); the checkpoint loads unchanged:
+`detector.*` into the detector (`build_sam3_image_model`), `tracker.*` into the interactive heads
+and the video tracker (`samkit.build.sam3_video.build_sam3_tracker`). The official heuristics
+are the defaults; keyword arguments override them by their official names
+(`score_threshold_detection`, `det_nms_thresh`, `new_det_thresh`, `assoc_iou_thresh`,
+`trk_assoc_iou_thresh`, `fill_hole_area`, `hotstart_delay`, ... : `Sam3VideoSettings`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 import torch
 
 from samkit.build.sam3 import build_sam3_image_model
+from samkit.build.sam3_video import build_sam3_tracker
+from samkit.checkpoint import read_state_dict
 from samkit.video.sam3.predictor import Sam3VideoPredictor, Sam3VideoSettings
 
 
@@ -44,4 +47,5 @@ def build_sam3_video_predictor(
         checkpoint_path=checkpoint_path,
         enable_inst_interactivity=True,
     )
-    return Sam3VideoPredictor(model, Sam3VideoSettings(**settings))
+    tracker = build_sam3_tracker(read_state_dict(checkpoint_path), device=device)
+    return Sam3VideoPredictor(model, tracker, Sam3VideoSettings(**settings))

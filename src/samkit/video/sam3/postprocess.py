@@ -58,43 +58,51 @@ def object_wise_non_overlap(masks: Tensor, scores: Tensor) -> Tensor:
     return masks & (top == idx) & (per_pixel > 0)
 
 
-def frame_outputs(
-    obj_ids: list[int],
-    low_res: Tensor,
-    probs: list[float],
-    tracker_probs: list[float],
+def video_res_binary(low_res: Tensor, video_hw: tuple[int, int]) -> Tensor:
+    """(N, h, w) logits -> (N, H, W) bool masks: bilinear to the video size, > 0."""
+    if low_res.shape[0] == 0:
+        return torch.zeros(0, *video_hw, dtype=torch.bool)
+    up = F.interpolate(
+        low_res.float()[:, None], size=video_hw, mode="bilinear", align_corners=False
+    )
+    return up[:, 0] > 0
+
+
+def postprocess_output(
+    masks: dict[int, Tensor],
+    scores: dict[int, float],
+    tracker_scores: dict[int, float],
     video_hw: tuple[int, int],
     hidden: set[int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """The official per-frame output dict from objects' 288x288 logits.
+    """The official per-frame output dict (`Sam3VideoInference._postprocess_output`).
 
     Args:
-        obj_ids: N object ids (any order; outputs are sorted by id).
-        low_res: (N, h, w) logits (already hole-filled where the official code fills them).
-        probs: N output scores (`out_probs`); tracker_probs: N scores that decide contested
-            pixels.
+        masks: object id -> (H, W) bool mask at video resolution.
+        scores: object id -> `out_probs` value; tracker_scores: object id -> the score that
+            decides contested pixels (0 when missing).
         video_hw: (H, W) of the video.
         hidden: ids to leave out (suppressed / removed).
 
     Returns:
-        {"out_obj_ids" (K,) int64, "out_probs" (K,) float32, "out_boxes_xywh" (K, 4) float32
-        normalised by W, H, "out_binary_masks" (K, H, W) bool}: objects with an empty mask
-        are dropped before the non-overlap step (which can empty a mask again).
+        {"out_obj_ids" (K,) int64 ascending, "out_probs" (K,) float32, "out_boxes_xywh" (K, 4)
+        float32 normalised by W, H, "out_binary_masks" (K, H, W) bool}: objects with an empty
+        mask are dropped and boxes taken *before* the non-overlap step (which can empty a mask
+        again).
     """
     h, w = video_hw
-    order = sorted(range(len(obj_ids)), key=lambda i: obj_ids[i])
-    if not order:
+    ids_sorted = sorted(masks)
+    if not ids_sorted:
         return {
             "out_obj_ids": np.zeros(0, np.int64),
             "out_probs": np.zeros(0, np.float32),
             "out_boxes_xywh": np.zeros((0, 4), np.float32),
             "out_binary_masks": np.zeros((0, h, w), bool),
         }
-    ids = torch.tensor([obj_ids[i] for i in order], dtype=torch.int64)
-    p = torch.tensor([probs[i] for i in order], dtype=torch.float32)
-    tp = torch.tensor([tracker_probs[i] for i in order], dtype=torch.float32)
-    logits = low_res[order].float()[:, None]
-    binary = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)[:, 0] > 0
+    ids = torch.tensor(ids_sorted, dtype=torch.int64)
+    p = torch.tensor([scores[i] for i in ids_sorted], dtype=torch.float32)
+    tp = torch.tensor([tracker_scores.get(i, 0.0) for i in ids_sorted], dtype=torch.float32)
+    binary = torch.stack([masks[i] for i in ids_sorted])
     keep = binary.flatten(1).any(dim=1)
     if hidden:
         keep &= ~torch.isin(ids, torch.tensor(sorted(hidden), dtype=torch.int64))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,71 +10,103 @@ from torch import Tensor
 
 from samkit.modeling.sam3.sam3_image import GeometricPrompt
 from samkit.video.sam3.frames import Sam3Frames
+from samkit.video.sam3.tracking import TrackerState
 
 VISUAL_TEXT = "visual"  # the detector's text when a prompt has no text (official)
 
 
 @dataclass
-class Sam3Object:
-    """One tracked object.
+class TrackMetadata:
+    """What the official `tracker_metadata` / `rank0_metadata` hold about the objects.
 
     Attributes:
-        obj_id: its id (never reused in a session).
-        score: `out_probs`: the detection score on the frame it started (1.0 after clicks).
-        first_frame: the frame it started on.
-        cond_masks: frame -> (288, 288) detector logits given to the tracker as mask prompts.
+        obj_ids: tracked objects in tracker-state order.
+        max_obj_id: the largest id handed out (-1: none yet); ids are never reused.
+        score: `out_probs` per object (its first detection score; 1.0 after clicks; -1e4
+            once removed by hotstart).
+        tracker_score: frame -> object -> the probability that decides contested pixels.
+        last_occluded: object -> last frame it was empty or suppressed (-1: never).
+        first_frame: object -> frame it started on.
+        unmatched_frames: object -> frames where no detection matched it.
+        keep_alive: object -> keep-alive counter.
+        overlap_frames: (earlier object, later object) -> frames one detection matched both.
+        removed: objects removed by the hotstart rules.
+        suppressed: frame -> objects hidden on it but still tracked.
     """
 
-    obj_id: int
-    score: float
-    first_frame: int
-    cond_masks: dict[int, Tensor] = field(default_factory=dict)
+    obj_ids: list[int] = field(default_factory=list)
+    max_obj_id: int = -1
+    score: dict[int, float] = field(default_factory=dict)
+    tracker_score: defaultdict[int, dict[int, float]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    last_occluded: dict[int, int] = field(default_factory=dict)
+    first_frame: dict[int, int] = field(default_factory=dict)
+    unmatched_frames: defaultdict[int, list[int]] = field(default_factory=lambda: defaultdict(list))
+    keep_alive: defaultdict[int, int] = field(default_factory=lambda: defaultdict(int))
+    overlap_frames: defaultdict[tuple[int, int], list[int]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    removed: set[int] = field(default_factory=set)
+    suppressed: defaultdict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
 
 
 @dataclass
 class Sam3VideoSession:
-    """A session of `Sam3VideoPredictor` (official `inference_state`, typed).
+    """A session of `Sam3VideoPredictor` (the official `inference_state`, typed).
 
     Attributes:
         session_id: the id `start_session` returned.
         frames: the clip (`Sam3Frames`).
-        text: the concept prompt (None before `add_prompt`; "visual" for an exemplar box).
-        visual_prompt: the exemplar box prompt and its frame, or None.
-        objects: id -> `Sam3Object`, in creation order.
-        max_obj_id: the largest id handed out (-1: none yet).
-        outputs: frame -> that frame's official output dict (numpy arrays).
+        text: the concept prompt (None for an exemplar box alone: the detector then reads the
+            text "visual" and detects only on the exemplar's frame).
+        geometric_prompts: frame -> the exemplar prompt given on it.
+        states: the tracker states (objects grouped as the official code groups them).
+        meta: the objects' bookkeeping (`TrackMetadata`).
+        cached_masks: frame -> object -> (H, W) bool mask of its last outputs.
+        frames_with_outputs: frames that have outputs (prompted or propagated).
+        history: the official action history ("add", "refine", "remove",
+            "propagation_full" / "_partial" / "_fetch"), as (type, frame, object ids).
     """
 
     session_id: str
     frames: Sam3Frames
     text: str | None = None
-    visual_prompt: tuple[int, GeometricPrompt] | None = None
-    objects: dict[int, Sam3Object] = field(default_factory=dict)
-    max_obj_id: int = -1
-    outputs: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    geometric_prompts: dict[int, GeometricPrompt] = field(default_factory=dict)
+    states: list[TrackerState] = field(default_factory=list)
+    meta: TrackMetadata = field(default_factory=TrackMetadata)
+    cached_masks: dict[int, dict[int, Tensor]] = field(default_factory=dict)
+    frames_with_outputs: set[int] = field(default_factory=set)
+    history: list[tuple[str, int | None, list[int] | None]] = field(default_factory=list)
 
     @property
     def num_frames(self) -> int:
         return len(self.frames)
 
+    @property
+    def detector_text(self) -> str:
+        return self.text if self.text is not None else VISUAL_TEXT
+
     def reset(self) -> None:
         """Forget prompts, objects and outputs (official `reset_state`); frames stay."""
         self.text = None
-        self.visual_prompt = None
-        self.objects = {}
-        self.max_obj_id = -1
-        self.outputs = {}
+        self.geometric_prompts = {}
+        self.states = []
+        self.meta = TrackMetadata()
+        self.cached_masks = {}
+        self.frames_with_outputs = set()
+        self.history = []
 
-    def check_frame(self, frame_index: object) -> int:
+    def check_frame(self, frame_index: object, what: str = "frame_index") -> int:
         """`frame_index` as an int in [0, num_frames).
 
         Raises:
             ValueError: not an int, or outside the video.
         """
         if isinstance(frame_index, bool) or not isinstance(frame_index, (int, np.integer)):
-            raise ValueError(f"frame_index must be an int, got {frame_index!r}")
+            raise ValueError(f"{what} must be an int, got {frame_index!r}")
         if not 0 <= int(frame_index) < self.num_frames:
             raise ValueError(
-                f"frame_index {frame_index} is outside the video (0..{self.num_frames - 1})"
+                f"{what} {frame_index} is outside the video (0..{self.num_frames - 1})"
             )
         return int(frame_index)

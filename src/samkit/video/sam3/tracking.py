@@ -126,9 +126,7 @@ def propagate(
     """One frame of one state: ((B, 288, 288) low-res logits, (B,) object-score logits)."""
     mem = state.memory
     out = mem.cond_frame_outputs.get(frame_idx)
-    if out is None:
-        out = mem.non_cond_frame_outputs.get(frame_idx)
-    if out is None:
+    if out is None:  # an already tracked frame is tracked again (official)
         out = tracker.track_step(
             frame_idx,
             False,
@@ -177,3 +175,34 @@ def update_memories(
                 outputs[frame_idx].maskmem_features = mem
                 outputs[frame_idx].maskmem_pos_enc = pos
         start += n
+
+
+def _slice(out: TrackerFrameOutput, keep: list[int]) -> TrackerFrameOutput:
+    def pick(t: Tensor | None) -> Tensor | None:
+        return None if t is None else t[keep]
+
+    return TrackerFrameOutput(
+        pred_masks=out.pred_masks[keep],
+        obj_ptr=out.obj_ptr[keep],
+        object_score_logits=out.object_score_logits[keep],
+        maskmem_features=pick(out.maskmem_features),
+        maskmem_pos_enc=pick(out.maskmem_pos_enc),
+        iou_score=pick(out.iou_score),
+        eff_iou_score=out.eff_iou_score,
+    )
+
+
+def remove_objects(states: list[TrackerState], obj_ids: set[int]) -> None:
+    """Drop objects from their states (a state left empty is dropped), keeping the others'
+    outputs (official `Sam3TrackerPredictor.remove_object` slices the batched outputs)."""
+    for state in list(states):
+        if not obj_ids & set(state.obj_ids):
+            continue
+        keep = [i for i, o in enumerate(state.obj_ids) if o not in obj_ids]
+        if not keep:
+            states.remove(state)
+            continue
+        state.obj_ids = [state.obj_ids[i] for i in keep]
+        for outputs in (state.memory.cond_frame_outputs, state.memory.non_cond_frame_outputs):
+            for f, out in outputs.items():
+                outputs[f] = _slice(out, keep)
