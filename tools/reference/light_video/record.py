@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -158,6 +159,16 @@ def patch_official(kind: str, dtype: str) -> list[str]:
             return orig_call(self, *up(a), **{n: up(v) for n, v in k.items()})
 
         nn.Module.__call__ = call
+        # PositionEmbeddingRandom builds its dense grid in float32 explicitly
+        pe_mod = importlib.import_module(
+            tiny_configs.MODELS[kind]["package"] + ".modeling.position_encoding"
+        )
+        orig_pe = pe_mod.PositionEmbeddingRandom._pe_encoding
+
+        def _pe_encoding(self, coords):
+            return orig_pe(self, coords.to(self.positional_encoding_gaussian_matrix.dtype))
+
+        pe_mod.PositionEmbeddingRandom._pe_encoding = _pe_encoding
         applied.append("P4")
     return applied
 
