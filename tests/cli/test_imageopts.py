@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import samkit.distributed as dist
 from samkit.cli import build_parser, main
+from samkit.distributed import run as dist_run
+from samkit.distributed.run import RunSummary
+from samkit.train.synthetic import make_shapes_dataset, write_folder_dataset
 from tests.conftest import FIXTURES
 
 SHAPES = FIXTURES / "sam1_shapes"
@@ -95,7 +99,6 @@ def test_every_image_command_has_the_option_with_one_rule(capsys):
 
 @pytest.mark.parametrize("command", ["finetune", "eval"])
 def test_finetune_and_eval_read_their_dataset_under_the_limit(command, tmp_path, capsys):
-    from samkit.train.synthetic import make_shapes_dataset, write_folder_dataset
 
     data = write_folder_dataset(make_shapes_dataset(2, seed=3, size=(96, 128)), tmp_path / "d")
     argv = [command, "--data", str(data), "--out", str(tmp_path / "o"), *MODEL[2:]]
@@ -108,9 +111,6 @@ def test_finetune_and_eval_read_their_dataset_under_the_limit(command, tmp_path,
 
 @pytest.mark.parametrize("command", ["auto", "embed"])
 def test_ray_runs_get_the_limit(command, tmp_path, monkeypatch, capsys):
-    import samkit.distributed as dist
-    from samkit.distributed import run as dist_run
-    from samkit.distributed.run import RunSummary
 
     monkeypatch.setattr(dist_run, "import_ray", lambda: None)  # the arguments, not Ray, tested
 

@@ -18,7 +18,10 @@ import torch
 
 from samkit import Sam2ImagePredictor, SamPredictor, build_sam, build_sam2
 from samkit.build.sam import resolve_sam_config
-from samkit.io.embeddings import features_of, load_embedding, save_embedding
+from samkit.export.ort_sam import OnnxSamPredictor
+from samkit.export.ort_sam2 import OnnxSam2Predictor
+from samkit.export.sam import export_decoder
+from samkit.io.embeddings import features_of, load_embedding, restore_features, save_embedding
 from samkit.io.provenance import (
     METADATA_KEY,
     Provenance,
@@ -34,6 +37,7 @@ from samkit.train.lora import add_adapters, apply_lora, configure_trainable, loa
 from samkit.train.synthetic import make_shapes_dataset
 from tests.conftest import FIXTURES
 from tests.families import tiny_sam_config
+from tests.paths.backends import _onnx_files
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
 
@@ -133,9 +137,6 @@ def embeddings(models, tmp_path_factory):
 @pytest.fixture(scope="module")
 def onnx_predictors():
     pytest.importorskip("onnxruntime")
-    from samkit.export.ort_sam import OnnxSamPredictor
-    from samkit.export.ort_sam2 import OnnxSam2Predictor
-    from tests.paths.backends import _onnx_files
 
     sam1, sam2 = _onnx_files("sam1", False), _onnx_files("sam2", False)
     return {
@@ -185,10 +186,6 @@ def test_legacy_embedding_is_checked_on_family_and_shape(embeddings, models):
 
 def test_onnx_files_checked_by_the_predictors(models, tmp_path):
     pytest.importorskip("onnxruntime")
-    from samkit.export.ort_sam import OnnxSamPredictor
-    from samkit.export.ort_sam2 import OnnxSam2Predictor
-    from samkit.export.sam import export_decoder
-    from tests.paths.backends import _onnx_files
 
     sam1, sam2 = _onnx_files("sam1", False), _onnx_files("sam2", False)
     shapes, s2 = of_model(models["sam1_shapes"]), of_model(models["sam2_tiny"])
@@ -208,11 +205,7 @@ def test_onnx_files_checked_by_the_predictors(models, tmp_path):
 def test_files_without_provenance_are_read_as_before(models, embeddings, tmp_path):
     """Official ONNX files carry no samkit metadata: nothing to check, the embedding still fits."""
     pytest.importorskip("onnxruntime")
-    import onnx
-
-    from samkit.export.ort_sam import OnnxSamPredictor
-    from tests.paths.backends import _onnx_files
-
+    onnx = pytest.importorskip("onnx")
     proto = onnx.load(str(_onnx_files("sam1", False)["decoder"]))
     del proto.metadata_props[:]
     onnx.save(proto, str(tmp_path / "official.onnx"))
@@ -295,7 +288,6 @@ def test_step_checkpoint_checked_by_trainer_load(run_dir, tmp_path):
 
 def test_restore_features_of_the_other_family_is_a_value_error(models):
     """The in-memory path (the web app's cache) names the families instead of an AttributeError."""
-    from samkit.io.embeddings import restore_features
 
     t = {"image_embedding": torch.zeros(1, 256, 64, 64)}
     with pytest.raises(ValueError, match="sam2 image features but the predictor holds a sam1"):
