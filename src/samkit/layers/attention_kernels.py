@@ -44,8 +44,10 @@ from torch import Tensor
 # 8 MiB measured best on one thread (SAM 2's full memory bank 1.27x faster than 32 MiB, other
 # shapes within 6 %).
 SCORE_BLOCK_BYTES = 8 * 2**20
-# Fewest query rows per block and thread (smaller matmuls lose efficiency).
-MIN_ROWS = 128
+# Fewest query rows per block and thread (smaller matmuls lose efficiency): MKL's float32 GEMM
+# wants more than oneDNN's bf16 one (SAM 2's full bank, late values, float32: 256 rows 1.19x
+# faster than 128).
+MIN_ROWS = {torch.float32: 256, torch.bfloat16: 128}
 # bf16 windows with fewer keys (Hiera's 4x4 windows) stay with SDPA: many tiny matmuls. Hiera's
 # 8x8 windows (64 keys) measured 0.85x SDPA's CPU time blocked.
 MIN_KEYS = 64
@@ -164,7 +166,7 @@ def _blocked(
     es = q.element_size()
     threads = max(1, torch.get_num_threads())
     budget = SCORE_BLOCK_BYTES * threads
-    rows = max(min(tq, MIN_ROWS * threads), budget // (tk * es))
+    rows = max(min(tq, MIN_ROWS.get(q.dtype, 128) * threads), budget // (tk * es))
     heads = 1
     if rows >= tq:
         rows = tq
