@@ -10,14 +10,12 @@ import pytest
 from PIL import Image
 
 import samkit.distributed as dist
-from samkit.cli import build_parser, main
+from samkit.cli import build_parser
 from samkit.distributed import run as dist_run
 from samkit.distributed.run import RunSummary
 from samkit.train.synthetic import make_shapes_dataset, write_folder_dataset
-from tests.conftest import FIXTURES
+from tests.cli.conftest import MODEL, SHAPES, run_cli
 
-SHAPES = FIXTURES / "sam1_shapes"
-MODEL = ["--model", str(SHAPES / "config.json"), "--checkpoint", str(SHAPES / "sam1_shapes.pth")]
 SMALL = SHAPES / "shapes_1.png"  # 640 x 480 = 307,200 pixels
 AUTO = ["--points-per-side", "2", "--quiet"]
 
@@ -30,15 +28,9 @@ def big_dir(tmp_path_factory) -> Path:
     return d
 
 
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = main(argv)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_segment_refuses_a_large_image_and_names_the_option(big_dir, tmp_path, capsys):
     big = big_dir / "big.png"
-    code, _, err = _run(["segment", str(big), "--point", "5,5", "--out", str(tmp_path)], capsys)
+    code, _, err = run_cli(["segment", str(big), "--point", "5,5", "--out", str(tmp_path)], capsys)
     assert code == 2
     assert f"samkit segment: error: {big} is too large: 12000x9000 = 108,000,000 pixels" in err
     assert "over the limit of 64,000,000 pixels" in err and "pass --max-pixels N" in err
@@ -49,7 +41,7 @@ def test_segment_refuses_a_large_image_and_names_the_option(big_dir, tmp_path, c
 def test_auto_and_embed_report_a_large_image_with_the_option(command, big_dir, tmp_path, capsys):
     extra = AUTO if command == "auto" else []
     argv = [command, str(big_dir), "--out", str(tmp_path / "o"), *extra, *MODEL]
-    code, stdout, err = _run(argv, capsys)
+    code, stdout, err = run_cli(argv, capsys)
     assert code == 1  # the image failed, the run went on
     if command == "auto":
         assert "0 images segmented, 0 skipped (already complete), 1 failed" in stdout
@@ -66,11 +58,11 @@ def test_max_pixels_reaches_the_decoder(command, tmp_path, capsys):
     extra = AUTO if command == "auto" else []
     target = str(src / "s.png") if command == "segment" else str(src)
     base = [command, target, *prompt, "--out", str(tmp_path / "o"), *extra, *MODEL]
-    code, _, err = _run([*base, "--max-pixels", "307,199"], capsys)
+    code, _, err = run_cli([*base, "--max-pixels", "307,199"], capsys)
     assert code == (2 if command == "segment" else 1)
     assert "640x480 = 307,200 pixels, over the limit of 307,199 pixels" in err
     if command == "segment":  # the exact size is allowed
-        code, stdout, err = _run([*base, "--max-pixels", "307200"], capsys)
+        code, stdout, err = run_cli([*base, "--max-pixels", "307200"], capsys)
         assert code == 0, err
         assert "s_overlay.png" in stdout
 
@@ -102,7 +94,7 @@ def test_finetune_and_eval_read_their_dataset_under_the_limit(command, tmp_path,
 
     data = write_folder_dataset(make_shapes_dataset(2, seed=3, size=(96, 128)), tmp_path / "d")
     argv = [command, "--data", str(data), "--out", str(tmp_path / "o"), *MODEL[2:]]
-    code, _, err = _run([*argv, "--max-pixels", "12287"], capsys)  # 128 x 96 = 12,288
+    code, _, err = run_cli([*argv, "--max-pixels", "12287"], capsys)  # 128 x 96 = 12,288
     assert code == 2
     assert "128x96 = 12,288 pixels, over the limit of 12,287 pixels" in err
     assert "pass --max-pixels N" in err
@@ -123,6 +115,6 @@ def test_ray_runs_get_the_limit(command, tmp_path, monkeypatch, capsys):
     name = "label_images" if command == "auto" else "embed_images"
     monkeypatch.setattr(dist, name, run, raising=False)
     argv = [command, str(SMALL), "--out", str(tmp_path / "o"), "--ray", *MODEL]
-    code, _, err = _run([*argv, "--max-pixels", "5000"], capsys)
+    code, _, err = run_cli([*argv, "--max-pixels", "5000"], capsys)
     assert code == 0, err
     assert seen["max_pixels"] == 5000
