@@ -75,6 +75,16 @@ class Family:
     def dir(self) -> Path:
         return FIXTURES / self.fixture
 
+    @property
+    def cli_model(self) -> list[str]:
+        """The command-line options that load the tiny fixture model."""
+        return [
+            "--model",
+            str(self.dir / "config.json"),
+            "--checkpoint",
+            str(self.dir / self.checkpoint),
+        ]
+
     def fixture_model(self, **kw: Any) -> nn.Module:
         """A fresh copy of the tiny fixture model (keyword arguments go to `build`)."""
         return self.build(self.dir / "config.json", checkpoint=self.dir / self.checkpoint, **kw)

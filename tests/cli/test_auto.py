@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samkit import Sam2AutomaticMaskGenerator, SamAutomaticMaskGenerator, build_sam2
+from samkit import Sam2AutomaticMaskGenerator, SamAutomaticMaskGenerator
 from samkit.amg.coco import json_image_entry
 from samkit.cli import main
 from tests.cli.conftest import AUTO_OPTS, MODEL, SHAPES, run_cli
-from tests.conftest import FIXTURES, IMAGES, load_rgb
+from tests.conftest import IMAGES, load_rgb
+from tests.families import FAMILIES
 from tests.processes import kill_at_first_output, samkit_env
 from tests.server.conftest import coco_decode
 
@@ -110,8 +111,7 @@ def test_auto_is_resumable_after_a_kill(tmp_path):
             assert im.size == (w, h)
 
 
-SAM2 = FIXTURES / "sam2_tiny"
-SAM2_MODEL = ["--model", str(SAM2 / "config.json"), "--checkpoint", str(SAM2 / "sam2_tiny.pt")]
+SAM2_MODEL = FAMILIES["sam2"].cli_model
 SAM2_OPTS = ["--points-per-side", "3", "--stability-score-thresh", "0", "--quiet"]
 
 
@@ -129,7 +129,7 @@ def test_auto_with_a_sam2_model_matches_the_sam2_generator(tmp_path, small_dog, 
     assert main([*argv, *SAM2_MODEL]) == 0
     capsys.readouterr()
     doc = json.loads((out / "dog.json").read_text())
-    model = build_sam2(SAM2 / "config.json", checkpoint=SAM2 / "sam2_tiny.pt")
+    model = FAMILIES["sam2"].fixture_model()
     gen = Sam2AutomaticMaskGenerator(
         model, points_per_side=3, pred_iou_thresh=0.0, stability_score_thresh=0.0
     )

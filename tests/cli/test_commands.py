@@ -14,13 +14,14 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from samkit import Sam2ImagePredictor, build_sam2
+from samkit import Sam2ImagePredictor
 from samkit.cli import build_parser
 from samkit.configs import sam as configs
 from samkit.configs.sam import get_variant
 from samkit.io.embeddings import load_embedding
 from tests.cli.conftest import MODEL, SHAPES, run_cli
-from tests.conftest import FIXTURES, IMAGES, load_rgb
+from tests.conftest import IMAGES, load_rgb
+from tests.families import FAMILIES
 from tests.processes import closed_port, samkit_env
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
@@ -159,8 +160,7 @@ def test_python_dash_m_and_help():
     assert "127.0.0.1" in serve
 
 
-SAM2 = FIXTURES / "sam2_tiny"
-SAM2_MODEL = ["--model", str(SAM2 / "config.json"), "--checkpoint", str(SAM2 / "sam2_tiny.pt")]
+SAM2_MODEL = FAMILIES["sam2"].cli_model
 
 
 def test_sam2_segment_and_embed(tmp_path, capsys):
@@ -178,9 +178,7 @@ def test_sam2_segment_and_embed(tmp_path, capsys):
     )  # fmt: skip
     assert code == 0, err
 
-    predictor = Sam2ImagePredictor(
-        build_sam2(SAM2 / "config.json", checkpoint=SAM2 / "sam2_tiny.pt")
-    )
+    predictor = Sam2ImagePredictor(FAMILIES["sam2"].fixture_model())
     predictor.set_image(load_rgb("dog.jpg"))
     masks, scores, _ = predictor.predict(np.array([[400, 260]]), np.array([1]))
     doc = json.loads((tmp_path / "dog.json").read_text())
