@@ -80,31 +80,81 @@ def request(req: dict, session_id: str) -> dict:
     return out
 
 
-def replay(predictor, name: str, keys: list[str]) -> list[str]:
+def check_detection(d, z: dict, prefix: str) -> None:
+    """A `FrameDetections` against a recorded `detect` event `<prefix>*`."""
+    tol = ATOL_QUERY_LOGITS
+    np.testing.assert_allclose(d.query_logits.numpy(), z[prefix + "query_logits"], atol=tol)
+    np.testing.assert_allclose(d.presence_logit.numpy(), z[prefix + "presence_logit"], atol=tol)
+    np.testing.assert_allclose(
+        d.query_boxes_xyxy.numpy(), z[prefix + "query_boxes_xyxy"], atol=ATOL_BOXES_NORM
+    )
+    np.testing.assert_array_equal(d.nms_keep.numpy(), z[prefix + "nms_keep"], prefix)
+    np.testing.assert_allclose(d.scores.numpy(), z[prefix + "det_scores"], atol=ATOL_SCORES)
+    np.testing.assert_allclose(
+        d.boxes_xyxy.numpy(), z[prefix + "det_boxes_xyxy"], atol=ATOL_BOXES_NORM
+    )
+    ls = MANIFEST["logit_stride"]
+    mine = d.mask_logits[:, ::ls, ::ls].numpy()
+    ref = z[prefix + "det_mask_logits"].astype(np.float32)
+    assert np.allclose(mine, ref, rtol=1e-3, atol=2e-4), prefix
+    np.testing.assert_allclose(
+        d.mask_logits.abs().flatten(1).amax(1).numpy(),
+        z[prefix + "det_mask_logits_absmax"],
+        atol=1e-4,
+    )
+
+
+def replay(predictor, name: str, keys: list[str], detections: bool = False) -> list[str]:
     """Send the recorded calls `keys` of session `name` in order and compare every response
-    and output frame; returns the checked call keys."""
+    and output frame (and, with `detections`, every detector pass with the call's `detect`
+    events); returns the checked call keys."""
     z = arrays(name)
     done = []
-    for c in session(name)["calls"]:
-        if c["key"] not in keys:
-            continue
-        req = request(c["request"], name)
-        if req["type"] == "propagate_in_video":
-            got = list(predictor.handle_stream_request(req))
-            assert [g["frame_index"] for g in got] == c["frames_yielded"], c["key"]
-            for g, o in zip(got, c["outputs"]):
-                assert g["outputs"]["out_obj_ids"].tolist() == o["obj_ids"], (c["key"], o)
-            last = {g["frame_index"]: g for g in got}  # a frame yielded twice keeps the later
-            for f, g in last.items():
-                check_frame_outputs(g["outputs"], z, f"{c['key']}_f{f:03d}_")
-        else:
-            resp = predictor.handle_request(req)
-            if req["type"] == "add_prompt":
-                assert resp["frame_index"] == c["response"]["frame_index"]
-                (o,) = c["outputs"]
-                assert resp["outputs"]["out_obj_ids"].tolist() == o["obj_ids"], c["key"]
-                check_frame_outputs(resp["outputs"], z, f"{c['key']}_f{o['frame']:03d}_")
-            else:
-                assert resp == c["response"], (c["key"], resp)
-        done.append(c["key"])
+    seen: list = []
+    if detections:
+        orig = predictor.detector.detect
+
+        def spy(*a, **k):
+            seen.append(orig(*a, **k))
+            return seen[-1]
+
+        predictor.detector.detect = spy
+    try:
+        for c in session(name)["calls"]:
+            if c["key"] not in keys:
+                continue
+            seen.clear()
+            _replay_call(predictor, name, c, z)
+            if detections:
+                events = [e for e in c.get("events", []) if e["kind"] == "detect"]
+                assert len(seen) == len(events), (c["key"], len(seen), len(events))
+                for d, e in zip(seen, events):
+                    assert e["allow_new_detections"] or len(d.scores) == 0
+                    check_detection(d, z, f"{c['key']}_{e['key']}_")
+            done.append(c["key"])
+    finally:
+        if detections:
+            del predictor.detector.detect
     return done
+
+
+def _replay_call(predictor, name: str, c: dict, z: dict) -> None:
+    """One recorded call sent and its response / yielded frames compared."""
+    req = request(c["request"], name)
+    if req["type"] == "propagate_in_video":
+        got = list(predictor.handle_stream_request(req))
+        assert [g["frame_index"] for g in got] == c["frames_yielded"], c["key"]
+        for g, o in zip(got, c["outputs"]):
+            assert g["outputs"]["out_obj_ids"].tolist() == o["obj_ids"], (c["key"], o)
+        last = {g["frame_index"]: g for g in got}  # a frame yielded twice keeps the later
+        for f, g in last.items():
+            check_frame_outputs(g["outputs"], z, f"{c['key']}_f{f:03d}_")
+    else:
+        resp = predictor.handle_request(req)
+        if req["type"] == "add_prompt":
+            assert resp["frame_index"] == c["response"]["frame_index"]
+            (o,) = c["outputs"]
+            assert resp["outputs"]["out_obj_ids"].tolist() == o["obj_ids"], c["key"]
+            check_frame_outputs(resp["outputs"], z, f"{c['key']}_f{o['frame']:03d}_")
+        else:
+            assert resp == c["response"], (c["key"], resp)

@@ -4,7 +4,6 @@ tens of seconds on a busy CPU, so each test replays as few frames as its check n
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -27,13 +26,6 @@ def predictor():
     return build_sam3_video_predictor(checkpoint_path=rec.CHECKPOINT, **th)
 
 
-def _open(predictor, name: str) -> str:
-    """Open a session on the recorded clip (frames cost nothing until the detector runs)."""
-    return predictor.handle_request(
-        {"type": "start_session", "resource_path": rec.frames(), "session_id": name}
-    )["session_id"]
-
-
 def test_frames_are_loaded_as_the_official_video_loader_does() -> None:
     fr = load_frames(rec.frames())
     assert fr.images.dtype == torch.float16 and fr.images.shape == (4, 3, 1008, 1008)
@@ -41,53 +33,16 @@ def test_frames_are_loaded_as_the_official_video_loader_does() -> None:
     assert float(fr.images.min()) >= -1 and float(fr.images.max()) <= 1
 
 
-def test_text_prompt_matches_official_detection_and_outputs(predictor) -> None:
-    """c01 (add_prompt text): the detector pass (pre-NMS logits, presence, boxes, NMS keeps,
-    detections, their 288x288 logits) and the returned frame (ids, scores, boxes, masks)."""
+def test_text_forward_session_replays_call_by_call(predictor) -> None:
+    """add_prompt text on frame 0 (one detection -> object 0), then a full forward
+    propagation where every later detection starts a new object (frames 1-3 -> objects 1-5):
+    every detector pass (pre-NMS logits, presence, boxes, NMS keeps, detections and their
+    288x288 logits) and every returned frame (ids, scores, boxes, masks). The later calls of
+    this session (clicks, partial propagation) are not implemented yet."""
     name = "text_forward_refine_remove"
-    c01 = rec.call(name, "c01")
-    z = rec.arrays(name)
-    sid = _open(predictor, name)
-    seen = []
-    orig = predictor.detector.detect
-
-    def spy(*a, **k):
-        seen.append(orig(*a, **k))
-        return seen[-1]
-
-    predictor.detector.detect = spy
-    try:
-        resp = predictor.handle_request({**c01["request"], "session_id": sid})
-    finally:
-        del predictor.detector.detect
-    assert resp["frame_index"] == c01["response"]["frame_index"]
-    (ev,) = [e for e in c01["events"] if e["kind"] == "detect"]
-    (d,) = seen
-    p = f"c01_{ev['key']}_"
-    tol = rec.ATOL_QUERY_LOGITS
-    np.testing.assert_allclose(d.query_logits.numpy(), z[p + "query_logits"], atol=tol)
-    np.testing.assert_allclose(d.presence_logit.numpy(), z[p + "presence_logit"], atol=tol)
-    np.testing.assert_allclose(
-        d.query_boxes_xyxy.numpy(), z[p + "query_boxes_xyxy"], atol=rec.ATOL_BOXES_NORM
-    )
-    np.testing.assert_array_equal(d.nms_keep.numpy(), z[p + "nms_keep"])
-    np.testing.assert_allclose(d.scores.numpy(), z[p + "det_scores"], atol=rec.ATOL_SCORES)
-    np.testing.assert_allclose(
-        d.boxes_xyxy.numpy(), z[p + "det_boxes_xyxy"], atol=rec.ATOL_BOXES_NORM
-    )
-    ls = rec.MANIFEST["logit_stride"]
-    mine = d.mask_logits[:, ::ls, ::ls].numpy()
-    assert np.allclose(mine, z[p + "det_mask_logits"].astype(np.float32), rtol=1e-3, atol=2e-4)
-    np.testing.assert_allclose(
-        d.mask_logits.abs().flatten(1).amax(1).numpy(), z[p + "det_mask_logits_absmax"], atol=1e-4
-    )
-    (plan,) = [e for e in c01["events"] if e["kind"] == "plan"]
-    (out,) = c01["outputs"]
-    assert list(resp["outputs"]["out_obj_ids"]) == out["obj_ids"] == plan["new_det_obj_ids"]
-    rec.check_frame_outputs(resp["outputs"], z, f"c01_f{out['frame']:03d}_")
-    assert predictor.handle_request({"type": "close_session", "session_id": sid}) == {
-        "is_success": True
-    }
+    keys = ["c00", "c01", "c02"]
+    assert rec.replay(predictor, name, keys, detections=True) == keys
+    predictor.handle_request({"type": "close_session", "session_id": name})
 
 
 def test_text_both_ways_session_replays_call_by_call(predictor) -> None:
@@ -96,12 +51,15 @@ def test_text_both_ways_session_replays_call_by_call(predictor) -> None:
     is empty; every yielded frame's ids, scores, boxes and masks."""
     name = "text_both_ways"
     keys = [c["key"] for c in rec.session(name)["calls"]]
-    assert rec.replay(predictor, name, keys) == keys
+    assert rec.replay(predictor, name, keys, detections=True) == keys
 
 
 def test_exemplar_box_session_replays_call_by_call() -> None:
     """add_prompt with one exemplar box (no text): the detector reads "visual" with the box on
-    frame 0 and detects nothing on later frames; propagate forward for 2 frames; reset."""
+    frame 0 and detects nothing on later frames; propagate forward for 2 frames; reset.
+    (Detector passes are not compared: the official code computes the next frame's detector
+    output ahead with the current frame's box, so its frame-1 query logits differ; with
+    detections off there they change nothing.)"""
     name = "exemplar_box"
     th = rec.session(name)["thresholds"]
     predictor = build_sam3_video_predictor(checkpoint_path=rec.CHECKPOINT, **th)
