@@ -132,6 +132,14 @@ def test_hq_model_outputs_one_mask_and_hq_token_only_changes_it() -> None:
     # the default after a hq_token_only call is the official one again
     again, _, _ = p.predict(pt, lb, multimask_output=True, return_logits=True)
     np.testing.assert_array_equal(again, both)
+    # stored features (embedding files) give the same answer without the encoder
+    feats = p.get_image_features()
+    assert sorted(feats) == ["image_embedding", "interm_embedding"]
+    assert p.image_feature_bytes() == 4 * (32 + 64) * 64 * 64
+    q = SamHQPredictor(model)
+    q.set_image_features({k: v.clone() for k, v in feats.items()}, (120, 160))
+    restored, _, _ = q.predict(pt, lb, multimask_output=True, return_logits=True)
+    np.testing.assert_allclose(restored, both, rtol=0, atol=1e-6)
 
 
 def test_hq_predictor_and_decoder_refuse_what_they_cannot_do() -> None:
@@ -140,6 +148,10 @@ def test_hq_predictor_and_decoder_refuse_what_they_cannot_do() -> None:
         SamHQPredictor(build_mobile_sam(checkpoint=CKPTS["mobile_sam"]))
     with pytest.raises(ValueError, match="early feature"):
         SamHQPredictor(hq_model).set_embedding(torch.zeros(1, 32, 64, 64), (64, 64))
+    with pytest.raises(ValueError, match="interm_embedding"):
+        SamHQPredictor(hq_model).set_image_features(
+            {"image_embedding": torch.zeros(1, 32, 64, 64)}, (64, 64)
+        )
     plain = SamPredictor(hq_model)  # the SAM 1 predictor has no HQ features to give
     plain.set_image(np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(ValueError, match="SamHQPredictor"):

@@ -11,9 +11,11 @@ import torch
 from torch import Tensor
 
 from samkit.modeling.sam_hq import SamHQ, combine_hq
-from samkit.predict.sam import SamPredictor
+from samkit.predict.sam import FEATURE_KEY, SamPredictor
 from samkit.runtime.decoding import PromptDecoder
 from samkit.runtime.precision import decoder_autocast
+
+INTERM_KEY = "interm_embedding"  # the early encoder feature, in get_image_features
 
 
 class HQPromptDecoder(PromptDecoder):
@@ -94,9 +96,50 @@ class SamHQPredictor(SamPredictor):
 
     def set_embedding(self, *args: Any, **kwargs: Any) -> None:
         raise ValueError(
-            "HQ-SAM needs the image encoder's early feature as well as the embedding: "
-            "use set_image (embedding files hold only the embedding)"
+            "HQ-SAM needs the image encoder's early feature as well as the embedding: use "
+            "set_image, or set_image_features with both (get_image_features gives them)"
         )
+
+    def get_image_features(self) -> dict[str, Tensor]:
+        """{"image_embedding": 1xCxhxw, "interm_embedding": 1x`vit_dim`xhxw}: the embedding and
+        the encoder's early feature (channels first), what an embedding file stores.
+
+        Raises:
+            ValueError: no image is set.
+        """
+        out = super().get_image_features()
+        out[INTERM_KEY] = self.interm_features.permute(0, 3, 1, 2)
+        return out
+
+    @torch.inference_mode()
+    def set_image_features(
+        self,
+        features: dict[str, Tensor],
+        original_size: tuple[int, int],
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
+        """Take stored `get_image_features` output as if `set_image` had run (skips the encoder).
+
+        Raises:
+            ValueError: a tensor is missing or has another shape than this model's.
+        """
+        if FEATURE_KEY not in features or INTERM_KEY not in features:
+            raise ValueError(
+                f"HQ-SAM features need {FEATURE_KEY!r} and {INTERM_KEY!r}, got {sorted(features)}"
+            )
+        _, h, w = self.model.image_embedding_shape
+        expected = (1, self.model.mask_decoder.vit_dim, h, w)
+        interm = features[INTERM_KEY]
+        if tuple(interm.shape) != expected:
+            raise ValueError(f"{INTERM_KEY} must have shape {expected}, got {tuple(interm.shape)}")
+        SamPredictor.set_embedding(self, features[FEATURE_KEY], original_size, input_size)
+        self._set_hq(interm.to(self.device).permute(0, 2, 3, 1))
+
+    def image_feature_bytes(self) -> int:
+        """Bytes of one image's `get_image_features` (embedding and early feature)."""
+        c, h, w = self.model.image_embedding_shape
+        size = torch.empty((), dtype=self.model.dtype).element_size()
+        return size * (c + self.model.mask_decoder.vit_dim) * h * w
 
     def _set_hq(self, interm: Tensor) -> None:
         decoder = self.model.mask_decoder
