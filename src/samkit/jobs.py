@@ -17,9 +17,18 @@ from typing import Any
 
 import numpy as np
 
+from samkit.amg import render_overlay, write_coco_json
+from samkit.amg.coco import DEFAULT_CATEGORIES, coco_dataset, json_image_entry, read_annotation_file
+from samkit.amg.sam3 import CONCEPT_OPTIONS, concept_categories
+from samkit.amg.select import mask_generator_for
 from samkit.build.registry import get_family
 from samkit.io.atomic import remove_stale_temporaries
+from samkit.io.embeddings import features_of, load_embedding, rgb_sha256, save_embedding
+from samkit.io.images import ImageDecodeError, decode_image
 from samkit.io.limits import DEFAULT_MAX_PIXELS
+from samkit.io.masks import atomic_write_bytes, png_bytes
+from samkit.io.provenance import of_model
+from samkit.predict.inputs import as_rgb_uint8
 
 
 def decode(
@@ -42,9 +51,6 @@ def decode(
         ImageDecodeError (a ValueError): not a readable image, or over `max_pixels`.
         ValueError: an array the rule refuses (a wrong shape or dtype).
     """
-    from samkit.io.images import ImageDecodeError, decode_image
-    from samkit.predict.inputs import as_rgb_uint8
-
     if not isinstance(source, (bytes, str, os.PathLike)):
         return as_rgb_uint8(source)
     try:
@@ -79,8 +85,6 @@ def make_generator(model: Any, family: str, amg_kwargs: dict[str, Any]) -> Any:
     """
     fam = get_family(family)
     if fam.has("concepts") or "text_prompts" in amg_kwargs:
-        from samkit.amg.sam3 import CONCEPT_OPTIONS
-
         if not fam.has("concepts"):
             raise ValueError("text prompts need a SAM 3 model (--model sam3)")
         if "text_prompts" not in amg_kwargs or set(amg_kwargs) - set(CONCEPT_OPTIONS):
@@ -89,8 +93,6 @@ def make_generator(model: Any, family: str, amg_kwargs: dict[str, Any]) -> Any:
                 f"{', '.join(CONCEPT_OPTIONS)} (text_prompts required), got {sorted(amg_kwargs)}"
             )
         return fam.load("concepts")(model, **amg_kwargs)
-    from samkit.amg.select import mask_generator_for
-
     return mask_generator_for(model, output_mode="coco_rle", **amg_kwargs)
 
 
@@ -161,11 +163,7 @@ class AutoJob:
     def categories(self) -> list[dict[str, Any]]:
         """The COCO categories: SAM 3 runs (`text_prompts` in `params`) one per concept
         (`samkit.amg.sam3.concept_categories`), otherwise the one class "object"."""
-        from samkit.amg.coco import DEFAULT_CATEGORIES
-
         if "text_prompts" in self.params:
-            from samkit.amg.sam3 import concept_categories
-
             return concept_categories(self.params["text_prompts"])
         return [dict(c) for c in DEFAULT_CATEGORIES]
 
@@ -208,8 +206,6 @@ class AutoJob:
         Raises:
             ValueError: an image's JSON is missing or is not a samkit annotation file.
         """
-        from samkit.amg.coco import coco_dataset, read_annotation_file
-
         info = {"description": "samkit automatic masks", "samkit": self.params}
         with coco_dataset(self.dataset_path, self.categories, info=info) as dataset:
             for image_id, name in sorted(images):
@@ -230,8 +226,6 @@ class AutoJob:
         json_path, overlay = self.outputs(stem)
         if not (json_path.is_file() and overlay.is_file()):
             return False
-        from samkit.amg.coco import json_image_entry
-
         try:
             image = json_image_entry(json.loads(json_path.read_text()))
             return image is not None and image.get("samkit") == self.params
@@ -253,9 +247,6 @@ class AutoJob:
             file_name: the image's file name (its stem names the outputs).
             image_id: the image's COCO id (`image_ids`), recorded in its JSON.
         """
-        from samkit.amg import render_overlay, write_coco_json
-        from samkit.io.masks import atomic_write_bytes, png_bytes
-
         image = decode(source, file_name, self.stretch, self.max_pixels)
         records = generator.generate(image)
         overlay = render_overlay(image, records)
@@ -302,8 +293,6 @@ class EmbedJob:
 
     def is_complete(self, stem: str) -> bool:
         """The embedding file loads and was computed by this model."""
-        from samkit.io.embeddings import load_embedding
-
         dest = self.output(stem)
         if not dest.is_file():
             return False
@@ -315,9 +304,6 @@ class EmbedJob:
         self, predictor: Any, source: np.ndarray | bytes | str | os.PathLike[str], file_name: str
     ) -> Path:
         """Encode one image with `predictor` and write its embedding file; returns its path."""
-        from samkit.io.embeddings import features_of, rgb_sha256, save_embedding
-        from samkit.io.provenance import of_model
-
         image = decode(source, file_name, self.stretch, self.max_pixels)
         predictor.set_image(image)
         return save_embedding(

@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+import samkit
+from samkit.amg.io import render_overlay
+from samkit.amg.report import cli_flag
+from samkit.checkpoint import CheckpointUnavailableError, default_cache_dir, fetch_checkpoint
+from samkit.checkpoint.download import download_advice
 from samkit.cli.amgopts import AMG_OPTIONS as _AMG_OPTIONS
 from samkit.cli.argparsing import print_warnings, prompt_warnings
 from samkit.cli.common import (
@@ -24,7 +30,13 @@ from samkit.cli.common import (
     families_with,
     takes_setting,
 )
+from samkit.cli.distributed import run_on_ray
 from samkit.cli.imageopts import image_max_pixels, image_stretch
+from samkit.cli.sam3_commands import auto_concept_kwargs, segment_concepts, segment_family
+from samkit.configs.sam import get_variant, variant_names
+from samkit.io.images import decode_image
+from samkit.io.masks import atomic_write_bytes, mask_png_bytes, mask_records, png_bytes
+from samkit.io.overlay import draw_prompts
 from samkit.io.progress import Progress
 from samkit.jobs import (
     AutoJob,
@@ -35,15 +47,12 @@ from samkit.jobs import (
     remove_stale_temporaries,
     settled_amg_kwargs,
 )
+from samkit.server.listen import listen_socket
+from samkit.server.threads import run_in_fresh_thread
+from samkit.server.video_session import VideoLimits
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from samkit.amg.io import render_overlay
-    from samkit.cli.sam3_commands import segment_concepts, segment_family
-    from samkit.io.images import decode_image
-    from samkit.io.masks import atomic_write_bytes, mask_png_bytes, mask_records, png_bytes
-    from samkit.io.overlay import draw_prompts
-
     family = segment_family(args)  # SAM 3 options checked against the model family
     if family in families_with("concepts") and not args.point:
         return segment_concepts(args)  # --text / exemplar boxes: every instance
@@ -136,16 +145,11 @@ class _AutoProgress(Progress):
 
 
 def cmd_auto(args: argparse.Namespace) -> int:
-    from samkit.amg.report import cli_flag
-    from samkit.cli.sam3_commands import auto_concept_kwargs
-
     concepts = auto_concept_kwargs(args)  # SAM 3 --text: its settings instead of the AMG's
     amg_kwargs = concepts or {name: getattr(args, name) for name, *_ in _AMG_OPTIONS}
     if getattr(args, "use_m2m", False):
         amg_kwargs["use_m2m"] = True
     if getattr(args, "ray", False):
-        from samkit.cli.distributed import run_on_ray
-
         return run_on_ray(args, "auto", amg_kwargs)
     files = list(dict.fromkeys(_image_files(args.inputs)))  # a file given twice is done once
     ids = image_ids([f.name for f in files])  # COCO ids: by file name, as with --ray
@@ -217,8 +221,6 @@ def cmd_auto(args: argparse.Namespace) -> int:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     if getattr(args, "ray", False):
-        from samkit.cli.distributed import run_on_ray
-
         return run_on_ray(args, "embed")
     files = _image_files(args.inputs)
     out = Path(args.out)
@@ -249,9 +251,6 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from samkit.checkpoint import CheckpointUnavailableError, fetch_checkpoint
-    from samkit.checkpoint.download import download_advice
-
     try:
         path = fetch_checkpoint(args.variant, args.cache_dir, progress=True)
     except CheckpointUnavailableError as e:  # its advice (--random-weights) is for other commands
@@ -261,12 +260,6 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import torch
-
-    import samkit
-    from samkit.checkpoint import default_cache_dir
-    from samkit.configs.sam import get_variant, variant_names
-
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     rows = []
     for name in variant_names():
@@ -303,13 +296,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from samkit.server.app import create_app
-        from samkit.server.threads import run_in_fresh_thread
     except ImportError as e:
         raise CliError(
             f"samkit serve needs the [server] extra: pip install 'samkit[server]' ({e})"
         ) from None
-    from samkit.server.listen import listen_socket
-
     video_limits = _video_limits(args)
     sock = listen_socket(args.host, args.port)  # a busy port fails here, before the URL
     try:
@@ -339,8 +329,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def _video_limits(args: argparse.Namespace) -> Any:
     """The web app's video limits from `--max-video-*` and `--video-idle-minutes` (CliError when
     out of range)."""
-    from samkit.server.video_session import VideoLimits
-
     try:
         return VideoLimits(
             max_bytes=int(args.max_video_mb * 2**20),

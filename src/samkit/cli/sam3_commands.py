@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from samkit.amg.io import render_overlay, write_coco_json
+from samkit.amg.sam3 import Sam3ConceptGenerator, check_exemplar_boxes, sam3_state_from_embedding
 from samkit.cli.amgopts import AMG_OPTIONS
 from samkit.cli.common import (
     FAMILY_NAMES,
@@ -38,6 +41,11 @@ from samkit.cli.common import (
 )
 from samkit.cli.imageopts import image_max_pixels, image_stretch
 from samkit.cli.sam3opts import OFFICIAL_THRESHOLD
+from samkit.io.atomic import atomic_write_bytes
+from samkit.io.images import decode_image
+from samkit.io.masks import mask_png_bytes, png_bytes
+from samkit.io.overlay import draw_prompts
+from samkit.io.rle import segmentation_to_mask
 
 _USE_SAM3 = "--model sam3 with --checkpoint sam3.pt (or only a sam3.pt --checkpoint)"
 
@@ -144,14 +152,6 @@ def auto_concept_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def segment_concepts(args: argparse.Namespace) -> int:
     """`samkit segment --text ... / --box exemplars` on a SAM 3 model (outputs: module doc)."""
-    from samkit.amg.io import render_overlay, write_coco_json
-    from samkit.amg.sam3 import Sam3ConceptGenerator, check_exemplar_boxes
-    from samkit.io.atomic import atomic_write_bytes
-    from samkit.io.images import decode_image
-    from samkit.io.masks import mask_png_bytes, png_bytes
-    from samkit.io.overlay import draw_prompts
-    from samkit.io.rle import segmentation_to_mask
-
     image = decode_image(args.image, max_pixels=image_max_pixels(args), stretch=image_stretch(args))
     h, w = image.shape[:2]
     try:
@@ -201,8 +201,6 @@ def segment_concepts(args: argparse.Namespace) -> int:
 def _embedding_state(args: argparse.Namespace, lm: Any, image: np.ndarray) -> dict[str, Any]:
     """The processor state of a `samkit embed` file of this image and model (CliError when it
     is another family's, image's or architecture's)."""
-    from samkit.amg.sam3 import sam3_state_from_embedding
-
     emb = checked_embedding(args, lm, image)
     return sam3_state_from_embedding(emb, lm.model)  # provenance checked (ValueError)
 
@@ -210,10 +208,6 @@ def _embedding_state(args: argparse.Namespace, lm: Any, image: np.ndarray) -> di
 def _label_png(masks: list[np.ndarray], records: list[dict[str, Any]], h: int, w: int) -> bytes:
     """The instance label image as PNG bytes: 0 background, i + 1 for instance i; overlapping
     pixels take the higher-scoring instance (8-bit up to 255 instances, else 16-bit)."""
-    from PIL import Image
-
-    from samkit.io.masks import png_bytes
-
     dtype = np.uint8 if len(masks) <= 255 else np.uint16
     label = np.zeros((h, w), dtype=dtype)
     for i in np.argsort([r["score"] for r in records], kind="stable"):
