@@ -140,8 +140,11 @@ def variant_names(family: Family | None = None) -> list[str]:
     """Canonical variant names (no aliases), optionally of one family."""
     _ensure_sam2_registered()
     seen = {v.name: v for v in VARIANTS.values()}
-    # SAM 1 first whichever family module was imported first (a stable sort keeps each's order).
-    ordered = sorted(seen.values(), key=lambda v: v.family)
+    # SAM 1, then SAM 2, then the other families by name, whichever module was imported first (a
+    # stable sort keeps each family's own order).
+    ordered = sorted(
+        seen.values(), key=lambda v: (v.family != "sam1", v.family != "sam2", v.family)
+    )
     return [v.name for v in ordered if family is None or v.family == family]
 
 
