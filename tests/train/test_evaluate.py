@@ -67,7 +67,8 @@ def test_next_click_picks_the_farther_error_and_its_label() -> None:
 class _ScriptedModel(torch.nn.Module):
     """Mimics the Sam interface on 64x64 images; returns scripted full-resolution masks."""
 
-    img_size = 64
+    family = "sam1"  # what every samkit model says of itself (samkit.build.registry)
+    image_size = img_size = 64
     mask_threshold = 0.0
 
     def __init__(self, multimask: list[np.ndarray], scores: list[float], singles: list[np.ndarray]):
