@@ -15,15 +15,15 @@ import argparse
 import sys
 from typing import Any
 
+from samkit.build.registry import get_family
+from samkit.cli.common import CliError, _add_model_args, families_with, load_model
+
 # `--opset`'s default as `--help` shows it; the exporter's DEFAULT_OPSET is not imported here
 # (that module imports torch, and `--help` must not). tests/export checks that the two agree.
 HELP_DEFAULT_OPSET = 17
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from samkit.build.registry import get_family
-    from samkit.cli.common import CliError, families_with, load_model
-
     try:
         import onnx
     except ImportError:
@@ -58,8 +58,6 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: Any) -> None:
     """Add `export onnx` to the `samkit` command's subparsers."""
-    from samkit.cli.common import _add_model_args
-
     export = subparsers.add_parser("export", help="export a model (onnx)")
     sub = export.add_subparsers(dest="export_format", metavar="FORMAT", required=True)
     p = sub.add_parser(

@@ -9,6 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from samkit.build.loaded import load_family_model
+from samkit.build.registry import get_family
+from samkit.cli.imageopts import add_image_args, image_max_pixels, image_stretch
+from samkit.io.atomic import atomic_write_text
+
+# samkit.train (torch; train.evaluate also scipy) is imported inside the command functions:
+# `samkit.cli.parser` imports this module to build the parser, and `--help` imports no torch.
+
 logger = logging.getLogger("samkit")
 
 
@@ -37,8 +45,6 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--clicks", type=int, default=5, help="clicks simulated per instance (default 5)"
     )
-    from samkit.cli.imageopts import add_image_args
-
     add_image_args(p)
 
 
@@ -136,8 +142,6 @@ def add_parsers(subparsers: Any) -> None:
 def _load_model(args: argparse.Namespace) -> Any:
     """A model of a family that fine-tunes (registry slot `trainer`: SAM 1 `build_sam`, SAM 2
     `build_sam2`); without --checkpoint, random weights."""
-    from samkit.build.loaded import load_family_model
-    from samkit.build.registry import get_family
     from samkit.train.families import model_family
 
     if args.model is None and args.checkpoint is None:
@@ -151,7 +155,6 @@ def _load_model(args: argparse.Namespace) -> Any:
 
 
 def _splits(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
-    from samkit.cli.imageopts import image_max_pixels, image_stretch
     from samkit.train.datasets import open_dataset, split_names
 
     ds = open_dataset(
@@ -243,7 +246,6 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from samkit.io.atomic import atomic_write_text
     from samkit.train.datasets import Subset
     from samkit.train.evaluate import evaluate, plot_miou_curve
     from samkit.train.lora import load_adapters

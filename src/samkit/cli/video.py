@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from samkit.build.loaded import official_checkpoint
+from samkit.build.registry import get_family, is_config_path
 from samkit.cli.common import (
     DTYPES,
     FAMILY_NAMES,
@@ -21,6 +23,10 @@ from samkit.cli.common import (
     model_family,
     refuse_family,
 )
+
+# samkit.runtime / samkit.video (torch; video.eval also scipy) are imported inside the command
+# functions: `samkit.cli.parser` imports this module to build the parser, and `--help` imports
+# no torch.
 
 
 def _sam2_model_help(p: Any) -> None:
@@ -118,8 +124,6 @@ def add_parsers(sub: Any) -> None:
 def load_video_predictor(args: argparse.Namespace) -> Any:
     """The video predictor of the model's family (registry slot `video_predictor`: SAM 2's
     `samkit.build_sam2_video_predictor`) from the common model arguments."""
-    from samkit.build.loaded import official_checkpoint
-    from samkit.build.registry import get_family, is_config_path
     from samkit.runtime.accel import tune_malloc
 
     tune_malloc()
