@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from samkit.io.masks import IMAGE_SUFFIXES
+
 _GLOB_CHARS = ("*", "?", "[")
 
 
@@ -41,8 +43,6 @@ def _is_uri(item: str) -> bool:
 
 
 def _image_suffixes() -> tuple[str, ...]:
-    from samkit.io.masks import IMAGE_SUFFIXES
-
     return IMAGE_SUFFIXES
 
 

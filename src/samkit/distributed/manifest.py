@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from samkit.io.masks import atomic_write_bytes
+
 # Column -> meaning. `masks` is None for embeddings and images that were not segmented.
 COLUMNS = {
     "image_id": "the image's COCO id: 1 + the rank of its file name among the run's",
@@ -39,8 +41,6 @@ def manifest_path(out: str | os.PathLike[str]) -> Path:
 
 def write_manifest(out: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> Path:
     """Write the rows (sorted by image_id) atomically; returns the manifest's path."""
-    from samkit.io.masks import atomic_write_bytes
-
     rows = sorted(({k: r.get(k) for k in COLUMNS} for r in rows), key=lambda r: r["image_id"])
     path = manifest_path(out)
     if path.suffix == ".parquet":

@@ -12,13 +12,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from samkit.amg import SamAutomaticMaskGenerator
+from samkit.amg.sam3 import (
+    CONCEPT_OPTIONS,
+    OFFICIAL_CONFIDENCE_THRESHOLD,
+    check_confidence_threshold,
+    check_text_prompts,
+)
+from samkit.amg.select import SAM2_ONLY
 from samkit.distributed.inputs import ImageList, list_images
 from samkit.distributed.manifest import read_manifest, write_manifest
 from samkit.distributed.messages import RAY_MISSING
 from samkit.distributed.models import RunModel, resolve_model
+from samkit.distributed.workers import ModelWorker, decode_row
 from samkit.io.limits import DEFAULT_MAX_PIXELS
 from samkit.io.progress import Progress
-from samkit.jobs import AutoJob, EmbedJob, image_ids, remove_stale_temporaries
+from samkit.jobs import (
+    AutoJob,
+    EmbedJob,
+    image_ids,
+    make_generator,
+    remove_stale_temporaries,
+    settled_amg_kwargs,
+)
 
 DECODE_CPUS = 0.1  # logical CPUs of a read / decode task: they must fit beside the actors
 MANIFEST_EVERY_S = 5.0
@@ -114,13 +130,6 @@ def _amg_kwargs(generator_kwargs: dict[str, Any] | None) -> dict[str, Any]:
     """Every numeric option of the generator, defaults filled in, in `samkit auto`'s order; a
     SAM 3 run's (`text_prompts`, optional `confidence_threshold`) checked and completed."""
     if generator_kwargs and "text_prompts" in generator_kwargs:
-        from samkit.amg.sam3 import (
-            CONCEPT_OPTIONS,
-            OFFICIAL_CONFIDENCE_THRESHOLD,
-            check_confidence_threshold,
-            check_text_prompts,
-        )
-
         unknown = set(generator_kwargs) - set(CONCEPT_OPTIONS)
         if unknown:
             raise ValueError(
@@ -131,9 +140,6 @@ def _amg_kwargs(generator_kwargs: dict[str, Any] | None) -> dict[str, Any]:
             "text_prompts": check_text_prompts(generator_kwargs["text_prompts"]),
             "confidence_threshold": check_confidence_threshold(t),
         }
-    from samkit.amg import SamAutomaticMaskGenerator
-    from samkit.amg.select import SAM2_ONLY
-
     params = inspect.signature(SamAutomaticMaskGenerator).parameters
     full = {
         n: p.default
@@ -235,8 +241,6 @@ def _execute(
     show: _Progress,
 ) -> None:  # fmt: skip
     import ray.data
-
-    from samkit.distributed.workers import ModelWorker, decode_row
 
     workers, threads = _sizing(ray, num_workers, threads)
     ctx = ray.data.DataContext.get_current()
@@ -348,7 +352,6 @@ def label_images(
         ValueError: bad inputs or settings.  ImportError: Ray Data is not installed.
     """
     amg = _amg_kwargs(generator_kwargs)
-    from samkit.jobs import make_generator, settled_amg_kwargs
 
     def build() -> RunModel:
         rm = resolve_model(

@@ -8,8 +8,11 @@ import time
 from typing import Any
 
 import numpy as np
+import torch
 
 from samkit.io.limits import DEFAULT_MAX_PIXELS
+from samkit.jobs import decode, make_generator, make_predictor
+from samkit.runtime.accel import tune_malloc
 
 _EMPTY = np.zeros((0, 0, 3), dtype=np.uint8)  # the image of a row whose decoding failed
 
@@ -23,8 +26,6 @@ def decode_row(
 ) -> dict[str, Any]:
     """Ray Data task: one file's bytes -> its HxWx3 uint8 RGB pixels, or the decoding error
     (`stretch` and `max_pixels`: see `samkit.io.images.decode_image`)."""
-    from samkit.jobs import decode
-
     path = str(row["path"])
     try:
         image = decode(bytes(row["bytes"]), os.path.basename(path), stretch, max_pixels)
@@ -50,10 +51,6 @@ class ModelWorker:
         self, kind: str, job: Any, refs: list[Any], threads: int, amg_kwargs: dict | None = None
     ) -> None:
         import ray
-        import torch
-
-        from samkit.jobs import make_generator, make_predictor
-        from samkit.runtime.accel import tune_malloc
 
         tune_malloc()  # as the `samkit` command does
         torch.set_num_threads(threads)
