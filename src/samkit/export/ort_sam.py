@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from samkit.build.registry import get_family
 from samkit.io.provenance import Provenance, check, from_json
 from samkit.predict.inputs import Prompts, as_rgb_uint8, get_preprocess_shape, validate_prompts
 
@@ -83,8 +84,6 @@ def files_provenance(
 
 def _onnx_predictor_name(family: str) -> str:
     """The onnxruntime predictor class of a family (`samkit.build.registry`), for messages."""
-    from samkit.build.registry import get_family
-
     try:
         ref = get_family(family).onnx_predictor
     except ValueError:  # a family this samkit does not know

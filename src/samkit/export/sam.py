@@ -42,7 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from samkit import __version__
+from samkit.io.provenance import of_model
 from samkit.modeling.sam import Sam
+from samkit.runtime.accel import plain_float32_copy
 
 DEFAULT_OPSET = 17
 ENCODER_FILE = "encoder.onnx"
@@ -61,8 +64,6 @@ DECODER_DYNAMIC_AXES = {
 def _float32_copy(model: Sam) -> Sam:
     """The model itself when it is plain float32, else a float32 copy without the low-precision
     hooks of `build_sam(dtype=...)` / `samkit.runtime.accel.optimize` (exports are always float32)."""
-    from samkit.runtime.accel import plain_float32_copy
-
     return plain_float32_copy(model)
 
 
@@ -149,9 +150,6 @@ class SamOnnxDecoder(nn.Module):
 
 
 def _metadata(model: Sam, **extra: object) -> dict[str, str]:
-    from samkit import __version__
-    from samkit.io.provenance import of_model
-
     pe = model.prompt_encoder
     meta = {
         "samkit_version": __version__,

@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from samkit import __version__
 from samkit.export.sam import (
     DECODER_FILE,
     DEFAULT_OPSET,
@@ -62,7 +63,9 @@ from samkit.export.sam import (
     _export,
     export_prompt_decoder,
 )
+from samkit.io.provenance import of_model
 from samkit.modeling.sam2 import Sam2
+from samkit.runtime.accel import plain_float32_copy
 
 ENCODER_OUTPUTS = ["image_embed", "high_res_feats_0", "high_res_feats_1"]
 DECODER_INPUTS = [
@@ -96,8 +99,6 @@ def _check_model(model: Sam2, what: str) -> None:
 def _checked_float32(model: Sam2, what: str) -> Sam2:
     """The checked model as plain float32 (a copy without the hooks of a low-precision model)."""
     _check_model(model, what)
-    from samkit.runtime.accel import plain_float32_copy
-
     return plain_float32_copy(model)
 
 
@@ -215,9 +216,6 @@ class Sam2OnnxDecoder(nn.Module):
 
 
 def _metadata(model: Sam2, **extra: object) -> dict[str, str]:
-    from samkit import __version__
-    from samkit.io.provenance import of_model
-
     pe = model.sam_prompt_encoder
     c = pe.embed_dim
     (h0, w0), (h1, w1), (h, w) = model.bb_feat_sizes
