@@ -27,6 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from samkit.build.sam import build_sam
+from samkit.configs.sam import sam_config_from_official
+from samkit.predict.sam import SamPredictor
+from samkit.train.synthetic import make_shapes_sample, small_sam_config
+
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 WEIGHTS_NAME = "shapes_demo.safetensors"
 CONFIG_NAME = "shapes_demo.json"
@@ -86,8 +91,6 @@ def demo_samples(n: int) -> list[DemoSample]:
     Image 0 is the quickstart's. Images with fewer than three shapes are skipped so every demo
     image shows several objects. Deterministic for given numpy and Pillow versions.
     """
-    from samkit.train.synthetic import make_shapes_sample
-
     if n < 1:
         raise ValueError(f"demo_samples: n must be >= 1, got {n}")
     out: list[DemoSample] = []
@@ -130,10 +133,6 @@ def build_demo_model(
         FileNotFoundError: the weights file is missing.
         ValueError: the file does not fit the demo architecture (names the keys).
     """
-    from samkit.build.sam import build_sam
-    from samkit.configs.sam import sam_config_from_official
-    from samkit.train.synthetic import small_sam_config
-
     path = Path(weights_path) if weights_path is not None else DEMO_DIR / WEIGHTS_NAME
     if not path.is_file():
         raise FileNotFoundError(
@@ -161,8 +160,6 @@ def segment(
         (mask HxW bool, predicted IoU, IoU against the true shape under the point, or None when
         the point is on the background).
     """
-    from samkit.predict.sam import SamPredictor
-
     x, y = sample.point if point is None else point
     if predictor is None:
         predictor = SamPredictor(model)
@@ -183,8 +180,6 @@ def evaluate_demo_model(
     highest predicted IoU is kept. Returns ``{"demo_point", "demo_iou", "demo_predicted_iou",
     "miou_1pt", "instances"}``.
     """
-    from samkit.predict.sam import SamPredictor
-
     if model is None:
         model = build_demo_model(weights_path)
     samples = demo_samples(max(1, images))

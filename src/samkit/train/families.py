@@ -28,7 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from samkit.build.registry import family_of
+from samkit.build.family import checkpoint_family
+from samkit.build.registry import DEFAULT_FAMILY, family_of, is_config_path, spec_family
+from samkit.configs.sam import load_config_json
+from samkit.predict.postprocess import postprocess_masks
 from samkit.predict.transforms import apply_coords
 from samkit.train.datasets import PreparedSample, Sample, prepare_sample
 
@@ -212,8 +215,6 @@ class Sam2Ops(FamilyOps):
         return c * self.img_size
 
     def upscale(self, low: Tensor, prep: PreparedSample) -> Tensor:
-        from samkit.predict.postprocess import postprocess_masks
-
         return postprocess_masks(low, prep.original_size, self.mask_threshold, 0.0, 0.0)
 
     def as_mask_input(self, low: Tensor) -> Tensor:
@@ -237,15 +238,9 @@ def model_family(model: str | None, checkpoint: str | None = None) -> str:
     Raises:
         ValueError: neither is given, an unknown variant, or a config that is not a JSON object.
     """
-    from samkit.build.family import checkpoint_family
-    from samkit.build.registry import DEFAULT_FAMILY, is_config_path, spec_family
-
     if model is not None:
-        if is_config_path(model):
-            from samkit.configs.sam import load_config_json
-
-            if not isinstance(load_config_json(model), dict):
-                raise ValueError(f"{model}: expected a JSON object (a model config)")
+        if is_config_path(model) and not isinstance(load_config_json(model), dict):
+            raise ValueError(f"{model}: expected a JSON object (a model config)")
         return spec_family(model)
     if checkpoint is None:
         raise ValueError("give a model (variant name or config.json) or a checkpoint")

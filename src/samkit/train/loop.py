@@ -284,7 +284,7 @@ class Trainer:
         atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
     def evaluate(self, clicks: int | None = None) -> dict[str, Any]:
-        from samkit.train.evaluate import evaluate
+        from samkit.train.evaluate import evaluate  # scipy: the [train] extra
 
         if not self.val_data:
             raise ValueError("no validation data")

@@ -25,6 +25,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
+from samkit.checkpoint import read_state_dict
+from samkit.io.provenance import check_file
 from samkit.layers.mlp import MLP, MLPBlock
 
 LORA_TARGETS = ("qkv", "proj", "decoder")
@@ -258,9 +260,6 @@ def load_adapters(model: nn.Module, path: str | os.PathLike) -> list[str]:
         ValueError: the file was made for another model (the message names both), holds no
             adapters, or its tensors do not fit.
     """
-    from samkit.checkpoint import read_state_dict
-    from samkit.io.provenance import check_file
-
     check_file(path, model, "the model")
     sd = read_state_dict(path)
     hidden, blocks = infer_adapters(sd)
