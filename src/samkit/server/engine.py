@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from samkit.amg.select import mask_generator_for
 from samkit.build.registry import family_of, get_family
 from samkit.io.embeddings import features_of, restore_features
 from samkit.io.images import DEFAULT_MAX_PIXELS, decode_image
@@ -213,8 +214,6 @@ class Engine:
         return self._worker.submit(self._everything, entry, dict(params))
 
     def _everything(self, entry: Entry, params: dict[str, Any]) -> dict[str, Any]:
-        from samkit.amg.select import mask_generator_for
-
         t = time.perf_counter()
         image = decode_image(entry.data, self.max_pixels, self.stretch)
         predictor = _cached_predictor(self.family, self.model, entry)

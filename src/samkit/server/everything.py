@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from samkit.build.registry import get_family
+
 # (API name, the page's label, min, max, step, what it does): the fields of the settings panel
 PAGE_SETTINGS: tuple[tuple[str, str, float, float, float, str], ...] = (
     ("points_per_side", "points per side", 1, 64, 1,
@@ -50,8 +52,6 @@ def family_defaults(family: str) -> dict[str, Any]:
     Raises:
         ValueError: an unknown family, or one without an automatic mask generator.
     """
-    from samkit.build.registry import get_family
-
     gen = get_family(family).load("amg_generator")
     params = inspect.signature(gen.__init__).parameters
     return {name: params[name].default for name, *_ in PAGE_SETTINGS}

@@ -36,7 +36,11 @@ from samkit.amg.sam3 import (
     check_text_prompts,
     sam3_state_from_features,
 )
+from samkit.amg.sam3 import sam3_feature_bytes as feature_bytes
+from samkit.build.registry import FAMILY_NAMES, family_names, get_family
+from samkit.build.sam3_models import sam3_img_size
 from samkit.io.masks import mask_records
+from samkit.predict.sam3 import Sam3Processor
 from samkit.server.validation import parse_json_body
 
 MAX_PHRASE_CHARS = 200  # a noun phrase; the tokenizer keeps 32 tokens anyway
@@ -53,8 +57,6 @@ class FindIn(BaseModel):
 def find_unavailable_reason(family: str) -> str | None:
     """Why this server cannot find phrases (None when it can: a family with text concepts in
     its registry entry, SAM 3)."""
-    from samkit.build.registry import FAMILY_NAMES, family_names, get_family
-
     if get_family(family).has("concepts"):
         return None
     finders = family_names("concepts")
@@ -85,8 +87,6 @@ def check_find(body: FindIn) -> tuple[str, float]:
 
 def sam3_feature_bytes(model: Any) -> int:
     """Bytes of one image's cached SAM 3 features (`samkit.amg.sam3.sam3_feature_bytes`)."""
-    from samkit.amg.sam3 import sam3_feature_bytes as feature_bytes
-
     return feature_bytes(model)
 
 
@@ -95,9 +95,6 @@ class Sam3Finder:
     cached text embeddings). Not thread-safe: the engine's decoding thread calls it."""
 
     def __init__(self, model: Any) -> None:
-        from samkit.build.sam3_models import sam3_img_size
-        from samkit.predict.sam3 import Sam3Processor
-
         self.model = model
         self.processor = Sam3Processor(model, resolution=sam3_img_size(model))
 

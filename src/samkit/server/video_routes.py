@@ -48,9 +48,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from samkit.build.registry import FAMILY_NAMES, family_names, get_family
+from samkit.modeling.sam2_video import Sam2Video
 from samkit.server.validation import check_prompt_fields
 from samkit.server.video_manager import VideoManager, VideoSlotsFull
 from samkit.server.video_session import VideoBusyError, VideoLimits, VideoSession
+from samkit.video.predictor import Sam2VideoPredictor
 
 MAX_POINTS = 64
 _VID = re.compile(r"^[0-9a-f]{32}$")
@@ -94,15 +96,11 @@ def video_manager(model: Any, family: str, limits: VideoLimits) -> tuple[VideoMa
             f"video tracking needs a {trackers} model; this server runs a "
             f"{FAMILY_NAMES.get(family, family)} model"
         )
-    from samkit.modeling.sam2_video import Sam2Video
-
     if not isinstance(model, Sam2Video):
         return None, (
             "video tracking needs a SAM 2 checkpoint with the memory modules; this server's "
             "checkpoint has only the image model"
         )
-    from samkit.video.predictor import Sam2VideoPredictor
-
     return VideoManager(Sam2VideoPredictor(model), limits), ""
 
 

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from samkit.video.formats import VisRecorder, label_map, read_label_png, write_palette_png
+from samkit.video.frames.pyav import FileFrames
 from samkit.video.session import InferenceSession
 from samkit.video.track import (
     DIRECTIONS,
@@ -101,8 +102,6 @@ class VideoSession:
     """One clip: frames, predictor state, prompts and results (see the module docstring)."""
 
     def __init__(self, predictor: Any, data: bytes, name: str, limits: VideoLimits, root: Path):
-        from samkit.video.frames.pyav import FileFrames
-
         self.id = secrets.token_hex(16)
         self.name = name
         self.predictor = predictor
