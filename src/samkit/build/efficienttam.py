@@ -16,9 +16,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from samkit.build.family import check_family
+from samkit.build.loaded import official_checkpoint
+from samkit.build.sam2 import sam2_from_config
+from samkit.checkpoint import load_state_dict_into, read_state_dict
+from samkit.configs.common import VARIANTS
 from samkit.configs.efficienttam import (
     EfficientTamConfig,
     efficienttam_config_from_official,
+    is_efficienttam_config,
 )
 from samkit.configs.sam import get_variant, load_config_json
 from samkit.configs.sam2 import FpnNeckConfig, Sam2Config
@@ -31,6 +37,7 @@ from samkit.modeling.neck import ImageEncoder
 from samkit.modeling.sam2 import Sam2
 from samkit.modeling.sam2_video import Sam2Video
 from samkit.modeling.vitdet import ViTDet, ViTDetNeck
+from samkit.runtime.accel import low_precision
 
 EfficientTamConfigLike = str | os.PathLike | EfficientTamConfig | None
 
@@ -85,8 +92,6 @@ def efficienttam_from_config(cfg: EfficientTamConfig, video: bool = True) -> Sam
         add_tpos_enc_to_obj_ptrs=cfg.add_tpos_enc_to_obj_ptrs,
         memory=cfg.memory,
     )
-    from samkit.build.sam2 import sam2_from_config
-
     return sam2_from_config(
         sam2_cfg,
         video=video,
@@ -131,8 +136,6 @@ def resolve_efficienttam_config(
 
 def efficienttam_variant_names() -> list[str]:
     """The registered EfficientTAM variant names."""
-    from samkit.configs.common import VARIANTS
-
     get_variant(_BASE_VARIANTS[0])  # registers the variants
     return sorted({v.name for v in VARIANTS.values() if v.family == "efficienttam"})
 
@@ -193,9 +196,6 @@ def build_efficienttam(
         ValueError: no variant and no checkpoint, an unknown variant, or a checkpoint of another
             family / size.
     """
-    from samkit.build.family import check_family
-    from samkit.checkpoint import load_state_dict_into, read_state_dict
-
     if variant_or_config is None and checkpoint is None:
         raise ValueError("build_efficienttam needs a variant name, a config, or checkpoint=")
     state_dict = read_state_dict(checkpoint) if checkpoint is not None else None
@@ -221,8 +221,6 @@ def build_efficienttam(
         else:
             _init_weights(model, cfg)
     if dtype is not None:
-        from samkit.runtime.accel import low_precision
-
         low_precision(model, dtype)
     return model.eval()
 
@@ -236,8 +234,6 @@ def load_efficienttam(
 ) -> Sam2:
     """The EfficientTAM loader of `samkit.build.registry`: `build_efficienttam`, with a variant's
     official checkpoint fetched into the cache when no checkpoint is given (and weights are wanted)."""
-    from samkit.build.loaded import official_checkpoint
-
     name = spec if isinstance(spec, str) else None
     checkpoint = official_checkpoint(name, checkpoint, random_weights)
     return build_efficienttam(spec, checkpoint=checkpoint, device=device, dtype=dtype)
@@ -245,8 +241,6 @@ def load_efficienttam(
 
 def is_efficienttam_config_file(raw: Any) -> bool:
     """Registry `config_match`: an official EfficientTAM config (ViTDetNeck) or `"family"`."""
-    from samkit.configs.efficienttam import is_efficienttam_config
-
     return is_efficienttam_config(raw)
 
 

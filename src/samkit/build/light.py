@@ -12,7 +12,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from samkit.build.family import check_family
+from samkit.build.loaded import official_checkpoint
 from samkit.build.sam import build_mask_decoder, build_prompt_encoder, infer_sam_config
+from samkit.checkpoint import load_state_dict_into, read_state_dict
 from samkit.configs.common import MaskDecoderConfig, PromptEncoderConfig, TwoWayTransformerConfig
 from samkit.configs.light import MobileSamConfig, SamHQConfig, TinyViTConfig
 from samkit.configs.sam import ViTConfig, get_variant
@@ -21,6 +24,7 @@ from samkit.modeling.sam_hq import MaskDecoderHQ, SamHQ
 from samkit.modeling.tiny_vit import TinyViT
 from samkit.modeling.two_way_transformer import TwoWayTransformer
 from samkit.modeling.vit import ImageEncoderViT
+from samkit.runtime.accel import low_precision
 
 LightConfig = MobileSamConfig | SamHQConfig
 
@@ -228,14 +232,10 @@ def _build(
     device: str | torch.device | None,
     dtype: torch.dtype | None,
 ) -> Any:
-    from samkit.checkpoint import load_state_dict_into, read_state_dict
-
     if spec is None and checkpoint is None:
         raise ValueError("give a variant name, a config, or checkpoint=")
     sd = read_state_dict(checkpoint) if checkpoint is not None else None
     if sd is not None:
-        from samkit.build.family import check_family
-
         check_family(sd, family, str(checkpoint))  # another family's file: say which
     cfg = infer_light_config(sd) if spec is None else resolve_light_config(spec, family)
     if cfg.family != family:
@@ -252,8 +252,6 @@ def _build(
     else:
         _init_weights(model)
     if dtype is not None:
-        from samkit.runtime.accel import low_precision
-
         low_precision(model, dtype)
     return model.eval()
 
@@ -300,8 +298,6 @@ def load_mobile_sam(
     dtype: Any = None,
 ) -> MobileSam:
     """The MobileSAM loader of `samkit.build.registry` (official checkpoint fetched if needed)."""
-    from samkit.build.loaded import official_checkpoint
-
     checkpoint = official_checkpoint(
         spec if isinstance(spec, str) else None, checkpoint, random_weights
     )
@@ -316,8 +312,6 @@ def load_sam_hq(
     dtype: Any = None,
 ) -> SamHQ:
     """The HQ-SAM loader of `samkit.build.registry` (official checkpoint fetched if needed)."""
-    from samkit.build.loaded import official_checkpoint
-
     checkpoint = official_checkpoint(
         spec if isinstance(spec, str) else None, checkpoint, random_weights
     )

@@ -9,6 +9,9 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
+from samkit.build.family import check_family
+from samkit.build.loaded import official_checkpoint
+from samkit.checkpoint import load_state_dict_into, read_state_dict
 from samkit.configs.sam import (
     MaskDecoderConfig,
     PromptEncoderConfig,
@@ -18,11 +21,13 @@ from samkit.configs.sam import (
     resolve_config,
     sam_config_from_official,
 )
+from samkit.io.provenance import check_file
 from samkit.modeling.mask_decoder import MaskDecoder
 from samkit.modeling.prompt_encoder import PromptEncoder
 from samkit.modeling.sam import Sam
 from samkit.modeling.two_way_transformer import TwoWayTransformer
 from samkit.modeling.vit import ImageEncoderViT
+from samkit.runtime.accel import low_precision
 
 ConfigLike = str | os.PathLike | SamConfig | None
 
@@ -211,9 +216,6 @@ def build_sam(
     Returns:
         The model in eval mode.
     """
-    from samkit.build.family import check_family
-    from samkit.checkpoint import load_state_dict_into, read_state_dict
-
     if variant_or_config is None and checkpoint is None:
         raise ValueError("build_sam needs a variant name, a config, or checkpoint=")
     state_dict = read_state_dict(checkpoint) if checkpoint is not None else None
@@ -227,8 +229,6 @@ def build_sam(
         model = sam_from_config(cfg)
     model = model.to_empty(device=device or "cpu")
     if state_dict is not None:
-        from samkit.io.provenance import check_file
-
         # a samkit file (fine-tuned / merged model) names the model it was made by
         check_file(checkpoint, model, f"the model of build_sam({variant_or_config!r})")
         _reset_non_persistent(model, cfg)
@@ -236,8 +236,6 @@ def build_sam(
     else:
         _init_weights(model, cfg)
     if dtype is not None:
-        from samkit.runtime.accel import low_precision
-
         low_precision(model, dtype)
     return model.eval()
 
@@ -251,8 +249,6 @@ def load_sam(
 ) -> Sam:
     """The SAM 1 loader of `samkit.build.registry`: `build_sam`, with a variant's official
     checkpoint fetched into the cache when no checkpoint is given (and weights are wanted)."""
-    from samkit.build.loaded import official_checkpoint
-
     name = spec if isinstance(spec, str) else None
     checkpoint = official_checkpoint(name, checkpoint, random_weights)
     return build_sam(spec, checkpoint=checkpoint, device=device, dtype=dtype)

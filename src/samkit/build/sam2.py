@@ -10,9 +10,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from samkit.build.family import check_family
+from samkit.build.loaded import official_checkpoint
 from samkit.build.sam import build_mask_decoder, build_prompt_encoder
+from samkit.checkpoint import load_state_dict_into, read_state_dict
 from samkit.configs.sam import get_variant, resolve_config, variant_names
 from samkit.configs.sam2 import Sam2Config, sam2_config_from_official
+from samkit.io.provenance import check_file
 from samkit.layers import LayerNorm2d
 from samkit.layers.rope import RoPEAttention
 from samkit.layers.sine_position import PositionEmbeddingSine
@@ -22,6 +26,7 @@ from samkit.modeling.memory_encoder import CXBlock, Fuser, MaskDownSampler, Memo
 from samkit.modeling.neck import FpnNeck, ImageEncoder
 from samkit.modeling.sam2 import Sam2
 from samkit.modeling.sam2_video import Sam2Video
+from samkit.runtime.accel import low_precision
 
 Sam2ConfigLike = str | os.PathLike | Sam2Config | None
 
@@ -242,9 +247,6 @@ def build_sam2(
     Returns:
         The model in eval mode (`Sam2Video`, or `Sam2` for an image-only checkpoint).
     """
-    from samkit.build.family import check_family
-    from samkit.checkpoint import load_state_dict_into, read_state_dict
-
     if variant_or_config is None and checkpoint is None:
         raise ValueError("build_sam2 needs a variant name, a config, or checkpoint=")
     state_dict = read_state_dict(checkpoint) if checkpoint is not None else None
@@ -264,8 +266,6 @@ def build_sam2(
         model = sam2_from_config(cfg, video=video)
     model = model.to_empty(device=device or "cpu")
     if state_dict is not None:
-        from samkit.io.provenance import check_file
-
         # a samkit file (fine-tuned / merged model) names the model it was made by
         check_file(checkpoint, model, f"the model of build_sam2({variant_or_config!r})")
         _reset_non_persistent(model, cfg)
@@ -273,8 +273,6 @@ def build_sam2(
     else:
         _init_weights(model, cfg)
     if dtype is not None:
-        from samkit.runtime.accel import low_precision
-
         low_precision(model, dtype)
     return model.eval()
 
@@ -288,8 +286,6 @@ def load_sam2(
 ) -> Sam2:
     """The SAM 2 loader of `samkit.build.registry`: `build_sam2`, with a variant's official
     checkpoint fetched into the cache when no checkpoint is given (and weights are wanted)."""
-    from samkit.build.loaded import official_checkpoint
-
     name = spec if isinstance(spec, str) else None
     checkpoint = official_checkpoint(name, checkpoint, random_weights)
     return build_sam2(spec, checkpoint=checkpoint, device=device, dtype=dtype)

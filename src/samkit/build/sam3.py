@@ -20,11 +20,16 @@ from pathlib import Path
 
 import torch
 
+from samkit.build.family import FAMILY_NAMES, state_dict_family
+from samkit.build.registry import get_family
+from samkit.checkpoint import load_state_dict_into, read_state_dict
 from samkit.configs.sam3 import SAM3_OFFICIAL, Sam3Config, sam3_config_from_state_dict
+from samkit.layers.sine_position import PositionEmbeddingSine
 from samkit.modeling.sam3.backbone import SAM3VLBackbone
 from samkit.modeling.sam3.decoder import TransformerDecoder
 from samkit.modeling.sam3.encoder import TransformerEncoderFusion
 from samkit.modeling.sam3.geometry_encoder import SequenceGeometryEncoder
+from samkit.modeling.sam3.interactive import Sam3TrackerHeads, build_tracker_heads
 from samkit.modeling.sam3.neck import Sam3DualViTDetNeck
 from samkit.modeling.sam3.sam3_image import Sam3Image, Sam3Transformer
 from samkit.modeling.sam3.scoring import DotProductScoring
@@ -37,8 +42,6 @@ _BUNDLED_VOCAB = Path(__file__).resolve().parents[1] / "text" / "bpe_simple_voca
 
 def sam3_from_config(cfg: Sam3Config, device: torch.device | str | None = None) -> Sam3Image:
     """A randomly initialised `Sam3Image` with the sizes of `cfg` (float32, on `device`)."""
-    from samkit.layers.sine_position import PositionEmbeddingSine
-
     with torch.device(device or "cpu"):
         trunk = Sam3ViT(
             img_size=cfg.img_size,
@@ -69,8 +72,6 @@ def sam3_from_config(cfg: Sam3Config, device: torch.device | str | None = None) 
         d = cfg.d_model
         tracker = None
         if cfg.inst_interactivity:
-            from samkit.modeling.sam3.interactive import build_tracker_heads
-
             tracker = build_tracker_heads(
                 d_model=d, image_size=cfg.img_size, backbone_stride=cfg.patch_size
             )
@@ -96,9 +97,6 @@ def sam3_from_config(cfg: Sam3Config, device: torch.device | str | None = None) 
 
 def _check_family(state_dict: dict[str, torch.Tensor], source: str) -> None:
     """Refuse SAM 1 / SAM 2 (and anything else) by name before looking at the keys in detail."""
-    from samkit.build.family import FAMILY_NAMES, state_dict_family
-    from samkit.build.registry import get_family
-
     if any(k.startswith("detector.") for k in state_dict):
         return
     fam = state_dict_family(state_dict)
@@ -118,8 +116,6 @@ def _unused_tracker_key(enabled: bool) -> Callable[[str], bool]:
     """Which `tracker.<key>` entries the image model does not load (all of them when disabled)."""
     if not enabled:
         return lambda key: True
-    from samkit.modeling.sam3.interactive import Sam3TrackerHeads
-
     return lambda key: not Sam3TrackerHeads.is_used_tracker_key(key)
 
 
@@ -196,8 +192,6 @@ def build_sam3_image_model(
         ValueError: a SAM 1 / SAM 2 or other non-SAM 3 checkpoint (named as such), tensors that
             do not fit, or an option that cannot apply (named, with what to do instead).
     """
-    from samkit.checkpoint import load_state_dict_into, read_state_dict
-
     if not eval_mode:
         raise ValueError(
             "eval_mode=False: training SAM 3 is not supported; samkit builds it for inference"
