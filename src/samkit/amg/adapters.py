@@ -18,6 +18,7 @@ from torch import Tensor
 
 from samkit.amg.upsample import DirectUpsampler, MaskUpsampler
 from samkit.build.registry import family_names, family_of, get_family
+from samkit.predict.postprocess import fill_holes_and_remove_sprinkles, require_scipy
 
 
 class Upsampler(Protocol):
@@ -159,8 +160,6 @@ class Sam2Adapter:
     ) -> None:
         self.predictor = adapter_predictor(model, "Sam2AutomaticMaskGenerator")
         if min_mask_region_area > 0:
-            from samkit.predict.postprocess import require_scipy
-
             require_scipy("Sam2AutomaticMaskGenerator(min_mask_region_area > 0)")
         self.mask_threshold = float(mask_threshold)
         self.multimask_output = bool(multimask_output)
@@ -211,8 +210,6 @@ class Sam2Adapter:
             low_res = torch.cat([lr for lr, _ in parts]).float()
             iou = torch.cat([s for _, s in parts]).float()
         if self.hole_area > 0:
-            from samkit.predict.postprocess import fill_holes_and_remove_sprinkles
-
             low_res = fill_holes_and_remove_sprinkles(
                 low_res, self.predictor.mask_threshold, self.hole_area, self.hole_area
             )

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from samkit.build.sam3_models import sam3_img_size
+from samkit.io.embeddings import ImageEmbedding, load_embedding
 from samkit.io.rle import area_from_rle, to_coco_rle
 from samkit.modeling.sam3.sam3_image import GeometricPrompt, Sam3Image
 from samkit.predict.inputs import as_rgb_uint8
-from samkit.predict.sam3 import Sam3Processor
+from samkit.predict.sam3 import Sam3Processor, Sam3State
 
 OFFICIAL_CONFIDENCE_THRESHOLD = 0.5  # official Sam3Processor default
 VISUAL_CATEGORY = "visual"  # the official text of a query made of exemplar boxes only
@@ -236,8 +237,6 @@ def sam3_state_from_features(
     Raises:
         ValueError: a level is missing.
     """
-    from samkit.predict.sam3 import Sam3State
-
     names = ["backbone_fpn_0", "backbone_fpn_1", "image_embedding"]
     missing = [k for k in names if k not in tensors]
     if missing:
@@ -277,8 +276,6 @@ def sam3_state_from_embedding(embedding: Any, model: Sam3Image) -> dict[str, Any
             provenance check of `ImageEmbedding.apply`, naming both models).
         FileNotFoundError: no such file.
     """
-    from samkit.io.embeddings import ImageEmbedding, load_embedding
-
     emb = embedding if isinstance(embedding, ImageEmbedding) else load_embedding(embedding)
     holder = Sam3ClickPredictor(model)
     emb.apply(holder)
