@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from samkit.build.family import checkpoint_family
 from samkit.build.loaded import LoadedModel, load_family_model
 from samkit.build.registry import (
     DEFAULT_FAMILY,
@@ -55,8 +56,6 @@ def resolve_model(
     if model is None and checkpoint is None:
         model = get_family(DEFAULT_FAMILY).default_model
     if model is None:  # only a checkpoint: its tensors say the family
-        from samkit.build.family import checkpoint_family
-
         family = checkpoint_family(checkpoint) or DEFAULT_FAMILY
     else:
         family = spec_family(str(model))  # ValueError lists the known names
