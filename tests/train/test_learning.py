@@ -47,7 +47,7 @@ class Learning:
 
 
 LEARNING = {
-    "sam1": Learning(small_sam_config, 350, "4e-3", "miou_1pt", eval_needs_config=False),
+    "sam1": Learning(small_sam_config, 350, "2e-3", "miou_1pt", eval_needs_config=False),
     "sam2": Learning(
         lambda: small_sam2_config(128, 64, window_spec=(8, 4, 4, 2)),
         300,
