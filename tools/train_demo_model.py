@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from samkit import __version__
     from samkit.checkpoint import read_metadata, save_checkpoint
-    from samkit.train.demo import CONFIG_NAME, DEMO_SEED, WEIGHTS_NAME, evaluate_demo_model
     from samkit.cli import main as samkit_main
     from samkit.io.atomic import atomic_write_text
+    from samkit.train.demo import CONFIG_NAME, DEMO_SEED, WEIGHTS_NAME, evaluate_demo_model
     from samkit.train.synthetic import make_shapes_sample, small_sam_config, write_folder_dataset
 
     if args.seed == DEMO_SEED:

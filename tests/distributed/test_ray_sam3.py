@@ -11,9 +11,9 @@ import torch
 
 from samkit.cli import main
 from samkit.jobs import DATASET_NAME
+from tests.cli.test_sam3_commands import THRESHOLD
 from tests.conftest import FIXTURES
 from tests.distributed.test_ray_runs import _files, _images, _manifest
-from tests.cli.test_sam3_commands import THRESHOLD
 
 pytest.importorskip("ray")
 pytest.importorskip("pyarrow.parquet")

@@ -14,11 +14,14 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from refio import save_json  # noqa: E402
+from refio import save_json
 
 
 def layout(model: torch.nn.Module) -> list:
-    return [[k, list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in model.state_dict().items()]
+    return [
+        [k, list(v.shape), str(v.dtype).replace("torch.", "")]
+        for k, v in model.state_dict().items()
+    ]
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from refio import (  # noqa: E402
+from refio import (
     load_rgb,
     perturb_and_round_,
     save_json,
@@ -103,27 +103,50 @@ PIXEL_STD = [58.395, 57.12, 57.375]
 # (name, image, predict kwargs). Coordinates in original pixels (W x H: truck 1800x1200,
 # groceries and dog 800x534). HQ runs add hq_token_only from HQ_ONLY.
 CASES = [
-    ("truck_point_mm", "truck", dict(point_coords=[[500.0, 375.0]], point_labels=[1], multimask_output=True)),
+    (
+        "truck_point_mm",
+        "truck",
+        dict(point_coords=[[500.0, 375.0]], point_labels=[1], multimask_output=True),
+    ),
     (
         "truck_2pts",
         "truck",
-        dict(point_coords=[[500.0, 375.0], [1125.0, 625.0]], point_labels=[1, 0], multimask_output=False),
+        dict(
+            point_coords=[[500.0, 375.0], [1125.0, 625.0]],
+            point_labels=[1, 0],
+            multimask_output=False,
+        ),
     ),
     (
         "truck_maskin_point",
         "truck",
-        dict(point_coords=[[575.5, 550.25]], point_labels=[1], mask_input_from="truck_point_mm", multimask_output=False),
+        dict(
+            point_coords=[[575.5, 550.25]],
+            point_labels=[1],
+            mask_input_from="truck_point_mm",
+            multimask_output=False,
+        ),
     ),
     ("groceries_box", "groceries", dict(box=[60.0, 80.0, 420.0, 460.0], multimask_output=False)),
     (
         "groceries_box_point",
         "groceries",
-        dict(box=[200.5, 100.0, 700.0, 480.75], point_coords=[[450.0, 300.0]], point_labels=[0], multimask_output=True),
+        dict(
+            box=[200.5, 100.0, 700.0, 480.75],
+            point_coords=[[450.0, 300.0]],
+            point_labels=[0],
+            multimask_output=True,
+        ),
     ),
     (
         "dog_point_logits",
         "dog",
-        dict(point_coords=[[400.5, 250.0]], point_labels=[1], multimask_output=False, return_logits=True),
+        dict(
+            point_coords=[[400.5, 250.0]],
+            point_labels=[1],
+            multimask_output=False,
+            return_logits=True,
+        ),
     ),
     (
         "dog_3pts",
@@ -161,16 +184,30 @@ def build(spec: dict, dtype=torch.float32):
     if spec["encoder"] == "tiny_vit":
         enc = m.TinyViT(**spec["encoder_args"])
     else:
-        enc = m.ImageEncoderViT(norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), **spec["encoder_args"])
+        enc = m.ImageEncoderViT(
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), **spec["encoder_args"]
+        )
     d, c = spec["decoder"], spec["prompt_dim"]
-    tr = m.TwoWayTransformer(depth=d["depth"], embedding_dim=c, mlp_dim=d["mlp_dim"], num_heads=d["num_heads"])
+    tr = m.TwoWayTransformer(
+        depth=d["depth"], embedding_dim=c, mlp_dim=d["mlp_dim"], num_heads=d["num_heads"]
+    )
     common = dict(num_multimask_outputs=3, transformer=tr, transformer_dim=c, iou_head_depth=3)
     if d["hq"]:
-        dec = m.MaskDecoderHQ(iou_head_hidden_dim=d["iou_head_hidden_dim"], vit_dim=d["vit_dim"], **common)
+        dec = m.MaskDecoderHQ(
+            iou_head_hidden_dim=d["iou_head_hidden_dim"], vit_dim=d["vit_dim"], **common
+        )
     else:
         dec = m.MaskDecoder(iou_head_hidden_dim=d["iou_head_hidden_dim"], **common)
-    pe = m.PromptEncoder(embed_dim=c, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16)
-    return m.Sam(image_encoder=enc, prompt_encoder=pe, mask_decoder=dec, pixel_mean=PIXEL_MEAN, pixel_std=PIXEL_STD)
+    pe = m.PromptEncoder(
+        embed_dim=c, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16
+    )
+    return m.Sam(
+        image_encoder=enc,
+        prompt_encoder=pe,
+        mask_decoder=dec,
+        pixel_mean=PIXEL_MEAN,
+        pixel_std=PIXEL_STD,
+    )
 
 
 def patch_for_float64(package: str) -> None:
@@ -180,7 +217,10 @@ def patch_for_float64(package: str) -> None:
     model (the inputs are float32 already), so the recorded float32 outputs are unaffected.
     """
     pe_mod = importlib.import_module(package + ".modeling.prompt_encoder")
-    orig_pe, orig_masks = pe_mod.PositionEmbeddingRandom._pe_encoding, pe_mod.PromptEncoder._embed_masks
+    orig_pe, orig_masks = (
+        pe_mod.PositionEmbeddingRandom._pe_encoding,
+        pe_mod.PromptEncoder._embed_masks,
+    )
 
     def _pe_encoding(self, coords):
         return orig_pe(self, coords.to(self.positional_encoding_gaussian_matrix.dtype))
@@ -235,7 +275,9 @@ def run_case(predictor, name, kw, hq_only, sources, return_all_logits=False):
         args["point_coords"] = np.array(kw["point_coords"], np.float64)
         args["point_labels"] = np.array(kw["point_labels"], np.int64)
         rec["point_coords"], rec["point_labels"] = args["point_coords"], args["point_labels"]
-        rec["point_coords_model"] = predictor.transform.apply_coords(args["point_coords"], predictor.original_size)
+        rec["point_coords_model"] = predictor.transform.apply_coords(
+            args["point_coords"], predictor.original_size
+        )
     if "box" in kw:
         args["box"] = np.array(kw["box"], np.float64)
         rec["box"] = args["box"]
@@ -253,8 +295,14 @@ def run_case(predictor, name, kw, hq_only, sources, return_all_logits=False):
 
 def mask_fields(masks: np.ndarray, logits: bool) -> dict:
     if logits:
-        return {"logits_stride4": masks[..., ::4, ::4].astype(np.float32), "masks_shape": np.array(masks.shape)}
-    return {"masks_packbits": np.packbits(masks.astype(bool), axis=-1), "masks_shape": np.array(masks.shape)}
+        return {
+            "logits_stride4": masks[..., ::4, ::4].astype(np.float32),
+            "masks_shape": np.array(masks.shape),
+        }
+    return {
+        "masks_packbits": np.packbits(masks.astype(bool), axis=-1),
+        "masks_shape": np.array(masks.shape),
+    }
 
 
 def choose_amg_params(pkg, model, image: np.ndarray, keep: int = 6) -> tuple[dict, dict]:
@@ -266,7 +314,9 @@ def choose_amg_params(pkg, model, image: np.ndarray, keep: int = 6) -> tuple[dic
     threshold > 0), the IoU threshold drops the lowest of them at the widest gap. Returns the
     params and the distance of the nearest candidate score to each threshold.
     """
-    probe = pkg.SamAutomaticMaskGenerator(model, pred_iou_thresh=0.0, stability_score_thresh=0.0, **AMG_BASE)
+    probe = pkg.SamAutomaticMaskGenerator(
+        model, pred_iou_thresh=0.0, stability_score_thresh=0.0, **AMG_BASE
+    )
     cand = [(r["predicted_iou"], r["stability_score"]) for r in probe.generate(image)]
     stab = np.sort(np.array([c[1] for c in cand]))[::-1]
     ranks = range(max(keep - 2, 1), min(keep + 3, len(stab)))
@@ -285,14 +335,18 @@ def choose_amg_params(pkg, model, image: np.ndarray, keep: int = 6) -> tuple[dic
         "stability_nearest": float(np.abs(all_st - st).min()),
         "iou_nearest": float(np.abs(all_iou - it).min()) if it > 0 else None,
     }
-    return dict(AMG_BASE, pred_iou_thresh=round(it, 6), stability_score_thresh=round(st, 6)), margins
+    return dict(
+        AMG_BASE, pred_iou_thresh=round(it, 6), stability_score_thresh=round(st, 6)
+    ), margins
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model", choices=sorted(MODELS))
     ap.add_argument("out")
-    ap.add_argument("--images", default=os.path.join(os.path.dirname(__file__), "../../../../shared/images"))
+    ap.add_argument(
+        "--images", default=os.path.join(os.path.dirname(__file__), "../../../../shared/images")
+    )
     a = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     spec = MODELS[a.model]
@@ -316,11 +370,19 @@ def main() -> None:
     model64.load_state_dict(sd, strict=True)
     model64.double().eval()
 
-    images = {n: load_rgb(os.path.join(a.images, n + ".jpg")) for n in ("truck", "groceries", "dog")}
+    images = {
+        n: load_rgb(os.path.join(a.images, n + ".jpg")) for n in ("truck", "groceries", "dog")
+    }
     pred = pkg.SamPredictor(model)
     pred64 = pkg.SamPredictor(model64)
 
-    manifest: dict = {"model": a.model, "reference": spec["reference"], "images": {}, "cases": [], "amg": []}
+    manifest: dict = {
+        "model": a.model,
+        "reference": spec["reference"],
+        "images": {},
+        "cases": [],
+        "amg": [],
+    }
     drift: dict = {"cases": {}, "images": {}}
     with torch.no_grad():
         for n, img in images.items():
@@ -328,7 +390,9 @@ def main() -> None:
             rec = features_record(pred, hq, full=(n == "truck"))
             pred64.set_image(img)
             drift["images"][n] = {
-                "features_maxabs_diff": float((pred64.features - pred.features.double()).abs().max()),
+                "features_maxabs_diff": float(
+                    (pred64.features - pred.features.double()).abs().max()
+                ),
                 "features_absmax": float(pred.features.abs().max()),
             }
             if hq:
@@ -351,7 +415,9 @@ def main() -> None:
                 current = image
             hq_only = HQ_ONLY[name] if hq else None
             rec, masks, iou, low = run_case(pred, name, kw, hq_only, sources)
-            _, logits64, iou64, low64 = run_case(pred64, name, kw, hq_only, sources, return_all_logits=True)
+            _, logits64, iou64, low64 = run_case(
+                pred64, name, kw, hq_only, sources, return_all_logits=True
+            )
             best = int(np.argmax(iou))
             sources[name] = low[best : best + 1].astype(np.float16).astype(np.float32)
             rec.update(mask_fields(masks, bool(kw.get("return_logits", False))))
@@ -365,7 +431,9 @@ def main() -> None:
                 "iou_maxabs_diff": float(np.abs(iou64 - iou).max()),
                 "mask_flips": int(flips.sum()),
                 "mask_pixels": int(flips.size),
-                "flip_max_abs_logit64": float(np.abs(logits64[flips]).max()) if flips.any() else 0.0,
+                "flip_max_abs_logit64": float(np.abs(logits64[flips]).max())
+                if flips.any()
+                else 0.0,
                 "low_res_absmax": float(np.abs(low).max()),
             }
             if kw.get("return_logits"):
@@ -374,20 +442,37 @@ def main() -> None:
             kwargs = {k: v for k, v in kw.items() if k != "mask_input_from"}
             if hq:
                 kwargs["hq_token_only"] = hq_only
-            entry = {"name": name, "image": image, "call": "predict", "kwargs": kwargs, "file": f"case_{name}.npz"}
+            entry = {
+                "name": name,
+                "image": image,
+                "call": "predict",
+                "kwargs": kwargs,
+                "file": f"case_{name}.npz",
+            }
             if "mask_input_from" in kw:
-                entry["mask_input_from"] = kw["mask_input_from"] + " (highest-IoU low-res mask, rounded to float16)"
+                entry["mask_input_from"] = (
+                    kw["mask_input_from"] + " (highest-IoU low-res mask, rounded to float16)"
+                )
             manifest["cases"].append(entry)
 
         # predict_torch with a batch of boxes (HQ: hq_features.repeat over the batch)
         pred.set_image(images["groceries"])
         pred64.set_image(images["groceries"])
         boxes = np.array(BATCH_BOXES, np.float64)
-        boxes_model = pred.transform.apply_boxes_torch(torch.as_tensor(boxes), pred.original_size).float()
+        boxes_model = pred.transform.apply_boxes_torch(
+            torch.as_tensor(boxes), pred.original_size
+        ).float()
         kw_t = {"hq_token_only": False} if hq else {}
-        masks, iou, low = pred.predict_torch(None, None, boxes=boxes_model, multimask_output=False, **kw_t)
+        masks, iou, low = pred.predict_torch(
+            None, None, boxes=boxes_model, multimask_output=False, **kw_t
+        )
         logits64, iou64, low64 = pred64.predict_torch(
-            None, None, boxes=boxes_model.double(), multimask_output=False, return_logits=True, **kw_t
+            None,
+            None,
+            boxes=boxes_model.double(),
+            multimask_output=False,
+            return_logits=True,
+            **kw_t,
         )
         rec = {"boxes": boxes, "boxes_model": boxes_model.numpy(), "iou_predictions": iou.numpy()}
         rec.update(mask_fields(masks.numpy(), False))
@@ -405,7 +490,12 @@ def main() -> None:
                 "name": "groceries_boxes_batch",
                 "image": "groceries",
                 "call": "predict_torch",
-                "kwargs": {"point_coords": None, "point_labels": None, "boxes": "boxes_model", "multimask_output": False}
+                "kwargs": {
+                    "point_coords": None,
+                    "point_labels": None,
+                    "boxes": "boxes_model",
+                    "multimask_output": False,
+                }
                 | ({"hq_token_only": False} if hq else {}),
                 "file": "case_groceries_boxes_batch.npz",
             }
@@ -420,14 +510,18 @@ def main() -> None:
         assert all(c.max() < 2**31 for c in counts)
         rec = {
             "image_hw": np.array(images["dog"].shape[:2], np.int64),
-            "rle_counts": np.concatenate(counts).astype(np.int32) if counts else np.zeros(0, np.int32),
+            "rle_counts": np.concatenate(counts).astype(np.int32)
+            if counts
+            else np.zeros(0, np.int32),
             "rle_offsets": np.cumsum([0] + [len(c) for c in counts]).astype(np.int64),
             "area": np.array([r["area"] for r in recs], np.int64),
             "bbox_xywh": np.array([r["bbox"] for r in recs], np.float64).reshape(-1, 4),
             "crop_box_xywh": np.array([r["crop_box"] for r in recs], np.float64).reshape(-1, 4),
             "predicted_iou": np.array([r["predicted_iou"] for r in recs], np.float64),
             "stability_score": np.array([r["stability_score"] for r in recs], np.float64),
-            "point_coords": np.array([r["point_coords"][0] for r in recs], np.float64).reshape(-1, 2),
+            "point_coords": np.array([r["point_coords"][0] for r in recs], np.float64).reshape(
+                -1, 2
+            ),
         }
         save_npz(os.path.join(a.out, "amg_dog.npz"), rec)
         manifest["amg"].append(
@@ -442,7 +536,11 @@ def main() -> None:
             }
         )
 
-    manifest["checkpoint"] = {"file": spec["checkpoint"], "sha256": sha256_file(ckpt), "num_tensors": len(sd)}
+    manifest["checkpoint"] = {
+        "file": spec["checkpoint"],
+        "sha256": sha256_file(ckpt),
+        "num_tensors": len(sd),
+    }
     manifest["perturbed_keys"] = len(changed)
     manifest["threads"] = torch.get_num_threads()
     manifest["torch"] = torch.__version__
@@ -451,7 +549,10 @@ def main() -> None:
     cfg = {k: v for k, v in spec.items() if k != "package"}
     cfg.update(pixel_mean=PIXEL_MEAN, pixel_std=PIXEL_STD, image_format="RGB", mask_threshold=0.0)
     cfg["prompt_encoder"] = dict(
-        embed_dim=spec["prompt_dim"], image_embedding_size=[64, 64], input_image_size=[1024, 1024], mask_in_chans=16
+        embed_dim=spec["prompt_dim"],
+        image_embedding_size=[64, 64],
+        input_image_size=[1024, 1024],
+        mask_in_chans=16,
     )
     save_json(os.path.join(a.out, "config.json"), cfg)
 
