@@ -1,9 +1,10 @@
-"""samkit: Segment Anything (SAM 1 and SAM 2), correct, fast and friendly.
+"""samkit: Segment Anything (SAM 1, SAM 2, SAM 3 and light variants), correct, fast and friendly.
 
 Public API (imported lazily, so `import samkit` does no work):
 `build_sam`, `build_sam2`, `sam_model_registry`, `SamPredictor`, `Sam2ImagePredictor`,
 `SamAutomaticMaskGenerator`; SAM 3: `build_sam3_image_model`, `Sam3Processor`; MobileSAM and
-HQ-SAM: `build_mobile_sam`, `build_sam_hq`, `SamHQPredictor`.
+HQ-SAM: `build_mobile_sam`, `build_sam_hq`, `SamHQPredictor`; EfficientTAM: `build_efficienttam`,
+`build_efficienttam_video_predictor`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ _EXPORTS = {
     "build_mobile_sam": "samkit.build.light",
     "build_sam_hq": "samkit.build.light",
     "SamHQPredictor": "samkit.predict.sam_hq",
+    "build_efficienttam": "samkit.build.efficienttam",
+    "build_efficienttam_video_predictor": "samkit.video.efficienttam",
 }
 
 __all__ = [
@@ -36,6 +39,8 @@ __all__ = [
     "SamAutomaticMaskGenerator",
     "SamHQPredictor",
     "SamPredictor",
+    "build_efficienttam",
+    "build_efficienttam_video_predictor",
     "build_mobile_sam",
     "build_sam",
     "build_sam2",
@@ -47,6 +52,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from samkit.amg import SamAutomaticMaskGenerator
+    from samkit.build.efficienttam import build_efficienttam
     from samkit.build.light import build_mobile_sam, build_sam_hq
     from samkit.build.sam import build_sam, sam_model_registry
     from samkit.build.sam2 import build_sam2
@@ -56,6 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from samkit.predict.sam3 import Sam3Processor
     from samkit.predict.sam_hq import SamHQPredictor
     from samkit.video.build import build_sam2_video_predictor
+    from samkit.video.efficienttam import build_efficienttam_video_predictor
     from samkit.video.predictor import Sam2VideoPredictor
 
 
