@@ -16,10 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from samkit.build.family import check_family
 from samkit.build.loaded import official_checkpoint
+from samkit.build.pipeline import build_model, read_checkpoint, require_spec
 from samkit.build.sam2 import sam2_from_config
-from samkit.checkpoint import load_state_dict_into, read_state_dict
 from samkit.configs.common import VARIANTS
 from samkit.configs.efficienttam import (
     EfficientTamConfig,
@@ -37,7 +36,6 @@ from samkit.modeling.neck import ImageEncoder
 from samkit.modeling.sam2 import Sam2
 from samkit.modeling.sam2_video import Sam2Video
 from samkit.modeling.vitdet import ViTDet, ViTDetNeck
-from samkit.runtime.accel import low_precision
 
 EfficientTamConfigLike = str | os.PathLike | EfficientTamConfig | None
 
@@ -196,11 +194,8 @@ def build_efficienttam(
         ValueError: no variant and no checkpoint, an unknown variant, or a checkpoint of another
             family / size.
     """
-    if variant_or_config is None and checkpoint is None:
-        raise ValueError("build_efficienttam needs a variant name, a config, or checkpoint=")
-    state_dict = read_state_dict(checkpoint) if checkpoint is not None else None
-    if state_dict is not None:
-        check_family(state_dict, "efficienttam", str(checkpoint))
+    require_spec("build_efficienttam", variant_or_config, checkpoint)
+    state_dict = read_checkpoint(checkpoint, "efficienttam")
     if variant_or_config is None:
         variant_or_config = infer_efficienttam_variant(state_dict)
     cfg, _ = resolve_efficienttam_config(variant_or_config)
@@ -210,19 +205,21 @@ def build_efficienttam(
         )
         cfg = dataclasses.replace(cfg, mask_decoder=dec)
     video = state_dict is None or any(k.startswith(_VIDEO_PREFIXES) for k in state_dict)
-    with torch.device("meta"):
-        model = efficienttam_from_config(cfg, video=video)
-    model = model.to_empty(device=device or "cpu")
-    with torch.no_grad():
+
+    def reset_buffers(model: nn.Module) -> None:
         model.pixel_mean.copy_(torch.tensor(cfg.pixel_mean).view(-1, 1, 1))
         model.pixel_std.copy_(torch.tensor(cfg.pixel_std).view(-1, 1, 1))
-        if state_dict is not None:
-            load_state_dict_into(model, state_dict, source=str(checkpoint))
-        else:
-            _init_weights(model, cfg)
-    if dtype is not None:
-        low_precision(model, dtype)
-    return model.eval()
+
+    return build_model(
+        lambda: efficienttam_from_config(cfg, video=video),
+        state_dict,
+        checkpoint,
+        reset_buffers=reset_buffers,
+        init_weights=lambda m: _init_weights(m, cfg),
+        user=f"the model of build_efficienttam({variant_or_config!r})",
+        device=device,
+        dtype=dtype,
+    )
 
 
 def load_efficienttam(

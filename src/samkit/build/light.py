@@ -12,10 +12,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from samkit.build.family import check_family
 from samkit.build.loaded import official_checkpoint
+from samkit.build.pipeline import build_model, read_checkpoint, require_spec
 from samkit.build.sam import build_mask_decoder, build_prompt_encoder, infer_sam_config
-from samkit.checkpoint import load_state_dict_into, read_state_dict
 from samkit.configs.common import MaskDecoderConfig, PromptEncoderConfig, TwoWayTransformerConfig
 from samkit.configs.light import MobileSamConfig, SamHQConfig, TinyViTConfig
 from samkit.configs.sam import ViTConfig, get_variant
@@ -24,7 +23,6 @@ from samkit.modeling.sam_hq import MaskDecoderHQ, SamHQ
 from samkit.modeling.tiny_vit import TinyViT
 from samkit.modeling.two_way_transformer import TwoWayTransformer
 from samkit.modeling.vit import ImageEncoderViT
-from samkit.runtime.accel import low_precision
 
 LightConfig = MobileSamConfig | SamHQConfig
 
@@ -232,28 +230,25 @@ def _build(
     device: str | torch.device | None,
     dtype: torch.dtype | None,
 ) -> Any:
-    if spec is None and checkpoint is None:
-        raise ValueError("give a variant name, a config, or checkpoint=")
-    sd = read_state_dict(checkpoint) if checkpoint is not None else None
-    if sd is not None:
-        check_family(sd, family, str(checkpoint))  # another family's file: say which
+    builder = "build_sam_hq" if family == "sam_hq" else "build_mobile_sam"
+    require_spec(builder, spec, checkpoint)
+    sd = read_checkpoint(checkpoint, family)  # another family's file: say which
     cfg = infer_light_config(sd) if spec is None else resolve_light_config(spec, family)
     if cfg.family != family:
         raise ValueError(
             f"{checkpoint} holds a {cfg.family} model; load it with "
             + ("build_sam_hq" if cfg.family == "sam_hq" else "build_mobile_sam")
         )
-    with torch.device("meta"):
-        model = model_from_config(cfg)
-    model = model.to_empty(device=device or "cpu")
-    _reset_buffers(model, cfg)
-    if sd is not None:
-        load_state_dict_into(model, sd, source=str(checkpoint))
-    else:
-        _init_weights(model)
-    if dtype is not None:
-        low_precision(model, dtype)
-    return model.eval()
+    return build_model(
+        lambda: model_from_config(cfg),
+        sd,
+        checkpoint,
+        reset_buffers=lambda m: _reset_buffers(m, cfg),
+        init_weights=_init_weights,
+        user=f"the model of {builder}({spec!r})",
+        device=device,
+        dtype=dtype,
+    )
 
 
 def build_mobile_sam(

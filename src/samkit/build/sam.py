@@ -9,9 +9,8 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
-from samkit.build.family import check_family
 from samkit.build.loaded import official_checkpoint
-from samkit.checkpoint import load_state_dict_into, read_state_dict
+from samkit.build.pipeline import build_model, read_checkpoint, require_spec
 from samkit.configs.sam import (
     MaskDecoderConfig,
     PromptEncoderConfig,
@@ -21,13 +20,11 @@ from samkit.configs.sam import (
     resolve_config,
     sam_config_from_official,
 )
-from samkit.io.provenance import check_file
 from samkit.modeling.mask_decoder import MaskDecoder
 from samkit.modeling.prompt_encoder import PromptEncoder
 from samkit.modeling.sam import Sam
 from samkit.modeling.two_way_transformer import TwoWayTransformer
 from samkit.modeling.vit import ImageEncoderViT
-from samkit.runtime.accel import low_precision
 
 ConfigLike = str | os.PathLike | SamConfig | None
 
@@ -216,28 +213,22 @@ def build_sam(
     Returns:
         The model in eval mode.
     """
-    if variant_or_config is None and checkpoint is None:
-        raise ValueError("build_sam needs a variant name, a config, or checkpoint=")
-    state_dict = read_state_dict(checkpoint) if checkpoint is not None else None
-    if state_dict is not None:
-        check_family(state_dict, "sam1", str(checkpoint))  # a SAM 2 file: say so
+    require_spec("build_sam", variant_or_config, checkpoint)
+    state_dict = read_checkpoint(checkpoint, "sam1")
     if variant_or_config is None:
         cfg = infer_sam_config(state_dict)
     else:
         cfg, _ = resolve_sam_config(variant_or_config)
-    with torch.device("meta"):
-        model = sam_from_config(cfg)
-    model = model.to_empty(device=device or "cpu")
-    if state_dict is not None:
-        # a samkit file (fine-tuned / merged model) names the model it was made by
-        check_file(checkpoint, model, f"the model of build_sam({variant_or_config!r})")
-        _reset_non_persistent(model, cfg)
-        load_state_dict_into(model, state_dict, source=str(checkpoint))
-    else:
-        _init_weights(model, cfg)
-    if dtype is not None:
-        low_precision(model, dtype)
-    return model.eval()
+    return build_model(
+        lambda: sam_from_config(cfg),
+        state_dict,
+        checkpoint,
+        reset_buffers=lambda m: _reset_non_persistent(m, cfg),
+        init_weights=lambda m: _init_weights(m, cfg),
+        user=f"the model of build_sam({variant_or_config!r})",
+        device=device,
+        dtype=dtype,
+    )
 
 
 def load_sam(

@@ -10,13 +10,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from samkit.build.family import check_family
 from samkit.build.loaded import official_checkpoint
+from samkit.build.pipeline import build_model, read_checkpoint, require_spec
 from samkit.build.sam import build_mask_decoder, build_prompt_encoder
-from samkit.checkpoint import load_state_dict_into, read_state_dict
 from samkit.configs.sam import get_variant, resolve_config, variant_names
 from samkit.configs.sam2 import Sam2Config, sam2_config_from_official
-from samkit.io.provenance import check_file
 from samkit.layers import LayerNorm2d
 from samkit.layers.rope import RoPEAttention
 from samkit.layers.sine_position import PositionEmbeddingSine
@@ -26,7 +24,6 @@ from samkit.modeling.memory_encoder import CXBlock, Fuser, MaskDownSampler, Memo
 from samkit.modeling.neck import FpnNeck, ImageEncoder
 from samkit.modeling.sam2 import Sam2
 from samkit.modeling.sam2_video import Sam2Video
-from samkit.runtime.accel import low_precision
 
 Sam2ConfigLike = str | os.PathLike | Sam2Config | None
 
@@ -247,11 +244,8 @@ def build_sam2(
     Returns:
         The model in eval mode (`Sam2Video`, or `Sam2` for an image-only checkpoint).
     """
-    if variant_or_config is None and checkpoint is None:
-        raise ValueError("build_sam2 needs a variant name, a config, or checkpoint=")
-    state_dict = read_state_dict(checkpoint) if checkpoint is not None else None
-    if state_dict is not None:
-        check_family(state_dict, "sam2", str(checkpoint))  # a SAM 1 file: say so
+    require_spec("build_sam2", variant_or_config, checkpoint)
+    state_dict = read_checkpoint(checkpoint, "sam2")
     if variant_or_config is None:
         variant_or_config = infer_sam2_variant(state_dict)
     cfg, _ = resolve_sam2_config(variant_or_config)
@@ -262,19 +256,16 @@ def build_sam2(
         cfg = dataclasses.replace(cfg, mask_decoder=dec)
     # An image-only checkpoint (no memory tensors at all) builds the image-only `Sam2`.
     video = state_dict is None or any(k.startswith(VIDEO_KEY_PREFIXES) for k in state_dict)
-    with torch.device("meta"):
-        model = sam2_from_config(cfg, video=video)
-    model = model.to_empty(device=device or "cpu")
-    if state_dict is not None:
-        # a samkit file (fine-tuned / merged model) names the model it was made by
-        check_file(checkpoint, model, f"the model of build_sam2({variant_or_config!r})")
-        _reset_non_persistent(model, cfg)
-        load_state_dict_into(model, state_dict, source=str(checkpoint))
-    else:
-        _init_weights(model, cfg)
-    if dtype is not None:
-        low_precision(model, dtype)
-    return model.eval()
+    return build_model(
+        lambda: sam2_from_config(cfg, video=video),
+        state_dict,
+        checkpoint,
+        reset_buffers=lambda m: _reset_non_persistent(m, cfg),
+        init_weights=lambda m: _init_weights(m, cfg),
+        user=f"the model of build_sam2({variant_or_config!r})",
+        device=device,
+        dtype=dtype,
+    )
 
 
 def load_sam2(
