@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from samkit import SamPredictor
-from tests.conftest import load_rgb
+from samkit import SamPredictor, build_sam2
+from tests.conftest import FIXTURES, load_rgb
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,10 @@ def test_batched_point_sets_without_boxes(predictor):
     assert masks.shape == (2, 3, 534, 800) and scores.shape == (2, 3)
     single = predictor.predict(pts[1], np.ones(1))[2]
     np.testing.assert_allclose(low[1], single, atol=1e-5)
+
+
+def test_a_sam2_model_is_refused_with_the_predictor_to_use() -> None:
+    with pytest.raises(
+        ValueError, match=r"SamPredictor needs a SAM 1-style model.*Sam2ImagePredictor"
+    ):
+        SamPredictor(build_sam2(str(FIXTURES / "sam2_tiny" / "config.json")))

@@ -26,6 +26,17 @@ class SamPredictor:
     """
 
     def __init__(self, sam_model: Sam) -> None:
+        if not hasattr(getattr(sam_model, "image_encoder", None), "img_size"):
+            family = getattr(sam_model, "family", None)
+            raise ValueError(
+                "SamPredictor needs a SAM 1-style model (samkit.build_sam, build_mobile_sam, "
+                f"build_sam_hq), got {type(sam_model).__name__}"
+                + (
+                    f" of family {family!r}: use its own predictor (e.g. Sam2ImagePredictor)"
+                    if family
+                    else ""
+                )
+            )
         self.model = sam_model
         self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
         self.reset_image()
