@@ -15,6 +15,7 @@ from PIL import Image
 from samkit.amg import mask_to_rle_pytorch
 from samkit.amg.coco import coco_dataset
 from samkit.cli import main
+from samkit.io.atomic import temporary_sibling
 from samkit.jobs import DATASET_NAME, image_ids
 from tests.conftest import FIXTURES
 
@@ -157,7 +158,7 @@ def test_auto_writes_one_coco_dataset_for_the_run(tmp_path, capsys):
     # Resumed after a kill: one image's outputs missing, a temporary file left; same bytes.
     first = path.read_bytes()
     (out / "b.json").unlink()
-    (out / f"{DATASET_NAME}.123.abc.tmp").write_text("{")
+    temporary_sibling(out / DATASET_NAME).write_text("{")
     assert main(argv) == 1
     assert "1 image segmented, 2 skipped" in capsys.readouterr().out
     assert path.read_bytes() == first
