@@ -17,7 +17,12 @@ import torch
 from torch import nn
 
 from samkit.build.loaded import official_checkpoint
-from samkit.build.pipeline import build_model, read_checkpoint, require_spec
+from samkit.build.pipeline import (
+    build_model,
+    read_checkpoint,
+    require_spec,
+    reset_pixel_normalization,
+)
 from samkit.build.sam2 import sam2_from_config
 from samkit.configs.common import VARIANTS
 from samkit.configs.efficienttam import (
@@ -206,15 +211,11 @@ def build_efficienttam(
         cfg = dataclasses.replace(cfg, mask_decoder=dec)
     video = state_dict is None or any(k.startswith(_VIDEO_PREFIXES) for k in state_dict)
 
-    def reset_buffers(model: nn.Module) -> None:
-        model.pixel_mean.copy_(torch.tensor(cfg.pixel_mean).view(-1, 1, 1))
-        model.pixel_std.copy_(torch.tensor(cfg.pixel_std).view(-1, 1, 1))
-
     return build_model(
         lambda: efficienttam_from_config(cfg, video=video),
         state_dict,
         checkpoint,
-        reset_buffers=reset_buffers,
+        reset_buffers=lambda m: reset_pixel_normalization(m, cfg),
         init_weights=lambda m: _init_weights(m, cfg),
         user=f"the model of build_efficienttam({variant_or_config!r})",
         device=device,

@@ -13,7 +13,12 @@ import torch
 from torch import Tensor, nn
 
 from samkit.build.loaded import official_checkpoint
-from samkit.build.pipeline import build_model, read_checkpoint, require_spec
+from samkit.build.pipeline import (
+    build_model,
+    read_checkpoint,
+    require_spec,
+    reset_pixel_normalization,
+)
 from samkit.build.sam import build_mask_decoder, build_prompt_encoder, infer_sam_config
 from samkit.configs.common import MaskDecoderConfig, PromptEncoderConfig, TwoWayTransformerConfig
 from samkit.configs.light import MobileSamConfig, SamHQConfig, TinyViTConfig
@@ -315,8 +320,7 @@ def load_sam_hq(
 
 def _reset_buffers(model: nn.Module, cfg: LightConfig) -> None:
     """Non-persistent buffers (not in checkpoints; garbage after a meta build)."""
-    model.pixel_mean.copy_(torch.tensor(cfg.pixel_mean).view(-1, 1, 1))
-    model.pixel_std.copy_(torch.tensor(cfg.pixel_std).view(-1, 1, 1))
+    reset_pixel_normalization(model, cfg)
     enc = model.image_encoder
     if isinstance(enc, TinyViT):
         enc.reset_buffers()

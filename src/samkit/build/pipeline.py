@@ -44,6 +44,15 @@ def read_checkpoint(checkpoint: str | os.PathLike | None, family: str) -> dict[s
     return state
 
 
+@torch.no_grad()
+def reset_pixel_normalization(model: nn.Module, cfg: object) -> None:
+    """Fill the non-persistent `pixel_mean` / `pixel_std` buffers (3x1x1, 0..255 pixel units)
+    from a config's `pixel_mean` / `pixel_std`: they are not in checkpoints and are garbage
+    after a meta build."""
+    model.pixel_mean.copy_(torch.tensor(cfg.pixel_mean).view(-1, 1, 1))
+    model.pixel_std.copy_(torch.tensor(cfg.pixel_std).view(-1, 1, 1))
+
+
 def build_model(
     construct: Callable[[], nn.Module],
     state: Mapping[str, Tensor] | None,

@@ -10,7 +10,12 @@ import torch
 from torch import Tensor
 
 from samkit.build.loaded import official_checkpoint
-from samkit.build.pipeline import build_model, read_checkpoint, require_spec
+from samkit.build.pipeline import (
+    build_model,
+    read_checkpoint,
+    require_spec,
+    reset_pixel_normalization,
+)
 from samkit.configs.sam import (
     MaskDecoderConfig,
     PromptEncoderConfig,
@@ -223,7 +228,7 @@ def build_sam(
         lambda: sam_from_config(cfg),
         state_dict,
         checkpoint,
-        reset_buffers=lambda m: _reset_non_persistent(m, cfg),
+        reset_buffers=lambda m: reset_pixel_normalization(m, cfg),
         init_weights=lambda m: _init_weights(m, cfg),
         user=f"the model of build_sam({variant_or_config!r})",
         device=device,
@@ -245,11 +250,6 @@ def load_sam(
     return build_sam(spec, checkpoint=checkpoint, device=device, dtype=dtype)
 
 
-def _reset_non_persistent(model: Sam, cfg: SamConfig) -> None:
-    model.pixel_mean.copy_(torch.tensor(cfg.pixel_mean).view(-1, 1, 1))
-    model.pixel_std.copy_(torch.tensor(cfg.pixel_std).view(-1, 1, 1))
-
-
 @torch.no_grad()
 def _init_weights(model: Sam, cfg: SamConfig) -> None:
     """Random initialisation for a model built without a checkpoint (meta-built modules are empty)."""
@@ -262,7 +262,7 @@ def _init_weights(model: Sam, cfg: SamConfig) -> None:
         elif "LayerNorm" in type(model.get_submodule(name.rsplit(".", 1)[0])).__name__:
             p.fill_(1.0 if name.endswith("weight") else 0.0)
     model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.normal_()
-    _reset_non_persistent(model, cfg)
+    reset_pixel_normalization(model, cfg)
 
 
 def _registry_builder(name: str) -> Callable[..., Sam]:

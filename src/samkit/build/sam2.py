@@ -11,7 +11,12 @@ import torch
 from torch import nn
 
 from samkit.build.loaded import official_checkpoint
-from samkit.build.pipeline import build_model, read_checkpoint, require_spec
+from samkit.build.pipeline import (
+    build_model,
+    read_checkpoint,
+    require_spec,
+    reset_pixel_normalization,
+)
 from samkit.build.sam import build_mask_decoder, build_prompt_encoder
 from samkit.configs.sam import get_variant, resolve_config, variant_names
 from samkit.configs.sam2 import Sam2Config, sam2_config_from_official
@@ -260,7 +265,7 @@ def build_sam2(
         lambda: sam2_from_config(cfg, video=video),
         state_dict,
         checkpoint,
-        reset_buffers=lambda m: _reset_non_persistent(m, cfg),
+        reset_buffers=lambda m: reset_pixel_normalization(m, cfg),
         init_weights=lambda m: _init_weights(m, cfg),
         user=f"the model of build_sam2({variant_or_config!r})",
         device=device,
@@ -288,12 +293,6 @@ def is_sam2_config(raw: Mapping[str, Any]) -> bool:
     return isinstance(raw, Mapping) and ("model" in raw or "hydra_overrides" in raw)
 
 
-def _reset_non_persistent(model: Sam2, cfg: Sam2Config) -> None:
-    with torch.no_grad():
-        model.pixel_mean.copy_(torch.tensor(cfg.pixel_mean).view(-1, 1, 1))
-        model.pixel_std.copy_(torch.tensor(cfg.pixel_std).view(-1, 1, 1))
-
-
 @torch.no_grad()
 def _init_weights(model: Sam2, cfg: Sam2Config) -> None:
     """Random initialisation for a model built without a checkpoint (meta-built modules are empty)."""
@@ -317,4 +316,4 @@ def _init_weights(model: Sam2, cfg: Sam2Config) -> None:
             if m.gamma is not None:
                 m.gamma.fill_(cfg.memory.fuser_layer_scale_init_value)
     model.sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.normal_()
-    _reset_non_persistent(model, cfg)
+    reset_pixel_normalization(model, cfg)
