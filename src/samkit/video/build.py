@@ -46,10 +46,39 @@ def build_sam2_video_predictor(
     model = build_sam2(
         variant_or_config, checkpoint, device=device, dtype=dtype, apply_postprocessing=True
     )
+    return video_predictor_for(
+        model,
+        checkpoint,
+        "SAM 2",
+        dtype=dtype,
+        fill_hole_area=fill_hole_area,
+        non_overlap_masks=non_overlap_masks,
+        clear_non_cond_mem_around_input=clear_non_cond_mem_around_input,
+        add_all_frames_to_correct_as_cond=add_all_frames_to_correct_as_cond,
+    )
+
+
+def video_predictor_for(
+    model: object,
+    checkpoint: str | os.PathLike | None,
+    family_display: str,
+    *,
+    dtype: torch.dtype | None,
+    fill_hole_area: int,
+    non_overlap_masks: bool,
+    clear_non_cond_mem_around_input: bool,
+    add_all_frames_to_correct_as_cond: bool,
+) -> Sam2VideoPredictor:
+    """The `Sam2VideoPredictor` of a built SAM 2-style model (SAM 2, EfficientTAM), its memory
+    modules cast to a low `dtype`.
+
+    Raises:
+        ValueError: the model is image-only (its checkpoint had no memory tensors).
+    """
     if not isinstance(model, Sam2Video):
         raise ValueError(
             f"checkpoint {checkpoint} has no video memory tensors (memory_attention.*, "
-            "memory_encoder.*, ...); video tracking needs a full SAM 2 checkpoint"
+            f"memory_encoder.*, ...); video tracking needs a full {family_display} checkpoint"
         )
     if dtype is not None and dtype != torch.float32:
         # the memory modules (memory attention dominates tracking on a CPU) run in that dtype;

@@ -7,7 +7,7 @@ import os
 import torch
 
 from samkit.build.efficienttam import EfficientTamConfigLike, build_efficienttam
-from samkit.modeling.sam2_video import Sam2Video
+from samkit.video.build import video_predictor_for
 from samkit.video.predictor import Sam2VideoPredictor
 
 
@@ -39,16 +39,11 @@ def build_efficienttam_video_predictor(
     model = build_efficienttam(
         variant_or_config, checkpoint, device=device, dtype=dtype, apply_postprocessing=True
     )
-    if not isinstance(model, Sam2Video):
-        raise ValueError(
-            f"checkpoint {checkpoint} has no video memory tensors (memory_attention.*, "
-            "memory_encoder.*, ...); video tracking needs a full EfficientTAM checkpoint"
-        )
-    if dtype is not None and dtype != torch.float32:
-        model.memory_attention.to(dtype)
-        model.memory_encoder.to(dtype)
-    return Sam2VideoPredictor(
+    return video_predictor_for(
         model,
+        checkpoint,
+        "EfficientTAM",
+        dtype=dtype,
         fill_hole_area=fill_hole_area,
         non_overlap_masks=non_overlap_masks,
         clear_non_cond_mem_around_input=clear_non_cond_mem_around_input,
