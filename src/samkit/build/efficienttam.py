@@ -8,7 +8,6 @@ checkpoints load unchanged (same state-dict keys as `efficienttam_{ti,s}*.pt`).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 from typing import Any
@@ -23,7 +22,7 @@ from samkit.build.pipeline import (
     require_spec,
     reset_pixel_normalization,
 )
-from samkit.build.sam2 import sam2_from_config
+from samkit.build.sam2 import sam2_from_config, with_postprocessing
 from samkit.configs.common import VARIANTS
 from samkit.configs.efficienttam import (
     EfficientTamConfig,
@@ -204,11 +203,7 @@ def build_efficienttam(
     if variant_or_config is None:
         variant_or_config = infer_efficienttam_variant(state_dict)
     cfg, _ = resolve_efficienttam_config(variant_or_config)
-    if apply_postprocessing is not None:
-        dec = dataclasses.replace(
-            cfg.mask_decoder, dynamic_multimask_via_stability=bool(apply_postprocessing)
-        )
-        cfg = dataclasses.replace(cfg, mask_decoder=dec)
+    cfg = with_postprocessing(cfg, apply_postprocessing)
     video = state_dict is None or any(k.startswith(_VIDEO_PREFIXES) for k in state_dict)
 
     return build_model(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -29,6 +29,8 @@ from samkit.modeling.memory_encoder import CXBlock, Fuser, MaskDownSampler, Memo
 from samkit.modeling.neck import FpnNeck, ImageEncoder
 from samkit.modeling.sam2 import Sam2
 from samkit.modeling.sam2_video import Sam2Video
+
+ConfigT = TypeVar("ConfigT")
 
 Sam2ConfigLike = str | os.PathLike | Sam2Config | None
 
@@ -254,11 +256,7 @@ def build_sam2(
     if variant_or_config is None:
         variant_or_config = infer_sam2_variant(state_dict)
     cfg, _ = resolve_sam2_config(variant_or_config)
-    if apply_postprocessing is not None:
-        dec = dataclasses.replace(
-            cfg.mask_decoder, dynamic_multimask_via_stability=bool(apply_postprocessing)
-        )
-        cfg = dataclasses.replace(cfg, mask_decoder=dec)
+    cfg = with_postprocessing(cfg, apply_postprocessing)
     # An image-only checkpoint (no memory tensors at all) builds the image-only `Sam2`.
     video = state_dict is None or any(k.startswith(VIDEO_KEY_PREFIXES) for k in state_dict)
     return build_model(
@@ -285,6 +283,17 @@ def load_sam2(
     name = spec if isinstance(spec, str) else None
     checkpoint = official_checkpoint(name, checkpoint, random_weights)
     return build_sam2(spec, checkpoint=checkpoint, device=device, dtype=dtype)
+
+
+def with_postprocessing(cfg: ConfigT, apply_postprocessing: bool | None) -> ConfigT:
+    """`cfg` with the decoder's dynamic multimask selection forced on (True) or off (False), as
+    the official `apply_postprocessing` switches it; None keeps the config's setting."""
+    if apply_postprocessing is None:
+        return cfg
+    dec = dataclasses.replace(
+        cfg.mask_decoder, dynamic_multimask_via_stability=bool(apply_postprocessing)
+    )
+    return dataclasses.replace(cfg, mask_decoder=dec)
 
 
 def is_sam2_config(raw: Mapping[str, Any]) -> bool:
