@@ -97,6 +97,7 @@ _BUILTIN = (
         config_match="samkit.build.sam3_models:is_sam3_config",
         predictor="samkit.amg.sam3:Sam3ClickPredictor",
         concepts="samkit.amg.sam3:Sam3ConceptGenerator",
+        video_predictor="samkit.video.track_concepts:build_concept_tracker",
         names=("sam3",),
         default_model="sam3",
     ),
@@ -122,6 +123,26 @@ _BUILTIN = (
         video_predictor="samkit.video.efficienttam:build_efficienttam_video_predictor",
         default_model="efficienttam_ti",
     ),
+    # SAM 2's prefixes plus the neck and the perceiver (which SAM 2 does not count) and the timm
+    # trunk as a marker: an EdgeTAM file counts more keys here, other files have no marker
+    Family(
+        name="edgetam",
+        display="EdgeTAM",
+        checkpoint_prefixes=(
+            "image_encoder.",
+            "sam_mask_decoder.",
+            "sam_prompt_encoder.",
+            "spatial_perceiver.",
+        ),
+        checkpoint_markers=("image_encoder.trunk.body.",),
+        builder_hint="build_edgetam (CLI: --model edgetam)",
+        model="samkit.modeling.edgetam:EdgeTam",
+        loader="samkit.build.edgetam:load_edgetam",
+        config_match="samkit.build.edgetam:is_edgetam_config_file",
+        predictor="samkit.predict.sam2:Sam2ImagePredictor",
+        amg_generator="samkit.amg.sam2:Sam2AutomaticMaskGenerator",
+        default_model="edgetam",
+    ),
     # SAM 1's keys plus a marker: a file with the marker counts all its keys here (more than
     # SAM 1's prefixes); HQ-SAM first, so an HQ file with a TinyViT encoder ties and goes to it
     Family(
@@ -134,6 +155,8 @@ _BUILTIN = (
         loader="samkit.build.light:load_sam_hq",
         predictor="samkit.predict.sam_hq:SamHQPredictor",
         amg_generator="samkit.amg.sam:SamAutomaticMaskGenerator",
+        exporter="samkit.export.sam_hq:export_sam_hq_onnx",
+        onnx_predictor="samkit.export.ort_sam_hq:OnnxSamHQPredictor",
         default_model="sam_hq_vit_b",
     ),
     Family(
@@ -146,6 +169,8 @@ _BUILTIN = (
         loader="samkit.build.light:load_mobile_sam",
         predictor="samkit.predict.sam:SamPredictor",
         amg_generator="samkit.amg.sam:SamAutomaticMaskGenerator",
+        exporter="samkit.export.sam:export_sam_onnx",
+        onnx_predictor="samkit.export.ort_sam:OnnxSamPredictor",
         default_model="mobile_sam",
     ),
 )

@@ -151,6 +151,7 @@ def variant_names(family: Family | None = None) -> list[str]:
 def _ensure_sam2_registered() -> None:
     # SAM 2 variants live in configs_sam2 (which imports configs_common, never this module);
     # importing it registers them.
+    from samkit.configs import edgetam as configs_edgetam  # noqa: F401
     from samkit.configs import efficienttam as configs_efficienttam  # noqa: F401
     from samkit.configs import sam2 as configs_sam2  # noqa: F401
 

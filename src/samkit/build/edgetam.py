@@ -1,0 +1,329 @@
+"""Build EdgeTAM models from a variant name (`edgetam`), an `EdgeTamConfig`, an official
+config.json, or a checkpoint alone (its architecture inferred from the tensor shapes).
+
+The model is the shared SAM 2 one (`samkit.build.sam2.sam2_from_config`) with the RepViT + FPN
+image encoder, the `RoPEAttentionV2` memory cross-attention and the spatial perceiver; official
+checkpoints load unchanged (the state-dict keys of `edgetam.pt`, timm's trunk names included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import re
+from typing import Any
+
+import torch
+from torch import nn
+
+from samkit.build.loaded import official_checkpoint
+from samkit.build.pipeline import (
+    build_model,
+    read_checkpoint,
+    require_spec,
+    reset_pixel_normalization,
+)
+from samkit.build.sam2 import VIDEO_KEY_PREFIXES, sam2_from_config, with_postprocessing
+from samkit.configs.common import PromptEncoderConfig
+from samkit.configs.edgetam import (
+    EdgeTamConfig,
+    PerceiverConfig,
+    RepVitConfig,
+    edgetam_config_from_official,
+    is_edgetam_config,
+)
+from samkit.configs.sam import get_variant, load_config_json
+from samkit.configs.sam2 import FpnNeckConfig, Sam2Config, sam2_mask_decoder_config
+from samkit.layers import LayerNorm2d
+from samkit.layers.sine_position import PositionEmbeddingSine
+from samkit.modeling.edgetam import EdgeTam, EdgeTamImage
+from samkit.modeling.edgetam_attention import RoPEAttentionV2
+from samkit.modeling.neck import FpnNeck, ImageEncoder
+from samkit.modeling.perceiver import PerceiverResampler
+from samkit.modeling.repvit import RepViT
+from samkit.modeling.sam2 import Sam2
+from samkit.modeling.sam2_video import Sam2Video
+
+EdgeTamConfigLike = str | os.PathLike | EdgeTamConfig | None
+
+_VIDEO_PREFIXES = (*VIDEO_KEY_PREFIXES, "spatial_perceiver.")
+_TRUNK = "image_encoder.trunk.body."
+
+
+def edgetam_from_config(cfg: EdgeTamConfig, video: bool = True) -> Sam2:
+    """An (uninitialised-weights) `EdgeTam` (image path + memory modules + perceiver) or, with
+    `video=False`, the image-only `EdgeTamImage`."""
+    t = cfg.trunk
+    trunk = RepViT(t.embed_dims, t.depths, t.mlp_ratio, t.kernel_size, t.legacy)
+    neck = FpnNeck(
+        PositionEmbeddingSine(cfg.d_model, 10000.0, True, None),
+        d_model=cfg.d_model,
+        backbone_channel_list=trunk.channel_list,
+        fpn_interp_model="nearest",
+        fpn_top_down_levels=cfg.fpn_top_down_levels,
+    )
+    m, p = cfg.memory, cfg.perceiver
+    cross = functools.partial(
+        _cross_attention, q_sizes=cfg.q_sizes, k_sizes=cfg.k_sizes, tokens=p.num_tokens
+    )
+    perceiver = PerceiverResampler(
+        m.mem_dim,
+        p.depth,
+        dim_head=p.dim_head,
+        heads=p.heads,
+        num_latents=p.num_latents,
+        num_latents_2d=p.num_latents_2d,
+        ff_mult=p.ff_mult,
+        position_encoding=PositionEmbeddingSine(m.mem_dim, 10000.0, True, None),
+        use_self_attn=p.use_self_attn,
+    )
+    sam2_cfg = Sam2Config(
+        neck=FpnNeckConfig(d_model=cfg.d_model),
+        scalp=cfg.scalp,
+        image_size=cfg.image_size,
+        backbone_stride=cfg.backbone_stride,
+        prompt_encoder=cfg.prompt_encoder,
+        mask_decoder=cfg.mask_decoder,
+        directly_add_no_mem_embed=cfg.directly_add_no_mem_embed,
+        pixel_mean=cfg.pixel_mean,
+        pixel_std=cfg.pixel_std,
+        version="sam2",
+        no_obj_embed_spatial=cfg.no_obj_embed_spatial,
+        proj_tpos_enc_in_obj_ptrs=cfg.proj_tpos_enc_in_obj_ptrs,
+        use_signed_tpos_enc_to_obj_ptrs=cfg.use_signed_tpos_enc_to_obj_ptrs,
+        add_tpos_enc_to_obj_ptrs=cfg.add_tpos_enc_to_obj_ptrs,
+        memory=m,
+    )
+    video_cls: Any = functools.partial(EdgeTam, spatial_perceiver=perceiver)
+    return sam2_from_config(
+        sam2_cfg,
+        video=video,
+        image_encoder=ImageEncoder(trunk, neck, scalp=cfg.scalp),  # type: ignore[arg-type]
+        cross_attention=cross,
+        classes=(EdgeTamImage, video_cls),
+    )
+
+
+def _cross_attention(
+    embedding_dim: int,
+    num_heads: int,
+    *,
+    downsample_rate: int,
+    kv_in_dim: int | None,
+    rope_theta: float,
+    rope_k_repeat: bool,
+    feat_sizes: tuple[int, int],
+    q_sizes: tuple[int, int],
+    k_sizes: tuple[int, int],
+    tokens: int,
+) -> RoPEAttentionV2:
+    # called by sam2_from_config with RoPEAttention's arguments (rope_k_repeat, feat_sizes unused)
+    return RoPEAttentionV2(
+        embedding_dim, num_heads, downsample_rate, kv_in_dim, rope_theta, q_sizes, k_sizes, tokens
+    )
+
+
+def resolve_edgetam_config(spec: EdgeTamConfigLike) -> tuple[EdgeTamConfig, str | None]:
+    """(config, variant name or None) from a variant name, a config or a config.json path.
+
+    Raises:
+        ValueError: an unknown name, a variant of another family, or an unreadable config.
+    """
+    if isinstance(spec, EdgeTamConfig):
+        return spec, None
+    if isinstance(spec, os.PathLike) or (
+        isinstance(spec, str) and (spec.endswith(".json") or os.sep in spec)
+    ):
+        raw = load_config_json(spec)
+        if not isinstance(raw, dict):
+            raise ValueError(f"{spec}: expected a JSON object")
+        if raw.get("family", "edgetam") != "edgetam":
+            raise ValueError(f"{spec}: a {raw['family']} config, not an EdgeTAM one")
+        return edgetam_config_from_official(raw), None
+    if isinstance(spec, str):
+        variant = get_variant(spec)
+        if variant.family != "edgetam":
+            raise ValueError(
+                f"{spec!r} is a {variant.family} variant; the EdgeTAM variant is edgetam"
+            )
+        return variant.config, variant.name
+    raise ValueError(
+        "expected the EdgeTAM variant name 'edgetam', an EdgeTamConfig or a config.json path; "
+        f"got {type(spec).__name__}"
+    )
+
+
+def _count(keys: list[str], pattern: str) -> int:
+    rx = re.compile(pattern)
+    found = {int(m.group(1)) for k in keys if (m := rx.match(k))}
+    return max(found) + 1 if found else 0
+
+
+def infer_edgetam_config(state_dict: dict[str, torch.Tensor]) -> EdgeTamConfig:
+    """The `EdgeTamConfig` whose tensors a checkpoint holds: RepViT widths / depths / token
+    mixer, neck width, memory and perceiver sizes are read from the shapes; what shapes cannot
+    tell takes the official values (1024 px, one attention head in the memory attention and
+    the perceiver, SAM 2.0 pointer settings, `edgetam.yaml`'s flags).
+
+    Raises:
+        ValueError: the tensors are not an EdgeTAM image path (no RepViT trunk / FPN neck).
+    """
+    sd, keys = state_dict, list(state_dict)
+    n_stages = _count(keys, re.escape(_TRUNK) + r"stages_(\d+)\.")
+    stem = sd.get(_TRUNK + "stem.conv2.c.weight")
+    neck = sd.get("image_encoder.neck.convs.0.conv.weight")
+    if stem is None or neck is None or n_stages == 0:
+        raise ValueError(
+            "not an EdgeTAM checkpoint: no RepViT trunk (image_encoder.trunk.body.stem.*, "
+            "...stages_{i}.*) or FPN neck (image_encoder.neck.convs.0.conv.weight)"
+        )
+    dims, depths = [], []
+    for i in range(n_stages):
+        pre = f"{_TRUNK}stages_{i}.blocks."
+        depths.append(_count(keys, re.escape(pre) + r"(\d+)\."))
+        dims.append(int(sd[pre + "0.token_mixer.conv.c.weight"].shape[0]))
+    block = f"{_TRUNK}stages_0.blocks.0."
+    trunk = RepVitConfig(
+        embed_dims=tuple(dims),
+        depths=tuple(depths),
+        mlp_ratio=int(sd[block + "channel_mixer.conv1.c.weight"].shape[0]) // dims[0],
+        kernel_size=int(sd[block + "token_mixer.conv.c.weight"].shape[-1]),
+        legacy=(block + "token_mixer.conv1.c.weight") in sd,
+    )
+    d = int(neck.shape[0])
+    cfg = EdgeTamConfig(
+        trunk=trunk,
+        d_model=d,
+        prompt_encoder=PromptEncoderConfig(embed_dim=d),
+        mask_decoder=sam2_mask_decoder_config(d),
+    )
+    if "memory_attention.layers.0.linear1.weight" not in sd:
+        return cfg  # image-only: the memory settings are unused
+    mem = sd.get("memory_encoder.out_proj.weight")
+    mem_dim = d if mem is None else int(mem.shape[0])
+    memory = dataclasses.replace(
+        cfg.memory,
+        attn_num_layers=_count(keys, r"memory_attention\.layers\.(\d+)\."),
+        attn_dim_feedforward=int(sd["memory_attention.layers.0.linear1.weight"].shape[0]),
+        mem_dim=mem_dim,
+        fuser_num_layers=_count(keys, r"memory_encoder\.fuser\.layers\.(\d+)\."),
+        num_maskmem=int(sd["maskmem_tpos_enc"].shape[0]),
+    )
+    sp = "spatial_perceiver."
+    n_lat = int(sd[sp + "latents"].shape[0]) if sp + "latents" in sd else 0
+    n_2d = int(sd[sp + "latents_2d"].shape[0]) if sp + "latents_2d" in sd else 0
+    perceiver = PerceiverConfig(
+        depth=_count(keys, re.escape(sp) + r"layers\.(\d+)\."),
+        dim_head=int(sd[sp + "layers.0.attn.to_q.weight"].shape[0]),
+        heads=1,
+        num_latents=n_lat,
+        num_latents_2d=n_2d,
+        ff_mult=int(sd[sp + "layers.0.ff.1.weight"].shape[0]) // mem_dim,
+        use_self_attn=(sp + "layers.0.self_attn.to_q.weight") in sd,
+    )
+    side = math.isqrt(n_2d)
+    return dataclasses.replace(cfg, memory=memory, perceiver=perceiver, k_sizes=(side, side))
+
+
+def build_edgetam(
+    variant_or_config: EdgeTamConfigLike = None,
+    checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    apply_postprocessing: bool | None = None,
+) -> Sam2:
+    """Build an EdgeTAM model, optionally loading an official checkpoint.
+
+    Args:
+        variant_or_config: `edgetam` (the official model), an `EdgeTamConfig`, or an official
+            hydra-resolved config.json (its timm trunk name gives the trunk sizes). With only
+            `checkpoint`, the architecture is read from the tensors (`infer_edgetam_config`).
+        checkpoint: official `{"model": state_dict}` `.pt` (or a flat state dict / safetensors);
+            every tensor must load (a missing, unexpected or misshaped one raises ValueError).
+            A checkpoint without memory tensors builds the image-only `EdgeTamImage`.
+        device: where to put the model (default CPU).
+        dtype: None / float32, or a low precision as for `samkit.build_sam2`.
+        apply_postprocessing: True / False forces the decoder's dynamic multimask selection on
+            / off (the official `apply_postprocessing`); None keeps the config's setting.
+
+    Returns:
+        The model in eval mode (`EdgeTam`, or `EdgeTamImage`).
+
+    Raises:
+        ValueError: no variant and no checkpoint, an unknown variant, or a checkpoint of another
+            family / size.
+    """
+    require_spec("build_edgetam", variant_or_config, checkpoint)
+    state_dict = read_checkpoint(checkpoint, "edgetam")
+    if variant_or_config is None:
+        assert state_dict is not None
+        cfg = infer_edgetam_config(state_dict)
+    else:
+        cfg, _ = resolve_edgetam_config(variant_or_config)
+    cfg = with_postprocessing(cfg, apply_postprocessing)
+    video = state_dict is None or any(k.startswith(_VIDEO_PREFIXES) for k in state_dict)
+    return build_model(
+        lambda: edgetam_from_config(cfg, video=video),
+        state_dict,
+        checkpoint,
+        reset_buffers=lambda m: reset_pixel_normalization(m, cfg),
+        init_weights=lambda m: _init_weights(m, cfg),
+        user=f"the model of build_edgetam({variant_or_config!r})",
+        device=device,
+        dtype=dtype,
+    )
+
+
+def load_edgetam(
+    spec: EdgeTamConfigLike,
+    checkpoint: str | os.PathLike | None = None,
+    random_weights: bool = False,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> Sam2:
+    """The EdgeTAM loader of `samkit.build.registry`: `build_edgetam`, with the official
+    checkpoint fetched into the cache when no checkpoint is given (and weights are wanted)."""
+    name = spec if isinstance(spec, str) else None
+    checkpoint = official_checkpoint(name, checkpoint, random_weights)
+    return build_edgetam(spec, checkpoint=checkpoint, device=device, dtype=dtype)
+
+
+def is_edgetam_config_file(raw: Any) -> bool:
+    """Registry `config_match`: an official EdgeTAM config (spatial perceiver + timm trunk)."""
+    return is_edgetam_config(raw)
+
+
+@torch.no_grad()
+def _init_weights(model: Sam2, cfg: EdgeTamConfig) -> None:
+    """Random initialisation for a model built without a checkpoint (meta-built modules are empty)."""
+    for m in model.modules():
+        if isinstance(m, LayerNorm2d):
+            m.weight.fill_(1.0)
+            m.bias.zero_()
+        elif hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    nn.init.trunc_normal_(model.no_mem_embed, std=0.02)
+    if isinstance(model, Sam2Video):
+        for p in (model.maskmem_tpos_enc, model.no_mem_pos_enc):
+            nn.init.trunc_normal_(p, std=0.02)
+        if hasattr(model, "no_obj_ptr"):
+            nn.init.trunc_normal_(model.no_obj_ptr, std=0.02)
+        for m in model.memory_encoder.fuser.layers:
+            if m.gamma is not None:
+                m.gamma.fill_(cfg.memory.fuser_layer_scale_init_value)
+        perceiver = getattr(model, "spatial_perceiver", None)
+        for name in ("latents", "latents_2d"):
+            if perceiver is not None and hasattr(perceiver, name):
+                getattr(perceiver, name).normal_()
+    model.sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.normal_()
+
+
+__all__ = [
+    "build_edgetam",
+    "edgetam_from_config",
+    "infer_edgetam_config",
+    "load_edgetam",
+    "resolve_edgetam_config",
+]
