@@ -1,4 +1,5 @@
-"""`samkit track` and `samkit eval-video`: SAM 2 video tracking and DAVIS-style evaluation.
+"""`samkit track` and `samkit eval-video`: video tracking (SAM 2 objects, SAM 3 concepts) and
+DAVIS-style evaluation.
 
 Registered by `samkit.cli` through `add_parsers(subparsers)`.
 """
@@ -23,6 +24,7 @@ from samkit.cli.common import (
     model_family,
     refuse_family,
 )
+from samkit.cli.sam3opts import text_prompt, threshold
 
 # samkit.runtime / samkit.video (torch; video.eval also scipy) are imported inside the command
 # functions: `samkit.cli.parser` imports this module to build the parser, and `--help` imports
@@ -30,20 +32,74 @@ from samkit.cli.common import (
 
 
 def _sam2_model_help(p: Any) -> None:
-    """Video commands need a SAM 2 model: say so in `--model`'s help (no vit_b default)."""
+    """Video commands need a video model: say so in `--model`'s help (no vit_b default)."""
     for action in p._actions:
         if "--model" in action.option_strings:
             action.help = (
                 "a SAM 2 / 2.1 variant (e.g. sam2.1_hiera_t) or a SAM 2 config.json (then "
-                "also --checkpoint); optional with --checkpoint of an official size (inferred)"
+                "also --checkpoint), or sam3 (concepts: --text); optional with --checkpoint of "
+                "an official size (inferred)"
             )
+
+
+def _exemplar(text: str) -> tuple[int, tuple[float, ...], int]:
+    """`--exemplar FRAME:X0,Y0,X1,Y1[,LABEL]` -> (frame, box, label)."""
+    frame, sep, rest = text.partition(":")
+    parts = rest.split(",")
+    try:
+        if not sep or len(parts) not in (4, 5):
+            raise ValueError
+        f, box = int(frame), tuple(float(v) for v in parts[:4])
+        label = int(parts[4]) if len(parts) == 5 else 1
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected FRAME:X0,Y0,X1,Y1[,LABEL] (pixels; LABEL 1 positive, 0 negative)"
+        ) from None
+    if label not in (0, 1) or f < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: FRAME must be >= 0 and LABEL 0 or 1")
+    return f, box, label
+
+
+def _add_concept_args(p: Any) -> None:
+    g = p.add_argument_group(
+        "concepts (a SAM 3 model: every instance of a phrase or exemplar starts a track)"
+    )
+    g.add_argument(
+        "--text",
+        action="append",
+        type=text_prompt,
+        default=[],
+        metavar="PHRASE",
+        help="track every instance of this noun phrase found on --text-frame; repeatable, one "
+        "YouTube-VIS category per phrase",
+    )
+    g.add_argument(
+        "--text-frame", type=int, default=0, metavar="FRAME", help="frame of --text (default 0)"
+    )
+    g.add_argument(
+        "--exemplar",
+        action="append",
+        type=_exemplar,
+        default=[],
+        metavar="FRAME:X0,Y0,X1,Y1[,LABEL]",
+        help="track every instance like the object in this box (a visual exemplar); repeatable",
+    )
+    g.add_argument(
+        "--threshold",
+        type=threshold,
+        default=None,
+        metavar="T",
+        help="detection score threshold in [0, 1] for new instances (official "
+        "score_threshold_detection 0.5 and new_det_thresh 0.7 by default)",
+    )
 
 
 def add_parsers(sub: Any) -> None:
     """Add the `track` and `eval-video` commands to the `samkit` subparsers."""
     p = sub.add_parser(
         "track",
-        help="track objects through a video (SAM 2): palette PNGs, JSON, overlay MP4",
+        help="track objects (SAM 2) or every instance of a concept (SAM 3) through a video: "
+        "palette PNGs, JSON, overlay MP4",
         description="Prompt objects on some frames and track them through the video. Writes "
         "OUT/masks/<frame>.png (palette PNGs, pixel = object id), OUT/annotations.json "
         "(YouTube-VIS style, COCO RLE) and OUT/overlay.mp4, each atomically.",
@@ -96,6 +152,7 @@ def add_parsers(sub: Any) -> None:
         help="overlay frame rate (default: the video's, 24 for frame folders)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_concept_args(p)
     _add_model_args(p)
     _sam2_model_help(p)
     p.set_defaults(func=cmd_track)
@@ -121,9 +178,10 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_eval_video)
 
 
-def load_video_predictor(args: argparse.Namespace) -> Any:
+def load_video_predictor(args: argparse.Namespace, **settings: Any) -> Any:
     """The video predictor of the model's family (registry slot `video_predictor`: SAM 2's
-    `samkit.build_sam2_video_predictor`) from the common model arguments."""
+    `samkit.build_sam2_video_predictor`, SAM 3's `samkit.video.track_concepts.ConceptTracker`)
+    from the common model arguments; `settings` go to the builder (SAM 3's thresholds)."""
     from samkit.runtime.accel import tune_malloc
 
     tune_malloc()
@@ -159,7 +217,21 @@ def load_video_predictor(args: argparse.Namespace) -> Any:
 
     build = fam.load("video_predictor")
     dtype = None if args.dtype is None else getattr(torch, DTYPES[args.dtype])
-    return build(model, checkpoint=checkpoint, device=args.device, dtype=dtype)
+    return build(model, checkpoint=checkpoint, device=args.device, dtype=dtype, **settings)
+
+
+def serve_video_predictor(args: argparse.Namespace, loaded: Any) -> Any:
+    """The video predictor `samkit serve` gives the web app when its family's is not built on
+    the served model alone: a family with concepts and a video predictor (SAM 3) gets a
+    `ConceptTracker` on the served model plus the checkpoint's tracker; None otherwise (SAM 2's
+    is made from the model by the app) and for random weights (no tracker to load)."""
+    fam = get_family(loaded.family)
+    if not (fam.has("concepts") and fam.has("video_predictor")) or loaded.random_weights:
+        return None
+    from samkit.video.track_concepts import concept_tracker_on
+
+    checkpoint = official_checkpoint(args.model, args.checkpoint, False)
+    return concept_tracker_on(loaded.model, checkpoint)
 
 
 def _prompts_from_args(args: argparse.Namespace, n: int, h: int, w: int) -> list:
@@ -175,7 +247,53 @@ def _prompts_from_args(args: argparse.Namespace, n: int, h: int, w: int) -> list
     raws += [parse_mask(s) for s in args.mask]
     if args.prompts:
         raws += load_prompts_json(args.prompts)
+    if not raws and (args.text or args.exemplar):
+        return []  # concepts only
     return resolve_prompts(raws, n, h, w)
+
+
+def _concept_prompts(args: argparse.Namespace, n: int, prompts: list) -> list:
+    """The `--text` / `--exemplar` finds, checked against the model family (before it loads):
+    a family with text concepts in its registry entry takes them and refuses `--box` (its boxes
+    are exemplars) and `--mask`; other families refuse them. `--text` alone means that family's
+    default model."""
+    from samkit.video.track_prompts import ConceptPrompt
+
+    concepts = families_with("concepts", "video_predictor")
+    wants = bool(args.text or args.exemplar or args.threshold is not None)
+    if wants and args.model is None and args.checkpoint is None and concepts:
+        args.model = get_family(concepts[0]).default_model
+    if args.model is None and args.checkpoint is None:
+        return []  # load_video_predictor says what --model needs
+    fam = get_family(model_family(args.model, args.checkpoint))
+    if not fam.has("concepts"):
+        if wants:
+            flag = "--text" if args.text else "--exemplar" if args.exemplar else "--threshold"
+            names = " / ".join(FAMILY_NAMES[f] for f in concepts) or "a concept model"
+            raise CliError(
+                f"{flag} needs a model that finds concepts ({names}, e.g. --model "
+                f"{get_family(concepts[0]).default_model if concepts else 'sam3'}); a "
+                f"{fam.display} model tracks the objects you click (--point / --box / --mask)"
+            )
+        return []
+    if any(p.box is not None for p in prompts):
+        raise CliError(
+            f"--box: a {fam.display} video model reads a box as an exemplar of a concept, not "
+            "as one object: use --exemplar FRAME:X0,Y0,X1,Y1 (every instance like it is tracked)"
+        )
+    if any(p.mask is not None for p in prompts):
+        raise CliError(
+            f"--mask: a {fam.display} video model takes no "
+            "mask prompts (official add_prompt: text, exemplar boxes, clicks); use --text, "
+            "--exemplar or --point"
+        )
+    finds = [ConceptPrompt(args.text_frame, t, None) for t in args.text]
+    finds += [ConceptPrompt(f, None, box, label) for f, box, label in args.exemplar]
+    for c in finds:
+        if not 0 <= c.frame < n:
+            flag = "--text-frame" if c.text is not None else "--exemplar"
+            raise CliError(f"{flag} {c.frame} is outside the video (frames 0..{n - 1})")
+    return finds
 
 
 def cmd_track(args: argparse.Namespace) -> int:
@@ -197,19 +315,25 @@ def cmd_track(args: argparse.Namespace) -> int:
         raise CliError(f"VIDEO {e}") from None
     n, h, w = len(src), src.video_height, src.video_width
     prompts = _prompts_from_args(args, n, h, w)
+    finds = _concept_prompts(args, n, prompts)
     if args.start_frame is not None and not 0 <= args.start_frame < n:
         raise CliError(f"--start-frame {args.start_frame} is outside the video (frames 0..{n - 1})")
     reverse = args.reverse
-    predictor = load_video_predictor(args)
+    settings = {}
+    if args.threshold is not None:  # official names of the SAM 3 video settings
+        settings = {"score_threshold_detection": args.threshold, "new_det_thresh": args.threshold}
+    predictor = load_video_predictor(args, **settings)
     src = open_video(path, int(getattr(predictor, "image_size", 1024)))
     direction = "both" if args.both_directions else "reverse" if reverse else "forward"
     if not args.quiet:
-        total = frames_to_track(
-            n, [p.frame for p in prompts], args.start_frame, after_start, reverse
+        pframes = [p.frame for p in prompts] + [f.frame for f in finds]
+        total = frames_to_track(n, pframes, args.start_frame, after_start, reverse)
+        what = f"{len({p.obj_id for p in prompts})} objects" + (
+            f", {len(finds)} concepts" if finds else ""
         )
         print(
-            f"{path.name}: {n} frames {w}x{h}, {len({p.obj_id for p in prompts})} objects, "
-            f"tracking {direction} ({total} frames per pass)",
+            f"{path.name}: {n} frames {w}x{h}, {what}, tracking {direction} "
+            f"({total} frames per pass)",
             file=sys.stderr,
         )
     result = track_video(
@@ -224,6 +348,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         fps=args.fps,
         video_name=path.stem if path.is_file() else path.name,
         progress=not args.quiet,
+        finds=finds,
     )
     print(json.dumps(result, indent=1))
     return 0

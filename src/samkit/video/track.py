@@ -1,13 +1,16 @@
-"""Track objects through a video with a `Sam2VideoPredictor` and write the outputs.
+"""Track objects through a video with a video predictor and write the outputs.
 
-`track_video` is what `samkit track` runs: prompts -> `propagate_in_video` (forward, reverse or
-both) -> `masks/<frame>.png` (palette PNGs, written as frames arrive), `annotations.json`
-(YouTube-VIS style) and `overlay.mp4`. Every file is written atomically; the overlay is rendered
+`track_video` is what `samkit track` runs: prompts (and, for a concept tracker such as SAM 3's
+`samkit.video.track_concepts.ConceptTracker`, finds: every instance of a phrase or exemplar)
+-> `propagate_in_video` (forward, reverse or both) -> `masks/<frame>.png` (palette PNGs,
+written as frames arrive), `annotations.json` (YouTube-VIS style; one category per concept)
+and `overlay.mp4`. Every file is written atomically; the overlay is rendered
 after tracking from the video and the PNGs, so memory does not grow with the video length.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,8 +20,14 @@ import numpy as np
 
 from samkit.io.atomic import remove_stale_temporaries
 from samkit.io.progress import Progress
-from samkit.video.formats import VisRecorder, label_map, read_label_png, write_palette_png
-from samkit.video.track_prompts import VideoPrompt
+from samkit.video.formats import (
+    VisRecorder,
+    atomic_write_bytes,
+    label_map,
+    read_label_png,
+    write_palette_png,
+)
+from samkit.video.track_prompts import ConceptPrompt, VideoPrompt
 
 DIRECTIONS = ("forward", "reverse", "both")
 
@@ -37,6 +46,42 @@ def apply_prompts(predictor: Any, state: Any, prompts: Sequence[VideoPrompt]) ->
         predictor.add_new_points_or_box(
             state, p.frame, p.obj_id, points=points, labels=labels, box=box
         )
+
+
+def apply_finds(predictor: Any, state: Any, finds: Sequence[ConceptPrompt]) -> None:
+    """Run every find (a concept on a frame) of a concept tracker.
+
+    Raises:
+        ValueError: finds for a predictor that tracks only the objects it is given.
+    """
+    if finds and not getattr(predictor, "finds_concepts", False):
+        raise ValueError(
+            f"{type(predictor).__name__} tracks the objects it is given: it cannot find "
+            "concepts (text or exemplars); use a SAM 3 model"
+        )
+    for c in finds:
+        predictor.find(state, c.frame, c.text, c.box, c.box_label)
+
+
+def vis_document(rec: VisRecorder, state: Any, video_name: str) -> dict[str, Any]:
+    """The YouTube-VIS document of `rec`; with a concept tracker's state (`category(id)`), one
+    category per concept, each annotation in its concept's, with the concept name."""
+    doc = rec.document(video_name)
+    doc["info"]["description"] = "samkit track"
+    category = getattr(state, "category", None)
+    if not callable(category):
+        return doc
+    names: list[str] = []
+    for ann in doc["annotations"]:
+        name = category(ann["object_id"])
+        if name not in names:
+            names.append(name)
+        ann["category_id"] = names.index(name) + 1
+        ann["concept"] = name
+    doc["categories"] = [
+        {"id": i, "name": n, "supercategory": "object"} for i, n in enumerate(names, start=1)
+    ]
+    return doc
 
 
 def frames_to_track(
@@ -105,11 +150,12 @@ def track_video(
     fps: float | None = None,
     video_name: str = "video",
     progress: bool = True,
+    finds: Sequence[ConceptPrompt] = (),
 ) -> dict[str, Any]:
     """Prompt, propagate and write the outputs (see the module docstring).
 
     Args:
-        predictor: a `Sam2VideoPredictor` (official API).
+        predictor: a `Sam2VideoPredictor` (official API) or a `ConceptTracker`.
         src: the `VideoFrames` of the video (`samkit.video.open_video`).
         prompts: from `samkit.video.track_prompts.resolve_prompts`.
         out: output folder.
@@ -120,6 +166,7 @@ def track_video(
         fps: overlay frame rate (default: the video's, else 24).
         video_name: the name in annotations.json.
         progress: print the progress line on stderr.
+        finds: concepts to find first (a concept tracker: `predictor.finds_concepts`).
 
     Returns:
         A summary: frames tracked, objects, output paths, seconds (all of the tracking) and
@@ -137,10 +184,11 @@ def track_video(
     state = predictor.init_state(src)
     n = int(state.num_frames)
     h, w = int(state.video_height), int(state.video_width)
+    apply_finds(predictor, state, finds)
     apply_prompts(predictor, state, prompts)
     t1 = time.perf_counter()
     passes = {"forward": [False], "reverse": [True], "both": [False, True]}[direction]
-    pframes = [p.frame for p in prompts]
+    pframes = [p.frame for p in prompts] + [c.frame for c in finds]
     total = sum(frames_to_track(n, pframes, start_frame, max_frames, r) for r in passes)
     bar = Progress(total, "tracking", "frames", enabled=progress)
     names = [src.frame_name(i) for i in range(n)] if not src.is_live else None
@@ -166,10 +214,11 @@ def track_video(
             bar.update()
     bar.close()
     end = time.perf_counter()
-    rec.write(out / "annotations.json", video_name)
+    doc = vis_document(rec, state, video_name)
+    atomic_write_bytes(out / "annotations.json", (json.dumps(doc) + "\n").encode())
     result: dict[str, Any] = {
         "frames": len(written),
-        "objects": sorted({p.obj_id for p in prompts}),
+        "objects": sorted({p.obj_id for p in prompts} | set(rec.tracks)),
         "masks": str(masks_dir),
         "annotations": str(out / "annotations.json"),
         "seconds": end - t0,  # init_state, prompts and propagation

@@ -40,6 +40,17 @@ class VideoPrompt:
     sources: list[str] = field(default_factory=list)  # the arguments, for error messages
 
 
+@dataclass(frozen=True)
+class ConceptPrompt:
+    """A concept to find on a frame (SAM 3): a noun phrase and / or one exemplar box (XYXY
+    pixels, label 1 positive or 0 negative); every instance found starts a track."""
+
+    frame: int
+    text: str | None
+    box: tuple[float, float, float, float] | None
+    box_label: int = 1
+
+
 @dataclass
 class _Raw:
     kind: str  # point / box / mask

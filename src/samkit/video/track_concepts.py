@@ -1,0 +1,486 @@
+"""Concept tracking (SAM 3) behind the video predictor surface that `samkit track`,
+`samkit eval-video` and the web app's video mode drive.
+
+`ConceptTracker` wraps a `Sam3VideoPredictor` (the official request API, used only through
+`handle_request` / `handle_stream_request`) and answers the calls the SAM 2 path makes
+(`init_state`, `add_new_points_or_box`, `propagate_in_video`, `remove_object`,
+`get_object_scores`, `reset_state`) plus `find`: every instance of a text (and / or one
+exemplar box) on a frame starts a track. Rules:
+
+- **One predictor session per concept.** The official `add_prompt` with a text resets its
+  session, so each `find` opens a session of its own; a click on a new object goes to a session
+  without text (the concept `None`, "clicked objects"). Outputs of the sessions are merged per
+  frame; each concept becomes one YouTube-VIS category.
+- **Track ids** are 1, 2, 3, ... in the order objects first appear in an output (palette PNGs
+  store ids 1..255; the official ids start at 0 and repeat across sessions).
+  `ConceptTrackState.predictor_id(track)` gives `(concept index, official obj id)` back.
+- **Directions** as the SAM 2 predictor: a reverse pass yields its start frame too (the
+  official backward pass starts one frame before it; the start frame's outputs come from the
+  prompt that was given on it, else from the forward pass that yielded it last).
+- Masks come out as (K, 1, H, W) bool tensors (`> 0` thresholds them as it does logits);
+  `get_object_scores` gives the official `out_probs` as logits.
+- Mask prompts do not exist in the official SAM 3 video API: `add_new_mask` raises ValueError.
+  Box prompts are concept exemplars (`find(..., box=...)`), not one object's box.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from samkit.build.sam3_video import build_sam3_tracker
+from samkit.checkpoint import read_state_dict
+from samkit.video.sam3.build import build_sam3_video_predictor
+from samkit.video.sam3.predictor import Sam3VideoPredictor, Sam3VideoSettings
+
+MAX_TRACK_ID = 255  # palette PNGs
+
+
+@dataclass
+class ConceptTrackState:
+    """The state of one video (the SAM 2 state's `num_frames`, `video_height`, `video_width`).
+
+    Attributes:
+        frames: the video's HxWx3 uint8 RGB frames (what each session is started on).
+        concepts: per concept index, its text (None: objects started by clicks; "" never).
+        exemplars: per concept index, whether an exemplar box was part of its prompt.
+        sessions: per concept index, the predictor's session id.
+        prompt_frames: per concept index, the frame its find prompt was given on (-1: none).
+        prompted: every frame a prompt (find or click) was given on.
+        track_of: (concept index, official obj id) -> track id; `key_of` the inverse.
+        last: frame -> track id -> (H, W) bool mask of the latest outputs, kept for the start
+            frame of a reverse pass and for merging a click's frame (the frames a prompt or
+            the last pass touched; `keep_outputs` False keeps only prompt frames).
+        scores: track id -> the official `out_probs` (its detection score; 1.0 for clicks).
+    """
+
+    frames: list[np.ndarray]
+    video_height: int
+    video_width: int
+    keep_outputs: bool = True
+    concepts: list[str | None] = field(default_factory=list)
+    exemplars: list[bool] = field(default_factory=list)
+    sessions: list[str] = field(default_factory=list)
+    prompt_frames: list[int] = field(default_factory=list)
+    prompted: set[int] = field(default_factory=set)
+    track_of: dict[tuple[int, int], int] = field(default_factory=dict)
+    key_of: dict[int, tuple[int, int]] = field(default_factory=dict)
+    removed: set[int] = field(default_factory=set)
+    last: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
+    scores: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, key: str) -> Any:  # the official dict-style keys
+        if key in ("num_frames", "video_height", "video_width"):
+            return getattr(self, key)
+        if key == "obj_ids":
+            return self.obj_ids
+        raise KeyError(key)
+
+    @property
+    def obj_ids(self) -> list[int]:
+        """Track ids started so far and not removed."""
+        return sorted(t for t in self.key_of if t not in self.removed)
+
+    def predictor_id(self, track_id: int) -> tuple[int, int]:
+        """`(concept index, official obj id)` of a track.
+
+        Raises:
+            ValueError: an unknown (or removed) track id.
+        """
+        if track_id not in self.key_of or track_id in self.removed:
+            raise ValueError(f"unknown object id {track_id!r}; objects: {self.obj_ids}")
+        return self.key_of[track_id]
+
+    def category(self, track_id: int) -> str:
+        """The concept name of a track ("clicked object" for click-started ones)."""
+        k = self.key_of[track_id][0]
+        text = self.concepts[k]
+        if text is None:
+            return "exemplar" if self.exemplars[k] else "clicked object"
+        return text
+
+    def track_id(self, concept: int, obj_id: int) -> int:
+        key = (concept, int(obj_id))
+        if key not in self.track_of:
+            new = max(self.key_of, default=0) + 1
+            if new > MAX_TRACK_ID:
+                raise ValueError(
+                    f"more than {MAX_TRACK_ID} objects: palette PNGs store ids 1..{MAX_TRACK_ID}"
+                )
+            self.track_of[key], self.key_of[new] = new, key
+        return self.track_of[key]
+
+
+class ConceptTracker:
+    """The video predictor surface on a `Sam3VideoPredictor` (see the module docstring).
+
+    Args:
+        predictor: a `samkit.video.sam3.predictor.Sam3VideoPredictor`.
+    """
+
+    finds_concepts = True  # what the CLI and the web app ask before offering `find`
+    takes_mask_prompts = False
+
+    def __init__(self, predictor: Any) -> None:
+        self.predictor = predictor
+
+    @property
+    def image_size(self) -> int:
+        return int(self.predictor.model.image_size)
+
+    @property
+    def model(self) -> Any:
+        return self.predictor.model
+
+    def _req(self, **request: Any) -> dict[str, Any]:
+        return self.predictor.handle_request(request)
+
+    # ------------------------------------------------------------------ state
+    def init_state(self, video: Any, keep_outputs: bool = True) -> ConceptTrackState:
+        """Read every frame of a `VideoFrames` (anything with `len` and `rgb(t)`) or a frame
+        folder / file path.
+
+        Raises:
+            ValueError: a video that cannot be read (from `samkit.video.open_video`).
+        """
+        if not hasattr(video, "rgb"):
+            from samkit.video.frames.sources import open_video
+
+            video = open_video(video, self.image_size)
+        frames = [np.asarray(video.rgb(t)) for t in range(len(video))]
+        if not frames:
+            raise ValueError("the video has no frames")
+        h, w = frames[0].shape[:2]
+        return ConceptTrackState(frames, int(h), int(w), keep_outputs)
+
+    def reset_state(self, state: ConceptTrackState) -> None:
+        """Close every session and forget every object."""
+        self.close_state(state)
+        fresh = ConceptTrackState(state.frames, state.video_height, state.video_width)
+        fresh.keep_outputs = state.keep_outputs
+        state.__dict__.update(fresh.__dict__)
+
+    def close_state(self, state: ConceptTrackState) -> None:
+        """Close the predictor sessions of `state` (frees their frames)."""
+        for sid in state.sessions:
+            self._req(type="close_session", session_id=sid)
+        state.sessions = []
+
+    def _new_session(self, state: ConceptTrackState, text: str | None, box: bool) -> int:
+        sid = self._req(type="start_session", resource_path=state.frames)["session_id"]
+        state.sessions.append(sid)
+        state.concepts.append(text)
+        state.exemplars.append(box)
+        state.prompt_frames.append(-1)
+        return len(state.sessions) - 1
+
+    def _check_frame(self, state: ConceptTrackState, frame: Any) -> int:
+        if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
+            raise ValueError(f"frame index must be an int, got {frame!r}")
+        if not 0 <= int(frame) < state.num_frames:
+            raise ValueError(
+                f"frame {frame} is outside the video (frames 0..{state.num_frames - 1})"
+            )
+        return int(frame)
+
+    # ------------------------------------------------------------------ prompts
+    def find(
+        self,
+        state: ConceptTrackState,
+        frame_idx: int,
+        text: str | None = None,
+        box: Sequence[float] | None = None,
+        box_label: int = 1,
+    ) -> tuple[int, list[int], torch.Tensor]:
+        """Start a track for every instance of `text` (and / or the exemplar `box`, XYXY
+        pixels) detected on `frame_idx`; a new concept (its own session and category).
+
+        Returns:
+            `(frame_idx, track ids, (K, 1, H, W) bool masks)` of that frame, every concept.
+
+        Raises:
+            ValueError: an empty text and no box, a frame outside the video, a box outside the
+                frame or with no area, a label other than 0 / 1.
+        """
+        f = self._check_frame(state, frame_idx)
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise ValueError(f"text must be a non-empty noun phrase, got {text!r}")
+        if text is None and box is None:
+            raise ValueError("find needs a text (a noun phrase) or an exemplar box")
+        request: dict[str, Any] = {"type": "add_prompt", "frame_index": f}
+        if text is not None:
+            request["text"] = text.strip()
+        if box is not None:
+            request["bounding_boxes"] = [self._xywh_norm(state, box)]
+            request["bounding_box_labels"] = [int(box_label)]
+        k = self._new_session(state, None if text is None else text.strip(), box is not None)
+        state.prompt_frames[k] = f
+        state.prompted.add(f)
+        try:
+            out = self.predictor.handle_request({**request, "session_id": state.sessions[k]})
+        except BaseException:
+            self._req(type="close_session", session_id=state.sessions.pop())
+            for lst in (state.concepts, state.exemplars, state.prompt_frames):
+                lst.pop()
+            raise
+        return self._merge_frame(state, f, {k: out["outputs"]}, remember=True)
+
+    @staticmethod
+    def _xywh_norm(state: ConceptTrackState, box: Sequence[float]) -> list[float]:
+        b = np.asarray(box, dtype=np.float64).reshape(-1)
+        if b.shape != (4,) or not np.isfinite(b).all():
+            raise ValueError(f"a box is 4 finite numbers X0, Y0, X1, Y1 in pixels, got {box!r}")
+        x0, y0, x1, y1 = b
+        w, h = state.video_width, state.video_height
+        if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+            raise ValueError(
+                f"box {list(map(float, b))} must satisfy 0 <= X0 < X1 <= {w} and "
+                f"0 <= Y0 < Y1 <= {h} (pixels of the {w}x{h} video)"
+            )
+        return [x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h]
+
+    def add_new_points_or_box(
+        self,
+        inference_state: ConceptTrackState,
+        frame_idx: int,
+        obj_id: int,
+        points: Any = None,
+        labels: Any = None,
+        clear_old_points: bool = True,
+        normalize_coords: bool = True,
+        box: Any = None,
+    ) -> tuple[int, list[int], torch.Tensor]:
+        """Clicks (pixels, labels 1 / 0) refining a track, or starting a new object with a
+        new id; the official `add_prompt` with `points`, `point_labels` and `obj_id`.
+
+        Raises:
+            ValueError: a box (SAM 3 boxes are concept exemplars: use `find`), no points, a
+                removed id, a frame outside the video, or clicks the predictor cannot take.
+        """
+        s = inference_state
+        f = self._check_frame(s, frame_idx)
+        if box is not None:
+            raise ValueError(
+                "a SAM 3 video model reads a box as a visual exemplar of a concept, not as one "
+                "object's box: give it to find (samkit track --exemplar, the web app's Find)"
+            )
+        if points is None or len(points) == 0:
+            raise ValueError("give at least one click (points with labels 1 / 0)")
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        labs = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if labs.shape[0] != pts.shape[0] or not np.isin(labs, (0, 1)).all():
+            raise ValueError(f"labels must be one 0 / 1 per point, got {labels!r}")
+        if not np.isfinite(pts).all():
+            raise ValueError("points must be finite pixel coordinates")
+        oid = int(obj_id)
+        if oid in s.removed:
+            raise ValueError(f"object {oid} was removed: use a new object id")
+        if oid in s.key_of:
+            k, official = s.key_of[oid]
+        else:
+            if not 1 <= oid <= MAX_TRACK_ID:
+                raise ValueError(f"object ids are 1..{MAX_TRACK_ID}, got {oid}")
+            k = next((i for i, c in enumerate(s.concepts) if c is None and not s.exemplars[i]), -1)
+            if k < 0:
+                k = self._new_session(s, None, False)
+            official = oid
+            if (k, official) in s.track_of:
+                raise ValueError(f"object id {oid} is taken; use another")
+            s.track_of[(k, official)], s.key_of[oid] = oid, (k, official)
+        norm = pts / np.array([s.video_width, s.video_height])
+        try:
+            out = self._req(
+                type="add_prompt",
+                session_id=s.sessions[k],
+                frame_index=f,
+                points=norm.tolist(),
+                point_labels=labs.tolist(),
+                obj_id=official,
+            )
+        except NotImplementedError as e:
+            if s.key_of.get(oid) == (k, official) and oid not in s.scores:
+                del s.key_of[oid], s.track_of[(k, official)]
+            raise ValueError(f"this SAM 3 video predictor cannot take clicks yet ({e})") from None
+        s.prompted.add(f)
+        return self._merge_frame(s, f, {k: out["outputs"]}, remember=True)
+
+    def add_new_mask(self, inference_state: Any, frame_idx: int, obj_id: int, mask: Any) -> Any:
+        raise ValueError(
+            "the SAM 3 video model takes no mask prompts (official add_prompt: text, exemplar "
+            "boxes, clicks): use a text, an exemplar box or clicks"
+        )
+
+    def remove_object(
+        self,
+        inference_state: ConceptTrackState,
+        obj_id: int,
+        strict: bool = False,
+        need_output: bool = True,
+    ) -> tuple[list[int], None]:
+        """Remove a track from its session (official `remove_object`) and every kept output.
+
+        Raises:
+            ValueError: an unknown or removed track id.
+        """
+        s = inference_state
+        k, official = s.predictor_id(int(obj_id))
+        self._req(type="remove_object", session_id=s.sessions[k], obj_id=official)
+        s.removed.add(int(obj_id))
+        for masks in s.last.values():
+            masks.pop(int(obj_id), None)
+        return s.obj_ids, None
+
+    def get_object_scores(self, inference_state: ConceptTrackState, frame_idx: int) -> dict:
+        """track id -> the official `out_probs` as a logit (what `VisRecorder` stores)."""
+        out = {}
+        for t, p in inference_state.scores.items():
+            p = min(max(float(p), 1e-6), 1 - 1e-6)
+            out[t] = math.log(p / (1 - p))
+        return out
+
+    # ------------------------------------------------------------------ propagation
+    def propagate_in_video(
+        self,
+        inference_state: ConceptTrackState,
+        start_frame_idx: int | None = None,
+        max_frame_num_to_track: int | None = None,
+        reverse: bool = False,
+    ) -> Iterator[tuple[int, list[int], torch.Tensor]]:
+        """Track every concept's objects (one official pass per session, merged frame by frame).
+
+        Yields:
+            `(frame_idx, track ids, (K, 1, H, W) bool masks)`, every frame of the pass once.
+
+        Raises:
+            ValueError: no prompt yet, a start frame outside the video, a negative count.
+        """
+        s = inference_state
+        live = [k for k in range(len(s.sessions)) if s.prompt_frames[k] >= 0 or self._has(s, k)]
+        if not live or not s.prompted:
+            raise ValueError("no prompt yet: find a concept or click an object first")
+        if start_frame_idx is None:
+            start = (max if reverse else min)(s.prompted)
+        else:
+            start = self._check_frame(s, start_frame_idx)
+        if max_frame_num_to_track is not None and int(max_frame_num_to_track) < 0:
+            raise ValueError(f"max_frame_num_to_track must be >= 0, got {max_frame_num_to_track}")
+        if reverse:
+            first = {k: self._kept(s, k, start) for k in live}
+            yield self._merge_frame(s, start, first, remember=True)
+            if start == 0 or max_frame_num_to_track == 0:
+                return
+        streams = {
+            k: self.predictor.handle_stream_request(
+                {
+                    "type": "propagate_in_video",
+                    "session_id": s.sessions[k],
+                    "propagation_direction": "backward" if reverse else "forward",
+                    "start_frame_index": start,
+                    "max_frame_num_to_track": max_frame_num_to_track,
+                }
+            )
+            for k in live
+        }
+        while True:
+            got = {k: next(it, None) for k, it in streams.items()}
+            if all(g is None for g in got.values()):
+                return
+            frames = {g["frame_index"] for g in got.values() if g is not None}
+            if len(frames) != 1 or any(g is None for g in got.values()):
+                raise RuntimeError(f"concept passes out of step: {got.keys()} at {frames}")
+            (t,) = frames
+            yield self._merge_frame(s, t, {k: g["outputs"] for k, g in got.items()}, True)
+
+    def _has(self, s: ConceptTrackState, k: int) -> bool:
+        return any(key[0] == k for key in s.track_of)
+
+    def _kept(self, s: ConceptTrackState, k: int, t: int) -> dict[str, Any]:
+        """Concept k's outputs on frame t from the kept outputs (empty when none)."""
+        masks = s.last.get(t, {})
+        ids = [o for o in sorted(masks) if s.key_of[o][0] == k]
+        hw = (0, s.video_height, s.video_width)
+        return {
+            "tracks": ids,
+            "masks": np.stack([masks[o] for o in ids]) if ids else np.zeros(hw, bool),
+        }
+
+    def _merge_frame(
+        self, s: ConceptTrackState, t: int, outputs: dict[int, dict[str, Any]], remember: bool
+    ) -> tuple[int, list[int], torch.Tensor]:
+        """Merge per-concept outputs of frame t (official output dicts, or kept tracks) with the
+        kept outputs of the other concepts; track ids ascending."""
+        masks: dict[int, np.ndarray] = {}
+        for k, out in outputs.items():
+            if "tracks" in out:
+                masks.update(zip(out["tracks"], out["masks"]))
+                continue
+            for i, official in enumerate(out["out_obj_ids"].tolist()):
+                tid = s.track_id(k, official)
+                masks[tid] = np.asarray(out["out_binary_masks"][i], dtype=bool)
+                s.scores[tid] = float(out["out_probs"][i])
+        for tid, m in s.last.get(t, {}).items():  # other concepts keep their outputs
+            if s.key_of[tid][0] not in outputs and tid not in s.removed:
+                masks[tid] = m
+        if remember and (s.keep_outputs or t in s.prompted):
+            s.last[t] = dict(masks)
+        ids = sorted(masks)
+        h, w = s.video_height, s.video_width
+        stack = np.stack([masks[i] for i in ids]) if ids else np.zeros((0, h, w), bool)
+        return t, ids, torch.from_numpy(stack).reshape(len(ids), 1, h, w)
+
+
+def build_concept_tracker(
+    spec: str | None = None,
+    checkpoint: Any = None,
+    device: Any = None,
+    dtype: Any = None,
+    **settings: Any,
+) -> ConceptTracker:
+    """The registry's `video_predictor` slot for SAM 3: a `ConceptTracker` on
+    `samkit.video.sam3.build.build_sam3_video_predictor(checkpoint)`.
+
+    Args:
+        spec: the model name (`sam3`) or None; the architecture comes from the checkpoint.
+        checkpoint: an official `sam3.pt` with the detector and tracker tensors.
+        device: torch device (default CPU).
+        dtype: None / float32 only (the SAM 3 video predictor computes in float32).
+        settings: `Sam3VideoSettings` by their official names (e.g. `new_det_thresh`).
+
+    Raises:
+        ValueError: no checkpoint, a dtype other than float32, or an unknown setting.
+    """
+    if checkpoint is None:
+        raise ValueError(
+            "SAM 3 video tracking needs a checkpoint with the tracker (an official sam3.pt): "
+            "random weights have no video model here"
+        )
+    if dtype not in (None, torch.float32, "float32"):
+        raise ValueError(f"the SAM 3 video predictor runs in float32, not {dtype}")
+    return ConceptTracker(build_sam3_video_predictor(checkpoint, device=device, **settings))
+
+
+def concept_tracker_on(model: Any, checkpoint: Any, **settings: Any) -> ConceptTracker:
+    """A `ConceptTracker` on an already built SAM 3 image model (with its interactive heads, as
+    `build_sam3_image_model` builds them from a checkpoint with tracker tensors) plus the
+    checkpoint's tracker: what `samkit serve` uses, so the detector is in memory once.
+
+    Raises:
+        ValueError: a checkpoint without tracker tensors, or an unknown setting.
+    """
+    known = {f.name for f in dataclasses.fields(Sam3VideoSettings)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError(f"unknown SAM 3 video settings {unknown}; known: {sorted(known)}")
+    device = next(model.parameters()).device
+    tracker = build_sam3_tracker(read_state_dict(checkpoint), device=device)
+    return ConceptTracker(Sam3VideoPredictor(model, tracker, Sam3VideoSettings(**settings)))
