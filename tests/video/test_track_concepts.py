@@ -128,7 +128,10 @@ def _decode(seg: dict) -> np.ndarray:
     "extra,msg",
     [
         (["--box", "0:1:5,5,50,50"], "--box: a SAM 3 video model reads a box as an exemplar"),
-        (["--text", "dog", "--text-frame", "7"], "--text-frame 7 is outside the video (frames 0..3)"),
+        (
+            ["--text", "dog", "--text-frame", "7"],
+            "--text-frame 7 is outside the video (frames 0..3)",
+        ),
         (["--exemplar", "9:5,5,50,50"], "--exemplar 9 is outside the video"),
     ],
 )
