@@ -217,19 +217,23 @@ class Sam3Tracker(Sam2Video):
         track_in_reverse: bool = False,
         run_mem_encoder: bool = True,
         prev_sam_mask_logits: Tensor | None = None,
+        use_prev_mem_frame: bool = True,
     ) -> TrackerFrameOutput:
         """One frame of a batch of B objects (official SAM 3 `track_step` in evaluation).
 
         Arguments as `Sam2Video.track_step`; a mask prompt (Bx1xSxS, S = `input_mask_size`) is
-        always used as the output. Returns a `TrackerFrameOutput` (memory features in float32;
-        the official session stores them in bfloat16).
+        always used as the output. `use_prev_mem_frame` False conditions on no memory even on a
+        tracked frame (the official click path, `Sam3TrackerPredictor.add_new_points_or_box`
+        with `use_prev_mem_frame=False`: features + `no_mem_embed`). Returns a
+        `TrackerFrameOutput` (memory features in float32; the official session stores them in
+        bfloat16).
         """
         pix, high_res = feats.image_embed, feats.high_res_feats
         if mask_inputs is not None:
             out = self.use_mask_as_output(pix, high_res, mask_inputs)
             ious = torch.ones(pix.shape[0], 1, device=pix.device)
         else:
-            if is_init_cond_frame:
+            if is_init_cond_frame or not use_prev_mem_frame:
                 cond = pix + self.no_mem_embed.reshape(1, -1, 1, 1)
             else:
                 memories, pointers, max_ptrs = self.select_memories(

@@ -152,10 +152,7 @@ class FrameDetector:
         if not allow_new_detections:
             probs = probs - NO_DETECTION
         pos = probs > self.score_threshold
-        sam2 = vis["sam2_backbone_out"]
-        fpn = [f.to(torch.bfloat16).to(m.dtype) for f in sam2["backbone_fpn"]]
-        dec = m.tracker.sam_mask_decoder
-        tracker_fpn = [dec.conv_s0(fpn[0]), dec.conv_s1(fpn[1]), fpn[2]]
+        tracker_fpn, tracker_pos = self._tracker_levels(vis)
         return FrameDetections(
             query_logits=joint,
             presence_logit=out.presence_logit_dec[0],
@@ -165,5 +162,19 @@ class FrameDetector:
             boxes_xyxy=out.pred_boxes_xyxy[0][pos],
             mask_logits=masks[pos],
             tracker_fpn=tracker_fpn,
-            tracker_pos=sam2["vision_pos_enc"][-1],
+            tracker_pos=tracker_pos,
         )
+
+    def _tracker_levels(self, vis: dict) -> tuple[list[Tensor], Tensor]:
+        m = self.model
+        sam2 = vis["sam2_backbone_out"]
+        fpn = [f.to(torch.bfloat16).to(m.dtype) for f in sam2["backbone_fpn"]]
+        dec = m.tracker.sam_mask_decoder
+        return [dec.conv_s0(fpn[0]), dec.conv_s1(fpn[1]), fpn[2]], sam2["vision_pos_enc"][-1]
+
+    def tracker_features(self, frame: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The tracker's levels and position encoding of one (3, R, R) frame (the backbone
+        alone: what the official `_prepare_backbone_feats` keeps of its detector pass)."""
+        m = self.model
+        vis = m.backbone.forward_image(frame[None].to(m.device, m.dtype))
+        return self._tracker_levels(vis)

@@ -18,8 +18,15 @@ not start at an end of the video, then cached outputs ("fetch"). Outputs of a fu
 returned after the last frame, as the official hotstart buffer does for clips shorter than
 `hotstart_delay`. An exemplar box (`bounding_boxes` + `bounding_box_labels`, no text) makes the
 detector read the text "visual" with the box on its frame; other frames get no new detections.
-Not implemented yet (issue #22): clicks (points) and so partial propagation; they raise
-NotImplementedError.
+
+Clicks: `add_prompt` with `points` ((N, 2) `[x, y]` normalised by the video width / height),
+`point_labels` (N values 1 / 0) and `obj_id` (no `text` / `bounding_boxes`) refines a tracked
+object on any frame, or starts a new object with that id (`samkit.video.sam3.clicks`), and
+returns the frame's outputs with that object's new mask (the official
+`add_tracker_new_points`). The next `propagate_in_video` is then **partial**: only the tracker
+states of the clicked objects run (memory encoded as they go); the other objects' masks come
+from the cached outputs. Unlike the official code (an assertion), a click on a frame without
+outputs is allowed: the other objects then have none there.
 """
 
 from __future__ import annotations
@@ -32,14 +39,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from samkit.modeling.sam3.sam3_image import GeometricPrompt, Sam3Image
+from samkit.modeling.sam3.sam3_image import Sam3Image
 from samkit.modeling.sam3.tracker import Sam3Tracker
-from samkit.video.sam3 import tracking
+from samkit.modeling.video_memory import FrameFeatures
+from samkit.video.sam3 import clicks, history, tracking
 from samkit.video.sam3.detect import FrameDetector
 from samkit.video.sam3.frames import load_frames
 from samkit.video.sam3.loop import FrameResult, LoopSettings, det_track_one_frame
-from samkit.video.sam3.postprocess import postprocess_output
+from samkit.video.sam3.postprocess import (
+    fill_holes_in_mask_scores,
+    postprocess_output,
+    video_res_binary,
+)
+from samkit.video.sam3.prompts import check_obj_id, click_prompt, exemplar_prompt
 from samkit.video.sam3.session import Sam3VideoSession
+from samkit.video.session import FEATURE_CACHE_FRAMES
 
 _REQUESTS = (
     "start_session",
@@ -84,7 +98,8 @@ class Sam3VideoPredictor:
 
         Raises:
             ValueError: unknown request type, unknown session or object, bad arguments.
-            NotImplementedError: clicks and exemplar boxes (not implemented yet).
+            NotImplementedError: a frame where the official code would recondition a track
+                from a high-confidence detection (not implemented).
         """
         kind, args = self._parse(request)
         if kind == "propagate_in_video":
@@ -129,18 +144,42 @@ class Sam3VideoPredictor:
         bounding_box_labels: list | None = None,
         obj_id: int | None = None,
     ) -> dict[str, Any]:
-        """A text and / or exemplar-box prompt on a frame: reset, run the loop on that frame,
-        return its outputs (official `Sam3VideoInference.add_prompt`).
+        """A prompt on a frame; returns `{"frame_index", "outputs"}` of that frame.
+
+        A text and / or exemplar box resets the session and runs the loop on that frame
+        (official `Sam3VideoInference.add_prompt`). Clicks (`points` + `point_labels` +
+        `obj_id`) refine object `obj_id` or start it (official `add_tracker_new_points`).
 
         Args:
+            text: the concept (a non-empty string).
+            points: (N, 2) `[x, y]` in [0, 1] (normalised by the video width / height);
+                point_labels: N labels, 1 positive / 0 negative; obj_id: an int >= 0.
             bounding_boxes: exactly one `[x, y, w, h]` box normalised by the video width /
                 height (the visual exemplar of that frame); bounding_box_labels: its label
                 (1 positive, 0 negative).
+
+        Raises:
+            ValueError: unknown session, a frame outside the video, an empty text, no prompt,
+                clicks mixed with text / boxes or without `obj_id`, malformed points or boxes.
         """
         s = self._session(session_id)
         f = s.check_frame(frame_index)
-        if points is not None or obj_id is not None:
-            raise NotImplementedError("SAM 3 video click prompts are not implemented yet")
+        if points is not None or point_labels is not None:
+            if text is not None or bounding_boxes is not None:
+                raise ValueError(
+                    "add_prompt takes either points (+ point_labels, obj_id) or text / "
+                    "bounding_boxes, not both"
+                )
+            if obj_id is None:
+                raise ValueError("points need the obj_id of the object they refine or start")
+            if points is None:
+                raise ValueError("point_labels were given without points")
+            oid = check_obj_id(obj_id)
+            prompt = click_prompt(points, point_labels, self.tracker.image_size)
+            with torch.inference_mode():
+                return self._add_clicks(s, f, oid, prompt)
+        if obj_id is not None:
+            raise ValueError("obj_id is only used with points (clicks on that object)")
         if text is None and bounding_boxes is None:
             raise ValueError("add_prompt needs a text or bounding_boxes (or points with obj_id)")
         if text is not None and (not isinstance(text, str) or not text.strip()):
@@ -180,8 +219,8 @@ class Sam3VideoPredictor:
             raise ValueError(
                 f"max_frame_num_to_track must be an int >= 0, got {max_frame_num_to_track!r}"
             )
-        if not s.frames_with_outputs and start_frame_index is None:
-            raise ValueError("add a prompt before propagate_in_video")
+        if start_frame_index is None:
+            history.processing_order(s, None, None, False)  # raises without any prompt
         for reverse in (False, True):
             if (propagation_direction == "forward" and reverse) or (
                 propagation_direction == "backward" and not reverse
@@ -195,7 +234,7 @@ class Sam3VideoPredictor:
     ) -> dict[str, bool]:
         """Drop an object from its tracker state, the metadata and every cached frame."""
         s = self._session(session_id)
-        if obj_id not in s.meta.obj_ids:
+        if isinstance(obj_id, bool) or obj_id not in s.meta.obj_ids:
             raise ValueError(f"unknown object id {obj_id!r}; tracked: {s.meta.obj_ids}")
         tracking.remove_objects(s.states, {obj_id})
         if is_user_action:
@@ -228,6 +267,7 @@ class Sam3VideoPredictor:
         gp = s.geometric_prompts.get(f)
         allow = s.text is not None or gp is not None
         det = self.detector.detect(s.frames.images[f], s.detector_text, gp, allow)
+        self._keep_features(s, f, tracking.frame_features(det))
         result = det_track_one_frame(self.tracker, s, det, f, reverse, self.settings)
         s.frames_with_outputs.add(f)
         s.cached_masks[f] = dict(result.masks)
@@ -239,47 +279,99 @@ class Sam3VideoPredictor:
         hw = (s.frames.video_height, s.frames.video_width)
         return postprocess_output(masks, s.meta.score, s.meta.tracker_score[f], hw, hidden)
 
-    def _order(
-        self, s: Sam3VideoSession, start: int | None, max_n: int | None, reverse: bool
-    ) -> tuple[list[int], int]:
-        """Frames of a pass (official `Sam3VideoInference._get_processing_order`)."""
-        n = s.num_frames
-        if start is None:
-            start = min(s.frames_with_outputs)
-        max_n = n if max_n is None else max_n
-        if reverse:
-            end = max(start - max_n, 0)
-            return list(range(start - 1, end - 1, -1)), end
-        end = min(start + max_n, n - 1)
-        return list(range(start, end + 1)), end
+    def _features(self, s: Sam3VideoSession, f: int) -> FrameFeatures:
+        """The tracker's features of frame `f`: cached, else from the backbone."""
+        feats = s.features.get(f)
+        if feats is None:
+            fpn, pos = self.detector.tracker_features(s.frames.images[f])
+            feats = FrameFeatures(fpn[2], pos, [fpn[0], fpn[1]])
+            self._keep_features(s, f, feats)
+        s.features.move_to_end(f)
+        return feats
 
-    def _propagation_type(self, s: Sam3VideoSession) -> str:
-        """Official `parse_action_history_for_propagation` (without click actions yet)."""
-        h = s.history
-        if not h:
-            return "propagation_full"
-        last = h[-1]
-        if last[0] == "propagation_fetch":
-            return "propagation_fetch"
-        if last[0] in ("propagation_full", "propagation_partial"):
-            twice = len(h) > 1 and h[-2][0] in ("propagation_full", "propagation_partial")
-            if twice or last[1] in (0, s.num_frames - 1):
-                return "propagation_fetch"
-            return last[0]
-        return "propagation_fetch"  # only removals since the last propagation
+    def _keep_features(self, s: Sam3VideoSession, f: int, feats: FrameFeatures) -> None:
+        s.features[f] = feats
+        while len(s.features) > FEATURE_CACHE_FRAMES:
+            s.features.popitem(last=False)
+
+    def _add_clicks(self, s: Sam3VideoSession, f: int, obj_id: int, prompt: Any) -> dict[str, Any]:
+        meta = s.meta
+        feats = self._features(s, f)
+        state = next((st for st in s.states if obj_id in st.obj_ids), None)
+        if state is None:  # a new object in its own tracker state ("add")
+            state = tracking.TrackerState([obj_id])
+            s.states.append(state)
+            meta.obj_ids.append(obj_id)
+            meta.max_obj_id = max(meta.max_obj_id, obj_id)
+            s.history.append(("add", f, [obj_id]))
+        else:
+            s.history.append(("refine", f, [obj_id]))
+        meta.score[obj_id] = 1.0
+        meta.tracker_score[f][obj_id] = 1.0
+        meta.removed.discard(obj_id)
+        for hidden in meta.suppressed.values():
+            hidden.discard(obj_id)
+        out = clicks.add_points(self.tracker, state, feats, f, obj_id, prompt, s.num_frames)
+        hw = (s.frames.video_height, s.frames.video_width)
+        mask = clicks.object_video_mask(out.pred_masks, hw, self.settings.fill_hole_area)
+        clicks.consolidate(self.tracker, state, feats, f)
+        clicks.clear_detector_frames(state, obj_id, f)
+        masks = {**s.cached_masks.get(f, {}), obj_id: mask}
+        hidden = set(meta.suppressed[f])
+        s.cached_masks[f] = {o: m for o, m in masks.items() if o not in hidden}
+        return {"frame_index": f, "outputs": self._postprocess(s, f, masks, hidden)}
 
     def _propagate(
         self, s: Sam3VideoSession, start: int | None, max_n: int | None, reverse: bool
     ) -> Iterator[dict[str, Any]]:
-        kind = self._propagation_type(s)
-        s.history.append((kind, start, None))
-        order, end = self._order(s, start, max_n, reverse)
-        if kind == "propagation_fetch":
+        kind, obj_ids = history.propagation_type(s)
+        s.history.append((kind, start, obj_ids))
+        order, end = history.processing_order(s, start, max_n, reverse)
+        if kind == history.FETCH:
             for f in order:
                 masks = s.cached_masks.get(f, {})
                 outputs = self._postprocess(s, f, masks, set(s.meta.suppressed[f]))
                 yield {"frame_index": f, "outputs": outputs}
-            return
+        elif kind == history.PARTIAL:
+            yield from self._propagate_partial(s, order, reverse, obj_ids or [])
+        else:
+            yield from self._propagate_full(s, order, end, reverse)
+
+    def _propagate_partial(
+        self, s: Sam3VideoSession, order: list[int], reverse: bool, obj_ids: list[int]
+    ) -> Iterator[dict[str, Any]]:
+        """Track only the states holding `obj_ids`; their masks replace the cached ones
+        (official partial propagation; the tracker score kept is the object-score logit)."""
+        states = [st for st in s.states if set(obj_ids) & set(st.obj_ids)]
+        hw = (s.frames.video_height, s.frames.video_width)
+        meta = s.meta
+        for f in order:
+            feats = self._features(s, f)
+            ids, lows, scores = [], [], []
+            for st in states:
+                low, sc = tracking.propagate(
+                    self.tracker, st, feats, f, s.num_frames, reverse, run_mem_encoder=True
+                )
+                ids += st.obj_ids
+                lows.append(low)
+                scores.append(sc)
+            masks = dict(s.cached_masks.get(f, {}))
+            if ids:
+                low = torch.cat(lows)[:, None]
+                low = fill_holes_in_mask_scores(low, self.settings.fill_hole_area)[:, 0]
+                score = torch.cat(scores)
+                for o in obj_ids:
+                    if o in ids:
+                        i = ids.index(o)
+                        meta.tracker_score[f][o] = float(score[i])
+                        masks[o] = video_res_binary(low[i : i + 1], hw)[0]
+            hidden = set(meta.suppressed[f])
+            s.cached_masks[f] = {o: m for o, m in masks.items() if o not in hidden}
+            yield {"frame_index": f, "outputs": self._postprocess(s, f, masks, hidden)}
+
+    def _propagate_full(
+        self, s: Sam3VideoSession, order: list[int], end: int, reverse: bool
+    ) -> Iterator[dict[str, Any]]:
         buffer: list[tuple[int, FrameResult]] = []
         removed: set[int] = set()
         for f in order:
@@ -297,28 +389,3 @@ class Sam3VideoPredictor:
                 outputs = self._postprocess(s, g, r.masks, hidden)
                 s.cached_masks[g] = {o: m for o, m in r.masks.items() if o not in hidden}
                 yield {"frame_index": g, "outputs": outputs}
-
-
-def exemplar_prompt(boxes: Any, labels: Any) -> GeometricPrompt:
-    """The detector prompt of one exemplar box (official `_get_visual_prompt`: `[x, y, w, h]`
-    normalised -> cx, cy, w, h; exactly one box on a frame without outputs).
-
-    Raises:
-        ValueError: not one box of 4 numbers in [0, 1] with one 0 / 1 label.
-    """
-    try:
-        b = torch.as_tensor(boxes, dtype=torch.float32)
-        lab = torch.as_tensor(labels, dtype=torch.long) if labels is not None else None
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise ValueError(f"bounding_boxes must be [[x, y, w, h]] numbers: {e}") from e
-    if b.dim() != 2 or b.shape[-1] != 4 or b.shape[0] != 1:
-        raise ValueError(
-            "bounding_boxes must hold exactly one [x, y, w, h] box (the visual exemplar), got "
-            f"shape {tuple(b.shape)}"
-        )
-    if lab is None or lab.shape != (1,) or int(lab[0]) not in (0, 1):
-        raise ValueError(f"bounding_box_labels must be one label 0 or 1, got {labels!r}")
-    cxcywh = torch.cat([b[:, :2] + b[:, 2:] / 2, b[:, 2:]], dim=1)
-    if not torch.isfinite(b).all() or (b < 0).any() or (b > 1).any() or (cxcywh > 1).any():
-        raise ValueError(f"a box must lie in [0, 1] (normalised by the video size), got {boxes}")
-    return GeometricPrompt.empty(1).with_boxes(cxcywh[None], lab[None].bool())

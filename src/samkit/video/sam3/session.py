@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 from torch import Tensor
 
 from samkit.modeling.sam3.sam3_image import GeometricPrompt
+from samkit.modeling.video_memory import FrameFeatures
 from samkit.video.sam3.frames import Sam3Frames
 from samkit.video.sam3.tracking import TrackerState
 
@@ -67,6 +68,8 @@ class Sam3VideoSession:
         frames_with_outputs: frames that have outputs (prompted or propagated).
         history: the official action history ("add", "refine", "remove",
             "propagation_full" / "_partial" / "_fetch"), as (type, frame, object ids).
+        features: frame -> the tracker's features of the most recently used frames (clicks and
+            partial passes reuse them instead of running the backbone again).
     """
 
     session_id: str
@@ -78,6 +81,7 @@ class Sam3VideoSession:
     cached_masks: dict[int, dict[int, Tensor]] = field(default_factory=dict)
     frames_with_outputs: set[int] = field(default_factory=set)
     history: list[tuple[str, int | None, list[int] | None]] = field(default_factory=list)
+    features: OrderedDict[int, FrameFeatures] = field(default_factory=OrderedDict)
 
     @property
     def num_frames(self) -> int:

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from samkit.modeling.sam2_video import NO_OBJ_SCORE, apply_non_overlapping_constraints
 from samkit.modeling.sam3.tracker import Sam3Tracker, TrackerFrameOutput
-from samkit.modeling.video_memory import FrameFeatures, ObjectMemory
+from samkit.modeling.video_memory import Clicks, FrameFeatures, ObjectMemory
 from samkit.video.sam3.detect import FrameDetections
 
 SHRINK_THRESHOLD = 0.3  # official `_suppress_shrinked_masks`
@@ -43,12 +43,31 @@ class TrackerState:
     Attributes:
         obj_ids: the objects, in batch order.
         memory: their batched outputs by frame (B = len(obj_ids)).
-        mask_frames: frames where a detector mask was the prompt.
+        mask_inputs: object -> frames where a detector mask is its prompt.
+        point_inputs: object -> frame -> its clicks there (1xNx2 model-input pixels).
+        tracked: frame -> direction (True: reverse) of the last time the state was propagated
+            on it (official `frames_already_tracked`).
+        hidden_non_cond: frames whose tracked outputs the per-object view no longer sees (the
+            official `_clear_non_cond_mem_around_input` clears only the per-object slices, not
+            the batched outputs that tracking reads); a click there finds no previous mask.
+        pending: object -> frame -> click output not yet consolidated into `memory`.
     """
 
     obj_ids: list[int]
     memory: ObjectMemory = field(default_factory=ObjectMemory)
-    mask_frames: set[int] = field(default_factory=set)
+    mask_inputs: dict[int, set[int]] = field(default_factory=dict)
+    point_inputs: dict[int, dict[int, Clicks]] = field(default_factory=dict)
+    tracked: dict[int, bool] = field(default_factory=dict)
+    hidden_non_cond: set[int] = field(default_factory=set)
+    pending: dict[int, dict[int, TrackerFrameOutput]] = field(default_factory=dict)
+
+    def input_frames(self) -> set[int]:
+        """Frames where some object of the state has a prompt (mask or clicks)."""
+        frames: set[int] = set()
+        for per_obj in (self.mask_inputs, self.point_inputs):
+            for fr in per_obj.values():
+                frames.update(fr)
+        return frames
 
 
 def frame_features(det: FrameDetections, batch: int = 1) -> FrameFeatures:
@@ -102,7 +121,7 @@ def start_objects(
     b = len(obj_ids)
     scores = torch.cat(obj_scores)
     mem, pos = _encode(tracker, feats, high, scores, clicked=True)
-    state = TrackerState(list(obj_ids))
+    state = TrackerState(list(obj_ids), mask_inputs={o: {frame_idx} for o in obj_ids})
     state.memory.cond_frame_outputs[frame_idx] = TrackerFrameOutput(
         pred_masks=low,
         obj_ptr=torch.cat(ptrs),
@@ -111,7 +130,6 @@ def start_objects(
         maskmem_pos_enc=pos,
         iou_score=torch.ones(b),
     )
-    state.mask_frames.add(frame_idx)
     return state
 
 
@@ -122,10 +140,17 @@ def propagate(
     frame_idx: int,
     num_frames: int,
     reverse: bool,
+    run_mem_encoder: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """One frame of one state: ((B, 288, 288) low-res logits, (B,) object-score logits)."""
+    """One frame of one state: ((B, 288, 288) low-res logits, (B,) object-score logits).
+
+    `run_mem_encoder` encodes the frame's memory from the state's own prediction (the partial
+    propagation after clicks); the detector-tracker loop encodes it later from every object's
+    masks (`update_memories`)."""
     mem = state.memory
     out = mem.cond_frame_outputs.get(frame_idx)
+    if out is not None and len(state.obj_ids) == 1:
+        hide_around(tracker, state, frame_idx)
     if out is None:  # an already tracked frame is tracked again (official)
         out = tracker.track_step(
             frame_idx,
@@ -136,11 +161,23 @@ def propagate(
             mem,
             num_frames,
             track_in_reverse=reverse,
-            run_mem_encoder=False,
+            run_mem_encoder=run_mem_encoder,
         )
         out.pred_masks_high_res = None
+        if out.maskmem_features is not None:
+            out.maskmem_features = out.maskmem_features.to(torch.bfloat16)
         mem.non_cond_frame_outputs[frame_idx] = out
+        state.hidden_non_cond.discard(frame_idx)
+    state.tracked[frame_idx] = reverse
     return out.pred_masks[:, 0], out.object_score_logits[:, 0]
+
+
+def hide_around(tracker: Sam3Tracker, state: TrackerState, frame_idx: int) -> None:
+    """Hide the tracked outputs within `num_maskmem` frames from the per-object view
+    (official `_clear_non_cond_mem_around_input`, stride 1)."""
+    r = tracker.memory_temporal_stride_for_eval * tracker.num_maskmem
+    near = range(frame_idx - r, frame_idx + r + 1)
+    state.hidden_non_cond.update(t for t in state.memory.non_cond_frame_outputs if t in near)
 
 
 def update_memories(
@@ -177,24 +214,53 @@ def update_memories(
         start += n
 
 
+def mem_score(object_score_logits: Tensor, iou_score: Tensor) -> Tensor:
+    """The state's memory-selection score of a frame (official `cal_mem_score`; shapes as
+    stored, so a Bx1 score times a B IoU vector broadcasts as the official code does)."""
+    norm = torch.where(
+        object_score_logits > 0,
+        object_score_logits.sigmoid() * 2 - 1,
+        torch.zeros_like(object_score_logits),
+    )
+    return (norm * iou_score).mean()
+
+
 def _slice(out: TrackerFrameOutput, keep: list[int]) -> TrackerFrameOutput:
     def pick(t: Tensor | None) -> Tensor | None:
         return None if t is None else t[keep]
 
+    scores = out.object_score_logits[keep]
+    iou = pick(out.iou_score)
     return TrackerFrameOutput(
         pred_masks=out.pred_masks[keep],
         obj_ptr=out.obj_ptr[keep],
-        object_score_logits=out.object_score_logits[keep],
+        object_score_logits=scores,
         maskmem_features=pick(out.maskmem_features),
         maskmem_pos_enc=pick(out.maskmem_pos_enc),
-        iou_score=pick(out.iou_score),
-        eff_iou_score=out.eff_iou_score,
+        iou_score=iou,
+        eff_iou_score=None if iou is None else mem_score(scores, iou),
     )
+
+
+def _clear_inputs(state: TrackerState, obj_id: int) -> None:
+    """Drop an object's prompts; a frame left without any prompt stops being a conditioning
+    frame (its output becomes a tracked one), as the official `clear_all_points_in_frame`."""
+    frames = set(state.mask_inputs.pop(obj_id, set())) | set(state.point_inputs.pop(obj_id, {}))
+    remaining = state.input_frames()
+    mem = state.memory
+    for f in sorted(frames - remaining):
+        out = mem.cond_frame_outputs.pop(f, None)
+        if out is not None:
+            mem.non_cond_frame_outputs[f] = out
+            state.tracked.pop(f, None)
 
 
 def remove_objects(states: list[TrackerState], obj_ids: set[int]) -> None:
     """Drop objects from their states (a state left empty is dropped), keeping the others'
-    outputs (official `Sam3TrackerPredictor.remove_object` slices the batched outputs)."""
+    outputs (official `Sam3TrackerPredictor.remove_object`: the object's prompts are cleared,
+    which can turn a frame prompted only for it into a tracked frame, then the batched outputs
+    are sliced and their memory-selection scores recomputed; a state whose conditioning frames
+    are all gone forgets its outputs)."""
     for state in list(states):
         if not obj_ids & set(state.obj_ids):
             continue
@@ -202,7 +268,14 @@ def remove_objects(states: list[TrackerState], obj_ids: set[int]) -> None:
         if not keep:
             states.remove(state)
             continue
+        for o in obj_ids & set(state.obj_ids):
+            _clear_inputs(state, o)
         state.obj_ids = [state.obj_ids[i] for i in keep]
-        for outputs in (state.memory.cond_frame_outputs, state.memory.non_cond_frame_outputs):
+        mem = state.memory
+        if not mem.cond_frame_outputs:  # official `_reset_tracking_results`
+            mem.clear()
+            state.tracked.clear()
+            continue
+        for outputs in (mem.cond_frame_outputs, mem.non_cond_frame_outputs):
             for f, out in outputs.items():
                 outputs[f] = _slice(out, keep)
