@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from samkit.build.registry import get_family
+from samkit.build.registry import get_family, resolve
 from samkit.io.provenance import Provenance, check, from_json
 from samkit.predict.inputs import Prompts, as_rgb_uint8, get_preprocess_shape, validate_prompts
 
@@ -82,6 +82,26 @@ def files_provenance(
     return dec
 
 
+def served_family(meta: dict[str, Any], predictor: type, default: str) -> str:
+    """The family of an exported file when `predictor` serves it (its registry `onnx_predictor`
+    is that class), else `default` (`files_provenance` then names the right predictor).
+
+    Args:
+        meta: `_meta` of the file's session.
+        predictor: the onnxruntime predictor class asking.
+        default: the family a file without samkit metadata is taken for.
+    """
+    prov = meta.get("provenance")
+    found = prov.get("family") if isinstance(prov, dict) else meta.get("family")
+    if not isinstance(found, str):
+        return default
+    try:
+        ref = get_family(found).onnx_predictor
+    except ValueError:  # a family this samkit does not know
+        return default
+    return found if ref is not None and resolve(ref) is predictor else default
+
+
 def _onnx_predictor_name(family: str) -> str:
     """The onnxruntime predictor class of a family (`samkit.build.registry`), for messages."""
     try:
@@ -124,14 +144,29 @@ def _array(value: Any) -> np.ndarray:
 class OnnxSamPredictor:
     """`SamPredictor`'s `set_image` / `predict` on onnxruntime sessions.
 
-    family = "sam1"  # the family of the files it serves (`samkit.build.registry`)
+    Serves the files of every family whose registry `onnx_predictor` is this class (SAM 1,
+    MobileSAM): `family` is the decoder file's family ("sam1" for files without samkit metadata).
 
     Args:
         encoder_path: `encoder.onnx` (None: only `set_embedding` can set an image).
         decoder_path: `decoder.onnx` with the official SAM ONNX decoder interface.
         providers: onnxruntime execution providers (default: CPU).
         intra_op_num_threads: onnxruntime threads (default: onnxruntime's choice).
+
+    Raises:
+        ValueError: files of a family another predictor serves (the message names it), files
+            of two different models, or a decoder without the official inputs.
     """
+
+    family = "sam1"  # what an official file (no samkit metadata) is
+    decoder_inputs: tuple[str, ...] = (
+        "image_embeddings",
+        "point_coords",
+        "point_labels",
+        "mask_input",
+        "has_mask_input",
+        "orig_im_size",
+    )
 
     def __init__(
         self,
@@ -149,16 +184,10 @@ class OnnxSamPredictor:
             if path is not None and not os.path.isfile(path):
                 raise FileNotFoundError(f"{name} file not found: {path}")
         self.decoder = ort.InferenceSession(str(decoder_path), opts, providers=providers)
-        self.provenance = files_provenance(_meta(self.decoder), decoder_path, "sam1")
+        self.family = served_family(_meta(self.decoder), type(self), self.family)
+        self.provenance = files_provenance(_meta(self.decoder), decoder_path, self.family)
         names = {i.name for i in self.decoder.get_inputs()}
-        expected = {
-            "image_embeddings",
-            "point_coords",
-            "point_labels",
-            "mask_input",
-            "has_mask_input",
-            "orig_im_size",
-        }
+        expected = set(self.decoder_inputs)
         if names != expected:
             raise ValueError(
                 f"{decoder_path}: decoder inputs {sorted(names)}, expected {sorted(expected)}"
@@ -168,7 +197,7 @@ class OnnxSamPredictor:
         if encoder_path is not None:
             self.encoder = ort.InferenceSession(str(encoder_path), opts, providers=providers)
             enc_in = self.encoder.get_inputs()[0]
-            files_provenance(meta, decoder_path, "sam1", _meta(self.encoder), encoder_path)
+            files_provenance(meta, decoder_path, self.family, _meta(self.encoder), encoder_path)
             meta = {**_meta(self.encoder), **meta}
             meta.setdefault("img_size", int(enc_in.shape[-1]))
         self.img_size = int(meta.get("img_size", 1024))
@@ -210,10 +239,12 @@ class OnnxSamPredictor:
         if self.encoder is None:
             raise ValueError("no encoder file was given: use set_embedding(...) instead")
         image = as_rgb_uint8(image, image_format)
-        x = self.preprocess(image)
+        self._encode(self.preprocess(image), (image.shape[0], image.shape[1]))
+
+    def _encode(self, x: np.ndarray, original_size: tuple[int, int]) -> None:
+        """Run the encoder on a preprocessed image and keep its outputs."""
         (emb,) = self.encoder.run(["image_embeddings"], {"image": x})
-        h, w = image.shape[:2]
-        self.set_embedding(emb, (h, w))
+        self.set_embedding(emb, original_size)
 
     def set_embedding(self, embedding: np.ndarray, original_size: tuple[int, int]) -> None:
         """Use a precomputed 1xCxhxw embedding for an image of `original_size` (H, W)."""
@@ -312,7 +343,7 @@ class OnnxSamPredictor:
             ]
             masks, iou, low_res = (np.concatenate(o) for o in zip(*outs))
         if self.num_decoder_masks > 1:
-            sel = slice(1, None) if multimask_output else slice(0, 1)
+            sel = self._output_slice(multimask_output)
             masks, iou, low_res = masks[:, sel], iou[:, sel], low_res[:, sel]
         if not return_logits:
             masks = masks > self.mask_threshold
@@ -320,11 +351,19 @@ class OnnxSamPredictor:
             masks, iou, low_res = masks[0], iou[0], low_res[0]
         return masks, iou, low_res
 
+    def _output_slice(self, multimask_output: bool) -> slice:
+        """The decoder outputs a call returns (4-mask file: the single-mask token first)."""
+        return slice(1, None) if multimask_output else slice(0, 1)
+
+    def _image_feeds(self) -> dict[str, np.ndarray]:
+        """The decoder inputs that come from the image (its encoder outputs)."""
+        return {"image_embeddings": self.features}
+
     def _run(
         self, coords: np.ndarray, labels: np.ndarray, mask: np.ndarray, has_mask: np.ndarray
     ) -> list[np.ndarray]:
         feeds = {
-            "image_embeddings": self.features,
+            **self._image_feeds(),
             "point_coords": coords,
             "point_labels": labels,
             "mask_input": mask,

@@ -1,4 +1,5 @@
-"""ONNX export of SAM 1: the image encoder and the official-interface prompt-encoder + mask decoder.
+"""ONNX export of SAM 1 (and MobileSAM, whose decoder is SAM 1's): the image encoder and the
+official-interface prompt-encoder + mask decoder. HQ-SAM: `samkit.export.sam_hq`.
 
 `encoder.onnx`: input `image` (1x3xSxS, normalised and padded as `Sam.preprocess` does), output
 `image_embeddings` (1xCxhxw).
@@ -45,6 +46,7 @@ from torch import Tensor, nn
 from samkit import __version__
 from samkit.io.provenance import of_model
 from samkit.modeling.sam import Sam
+from samkit.modeling.sam_hq import MaskDecoderHQ
 from samkit.runtime.accel import plain_float32_copy
 
 DEFAULT_OPSET = 17
@@ -153,7 +155,7 @@ def _metadata(model: Sam, **extra: object) -> dict[str, str]:
     pe = model.prompt_encoder
     meta = {
         "samkit_version": __version__,
-        "samkit_family": "sam1",
+        "samkit_family": model.family,  # sam1, or a family with SAM 1's decoder (MobileSAM)
         "samkit_provenance": dataclasses.asdict(of_model(model)),
         "samkit_img_size": model.image_encoder.img_size,
         "samkit_pixel_mean": model.pixel_mean.flatten().tolist(),
@@ -209,6 +211,22 @@ def _export(
         )
 
 
+def _check_sam1_decoder(model: Sam, what: str) -> None:
+    """A ValueError unless `model` is a `Sam` (SAM 1, MobileSAM) with SAM 1's plain decoder:
+    an HQ-SAM decoder needs the encoder's early feature, which this interface has no input for."""
+    if not isinstance(model, Sam):
+        raise ValueError(
+            f"{what} expects a SAM 1 `Sam` model (build_sam, build_mobile_sam), got "
+            f"{type(model).__name__}"
+        )
+    if isinstance(model.mask_decoder, MaskDecoderHQ):
+        raise ValueError(
+            f"{what}: an HQ-SAM model needs the HQ export (its decoder also takes the encoder's "
+            "early feature): use samkit.export.sam_hq.export_sam_hq_onnx (`samkit export onnx` "
+            "picks it)"
+        )
+
+
 def _check_opset(opset: int) -> None:
     if not isinstance(opset, int) or not 14 <= opset <= 20:
         raise ValueError(f"opset must be an integer from 14 to 20, got {opset!r}")
@@ -226,8 +244,7 @@ def export_encoder(model: Sam, path: str | os.PathLike, opset: int = DEFAULT_OPS
         The written path.
     """
     _check_opset(opset)
-    if not isinstance(model, Sam):
-        raise ValueError(f"export_encoder expects a SAM 1 `Sam` model, got {type(model).__name__}")
+    _check_sam1_decoder(model, "export_encoder")
     model = _float32_copy(model)
     s = model.image_encoder.img_size
     path = Path(path)
@@ -275,8 +292,7 @@ def export_decoder(
         The written path.
     """
     _check_opset(opset)
-    if not isinstance(model, Sam):
-        raise ValueError(f"export_decoder expects a SAM 1 `Sam` model, got {type(model).__name__}")
+    _check_sam1_decoder(model, "export_decoder")
     model = _float32_copy(model)
     # Traced with 2 prompts and 2 mask inputs: the decoder's shape-dependent shortcuts for one
     # shared image side (batch 1) must not be baked into a graph that takes any B prompts.
