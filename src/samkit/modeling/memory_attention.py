@@ -56,9 +56,26 @@ class MemoryAttentionLayer(nn.Module):
     ) -> Tensor:
         """tgt BxNxC image tokens, memory BxMxC_mem (pointer tokens last), pos BxMxC_mem,
         query_pos BxNxC -> BxNxC."""
+        tgt = self.self_attention_block(tgt, query_pos)
+        return self.cross_attention_block(tgt, memory, pos, query_pos, num_k_exclude_rope)
+
+    def self_attention_block(self, tgt: Tensor, query_pos: Tensor) -> Tensor:
+        """The first third of `forward`: BxNxC tokens after the residual self-attention (reads
+        no memory)."""
         x = self.norm1(tgt)
         q = x + query_pos if self.pos_enc_at_attn else x
-        tgt = tgt + self.self_attn(q, q, x)
+        return tgt + self.self_attn(q, q, x)
+
+    def cross_attention_block(
+        self,
+        tgt: Tensor,
+        memory: Tensor,
+        pos: Tensor,
+        query_pos: Tensor,
+        num_k_exclude_rope: int = 0,
+    ) -> Tensor:
+        """The rest of `forward` after `self_attention_block`: residual cross-attention to the
+        memory, then the residual MLP (shapes as `forward`)."""
         x = self.norm2(tgt)
         tgt = tgt + self.cross_attn_image(
             x + query_pos if self.pos_enc_at_cross_attn_queries else x,
@@ -98,7 +115,9 @@ class MemoryAttention(nn.Module):
         """Condition image tokens on memories.
 
         Args:
-            curr: BxNxC image tokens of the current frame (N = H*W of the stride-16 grid).
+            curr: BxNxC image tokens of the current frame (N = H*W of the stride-16 grid); B
+                objects tracked on one frame pass one frame's tokens expanded to B (stride 0
+                on the batch), and the first layer's self-attention then runs once for all.
             memory: BxMxC_mem spatial memories of the selected frames, then the object-pointer
                 tokens (the last `num_obj_ptr_tokens`, not rotated by RoPE).
             curr_pos: BxNxC image position encoding.
@@ -107,7 +126,30 @@ class MemoryAttention(nn.Module):
         Returns:
             BxNxC conditioned tokens.
         """
-        out = curr + 0.1 * curr_pos if self.pos_enc_at_input else curr
-        for layer in self.layers:
+        layers = list(self.layers)
+        b = memory.shape[0]
+        if b > 1 and _batch_shared(curr) and _batch_shared(curr_pos) and _splits(layers):
+            # B objects on one frame (an expanded batch): the input and the first layer's
+            # self-attention read no memory, so they are the same for every object: run once
+            one = curr[:1] + 0.1 * curr_pos[:1] if self.pos_enc_at_input else curr[:1]
+            first = layers.pop(0)
+            one = first.self_attention_block(one, curr_pos[:1]).expand(b, -1, -1)
+            out = first.cross_attention_block(
+                one, memory, memory_pos, curr_pos, num_k_exclude_rope=num_obj_ptr_tokens
+            )
+        else:
+            out = curr + 0.1 * curr_pos if self.pos_enc_at_input else curr
+        for layer in layers:
             out = layer(out, memory, memory_pos, curr_pos, num_k_exclude_rope=num_obj_ptr_tokens)
         return self.norm(out)
+
+
+def _splits(layers: list[nn.Module]) -> bool:
+    """Whether the first layer is a `MemoryAttentionLayer` whose `forward` is the two blocks
+    (a subclass that overrides `forward` is run whole)."""
+    return bool(layers) and type(layers[0]).forward is MemoryAttentionLayer.forward
+
+
+def _batch_shared(x: Tensor) -> bool:
+    """Whether every batch entry of x is the same memory (an `expand`ed batch of one)."""
+    return x.shape[0] == 1 or x.stride(0) == 0

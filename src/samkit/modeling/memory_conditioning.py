@@ -113,10 +113,18 @@ def condition_on_memory(
         mem_pos.append(ppos)
         n_ptr_tokens = ptrs.shape[1]
     tokens = model.memory_attention(
-        feat.flatten(2).transpose(1, 2).to(dt),
+        _tokens(feat, dt),
         torch.cat(mem, dim=1).to(dt),
-        pos.flatten(2).transpose(1, 2).to(dt),
+        _tokens(pos, dt),
         torch.cat(mem_pos, dim=1).to(dt),
         num_obj_ptr_tokens=n_ptr_tokens,
     )
     return tokens.transpose(1, 2).reshape(b, c, h, w).to(feat.dtype)
+
+
+def _tokens(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """BxCxHxW -> BxNxC in `dtype`; B objects' features expanded from one frame (stride 0 on the
+    batch) stay an expanded view, so the memory attention sees they are shared."""
+    if x.shape[0] > 1 and x.stride(0) == 0:
+        return x[:1].flatten(2).transpose(1, 2).to(dtype).expand(x.shape[0], -1, -1)
+    return x.flatten(2).transpose(1, 2).to(dtype)

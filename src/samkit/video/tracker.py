@@ -38,6 +38,9 @@ class Sam2Tracker:
         self.non_overlap_masks = non_overlap_masks
         self.clear_non_cond_mem_around_input = clear_non_cond_mem_around_input
         self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
+        # track objects whose memories are on the same frames in one batch (`batches`); False
+        # tracks them one by one (the official order; benchmarks compare the two)
+        self.batch_objects = True
 
     @property
     def image_size(self) -> int:
@@ -115,6 +118,11 @@ class Sam2Tracker:
             run_mem_encoder=run_mem_encoder,
             prev_sam_mask_logits=prev_logits,
         )
+        return self._stored(s, out)
+
+    def _stored(self, s: InferenceSession, out: FrameOutput) -> tuple[FrameOutput, Tensor]:
+        """A 1-object `track_step` output as stored (holes filled, memory in bfloat16) and its
+        1x1xhxw low-res logits."""
         masks = out.pred_masks
         if self.fill_hole_area > 0:
             masks = fill_holes_in_mask_scores(masks, self.fill_hole_area)
@@ -166,24 +174,92 @@ class Sam2Tracker:
 
     def track(self, s: InferenceSession, frame_idx: int, reverse: bool, num_frames: int) -> Tensor:
         """Track all objects on one frame (prompted objects reuse their stored output);
-        returns Ox1xHxW video-res logits."""
-        per_obj = []
-        for obj in s.objects:
+        returns Ox1xHxW video-res logits.
+
+        Objects whose memories sit on the same frames are tracked in one batch (`track_objects`):
+        the same numbers as one by one (up to float rounding), in fewer, larger calls."""
+        per_obj: list[Tensor | None] = [None] * len(s.objects)
+        todo = []
+        for i, obj in enumerate(s.objects):
             stored = obj.memory
             cond = stored.cond_frame_outputs.get(frame_idx)
             if cond is not None:
-                masks = cond.pred_masks.to(s.device)
+                per_obj[i] = cond.pred_masks.to(s.device)
                 if self.clear_non_cond_mem_around_input:
                     self._clear_around(stored, frame_idx)
             else:
-                out, masks = self.run_frame(
-                    s, stored, frame_idx, False, None, None, reverse, True, None, num_frames
-                )
-                stored.non_cond_frame_outputs[frame_idx] = out
+                todo.append(i)
+        for group in self.batches(s, todo, frame_idx):
+            memories = [s.objects[i].memory for i in group]
+            outs = self.track_objects(s, memories, frame_idx, reverse, num_frames)
+            for i, (out, masks) in zip(group, outs, strict=True):
+                s.objects[i].memory.non_cond_frame_outputs[frame_idx] = out
+                per_obj[i] = masks
+        for obj in s.objects:
             obj.frames_tracked[frame_idx] = reverse
-            per_obj.append(masks)
         s.prune_tracked(frame_idx, memory_window(self.model))
         return video_res(s, self.non_overlap_masks, torch.cat(per_obj, dim=0))
+
+    def batches(self, s: InferenceSession, objs: list[int], frame_idx: int) -> list[list[int]]:
+        """Object indices grouped so that each group can be tracked in one batch on a frame.
+
+        Objects are batched when their memories within `memory_window` of the frame (and their
+        conditioning frames) are on the same frames, so the memory selection picks the same
+        frames for each. One by one with `batch_objects` False, or for a model with
+        `non_overlap_masks_for_mem_enc` (its memory encoder couples the objects of a batch)."""
+        if not self.batch_objects or getattr(self.model, "non_overlap_masks_for_mem_enc", False):
+            return [[i] for i in objs]
+        window = memory_window(self.model)
+        groups: dict[tuple, list[int]] = {}
+        for i in objs:
+            mem = s.objects[i].memory
+            key = (
+                tuple(
+                    sorted(
+                        (t, o.maskmem_features is None) for t, o in mem.cond_frame_outputs.items()
+                    )
+                ),
+                tuple(
+                    sorted(
+                        (t, o.maskmem_features is None)
+                        for t, o in mem.non_cond_frame_outputs.items()
+                        if abs(t - frame_idx) <= window
+                    )
+                ),
+            )
+            groups.setdefault(key, []).append(i)
+        return list(groups.values())
+
+    def track_objects(
+        self,
+        s: InferenceSession,
+        memories: list[ObjectMemory],
+        frame_idx: int,
+        reverse: bool,
+        num_frames: int,
+    ) -> list[tuple[FrameOutput, Tensor]]:
+        """Track B objects (one of `batches`) on a frame in one `track_step`: per object (the
+        output to store, its 1x1xhxw low-res logits). Changes nothing in the session but its
+        feature cache."""
+        if len(memories) == 1:
+            return [
+                self.run_frame(
+                    s, memories[0], frame_idx, False, None, None, reverse, True, None, num_frames
+                )
+            ]
+        merged = merge_memories(memories, frame_idx, memory_window(self.model))
+        out = self.model.track_step(
+            frame_idx,
+            False,
+            self.features(s, frame_idx, len(memories)),
+            None,
+            None,
+            merged,
+            num_frames,
+            track_in_reverse=reverse,
+            run_mem_encoder=True,
+        )
+        return [self._stored(s, part) for part in split_output(out, len(memories))]
 
     def frame_masks(self, s: InferenceSession, frame_idx: int, is_cond: bool) -> Tensor:
         """Ox1xHxW video-res logits of every object's newest output on a frame."""
@@ -203,3 +279,59 @@ class Sam2Tracker:
         r = self.model.memory_temporal_stride_for_eval * self.model.num_maskmem
         for t in range(frame_idx - r, frame_idx + r + 1):
             stored.non_cond_frame_outputs.pop(t, None)
+
+
+def _cat(parts: list[Tensor | None]) -> Tensor | None:
+    """Batch of the objects' tensors (None when any is None); one expanded view when they are
+    all views of the same constant (the memory position encoding)."""
+    if any(p is None for p in parts):
+        return None
+    first = parts[0]
+    same = all(
+        p.data_ptr() == first.data_ptr() and p.shape == first.shape and p.stride() == first.stride()
+        for p in parts
+    )
+    if same and first.shape[0] == 1:
+        return first.expand(len(parts), *first.shape[1:])
+    return torch.cat(parts, dim=0)
+
+
+def merge_memories(memories: list[ObjectMemory], frame_idx: int, window: int) -> ObjectMemory:
+    """One `ObjectMemory` of B objects whose frames are the same (`Sam2Tracker.batches`): each
+    frame's output holds the B objects' tensors, in order, along the batch (frames farther
+    than `window` from `frame_idx` are left out but for conditioning frames)."""
+    merged = ObjectMemory()
+    for is_cond in (True, False):
+        for t in memories[0].frames(is_cond):
+            if not is_cond and abs(t - frame_idx) > window:
+                continue
+            outs = [m.frames(is_cond)[t] for m in memories]
+            merged.frames(is_cond)[t] = FrameOutput(
+                pred_masks=torch.cat([o.pred_masks for o in outs]),
+                obj_ptr=torch.cat([o.obj_ptr for o in outs]),
+                object_score_logits=torch.cat([o.object_score_logits for o in outs]),
+                maskmem_features=_cat([o.maskmem_features for o in outs]),
+                maskmem_pos_enc=_cat([o.maskmem_pos_enc for o in outs]),
+            )
+    return merged
+
+
+def split_output(out: FrameOutput, batch: int) -> list[FrameOutput]:
+    """The B objects' outputs of a batched `track_step`, one `FrameOutput` each (batch 1)."""
+    parts = []
+    for b in range(batch):
+
+        def row(x: Tensor | None, b: int = b) -> Tensor | None:
+            return None if x is None else x[b : b + 1].clone()  # not a view of the batch
+
+        parts.append(
+            FrameOutput(
+                pred_masks=row(out.pred_masks),
+                obj_ptr=row(out.obj_ptr),
+                object_score_logits=row(out.object_score_logits),
+                maskmem_features=row(out.maskmem_features),
+                maskmem_pos_enc=row(out.maskmem_pos_enc),
+                pred_masks_high_res=row(out.pred_masks_high_res),
+            )
+        )
+    return parts
