@@ -1,8 +1,9 @@
 """Parameter-efficient fine-tuning of the image encoder: LoRA, adapters, freezing.
 
-Both families: the blocks are SAM 1's ViT blocks (`image_encoder.blocks.{i}`) or SAM 2's Hiera
-blocks (`image_encoder.trunk.blocks.{i}`); each has `attn.qkv`, `attn.proj` and an MLP (SAM 1
-`mlp.lin1/lin2`, SAM 2 `mlp.layers.{0,1}`). LoRA can also go on the attention projections of the
+The blocks (`encoder_blocks`) are SAM 1's / HQ-SAM's ViT blocks (`image_encoder.blocks.{i}`),
+SAM 2's Hiera or EfficientTAM's ViT blocks (`image_encoder.trunk.blocks.{i}`), or the attention
+blocks of MobileSAM's TinyViT (`image_encoder.layers.{i}.blocks.{j}`); each has `attn.qkv`,
+`attn.proj` and an MLP (SAM 1 `mlp.lin1/lin2`, SAM 2 `mlp.layers.{0,1}`, TinyViT `mlp.fc1/fc2`). LoRA can also go on the attention projections of the
 mask decoder both families share (target `decoder`).
 
 `LoRALinear` is an `nn.Linear` (same `weight` / `bias` keys) with two extra parameters
@@ -25,9 +26,11 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
+from samkit.build.registry import get_family
 from samkit.checkpoint import read_state_dict
 from samkit.io.provenance import check_file
 from samkit.layers.mlp import MLP, MLPBlock
+from samkit.modeling.tiny_vit import TinyViTMlp
 
 LORA_TARGETS = ("qkv", "proj", "decoder")
 DEFAULT_LORA_TARGETS = ("qkv", "proj")
@@ -63,17 +66,46 @@ class LoRALinear(nn.Linear):
         return f"{super().extra_repr()}, rank={self.rank}, alpha={self.alpha}"
 
 
-def _encoder_blocks(model: nn.Module) -> tuple[nn.ModuleList, str]:
-    """(the encoder's transformer blocks, their state-dict prefix) of a SAM 1 or SAM 2 model."""
+def encoder_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The image encoder's attention blocks as (state-dict name, block), in order: SAM 1's ViT
+    (`image_encoder.blocks.{i}`), SAM 2's Hiera and EfficientTAM's ViT
+    (`image_encoder.trunk.blocks.{i}`), or the TinyViT of MobileSAM / HQ-SAM vit_tiny (the
+    attention stages' `image_encoder.layers.{i}.blocks.{j}`; stage 0 is convolutional). Block
+    indices elsewhere in this module count this list.
+
+    Raises:
+        ValueError: an encoder of none of these kinds.
+    """
     enc = getattr(model, "image_encoder", None)
-    if isinstance(getattr(enc, "blocks", None), nn.ModuleList):
-        return enc.blocks, "image_encoder.blocks"  # type: ignore[union-attr,return-value]
-    trunk = getattr(enc, "trunk", None)
-    if isinstance(getattr(trunk, "blocks", None), nn.ModuleList):
-        return trunk.blocks, "image_encoder.trunk.blocks"  # type: ignore[union-attr,return-value]
+    for path in ("blocks", "trunk.blocks"):
+        owner: object = enc
+        for part in path.split("."):
+            owner = getattr(owner, part, None)
+        if isinstance(owner, nn.ModuleList):
+            return [(f"image_encoder.{path}.{i}", b) for i, b in enumerate(owner)]
+    layers = getattr(enc, "layers", None)
+    if isinstance(layers, nn.ModuleList):
+        found = [
+            (f"image_encoder.layers.{i}.blocks.{j}", b)
+            for i, layer in enumerate(layers)
+            for j, b in enumerate(getattr(layer, "blocks", ()))
+            if isinstance(getattr(b, "attn", None), nn.Module)
+        ]
+        if found:
+            return found
     raise ValueError(
-        "expected a SAM 1 model (image_encoder.blocks) or a SAM 2 model (image_encoder.trunk.blocks)"
+        "expected a SAM 1 / HQ-SAM model (image_encoder.blocks), a SAM 2 / EfficientTAM model "
+        "(image_encoder.trunk.blocks) or a MobileSAM / TinyViT model (image_encoder.layers)"
     )
+
+
+def _pick(blocks: list[tuple[str, nn.Module]], idx: Iterable[int] | None, what: str) -> list:
+    out = []
+    for i in range(len(blocks)) if idx is None else idx:
+        if not 0 <= i < len(blocks):
+            raise ValueError(f"{what} block index {i} out of range (encoder has {len(blocks)})")
+        out.append(blocks[i])
+    return out
 
 
 def _mask_decoder(model: nn.Module) -> tuple[nn.Module, str]:
@@ -112,15 +144,11 @@ def apply_lora(
     if rank < 1:
         raise ValueError(f"LoRA rank must be >= 1, got {rank}")
     alpha = rank if alpha is None else alpha
-    enc_blocks, prefix = _encoder_blocks(model)
-    idx = range(len(enc_blocks)) if blocks is None else list(blocks)
     enc_targets = [t for t in targets if t != "decoder"]
+    chosen = _pick(encoder_blocks(model), blocks, "LoRA") if enc_targets else []
     todo: list[tuple[nn.Module, str, str]] = []
-    for i in idx if enc_targets else ():
-        if not 0 <= i < len(enc_blocks):
-            raise ValueError(f"LoRA block index {i} out of range (encoder has {len(enc_blocks)})")
-        attn = enc_blocks[i].attn
-        todo += [(attn, t, f"{prefix}.{i}.attn.{t}") for t in enc_targets]
+    for name, block in chosen:
+        todo += [(block.attn, t, f"{name}.attn.{t}") for t in enc_targets]
     if "decoder" in targets:
         decoder, dec_name = _mask_decoder(model)
         for name, mod in decoder.named_modules():
@@ -207,24 +235,36 @@ class MLPBlockWithAdapter(MLPBlock):
         return super().forward(x) + self.adapter(x)
 
 
+class TinyViTMlpWithAdapter(TinyViTMlp):
+    """A TinyViT block's MLP (same `norm` / `fc1` / `fc2` keys) plus a parallel `adapter`."""
+
+    def __init__(self, base: TinyViTMlp, hidden: int, scale: float = 1.0) -> None:
+        nn.Module.__init__(self)
+        self.norm, self.fc1, self.act, self.fc2 = base.norm, base.fc1, base.act, base.fc2
+        w = base.fc1.weight
+        self.adapter = Adapter(base.fc1.in_features, hidden, scale).to(w.device, w.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x) + self.adapter(x)
+
+
 def add_adapters(
     model: nn.Module, hidden: int, scale: float = 1.0, blocks: Iterable[int] | None = None
 ) -> list[str]:
-    """Add a parallel bottleneck adapter to the MLP of encoder blocks (ViT or Hiera), in place."""
-    enc_blocks, prefix = _encoder_blocks(model)
-    idx = range(len(enc_blocks)) if blocks is None else list(blocks)
+    """Add a parallel bottleneck adapter to the MLP of encoder blocks (ViT, Hiera or TinyViT;
+    `encoder_blocks` numbers them), in place. Returns the adapters' names."""
     names = []
-    for i in idx:
-        if not 0 <= i < len(enc_blocks):
-            raise ValueError(
-                f"adapter block index {i} out of range (encoder has {len(enc_blocks)})"
-            )
-        mlp = enc_blocks[i].mlp
-        if isinstance(mlp, (MLPBlockWithAdapter, MLPWithAdapter)):
-            raise ValueError(f"{prefix}.{i}.mlp already has an adapter")
-        wrap = MLPBlockWithAdapter if isinstance(mlp, MLPBlock) else MLPWithAdapter
-        enc_blocks[i].mlp = wrap(mlp, hidden, scale)
-        names.append(f"{prefix}.{i}.mlp.adapter")
+    for name, block in _pick(encoder_blocks(model), blocks, "adapter"):
+        mlp = block.mlp
+        if isinstance(mlp, (MLPBlockWithAdapter, MLPWithAdapter, TinyViTMlpWithAdapter)):
+            raise ValueError(f"{name}.mlp already has an adapter")
+        if isinstance(mlp, MLPBlock):
+            block.mlp = MLPBlockWithAdapter(mlp, hidden, scale)
+        elif isinstance(mlp, TinyViTMlp):
+            block.mlp = TinyViTMlpWithAdapter(mlp, hidden, scale)
+        else:
+            block.mlp = MLPWithAdapter(mlp, hidden, scale)
+        names.append(f"{name}.mlp.adapter")
     return names
 
 
@@ -233,13 +273,25 @@ def adapter_state_dict(model: nn.Module) -> dict[str, Tensor]:
     return {k: v for k, v in model.state_dict().items() if ".adapter." in k}
 
 
-def infer_adapters(state_dict: dict[str, Tensor]) -> tuple[int, list[int]]:
-    """(hidden size, block indices) of the adapters in an `adapter_state_dict`."""
-    found = {
-        int(m.group(1)): v.shape[0]
-        for k, v in state_dict.items()
-        if (m := re.search(r"blocks\.(\d+)\.mlp\.adapter\.down\.weight$", k))
-    }
+def infer_adapters(
+    state_dict: dict[str, Tensor], model: nn.Module | None = None
+) -> tuple[int, list[int]]:
+    """(hidden size, block indices) of the adapters in an `adapter_state_dict`; with `model`,
+    the indices of `encoder_blocks(model)` (TinyViT's stages number their blocks anew), else
+    the `blocks.{i}` of the keys (ViT, Hiera)."""
+    if model is not None:
+        names = [name for name, _ in encoder_blocks(model)]
+        found = {
+            i: state_dict[k].shape[0]
+            for i, n in enumerate(names)
+            if (k := f"{n}.mlp.adapter.down.weight") in state_dict
+        }
+    else:
+        found = {
+            int(m.group(1)): v.shape[0]
+            for k, v in state_dict.items()
+            if (m := re.search(r"blocks\.(\d+)\.mlp\.adapter\.down\.weight$", k))
+        }
     if not found:
         raise ValueError("no adapter weights (keys *.mlp.adapter.down.weight) in the state dict")
     blocks = sorted(found)
@@ -262,7 +314,7 @@ def load_adapters(model: nn.Module, path: str | os.PathLike) -> list[str]:
     """
     check_file(path, model, "the model")
     sd = read_state_dict(path)
-    hidden, blocks = infer_adapters(sd)
+    hidden, blocks = infer_adapters(sd, model)
     names = add_adapters(model, hidden, blocks=blocks)
     try:
         _missing, unexpected = model.load_state_dict(sd, strict=False)
@@ -291,11 +343,22 @@ def configure_trainable(
     SAM 2's `no_mem_embed` (added to the image embedding) counts as part of the image encoder;
     its decoder's `conv_s0` / `conv_s1` as part of the decoder.
 
+    A family whose registry trainer has `trainable_prefixes` (HQ-SAM: `samkit.train.sam_hq`)
+    trains exactly those parameters, as its official recipe does: `freeze` must stay "none" and
+    `peft` False.
+
     Returns:
         (trainable, total) parameter counts.
+
+    Raises:
+        ValueError: an unknown `freeze`, or a family with a fixed trainable set asked for another
+            `freeze` or for LoRA / adapters (the message says what it trains).
     """
     if freeze not in ("none", "encoder", "encoder+prompt"):
         raise ValueError(f"freeze must be 'none', 'encoder' or 'encoder+prompt', got {freeze!r}")
+    fixed = _fixed_trainable(model)
+    if fixed is not None:
+        return _train_only(model, freeze, peft, *fixed)
     decoder_lora = any(
         ".lora_" in n and n.startswith(("mask_decoder.", "sam_mask_decoder."))
         for n, _ in model.named_parameters()
@@ -312,6 +375,35 @@ def configure_trainable(
         if ".lora_" in name or ".adapter." in name:
             train = True
         p.requires_grad_(train)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total
+
+
+def _fixed_trainable(model: nn.Module) -> tuple[tuple[str, ...], str] | None:
+    """(`trainable_prefixes`, `trainable_rule`) of the model's registry trainer, or None when
+    its family trains what `configure_trainable`'s arguments say (or has no trainer)."""
+    name = getattr(model, "family", None)
+    try:
+        family = get_family(name) if isinstance(name, str) else None
+    except ValueError:  # a family this samkit does not know
+        family = None
+    if family is None or not family.has("trainer"):
+        return None
+    ops = family.load("trainer")
+    prefixes = getattr(ops, "trainable_prefixes", None)
+    return (tuple(prefixes), str(ops.trainable_rule)) if prefixes else None
+
+
+def _train_only(
+    model: nn.Module, freeze: str, peft: bool, prefixes: tuple[str, ...], rule: str
+) -> tuple[int, int]:
+    if peft or any(".lora_" in n or ".adapter." in n for n, _ in model.named_parameters()):
+        raise ValueError(f"{rule}; LoRA and adapters do not apply: drop --lora-rank / --adapter-dim")
+    if freeze != "none":
+        raise ValueError(f"{rule}; --freeze {freeze} does not apply: leave --freeze at none")
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith(prefixes))
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, total
