@@ -142,6 +142,7 @@ _BUILTIN = (
         config_match="samkit.build.edgetam:is_edgetam_config_file",
         predictor="samkit.predict.sam2:Sam2ImagePredictor",
         amg_generator="samkit.amg.sam2:Sam2AutomaticMaskGenerator",
+        video_predictor="samkit.video.edgetam:build_edgetam_video_predictor",
         default_model="edgetam",
     ),
     # SAM 1's keys plus a marker: a file with the marker counts all its keys here (more than
