@@ -1,21 +1,18 @@
-"""The built-in `samkit` commands: segment, auto, embed, download, info, serve."""
+"""The built-in `samkit` commands: segment, auto, embed, download, serve (info: `cli.info`)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-import samkit
 from samkit.amg.io import render_overlay
 from samkit.amg.report import cli_flag
-from samkit.checkpoint import CheckpointUnavailableError, default_cache_dir, fetch_checkpoint
+from samkit.checkpoint import CheckpointUnavailableError, fetch_checkpoint
 from samkit.checkpoint.download import download_advice
 from samkit.cli.amgopts import AMG_OPTIONS as _AMG_OPTIONS
 from samkit.cli.argparsing import print_warnings, prompt_warnings
@@ -28,12 +25,13 @@ from samkit.cli.common import (
     checked_embedding,
     families_taking,
     families_with,
+    model_from_embedding,
+    out_folder,
     takes_setting,
 )
 from samkit.cli.distributed import run_on_ray
 from samkit.cli.imageopts import image_max_pixels, image_stretch
 from samkit.cli.sam3_commands import auto_concept_kwargs, segment_concepts, segment_family
-from samkit.configs.sam import get_variant, variant_names
 from samkit.io.images import decode_image
 from samkit.io.masks import atomic_write_bytes, mask_png_bytes, mask_records, png_bytes
 from samkit.io.overlay import draw_prompts
@@ -53,12 +51,14 @@ from samkit.server.video_session import VideoLimits
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    model_from_embedding(args)  # no --model: the one the --embedding file names
     family = segment_family(args)  # SAM 3 options checked against the model family
     if family in families_with("concepts") and not args.point:
         return segment_concepts(args)  # --text / exemplar boxes: every instance
     if not args.point and not args.box:
         raise CliError("give at least one --point X,Y[,LABEL] or --box X0,Y0,X1,Y1")
     image = decode_image(args.image, max_pixels=image_max_pixels(args), stretch=image_stretch(args))
+    out = out_folder(args.out, make=False)  # an existing file is refused before the model loads
     print_warnings("segment", prompt_warnings(args.point, args.box, *image.shape[:2]))
     lm = _model_from_args(args, families=families_with("predictor"))  # SAM 3: clicks
     predictor = make_predictor(lm.model, lm.family)
@@ -81,7 +81,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if masks.ndim == 3:  # one prompt set -> a box axis of 1
         masks, scores = masks[None], scores[None]
 
-    out = Path(args.out)
     stem = Path(args.image).stem
     records = []
     flat_masks = masks.reshape(-1, *masks.shape[-2:])
@@ -153,8 +152,7 @@ def cmd_auto(args: argparse.Namespace) -> int:
         return run_on_ray(args, "auto", amg_kwargs)
     files = list(dict.fromkeys(_image_files(args.inputs)))  # a file given twice is done once
     ids = image_ids([f.name for f in files])  # COCO ids: by file name, as with --ray
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_folder(args.out)
     lm = _model_from_args(args, families=families_with("concepts" if concepts else "amg_generator"))
     if "use_m2m" in amg_kwargs and not takes_setting(lm.family, "use_m2m"):
         raise CliError(
@@ -223,8 +221,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if getattr(args, "ray", False):
         return run_on_ray(args, "embed")
     files = _image_files(args.inputs)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_folder(args.out)
     lm = _model_from_args(args, families=families_with("predictor"))
     job = EmbedJob(
         out, lm.name, lm.family, lm.img_size(), image_stretch(args), image_max_pixels(args)
@@ -256,35 +253,6 @@ def cmd_download(args: argparse.Namespace) -> int:
     except CheckpointUnavailableError as e:  # its advice (--random-weights) is for other commands
         raise CliError(download_advice(args.variant, e.url, e.path, e.reason)) from None
     print(path)
-    return 0
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    rows = []
-    for name in variant_names():
-        v = get_variant(name)
-        present = bool(v.filename) and (cache / v.filename).is_file()
-        rows.append(
-            {"name": name, "family": v.family, "file": v.filename, "present": present, "url": v.url}
-        )
-    info = {
-        "samkit": samkit.__version__,
-        "torch": torch.__version__,
-        "cuda": torch.cuda.is_available(),
-        "cache_dir": str(cache),
-        "variants": rows,
-    }
-    if args.json:
-        print(json.dumps(info, indent=1))
-        return 0
-    print(f"samkit {info['samkit']}  torch {info['torch']}  cuda {'yes' if info['cuda'] else 'no'}")
-    print(f"checkpoint cache: {cache}  (set SAMKIT_CACHE to change it)")
-    print(f"{'variant':<16} {'family':<7} {'checkpoint':<34} present")
-    for r in rows:
-        print(
-            f"{r['name']:<16} {r['family']:<7} {r['file'] or '-':<34} {'yes' if r['present'] else 'no'}"
-        )
     return 0
 
 

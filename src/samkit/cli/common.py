@@ -59,7 +59,15 @@ def model_family(model: str | None, checkpoint: str | None = None) -> str:
         return checkpoint_family(checkpoint) or DEFAULT_FAMILY
     if is_config_path(model) and not Path(model).is_file():
         raise CliError(f"--model {model}: no such config file")
-    return spec_family(model)  # ValueError lists the known names
+    try:
+        return spec_family(model)
+    except ValueError as e:  # an unknown name: list every name, aliases and sam3 included
+        if "unknown samkit variant" not in str(e):
+            raise
+        from samkit.cli.info import variant_list
+
+        hint = str(e).partition("known variants:")[0]
+        raise CliError(f"{hint}known names: {', '.join(variant_list())}") from None
 
 
 def families_with(*slots: str) -> tuple[str, ...]:
@@ -158,7 +166,14 @@ def load_model(
         raise CliError(f"--dtype {dtype}: choose from {', '.join(sorted(DTYPES))}")
     if random_weights:
         print(RANDOM_WARNING, file=sys.stderr, flush=True)
-    net = load_family_model(family, model, checkpoint, random_weights, device, dtype)
+    try:
+        net = load_family_model(family, model, checkpoint, random_weights, device, dtype)
+    except ValueError as e:
+        if checkpoint is None or model is None or "does not fit" not in str(e):
+            raise
+        from samkit.cli.info import checkpoint_hint
+
+        raise CliError(f"{e}\n{checkpoint_hint(checkpoint, model)}") from None
     return LoadedModel(net, family, model or str(checkpoint), random_weights)
 
 
@@ -167,8 +182,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--model",
         metavar="VARIANT",
-        help="variant name (see `samkit info`; default vit_b), sam3 (SAM 3: segment / auto "
-        "--text) or a config.json path",
+        help="variant name (see `samkit info`; default vit_b; e.g. sam2.1_hiera_t, vit_t = "
+        "mobile_sam), sam3 (SAM 3: segment / auto --text) or a config.json path",
     )
     g.add_argument(
         "--checkpoint",
@@ -230,6 +245,52 @@ def checked_embedding(args: argparse.Namespace, lm: Any, image: Any) -> Any:
     if emb.image_sha256 and emb.image_sha256 != rgb_sha256(image):
         raise CliError(f"--embedding {args.embedding} was computed for a different image")
     return emb
+
+
+def model_from_embedding(args: argparse.Namespace) -> None:
+    """`--embedding FILE` names the model that computed it (`samkit embed`): without `--model`
+    and `--checkpoint` that model is used (a variant, or a config file, which then needs
+    `--checkpoint` as always), with a note on stderr; a `--model` naming another variant is
+    refused. Sets `args.model` or `args.checkpoint`.
+
+    Raises:
+        CliError: the names conflict, or the file names no model this samkit can find.
+        ValueError / FileNotFoundError: not a readable embedding file (`load_embedding`).
+    """
+    path = getattr(args, "embedding", None)
+    if not path:
+        return
+    from samkit.cli.info import canonical_model
+    from samkit.io.embeddings import load_embedding
+
+    made_by = load_embedding(path).variant
+    named = canonical_model(made_by)
+    what = f"samkit {getattr(args, 'command', 'segment')}"
+    if args.model is None and args.checkpoint is None:
+        if named is None and not Path(made_by).is_file():
+            raise CliError(
+                f"--embedding {path} was computed by {made_by!r}, which is no known variant and "
+                "no existing file: pass the --model (and --checkpoint) that computed it"
+            )
+        if named is None and not made_by.endswith(".json"):
+            args.checkpoint = made_by  # computed by a checkpoint alone (`--checkpoint PATH`)
+        else:
+            args.model = named or made_by
+        print(
+            f"{what}: using {args.model or args.checkpoint}, the model --embedding {path} was "
+            "computed with",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
+    mine = canonical_model(args.model) if args.model is not None else None
+    if named is not None and mine is not None and named != mine:
+        raise CliError(
+            f"--embedding {path} was computed by {named}, but --model is {mine}: pass --model "
+            f"{named} (or no --model, to use it), or embed the image again with {mine}"
+        )
+    if args.model is None and made_by.endswith(".json") and Path(made_by).is_file():
+        args.model = made_by  # --checkpoint alone: the config that computed the embedding
 
 
 def _model_from_args(
@@ -312,6 +373,34 @@ def _image_files(inputs: list[str]) -> list[Path]:
             )
         stems[f.stem] = f
     return files
+
+
+def out_folder(out: str, option: str = "--out", make: bool = True) -> Path:
+    """The output folder of `option`, made if missing (parents too) unless `make` is False (a
+    command that checks it before its work and writes there later).
+
+    Raises:
+        CliError: the path is an existing file, or the folder cannot be made (the message names
+            the path and says what to pass instead of an OS error number).
+    """
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise CliError(
+            f"{option} {out} is a file; {option} names the folder the outputs are written to "
+            "(made if missing): pass a folder path"
+        )
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise CliError(f"{option} {out}: {blocking} is a file, so no folder can be made there")
+    try:
+        if make:
+            path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError(
+            f"{option} {out}: cannot make this folder ({e.strerror or e}); pass a folder path "
+            "you can write to"
+        ) from None
+    return path
 
 
 def _write_json(path: Path, doc: Any) -> None:

@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="variants, cache folder and which checkpoints are present")
     p.add_argument("--cache-dir", help="cache folder to inspect")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=f"{_COMMANDS}:cmd_info")
+    p.set_defaults(func="samkit.cli.info:cmd_info")
 
     p = sub.add_parser("serve", help="the interactive web app", formatter_class=fmt)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only by default)")

@@ -280,7 +280,7 @@ def decode_image(
         ImageDecodeError (a ValueError): not an image in a supported format, truncated, over
             `max_pixels` (the message says "pass --max-pixels N (Python: max_pixels=N)"), or
             float / integer data the fixed rule cannot place (use `stretch`).
-        FileNotFoundError: no file at `source`.
+        FileNotFoundError: no file at `source` (the message names the path, no errno).
     """
     limit = check_max_pixels(max_pixels)
     pct = _check_stretch(stretch)
@@ -317,7 +317,9 @@ def decode_image(
     except ImageDecodeError:
         raise
     except FileNotFoundError:
-        raise
+        raise FileNotFoundError(f"{name}: no such image file") from None
+    except IsADirectoryError:
+        raise ImageDecodeError(f"{name} is a folder, not an image file") from None
     except (
         Image.DecompressionBombError,
         Image.DecompressionBombWarning,

@@ -31,8 +31,9 @@ def open_video(video: Any, image_size: int = 1024, *, cache_frames: int = 8) -> 
         cache_frames: preprocessed frames kept in the LRU cache.
 
     Raises:
-        ValueError: naming the path or argument: no such path, an empty folder, a file that is not
-            a decodable video, frames of different sizes, arrays that are not HxWx3 uint8.
+        ValueError: naming the path or argument: no such path, an empty folder, a single image
+            file (.jpg, .png, ...), a file that is not a decodable video, frames of different
+            sizes, arrays that are not HxWx3 uint8.
     """
     if isinstance(video, VideoFrames):
         if video.image_size != int(image_size):
@@ -48,6 +49,7 @@ def open_video(video: Any, image_size: int = 1024, *, cache_frames: int = 8) -> 
         if path.is_file():
             from samkit.video.frames.pyav import FileFrames
 
+            _refuse_still_image(path)
             return FileFrames(path, image_size, cache_frames)
         raise ValueError(f"video: {path}: no such file or folder")
     if isinstance(video, (bytes, bytearray, memoryview)):
@@ -64,3 +66,16 @@ def open_video(video: Any, image_size: int = 1024, *, cache_frames: int = 8) -> 
         "video: expected a folder of frames, a video file path, a sequence or iterator of HxWx3 "
         f"uint8 arrays / PIL images, got {type(video).__name__}"
     )
+
+
+def _refuse_still_image(path: Path) -> None:
+    """ValueError for a single image file given as a video (PyAV would decode one frame of it
+    and report the file damaged); animated GIFs stay videos."""
+    from samkit.io.images import IMAGE_SUFFIXES
+
+    if path.suffix.lower() in IMAGE_SUFFIXES and path.suffix.lower() != ".gif":
+        raise ValueError(
+            f"video: {path} is a single image, not a video: pass a video file (.mp4, .mov, "
+            ".webm, ...) or a folder of frames named <index>.jpg (0.jpg, 1.jpg, ...); to "
+            "segment one image use `samkit segment`"
+        )
