@@ -2,9 +2,10 @@
 
 Public API (imported lazily, so `import samkit` does no work):
 `build_sam`, `build_sam2`, `sam_model_registry`, `SamPredictor`, `Sam2ImagePredictor`,
-`SamAutomaticMaskGenerator`; SAM 3: `build_sam3_image_model`, `Sam3Processor`; MobileSAM and
-HQ-SAM: `build_mobile_sam`, `build_sam_hq`, `SamHQPredictor`; EfficientTAM: `build_efficienttam`,
-`build_efficienttam_video_predictor`.
+`SamAutomaticMaskGenerator`, `Sam2AutomaticMaskGenerator`; SAM 2 video:
+`build_sam2_video_predictor`, `Sam2VideoPredictor`; SAM 3: `build_sam3_image_model`,
+`Sam3Processor`; MobileSAM and HQ-SAM: `build_mobile_sam`, `build_sam_hq`, `SamHQPredictor`;
+EfficientTAM: `build_efficienttam`, `build_efficienttam_video_predictor`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "Sam2AutomaticMaskGenerator",
     "Sam2ImagePredictor",
     "Sam2VideoPredictor",
     "Sam3Processor",
@@ -51,7 +53,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from samkit.amg import SamAutomaticMaskGenerator
+    from samkit.amg import Sam2AutomaticMaskGenerator, SamAutomaticMaskGenerator
     from samkit.build.efficienttam import build_efficienttam
     from samkit.build.light import build_mobile_sam, build_sam_hq
     from samkit.build.sam import build_sam, sam_model_registry

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from samkit.io.embeddings import load_embedding, rgb_sha256
 from tests.conftest import load_rgb
 from tests.families import Family, parametrize_families, shared_fixture_model
 
@@ -208,3 +209,27 @@ def test_decoder_cache_follows_the_image_weights_and_mask_inputs(family):
     p.set_image(truck)
     original_size = truck.shape[:2]
     np.testing.assert_allclose(p.predict(PT, LB, return_logits=True)[2], fresh(), atol=atol)
+
+
+@parametrize_families()
+def test_save_embedding_then_load_embedding_gives_the_same_masks(family, dog, tmp_path):
+    p = dog(family)
+    image = load_rgb("dog.jpg")
+    ref = p.predict(PT, LB)
+    path = p.save_embedding(tmp_path / "dog.safetensors", image)
+    emb = load_embedding(path)
+    assert emb.family == family.name and emb.original_size == image.shape[:2]
+    assert emb.image_sha256 == rgb_sha256(image)
+    fresh = family.predictor(shared_fixture_model(family.name))
+    fresh.load_embedding(path)
+    got = fresh.predict(PT, LB)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_allclose(got[1], ref[1], atol=1e-6)
+    # no image set, or another image than the one set: refused, nothing written
+    other = family.predictor(shared_fixture_model(family.name))
+    with pytest.raises(ValueError, match="call set_image"):
+        other.save_embedding(tmp_path / "none.safetensors")
+    with pytest.raises(ValueError, match="the HxWx3 uint8 image given to set_image"):
+        p.save_embedding(tmp_path / "bad.safetensors", image[:10])
+    assert not (tmp_path / "none.safetensors").exists()
+    assert not (tmp_path / "bad.safetensors").exists()

@@ -11,6 +11,7 @@ from PIL import Image
 from torch import Tensor
 
 from samkit.modeling.sam import Sam
+from samkit.predict.embedding_file import EmbeddingFiles
 from samkit.predict.inputs import as_rgb_uint8, validate_prompts
 from samkit.predict.transforms import ResizeLongestSide, threshold_masks
 from samkit.runtime.decoding import PromptDecoder
@@ -18,7 +19,7 @@ from samkit.runtime.decoding import PromptDecoder
 FEATURE_KEY = "image_embedding"  # the name of the image embedding in every family's features
 
 
-class SamPredictor:
+class SamPredictor(EmbeddingFiles):
     """Interactive predictor with the official `segment_anything.SamPredictor` interface.
 
     Beyond the official API, `predict` takes several boxes at once (`box` of shape Nx4, with or
@@ -123,8 +124,12 @@ class SamPredictor:
         self.input_h, self.input_w = self.input_size
         self.is_image_set = True
 
+    def _embedding_sizes(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        self._require_image()
+        return self.original_size, self.input_size
+
     def get_image_embedding(self) -> Tensor:
-        """The current image's 1xCxhxw embedding."""
+        """The current image's 1xCxhxw embedding (`save_embedding(path)` writes it to a file)."""
         self._require_image()
         return self.features
 

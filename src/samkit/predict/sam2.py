@@ -12,6 +12,7 @@ from PIL import Image
 from torch import Tensor
 
 from samkit.modeling.sam2 import Sam2
+from samkit.predict.embedding_file import EmbeddingFiles
 from samkit.predict.inputs import as_rgb_uint8, validate_prompts
 from samkit.predict.postprocess import postprocess_masks, require_scipy
 from samkit.predict.sam import FEATURE_KEY
@@ -45,7 +46,7 @@ def check_postprocess_settings(
         raise ValueError("max_hole_area and max_sprinkle_area must be >= 0 (0 = off)")
 
 
-class Sam2ImagePredictor:
+class Sam2ImagePredictor(EmbeddingFiles):
     """Interactive predictor with the official `sam2.SAM2ImagePredictor` interface.
 
     Args:
@@ -138,6 +139,12 @@ class Sam2ImagePredictor:
         self._features = self.model.encode_image(self._to_input(imgs))
         self._is_image_set = True
         self._is_batch = True
+
+    def _embedding_sizes(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        self._require_image()
+        if len(self._orig_hw) != 1:
+            raise ValueError("an embedding file holds one image: set_image, not set_image_batch")
+        return self._orig_hw[0], (self.model.image_size, self.model.image_size)
 
     def get_image_embedding(self) -> Tensor:
         """The current image embedding, BxCxhxw (B = 1 after `set_image`; C=256, h=w=64)."""
