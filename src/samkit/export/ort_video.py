@@ -1,0 +1,366 @@
+"""`OnnxSam2VideoPredictor`: `Sam2VideoPredictor` with its model parts on onnxruntime.
+
+    from samkit.export.ort_video import OnnxSam2VideoPredictor
+    p = OnnxSam2VideoPredictor("out_dir")          # from samkit.export.sam2_video
+    state = p.init_state("frames/")
+    p.add_new_points_or_box(state, 0, 1, points=[[430, 200]], labels=[1])
+    for frame_idx, obj_ids, logits in p.propagate_in_video(state): ...
+
+The predictor is samkit's torch `Sam2VideoPredictor` itself (every public call, its checks,
+the session, the tracker, the memory bank and its bounds: `samkit.video.session`) on a model
+adapter, `OrtSam2VideoModel`, whose methods run the exported graphs instead of the torch
+modules and return torch tensors: `forward_image` (image encoder), `forward_sam_heads` (prompt
+encoder + mask decoder + object pointer), `condition_on_memory` (memory attention),
+`encode_new_memory` (memory encoder) and `use_mask_as_output` (mask prompts). The step logic
+around them, `Sam2Video.track_step` / `use_multimask` and `select_memories`, runs unchanged on
+the adapter, so which memories and pointers a frame reads cannot differ from the torch
+predictor. What stays in torch on the host: the tracker's bookkeeping, resizing and hole
+filling, and the parameter-free glue of the torch methods (adding `no_mem_embed`, the +-10 mask
+logits of a mask prompt and its no-object pointer); memories are stored in bfloat16 on the host
+as the torch predictor stores them. Needs the `onnx` extra (onnxruntime) and torch.
+
+Numbers: the same as the torch predictor within the tolerances of the `sam2_video` fixtures
+(tests/export/test_ort_video.py measures them). Refused with a ValueError: files that are not a
+complete export (missing part, another manifest format, a manifest that does not match its
+graphs) and settings the graphs do not serve.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from samkit.export.ort_sam import _require_ort
+from samkit.export.sam2_video import (
+    DECODER_OUTPUTS,
+    FILES,
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    MEMORY_ENCODER_OUTPUTS,
+    SETTINGS,
+)
+from samkit.modeling.sam2_video import Sam2Video, SamHeads
+from samkit.modeling.video_memory import Clicks, FrameFeatures, FrameOutput, ObjectMemory
+from samkit.video.predictor import Sam2VideoPredictor
+from samkit.video.tracker import Sam2Tracker
+
+
+def _np(x: Tensor) -> np.ndarray:
+    """A contiguous numpy copy or view of a tensor: floats as float32, integers as they are."""
+    if x.is_floating_point():
+        x = x.float()
+    return np.ascontiguousarray(x.detach().cpu().numpy())
+
+
+def read_manifest(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """(folder, manifest) of an export folder or its `video.json`.
+
+    Raises:
+        FileNotFoundError: no such folder or manifest.
+        ValueError: not a samkit video manifest of this format, or a listed part is missing.
+    """
+    p = Path(path)
+    manifest = p / MANIFEST_FILE if p.is_dir() else p
+    if not manifest.is_file():
+        raise FileNotFoundError(
+            f"{manifest}: no video manifest; export one with samkit.export.sam2_video."
+            "export_sam2_video_onnx or `samkit export onnx --video`"
+        )
+    try:
+        m = json.loads(manifest.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{manifest}: not a JSON video manifest ({e})") from None
+    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
+        raise ValueError(
+            f"{manifest}: manifest format {m.get('format') if isinstance(m, dict) else None!r}, "
+            f"expected {MANIFEST_FORMAT} (re-export with this samkit)"
+        )
+    files = m.get("files", {})
+    missing = [k for k in FILES if k != "mask_downsample" and k not in files]
+    if missing or any(k not in m.get("settings", {}) for k in SETTINGS):
+        raise ValueError(f"{manifest}: incomplete manifest (missing {missing or 'settings'})")
+    for part, name in files.items():
+        if not (manifest.parent / name).is_file():
+            raise ValueError(f"{manifest}: part {part!r} ({name}) is missing from the folder")
+    return manifest.parent, m
+
+
+class OrtSam2VideoModel:
+    """The torch `Sam2Video` methods the tracker calls, backed by onnxruntime sessions.
+
+    Args:
+        folder: the export folder; manifest: its `video.json` (see `read_manifest`).
+        providers: onnxruntime execution providers (default: CPU).
+        threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+    """
+
+    device = torch.device("cpu")
+    dtype = torch.float32
+
+    def __init__(
+        self,
+        folder: Path,
+        manifest: dict[str, Any],
+        providers: list[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        ort = _require_ort()
+        opts = ort.SessionOptions()
+        if threads is not None:
+            opts.intra_op_num_threads = threads
+        providers = providers or ["CPUExecutionProvider"]
+        self.manifest = manifest
+        self.family = manifest["family"]
+        self.sessions = {
+            part: ort.InferenceSession(str(folder / name), opts, providers=providers)
+            for part, name in manifest["files"].items()
+        }
+        for k, v in manifest["settings"].items():
+            setattr(self, k, v)
+        self.high_res_names = list(manifest["high_res_features"])
+        enc_out = [o.name for o in self.sessions["image_encoder"].get_outputs()]
+        if enc_out != ["image_embed", "image_pos", *self.high_res_names]:
+            raise ValueError(
+                f"{folder}: image encoder outputs {enc_out} do not match the manifest's "
+                f"high-res features {self.high_res_names}"
+            )
+        shape = self.sessions["image_encoder"].get_inputs()[0].shape
+        if shape[-1] != self.image_size:
+            raise ValueError(
+                f"{folder}: the image encoder takes {shape[-1]} px, the manifest says "
+                f"{self.image_size}"
+            )
+        c = self.hidden_dim
+        self.no_mem_embed = torch.tensor(manifest["no_mem_embed"], dtype=torch.float32)
+        self.no_mem_embed = self.no_mem_embed.reshape(1, 1, c)
+        ptr = manifest.get("no_obj_ptr")
+        self.no_obj_ptr = None if ptr is None else torch.tensor(ptr).reshape(1, c)
+        self.mask_input_size = tuple(manifest["mask_input_size"])
+
+    def eval(self) -> OrtSam2VideoModel:
+        return self
+
+    def _run(self, part: str, outputs: list[str], feeds: dict[str, Tensor]) -> list[Tensor]:
+        res = self.sessions[part].run(outputs, {k: _np(v) for k, v in feeds.items()})
+        return [torch.from_numpy(r) for r in res]
+
+    # ------------------------------------------------------------------ the model's methods
+    def forward_image(self, img_batch: Tensor) -> dict[str, list[Tensor]]:
+        """1x3xSxS normalised frame -> {"backbone_fpn": [*high-res, image_embed],
+        "vision_pos_enc": [image_pos]} (the tracker reads the last level's position only)."""
+        names = ["image_embed", "image_pos", *self.high_res_names]
+        embed, pos, *high = self._run("image_encoder", names, {"image": img_batch})
+        return {"backbone_fpn": [*high, embed], "vision_pos_enc": [pos]}
+
+    def forward_sam_heads(
+        self,
+        backbone_features: Tensor,
+        point_inputs: Clicks | None = None,
+        mask_inputs: Tensor | None = None,
+        high_res_features: list[Tensor] | None = None,
+        multimask_output: bool = False,
+    ) -> SamHeads:
+        """As `Sam2Video.forward_sam_heads` (the mask decoder graph)."""
+        b = backbone_features.shape[0]
+        if point_inputs is not None:
+            coords, labels = point_inputs.coords, point_inputs.labels.to(torch.int32)
+        else:
+            coords = torch.zeros(b, 1, 2)
+            labels = -torch.ones(b, 1, dtype=torch.int32)
+        has_mask = torch.tensor([0.0])
+        mask = torch.zeros(b, 1, *self.mask_input_size)
+        if mask_inputs is not None:
+            has_mask = torch.tensor([1.0])
+            mask = mask_inputs.float()
+            if tuple(mask.shape[-2:]) != self.mask_input_size:
+                mask = F.interpolate(
+                    mask,
+                    size=self.mask_input_size,
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=True,
+                )
+            mask = mask.expand(b, -1, -1, -1)
+        feeds = {
+            "image_embed": backbone_features,
+            **dict(zip(self.high_res_names, high_res_features or [])),
+            "point_coords": coords.float(),
+            "point_labels": labels,
+            "mask_input": mask,
+            "has_mask_input": has_mask,
+            "multimask_output": torch.tensor([1.0 if multimask_output else 0.0]),
+        }
+        low, high, ptr, score = self._run("mask_decoder", DECODER_OUTPUTS, feeds)
+        return SamHeads(low, high, ptr, score)
+
+    def use_mask_as_output(
+        self, backbone_features: Tensor, high_res_features: list[Tensor] | None, mask_inputs: Tensor
+    ) -> SamHeads:
+        """As `Sam2Video.use_mask_as_output` (the mask as +-10 logits; the pointer from the
+        mask-downsample and mask decoder graphs)."""
+        m = mask_inputs.float()
+        high_res = m * 20.0 - 10.0
+        low_res = F.interpolate(
+            high_res,
+            size=(high_res.shape[-2] // 4, high_res.shape[-1] // 4),
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )
+        if self.use_obj_ptrs_in_encoder:
+            (small,) = self._run("mask_downsample", ["mask_low_res"], {"mask": m})
+            obj_ptr = self.forward_sam_heads(
+                backbone_features, mask_inputs=small, high_res_features=high_res_features
+            ).obj_ptr
+        else:
+            obj_ptr = torch.zeros(m.shape[0], self.hidden_dim)
+        present = torch.any(m.flatten(1) > 0.0, dim=1)[..., None].float()
+        obj_scores = 20.0 * present - 10.0
+        if self.pred_obj_scores:
+            if self.fixed_no_obj_ptr:
+                obj_ptr = present * obj_ptr
+            obj_ptr = obj_ptr + (1 - present) * self.no_obj_ptr
+        return SamHeads(low_res, high_res, obj_ptr, obj_scores)
+
+    def condition_on_memory(
+        self,
+        feat: Tensor,
+        pos: Tensor,
+        memories: list[tuple[int, Tensor, Tensor]],
+        pointers: list[tuple[int, Tensor]],
+        max_ptrs: int,
+    ) -> Tensor:
+        """As `Sam2Video.condition_on_memory` (the memory attention graph; one memory frame
+        runs `memory_attention_1.onnx` where the export has it)."""
+        b, c = feat.shape[:2]
+        if not memories:
+            raise ValueError("memory attention needs at least one memory frame")
+        feeds = {
+            "feat": feat,
+            "feat_pos": pos,
+            "memory": torch.stack([mm.float() for _, mm, _ in memories], dim=1),
+            "memory_pos": torch.stack([mp.float() for _, _, mp in memories], dim=1),
+            "memory_tpos_index": torch.tensor([self.num_maskmem - t - 1 for t, _, _ in memories]),
+        }
+        if pointers:
+            offsets = torch.tensor([p for p, _ in pointers])
+            feeds["obj_ptrs"] = torch.stack([p.float() for _, p in pointers], dim=1)
+            feeds["obj_ptr_pos"] = (offsets / (max_ptrs - 1)).float()
+        else:
+            feeds["obj_ptrs"] = torch.zeros(b, 0, c)
+            feeds["obj_ptr_pos"] = torch.zeros(0)
+        part = "memory_attention"
+        if len(memories) == 1 and "memory_attention_1" in self.sessions:
+            part = "memory_attention_1"
+        (out,) = self._run(part, ["conditioned"], feeds)
+        return out
+
+    def encode_new_memory(
+        self,
+        pix_feat: Tensor,
+        high_res_masks: Tensor,
+        object_score_logits: Tensor,
+        is_mask_from_pts: bool,
+    ) -> tuple[Tensor, Tensor]:
+        """As `Sam2Video.encode_new_memory` (the memory encoder graph)."""
+        feeds = {
+            "pix_feat": pix_feat,
+            "high_res_masks": high_res_masks,
+            "object_score_logits": object_score_logits,
+            "is_mask_from_pts": torch.tensor([1.0 if is_mask_from_pts else 0.0]),
+        }
+        feats, pos = self._run("memory_encoder", MEMORY_ENCODER_OUTPUTS, feeds)
+        return feats, pos
+
+    # the torch model's own step logic, run on this adapter (it reads the settings above and
+    # calls the methods above)
+    def use_multimask(self, is_init_cond_frame: bool, num_points: int) -> bool:
+        return Sam2Video.use_multimask(self, is_init_cond_frame, num_points)  # type: ignore[arg-type]
+
+    def track_step(
+        self,
+        frame_idx: int,
+        is_init_cond_frame: bool,
+        feats: FrameFeatures,
+        point_inputs: Clicks | None,
+        mask_inputs: Tensor | None,
+        memory: ObjectMemory,
+        num_frames: int,
+        track_in_reverse: bool = False,
+        run_mem_encoder: bool = True,
+        prev_sam_mask_logits: Tensor | None = None,
+    ) -> FrameOutput:
+        """`Sam2Video.track_step` on this adapter (arguments and returns there)."""
+        return Sam2Video.track_step(
+            self,  # type: ignore[arg-type]
+            frame_idx,
+            is_init_cond_frame,
+            feats,
+            point_inputs,
+            mask_inputs,
+            memory,
+            num_frames,
+            track_in_reverse=track_in_reverse,
+            run_mem_encoder=run_mem_encoder,
+            prev_sam_mask_logits=prev_sam_mask_logits,
+        )
+
+
+class OnnxSam2VideoPredictor(Sam2VideoPredictor):
+    """`Sam2VideoPredictor` (every method, same arguments, returns and errors) on the graphs of
+    `samkit.export.sam2_video.export_sam2_video_onnx`.
+
+    Args:
+        path: the export folder (or its `video.json`).
+        fill_hole_area, non_overlap_masks, clear_non_cond_mem_around_input,
+            add_all_frames_to_correct_as_cond: as for `Sam2VideoPredictor`.
+        providers: onnxruntime execution providers (default: CPU).
+        threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+
+    Raises:
+        FileNotFoundError: no manifest at `path`.
+        ValueError: an incomplete or mismatched export, a negative `fill_hole_area`, a bad
+            `threads`.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        fill_hole_area: int = 8,
+        non_overlap_masks: bool = False,
+        clear_non_cond_mem_around_input: bool = False,
+        add_all_frames_to_correct_as_cond: bool = True,
+        providers: list[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if isinstance(fill_hole_area, bool) or not isinstance(fill_hole_area, int):
+            raise ValueError(f"fill_hole_area must be an int >= 0, got {fill_hole_area!r}")
+        if fill_hole_area < 0:
+            raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise ValueError(f"threads must be a positive int, got {threads!r}")
+        folder, manifest = read_manifest(path)
+        model = OrtSam2VideoModel(folder, manifest, providers, threads)
+        self.manifest = manifest
+        self.tracker = Sam2Tracker(
+            model,  # type: ignore[arg-type]
+            fill_hole_area,
+            non_overlap_masks,
+            clear_non_cond_mem_around_input,
+            add_all_frames_to_correct_as_cond,
+        )
+
+    @property
+    def family(self) -> str:
+        """The family of the exported model ("sam2", "efficienttam")."""
+        return self.manifest["family"]
