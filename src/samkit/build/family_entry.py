@@ -14,6 +14,8 @@ slots and how the shared code calls each piece:
 | `exporter` | ONNX export function | `(model, out_dir, return_single_mask=, opset=, encoder=)` |
 | `onnx_predictor` | onnxruntime predictor class | `(encoder_path, decoder_path, ...)` |
 | `video_predictor` | video predictor builder | `(spec, checkpoint, device, dtype, ...)` |
+| `video_exporter` | ONNX export of the video parts | `(model, out_dir, opset=) -> {part: path}` |
+| `onnx_video_predictor` | onnxruntime video predictor class | `(export_dir, fill_hole_area=, ...)` |
 | `concepts` | text-concept generator class | `(model, text_prompts, ...)` |
 | `config_match` | config.json detector | `(raw JSON dict) -> bool` |
 
@@ -38,6 +40,8 @@ SLOT_FOLDERS: dict[str, tuple[str, ...]] = {
     "exporter": ("export",),
     "onnx_predictor": ("export",),
     "video_predictor": ("video",),
+    "video_exporter": ("export",),
+    "onnx_video_predictor": ("export",),
 }
 # what a missing slot means, for "SAM 3 models have no ..." messages
 _SLOT_WORDS = {
@@ -51,6 +55,8 @@ _SLOT_WORDS = {
     "exporter": "ONNX export",
     "onnx_predictor": "onnxruntime predictor",
     "video_predictor": "video tracking",
+    "video_exporter": "ONNX export of video tracking",
+    "onnx_video_predictor": "onnxruntime video predictor",
 }
 
 
@@ -88,6 +94,8 @@ class Family:
     exporter: str | None = None
     onnx_predictor: str | None = None
     video_predictor: str | None = None
+    video_exporter: str | None = None
+    onnx_video_predictor: str | None = None
     names: tuple[str, ...] = ()
     default_model: str = ""
     checkpoint_markers: tuple[str, ...] = ()

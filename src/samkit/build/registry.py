@@ -5,7 +5,8 @@ record: its name ("sam1"), the name users read ("SAM 1"), how its checkpoints an
 are recognised, and where each of its pieces lives, named as "module:attribute" strings. The
 slots (`samkit.build.family_entry`, which defines `Family`): `model`, `loader`,
 `config_match`, `predictor`, `amg_generator`, `concepts`, `trainer`, `exporter`,
-`onnx_predictor`, `video_predictor`; each is documented there with how the shared code calls it.
+`onnx_predictor`, `video_predictor`, `video_exporter`, `onnx_video_predictor`; each is
+documented there with how the shared code calls it.
 
 Every model says what it is (`family`, `image_size`, `variant`, `image_embedding_shape`; the
 official names `Sam.img_size` / `Sam2.image_size` stay as aliases), and every image predictor has
@@ -85,6 +86,8 @@ _BUILTIN = (
         exporter="samkit.export.sam2:export_sam2_onnx",
         onnx_predictor="samkit.export.ort_sam2:OnnxSam2Predictor",
         video_predictor="samkit.video.build:build_sam2_video_predictor",
+        video_exporter="samkit.export.sam2_video:export_sam2_video_onnx",
+        onnx_video_predictor="samkit.export.ort_video:OnnxSam2VideoPredictor",
         default_model="sam2.1_hiera_t",
     ),
     Family(
@@ -122,6 +125,8 @@ _BUILTIN = (
         amg_generator="samkit.amg.sam2:Sam2AutomaticMaskGenerator",
         trainer="samkit.train.families:Sam2Ops",
         video_predictor="samkit.video.efficienttam:build_efficienttam_video_predictor",
+        video_exporter="samkit.export.sam2_video:export_sam2_video_onnx",
+        onnx_video_predictor="samkit.export.ort_video:OnnxSam2VideoPredictor",
         default_model="efficienttam_ti",
     ),
     # SAM 2's prefixes plus the neck and the perceiver (which SAM 2 does not count) and the timm
