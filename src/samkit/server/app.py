@@ -127,6 +127,7 @@ def create_app(
     max_pixels: int = 40_000_000,
     stretch: Any = None,
     video_limits: Any = None,
+    video_predictor: Any = None,
 ) -> FastAPI:
     """Build the app.
 
@@ -140,6 +141,8 @@ def create_app(
             images are reduced by `>> 8`, float ones must lie in [0, 1].
         video_limits: a `samkit.server.video_session.VideoLimits` for the video mode (default
             limits when None); `samkit.server.video_routes` lists its routes.
+        video_predictor: the video mode's predictor (default: SAM 2's on the model; a SAM 3
+            server passes its `ConceptTracker`, whose `model` is then `loaded`'s).
     """
     model = getattr(loaded, "model", loaded)
     family = getattr(loaded, "family", None) or family_of(model).name  # a bare model says it
@@ -174,7 +177,7 @@ def create_app(
     )
     app.state.engine = engine
     install_error_handlers(app)
-    app.state.video = add_video_routes(app, model, family, video_limits)
+    app.state.video = add_video_routes(app, model, family, video_limits, video_predictor)
     info["video"] = app.state.video_available  # {available, reason}: the page's Video mode
 
     def static_route(route: str) -> Any:

@@ -16,6 +16,12 @@ API (JSON unless said; coordinates in video pixels; frames numbered from 0):
   object's prompts on that frame (new object ids create objects); answers the frame's objects
   (`obj_id`, COCO RLE `segmentation`, `area`, `bbox`). 422 for prompts that make no sense, 409
   while tracking.
+- `POST /api/videos/{id}/find`, body `{frame, text}` (a SAM 3 model: `finds_concepts` in the
+  session): every instance of the phrase found on that frame starts a track (a concept: its own
+  category in annotations.json); answers `found` (the new object ids) and the frame's objects.
+  Tracking then finds new instances on later frames too. 422 for an empty phrase (or one over
+  `MAX_PHRASE_CHARS`) or a frame outside the video, 409 on a model that cannot find phrases and
+  while tracking. Clicks (`prompts`) refine found objects or start new ones as for SAM 2.
 - `DELETE /api/videos/{id}/objects/{obj_id}`: removes an object (404 if unknown, 409 while
   tracking, as the other edits).
 - `POST /api/videos/{id}/track`, body `{direction: forward|reverse|both, start_frame, max_frames}`:
@@ -29,8 +35,8 @@ API (JSON unless said; coordinates in video pixels; frames numbered from 0):
 - `GET /api/videos/{id}/download/masks.zip | annotations.json | overlay.mp4`: the `samkit track`
   outputs (palette PNGs, YouTube-VIS JSON, overlay video); 409 before any result.
 
-A SAM 1 server (or a SAM 2 checkpoint without the memory modules) answers every route but the
-first with 400.
+A SAM 1 server (or a SAM 2 checkpoint without the memory modules, or a SAM 3 server started
+without its video predictor) answers every route but the first with 400.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from samkit.build.registry import FAMILY_NAMES, family_names, get_family
 from samkit.modeling.sam2_video import Sam2Video
+from samkit.server.sam3_find import MAX_PHRASE_CHARS
 from samkit.server.validation import check_prompt_fields
 from samkit.server.video_manager import VideoManager, VideoSlotsFull
 from samkit.server.video_session import VideoBusyError, VideoLimits, VideoSession
@@ -65,6 +72,12 @@ class VideoPromptIn(BaseModel):
     points: list[tuple[float, float]] = Field(default_factory=list, max_length=MAX_POINTS)
     labels: list[int] = Field(default_factory=list, max_length=MAX_POINTS)
     box: tuple[float, float, float, float] | None = None
+
+
+class FindIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    frame: int
+    text: str
 
 
 class TrackIn(BaseModel):
@@ -88,13 +101,24 @@ def _check_prompt(p: VideoPromptIn, s: VideoSession) -> None:
     check_prompt_fields(p.points, p.labels, p.box, refuse_outside=(w, h))
 
 
-def video_manager(model: Any, family: str, limits: VideoLimits) -> tuple[VideoManager | None, str]:
-    """A manager on the server's model, or (None, why video is not available)."""
+def video_manager(
+    model: Any, family: str, limits: VideoLimits, predictor: Any = None
+) -> tuple[VideoManager | None, str]:
+    """A manager on `predictor` (the server's video predictor, e.g. SAM 3's
+    `samkit.video.track_concepts.ConceptTracker`) or on SAM 2's predictor of the server's model,
+    or (None, why video is not available)."""
+    if predictor is not None:
+        return VideoManager(predictor, limits), ""
     if not get_family(family).has("video_predictor"):
         trackers = " or ".join(FAMILY_NAMES[f] for f in family_names("video_predictor"))
         return None, (
             f"video tracking needs a {trackers} model; this server runs a "
             f"{FAMILY_NAMES.get(family, family)} model"
+        )
+    if get_family(family).has("concepts"):
+        return None, (
+            f"video tracking with a {FAMILY_NAMES.get(family, family)} model needs its video "
+            "predictor (the checkpoint's tracker): start samkit serve with the model's checkpoint"
         )
     if not isinstance(model, Sam2Video):
         return None, (
@@ -105,12 +129,17 @@ def video_manager(model: Any, family: str, limits: VideoLimits) -> tuple[VideoMa
 
 
 def add_video_routes(
-    app: FastAPI, model: Any, family: str, limits: VideoLimits | None = None
+    app: FastAPI,
+    model: Any,
+    family: str,
+    limits: VideoLimits | None = None,
+    predictor: Any = None,
 ) -> VideoManager | None:
     """Register the video routes and `/static/video.js` on `app`; returns the manager (None
-    without video support). The caller closes the manager at shutdown."""
+    without video support). The caller closes the manager at shutdown. `predictor`: the video
+    predictor to use (default: SAM 2's on `model`)."""
     limits = limits or VideoLimits()
-    manager, reason = video_manager(model, family, limits)
+    manager, reason = video_manager(model, family, limits, predictor)
     app.state.video_available = {"available": manager is not None, "reason": reason or None}
     script = (resources.files("samkit.server") / "static" / "video.js").read_bytes()
 
@@ -223,6 +252,29 @@ def add_video_routes(
         if s.tracking:
             raise HTTPException(409, "the video is being tracked: wait for it or cancel it")
         out = await job(s.add_prompt, p.frame, p.obj_id, list(p.points), list(p.labels), p.box)
+        return {**out, "objects_in_video": s.obj_ids}
+
+    @app.post("/api/videos/{video_id}/find")
+    async def find(video_id: str, body: FindIn) -> dict[str, Any]:
+        s = session_or_404(video_id)
+        if not s.finds_concepts:
+            raise HTTPException(
+                409, "this model tracks the objects you click: finding a phrase needs a SAM 3 model"
+            )
+        text = body.text.strip()
+        if not text:
+            raise HTTPException(422, "empty text: give a noun phrase to find, e.g. 'person'")
+        if len(text) > MAX_PHRASE_CHARS:
+            raise HTTPException(
+                422, f"the phrase has {len(text)} characters; the limit is {MAX_PHRASE_CHARS}"
+            )
+        if not 0 <= body.frame < s.num_frames:
+            raise HTTPException(
+                422, f"frame {body.frame} is outside the video (frames 0..{s.num_frames - 1})"
+            )
+        if s.tracking:
+            raise HTTPException(409, "the video is being tracked: wait for it or cancel it")
+        out = await job(s.find, body.frame, text)
         return {**out, "objects_in_video": s.obj_ids}
 
     @app.delete("/api/videos/{video_id}/objects/{obj_id}")

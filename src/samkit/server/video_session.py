@@ -35,6 +35,7 @@ from samkit.video.track import (
     frames_to_track,
     object_scores,
     start_frame_for,
+    vis_document,
     write_overlay,
 )
 from samkit.video.track_prompts import VideoPrompt
@@ -132,6 +133,8 @@ class VideoSession:
         self.masks_dir = self.dir / "masks"
         self.state: InferenceSession = predictor.init_state(frames)
         self.prompts: dict[tuple[int, int], VideoPrompt] = {}
+        self.finds: list[dict[str, Any]] = []  # concepts found (SAM 3): frame, text, objects
+        self.found: set[int] = set()  # objects a find or tracking started (not clicked)
         self.removed: set[int] = set()
         self.recorder = VisRecorder(n, h, w)
         self.results: dict[int, Path] = {}
@@ -148,8 +151,14 @@ class VideoSession:
         return self.job is not None and self.job.status == "running"
 
     @property
+    def finds_concepts(self) -> bool:
+        """Whether the model finds every instance of a phrase (the Find box; SAM 3)."""
+        return bool(getattr(self.predictor, "finds_concepts", False))
+
+    @property
     def obj_ids(self) -> list[int]:
-        return sorted({o for _, o in list(self.prompts)})  # list(): the job thread may add one
+        clicked = {o for _, o in list(self.prompts)}  # list(): the job thread may add one
+        return sorted((clicked | set(self.found)) - self.removed)
 
     def info(self) -> dict[str, Any]:
         used = set(self.obj_ids) | self.removed
@@ -162,6 +171,8 @@ class VideoSession:
             "fps": self.fps,
             "objects": self.obj_ids,
             "next_obj_id": max(used, default=0) + 1,
+            "finds_concepts": self.finds_concepts,
+            "concepts": list(self.finds),
             "prompts": [
                 {"frame": p.frame, "obj_id": p.obj_id, "points": p.points, "box": p.box}
                 for p in sorted(list(self.prompts.values()), key=lambda p: (p.frame, p.obj_id))
@@ -193,7 +204,7 @@ class VideoSession:
     def document(self) -> dict[str, Any]:
         """The YouTube-VIS style document of the latest results."""
         with self._rlock:
-            return self.recorder.document(self.name)
+            return vis_document(self.recorder, self.state, self.name)
 
     # ------------------------------------------------------------------ jobs (job thread)
     def _store(self, t: int, obj_ids: list, logits: torch.Tensor) -> None:
@@ -201,6 +212,8 @@ class VideoSession:
         masks = (logits > 0).reshape(len(ids), self.height, self.width).cpu().numpy()
         scores = object_scores(self.predictor, self.state, t, ids)
         path = write_palette_png(self.masks_dir / f"{t:05d}.png", label_map(masks, ids))
+        if self.finds_concepts:
+            self.found.update(ids)
         with self._rlock:
             self.results[t] = path
             for oid in list(self.recorder.tracks):  # objects no longer in the state
@@ -237,12 +250,34 @@ class VideoSession:
         self._store(frame, ids, logits)
         return {"frame": frame, "objects": self.frame_result(frame)}
 
+    def find(self, frame: int, text: str) -> dict[str, Any]:
+        """Start a track for every instance of the phrase on the frame (a concept tracker's
+        `find`); that frame's objects and the ids the find started.
+
+        Raises:
+            ValueError: a model that cannot find phrases, an empty phrase, a frame outside the
+                video.  VideoBusyError: while tracking.
+        """
+        if self.tracking:
+            raise VideoBusyError("the video is being tracked: wait for it or cancel it")
+        if not self.finds_concepts:
+            raise ValueError(
+                "this model tracks the objects you click; finding a phrase needs SAM 3"
+            )
+        _, ids, masks = self.predictor.find(self.state, frame, text)
+        before = set(self.found)
+        self._store(frame, ids, masks)
+        new = sorted(set(self.found) - before)
+        self.finds.append({"frame": frame, "text": text, "objects": new})
+        return {"frame": frame, "text": text, "found": new, "objects": self.frame_result(frame)}
+
     def remove_object(self, obj_id: int) -> None:
         """Drop an object: its prompts, its results on every frame."""
         if self.tracking:
             raise VideoBusyError("the video is being tracked: wait for it or cancel it")
         self.predictor.remove_object(self.state, obj_id, strict=True, need_output=False)
         self.prompts = {k: p for k, p in self.prompts.items() if k[1] != obj_id}
+        self.found.discard(obj_id)
         self.removed.add(obj_id)
         with self._rlock:
             self.recorder.tracks.pop(obj_id, None)
@@ -262,14 +297,14 @@ class VideoSession:
             raise VideoBusyError("the video is already being tracked")
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {list(DIRECTIONS)}, got {direction!r}")
-        if not self.prompts:
+        if not self.prompts and not self.finds:
             raise ValueError("no prompts yet: click an object on some frame first")
         if start_frame is not None and not 0 <= start_frame < self.num_frames:
             raise ValueError(
                 f"start_frame {start_frame} is outside the video (frames 0..{self.num_frames - 1})"
             )
         count = frames_after_start(max_frames)
-        pframes = [t for t, _ in self.prompts]
+        pframes = [t for t, _ in self.prompts] + [f["frame"] for f in self.finds]
         passes = {"forward": [False], "reverse": [True], "both": [False, True]}[direction]
         # (reverse, start frame) of each pass: as `samkit track`, reverse from the last prompt
         self._passes = [(r, start_frame_for(pframes, start_frame, r)) for r in passes]
@@ -334,6 +369,9 @@ class VideoSession:
         self._release()
 
     def _release(self) -> None:
+        close_state = getattr(self.predictor, "close_state", None)
+        if callable(close_state):  # a concept tracker's sessions hold the frames
+            close_state(self.state)
         self.frames.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 

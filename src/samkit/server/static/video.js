@@ -1,5 +1,5 @@
-// samkit web app, video mode: open a clip, click objects on any frame, track, scrub, play,
-// download. Plain JS, no build step; talks to the /api/videos routes (samkit/server/video_routes.py).
+// samkit web app, video mode: open a clip, click objects on any frame (or, with SAM 3, find every
+// instance of a phrase), track, scrub, play, download. Plain JS, no build step; talks to the /api/videos routes (samkit/server/video_routes.py).
 "use strict";
 
 (() => {
@@ -66,6 +66,9 @@
     pending: 0,
     error: null,
     lastResponse: null,
+    findsConcepts: false, // the model finds phrases (SAM 3): the Find box
+    finds: [], // [{frame, text, found: [ids]}]
+    found: new Set(), // objects started by a find or by tracking (not clicked)
   };
 
   function setStatus(phase, text, progress) {
@@ -84,7 +87,9 @@
     const tracking = vs.phase === "tracking";
     const idle = open && !["uploading", "opening", "tracking"].includes(vs.phase);
     $("v-new-object").disabled = !idle;
-    $("v-track").disabled = !(idle && Object.keys(vs.prompts).length);
+    $("v-find-box").hidden = !vs.findsConcepts;
+    $("v-find").disabled = !(idle && $("v-find-text").value.trim());
+    $("v-track").disabled = !(idle && (Object.keys(vs.prompts).length || vs.finds.length));
     $("v-cancel").hidden = !tracking;
     $("v-play").disabled = !(open && vs.results.size && !tracking);
     $("v-play").textContent = vs.phase === "playing" ? "Stop" : "Play";
@@ -244,6 +249,7 @@
     Object.assign(vs, {
       videoId: null, name: file.name || "video", prompts: {}, results: new Map(), images: new Map(),
       objects: [], active: 1, nextId: 1, job: null, lastResponse: null,
+      findsConcepts: false, finds: [], found: new Set(),
     });
     renderObjects();
     setStatus("uploading", `Uploading ${vs.name}…`, 0);
@@ -251,7 +257,7 @@
       const info = await upload(file);
       Object.assign(vs, {
         videoId: info.video_id, numFrames: info.num_frames, width: info.width, height: info.height,
-        fps: info.fps, nextId: info.next_obj_id,
+        fps: info.fps, nextId: info.next_obj_id, findsConcepts: Boolean(info.finds_concepts),
       });
       for (const c of [frameLayer, maskLayer, promptLayer]) { c.width = info.width; c.height = info.height; }
       // small clips are shown enlarged (pixelated), large ones fit the window
@@ -265,7 +271,8 @@
       newObject();
       show(0);
       const secs = info.fps ? `, ${(info.num_frames / info.fps).toFixed(1)} s` : "";
-      setStatus("ready", `${vs.name}: ${info.width}×${info.height}, ${info.num_frames} frames${secs}. Click an object on any frame, then Track.`);
+      const how = vs.findsConcepts ? "Find a phrase or click an object" : "Click an object";
+      setStatus("ready", `${vs.name}: ${info.width}×${info.height}, ${info.num_frames} frames${secs}. ${how} on any frame, then Track.`);
     } catch (e) {
       setStatus("error", `Could not open ${vs.name}: ${e.message}`);
     }
@@ -304,12 +311,54 @@
     }
   }
 
+  // SAM 3: every instance of the phrase on the shown frame starts an object
+  function addObjects(ids) {
+    for (const id of ids) {
+      vs.found.add(id);
+      if (!vs.objects.includes(id)) vs.objects.push(id);
+      vs.nextId = Math.max(vs.nextId, id + 1);
+    }
+    vs.objects.sort((a, b) => a - b);
+  }
+
+  async function find() {
+    const text = $("v-find-text").value.trim();
+    if (!text || vs.phase === "tracking") return;
+    const t = vs.current;
+    vs.pending += 1;
+    setStatus("prompting", `Finding “${text}” on frame ${t}…`);
+    try {
+      const out = await api("/find", {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ frame: t, text }),
+      });
+      vs.lastResponse = out;
+      vs.finds.push({ frame: t, text, found: out.found });
+      // the empty object made for clicks keeps its place only if it has prompts
+      vs.objects = vs.objects.filter((o) => vs.found.has(o) || Object.keys(vs.prompts).some((k) => Number(k.split(":")[1]) === o));
+      addObjects(out.found);
+      if (out.found.length) vs.active = out.found[0]; // clicks refine it
+      else if (!vs.objects.includes(vs.active)) newObject();
+      vs.results.set(out.frame, labelsOf(out.objects));
+      renderObjects();
+      if (vs.current === out.frame) drawMasks();
+      const n = out.found.length;
+      setStatus("ready", n ? `Found ${n} × “${text}” on frame ${t} (objects ${out.found.join(", ")}). Track to follow them; new instances are found while tracking.`
+        : `No “${text}” found on frame ${t}. Try another phrase or frame.`);
+    } catch (e) {
+      setStatus("error", `Find failed: ${e.message}`);
+    } finally {
+      vs.pending -= 1;
+      updateButtons();
+    }
+  }
+
   async function removeObject(id) {
     if (["tracking", "uploading", "opening"].includes(vs.phase)) return;
     try {
-      if (Object.keys(vs.prompts).some((k) => Number(k.split(":")[1]) === id)) {
+      if (vs.found.has(id) || Object.keys(vs.prompts).some((k) => Number(k.split(":")[1]) === id)) {
         await api(`/objects/${id}`, { method: "DELETE" });
       }
+      vs.found.delete(id);
       for (const k of Object.keys(vs.prompts)) if (Number(k.split(":")[1]) === id) delete vs.prompts[k];
       for (const labels of vs.results.values()) for (let j = 0; j < labels.length; j++) if (labels[j] === id) labels[j] = 0;
       vs.objects = vs.objects.filter((o) => o !== id);
@@ -360,6 +409,9 @@
         setStatus("tracking", `Tracking: ${st.done} / ${st.total} frames${rate}`, st.done / Math.max(st.total, 1));
         await new Promise((r) => setTimeout(r, 150));
         continue;
+      }
+      if (vs.findsConcepts) { // tracking finds new instances: list them
+        try { addObjects((await api("")).objects.filter((o) => !vs.objects.includes(o))); renderObjects(); } catch (e) { /* shown next time */ }
       }
       if (st.status === "error") setStatus("error", `Tracking failed: ${st.error}`);
       else setStatus("ready", `Tracked ${st.done} frames in ${st.seconds.toFixed(1)} s (${st.status}). Scrub or play; click to correct and track again.`);
@@ -435,6 +487,9 @@
 
   $("v-scrub").addEventListener("input", (e) => { stopPlaying(); show(Number(e.target.value)); });
   $("v-new-object").addEventListener("click", newObject);
+  $("v-find").addEventListener("click", find);
+  $("v-find-text").addEventListener("input", updateButtons);
+  $("v-find-text").addEventListener("keydown", (e) => { if (e.key === "Enter") find(); });
   $("v-track").addEventListener("click", track);
   $("v-cancel").addEventListener("click", () => api("/track", { method: "DELETE" }).catch(() => {}));
   $("v-play").addEventListener("click", play);
