@@ -17,6 +17,7 @@ from torch import nn
 from samkit.build.light import build_mobile_sam, build_sam_hq
 from samkit.build.registry import get_family
 from samkit.checkpoint import read_state_dict
+from samkit.cli import main
 from samkit.train.families import family_ops
 from samkit.train.loop import TrainConfig, Trainer
 from samkit.train.lora import (
@@ -28,7 +29,7 @@ from samkit.train.lora import (
     infer_adapters,
 )
 from samkit.train.sam_hq import HQ_PARTS, SamHQOps
-from samkit.train.synthetic import make_shapes_dataset
+from samkit.train.synthetic import make_shapes_dataset, write_folder_dataset
 from tests.light.tiny_models import (
     tiny_efficienttam,
     tiny_mobile_sam,
@@ -93,6 +94,27 @@ def test_hq_sam_refuses_lora_adapters_and_other_freezing() -> None:
     apply_lora(model, 2)
     with pytest.raises(ValueError, match="LoRA and adapters do not apply"):
         configure_trainable(model, "none")
+
+
+def test_hq_sam_finetune_and_eval_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`samkit finetune` / `samkit eval` take an HQ-SAM checkpoint; --lora-rank is refused."""
+    torch.save(tiny_sam_hq().state_dict(), tmp_path / "hq.pth")
+    data = write_folder_dataset(make_shapes_dataset(4, seed=1, size=(64, 64)), tmp_path / "ds")
+    run = ["finetune", "--checkpoint", str(tmp_path / "hq.pth"), "--data", str(data)]
+    run += ["--steps", "2", "--warmup-steps", "1", "--no-progress"]
+    assert main([*run, "--out", str(tmp_path / "ft")]) == 0
+    trained = build_sam_hq(checkpoint=tmp_path / "ft" / "model.safetensors")
+    assert not torch.equal(
+        trained.mask_decoder.hf_token.weight, tiny_sam_hq().mask_decoder.hf_token.weight
+    )
+    ev = ["eval", "--checkpoint", str(tmp_path / "ft" / "model.safetensors"), "--data", str(data)]
+    assert main([*ev, "--out", str(tmp_path / "ev"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["miou_1pt"] >= 0.0
+    capsys.readouterr()
+    assert main([*run, "--out", str(tmp_path / "lora"), "--lora-rank", "2"]) == 2
+    assert "LoRA and adapters do not apply" in capsys.readouterr().err
 
 
 def test_mobile_sam_lora_run_merges_into_an_official_checkpoint(tmp_path: Path) -> None:
