@@ -3,6 +3,11 @@
 samkit export onnx --model vit_b --out onnx_vit_b
 samkit export onnx --model sam2.1_hiera_t --out onnx_sam2.1_t
 samkit export onnx --model cfg.json --checkpoint sam.pth --out DIR --return-single-mask
+samkit export onnx --model sam2.1_hiera_t --video --out onnx_video   # video tracking parts
+
+With --video, a SAM 2-style video model (SAM 2 / 2.1, EfficientTAM) is written as its tracking
+parts and a video.json manifest for samkit.export.ort_video.OnnxSam2VideoPredictor (see
+samkit.export.sam2_video).
 
 SAM 1 decoders have the official segment_anything ONNX interface; SAM 2 decoders the community
 SAM 2 one (image_embed, high_res_feats_0, high_res_feats_1 from the encoder; no padding point
@@ -28,6 +33,8 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
         import onnx
     except ImportError:
         raise CliError("ONNX export needs the onnx package: pip install 'samkit[onnx]'") from None
+    if args.video:
+        return _export_video(args)
     loaded = load_model(
         args.model,
         args.checkpoint,
@@ -53,6 +60,27 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
         inputs = ", ".join(i.name + hints.get(i.name, "") for i in graph.input)
         outputs = ", ".join(o.name for o in graph.output)
         print(f"decoder inputs: {inputs}; outputs: {outputs}", file=sys.stderr)
+    return 0
+
+
+def _export_video(args: argparse.Namespace) -> int:
+    """`export onnx --video`: the family's video exporter (samkit.export.sam2_video)."""
+    if args.return_single_mask or args.decoder_only:
+        raise CliError(
+            "--video writes every tracking part: drop --return-single-mask / --decoder-only"
+        )
+    loaded = load_model(
+        args.model,
+        args.checkpoint,
+        args.random_weights,
+        None,
+        families=families_with("video_exporter"),
+        command="export onnx --video",
+    )
+    export = get_family(loaded.family).load("video_exporter")
+    opset = {} if args.opset is None else {"opset": args.opset}
+    for name, path in export(loaded.model, args.out, **opset).items():
+        print(f"{name}: {path}")
     return 0
 
 
@@ -84,5 +112,11 @@ def add_parser(subparsers: Any) -> None:
         help=f"ONNX opset, 14..20 (default: {HELP_DEFAULT_OPSET})",
     )
     p.add_argument("--decoder-only", action="store_true", help="skip encoder.onnx")
+    p.add_argument(
+        "--video",
+        action="store_true",
+        help="export the video tracking parts (image encoder, mask decoder, memory attention, "
+        "memory encoder) and video.json for OnnxSam2VideoPredictor (SAM 2 / EfficientTAM)",
+    )
     p.add_argument("--quiet", action="store_true", help="print only the written paths")
     p.set_defaults(func=cmd_export_onnx)
