@@ -32,6 +32,7 @@ from samkit.cli.common import (
 from samkit.cli.distributed import run_on_ray
 from samkit.cli.imageopts import image_max_pixels, image_stretch
 from samkit.cli.sam3_commands import auto_concept_kwargs, segment_concepts, segment_family
+from samkit.cli.video import serve_video_predictor
 from samkit.io.images import decode_image
 from samkit.io.masks import atomic_write_bytes, mask_png_bytes, mask_records, png_bytes
 from samkit.io.overlay import draw_prompts
@@ -274,8 +275,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Built off the main thread, so that only the app's decoding thread keeps torch threads.
         # SAM 3: clicks through its interactive head and the Find box (phrases)
         lm = run_in_fresh_thread(_model_from_args, args, families_with("predictor"))
+        video = run_in_fresh_thread(serve_video_predictor, args, lm)  # SAM 3: + its tracker
         app = create_app(
             lm,
+            video_predictor=video,
             cache_bytes=int(args.cache_mb * 2**20),
             max_upload_bytes=int(args.max_upload_mb * 2**20),
             max_pixels=args.max_pixels,
