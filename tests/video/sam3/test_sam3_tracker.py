@@ -65,11 +65,11 @@ def test_object_started_from_a_detection_tracks_like_official(checkpoint) -> Non
     hw = (frames.video_height, frames.video_width)
     ls = rec.MANIFEST["logit_stride"]
     with torch.inference_mode():
-        d0 = detector.detect(frames.images[0], "person", None)
+        d0 = detector.detect(frames[0], "person", None)
         f0 = tracking.frame_features(d0)
         state = tracking.start_objects(tracker, f0, 0, [0], d0.mask_logits, hw)
         steps = [("e01", 0, f0)]
-        d1 = detector.detect(frames.images[1], "person", None)
+        d1 = detector.detect(frames[1], "person", None)
         steps.append(("e05", 1, tracking.frame_features(d1)))
         for key, frame, feats in steps:
             low, scores = tracking.propagate(tracker, state, feats, frame, 4, False)

@@ -98,6 +98,49 @@ def add_points(
     return out
 
 
+def add_mask(
+    tracker: Sam3Tracker,
+    state: TrackerState,
+    feats: FrameFeatures,
+    frame_idx: int,
+    obj_id: int,
+    mask: Tensor,
+    video_hw: tuple[int, int],
+) -> TrackerFrameOutput:
+    """A mask prompt for one object on a frame (official `Sam3TrackerPredictor.add_new_mask`,
+    as `_recondition_masklets` uses it); returns its pending output.
+
+    Args:
+        mask: (S, S) bool, S = `input_mask_size` (1152).
+
+    The mask is the output: at the video size (bilinear, antialiased, > 0.5) as +-1024 logits,
+    brought back to the low-res grid (antialiased) when consolidated; here directly, as every
+    caller consolidates before the next prompt of the state.
+    """
+    state.mask_inputs.setdefault(obj_id, set()).add(frame_idx)
+    state.point_inputs.get(obj_id, {}).pop(frame_idx, None)
+    m = mask[None, None].float()
+    out = tracker.track_step(
+        frame_idx,
+        frame_idx not in state.tracked,
+        feats.expand(1),
+        None,
+        m,
+        state.memory,
+        1,
+        run_mem_encoder=False,
+    )
+    video = F.interpolate(m, size=video_hw, mode="bilinear", align_corners=False, antialias=True)
+    logits = torch.where(video > 0.5, -NO_OBJ_SCORE, NO_OBJ_SCORE)
+    lr = tracker.low_res_mask_size
+    out.pred_masks = F.interpolate(
+        logits, size=(lr, lr), mode="bilinear", align_corners=False, antialias=True
+    )
+    out.pred_masks_high_res = None
+    state.pending.setdefault(obj_id, {})[frame_idx] = out
+    return out
+
+
 def object_video_mask(low_res: Tensor, video_hw: tuple[int, int], fill_hole_area: int) -> Tensor:
     """(H, W) bool mask of a 1x1xhxw click output: bilinear to the video size, small holes and
     specks filled (official `add_tracker_new_points`), > 0."""

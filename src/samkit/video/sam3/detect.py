@@ -113,6 +113,11 @@ class FrameDetector:
         self.nms_threshold = float(nms_threshold)
         self._text: dict[str, tuple[Tensor, Tensor]] = {}
 
+    @property
+    def image_size(self) -> int:
+        """The model input side (1008)."""
+        return int(self.model.image_size)
+
     def text_features(self, text: str) -> tuple[Tensor, Tensor]:
         """(1, P, C) features and (1, P) padding mask of a prompt (cached per string)."""
         from samkit.text.tokenizer import tokenize

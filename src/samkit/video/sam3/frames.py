@@ -1,50 +1,44 @@
-"""Video frames for SAM 3 exactly as the official video model loads them.
+"""Video frames for SAM 3 exactly as the official video model loads them, decoded on demand.
 
 Official `sam3.model.io_utils.load_video_frames_from_image_folder` / `_load_img_as_tensor`
 (sam3 0.1.4): PIL RGB -> `torchvision.transforms.functional.resize(pil, (R, R))` (PIL bilinear,
 which filters when shrinking; aspect ratio not kept) -> `to_tensor` (/255) -> stored as
 **float16**, then normalised in float16 with mean = std = 0.5. The detector casts a frame to its
 own dtype when it runs. This differs from the SAM 3 image processor's transform (uint8 resize).
+
+The official loader holds every frame of the clip (6 MB per frame at 1008 px); `Sam3Frames`
+reads frames from samkit's frame sources (`samkit.video.frames`: folders, video files, arrays,
+iterators and `LiveFrames`) when they are needed and keeps only the last `cache_frames`
+transformed ones, so memory does not grow with the video.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from pathlib import Path
+import threading
+from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+from samkit.video.frames.folder import VideoFrames
+from samkit.video.frames.sources import open_video
+
+CACHE_FRAMES = 2  # transformed frames kept (a click and a pass reuse the most recent)
+RAW_FRAMES = 8  # raw frames an iterator source keeps (a live stream's clickable frames)
 
 
-@dataclass
-class Sam3Frames:
-    """A clip's model inputs.
-
-    Attributes:
-        images: (T, 3, R, R) float16 normalised frames (values in [-1, 1]).
-        video_height, video_width: the original frame size in pixels.
-    """
-
-    images: Tensor
-    video_height: int
-    video_width: int
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-
-def frame_to_tensor(image: Image.Image, resolution: int = 1008) -> Tensor:
+def frame_to_tensor(image: Image.Image | np.ndarray, resolution: int = 1008) -> Tensor:
     """One frame: (3, R, R) float16, normalised as the official video loader does.
 
     Args:
-        image: a PIL image (any mode; converted to RGB).
+        image: a PIL image (any mode; converted to RGB) or an HxWx3 uint8 RGB array.
         resolution: model input side R (1008 for SAM 3).
     """
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
     if not isinstance(image, Image.Image):
         raise ValueError(f"a frame must be a PIL image, got {type(image).__name__}")
     rgb = image.convert("RGB").resize((resolution, resolution), Image.Resampling.BILINEAR)
@@ -53,51 +47,87 @@ def frame_to_tensor(image: Image.Image, resolution: int = 1008) -> Tensor:
     return (x - 0.5) / 0.5
 
 
-def list_frame_files(folder: str | os.PathLike) -> list[Path]:
-    """Image files of a frame folder, ordered by their integer stem (lexicographic otherwise).
+class Sam3Frames:
+    """A clip's model inputs, transformed on demand (see the module doc).
+
+    Args:
+        source: a `samkit.video.frames` source (`open_video` makes one of any input).
+        resolution: model input side R.
+        cache_frames: transformed frames kept.
+
+    Attributes:
+        video_height, video_width: the original frame size in pixels (None for a live source
+            without frames yet).
+        is_live: frames may still arrive (`len` grows).
+    """
+
+    def __init__(
+        self, source: VideoFrames, resolution: int = 1008, cache_frames: int = CACHE_FRAMES
+    ) -> None:
+        self.source = source
+        self.resolution = int(resolution)
+        self.cache_frames = int(cache_frames)
+        self._cache: OrderedDict[int, Tensor] = OrderedDict()
+        self._lock = threading.RLock()
+
+    @property
+    def video_height(self) -> int | None:
+        return self.source.video_height
+
+    @property
+    def video_width(self) -> int | None:
+        return self.source.video_width
+
+    @property
+    def is_live(self) -> bool:
+        return bool(getattr(self.source, "is_live", False))
+
+    @property
+    def closed(self) -> bool:
+        """No frame will arrive any more (always True for a finite source)."""
+        return not self.is_live or bool(getattr(self.source, "closed", False))
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, idx: int) -> Tensor:
+        """(3, R, R) float16 frame `idx` (a cached tensor: do not modify it).
+
+        Raises:
+            ValueError: outside the video, or a live frame no longer held.
+        """
+        with self._lock:
+            hit = self._cache.get(idx)
+            if hit is not None:
+                self._cache.move_to_end(idx)
+                return hit
+            x = frame_to_tensor(self.source.rgb(idx), self.resolution)
+            if self.cache_frames > 0:
+                self._cache[idx] = x
+                while len(self._cache) > self.cache_frames:
+                    self._cache.popitem(last=False)
+            return x
+
+    def pull(self) -> bool:
+        """Pull the next frame of an iterator source; False when there is none (or the source
+        is not pulled but pushed, like `LiveFrames`)."""
+        pull = getattr(self.source, "_pull", None)
+        return bool(pull()) if pull is not None else False
+
+
+def load_frames(
+    source: Any, resolution: int = 1008, cache_frames: int = CACHE_FRAMES
+) -> Sam3Frames:
+    """The frames of a `start_session` resource: a frame folder, a video file (PyAV, the
+    `[video]` extra), a list of PIL images / HxWx3 uint8 arrays, an iterator of frames (live:
+    pulled as needed) or a `VideoFrames` such as `LiveFrames` (live: its owner appends frames).
 
     Raises:
-        ValueError: not a folder, or no image file in it.
+        ValueError: an empty or unreadable source, frames of different sizes, a `VideoFrames`
+            prepared for another resolution (make it with `image_size=1008`).
     """
-    d = Path(folder)
-    if not d.is_dir():
-        raise ValueError(f"{d} is not a folder of frames (expected <index>.jpg files)")
-    files = [p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTS]
-    if not files:
-        raise ValueError(f"no image files ({', '.join(IMAGE_EXTS)}) in {d}")
-    try:
-        files.sort(key=lambda p: int(p.stem))
-    except ValueError:
-        files.sort()
-    return files
-
-
-def load_frames(source: str | os.PathLike | list, resolution: int = 1008) -> Sam3Frames:
-    """Load a frame folder or a list of PIL images / HxWx3 uint8 arrays.
-
-    Raises:
-        ValueError: an empty list, frames of different sizes, or an unreadable source.
-    """
-    if isinstance(source, (str, os.PathLike)):
-        images = [Image.open(p) for p in list_frame_files(source)]
-    elif isinstance(source, (list, tuple)):
-        images = [f if isinstance(f, Image.Image) else _array_image(f) for f in source]
-    else:
-        raise ValueError(
-            f"resource_path must be a frame folder or a list of frames, got {type(source).__name__}"
-        )
-    if not images:
-        raise ValueError("the video has no frames")
-    sizes = {im.size for im in images}
-    if len(sizes) != 1:
-        raise ValueError(f"all frames must have one size, got {sorted(sizes)}")
-    w, h = images[0].size
-    out = torch.stack([frame_to_tensor(im, resolution) for im in images])
-    return Sam3Frames(out, int(h), int(w))
-
-
-def _array_image(a: object) -> Image.Image:
-    arr = np.asarray(a)
-    if arr.ndim != 3 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"an array frame must be HxWx3 uint8, got {arr.shape} {arr.dtype}")
-    return Image.fromarray(arr)
+    if isinstance(source, tuple):
+        source = list(source)
+    return Sam3Frames(
+        open_video(source, resolution, cache_frames=RAW_FRAMES), resolution, cache_frames
+    )

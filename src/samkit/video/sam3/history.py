@@ -60,10 +60,11 @@ def processing_order(
     """
     n = s.num_frames
     if start is None:
-        prompted = s.frames_with_outputs or set(s.cached_masks)  # clicks alone: their frames
-        if not prompted:
+        start = s.first_output_frame
+        if start is None:  # clicks alone: the first clicked frame
+            start = min(s.cached_masks, default=None)
+        if start is None:
             raise ValueError("add a prompt before propagate_in_video (no frame has outputs yet)")
-        start = min(prompted)
     max_n = n if max_n is None else max_n
     if reverse:
         end = max(start - max_n, 0)

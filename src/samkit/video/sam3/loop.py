@@ -4,9 +4,10 @@ sam3 0.1.4; the fixture README's "One frame of propagation" lists the rules with
 Detect on the frame; propagate every tracker state one frame (hole-filled 288x288 logits);
 associate detections with tracks by mask IoU; give new ids to unmatched confident detections;
 apply the hotstart rules; suppress tracks that overlap a more recently occluded one; re-encode
-the frame's memories; start the new objects; build the frame's masks. The periodic
-reconditioning of tracks from high-confidence detections is not implemented yet: a frame where
-it would apply raises NotImplementedError rather than giving other numbers.
+the frame's memories; start the new objects; build the frame's masks. Every
+`recondition_every_nth_frame` frames a confidently matched track is re-prompted with its
+detection's mask (`recondition`; the recorded random-weight sessions never reach its 0.8
+thresholds, so it is checked for its bookkeeping only).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from samkit.modeling.sam3.tracker import Sam3Tracker
-from samkit.video.sam3 import tracking
+from samkit.modeling.video_memory import FrameFeatures
+from samkit.video.sam3 import clicks, tracking
 from samkit.video.sam3.detect import FrameDetections, mask_iou
 from samkit.video.sam3.postprocess import fill_holes_in_mask_scores, video_res_binary
 from samkit.video.sam3.session import Sam3VideoSession, TrackMetadata
@@ -197,6 +200,40 @@ def suppress_occluded(
     return low
 
 
+def recondition(
+    tracker: Sam3Tracker,
+    s: Sam3VideoSession,
+    feats: FrameFeatures,
+    frame: int,
+    high_conf: dict[int, int],
+    det_logits: Tensor,
+    trk_ids: list[int],
+    trk_score: Tensor,
+    video_hw: tuple[int, int],
+) -> list[int]:
+    """The official periodic `_recondition_masklets`: a track matched by a high-confidence
+    detection whose object-score logit is > 0.8 gets that detection's mask (288 logits,
+    bilinear to 1152, > 0) as a mask prompt on this frame, and its state's frame output is
+    consolidated (memory encoded); returns the reconditioned objects."""
+    done = []
+    s_in = tracker.input_mask_size
+    for obj, d in high_conf.items():
+        if float(trk_score[trk_ids.index(obj)]) <= HIGH_CONF:
+            continue
+        up = F.interpolate(
+            det_logits[d : d + 1, None].float(),
+            size=(s_in, s_in),
+            mode="bilinear",
+            align_corners=False,
+        )
+        for state in s.states:
+            if obj in state.obj_ids:
+                clicks.add_mask(tracker, state, feats, frame, obj, up[0, 0] > 0, video_hw)
+                clicks.consolidate(tracker, state, feats, frame)
+                done.append(obj)
+    return done
+
+
 def det_track_one_frame(
     tracker: Sam3Tracker,
     s: Sam3VideoSession,
@@ -211,7 +248,7 @@ def det_track_one_frame(
     trk_ids = list(meta.obj_ids)
     lows, trk_scores = [], []
     for state in s.states:
-        low, sc = tracking.propagate(tracker, state, feats, frame, s.num_frames, reverse)
+        low, sc = tracking.propagate(tracker, state, feats, frame, s.track_len, reverse)
         lows.append(low)
         trk_scores.append(sc)
     lr = tracker.low_res_mask_size
@@ -225,12 +262,10 @@ def det_track_one_frame(
     if (
         st.recondition_every_nth_frame > 0
         and frame % st.recondition_every_nth_frame == 0
-        and any(float(trk_score[trk_ids.index(o)]) > HIGH_CONF for o in a.high_conf)
+        and a.high_conf
     ):
-        raise NotImplementedError(
-            f"frame {frame}: reconditioning a track from a high-confidence detection "
-            "(official _recondition_masklets) is not implemented in samkit yet"
-        )
+        hw = (int(s.frames.video_height), int(s.frames.video_width))
+        recondition(tracker, s, feats, frame, a.high_conf, det.mask_logits, trk_ids, trk_score, hw)
     if trk_ids:
         low = suppress_occluded(meta, frame, reverse, trk_ids, low, removed_now, st)
         tracking.update_memories(tracker, s.states, feats, frame, low)

@@ -1,7 +1,8 @@
 """`Sam3VideoPredictor`: the official SAM 3 video request API on samkit's SAM 3 models.
 
 Requests are the official dicts (`sam3.model.sam3_video_predictor.Sam3VideoPredictor`,
-sam3 0.1.4): `start_session` (`resource_path`: a frame folder or a list of frames) ->
+sam3 0.1.4): `start_session` (`resource_path`: a frame folder, a video file, a list of frames,
+an iterator of frames or a `samkit.video.frames.live.LiveFrames`) ->
 `{"session_id"}`; `add_prompt` (`session_id`, `frame_index`, `text`) -> `{"frame_index",
 "outputs"}`; `propagate_in_video` (`propagation_direction` "both" / "forward" / "backward",
 `start_frame_index`, `max_frame_num_to_track`) through `handle_stream_request`, yielding
@@ -27,6 +28,23 @@ returns the frame's outputs with that object's new mask (the official
 states of the clicked objects run (memory encoded as they go); the other objects' masks come
 from the cached outputs. Unlike the official code (an assertion), a click on a frame without
 outputs is allowed: the other objects then have none there.
+
+Live frames: a session on an iterator (pulled as needed) or on a `LiveFrames(image_size=1008)`
+(its owner appends frames) has `num_frames` = the frames arrived so far. After a text / box
+prompt, `propagate_in_video` (forward or both) opens a forward pass that runs the loop on the
+frames that have arrived and returns the outputs the hotstart delay releases; each later
+`propagate_in_video` continues it over the new frames, and once the source is closed (or the
+iterator ends, or `max_frame_num_to_track` frames ran) the held-back outputs follow. The outputs
+equal `propagate_in_video` over the same frames of a video of at least
+`max_obj_ptrs_in_encoder` (16) frames (shorter videos scale the tracker's pointer positions by
+their length, which a live stream does not know). Prompts may be added on any arrived frame the
+source still holds: a text / box prompt restarts the pass there; clicks answer as on a video
+and the open pass goes on with the loop (all objects, detections) on the next frames.
+
+Memory is bounded (`samkit.video.sam3.engine`): frames are decoded when used, tracked outputs
+are dropped once no later frame of the pass (or of its other direction) can attend to them,
+and cached outputs are run-length encoded; the `max_output_frames` setting keeps only the last
+frames' outputs (a request that needs a dropped frame's outputs raises a ValueError).
 """
 
 from __future__ import annotations
@@ -36,24 +54,18 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
 
 from samkit.modeling.sam3.sam3_image import Sam3Image
 from samkit.modeling.sam3.tracker import Sam3Tracker
-from samkit.modeling.video_memory import FrameFeatures
-from samkit.video.sam3 import clicks, history, tracking
+from samkit.video.sam3 import history
 from samkit.video.sam3.detect import FrameDetector
+from samkit.video.sam3.engine import Sam3VideoEngine
 from samkit.video.sam3.frames import load_frames
-from samkit.video.sam3.loop import FrameResult, LoopSettings, det_track_one_frame
-from samkit.video.sam3.postprocess import (
-    fill_holes_in_mask_scores,
-    postprocess_output,
-    video_res_binary,
-)
+from samkit.video.sam3.loop import LoopSettings
+from samkit.video.sam3.outputs import OutputCache
 from samkit.video.sam3.prompts import check_obj_id, click_prompt, exemplar_prompt
 from samkit.video.sam3.session import Sam3VideoSession
-from samkit.video.session import FEATURE_CACHE_FRAMES
 
 _REQUESTS = (
     "start_session",
@@ -67,29 +79,45 @@ _REQUESTS = (
 
 @dataclasses.dataclass(frozen=True)
 class Sam3VideoSettings(LoopSettings):
-    """The detector thresholds and the loop's heuristics (official defaults)."""
+    """The detector thresholds and the loop's heuristics (official defaults), and samkit's
+    `max_output_frames`: keep the cached outputs of only this many frames (the most recently
+    written; None keeps every frame, as the official session does, run-length encoded)."""
 
     score_threshold_detection: float = 0.5
     det_nms_thresh: float = 0.1
+    max_output_frames: int | None = None
 
 
 class Sam3VideoPredictor:
     """SAM 3 concept tracking in videos through official requests.
 
     Args:
-        model: a `Sam3Image` with segmentation head and tracker heads (the detector).
+        model: a `Sam3Image` with segmentation head and tracker heads (the detector); None
+            with `detector`.
         tracker: the `Sam3Tracker` built from the same checkpoint.
         settings: thresholds and heuristics (`Sam3VideoSettings`).
+        detector: what runs on a frame (default: a `FrameDetector` on `model`); it needs
+            `detect`, `tracker_features` and `image_size` as `FrameDetector` has them.
     """
 
     def __init__(
-        self, model: Sam3Image, tracker: Sam3Tracker, settings: Sam3VideoSettings | None = None
+        self,
+        model: Sam3Image | None,
+        tracker: Sam3Tracker,
+        settings: Sam3VideoSettings | None = None,
+        detector: Any = None,
     ) -> None:
         self.model = model
         self.tracker = tracker
         self.settings = settings or Sam3VideoSettings()
         s = self.settings
-        self.detector = FrameDetector(model, s.score_threshold_detection, s.det_nms_thresh)
+        if detector is None:
+            if model is None:
+                raise ValueError("Sam3VideoPredictor needs a model or a detector")
+            detector = FrameDetector(model, s.score_threshold_detection, s.det_nms_thresh)
+        OutputCache(s.max_output_frames)  # checks the setting
+        self.detector = detector
+        self.engine = Sam3VideoEngine(tracker, detector, s)
         self._sessions: dict[str, Sam3VideoSession] = {}
 
     # ------------------------------------------------------------------ requests
@@ -98,8 +126,6 @@ class Sam3VideoPredictor:
 
         Raises:
             ValueError: unknown request type, unknown session or object, bad arguments.
-            NotImplementedError: a frame where the official code would recondition a track
-                from a high-confidence detection (not implemented).
         """
         kind, args = self._parse(request)
         if kind == "propagate_in_video":
@@ -122,16 +148,27 @@ class Sam3VideoPredictor:
         return kind, {k: v for k, v in request.items() if k != "type"}
 
     def start_session(self, resource_path: Any, session_id: str | None = None) -> dict[str, str]:
-        """Load a frame folder (or a list of frames) and open a session."""
+        """Open a session on a video: a frame folder, a video file, a list of PIL images /
+        HxWx3 uint8 arrays, an iterator of frames or a `LiveFrames` (live: see the module doc).
+
+        Raises:
+            ValueError: an unreadable or empty video, a bad or duplicate session id.
+        """
         if session_id is None:
             session_id = str(uuid.uuid4())
         if not isinstance(session_id, str) or not session_id:
             raise ValueError(f"session_id must be a non-empty string, got {session_id!r}")
         if session_id in self._sessions:
             raise ValueError(f"session {session_id!r} already exists")
-        frames = load_frames(resource_path, self.model.image_size)
-        self._sessions[session_id] = Sam3VideoSession(session_id, frames)
+        frames = load_frames(resource_path, self.detector.image_size)
+        s = Sam3VideoSession(session_id, frames, cached_masks=self._output_cache())
+        if frames.is_live:  # the pointer window cannot depend on an unknown length
+            s.min_track_len = self.tracker.max_obj_ptrs_in_encoder
+        self._sessions[session_id] = s
         return {"session_id": session_id}
+
+    def _output_cache(self) -> OutputCache:
+        return OutputCache(self.settings.max_output_frames)
 
     def add_prompt(
         self,
@@ -177,7 +214,7 @@ class Sam3VideoPredictor:
             oid = check_obj_id(obj_id)
             prompt = click_prompt(points, point_labels, self.tracker.image_size)
             with torch.inference_mode():
-                return self._add_clicks(s, f, oid, prompt)
+                return {"frame_index": f, "outputs": self.engine.add_clicks(s, f, oid, prompt)}
         if obj_id is not None:
             raise ValueError("obj_id is only used with points (clicks on that object)")
         if text is None and bounding_boxes is None:
@@ -192,8 +229,8 @@ class Sam3VideoPredictor:
         if prompt is not None:
             s.geometric_prompts[f] = prompt
         with torch.inference_mode():
-            result = self._run_frame(s, f, reverse=False)
-        return {"frame_index": f, "outputs": self._postprocess(s, f, result.masks, set())}
+            result = self.engine.run_frame(s, f, False, f)
+        return {"frame_index": f, "outputs": self.engine.postprocess(s, f, result.masks, set())}
 
     def propagate_in_video(
         self,
@@ -219,6 +256,15 @@ class Sam3VideoPredictor:
             raise ValueError(
                 f"max_frame_num_to_track must be an int >= 0, got {max_frame_num_to_track!r}"
             )
+        if s.live_pass is not None:
+            if propagation_direction == "backward":
+                raise ValueError(
+                    "this live session's forward pass is still open: propagate backward once "
+                    "its source is closed (LiveFrames.close())"
+                )
+            with torch.inference_mode():  # a live pass continues over the new frames
+                yield from self.engine.live(s)
+            return
         if start_frame_index is None:
             history.processing_order(s, None, None, False)  # raises without any prompt
         for reverse in (False, True):
@@ -226,8 +272,12 @@ class Sam3VideoPredictor:
                 propagation_direction == "backward" and not reverse
             ):
                 continue
+            if reverse and s.live_pass is not None:
+                return  # a live session's forward pass waits for frames: no backward part
             with torch.inference_mode():
-                yield from self._propagate(s, start_frame_index, max_frame_num_to_track, reverse)
+                yield from self.engine.propagate(
+                    s, start_frame_index, max_frame_num_to_track, reverse
+                )
 
     def remove_object(
         self, session_id: str, obj_id: int, is_user_action: bool = True
@@ -236,13 +286,7 @@ class Sam3VideoPredictor:
         s = self._session(session_id)
         if isinstance(obj_id, bool) or obj_id not in s.meta.obj_ids:
             raise ValueError(f"unknown object id {obj_id!r}; tracked: {s.meta.obj_ids}")
-        tracking.remove_objects(s.states, {obj_id})
-        if is_user_action:
-            s.history.append(("remove", None, [obj_id]))
-        s.meta.obj_ids = [o for o in s.meta.obj_ids if o != obj_id]
-        s.meta.score.pop(obj_id, None)
-        for masks in s.cached_masks.values():
-            masks.pop(obj_id, None)
+        self.engine.remove_object(s, obj_id, is_user_action)
         return {"is_success": True}
 
     def reset_session(self, session_id: str) -> dict[str, bool]:
@@ -262,130 +306,3 @@ class Sam3VideoPredictor:
                 f"(open: {sorted(self._sessions)})"
             )
         return self._sessions[session_id]
-
-    def _run_frame(self, s: Sam3VideoSession, f: int, reverse: bool) -> FrameResult:
-        gp = s.geometric_prompts.get(f)
-        allow = s.text is not None or gp is not None
-        det = self.detector.detect(s.frames.images[f], s.detector_text, gp, allow)
-        self._keep_features(s, f, tracking.frame_features(det))
-        result = det_track_one_frame(self.tracker, s, det, f, reverse, self.settings)
-        s.frames_with_outputs.add(f)
-        s.cached_masks[f] = dict(result.masks)
-        return result
-
-    def _postprocess(
-        self, s: Sam3VideoSession, f: int, masks: dict, hidden: set[int]
-    ) -> dict[str, np.ndarray]:
-        hw = (s.frames.video_height, s.frames.video_width)
-        return postprocess_output(masks, s.meta.score, s.meta.tracker_score[f], hw, hidden)
-
-    def _features(self, s: Sam3VideoSession, f: int) -> FrameFeatures:
-        """The tracker's features of frame `f`: cached, else from the backbone."""
-        feats = s.features.get(f)
-        if feats is None:
-            fpn, pos = self.detector.tracker_features(s.frames.images[f])
-            feats = FrameFeatures(fpn[2], pos, [fpn[0], fpn[1]])
-            self._keep_features(s, f, feats)
-        s.features.move_to_end(f)
-        return feats
-
-    def _keep_features(self, s: Sam3VideoSession, f: int, feats: FrameFeatures) -> None:
-        s.features[f] = feats
-        while len(s.features) > FEATURE_CACHE_FRAMES:
-            s.features.popitem(last=False)
-
-    def _add_clicks(self, s: Sam3VideoSession, f: int, obj_id: int, prompt: Any) -> dict[str, Any]:
-        meta = s.meta
-        feats = self._features(s, f)
-        state = next((st for st in s.states if obj_id in st.obj_ids), None)
-        if state is None:  # a new object in its own tracker state ("add")
-            state = tracking.TrackerState([obj_id])
-            s.states.append(state)
-            meta.obj_ids.append(obj_id)
-            meta.max_obj_id = max(meta.max_obj_id, obj_id)
-            s.history.append(("add", f, [obj_id]))
-        else:
-            s.history.append(("refine", f, [obj_id]))
-        meta.score[obj_id] = 1.0
-        meta.tracker_score[f][obj_id] = 1.0
-        meta.removed.discard(obj_id)
-        for hidden in meta.suppressed.values():
-            hidden.discard(obj_id)
-        out = clicks.add_points(self.tracker, state, feats, f, obj_id, prompt, s.num_frames)
-        hw = (s.frames.video_height, s.frames.video_width)
-        mask = clicks.object_video_mask(out.pred_masks, hw, self.settings.fill_hole_area)
-        clicks.consolidate(self.tracker, state, feats, f)
-        clicks.clear_detector_frames(state, obj_id, f)
-        masks = {**s.cached_masks.get(f, {}), obj_id: mask}
-        hidden = set(meta.suppressed[f])
-        s.cached_masks[f] = {o: m for o, m in masks.items() if o not in hidden}
-        return {"frame_index": f, "outputs": self._postprocess(s, f, masks, hidden)}
-
-    def _propagate(
-        self, s: Sam3VideoSession, start: int | None, max_n: int | None, reverse: bool
-    ) -> Iterator[dict[str, Any]]:
-        kind, obj_ids = history.propagation_type(s)
-        s.history.append((kind, start, obj_ids))
-        order, end = history.processing_order(s, start, max_n, reverse)
-        if kind == history.FETCH:
-            for f in order:
-                masks = s.cached_masks.get(f, {})
-                outputs = self._postprocess(s, f, masks, set(s.meta.suppressed[f]))
-                yield {"frame_index": f, "outputs": outputs}
-        elif kind == history.PARTIAL:
-            yield from self._propagate_partial(s, order, reverse, obj_ids or [])
-        else:
-            yield from self._propagate_full(s, order, end, reverse)
-
-    def _propagate_partial(
-        self, s: Sam3VideoSession, order: list[int], reverse: bool, obj_ids: list[int]
-    ) -> Iterator[dict[str, Any]]:
-        """Track only the states holding `obj_ids`; their masks replace the cached ones
-        (official partial propagation; the tracker score kept is the object-score logit)."""
-        states = [st for st in s.states if set(obj_ids) & set(st.obj_ids)]
-        hw = (s.frames.video_height, s.frames.video_width)
-        meta = s.meta
-        for f in order:
-            feats = self._features(s, f)
-            ids, lows, scores = [], [], []
-            for st in states:
-                low, sc = tracking.propagate(
-                    self.tracker, st, feats, f, s.num_frames, reverse, run_mem_encoder=True
-                )
-                ids += st.obj_ids
-                lows.append(low)
-                scores.append(sc)
-            masks = dict(s.cached_masks.get(f, {}))
-            if ids:
-                low = torch.cat(lows)[:, None]
-                low = fill_holes_in_mask_scores(low, self.settings.fill_hole_area)[:, 0]
-                score = torch.cat(scores)
-                for o in obj_ids:
-                    if o in ids:
-                        i = ids.index(o)
-                        meta.tracker_score[f][o] = float(score[i])
-                        masks[o] = video_res_binary(low[i : i + 1], hw)[0]
-            hidden = set(meta.suppressed[f])
-            s.cached_masks[f] = {o: m for o, m in masks.items() if o not in hidden}
-            yield {"frame_index": f, "outputs": self._postprocess(s, f, masks, hidden)}
-
-    def _propagate_full(
-        self, s: Sam3VideoSession, order: list[int], end: int, reverse: bool
-    ) -> Iterator[dict[str, Any]]:
-        buffer: list[tuple[int, FrameResult]] = []
-        removed: set[int] = set()
-        for f in order:
-            result = self._run_frame(s, f, reverse)
-            buffer.append((f, result))
-            removed |= result.removed
-            if f == end:
-                ready, buffer = buffer, []
-            elif len(buffer) >= self.settings.hotstart_delay:
-                ready, buffer = buffer[:1], buffer[1:]
-            else:
-                ready = []
-            for g, r in ready:
-                hidden = removed | r.suppressed
-                outputs = self._postprocess(s, g, r.masks, hidden)
-                s.cached_masks[g] = {o: m for o, m in r.masks.items() if o not in hidden}
-                yield {"frame_index": g, "outputs": outputs}

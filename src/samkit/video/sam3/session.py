@@ -11,6 +11,7 @@ from torch import Tensor
 from samkit.modeling.sam3.sam3_image import GeometricPrompt
 from samkit.modeling.video_memory import FrameFeatures
 from samkit.video.sam3.frames import Sam3Frames
+from samkit.video.sam3.outputs import OutputCache
 from samkit.video.sam3.tracking import TrackerState
 
 VISUAL_TEXT = "visual"  # the detector's text when a prompt has no text (official)
@@ -53,6 +54,24 @@ class TrackMetadata:
 
 
 @dataclass
+class LivePass:
+    """A forward pass over a live source that continues as frames arrive.
+
+    Attributes:
+        next_frame: the next frame to run the loop on.
+        buffer: (frame, result) of processed frames whose outputs wait for the hotstart delay.
+        removed: objects removed by hotstart during the pass (hidden in buffered outputs).
+        last_frame: the pass's last frame (`max_frame_num_to_track` after its start), or None
+            to run until the source is closed.
+    """
+
+    next_frame: int
+    last_frame: int | None = None
+    buffer: list = field(default_factory=list)
+    removed: set[int] = field(default_factory=set)
+
+
+@dataclass
 class Sam3VideoSession:
     """A session of `Sam3VideoPredictor` (the official `inference_state`, typed).
 
@@ -64,12 +83,17 @@ class Sam3VideoSession:
         geometric_prompts: frame -> the exemplar prompt given on it.
         states: the tracker states (objects grouped as the official code groups them).
         meta: the objects' bookkeeping (`TrackMetadata`).
-        cached_masks: frame -> object -> (H, W) bool mask of its last outputs.
-        frames_with_outputs: frames that have outputs (prompted or propagated).
+        cached_masks: frame -> object -> (H, W) bool mask of its last outputs
+            (`OutputCache`, compressed; optionally only the last frames).
+        first_output_frame: the first frame with outputs of the loop (prompted or
+            propagated; the default start of a propagation), None before any.
         history: the official action history ("add", "refine", "remove",
             "propagation_full" / "_partial" / "_fetch"), as (type, frame, object ids).
         features: frame -> the tracker's features of the most recently used frames (clicks and
             partial passes reuse them instead of running the backbone again).
+        min_track_len: the video length the tracker assumes at least (live sources: the
+            pointer window, as their length is unknown; 0 for files).
+        live_pass: the open forward pass of a live session (`LivePass`), or None.
     """
 
     session_id: str
@@ -78,14 +102,34 @@ class Sam3VideoSession:
     geometric_prompts: dict[int, GeometricPrompt] = field(default_factory=dict)
     states: list[TrackerState] = field(default_factory=list)
     meta: TrackMetadata = field(default_factory=TrackMetadata)
-    cached_masks: dict[int, dict[int, Tensor]] = field(default_factory=dict)
-    frames_with_outputs: set[int] = field(default_factory=set)
+    cached_masks: OutputCache = field(default_factory=OutputCache)
+    first_output_frame: int | None = None
     history: list[tuple[str, int | None, list[int] | None]] = field(default_factory=list)
     features: OrderedDict[int, FrameFeatures] = field(default_factory=OrderedDict)
+    min_track_len: int = 0
+    live_pass: LivePass | None = None
 
     @property
     def num_frames(self) -> int:
+        """Frames of the video (of a live source: arrived so far)."""
         return len(self.frames)
+
+    @property
+    def track_len(self) -> int:
+        """The video length the tracker's memory and pointer windows see."""
+        return max(self.num_frames, self.min_track_len)
+
+    def mark_output(self, frame: int) -> None:
+        if self.first_output_frame is None or frame < self.first_output_frame:
+            self.first_output_frame = frame
+
+    def store_outputs(self, frame: int, masks: dict[int, Tensor], hidden: set[int]) -> None:
+        """Cache a frame's masks (without the `hidden` objects); frames the cache drops also
+        drop their per-frame scores and suppressions."""
+        dropped = self.cached_masks.put(frame, {o: m for o, m in masks.items() if o not in hidden})
+        for f in dropped:
+            self.meta.tracker_score.pop(f, None)
+            self.meta.suppressed.pop(f, None)
 
     @property
     def detector_text(self) -> str:
@@ -97,9 +141,10 @@ class Sam3VideoSession:
         self.geometric_prompts = {}
         self.states = []
         self.meta = TrackMetadata()
-        self.cached_masks = {}
-        self.frames_with_outputs = set()
+        self.cached_masks = OutputCache(self.cached_masks.max_frames)
+        self.first_output_frame = None
         self.history = []
+        self.live_pass = None
 
     def check_frame(self, frame_index: object, what: str = "frame_index") -> int:
         """`frame_index` as an int in [0, num_frames).
@@ -109,6 +154,8 @@ class Sam3VideoSession:
         """
         if isinstance(frame_index, bool) or not isinstance(frame_index, (int, np.integer)):
             raise ValueError(f"{what} must be an int, got {frame_index!r}")
+        while int(frame_index) >= self.num_frames and self.frames.pull():
+            pass  # an iterator source pulls up to the frame
         if not 0 <= int(frame_index) < self.num_frames:
             raise ValueError(
                 f"{what} {frame_index} is outside the video (0..{self.num_frames - 1})"

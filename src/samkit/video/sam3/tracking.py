@@ -180,6 +180,43 @@ def hide_around(tracker: Sam3Tracker, state: TrackerState, frame_idx: int) -> No
     state.hidden_non_cond.update(t for t in state.memory.non_cond_frame_outputs if t in near)
 
 
+def _valid(tracker: Sam3Tracker, out: TrackerFrameOutput) -> bool:
+    score = getattr(out, "eff_iou_score", None)
+    return score is not None and float(score) > tracker.mf_threshold
+
+
+def prune_memory(
+    tracker: Sam3Tracker, state: TrackerState, frame_idx: int, anchor: int, window: int
+) -> None:
+    """Drop the tracked outputs no later frame of this pass or of its other direction can
+    attend to (samkit's SAM 2 policy, `samkit.video.session.memory_window`, plus what SAM 3's
+    memory selection reads).
+
+    Kept: every tracked frame within `window` frames of `frame_idx` or of `anchor` (the pass's
+    first frame, where the other direction starts), and on each side of those two frames the
+    nearest `max_obj_ptrs_in_encoder - 1` frames that memory selection accepts (it scans back
+    past the rejected ones). Conditioning outputs always stay. A later pass or click that
+    starts farther away sees fewer memories than the official session, which keeps all.
+    """
+    non_cond = state.memory.non_cond_frame_outputs
+    if len(non_cond) <= 2 * window + 2:
+        return
+    keep = {t for t in non_cond if abs(t - frame_idx) <= window or abs(t - anchor) <= window}
+    valid = sorted(t for t, out in non_cond.items() if _valid(tracker, out))
+    n = tracker.max_obj_ptrs_in_encoder - 1
+    for c in {frame_idx, anchor}:
+        keep.update([t for t in valid if t < c][-n:])
+        keep.update([t for t in valid if t > c][:n])
+    for t in [t for t in non_cond if t not in keep]:
+        del non_cond[t]
+        state.tracked.pop(t, None)
+    state.hidden_non_cond &= set(non_cond)
+    for t in [
+        t for t in state.tracked if t not in keep and t not in state.memory.cond_frame_outputs
+    ]:
+        del state.tracked[t]
+
+
 def update_memories(
     tracker: Sam3Tracker,
     states: list[TrackerState],
