@@ -192,3 +192,23 @@ def test_bad_input_is_a_clear_error(tmp_path):
         build_edgetam("edgetam", checkpoint=bad)
     with pytest.raises(ValueError, match="not an EdgeTAM checkpoint"):
         infer_edgetam_config({k: v for k, v in sd.items() if "trunk" not in k})
+
+
+def test_bfloat16_image_path_is_close_to_float32(predictor):
+    """bfloat16 runs the RepViT trunk channels-last; features come back contiguous (embedding
+    files need that) and within bfloat16 rounding of float32."""
+    img = load_rgb("truck.jpg")
+    low_pred = Sam2ImagePredictor(build_edgetam(checkpoint=CKPT, dtype=torch.bfloat16))
+    point, label = np.array([[500.0, 375.0]]), np.array([1])
+    out = {}
+    for name, p in (("fp32", predictor), ("bf16", low_pred)):
+        p.set_image(img)
+        out[name] = (p.get_image_features(), *p.predict(point, label, multimask_output=False))
+    (f32, m32, iou32, low32), (f16, m16, iou16, low16) = out["fp32"], out["bf16"]
+    for key, t in f16.items():
+        assert t.is_contiguous(), key
+        rel = (t.float() - f32[key]).norm() / f32[key].norm()
+        assert rel < 2e-2, (key, float(rel))
+    np.testing.assert_allclose(iou16, iou32, atol=1e-2)
+    np.testing.assert_allclose(low16, low32, atol=2e-2)
+    assert np.mean(m16 == m32) > 0.99

