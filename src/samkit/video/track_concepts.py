@@ -36,6 +36,7 @@ import torch
 
 from samkit.build.sam3_video import build_sam3_tracker
 from samkit.checkpoint import read_state_dict
+from samkit.video.frames.sources import open_video
 from samkit.video.sam3.build import build_sam3_video_predictor
 from samkit.video.sam3.predictor import Sam3VideoPredictor, Sam3VideoSettings
 
@@ -147,17 +148,18 @@ class ConceptTracker:
 
     # ------------------------------------------------------------------ state
     def init_state(self, video: Any, keep_outputs: bool = True) -> ConceptTrackState:
-        """Read every frame of a `VideoFrames` (anything with `len` and `rgb(t)`) or a frame
-        folder / file path.
+        """Read every frame of a `VideoFrames` (anything with `len` and `rgb(t)`), a list of
+        HxWx3 uint8 RGB arrays, or a frame folder / video file path.
 
         Raises:
             ValueError: a video that cannot be read (from `samkit.video.open_video`).
         """
-        if not hasattr(video, "rgb"):
-            from samkit.video.frames.sources import open_video
-
-            video = open_video(video, self.image_size)
-        frames = [np.asarray(video.rgb(t)) for t in range(len(video))]
+        if isinstance(video, (list, tuple)):
+            frames = [np.asarray(f) for f in video]
+        else:
+            if not hasattr(video, "rgb"):
+                video = open_video(video, self.image_size)
+            frames = [np.asarray(video.rgb(t)) for t in range(len(video))]
         if not frames:
             raise ValueError("the video has no frames")
         h, w = frames[0].shape[:2]
