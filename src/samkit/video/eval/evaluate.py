@@ -1,7 +1,11 @@
 """The semi-supervised VOS protocol on a DAVIS-layout folder (what `samkit eval-video` runs).
 
 For each video, every object is prompted with its ground-truth mask (`add_new_mask`) on the first
-annotated frame where it appears, and `propagate_in_video` tracks it forward from there.
+annotated frame where it appears, and `propagate_in_video` tracks it forward from there. A model
+whose video API takes no mask prompt (SAM 3: `takes_mask_prompts = False` on the predictor, the
+official `add_prompt` takes text, exemplar boxes and clicks) gets one positive click on the mask's
+innermost pixel instead (`innermost_pixel`: the largest Euclidean distance to the background, the
+first click of the interactive-segmentation protocols), recorded in `metrics.json`.
 
 - All objects on frame 0 (DAVIS, MOSE): one pass over the whole video, as the official `sam2`
   `tools/vos_inference.py` does; predicted masks are merged into a palette PNG per frame
@@ -46,6 +50,35 @@ PROTOCOL = {
     "boundary_tolerance": "ceil(0.008 * image diagonal) pixels",
     "void_label_255": "treated as background",
 }
+CLICK_PROMPTS = (
+    "one positive click on each object's innermost ground-truth pixel (largest distance to its "
+    "background; the model takes no mask prompt) on the first annotated frame where it appears"
+)
+
+
+def innermost_pixel(mask: np.ndarray) -> tuple[float, float]:
+    """(x, y) of the pixel of a non-empty HxW bool mask farthest from its background (Euclidean
+    distance transform, the image border counting as background; ties: the first in row order).
+
+    Raises:
+        ValueError: an empty mask.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    if not mask.any():
+        raise ValueError("an empty mask has no pixel to click")
+    dist = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return float(x), float(y)
+
+
+def prompt_object(predictor: Any, state: Any, frame: int, obj_id: int, mask: np.ndarray) -> None:
+    """Prompt one object with its ground-truth mask, or a click (see the module docstring)."""
+    if getattr(predictor, "takes_mask_prompts", True):
+        predictor.add_new_mask(state, frame, obj_id, mask)
+        return
+    point = np.array([innermost_pixel(mask)], np.float32)
+    predictor.add_new_points_or_box(state, frame, obj_id, points=point, labels=np.array([1]))
 
 
 def tracked_objects(video: DavisVideo) -> dict[int, int]:
@@ -70,7 +103,7 @@ def _passes(
             predictor.reset_state(state)
         labels = video.labels(f)
         for oid in objs:
-            predictor.add_new_mask(state, f, oid, labels == oid)
+            prompt_object(predictor, state, f, oid, labels == oid)
         for t, obj_ids, logits in predictor.propagate_in_video(state, start_frame_idx=f):
             yield t, [int(o) for o in obj_ids], logits
 
@@ -199,6 +232,8 @@ def evaluate_davis(
         per_video = {v.name: evaluate_video(predictor, v, out, bar) for v in davis}
     doc = summarize(per_video)
     doc["protocol"] = {"data": str(root), **PROTOCOL}
+    if not getattr(predictor, "takes_mask_prompts", True):
+        doc["protocol"]["prompts"] = CLICK_PROMPTS
     never = {v.name: sorted(set(v.object_ids) - set(tracked_objects(v))) for v in davis}
     doc["protocol"]["objects_never_prompted"] = {k: v for k, v in never.items() if v}
     atomic_write_bytes(out / "metrics.json", (json.dumps(doc, indent=1) + "\n").encode())
