@@ -231,24 +231,31 @@ sys.meta_path.insert(0, _NoRay())
 
 
 def test_ray_without_the_extra_says_which_extra(tmp_path):
-    env = samkit_env()
+    # one interpreter: nothing imports Ray early, then (Ray blocked from there on) each command
+    # refuses --ray naming the extra, before any work
     code = (
         "import sys, samkit, samkit.cli, samkit.distributed, samkit.distributed.run\n"
         "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr  # nothing imports Ray early
-    for command in ("auto", "embed"):
-        code = (
-            BLOCK_RAY + "from samkit.cli import main\n"
-            f"sys.exit(main([{command!r}, {str(SHAPES / 'shapes_1.png')!r}, '--out', "
-            f"{str(tmp_path)!r}, '--ray', *{MODEL!r}]))\n"
+        + BLOCK_RAY
+        + "from samkit.cli import main\n"
+        + "".join(
+            f"print('{command} exit', main([{command!r}, {str(SHAPES / 'shapes_1.png')!r}, "
+            f"'--out', {str(tmp_path)!r}, '--ray', *{MODEL!r}]), flush=True)\n"
+            "sys.stderr.flush()\n"
+            for command in ("auto", "embed")
         )
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-        assert r.returncode == 2, r.stderr
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=samkit_env()
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines == ["[]", "auto exit 2", "embed exit 2"], (lines, r.stderr)
+    for command in ("auto", "embed"):
         assert f"samkit {command}: error: --ray:" in r.stderr
-        assert "pip install 'samkit[ray]'" in r.stderr and "[ray] extra" in r.stderr
-        assert not any(tmp_path.iterdir())  # refused before any work
+    assert r.stderr.count("pip install 'samkit[ray]'") == 2, r.stderr
+    assert r.stderr.count("[ray] extra") == 2, r.stderr
+    assert not any(tmp_path.iterdir())  # refused before any work
 
 
 def test_inputs_are_listed_like_samkit_auto(tmp_path):
