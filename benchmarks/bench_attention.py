@@ -11,8 +11,14 @@ projecting them) and sdpa on the projected 256-wide values: its GFLOP/s are "equ
 
 With `--video`, sam2.1_hiera_t video (random weights, synthetic 960x540 frames) is tracked with
 1 and 3 objects; after the memory bank is full (frame > num_maskmem) the frames alternate
-between the blocked path and the reference path (`blocked_attention(False)`: SDPA everywhere and
-the value projection first), so both are timed on the same state in the same process.
+between everything on and a "before" path, so both are timed on the same state in the same
+process. `--video-switch` says what the before path turns off: `attention` (default) the blocked
+kernels (`blocked_attention(False)`: SDPA everywhere and the value projection first), `objects`
+the batching of objects per frame, `keys` the memory keys kept between frames, `memory` both of
+those, `all` everything. With several object counts, the cost of each object beyond the first is
+printed for both paths. (Alternating frames, the after path's key cache lacks the memories of the
+two frames before instead of one: it computes two memories' key parts per frame, one more than
+when every frame keeps the cache.)
 
 With `--cpu-time` every time is the process's CPU time (`time.process_time`) on one thread:
 on a machine shared with other jobs, wall time counts the time the process waits for a core,
@@ -21,14 +27,17 @@ CPU time does not (cache sharing still slows it), so the ratios stay meaningful 
     python benchmarks/bench_attention.py                      # kernels, 2 threads
     python benchmarks/bench_attention.py --video --frames 4   # + video, 4 timed frames per path
     python benchmarks/bench_attention.py --cpu-time --video   # loaded machine: 1 thread, CPU time
+    python benchmarks/bench_attention.py --cpu-time --video --no-kernels --video-switch memory \
+        --objects 1 3 --frames 1                              # objects batched + keys kept
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,8 +158,30 @@ def synthetic_frames(n: int, h: int = 540, w: int = 960) -> list[np.ndarray]:
     return out
 
 
-def video_row(dtype: str, n_obj: int, timed: int) -> dict:
-    """Seconds per tracked frame, blocked vs reference path alternating on one state."""
+# --video-switch: what the "before" frames turn off (the "after" frames run everything on)
+SWITCHES = ("attention", "objects", "keys", "memory", "all")
+
+
+@contextlib.contextmanager
+def before_path(pred: Any, switch: str, before: bool) -> Iterator[None]:
+    """Within the block, the predictor runs without the optimisation named by `switch` when
+    `before`: "attention" the blocked attention kernels and late values (SDPA everywhere),
+    "objects" the batching of objects per frame (one by one, as the official), "keys" the
+    memory keys kept between frames (recomputed every frame), "memory" objects and keys, "all"
+    every one of them."""
+    tracker = pred.tracker
+    old = tracker.batch_objects, tracker.cache_memory_keys
+    tracker.batch_objects = not (before and switch in ("objects", "memory", "all"))
+    tracker.cache_memory_keys = not (before and switch in ("keys", "memory", "all"))
+    try:
+        with blocked_attention(not (before and switch in ("attention", "all"))):
+            yield
+    finally:
+        tracker.batch_objects, tracker.cache_memory_keys = old
+
+
+def video_row(dtype: str, n_obj: int, timed: int, switch: str = "attention") -> dict:
+    """Seconds per tracked frame, before (`switch` off) vs after alternating on one state."""
     from samkit import build_sam2_video_predictor
 
     torch.manual_seed(0)
@@ -164,15 +195,34 @@ def video_row(dtype: str, n_obj: int, timed: int) -> dict:
     for i in range(warm + 1 + 2 * timed):
         fast = i % 2 == 0
         t0 = CLOCK["clock"]()
-        with blocked_attention(fast):
+        with before_path(pred, switch, not fast):
             next(frames)
         if i > warm:
             times[fast].append(CLOCK["clock"]() - t0)
     after, before = float(np.median(times[True])), float(np.median(times[False]))
-    row = {"dtype": dtype, "objects": n_obj, "before_s": before, "after_s": after}
-    row["after_over_before"] = after / before
+    row = {"dtype": dtype, "objects": n_obj, "switch": switch, "before_s": before}
+    row.update(after_s=after, after_over_before=after / before)
     print(row, flush=True)
     return row
+
+
+def extra_object_costs(video: list[dict]) -> list[dict]:
+    """Per dtype and switch, the cost of each object beyond the first, before and after:
+    (t(n) - t(1)) / (n - 1) for the largest n run."""
+    rows = []
+    for dtype in dict.fromkeys(r["dtype"] for r in video):
+        for switch in dict.fromkeys(r["switch"] for r in video):
+            runs = {r["objects"]: r for r in video if r["dtype"] == dtype and r["switch"] == switch}
+            n = max(runs)
+            if n < 2 or 1 not in runs:
+                continue
+            cost = {
+                k: (runs[n][f"{k}_s"] - runs[1][f"{k}_s"]) / (n - 1) for k in ("before", "after")
+            }
+            row = {"dtype": dtype, "switch": switch, "objects": n, **cost}
+            print(f"each object beyond the first ({dtype}, {switch}): {row}", flush=True)
+            rows.append(row)
+    return rows
 
 
 def main() -> None:
@@ -184,6 +234,13 @@ def main() -> None:
     ap.add_argument("--video", action="store_true", help="also time hiera_t video per frame")
     ap.add_argument("--frames", type=int, default=3, help="timed frames per path (video)")
     ap.add_argument("--objects", type=int, nargs="+", default=[1, 3])
+    ap.add_argument(
+        "--video-switch",
+        default="attention",
+        choices=SWITCHES,
+        help="what the video's before frames turn off",
+    )
+    ap.add_argument("--no-kernels", action="store_true", help="skip the kernel table")
     ap.add_argument("--cpu-time", action="store_true", help="1 thread, process CPU time")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -195,7 +252,7 @@ def main() -> None:
     print(f"CPU {info['cpu']}, ISA {info['isa']}, AMX {'amx_bf16' in info['isa']}", flush=True)
     rows, mm = [], {}
     with torch.inference_mode():
-        for dname in args.dtypes:
+        for dname in [] if args.no_kernels else args.dtypes:
             dtype = DTYPES[dname]
             before = mm_gflops(dtype, args.rounds)
             for name, shape in SHAPES.items():
@@ -229,7 +286,7 @@ def main() -> None:
     if args.video:
         for dname in args.dtypes:
             for n_obj in args.objects:
-                video.append(video_row(dname, n_obj, args.frames))
+                video.append(video_row(dname, n_obj, args.frames, args.video_switch))
     info["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     write_json(
         "bench_attention",
@@ -239,6 +296,7 @@ def main() -> None:
             "matmul_gflops": mm,
             "kernels": rows,
             "video": video,
+            "extra_object": extra_object_costs(video),
         },
         args.out,
     )

@@ -121,14 +121,26 @@ class RoPEAttention(Attention):
             self._tables[key] = tables
         return tables
 
-    def forward(self, q: Tensor, k: Tensor, v: Tensor, num_k_exclude_rope: int = 0) -> Tensor:
+    def forward(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        num_k_exclude_rope: int = 0,
+        memory_keys: Tensor | None = None,
+    ) -> Tensor:
         """Attend from q (BxNqxC) to k, v (BxNkxC_kv); returns BxNqxC.
 
         Nk - num_k_exclude_rope must be Nq (or a multiple of it with `rope_k_repeat`).
+        `memory_keys` (B, nh, Nk, hs): the rotated, projected keys of the first
+        Nk - num_k_exclude_rope tokens, computed ahead (`memory_key_part` + `add_key_offset`);
+        k then holds only the inputs of the last num_k_exclude_rope keys, which are projected
+        and written into the rest of `memory_keys`.
         """
         q = self._separate_heads(self.q_proj(q))  # (B, nh, Nq, hs)
-        k = self._separate_heads(self.k_proj(k))  # (B, nh, Nk, hs)
         nh, hs = self.num_heads, self.internal_dim // self.num_heads
+        if memory_keys is None:
+            k = self._separate_heads(self.k_proj(k))  # (B, nh, Nk, hs)
         # Narrow values (SAM 2's 64-wide memory, 256-wide heads): weigh them first and project
         # after, P (V W^T + b) = (P V) W^T + b as each row of P sums to 1; the probabilities
         # then multiply 64 channels instead of 256 (exact math, float rounding only).
@@ -138,7 +150,8 @@ class RoPEAttention(Attention):
         else:
             v = self._separate_heads(self.v_proj(v))
         nq = q.shape[-2]
-        n_rope = k.shape[-2] - num_k_exclude_rope
+        n_all = k.shape[-2] if memory_keys is None else memory_keys.shape[-2]
+        n_rope = n_all - num_k_exclude_rope
         if n_rope % nq != 0 or (n_rope != nq and not self.rope_k_repeat):
             raise ValueError(
                 f"{n_rope} rotated keys for {nq} queries; expected the same number"
@@ -146,7 +159,11 @@ class RoPEAttention(Attention):
             )
         cos2, sin2 = self.rope_tables(nq, q.device)
         q = rotate(q, cos2, sin2)
-        if num_k_exclude_rope and n_rope:
+        if memory_keys is not None:
+            if num_k_exclude_rope:
+                memory_keys[:, :, n_rope:] = self._separate_heads(self.k_proj(k))
+            k = memory_keys
+        elif num_k_exclude_rope and n_rope:
             k_all = torch.empty_like(k)
             rotate(k[:, :, :n_rope], cos2, sin2, out=k_all[:, :, :n_rope])
             k_all[:, :, n_rope:] = k[:, :, n_rope:]
@@ -159,3 +176,29 @@ class RoPEAttention(Attention):
             out = torch.einsum("bhnc,hdc->bhnd", out, w) + self.v_proj.bias.view(nh, 1, hs)
         b, _, n, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, nh * hs))
+
+    # Keys of a stored memory: rotate(W (m + p + t) + b) = rotate(W (m + p)) + rotate(W t + b)
+    # (projection and rotation are linear), where m + p (memory + its position encoding) stays
+    # the same while the memory is stored and t (the temporal encoding of its slot) changes
+    # from frame to frame: the first part is computed once, the second per frame.
+    def memory_key_part(self, x: Tensor) -> Tensor:
+        """rotate(x W_k^T), (B, nh, n, hs) in x's dtype, of one memory frame x (B, n, C_kv) on the
+        n-token query grid: the part of its keys that does not change between frames."""
+        k = self._separate_heads(torch.nn.functional.linear(x, self.k_proj.weight))
+        cos2, sin2 = self.rope_tables(k.shape[-2], k.device)
+        return rotate(k, cos2, sin2)
+
+    def add_key_offset(self, out: Tensor, part: Tensor, offset: Tensor) -> Tensor:
+        """out (B, nh, n, hs) = part + rotate(offset W_k^T + b): the keys of a memory frame
+        from its `memory_key_part` and the C_kv vector added to all its tokens (the slot's
+        temporal encoding); rotate(c) of a constant c is c * cos + swap(c) * sin per token."""
+        c = self._separate_heads(self.k_proj(offset.reshape(1, 1, -1))).float()  # (1, nh, 1, hs)
+        swapped = torch.empty_like(c)
+        swapped[..., 0::2] = c[..., 1::2]
+        swapped[..., 1::2] = c[..., 0::2]
+        cos2, sin2 = self.rope_tables(part.shape[-2], part.device)
+        if out.dtype == torch.float32:
+            torch.addcmul(part, cos2, c, out=out)
+            return out.addcmul_(sin2, swapped)
+        # low precision: one rounding of the float32 sum
+        return out.copy_(torch.addcmul(part.float(), cos2, c).addcmul_(sin2, swapped))

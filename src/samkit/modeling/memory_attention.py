@@ -6,6 +6,8 @@ State-dict names match the official `MemoryAttention` (`layers.{i}.self_attn.*`,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -73,16 +75,21 @@ class MemoryAttentionLayer(nn.Module):
         pos: Tensor,
         query_pos: Tensor,
         num_k_exclude_rope: int = 0,
+        memory_keys: Tensor | None = None,
     ) -> Tensor:
         """The rest of `forward` after `self_attention_block`: residual cross-attention to the
-        memory, then the residual MLP (shapes as `forward`)."""
+        memory, then the residual MLP (shapes as `forward`). `memory_keys`: the cross-attention's
+        rotated keys of the spatial memory, computed ahead (`MemoryKeys`)."""
         x = self.norm2(tgt)
-        tgt = tgt + self.cross_attn_image(
-            x + query_pos if self.pos_enc_at_cross_attn_queries else x,
-            memory + pos if self.pos_enc_at_cross_attn_keys else memory,
-            memory,
-            num_k_exclude_rope=num_k_exclude_rope,
-        )
+        q = x + query_pos if self.pos_enc_at_cross_attn_queries else x
+        if memory_keys is None:
+            k = memory + pos if self.pos_enc_at_cross_attn_keys else memory
+            kw = {}
+        else:  # only the pointer tokens' keys are left to project
+            n = memory.shape[1] - num_k_exclude_rope
+            k = memory[:, n:] + pos[:, n:] if self.pos_enc_at_cross_attn_keys else memory[:, n:]
+            kw = {"memory_keys": memory_keys}
+        tgt = tgt + self.cross_attn_image(q, k, memory, num_k_exclude_rope=num_k_exclude_rope, **kw)
         x = self.norm3(tgt)
         return tgt + self.linear2(F.relu(self.linear1(x)))
 
@@ -111,6 +118,7 @@ class MemoryAttention(nn.Module):
         curr_pos: Tensor,
         memory_pos: Tensor,
         num_obj_ptr_tokens: int = 0,
+        memory_keys: Sequence[Tensor] | None = None,
     ) -> Tensor:
         """Condition image tokens on memories.
 
@@ -122,25 +130,34 @@ class MemoryAttention(nn.Module):
                 tokens (the last `num_obj_ptr_tokens`, not rotated by RoPE).
             curr_pos: BxNxC image position encoding.
             memory_pos: BxMxC_mem memory position + temporal encodings.
+            memory_keys: per layer, its cross-attention's keys of the spatial memory computed
+                ahead from cached parts (`MemoryKeys`); None computes them from the memory.
 
         Returns:
             BxNxC conditioned tokens.
         """
         layers = list(self.layers)
         b = memory.shape[0]
+        keys = [None] * len(layers) if memory_keys is None else memory_keys
+        n_ptr = num_obj_ptr_tokens
+        start = 0
         if b > 1 and _batch_shared(curr) and _batch_shared(curr_pos) and _splits(layers):
             # B objects on one frame (an expanded batch): the input and the first layer's
             # self-attention read no memory, so they are the same for every object: run once
             one = curr[:1] + 0.1 * curr_pos[:1] if self.pos_enc_at_input else curr[:1]
-            first = layers.pop(0)
-            one = first.self_attention_block(one, curr_pos[:1]).expand(b, -1, -1)
-            out = first.cross_attention_block(
-                one, memory, memory_pos, curr_pos, num_k_exclude_rope=num_obj_ptr_tokens
-            )
+            one = layers[0].self_attention_block(one, curr_pos[:1]).expand(b, -1, -1)
+            out = layers[0].cross_attention_block(one, memory, memory_pos, curr_pos, n_ptr, keys[0])
+            start = 1
         else:
             out = curr + 0.1 * curr_pos if self.pos_enc_at_input else curr
-        for layer in layers:
-            out = layer(out, memory, memory_pos, curr_pos, num_k_exclude_rope=num_obj_ptr_tokens)
+        for i in range(start, len(layers)):
+            if keys[i] is None:
+                out = layers[i](out, memory, memory_pos, curr_pos, num_k_exclude_rope=n_ptr)
+            else:
+                out = layers[i].self_attention_block(out, curr_pos)
+                out = layers[i].cross_attention_block(
+                    out, memory, memory_pos, curr_pos, n_ptr, keys[i]
+                )
         return self.norm(out)
 
 

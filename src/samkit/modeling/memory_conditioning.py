@@ -15,7 +15,9 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from samkit.modeling.memory_attention import MemoryAttention
+from samkit.layers.rope import RoPEAttention
+from samkit.modeling.memory_attention import MemoryAttention, MemoryAttentionLayer
+from samkit.modeling.memory_keys import MemoryKeyCache, MemoryKeys
 
 
 class _ConditioningModel(Protocol):
@@ -86,6 +88,7 @@ def condition_on_memory(
     memories: list[tuple[int, Tensor, Tensor]],
     pointers: list[tuple[int, Tensor]],
     max_ptrs: int,
+    key_cache: MemoryKeyCache | None = None,
 ) -> Tensor:
     """Fuse a frame's BxCxHxW stride-16 features (pos: its encoding) with memories.
 
@@ -95,29 +98,38 @@ def condition_on_memory(
         pointers: (temporal offset, BxC object pointer).
         max_ptrs: the pointer-window size min(num_frames, max_obj_ptrs_in_encoder) that
             normalises the temporal offsets.
+        key_cache: where the memories' frame-independent key parts are kept
+            (`samkit.modeling.memory_keys`); None computes the keys from the memories.
 
     Returns:
         BxCxHxW conditioned features.
     """
     b, c, h, w = feat.shape
     dt = model.memory_attention.norm.weight.dtype
-    mem, mem_pos = [], []
+    mem, mem_pos, slots = [], [], []
     for t_pos, m, mp in memories:
         mem.append(m.flatten(2).transpose(1, 2).to(dt))
         tpos = model.maskmem_tpos_enc[model.num_maskmem - t_pos - 1].reshape(1, 1, -1)
         mem_pos.append(mp.flatten(2).transpose(1, 2).to(dt) + tpos)
+        slots.append((tpos.reshape(-1), m, mp))
     n_ptr_tokens = 0
     if pointers:
         ptrs, ppos = object_pointer_tokens(model, pointers, max_ptrs, b, dt, feat.device)
         mem.append(ptrs)
         mem_pos.append(ppos)
         n_ptr_tokens = ptrs.shape[1]
+    kw = {}
+    same_grid = all(m.shape[-2:] == (h, w) for _, m, _ in slots)
+    if key_cache is not None and slots and same_grid and _caches_keys(model.memory_attention):
+        attns = [layer.cross_attn_image for layer in model.memory_attention.layers]
+        kw["memory_keys"] = MemoryKeys(key_cache, attns, slots, n_ptr_tokens, dt)
     tokens = model.memory_attention(
         _tokens(feat, dt),
         torch.cat(mem, dim=1).to(dt),
         _tokens(pos, dt),
         torch.cat(mem_pos, dim=1).to(dt),
         num_obj_ptr_tokens=n_ptr_tokens,
+        **kw,
     )
     return tokens.transpose(1, 2).reshape(b, c, h, w).to(feat.dtype)
 
@@ -128,3 +140,21 @@ def _tokens(x: Tensor, dtype: torch.dtype) -> Tensor:
     if x.shape[0] > 1 and x.stride(0) == 0:
         return x[:1].flatten(2).transpose(1, 2).to(dtype).expand(x.shape[0], -1, -1)
     return x.flatten(2).transpose(1, 2).to(dtype)
+
+
+def _caches_keys(attention: nn.Module) -> bool:
+    """Whether keys from a `MemoryKeyCache` apply: samkit's `MemoryAttention` whose layers
+    add the memory position to the keys of a plain `RoPEAttention` over memories of the query
+    grid's size, and no gradient is wanted."""
+    if torch.is_grad_enabled() or type(attention).forward is not MemoryAttention.forward:
+        return False
+    for layer in attention.layers:
+        ca = getattr(layer, "cross_attn_image", None)
+        if (
+            type(layer).forward is not MemoryAttentionLayer.forward
+            or type(ca).forward is not RoPEAttention.forward
+            or not ca.rope_k_repeat
+            or not layer.pos_enc_at_cross_attn_keys
+        ):
+            return False
+    return True

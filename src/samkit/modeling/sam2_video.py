@@ -22,6 +22,7 @@ from samkit.modeling.memory_attention import MemoryAttention
 from samkit.modeling.memory_conditioning import condition_on_memory
 from samkit.modeling.memory_conditioning import sine_pe_1d as sine_pe_1d  # re-exported
 from samkit.modeling.memory_encoder import MemoryEncoder
+from samkit.modeling.memory_keys import MemoryKeyCache
 from samkit.modeling.memory_selection import select_memories
 from samkit.modeling.neck import ImageEncoder
 from samkit.modeling.prompt_encoder import PromptEncoder
@@ -270,10 +271,11 @@ class Sam2Video(Sam2):
         memories: list[tuple[int, Tensor, Tensor]],
         pointers: list[tuple[int, Tensor]],
         max_ptrs: int,
+        key_cache: MemoryKeyCache | None = None,
     ) -> Tensor:
         """BxCxHxW features fused with memories and pointers (shapes and arguments: see
         `samkit.modeling.memory_conditioning.condition_on_memory`)."""
-        return condition_on_memory(self, feat, pos, memories, pointers, max_ptrs)
+        return condition_on_memory(self, feat, pos, memories, pointers, max_ptrs, key_cache)
 
     def encode_new_memory(
         self,
@@ -333,7 +335,8 @@ class Sam2Video(Sam2):
         Args:
             feats: the frame's image features for the B objects.
             point_inputs, mask_inputs: the frame's clicks / Bx1xSxS mask prompt, or None.
-            memory: the objects' outputs of other frames (read, never changed here).
+            memory: the objects' outputs of other frames (read, never changed here; its
+                `key_cache`, when set, keeps the memories' key parts).
             num_frames: frames in the video (the pointer window is min(num_frames, 16)).
             prev_sam_mask_logits: Bx1x(S/4)x(S/4) logits of a corrected frame, as mask input.
 
@@ -355,7 +358,11 @@ class Sam2Video(Sam2):
                 memories, pointers, max_ptrs = select_memories(
                     self, frame_idx, memory, num_frames, track_in_reverse
                 )
-                cond = self.condition_on_memory(pix, feats.image_pos, memories, pointers, max_ptrs)
+                cache = getattr(memory, "key_cache", None)
+                kw = {} if cache is None else {"key_cache": cache}
+                cond = self.condition_on_memory(
+                    pix, feats.image_pos, memories, pointers, max_ptrs, **kw
+                )
             if prev_sam_mask_logits is not None:
                 mask_inputs = prev_sam_mask_logits
             n_pts = 0 if point_inputs is None else len(point_inputs)

@@ -10,6 +10,7 @@ official `sam2` code (`cond_frame_outputs`, `maskmem_features`, `obj_ptr`, ...),
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -92,10 +93,13 @@ class ObjectMemory:
     Attributes:
         cond_frame_outputs: outputs of conditioning frames (prompted; always attended to).
         non_cond_frame_outputs: outputs of tracked frames (the recent ones are attended to).
+        key_cache: where a tracker keeps the memories' frame-independent key parts
+            (`samkit.modeling.memory_keys.MemoryKeyCache`), or None (computed every frame).
     """
 
     cond_frame_outputs: dict[int, FrameOutput] = field(default_factory=dict)
     non_cond_frame_outputs: dict[int, FrameOutput] = field(default_factory=dict)
+    key_cache: Any = None
 
     def frames(self, is_cond: bool) -> dict[int, FrameOutput]:
         """`cond_frame_outputs` when `is_cond`, else `non_cond_frame_outputs`."""

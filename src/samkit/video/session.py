@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from samkit.modeling.memory_keys import MemoryKeyCache
 from samkit.modeling.video_memory import Clicks, FrameFeatures, FrameOutput, ObjectMemory
 
 # image features (one frame's encoder output) kept for repeated work on recent frames
@@ -100,6 +101,8 @@ class InferenceSession:
         removed_obj_ids: ids removed with `remove_object` (refused until `reset`).
         features: image features of recent frames by frame index (least recent first).
         maskmem_pos_enc: 1xC_memxhxw memory position encoding (the same for every frame).
+        key_cache: the memory attention's key parts of the memories the last tracked frame
+            read (`samkit.modeling.memory_keys`; 16 MiB per memory and object in float32).
     """
 
     frames: Any
@@ -115,6 +118,7 @@ class InferenceSession:
     removed_obj_ids: set[Hashable] = field(default_factory=set)
     features: OrderedDict[int, FrameFeatures] = field(default_factory=OrderedDict)
     maskmem_pos_enc: Tensor | None = None
+    key_cache: MemoryKeyCache = field(default_factory=MemoryKeyCache, repr=False)
     _index: dict[Hashable, int] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -216,6 +220,7 @@ class InferenceSession:
         self.objects.clear()
         self._index.clear()
         self.removed_obj_ids.clear()
+        self.key_cache.clear()
 
     # ------------------------------------------------------------------ frames
     def refresh(self) -> None:
@@ -263,6 +268,8 @@ class InferenceSession:
             elif isinstance(x, (list, tuple)):
                 for v in x:
                     visit(v)
+            elif isinstance(x, MemoryKeyCache):
+                visit(x.tensors())
             elif hasattr(x, "__dataclass_fields__"):
                 for f in fields(x):
                     visit(getattr(x, f.name))

@@ -9,6 +9,7 @@ then use these.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from samkit.modeling.memory_keys import MemoryKeyCache
 from samkit.modeling.sam2_video import Sam2Video
 from samkit.modeling.video_memory import Clicks, FrameFeatures, FrameOutput, ObjectMemory
 from samkit.video.outputs import consolidate, fill_holes_in_mask_scores, video_res
@@ -41,6 +43,9 @@ class Sam2Tracker:
         # track objects whose memories are on the same frames in one batch (`batches`); False
         # tracks them one by one (the official order; benchmarks compare the two)
         self.batch_objects = True
+        # keep the memories' frame-independent key parts between frames
+        # (`samkit.modeling.memory_keys`); False recomputes every key every frame
+        self.cache_memory_keys = True
 
     @property
     def image_size(self) -> int:
@@ -112,7 +117,7 @@ class Sam2Tracker:
             feats,
             points,
             mask,
-            memory,
+            self._with_key_cache(s, memory),
             num_frames,
             track_in_reverse=reverse,
             run_mem_encoder=run_mem_encoder,
@@ -198,6 +203,8 @@ class Sam2Tracker:
         for obj in s.objects:
             obj.frames_tracked[frame_idx] = reverse
         s.prune_tracked(frame_idx, memory_window(self.model))
+        if self.cache_memory_keys:
+            s.key_cache.end_frame()
         return video_res(s, self.non_overlap_masks, torch.cat(per_obj, dim=0))
 
     def batches(self, s: InferenceSession, objs: list[int], frame_idx: int) -> list[list[int]]:
@@ -247,7 +254,8 @@ class Sam2Tracker:
                     s, memories[0], frame_idx, False, None, None, reverse, True, None, num_frames
                 )
             ]
-        merged = merge_memories(memories, frame_idx, memory_window(self.model))
+        cache = self._with_key_cache(s, ObjectMemory()).key_cache
+        merged = merge_memories(memories, frame_idx, memory_window(self.model), cache)
         out = self.model.track_step(
             frame_idx,
             False,
@@ -264,6 +272,18 @@ class Sam2Tracker:
     def frame_masks(self, s: InferenceSession, frame_idx: int, is_cond: bool) -> Tensor:
         """Ox1xHxW video-res logits of every object's newest output on a frame."""
         return video_res(s, self.non_overlap_masks, consolidate(s, frame_idx, is_cond))
+
+    def _with_key_cache(self, s: InferenceSession, memory: ObjectMemory) -> ObjectMemory:
+        """The memory (same frames) with the session's key cache, when enabled and the model's
+        tracking step is SAM 2's (a subclass that overrides it gets none)."""
+        m = type(self.model)
+        if (
+            not self.cache_memory_keys
+            or m.track_step is not Sam2Video.track_step
+            or m.condition_on_memory is not Sam2Video.condition_on_memory
+        ):
+            return memory
+        return dataclasses.replace(memory, key_cache=s.key_cache)
 
     # ------------------------------------------------------------------ storage
     def _store_memory(self, s: InferenceSession, mem: Tensor) -> Tensor:
@@ -296,21 +316,30 @@ def _cat(parts: list[Tensor | None]) -> Tensor | None:
     return torch.cat(parts, dim=0)
 
 
-def merge_memories(memories: list[ObjectMemory], frame_idx: int, window: int) -> ObjectMemory:
+def merge_memories(
+    memories: list[ObjectMemory],
+    frame_idx: int,
+    window: int,
+    key_cache: MemoryKeyCache | None = None,
+) -> ObjectMemory:
     """One `ObjectMemory` of B objects whose frames are the same (`Sam2Tracker.batches`): each
     frame's output holds the B objects' tensors, in order, along the batch (frames farther
-    than `window` from `frame_idx` are left out but for conditioning frames)."""
-    merged = ObjectMemory()
+    than `window` from `frame_idx` are left out but for conditioning frames). With a
+    `key_cache`, each batched memory is registered as its objects' memories."""
+    merged = ObjectMemory(key_cache=key_cache)
     for is_cond in (True, False):
         for t in memories[0].frames(is_cond):
             if not is_cond and abs(t - frame_idx) > window:
                 continue
             outs = [m.frames(is_cond)[t] for m in memories]
+            features = _cat([o.maskmem_features for o in outs])
+            if key_cache is not None and features is not None:
+                key_cache.register_batch(features, [o.maskmem_features for o in outs])
             merged.frames(is_cond)[t] = FrameOutput(
                 pred_masks=torch.cat([o.pred_masks for o in outs]),
                 obj_ptr=torch.cat([o.obj_ptr for o in outs]),
                 object_score_logits=torch.cat([o.object_score_logits for o in outs]),
-                maskmem_features=_cat([o.maskmem_features for o in outs]),
+                maskmem_features=features,
                 maskmem_pos_enc=_cat([o.maskmem_pos_enc for o in outs]),
             )
     return merged
