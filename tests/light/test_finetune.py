@@ -131,8 +131,11 @@ def test_mobile_sam_lora_run_merges_into_an_official_checkpoint(tmp_path: Path) 
     losses, summary = _fit(model, tmp_path)
     _falls(losses)
     assert summary["lora_layers_merged"] == len(wrapped)
-    # LoRA merged away: the official keys (the 128 px input size is not in TinyViT's tensors)
-    loaded = build_mobile_sam(tiny_mobile_sam_config(), checkpoint=tmp_path / "model.safetensors")
+    # LoRA merged away: the official keys; the 128 px input size (not in TinyViT's tensors)
+    # comes from the file's provenance
+    loaded = build_mobile_sam(checkpoint=tmp_path / "model.safetensors")
+    assert loaded.image_size == 128 and loaded.image_embedding_shape == (32, 8, 8)
+    assert build_mobile_sam(tiny_mobile_sam_config(), checkpoint=tmp_path / "model.safetensors")
     assert not any("lora_" in k for k in loaded.state_dict())
 
 

@@ -50,8 +50,9 @@ CHECKPOINTS: dict[str, tuple[str | None, Path]] = {
 TINY = {"mobile_sam": tiny_mobile_sam, "sam_hq": tiny_sam_hq, "efficienttam": tiny_efficienttam}
 FAMILIES = list(CHECKPOINTS)
 
-# family x registry slot: "works" (a test here or in test_onnx / test_finetune runs it), or the
-# words of the refusal. EfficientTAM's ONNX export is the video-export work's (export/sam2*).
+# family x registry slot: "works" (a test here or in test_onnx / test_finetune runs it), the
+# words of the refusal, or "pending: <refusal>" for a slot another piece of work is adding
+# (EfficientTAM's ONNX files are the video export's, export/sam2*.py): refused until it lands.
 SLOTS: dict[str, dict[str, str]] = {
     "mobile_sam": {
         "predictor": "works",
@@ -61,6 +62,8 @@ SLOTS: dict[str, dict[str, str]] = {
         "exporter": "works",
         "onnx_predictor": "works",
         "video_predictor": "MobileSAM models have no video tracking",
+        "video_exporter": "MobileSAM models have no ONNX export of video tracking",
+        "onnx_video_predictor": "MobileSAM models have no onnxruntime video predictor",
     },
     "sam_hq": {
         "predictor": "works",
@@ -70,15 +73,19 @@ SLOTS: dict[str, dict[str, str]] = {
         "exporter": "works",
         "onnx_predictor": "works",
         "video_predictor": "HQ-SAM models have no video tracking",
+        "video_exporter": "HQ-SAM models have no ONNX export of video tracking",
+        "onnx_video_predictor": "HQ-SAM models have no onnxruntime video predictor",
     },
     "efficienttam": {
         "predictor": "works",
         "amg_generator": "works",
         "concepts": "EfficientTAM models have no text-concept search",
         "trainer": "works",
-        "exporter": "EfficientTAM models have no ONNX export",
-        "onnx_predictor": "EfficientTAM models have no onnxruntime predictor",
+        "exporter": "pending: EfficientTAM models have no ONNX export",
+        "onnx_predictor": "pending: EfficientTAM models have no onnxruntime predictor",
         "video_predictor": "works",
+        "video_exporter": "pending: EfficientTAM models have no ONNX export of video tracking",
+        "onnx_video_predictor": "pending: EfficientTAM models have no onnxruntime video predictor",
     },
 }
 POINT = (np.array([[40.0, 30.0]]), np.array([1]))
@@ -101,10 +108,12 @@ def test_registry_slots_are_the_table(family: str) -> None:
     fam = get_family(family)
     assert set(SLOTS[family]) == set(SLOT_FOLDERS) - {"model", "loader", "config_match"}
     for slot, status in SLOTS[family].items():
-        if status == "works":
+        pending = status.startswith("pending: ")
+        if status == "works" or (pending and fam.has(slot)):
             assert fam.has(slot), (family, slot)
             assert fam.load(slot) is not None
         else:
+            status = status.removeprefix("pending: ")
             assert not fam.has(slot), (family, slot)
             with pytest.raises(ValueError, match=status):
                 fam.load(slot)
@@ -251,6 +260,6 @@ def test_cli_commands_take_the_family(
             == 2
         )
         assert "video tracking needs a SAM 2 or" in capsys.readouterr().err
-    if SLOTS[family]["exporter"] != "works":
+    if not get_family(family).has("exporter"):
         assert main(["export", "onnx", *model, "--out", str(tmp_path / "onnx")]) == 2
         assert "samkit export onnx needs a SAM 1 or SAM 2" in capsys.readouterr().err

@@ -3,6 +3,7 @@ checkpoint's tensor shapes; official checkpoints load unchanged (strict, same ke
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -23,6 +24,7 @@ from samkit.build.sam import build_mask_decoder, build_prompt_encoder, infer_sam
 from samkit.configs.common import MaskDecoderConfig, PromptEncoderConfig, TwoWayTransformerConfig
 from samkit.configs.light import MobileSamConfig, SamHQConfig, TinyViTConfig
 from samkit.configs.sam import ViTConfig, get_variant
+from samkit.io.provenance import from_metadata, read_file_metadata
 from samkit.modeling.mobile_sam import MobileSam
 from samkit.modeling.sam_hq import MaskDecoderHQ, SamHQ
 from samkit.modeling.tiny_vit import TinyViT
@@ -206,6 +208,23 @@ def infer_light_config(sd: Mapping[str, Tensor]) -> LightConfig:
     return SamHQConfig(image_encoder=enc, prompt_encoder=pe, mask_decoder=dec, vit_dim=vit_dim)
 
 
+def with_recorded_img_size(cfg: LightConfig, checkpoint: str | os.PathLike | None) -> LightConfig:
+    """`cfg` with the input size a samkit-written checkpoint records (its provenance), for a
+    TinyViT encoder, whose tensors do not show it (`infer_tiny_vit_config` assumes 1024); the
+    prompt encoder's grid follows (side / 16). Official files record none: `cfg` unchanged."""
+    prov = from_metadata(read_file_metadata(checkpoint)) if checkpoint is not None else None
+    if prov is None or not isinstance(cfg.image_encoder, TinyViTConfig):
+        return cfg
+    s = int(prov.img_size)
+    if s == cfg.img_size:
+        return cfg
+    enc = dataclasses.replace(cfg.image_encoder, img_size=s)
+    pe = dataclasses.replace(
+        cfg.prompt_encoder, image_embedding_size=(s // 16, s // 16), input_image_size=(s, s)
+    )
+    return dataclasses.replace(cfg, image_encoder=enc, prompt_encoder=pe)
+
+
 def resolve_light_config(spec: str | LightConfig, family: str) -> LightConfig:
     """A config from a variant name (`mobile_sam`, `vit_t`, `sam_hq_vit_b`, ...) or a config.
 
@@ -238,7 +257,10 @@ def _build(
     builder = "build_sam_hq" if family == "sam_hq" else "build_mobile_sam"
     require_spec(builder, spec, checkpoint)
     sd = read_checkpoint(checkpoint, family)  # another family's file: say which
-    cfg = infer_light_config(sd) if spec is None else resolve_light_config(spec, family)
+    if spec is None:
+        cfg = with_recorded_img_size(infer_light_config(sd), checkpoint)
+    else:
+        cfg = resolve_light_config(spec, family)
     if cfg.family != family:
         raise ValueError(
             f"{checkpoint} holds a {cfg.family} model; load it with "
