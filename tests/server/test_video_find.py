@@ -41,7 +41,9 @@ def tracker():
     from samkit.video.track_concepts import build_concept_tracker
 
     t = THRESHOLD
-    return build_concept_tracker(checkpoint=CKPT, score_threshold_detection=t, new_det_thresh=t)
+    return build_concept_tracker(
+        checkpoint=CKPT, keep_outputs=True, score_threshold_detection=t, new_det_thresh=t
+    )  # as samkit serve: clicks after tracking merge the other concepts' kept masks
 
 
 @pytest.fixture(scope="module")

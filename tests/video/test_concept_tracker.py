@@ -165,3 +165,19 @@ def test_refusals(tracker):
     req = tracker.predictor.requests[-1]
     assert req["bounding_boxes"] == [[1 / W, 1 / H, 4 / W, 3 / H]] and "text" not in req
     assert s.category(ids[0]) == "exemplar"
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_click_after_tracking_merges_the_other_concepts_kept_masks(keep):
+    tracker = ConceptTracker(Scripted(), keep_outputs=keep)
+    s = _state(tracker)
+    tracker.find(s, 0, "a")
+    tracker.find(s, 0, "b")
+    list(tracker.propagate_in_video(s, start_frame_idx=0))
+    pts, labs = np.array([[4.0, 3.0]]), np.array([1])
+    _, ids, masks = tracker.add_new_points_or_box(s, 3, 2, points=pts, labels=labs)  # "b"'s
+    # "a"'s objects on frame 3 come from the kept (bit-packed) outputs of the pass
+    assert ids == ([1, 2, 3] if keep else [2])
+    if keep:
+        np.testing.assert_array_equal(masks[2, 0].numpy(), _mask(1, 3))
+    assert 0 in s.last and 3 in s.last and (2 in s.last) == keep  # prompt frames always

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,87 +38,7 @@ from samkit.checkpoint import read_state_dict
 from samkit.video.frames.sources import open_video
 from samkit.video.sam3.build import build_sam3_video_predictor
 from samkit.video.sam3.predictor import Sam3VideoPredictor, Sam3VideoSettings
-
-MAX_TRACK_ID = 255  # palette PNGs
-
-
-@dataclass
-class ConceptTrackState:
-    """The state of one video (the SAM 2 state's `num_frames`, `video_height`, `video_width`).
-
-    Attributes:
-        frames: the video's HxWx3 uint8 RGB frames (what each session is started on).
-        concepts: per concept index, its text (None: objects started by clicks; "" never).
-        exemplars: per concept index, whether an exemplar box was part of its prompt.
-        sessions: per concept index, the predictor's session id.
-        prompt_frames: per concept index, the frame its find prompt was given on (-1: none).
-        prompted: every frame a prompt (find or click) was given on.
-        track_of: (concept index, official obj id) -> track id; `key_of` the inverse.
-        last: frame -> track id -> (H, W) bool mask of the latest outputs, kept for the start
-            frame of a reverse pass and for merging a click's frame (the frames a prompt or
-            the last pass touched; `keep_outputs` False keeps only prompt frames).
-        scores: track id -> the official `out_probs` (its detection score; 1.0 for clicks).
-    """
-
-    frames: list[np.ndarray]
-    video_height: int
-    video_width: int
-    keep_outputs: bool = True
-    concepts: list[str | None] = field(default_factory=list)
-    exemplars: list[bool] = field(default_factory=list)
-    sessions: list[str] = field(default_factory=list)
-    prompt_frames: list[int] = field(default_factory=list)
-    prompted: set[int] = field(default_factory=set)
-    track_of: dict[tuple[int, int], int] = field(default_factory=dict)
-    key_of: dict[int, tuple[int, int]] = field(default_factory=dict)
-    removed: set[int] = field(default_factory=set)
-    last: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
-    scores: dict[int, float] = field(default_factory=dict)
-
-    @property
-    def num_frames(self) -> int:
-        return len(self.frames)
-
-    def __getitem__(self, key: str) -> Any:  # the official dict-style keys
-        if key in ("num_frames", "video_height", "video_width"):
-            return getattr(self, key)
-        if key == "obj_ids":
-            return self.obj_ids
-        raise KeyError(key)
-
-    @property
-    def obj_ids(self) -> list[int]:
-        """Track ids started so far and not removed."""
-        return sorted(t for t in self.key_of if t not in self.removed)
-
-    def predictor_id(self, track_id: int) -> tuple[int, int]:
-        """`(concept index, official obj id)` of a track.
-
-        Raises:
-            ValueError: an unknown (or removed) track id.
-        """
-        if track_id not in self.key_of or track_id in self.removed:
-            raise ValueError(f"unknown object id {track_id!r}; objects: {self.obj_ids}")
-        return self.key_of[track_id]
-
-    def category(self, track_id: int) -> str:
-        """The concept name of a track ("clicked object" for click-started ones)."""
-        k = self.key_of[track_id][0]
-        text = self.concepts[k]
-        if text is None:
-            return "exemplar" if self.exemplars[k] else "clicked object"
-        return text
-
-    def track_id(self, concept: int, obj_id: int) -> int:
-        key = (concept, int(obj_id))
-        if key not in self.track_of:
-            new = max(self.key_of, default=0) + 1
-            if new > MAX_TRACK_ID:
-                raise ValueError(
-                    f"more than {MAX_TRACK_ID} objects: palette PNGs store ids 1..{MAX_TRACK_ID}"
-                )
-            self.track_of[key], self.key_of[new] = new, key
-        return self.track_of[key]
+from samkit.video.track_concepts_state import MAX_TRACK_ID, ConceptTrackState
 
 
 class ConceptTracker:
@@ -132,8 +51,9 @@ class ConceptTracker:
     finds_concepts = True  # what the CLI and the web app ask before offering `find`
     takes_mask_prompts = False
 
-    def __init__(self, predictor: Any) -> None:
+    def __init__(self, predictor: Any, keep_outputs: bool = False) -> None:
         self.predictor = predictor
+        self.keep_outputs = keep_outputs
 
     @property
     def image_size(self) -> int:
@@ -147,7 +67,7 @@ class ConceptTracker:
         return self.predictor.handle_request(request)
 
     # ------------------------------------------------------------------ state
-    def init_state(self, video: Any, keep_outputs: bool = True) -> ConceptTrackState:
+    def init_state(self, video: Any, keep_outputs: bool | None = None) -> ConceptTrackState:
         """Read every frame of a `VideoFrames` (anything with `len` and `rgb(t)`), a list of
         HxWx3 uint8 RGB arrays, or a frame folder / video file path.
 
@@ -163,7 +83,8 @@ class ConceptTracker:
         if not frames:
             raise ValueError("the video has no frames")
         h, w = frames[0].shape[:2]
-        return ConceptTrackState(frames, int(h), int(w), keep_outputs)
+        keep = self.keep_outputs if keep_outputs is None else keep_outputs
+        return ConceptTrackState(frames, int(h), int(w), keep)
 
     def reset_state(self, state: ConceptTrackState) -> None:
         """Close every session and forget every object."""
@@ -408,7 +329,7 @@ class ConceptTracker:
 
     def _kept(self, s: ConceptTrackState, k: int, t: int) -> dict[str, Any]:
         """Concept k's outputs on frame t from the kept outputs (empty when none)."""
-        masks = s.last.get(t, {})
+        masks = s.kept(t)
         ids = [o for o in sorted(masks) if s.key_of[o][0] == k]
         hw = (0, s.video_height, s.video_width)
         return {
@@ -430,11 +351,12 @@ class ConceptTracker:
                 tid = s.track_id(k, official)
                 masks[tid] = np.asarray(out["out_binary_masks"][i], dtype=bool)
                 s.scores[tid] = float(out["out_probs"][i])
-        for tid, m in s.last.get(t, {}).items():  # other concepts keep their outputs
-            if s.key_of[tid][0] not in outputs and tid not in s.removed:
-                masks[tid] = m
+        if any(k not in outputs for k in range(len(s.sessions))):
+            for tid, m in s.kept(t).items():  # the other concepts' outputs there
+                if s.key_of[tid][0] not in outputs and tid not in s.removed:
+                    masks[tid] = m
         if remember and (s.keep_outputs or t in s.prompted):
-            s.last[t] = dict(masks)
+            s.keep(t, masks)
         ids = sorted(masks)
         h, w = s.video_height, s.video_width
         stack = np.stack([masks[i] for i in ids]) if ids else np.zeros((0, h, w), bool)
@@ -446,6 +368,7 @@ def build_concept_tracker(
     checkpoint: Any = None,
     device: Any = None,
     dtype: Any = None,
+    keep_outputs: bool = False,
     **settings: Any,
 ) -> ConceptTracker:
     """The registry's `video_predictor` slot for SAM 3: a `ConceptTracker` on
@@ -456,6 +379,7 @@ def build_concept_tracker(
         checkpoint: an official `sam3.pt` with the detector and tracker tensors.
         device: torch device (default CPU).
         dtype: None / float32 only (the SAM 3 video predictor computes in float32).
+        keep_outputs: keep every tracked frame's masks (`ConceptTrackState.last`).
         settings: `Sam3VideoSettings` by their official names (e.g. `new_det_thresh`).
 
     Raises:
@@ -468,10 +392,13 @@ def build_concept_tracker(
         )
     if dtype not in (None, torch.float32, "float32"):
         raise ValueError(f"the SAM 3 video predictor runs in float32, not {dtype}")
-    return ConceptTracker(build_sam3_video_predictor(checkpoint, device=device, **settings))
+    predictor = build_sam3_video_predictor(checkpoint, device=device, **settings)
+    return ConceptTracker(predictor, keep_outputs)
 
 
-def concept_tracker_on(model: Any, checkpoint: Any, **settings: Any) -> ConceptTracker:
+def concept_tracker_on(
+    model: Any, checkpoint: Any, keep_outputs: bool = True, **settings: Any
+) -> ConceptTracker:
     """A `ConceptTracker` on an already built SAM 3 image model (with its interactive heads, as
     `build_sam3_image_model` builds them from a checkpoint with tracker tensors) plus the
     checkpoint's tracker: what `samkit serve` uses, so the detector is in memory once.
@@ -485,4 +412,5 @@ def concept_tracker_on(model: Any, checkpoint: Any, **settings: Any) -> ConceptT
         raise ValueError(f"unknown SAM 3 video settings {unknown}; known: {sorted(known)}")
     device = next(model.parameters()).device
     tracker = build_sam3_tracker(read_state_dict(checkpoint), device=device)
-    return ConceptTracker(Sam3VideoPredictor(model, tracker, Sam3VideoSettings(**settings)))
+    predictor = Sam3VideoPredictor(model, tracker, Sam3VideoSettings(**settings))
+    return ConceptTracker(predictor, keep_outputs)

@@ -1,0 +1,102 @@
+"""The state of one video in `samkit.video.track_concepts.ConceptTracker`: the frames, one
+predictor session per concept, track ids and the kept outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAX_TRACK_ID = 255  # palette PNGs
+
+
+@dataclass
+class ConceptTrackState:
+    """The state of one video (the SAM 2 state's `num_frames`, `video_height`, `video_width`).
+
+    Attributes:
+        frames: the video's HxWx3 uint8 RGB frames (what each session is started on).
+        concepts: per concept index, its text (None: objects started by clicks; "" never).
+        exemplars: per concept index, whether an exemplar box was part of its prompt.
+        sessions: per concept index, the predictor's session id.
+        prompt_frames: per concept index, the frame its find prompt was given on (-1: none).
+        prompted: every frame a prompt (find or click) was given on.
+        track_of: (concept index, official obj id) -> track id; `key_of` the inverse.
+        last: frame -> track id -> the latest output mask, bit-packed (`kept` / `keep`), for
+            the start frame of a reverse pass and for merging a click's frame with the other
+            concepts' outputs; prompt frames always, every tracked frame with `keep_outputs`
+            (the web app: clicks after tracking; H * W / 8 bytes per object and frame).
+        scores: track id -> the official `out_probs` (its detection score; 1.0 for clicks).
+    """
+
+    frames: list[np.ndarray]
+    video_height: int
+    video_width: int
+    keep_outputs: bool = True
+    concepts: list[str | None] = field(default_factory=list)
+    exemplars: list[bool] = field(default_factory=list)
+    sessions: list[str] = field(default_factory=list)
+    prompt_frames: list[int] = field(default_factory=list)
+    prompted: set[int] = field(default_factory=set)
+    track_of: dict[tuple[int, int], int] = field(default_factory=dict)
+    key_of: dict[int, tuple[int, int]] = field(default_factory=dict)
+    removed: set[int] = field(default_factory=set)
+    last: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
+    scores: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    def kept(self, t: int) -> dict[int, np.ndarray]:
+        """track id -> (H, W) bool mask kept for frame t."""
+        n, hw = self.video_height * self.video_width, (self.video_height, self.video_width)
+        return {
+            o: np.unpackbits(p, count=n).reshape(hw).astype(bool)
+            for o, p in self.last.get(t, {}).items()
+        }
+
+    def keep(self, t: int, masks: dict[int, np.ndarray]) -> None:
+        self.last[t] = {o: np.packbits(m.reshape(-1)) for o, m in masks.items()}
+
+    def __getitem__(self, key: str) -> Any:  # the official dict-style keys
+        if key in ("num_frames", "video_height", "video_width"):
+            return getattr(self, key)
+        if key == "obj_ids":
+            return self.obj_ids
+        raise KeyError(key)
+
+    @property
+    def obj_ids(self) -> list[int]:
+        """Track ids started so far and not removed."""
+        return sorted(t for t in self.key_of if t not in self.removed)
+
+    def predictor_id(self, track_id: int) -> tuple[int, int]:
+        """`(concept index, official obj id)` of a track.
+
+        Raises:
+            ValueError: an unknown (or removed) track id.
+        """
+        if track_id not in self.key_of or track_id in self.removed:
+            raise ValueError(f"unknown object id {track_id!r}; objects: {self.obj_ids}")
+        return self.key_of[track_id]
+
+    def category(self, track_id: int) -> str:
+        """The concept name of a track ("clicked object" for click-started ones)."""
+        k = self.key_of[track_id][0]
+        text = self.concepts[k]
+        if text is None:
+            return "exemplar" if self.exemplars[k] else "clicked object"
+        return text
+
+    def track_id(self, concept: int, obj_id: int) -> int:
+        key = (concept, int(obj_id))
+        if key not in self.track_of:
+            new = max(self.key_of, default=0) + 1
+            if new > MAX_TRACK_ID:
+                raise ValueError(
+                    f"more than {MAX_TRACK_ID} objects: palette PNGs store ids 1..{MAX_TRACK_ID}"
+                )
+            self.track_of[key], self.key_of[new] = new, key
+        return self.track_of[key]
