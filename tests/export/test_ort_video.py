@@ -20,13 +20,15 @@ import torch
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+import tests.video.test_parity_edgetam as edgetam_parity  # noqa: E402
 import tests.video.test_parity_efficienttam as etam_parity  # noqa: E402
 from samkit.build.registry import get_family  # noqa: E402
 from samkit.cli import main  # noqa: E402
-from samkit.export.ort_video import OnnxSam2VideoPredictor  # noqa: E402
+from samkit.export.ort_video import OnnxEdgeTamVideoPredictor, OnnxSam2VideoPredictor  # noqa: E402
 from samkit.export.sam2_video import MANIFEST_FILE, export_sam2_video_onnx  # noqa: E402
 from samkit.modeling.video_memory import Clicks  # noqa: E402
 from samkit.video.build import build_sam2_video_predictor  # noqa: E402
+from samkit.video.edgetam import build_edgetam_video_predictor  # noqa: E402
 from tests.video.conftest import CKPT, CONFIG, VIDEO, fixture_arrays, manifest  # noqa: E402
 from tests.video.test_parity import Checker, _obj_scores  # noqa: E402
 from tests.video.test_parity import test_session_matches_official as replay_official  # noqa: E402
@@ -83,6 +85,7 @@ def test_manifest_parts_and_registry(export_dir, onnx_predictor):
     assert fam.load("onnx_video_predictor") is OnnxSam2VideoPredictor
     assert fam.load("video_exporter") is export_sam2_video_onnx
     assert get_family("efficienttam").load("onnx_video_predictor") is OnnxSam2VideoPredictor
+    assert get_family("edgetam").load("onnx_video_predictor") is OnnxEdgeTamVideoPredictor
     assert onnx_predictor.family == "sam2" and onnx_predictor.image_size == 1024
 
 
@@ -216,6 +219,26 @@ def test_efficienttam_session_matches_official(tmp_path, monkeypatch):
     etam_parity.test_session_matches_official(session)
 
 
+@pytest.mark.slow  # exports the EdgeTAM fixture model
+def test_edgetam_session_matches_official(tmp_path):
+    """EdgeTAM: the perceiver-compressed memories (memory_encoder.onnx ends with the perceiver,
+    memory_attention.onnx takes 1 x N latent memories) and the batched predictor's rules."""
+    settings = edgetam_parity._manifest()["predictor_settings"]
+    torch_pred = build_edgetam_video_predictor(
+        checkpoint=edgetam_parity.FIX / "edgetam_tiny.pt", fill_hole_area=0
+    )
+    export_sam2_video_onnx(torch_pred.model, tmp_path)
+    with pytest.raises(ValueError, match="EdgeTAM export; open it with OnnxEdgeTamVideoPredictor"):
+        OnnxSam2VideoPredictor(tmp_path)
+    pred = OnnxEdgeTamVideoPredictor(
+        tmp_path,
+        fill_hole_area=settings["fill_hole_area"],
+        add_all_frames_to_correct_as_cond=False,
+    )
+    session = next(s for s in edgetam_parity._manifest()["sessions"] if s["name"] == CHEAP)
+    edgetam_parity.test_session_matches_official(pred, session)
+
+
 def test_refusals(tmp_path, export_dir, onnx_predictor):
     """Bad models, files and calls: ValueError / FileNotFoundError saying what is expected."""
     with pytest.raises(ValueError, match="video model"):
@@ -236,6 +259,8 @@ def test_refusals(tmp_path, export_dir, onnx_predictor):
     (bad / MANIFEST_FILE).write_text(json.dumps({**m, "high_res_features": []}))
     with pytest.raises(ValueError, match="do not match the manifest"):
         OnnxSam2VideoPredictor(bad)
+    with pytest.raises(ValueError, match="SAM 2 export; open it with OnnxSam2VideoPredictor"):
+        OnnxEdgeTamVideoPredictor(export_dir)
     with pytest.raises(ValueError, match="fill_hole_area"):
         OnnxSam2VideoPredictor(export_dir, fill_hole_area=-1)
     with pytest.raises(ValueError, match="threads"):

@@ -148,6 +148,8 @@ _BUILTIN = (
         predictor="samkit.predict.sam2:Sam2ImagePredictor",
         amg_generator="samkit.amg.sam2:Sam2AutomaticMaskGenerator",
         video_predictor="samkit.video.edgetam:build_edgetam_video_predictor",
+        video_exporter="samkit.export.sam2_video:export_sam2_video_onnx",
+        onnx_video_predictor="samkit.export.ort_video:OnnxEdgeTamVideoPredictor",
         default_model="edgetam",
     ),
     # SAM 1's keys plus a marker: a file with the marker counts all its keys here (more than

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from samkit.build.registry import get_family
 from samkit.export.ort_sam import _require_ort
 from samkit.export.sam2_video import (
     DECODER_OUTPUTS,
@@ -48,6 +49,8 @@ from samkit.export.sam2_video import (
 )
 from samkit.modeling.sam2_video import Sam2Video, SamHeads
 from samkit.modeling.video_memory import Clicks, FrameFeatures, FrameOutput, ObjectMemory
+from samkit.video.edgetam import EdgeTamVideoPredictor
+from samkit.video.edgetam_tracker import BatchedTracker
 from samkit.video.predictor import Sam2VideoPredictor
 from samkit.video.tracker import Sam2Tracker
 
@@ -148,7 +151,10 @@ class OrtSam2VideoModel:
         return self
 
     def _run(self, part: str, outputs: list[str], feeds: dict[str, Tensor]) -> list[Tensor]:
-        res = self.sessions[part].run(outputs, {k: _np(v) for k, v in feeds.items()})
+        session = self.sessions[part]
+        # inputs a model does not use are not in its graph (EfficientTAM: `obj_ptr_pos`)
+        names = {i.name for i in session.get_inputs()}
+        res = session.run(outputs, {k: _np(v) for k, v in feeds.items() if k in names})
         return [torch.from_numpy(r) for r in res]
 
     # ------------------------------------------------------------------ the model's methods
@@ -326,9 +332,12 @@ class OnnxSam2VideoPredictor(Sam2VideoPredictor):
 
     Raises:
         FileNotFoundError: no manifest at `path`.
-        ValueError: an incomplete or mismatched export, a negative `fill_hole_area`, a bad
-            `threads`.
+        ValueError: an incomplete or mismatched export, an export of a family this class
+            does not track (the registry's `onnx_video_predictor` names the one that does), a
+            negative `fill_hole_area`, a bad `threads`.
     """
+
+    tracker_class: type[Sam2Tracker] = Sam2Tracker  # the torch predictor's tracking rules
 
     def __init__(
         self,
@@ -350,9 +359,16 @@ class OnnxSam2VideoPredictor(Sam2VideoPredictor):
         ):
             raise ValueError(f"threads must be a positive int, got {threads!r}")
         folder, manifest = read_manifest(path)
+        fam = get_family(manifest.get("family"))
+        cls = fam.load("onnx_video_predictor")
+        if not isinstance(self, cls) or self.tracker_class is not cls.tracker_class:
+            raise ValueError(
+                f"{folder}: {fam.display} export; open it with {cls.__name__}, which tracks "
+                f"with the {fam.display} predictor's rules"
+            )
         model = OrtSam2VideoModel(folder, manifest, providers, threads)
         self.manifest = manifest
-        self.tracker = Sam2Tracker(
+        self.tracker = self.tracker_class(
             model,  # type: ignore[arg-type]
             fill_hole_area,
             non_overlap_masks,
@@ -364,3 +380,11 @@ class OnnxSam2VideoPredictor(Sam2VideoPredictor):
     def family(self) -> str:
         """The family of the exported model ("sam2", "efficienttam")."""
         return self.manifest["family"]
+
+
+class OnnxEdgeTamVideoPredictor(OnnxSam2VideoPredictor, EdgeTamVideoPredictor):
+    """`EdgeTamVideoPredictor` (the batched predictor's rules EdgeTAM ships, see
+    `samkit.video.edgetam_tracker`) on the graphs of an EdgeTAM export; arguments as
+    `OnnxSam2VideoPredictor`."""
+
+    tracker_class = BatchedTracker

@@ -33,6 +33,11 @@ def traceable_copy(model: Any) -> Sam2Video:
         )
     if model.num_maskmem < 1:
         raise ValueError("video export needs a model with memories (num_maskmem >= 1)")
+    if model.non_overlap_masks_for_mem_enc:
+        raise ValueError(
+            "video export does not support non_overlap_masks_for_mem_enc=True (no official "
+            "config sets it): export the model with it off"
+        )
     traced = plain_float32_copy(model)
     if traced is model:
         traced = copy.deepcopy(model)  # the attention classes are swapped below
@@ -180,7 +185,7 @@ class VideoMemoryAttention(nn.Module):
 
 
 class VideoMemoryEncoder(nn.Module):
-    """`Sam2Video.encode_new_memory` with `is_mask_from_pts` an input."""
+    """The model's `encode_new_memory` with `is_mask_from_pts` an input."""
 
     def __init__(self, model: Sam2Video) -> None:
         super().__init__()
@@ -194,24 +199,16 @@ class VideoMemoryEncoder(nn.Module):
         is_mask_from_pts: Tensor,
     ) -> tuple[Tensor, Tensor]:
         m = self.model
-        if m.non_overlap_masks_for_mem_enc:  # branch-free `apply_non_overlapping_constraints`
-            top = torch.argmax(high_res_masks, dim=0, keepdim=True)
-            idx = torch.arange(high_res_masks.shape[0])[:, None, None, None]
-            clamped = torch.clamp(high_res_masks, max=-10.0)
-            high_res_masks = torch.where(top == idx, high_res_masks, clamped)
-        sig = torch.sigmoid(high_res_masks)
+        masks = high_res_masks
         if m.binarize_mask_from_pts_for_mem_enc:
-            binary = (high_res_masks > 0).float()
-            sig = torch.where(is_mask_from_pts.reshape(1, 1, 1, 1) > 0.5, binary, sig)
-        if m.sigmoid_scale_for_mem_enc != 1.0:
-            sig = sig * m.sigmoid_scale_for_mem_enc
-        if m.sigmoid_bias_for_mem_enc != 0.0:
-            sig = sig + m.sigmoid_bias_for_mem_enc
-        feats, pos = m.memory_encoder(pix_feat, sig)
-        if m.no_obj_embed_spatial is not None:
-            absent = 1 - (object_score_logits > 0).to(feats.dtype)
-            feats = feats + absent[..., None, None] * m.no_obj_embed_spatial[..., None, None]
-        return feats, pos
+            # The model binarises click masks (logits > 0) for a Python flag; here the flag is an
+            # input: +-inf logits, whose sigmoid is exactly 1 / 0 (torch and onnxruntime), stand
+            # for the binary mask, and the model's own method (with any family override, e.g. a
+            # perceiver) runs on them.
+            inf = torch.full_like(masks, float("inf"))
+            binary = torch.where(masks > 0, inf, -inf)
+            masks = torch.where(is_mask_from_pts.reshape(1, 1, 1, 1) > 0.5, binary, masks)
+        return m.encode_new_memory(pix_feat, masks, object_score_logits, False)
 
 
 class MaskDownsample(nn.Module):
@@ -228,7 +225,7 @@ class MaskDownsample(nn.Module):
 def example_inputs(model: Sam2Video, frames: int = 2, pointers: int = 3) -> dict[str, Any]:
     """Seeded example inputs of every part (2 objects, so no batch-1 shortcut is traced)."""
     g = torch.Generator().manual_seed(0)
-    s, c, cm = model.image_size, model.hidden_dim, model.mem_dim
+    s, c = model.image_size, model.hidden_dim
     (h, w) = model.sam_prompt_encoder.image_embedding_size
     b = 2
 
@@ -236,6 +233,10 @@ def example_inputs(model: Sam2Video, frames: int = 2, pointers: int = 3) -> dict
         return torch.randn(*shape, generator=g)
 
     high = [r(b, c // 8, 4 * h, 4 * w), r(b, c // 4, 2 * h, 2 * w)]
+    # a memory's shape (C_mem x mh x mw: the stride-16 grid, or a family's compressed tokens)
+    with torch.no_grad():
+        mem, _ = model.encode_new_memory(r(1, c, h, w), r(1, 1, s, s), torch.ones(1, 1), True)
+    cm, mh, mw = mem.shape[1:]
     high = high[: model.num_feature_levels - 1]
     return {
         "image": r(1, 3, s, s),
@@ -251,8 +252,8 @@ def example_inputs(model: Sam2Video, frames: int = 2, pointers: int = 3) -> dict
         "attention": {
             "feat": r(b, c, h, w),
             "feat_pos": r(b, c, h, w),
-            "memory": r(b, frames, cm, h, w),
-            "memory_pos": r(b, frames, cm, h, w),
+            "memory": r(b, frames, cm, mh, mw),
+            "memory_pos": r(b, frames, cm, mh, mw),
             "memory_tpos_index": torch.arange(frames, dtype=torch.int64),
             "obj_ptrs": r(b, pointers, c),
             "obj_ptr_pos": torch.arange(pointers, dtype=torch.float32) / 15,
