@@ -1,16 +1,18 @@
-"""ONNX export of a SAM 2-style video model (SAM 2 / 2.1, EfficientTAM) as its parts.
+"""ONNX export of a SAM 2-style video model (SAM 2 / 2.1, EfficientTAM, EdgeTAM) as its parts.
 
 `export_sam2_video_onnx(model, out_dir)` writes one graph per learned module of the tracking step
-and a manifest, `video.json`, that `samkit.export.ort_video.OnnxSam2VideoPredictor` reads. B is
-the number of objects run together (the tracker runs 1), C the model width, C_mem the memory
-width, h = w = S/16 the stride-16 grid (S the input size, 1024 for the official models):
+and a manifest, `video.json`, that `samkit.export.ort_video.OnnxSam2VideoPredictor` (EdgeTAM:
+`OnnxEdgeTamVideoPredictor`) reads. B is the number of objects run together (the tracker runs 1,
+EdgeTAM's consolidation all), C the model width, h = w = S/16 the stride-16 grid (S the input
+size, 1024 for the official models), C_mem x mh x mw one memory (h x w; EdgeTAM: 1 x 512
+perceiver latents):
 
 | file | inputs | outputs |
 |---|---|---|
 | `image_encoder.onnx` | `image` 1x3xSxS (normalised) | `image_embed` 1xCxhxw (no `no_mem_embed`), `image_pos` 1xCxhxw, `high_res_feats_0` 1x(C/8)x4hx4w, `high_res_feats_1` 1x(C/4)x2hx2w (SAM 2 only) |
 | `mask_decoder.onnx` | `image_embed` BxCxhxw (memory-conditioned), the high-res features, `point_coords` BxNx2 (model pixels, N >= 1), `point_labels` BxN int32, `mask_input` Bx1x4hx4w, `has_mask_input` (1,), `multimask_output` (1,) | `low_res_masks` Bx1x4hx4w, `high_res_masks` Bx1xSxS, `obj_ptr` BxC, `object_score_logits` Bx1 |
-| `memory_attention.onnx` | `feat`, `feat_pos` BxCxhxw, `memory`, `memory_pos` BxFxC_memxhxw, `memory_tpos_index` (F,) int64, `obj_ptrs` BxPxC, `obj_ptr_pos` (P,) | `conditioned` BxCxhxw |
-| `memory_encoder.onnx` | `pix_feat` BxCxhxw, `high_res_masks` Bx1xSxS, `object_score_logits` Bx1, `is_mask_from_pts` (1,) | `maskmem_features`, `maskmem_pos_enc` BxC_memxhxw |
+| `memory_attention.onnx` | `feat`, `feat_pos` BxCxhxw, `memory`, `memory_pos` BxFxC_memxmhxmw, `memory_tpos_index` (F,) int64, `obj_ptrs` BxPxC, `obj_ptr_pos` (P,) | `conditioned` BxCxhxw |
+| `memory_encoder.onnx` | `pix_feat` BxCxhxw, `high_res_masks` Bx1xSxS, `object_score_logits` Bx1, `is_mask_from_pts` (1,) | `maskmem_features`, `maskmem_pos_enc` BxC_memxmhxmw |
 | `mask_downsample.onnx` | `mask` Bx1xSxS | `mask_low_res` Bx1x4hx4w |
 
 What each computes, in the torch code's terms: the encoder is `Sam2.forward_image` (levels kept
@@ -20,9 +22,9 @@ dynamic single-mask choice, -1024 logits where the object score is <= 0, the bil
 upsampling, `obj_ptr_proj` and the no-object pointer); memory attention is
 `condition_on_memory` (the F memory frames' temporal encodings `maskmem_tpos_enc[index]`, the P
 object pointers' 1-D sine encoding of `obj_ptr_pos` = offset / (window - 1) through
-`obj_ptr_tpos_proj`, split into C / C_mem tokens each); the memory encoder is
-`encode_new_memory` (binarised masks where `is_mask_from_pts` > 0.5, else the scaled sigmoid;
-the no-object embedding); `mask_downsample` is the conv a mask prompt passes before the decoder
+`obj_ptr_tpos_proj`, split into C / C_mem tokens each); the memory encoder is the
+model's own `encode_new_memory` (with EdgeTAM's perceiver), click masks (`is_mask_from_pts` >
+0.5) binarised; `mask_downsample` is the conv a mask prompt passes before the decoder
 gives its pointer. F, P, N and B are dynamic axes (the memory bank grows to
 `num_maskmem` frames and `max_obj_ptrs_in_encoder` pointers).
 
@@ -141,7 +143,7 @@ def export_sam2_video_onnx(
     """Write the video parts and `video.json` to `out_dir` (interface: module docstring).
 
     Args:
-        model: a `Sam2Video` (SAM 2 / 2.1 or EfficientTAM with its memory modules), exported in
+        model: a `Sam2Video` (SAM 2 / 2.1, EfficientTAM, EdgeTAM with its memory modules), exported in
             float32 whatever its dtype.
         out_dir: output folder (created if missing); the manifest is written last, atomically.
         opset: ONNX opset (14..20).
@@ -150,7 +152,7 @@ def export_sam2_video_onnx(
         {part: path} of the written files, "manifest" included.
 
     Raises:
-        ValueError: not a video model, or a bad opset.
+        ValueError: not a video model, `non_overlap_masks_for_mem_enc` set, or a bad opset.
     """
     _check_opset(opset)
     model = traceable_copy(model)
