@@ -124,6 +124,14 @@ def test_reverse_pass_yields_its_start_frame_first(tracker):
     assert frames == [2, 1, 0]
     back = [r for r in tracker.predictor.requests if r["type"] == "propagate_in_video"]
     assert back[0]["propagation_direction"] == "backward" and back[0]["start_frame_index"] == 2
+    # both directions from an unprompted frame: the reverse pass starts with the forward
+    # pass's outputs of it; a start frame without outputs is not yielded
+    fwd = {t: ids for t, ids, _ in tracker.propagate_in_video(s, start_frame_idx=1)}
+    rev = [(t, ids) for t, ids, _ in tracker.propagate_in_video(s, start_frame_idx=1, reverse=True)]
+    assert rev[0] == (1, fwd[1]) and fwd[1] == [1]
+    s2 = _state(tracker)
+    tracker.find(s2, 3, "b")
+    assert [t for t, _, _ in tracker.propagate_in_video(s2, 1, reverse=True)] == [0]
 
 
 def test_clicks_refine_found_objects_or_start_new_ones_and_removal(tracker):

@@ -16,7 +16,8 @@ exemplar box) on a frame starts a track. Rules:
   `ConceptTrackState.predictor_id(track)` gives `(concept index, official obj id)` back.
 - **Directions** as the SAM 2 predictor: a reverse pass yields its start frame too (the
   official backward pass starts one frame before it; the start frame's outputs come from the
-  prompt that was given on it, else from the forward pass that yielded it last).
+  prompt given on it, else from the pass that started or yielded it last; a start frame that
+  has none yet is not yielded).
 - Masks come out as (K, 1, H, W) bool tensors (`> 0` thresholds them as it does logits);
   `get_object_scores` gives the official `out_probs` as logits.
 - Mask prompts do not exist in the official SAM 3 video API: `add_new_mask` raises ValueError.
@@ -297,9 +298,11 @@ class ConceptTracker:
             start = self._check_frame(s, start_frame_idx)
         if max_frame_num_to_track is not None and int(max_frame_num_to_track) < 0:
             raise ValueError(f"max_frame_num_to_track must be >= 0, got {max_frame_num_to_track}")
+        s.pinned.add(start)  # its outputs start a later reverse pass from it
         if reverse:
-            first = {k: self._kept(s, k, start) for k in live}
-            yield self._merge_frame(s, start, first, remember=True)
+            if start in s.last:  # never tracked or prompted: the official pass starts before it
+                first = {k: self._kept(s, k, start) for k in live}
+                yield self._merge_frame(s, start, first, remember=True)
             if start == 0 or max_frame_num_to_track == 0:
                 return
         streams = {
@@ -355,7 +358,7 @@ class ConceptTracker:
             for tid, m in s.kept(t).items():  # the other concepts' outputs there
                 if s.key_of[tid][0] not in outputs and tid not in s.removed:
                     masks[tid] = m
-        if remember and (s.keep_outputs or t in s.prompted):
+        if remember and (s.keep_outputs or t in s.prompted or t in s.pinned):
             s.keep(t, masks)
         ids = sorted(masks)
         h, w = s.video_height, s.video_width

@@ -22,6 +22,7 @@ class ConceptTrackState:
         sessions: per concept index, the predictor's session id.
         prompt_frames: per concept index, the frame its find prompt was given on (-1: none).
         prompted: every frame a prompt (find or click) was given on.
+        pinned: start frames of passes (their outputs are kept, as prompt frames').
         track_of: (concept index, official obj id) -> track id; `key_of` the inverse.
         last: frame -> track id -> the latest output mask, bit-packed (`kept` / `keep`), for
             the start frame of a reverse pass and for merging a click's frame with the other
@@ -39,6 +40,7 @@ class ConceptTrackState:
     sessions: list[str] = field(default_factory=list)
     prompt_frames: list[int] = field(default_factory=list)
     prompted: set[int] = field(default_factory=set)
+    pinned: set[int] = field(default_factory=set)
     track_of: dict[tuple[int, int], int] = field(default_factory=dict)
     key_of: dict[int, tuple[int, int]] = field(default_factory=dict)
     removed: set[int] = field(default_factory=set)
