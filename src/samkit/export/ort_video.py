@@ -288,7 +288,8 @@ class OrtSam2VideoModel:
     # the torch model's own step logic, run on this adapter (it reads the settings above and
     # calls the methods above)
     def use_multimask(self, is_init_cond_frame: bool, num_points: int) -> bool:
-        return Sam2Video.use_multimask(self, is_init_cond_frame, num_points)  # type: ignore[arg-type]
+        model: Any = self
+        return Sam2Video.use_multimask(model, is_init_cond_frame, num_points)
 
     def track_step(
         self,

@@ -143,8 +143,8 @@ def export_sam2_video_onnx(
     """Write the video parts and `video.json` to `out_dir` (interface: module docstring).
 
     Args:
-        model: a `Sam2Video` (SAM 2 / 2.1, EfficientTAM, EdgeTAM with its memory modules), exported in
-            float32 whatever its dtype.
+        model: a `Sam2Video` (SAM 2 / 2.1, EfficientTAM, EdgeTAM with its memory modules),
+            exported in float32 whatever its dtype.
         out_dir: output folder (created if missing); the manifest is written last, atomically.
         opset: ONNX opset (14..20).
 
