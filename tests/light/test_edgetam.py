@@ -212,3 +212,16 @@ def test_bfloat16_image_path_is_close_to_float32(predictor):
     np.testing.assert_allclose(iou16, iou32, atol=1e-2)
     np.testing.assert_allclose(low16, low32, atol=2e-2)
     assert np.mean(m16 == m32) > 0.99
+
+
+def test_fused_trunk_is_the_same_function(model):
+    """`RepViT.fuse_` (timm's inference re-parameterisation) changes float rounding only."""
+    import copy
+
+    trunk = model.image_encoder.trunk
+    fused = copy.deepcopy(trunk).fuse_()
+    assert fused.fused and not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        for a, b in zip(trunk(x), fused(x), strict=True):
+            torch.testing.assert_close(b, a, rtol=0, atol=1e-5 * float(a.abs().max()))
