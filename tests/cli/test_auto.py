@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,7 @@ from samkit.cli import main
 from tests.cli.conftest import AUTO_OPTS, MODEL, SHAPES, run_cli
 from tests.conftest import IMAGES, load_rgb
 from tests.families import FAMILIES
-from tests.processes import kill_at_first_output, samkit_env
+from tests.processes import kill_at_first_output
 from tests.server.conftest import coco_decode
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools")
@@ -75,7 +73,7 @@ N_KILL = 4
 
 
 @pytest.mark.slow
-def test_auto_is_resumable_after_a_kill(tmp_path):
+def test_auto_is_resumable_after_a_kill(tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
     images = [*sorted(IMAGES.glob("*.jpg")), SHAPES / "shapes_1.png"]
@@ -87,12 +85,9 @@ def test_auto_is_resumable_after_a_kill(tmp_path):
     done_at_kill = {p.name: p.stat().st_mtime_ns for p in out.glob("*.json")}
     assert 0 < len(done_at_kill) < N_KILL, "the kill should land mid-run"
 
-    cmd = [sys.executable, "-m", "samkit", *argv]
-    rerun = subprocess.run(
-        cmd, capture_output=True, text=True, env=samkit_env(), cwd=tmp_path, timeout=300
-    )
-    assert rerun.returncode == 0, rerun.stderr
-    assert f"{len(done_at_kill)} skipped" in rerun.stdout
+    code, stdout, err = run_cli(argv, capsys)  # the rerun: in this process (no second start)
+    assert code == 0, err
+    assert f"{len(done_at_kill)} skipped" in stdout
     names = sorted(p.name for p in out.iterdir())
     expected = sorted(
         ["_annotations.coco.json"]
