@@ -58,7 +58,12 @@ class BatchedSession(InferenceSession):
     @classmethod
     def from_session(cls, s: InferenceSession) -> BatchedSession:
         """The same state (shared, not copied) with empty batched bookkeeping."""
-        return cls(**{f.name: getattr(s, f.name) for f in fields(InferenceSession)})
+        base = fields(InferenceSession)
+        out = cls(**{f.name: getattr(s, f.name) for f in base if f.init})
+        for f in base:
+            if not f.init:
+                setattr(out, f.name, getattr(s, f.name))
+        return out
 
     def reset(self) -> None:
         super().reset()
