@@ -158,3 +158,74 @@ def _replay_call(predictor, name: str, c: dict, z: dict) -> None:
             check_frame_outputs(resp["outputs"], z, f"{c['key']}_f{o['frame']:03d}_")
         else:
             assert resp == c["response"], (c["key"], resp)
+
+
+def check_logits(mine, stored: np.ndarray, what: str) -> None:
+    """(M, 288, 288) logits against stored stride-4 float16 ones (README `trk_*` tolerance:
+    rtol 1e-2, atol 2e-4 on the float32 value of the stored one)."""
+    ref = stored.astype(np.float32)
+    got = mine[:, :: MANIFEST["logit_stride"], :: MANIFEST["logit_stride"]].numpy()
+    assert got.shape == ref.shape, (what, got.shape, ref.shape)
+    bad = np.abs(got - ref) > 2e-4 + 1e-2 * np.abs(ref)
+    assert not bad.any(), f"{what}: {int(bad.sum())} logits outside rtol 1e-2 / atol 2e-4"
+
+
+def replay_with_tracker_events(predictor, name: str, keys: list[str], monkeypatch) -> list[str]:
+    """`replay`, and per call the click path's low-res logits and object scores against its
+    `tracker_points` events and every frame's tracker logits (hole-filled, all tracked objects
+    in state order) and object scores against its `track` events."""
+    import torch
+
+    from samkit.video.sam3 import clicks, tracking
+    from samkit.video.sam3.postprocess import fill_holes_in_mask_scores
+
+    clicked: list = []
+    tracked: list = []
+    orig_points, orig_track = clicks.add_points, tracking.propagate
+
+    def spy_points(*a, **k):
+        clicked.append(orig_points(*a, **k))
+        return clicked[-1]
+
+    def spy_track(*a, **k):
+        low, score = orig_track(*a, **k)
+        tracked.append((a[3], low, score))
+        return low, score
+
+    monkeypatch.setattr(clicks, "add_points", spy_points)
+    monkeypatch.setattr(tracking, "propagate", spy_track)
+    z = arrays(name)
+    done = []
+    for key in keys:
+        clicked.clear()
+        tracked.clear()
+        done += replay(predictor, name, [key])
+        events = call(name, key).get("events", [])
+        points = [e for e in events if e["kind"] == "tracker_points"]
+        assert len(points) == len(clicked), (key, len(points), len(clicked))
+        for out, e in zip(clicked, points):
+            p = f"{key}_{e['key']}_"
+            check_logits(out.pred_masks[:, 0], z[p + "points_mask_logits"], p)
+            np.testing.assert_allclose(
+                out.object_score_logits.reshape(-1).numpy(),
+                z[p + "points_obj_score_logits"],
+                atol=2e-5,
+                err_msg=p,
+            )
+        frames: list = []  # the states' outputs of one frame, concatenated
+        for f, low, score in tracked:
+            if frames and frames[-1][0] == f:
+                frames[-1][1].append(low)
+                frames[-1][2].append(score)
+            else:
+                frames.append((f, [low], [score]))
+        track = [e for e in events if e["kind"] == "track" and e["obj_ids"]]
+        assert [f for f, _, _ in frames] == [e["frame"] for e in track], key
+        for (_, lows, scores), e in zip(frames, track):
+            p = f"{key}_{e['key']}_"
+            low = fill_holes_in_mask_scores(torch.cat(lows)[:, None], 16)[:, 0]
+            check_logits(low, z[p + "trk_mask_logits"], p)
+            np.testing.assert_allclose(
+                torch.cat(scores).numpy(), z[p + "trk_obj_score_logits"], atol=2e-5, err_msg=p
+            )
+    return done

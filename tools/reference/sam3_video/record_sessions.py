@@ -123,6 +123,58 @@ def sessions():
                 {"type": "reset_session"},
             ],
         ),
+        # a new object started by a click (official action "add", its own tracker state),
+        # partial passes both ways, a fetch, and a second click on a frame the new object's
+        # state tracked
+        "click_new_object": (
+            TEXT_THRESHOLDS,
+            [
+                {"type": "add_prompt", "frame_index": 0, "text": TEXT},
+                {
+                    "type": "propagate_in_video",
+                    "propagation_direction": "forward",
+                    "start_frame_index": 0,
+                    "max_frame_num_to_track": 1,
+                },
+                {
+                    "type": "add_prompt",
+                    "frame_index": 1,
+                    "points": [[0.30, 0.60]],
+                    "point_labels": [1],
+                    "obj_id": 10,
+                },
+                {
+                    "type": "propagate_in_video",
+                    "propagation_direction": "backward",
+                    "start_frame_index": 1,
+                },
+                {
+                    "type": "propagate_in_video",
+                    "propagation_direction": "forward",
+                    "start_frame_index": 1,
+                    "max_frame_num_to_track": 0,
+                },
+                {
+                    "type": "propagate_in_video",
+                    "propagation_direction": "forward",
+                    "start_frame_index": 0,
+                    "max_frame_num_to_track": 1,
+                },
+                {
+                    "type": "add_prompt",
+                    "frame_index": 0,
+                    "points": [[0.55, 0.45], [0.20, 0.20]],
+                    "point_labels": [1, 0],
+                    "obj_id": 10,
+                },
+                {
+                    "type": "propagate_in_video",
+                    "propagation_direction": "forward",
+                    "start_frame_index": 0,
+                    "max_frame_num_to_track": 1,
+                },
+            ],
+        ),
     }
 
 

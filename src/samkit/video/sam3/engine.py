@@ -49,8 +49,10 @@ class Sam3VideoEngine:
         self.window = memory_window(tracker)
 
     # ------------------------------------------------------------------ frames
-    def features(self, s: Sam3VideoSession, f: int) -> FrameFeatures:
-        """The tracker's features of frame `f`: cached, else from the backbone alone."""
+    def features(self, s: Sam3VideoSession, f: int, reverse: bool = False) -> FrameFeatures:
+        """The tracker's features of frame `f`: cached, else from the backbone alone (the
+        official code runs the detector here, whose detections go unused)."""
+        s.detector_prompt(f, reverse)  # its look-ahead buffer moves as the official one
         feats = s.features.get(f)
         if feats is None:
             fpn, pos = self.detector.tracker_features(s.frames[f])
@@ -67,8 +69,8 @@ class Sam3VideoEngine:
     def run_frame(self, s: Sam3VideoSession, f: int, reverse: bool, anchor: int) -> FrameResult:
         """The detector-tracker loop on frame `f`; then the memory no later frame of the pass
         (started at `anchor`) can read is dropped."""
-        gp = s.geometric_prompts.get(f)
-        allow = s.text is not None or gp is not None
+        allow = s.text is not None or f in s.geometric_prompts
+        gp = s.detector_prompt(f, reverse)
         det = self.detector.detect(s.frames[f], s.detector_text, gp, allow)
         self._keep_features(s, f, tracking.frame_features(det))
         result = det_track_one_frame(self.tracker, s, det, f, reverse, self.settings)
@@ -164,7 +166,7 @@ class Sam3VideoEngine:
         meta = s.meta
         for f in order:
             masks = s.cached_masks.get(f)
-            feats = self.features(s, f)
+            feats = self.features(s, f, reverse)
             ids, lows, scores = [], [], []
             for st in states:
                 low, sc = tracking.propagate(

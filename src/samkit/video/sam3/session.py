@@ -91,6 +91,10 @@ class Sam3VideoSession:
             "propagation_full" / "_partial" / "_fetch"), as (type, frame, object ids).
         features: frame -> the tracker's features of the most recently used frames (clicks and
             partial passes reuse them instead of running the backbone again).
+        detector_buffer: frame -> the exemplar prompt (or None) its detection was, or would
+            be, computed with (the official detector computes each frame's next one ahead with
+            the current frame's prompt and reuses it: `Sam3ImageOnVideoMultiGPU`
+            `forward_video_grounding_multigpu`, one device).
         min_track_len: the video length the tracker assumes at least (live sources: the
             pointer window, as their length is unknown; 0 for files).
         live_pass: the open forward pass of a live session (`LivePass`), or None.
@@ -106,6 +110,7 @@ class Sam3VideoSession:
     first_output_frame: int | None = None
     history: list[tuple[str, int | None, list[int] | None]] = field(default_factory=list)
     features: OrderedDict[int, FrameFeatures] = field(default_factory=OrderedDict)
+    detector_buffer: dict[int, GeometricPrompt | None] = field(default_factory=dict)
     min_track_len: int = 0
     live_pass: LivePass | None = None
 
@@ -118,6 +123,19 @@ class Sam3VideoSession:
     def track_len(self) -> int:
         """The video length the tracker's memory and pointer windows see."""
         return max(self.num_frames, self.min_track_len)
+
+    def detector_prompt(self, frame: int, reverse: bool) -> GeometricPrompt | None:
+        """The exemplar prompt the official detector uses on `frame` (see `detector_buffer`):
+        the buffered one if the frame was computed ahead, else the frame's own; then the
+        previous frame leaves the buffer and the next one enters it with this frame's prompt."""
+        buf = self.detector_buffer
+        own = self.geometric_prompts.get(frame)
+        used = buf.setdefault(frame, own)
+        buf.pop(frame + 1 if reverse else frame - 1, None)
+        nxt = frame - 1 if reverse else frame + 1
+        if nxt >= 0 and (self.frames.is_live or nxt < self.num_frames):
+            buf.setdefault(nxt, own)
+        return used
 
     def mark_output(self, frame: int) -> None:
         if self.first_output_frame is None or frame < self.first_output_frame:
@@ -145,6 +163,7 @@ class Sam3VideoSession:
         self.first_output_frame = None
         self.history = []
         self.live_pass = None
+        self.detector_buffer = {}
 
     def check_frame(self, frame_index: object, what: str = "frame_index") -> int:
         """`frame_index` as an int in [0, num_frames).
