@@ -626,9 +626,8 @@ def main():
     ckpt = os.path.join(shared, "fixtures", "sam3_tiny", "sam3_tiny.pt")
     src_frames = os.path.join(shared, "fixtures", "sam2_video", "frames")
     patches = cpu_patches(oracle)
-    import torch
-
     import sam3
+    import torch
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     predictor, model = build_predictor(ckpt, args.dtype)
