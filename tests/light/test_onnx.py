@@ -1,9 +1,11 @@
-"""ONNX export of MobileSAM (SAM 1's files) and HQ-SAM (`samkit.export.sam_hq`), served by
-onnxruntime (`OnnxSamPredictor`, `OnnxSamHQPredictor`) with the torch predictors' numbers.
+"""ONNX export of MobileSAM (SAM 1's files), HQ-SAM (`samkit.export.sam_hq`) and EfficientTAM
+(`samkit.export.efficienttam`: SAM 2's files without high-res features), served by onnxruntime
+(`OnnxSamPredictor`, `OnnxSamHQPredictor`, `OnnxEfficientTamPredictor`) with the torch
+predictors' numbers.
 
-The fixtures' tiny official-format checkpoints are exported once per module (MobileSAM through
-`samkit export onnx`, HQ-SAM vit_b through the registry's exporter); measured: low-res logits
-within 2e-6 of torch, full-size logits within 3e-5, IoUs within 1e-7.
+The fixtures' tiny official-format checkpoints are exported once per module (MobileSAM and
+EfficientTAM through `samkit export onnx`, HQ-SAM vit_b through the registry's exporter);
+measured: low-res logits within 2e-6 of torch, full-size logits within 3e-5, IoUs within 1e-7.
 """
 
 from __future__ import annotations
@@ -17,22 +19,29 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from samkit.build.efficienttam import build_efficienttam
 from samkit.build.light import build_mobile_sam, build_sam_hq
 from samkit.build.registry import get_family
 from samkit.cli import main
+from samkit.export.efficienttam import export_efficienttam_onnx
+from samkit.export.ort_efficienttam import OnnxEfficientTamPredictor
 from samkit.export.ort_sam import OnnxSamPredictor
+from samkit.export.ort_sam2 import OnnxSam2Predictor
 from samkit.export.ort_sam_hq import OnnxSamHQPredictor
 from samkit.export.sam import export_sam_onnx
 from samkit.export.sam_hq import export_sam_hq_onnx
 from samkit.io.embeddings import load_embedding, save_embedding
 from samkit.io.provenance import of_model
 from samkit.predict.sam import SamPredictor
+from samkit.predict.sam2 import Sam2ImagePredictor
 from samkit.predict.sam_hq import SamHQPredictor
 from tests.conftest import IMAGES, load_rgb
 
 HERE = Path(__file__).resolve().parents[1] / "fixtures"
 MOBILE = HERE / "mobile_sam" / "mobile_sam_tiny.pt"
 HQ_B = HERE / "sam_hq" / "vit_b" / "sam_hq_vit_b_tiny.pth"
+ET_CONFIG = HERE / "efficienttam" / "config.json"
+ET_CKPT = HERE / "efficienttam" / "efficienttam_tiny.pt"
 POINT = (np.array([[500.0, 375.0], [300.0, 420.0]]), np.array([1, 0]))
 BOXES = np.array([[10.0, 20.0, 300.0, 400.0], [50.0, 60.0, 500.0, 300.0]])
 
@@ -46,7 +55,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     export = get_family("sam_hq").load("exporter")
     assert export is export_sam_hq_onnx
     export(build_sam_hq(checkpoint=HQ_B), root / "hq")
-    return {"mobile": root / "mobile", "hq": root / "hq"}
+    et = ["--model", str(ET_CONFIG), "--checkpoint", str(ET_CKPT)]
+    assert main(["export", "onnx", *et, "--out", str(root / "et")]) == 0
+    return {"mobile": root / "mobile", "hq": root / "hq", "et": root / "et"}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +66,8 @@ def truck() -> np.ndarray:
 
 
 def _ort(cls: type, folder: Path) -> OnnxSamPredictor:
-    return cls(folder / "encoder.onnx", folder / "decoder.onnx", intra_op_num_threads=1)
+    one_thread = {"threads" if issubclass(cls, OnnxSam2Predictor) else "intra_op_num_threads": 1}
+    return cls(folder / "encoder.onnx", folder / "decoder.onnx", **one_thread)
 
 
 def _close(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> None:
@@ -142,6 +154,35 @@ def test_hq_onnx_boxes_and_features(
     )
     want = torch_p.predict(*POINT, return_logits=True)
     np.testing.assert_allclose(back.predict(*POINT, return_logits=True)[2], want[2], atol=1e-4)
+
+
+def test_efficienttam_onnx_matches_torch(exported: dict[str, Path], truck: np.ndarray) -> None:
+    assert get_family("efficienttam").load("onnx_predictor") is OnnxEfficientTamPredictor
+    ort = _ort(OnnxEfficientTamPredictor, exported["et"])
+    assert ort.family == "efficienttam"
+    ort.set_image(truck)
+    torch_p = Sam2ImagePredictor(build_efficienttam(ET_CONFIG, checkpoint=ET_CKPT))
+    torch_p.set_image(truck)
+    feats = torch_p.get_image_features()
+    assert sorted(ort.get_image_features()) == sorted(feats) == ["image_embedding"]
+    np.testing.assert_allclose(
+        ort.get_image_features()["image_embedding"], feats["image_embedding"].numpy(), atol=1e-4
+    )
+    for mm in (True, False):
+        got = ort.predict(*POINT, multimask_output=mm, return_logits=True)
+        want = torch_p.predict(*POINT, multimask_output=mm, return_logits=True)
+        _close(got, want)
+    got_b = ort.predict(box=BOXES, multimask_output=False)
+    want_b = torch_p.predict(box=BOXES, multimask_output=False)
+    assert got_b[0].shape == want_b[0].shape == (2, 1, *truck.shape[:2])
+    assert (got_b[0] != want_b[0]).mean() < 1e-4
+    fresh = OnnxEfficientTamPredictor(None, exported["et"] / "decoder.onnx")
+    fresh.set_image_features(feats, truck.shape[:2])  # a torch embedding file's tensors
+    np.testing.assert_allclose(fresh.predict(*POINT)[2], ort.predict(*POINT)[2], atol=1e-4)
+    with pytest.raises(ValueError, match="use OnnxEfficientTamPredictor"):
+        _ort(OnnxSam2Predictor, exported["et"])
+    with pytest.raises(ValueError, match="expects an EfficientTAM model"):
+        export_efficienttam_onnx(build_mobile_sam(checkpoint=MOBILE), exported["et"] / "x")
 
 
 def test_light_onnx_refusals(exported: dict[str, Path], hq_pair: tuple, tmp_path: Path) -> None:

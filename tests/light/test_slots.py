@@ -52,7 +52,7 @@ FAMILIES = list(CHECKPOINTS)
 
 # family x registry slot: "works" (a test here or in test_onnx / test_finetune runs it), the
 # words of the refusal, or "pending: <refusal>" for a slot another piece of work is adding
-# (EfficientTAM's ONNX files are the video export's, export/sam2*.py): refused until it lands.
+# (EfficientTAM's video ONNX files are the video export's, export/sam2_video.py).
 SLOTS: dict[str, dict[str, str]] = {
     "mobile_sam": {
         "predictor": "works",
@@ -81,8 +81,8 @@ SLOTS: dict[str, dict[str, str]] = {
         "amg_generator": "works",
         "concepts": "EfficientTAM models have no text-concept search",
         "trainer": "works",
-        "exporter": "pending: EfficientTAM models have no ONNX export",
-        "onnx_predictor": "pending: EfficientTAM models have no onnxruntime predictor",
+        "exporter": "works",
+        "onnx_predictor": "works",
         "video_predictor": "works",
         "video_exporter": "pending: EfficientTAM models have no ONNX export of video tracking",
         "onnx_video_predictor": "pending: EfficientTAM models have no onnxruntime video predictor",

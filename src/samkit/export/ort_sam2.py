@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from samkit.export.ort_sam import _array, _meta, _require_ort, files_provenance
+from samkit.export.ort_sam import _array, _meta, _require_ort, files_provenance, served_family
 from samkit.predict.inputs import Prompts, as_rgb_uint8, validate_prompts
 
 ENCODER_OUTPUTS = ["image_embed", "high_res_feats_0", "high_res_feats_1"]
@@ -114,6 +114,9 @@ class OnnxSam2Predictor:
     """
 
     family = "sam2"  # the family of the files it serves (`samkit.build.registry`)
+    # the encoder's outputs = the decoder's image inputs (EfficientTAM's files: image_embed only)
+    encoder_outputs: tuple[str, ...] = tuple(ENCODER_OUTPUTS)
+    decoder_inputs: tuple[str, ...] = tuple(DECODER_INPUTS)
 
     def __init__(
         self,
@@ -142,24 +145,25 @@ class OnnxSam2Predictor:
             opts.intra_op_num_threads = threads
         providers = providers or ["CPUExecutionProvider"]
         self.decoder = ort.InferenceSession(str(decoder_path), opts, providers=providers)
-        self.provenance = files_provenance(_meta(self.decoder), decoder_path, "sam2")
+        self.family = served_family(_meta(self.decoder), type(self), self.family)
+        self.provenance = files_provenance(_meta(self.decoder), decoder_path, self.family)
         dec_in = {i.name: i.shape for i in self.decoder.get_inputs()}
-        if sorted(dec_in) != sorted(DECODER_INPUTS):
+        if sorted(dec_in) != sorted(self.decoder_inputs):
             raise ValueError(
                 f"{decoder_path}: decoder inputs {sorted(dec_in)}, expected the SAM 2 decoder's "
-                f"{DECODER_INPUTS} (a SAM 1 decoder needs OnnxSamPredictor)"
+                f"{list(self.decoder_inputs)} (a SAM 1 decoder needs OnnxSamPredictor)"
             )
         meta = _meta(self.decoder)
         self.encoder = None
         if encoder_path is not None:
             self.encoder = ort.InferenceSession(str(encoder_path), opts, providers=providers)
             names = [o.name for o in self.encoder.get_outputs()]
-            if names != ENCODER_OUTPUTS or self.encoder.get_inputs()[0].name != "image":
+            if names != list(self.encoder_outputs) or self.encoder.get_inputs()[0].name != "image":
                 raise ValueError(
                     f"{encoder_path}: encoder outputs {names}, expected input 'image' and "
-                    f"outputs {ENCODER_OUTPUTS}"
+                    f"outputs {list(self.encoder_outputs)}"
                 )
-            files_provenance(meta, decoder_path, "sam2", _meta(self.encoder), encoder_path)
+            files_provenance(meta, decoder_path, self.family, _meta(self.encoder), encoder_path)
             meta = {**_meta(self.encoder), **meta}
             meta.setdefault("img_size", int(self.encoder.get_inputs()[0].shape[-1]))
         if meta.get("family", self.family) != self.family:
@@ -173,7 +177,7 @@ class OnnxSam2Predictor:
             mask_threshold = meta.get("mask_threshold", 0.0)
         self.mask_threshold = float(mask_threshold)
         self.feature_shapes = {  # None: not known statically, checked by onnxruntime
-            name: _shape(dec_in[name]) for name in ENCODER_OUTPUTS
+            name: _shape(dec_in[name]) for name in self.encoder_outputs
         }
         self.mask_input_size = tuple(meta.get("mask_input_size", dec_in["mask_input"][-2:]))
         self.dynamic_multimask = bool(meta.get("dynamic_multimask_via_stability", True))
@@ -205,7 +209,7 @@ class OnnxSam2Predictor:
             raise ValueError("no encoder file was given: use set_features(...) instead")
         img = as_rgb_uint8(image, image_format)
         x = preprocess_sam2(img, self.img_size, self.pixel_mean, self.pixel_std)
-        feats = self.encoder.run(ENCODER_OUTPUTS, {"image": x})
+        feats = self.encoder.run(list(self.encoder_outputs), {"image": x})
         self.set_features(*feats, original_size=img.shape[:2])
 
     def set_features(
@@ -224,7 +228,8 @@ class OnnxSam2Predictor:
             original_size: (H, W) of the original image, positive ints.
         """
         feats = {}
-        for name, value in zip(ENCODER_OUTPUTS, (image_embed, high_res_feats_0, high_res_feats_1)):
+        values = (image_embed, high_res_feats_0, high_res_feats_1)
+        for name, value in zip(self.encoder_outputs, values):  # EfficientTAM: image_embed only
             try:
                 arr = np.asarray(value, dtype=np.float32)
             except (TypeError, ValueError) as e:
@@ -260,7 +265,7 @@ class OnnxSam2Predictor:
         `high_res_feats_0`, `high_res_feats_1`)."""
         self._require_image()
         f = self._features
-        return {"image_embedding": f["image_embed"], **{k: f[k] for k in ENCODER_OUTPUTS[1:]}}
+        return {"image_embedding": f["image_embed"], **{k: f[k] for k in self.encoder_outputs[1:]}}
 
     def set_image_features(
         self,
@@ -269,10 +274,10 @@ class OnnxSam2Predictor:
         input_size: tuple[int, int] | None = None,
     ) -> None:
         """`set_features` of stored features (tensors or arrays; `input_size` is unused)."""
-        missing = {"image_embedding", *ENCODER_OUTPUTS[1:]} - set(features)
+        missing = {"image_embedding", *self.encoder_outputs[1:]} - set(features)
         if missing:
             raise ValueError(f"SAM 2 features need {sorted(missing)}")
-        arrays = [_array(features[k]) for k in ("image_embedding", *ENCODER_OUTPUTS[1:])]
+        arrays = [_array(features[k]) for k in ("image_embedding", *self.encoder_outputs[1:])]
         self.set_features(*arrays, original_size=(int(original_size[0]), int(original_size[1])))
 
     def _require_image(self) -> None:
