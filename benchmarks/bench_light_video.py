@@ -1,6 +1,7 @@
-"""EfficientTAM speed and memory next to SAM 2.1 hiera_t (random weights, CPU).
+"""EfficientTAM and EdgeTAM speed and memory next to SAM 2.1 hiera_t (random weights, CPU).
 
-    python benchmarks/bench_light_video.py [--models sam2.1_hiera_t efficienttam_ti efficienttam_s]
+    python benchmarks/bench_light_video.py [--models sam2.1_hiera_t efficienttam_ti efficienttam_s
+                                           edgetam]
                                            [--dtypes float32 bfloat16] [--repeats 3] [--threads 2]
                                            [--frames 4]
 
@@ -9,7 +10,8 @@ image encoder forward on a preprocessed 1024 x 1024 input (after one warm-up), `
 truck.jpg, one-point `predict`, and video tracking of one object (a click on frame 0 of
 ../shared/fixtures/sam2_video/frames, then `propagate_in_video` over `--frames` frames: seconds
 per propagated frame, each frame's image encoder included). EfficientTAM runs its pooled
-cross-attention variant (`efficienttam_*_1`) for video. Writes benchmarks/results/light_video.json
+cross-attention variant (`efficienttam_*_1`) for video; EdgeTAM its official model (`edgetam`,
+with its batched video predictor). Writes benchmarks/results/light_video.json
 with each model's times and the ratio to sam2.1_hiera_t in the same dtype. On a shared machine
 take the ratios, not the absolute times.
 """
@@ -27,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT.parent / "shared" / "images"
 FRAMES = ROOT.parent / "shared" / "fixtures" / "sam2_video" / "frames"
-MODELS = ("sam2.1_hiera_t", "efficienttam_ti", "efficienttam_s")
+MODELS = ("sam2.1_hiera_t", "efficienttam_ti", "efficienttam_s", "edgetam")
 
 
 def run_one(model_name: str, dtype_name: str, repeats: int, threads: int, frames: int) -> dict:
@@ -39,17 +41,20 @@ def run_one(model_name: str, dtype_name: str, repeats: int, threads: int, frames
     sys.path.insert(0, str(ROOT))
     from benchmarks.common import median_time
     from samkit import build_sam2
+    from samkit.build.edgetam import build_edgetam
     from samkit.build.efficienttam import build_efficienttam
     from samkit.predict.sam2 import Sam2ImagePredictor
     from samkit.video.build import build_sam2_video_predictor
+    from samkit.video.edgetam import build_edgetam_video_predictor
     from samkit.video.efficienttam import build_efficienttam_video_predictor
 
     torch.set_num_threads(threads)
     dtype = getattr(torch, dtype_name)
     image = np.array(Image.open(IMAGES / "truck.jpg").convert("RGB"))
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    efficient = model_name.startswith("efficienttam")
-    model = (build_efficienttam if efficient else build_sam2)(model_name, dtype=dtype)
+    efficient, edge = model_name.startswith("efficienttam"), model_name == "edgetam"
+    build = build_edgetam if edge else build_efficienttam if efficient else build_sam2
+    model = build(model_name, dtype=dtype)
     params = sum(p.numel() for p in model.parameters())
     enc_params = sum(p.numel() for p in model.image_encoder.parameters())
     x = model.preprocess(torch.rand(1, 3, 1024, 1024))
@@ -59,7 +64,9 @@ def run_one(model_name: str, dtype_name: str, repeats: int, threads: int, frames
     set_image = median_time(lambda: pred.set_image(image), repeats=repeats, warmup=0)
     pt, lb = np.array([[500.0, 375.0]]), np.array([1])
     predict = median_time(lambda: pred.predict(pt, lb), repeats=max(5, repeats), warmup=1)
-    if efficient:
+    if edge:
+        vp = build_edgetam_video_predictor(model_name, dtype=dtype, fill_hole_area=0)
+    elif efficient:
         vp = build_efficienttam_video_predictor(model_name + "_1", dtype=dtype, fill_hole_area=0)
     else:
         vp = build_sam2_video_predictor(model_name, dtype=dtype, fill_hole_area=0)
