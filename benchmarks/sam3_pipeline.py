@@ -75,8 +75,17 @@ def _final(st: dict, thr: float) -> dict[str, np.ndarray]:
     }
 
 
-def run_fixture_cases(dtype: torch.dtype) -> dict[str, dict[str, np.ndarray]]:
-    """Every fixture case through the whole model in `dtype`; returns {step name: arrays}."""
+def run_fixture_cases(
+    dtype: torch.dtype, keep: dict[str, Any] | None = None
+) -> dict[str, dict[str, np.ndarray]]:
+    """Every fixture case through the whole model in `dtype`; returns {step name: arrays}.
+
+    `keep`, when given, also receives what the parity tests compare with the official recording
+    (tests/predict/test_parity_sam3.py replays no case itself): per step of cases a-d the
+    processor's state keys (`_last_output`, `scores`, `boxes`, `masks`, `masks_logits`), "e_batch"
+    the batch state after its prompt, per `predict_inst` case its (masks, ious, low-res logits,
+    full-size logits), and "processor" the `Sam3Processor`.
+    """
     man = json.loads((FX / "manifest.json").read_text())
     model = build_sam3_image_model(checkpoint_path=FX / "sam3_tiny.pt", dtype=dtype)
     proc = Sam3Processor(model)
@@ -98,9 +107,14 @@ def run_fixture_cases(dtype: torch.dtype) -> dict[str, dict[str, np.ndarray]]:
             else:
                 st = proc.add_geometric_prompt(step["box_cxcywh_normalized"], step["label"], st)
             res[f"{case}/s{i}"] = _final(st, thr)
+            if keep is not None:
+                names = ("_last_output", "scores", "boxes", "masks", "masks_logits")
+                keep[f"{case}/s{i}"] = {k: st[k] for k in names}
     proc.set_confidence_threshold(0.2)
     st = proc.set_image_batch([_image(n) for n in man["cases"]["e_batch"]["images"]])
     st = proc.set_text_prompt("bottle", st)
+    if keep is not None:
+        keep["e_batch"], keep["processor"] = st, proc
     for b in range(2):
         sc = st["_last_output"].scores[b].float().numpy().astype(np.float64)
         res[f"e_batch/img{b}"] = {
@@ -117,8 +131,10 @@ def run_fixture_cases(dtype: torch.dtype) -> dict[str, dict[str, np.ndarray]]:
             else v
             for k, v in case["kwargs"].items()
         }
-        masks, ious, _ = proc.predict_inst(st, **kw)
+        masks, ious, low = proc.predict_inst(st, **kw)
         logits, _, _ = proc.predict_inst(st, **kw, return_logits=True)
+        if keep is not None:
+            keep[name] = (masks, ious, low, logits)
         res[name] = {"inst_masks": masks.astype(bool), "ious": ious, "mask_logits": logits}
     return res
 

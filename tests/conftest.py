@@ -123,3 +123,22 @@ def sam1_shapes():
 
     d = FIXTURES / "sam1_shapes"
     return build_sam(d / "config.json", checkpoint=d / "sam1_shapes.pth")
+
+
+@pytest.fixture(scope="session")
+def sam3_tiny_runs():
+    """`benchmarks.sam3_pipeline.run_fixture_cases` per dtype, once per session: `get(dtype)` ->
+    (arrays per step, the `keep` dict). The float32 run is checked against the official recording
+    (tests/predict/test_parity_sam3.py) and is the bfloat16 run's reference
+    (tests/paths/test_sam3_paths.py); the bfloat16 run is also checked against the recording."""
+    from benchmarks.sam3_pipeline import run_fixture_cases
+
+    runs: dict[torch.dtype, tuple[dict, dict]] = {}
+
+    def get(dtype: torch.dtype) -> tuple[dict, dict]:
+        if dtype not in runs:
+            keep: dict = {}
+            runs[dtype] = (run_fixture_cases(dtype, keep), keep)
+        return runs[dtype]
+
+    return get

@@ -1,7 +1,9 @@
 """SAM 3 grounding parity with the official `sam3` 0.1.4 (fixtures `../shared/fixtures/sam3_tiny`).
 
 Every step of cases a-d runs through `Sam3Processor` exactly as the recording did (same image,
-same prompts in the same order on one state, the recorded confidence threshold), then compares
+same prompts in the same order on one state, the recorded confidence threshold; the session's
+replay, `benchmarks.sam3_pipeline.run_fixture_cases` through the `sam3_tiny_runs` fixture of
+tests/conftest.py, whose float32 run is also tests/paths/test_sam3_paths.py's reference), then compares
 the raw per-query outputs (all 16 queries) and the processor's final masks / boxes / scores,
 following the fixtures README: tolerances from its table, kept sets by `score > threshold` in
 query order, decided only where a score is clear of the threshold, final masks compared only
@@ -16,7 +18,6 @@ import pytest
 import torch
 from PIL import Image
 
-from samkit.build.sam3 import build_sam3_image_model
 from samkit.predict.sam3 import Sam3Processor
 from tests.conftest import FIXTURES, IMAGES, manifest
 
@@ -44,22 +45,9 @@ def _close(mine, ref, atol: float, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def proc() -> Sam3Processor:
-    model = build_sam3_image_model(
-        checkpoint_path=FX / "sam3_tiny.pt", enable_inst_interactivity=False
-    )
-    return Sam3Processor(model)
-
-
-_STATES: dict[str, dict] = {}
-
-
-def _state(proc: Sam3Processor, image: str) -> dict:
-    if image not in _STATES:
-        _STATES[image] = proc.set_image(Image.open(IMAGES / f"{image}.jpg").convert("RGB"))
-    st = _STATES[image]
-    proc.reset_all_prompts(st)
-    return st
+def kept(sam3_tiny_runs) -> dict:
+    """The float32 replay's states and outputs (`run_fixture_cases(..., keep)`)."""
+    return sam3_tiny_runs(torch.float32)[1]
 
 
 def check_raw(out, b: int, z, p: str) -> None:
@@ -111,19 +99,15 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_processor_case_matches_official(proc: Sam3Processor, case: str) -> None:
+def test_processor_case_matches_official(kept: dict, case: str) -> None:
     info = manifest("sam3_tiny")["cases"][case]
     z = np.load(FX / f"case_{case}.npz")
-    st = _state(proc, info["image"])
+    proc: Sam3Processor = kept["processor"]
     for i, step in enumerate(info["steps"]):
         p = f"s{i}_"
         thr = float(z[p + "confidence_threshold"])
         assert thr == pytest.approx(step["confidence_threshold"], abs=1e-12)
-        proc.set_confidence_threshold(thr)
-        if step["call"] == "set_text_prompt":
-            st = proc.set_text_prompt(step["prompt"], st)
-        else:
-            st = proc.add_geometric_prompt(step["box_cxcywh_normalized"], step["label"], st)
+        st = kept[f"{case}/s{i}"]  # the state after this step, at the manifest's threshold
         check_raw(st["_last_output"], 0, z, p)
         check_final(st, z, p, thr)
         if p + "language_features" in z.files:  # text steps and the first "visual" step
@@ -133,13 +117,14 @@ def test_processor_case_matches_official(proc: Sam3Processor, case: str) -> None
             np.testing.assert_array_equal(mask.numpy(), z[p + "language_mask"])
 
 
-def test_batch_of_images_matches_official_per_image(proc: Sam3Processor) -> None:
+def test_batch_of_images_matches_official_per_image(kept: dict) -> None:
     """Case e: one text prompt on a set_image_batch state answers each image (the official
     processor raises KeyError there; the fixture holds its model's per-image outputs)."""
     z = np.load(FX / "case_e_batch.npz")
-    imgs = [Image.open(IMAGES / f"{n}.jpg").convert("RGB") for n in ("groceries", "dog")]
-    proc.set_confidence_threshold(0.2)
-    st = proc.set_image_batch(imgs)
+    names = manifest("sam3_tiny")["cases"]["e_batch"]["images"]
+    assert names == ["groceries", "dog"]
+    imgs = [Image.open(IMAGES / f"{n}.jpg") for n in names]
+    st = kept["e_batch"]  # set_image_batch, threshold 0.2, set_text_prompt("bottle")
     for b in range(2):
         _close(
             _stats(st["backbone_out"]["vision_features"][b]),
@@ -147,7 +132,6 @@ def test_batch_of_images_matches_official_per_image(proc: Sam3Processor) -> None
             5e-5,
             "vision features",
         )
-    st = proc.set_text_prompt("bottle", st)
     out = st["_last_output"]
     for b in range(2):
         check_raw(out, b, z, f"img{b}_")
@@ -157,47 +141,32 @@ def test_batch_of_images_matches_official_per_image(proc: Sam3Processor) -> None
         _close(st["scores"][b], z[f"img{b}_scores"][0][keep], TOL["score"], "batch scores")
 
 
-def test_clicks_through_the_assembled_model_match_official() -> None:
+def test_clicks_through_the_assembled_model_match_official(kept: dict) -> None:
     """Cases f_*: `build_sam3_image_model` (interactive heads from the checkpoint's tracker.*
     tensors) + `Sam3Processor.set_image` + `Sam3Processor.predict_inst` (hole filling off, as
-    recorded)."""
+    recorded), on the truck image's state."""
     m = manifest("sam3_tiny")
-    model = build_sam3_image_model(checkpoint_path=FX / "sam3_tiny.pt")
-    assert model.tracker is not None
-    proc = Sam3Processor(model)
-    proc.inst_interactive_predictor.max_hole_area = float(m["inst_max_hole_area"])
-    st = proc.set_image(Image.open(IMAGES / "truck.jpg").convert("RGB"))
-    for name, case in m["inst_cases"].items():
+    proc: Sam3Processor = kept["processor"]
+    assert proc.model.tracker is not None
+    assert proc.inst_interactive_predictor.max_hole_area == float(m["inst_max_hole_area"])
+    for name in m["inst_cases"]:
         z = np.load(FX / f"case_{name}.npz")
-        kw = {
-            k: np.asarray(v, dtype=np.float32 if k != "point_labels" else np.int64)
-            if isinstance(v, list)
-            else v
-            for k, v in case["kwargs"].items()
-        }
-        masks, ious, low = proc.predict_inst(st, **kw)
+        masks, ious, low, logits = kept[name]
         np.testing.assert_allclose(low, z["low_res_masks"], rtol=0, atol=1e-5, err_msg=name)
         np.testing.assert_allclose(ious, z["iou_predictions"], rtol=0, atol=1e-5, err_msg=name)
         ref = np.unpackbits(z["masks"], axis=-1)[..., : z["masks_shape"][-1]].astype(bool)
         assert masks.shape == tuple(z["masks_shape"])
-        logits, _, _ = proc.predict_inst(st, **kw, return_logits=True)
         decided = np.abs(logits) > 1e-5
         np.testing.assert_array_equal(masks.astype(bool)[decided], ref[decided], err_msg=name)
 
 
-def test_bfloat16_drift_stays_small() -> None:
-    """The whole model in bfloat16 (`dtype=torch.bfloat16`) on case c (text + positive box):
-    per-query outputs within bf16 drift of the official float32 numbers (measured on this case:
-    scores 2.1e-3, top-4 mask logits 4.4e-2; boxes are input-independent with these weights)."""
+def test_bfloat16_drift_stays_small(sam3_tiny_runs) -> None:
+    """The whole model in bfloat16 (`dtype=torch.bfloat16`; the session's bfloat16 replay, also
+    tests/paths/test_sam3_paths.py's) on case c (text + positive box): per-query outputs within
+    bf16 drift of the official float32 numbers (measured on this case: scores 2.1e-3, top-4 mask
+    logits 4.4e-2; boxes are input-independent with these weights)."""
     z = np.load(FX / "case_c_text_pos_neg_dog.npz")
-    step = manifest("sam3_tiny")["cases"]["c_text_pos_neg_dog"]["steps"][1]
-    model = build_sam3_image_model(
-        checkpoint_path=FX / "sam3_tiny.pt", enable_inst_interactivity=False, dtype=torch.bfloat16
-    )
-    proc = Sam3Processor(model, confidence_threshold=float(z["s1_confidence_threshold"]))
-    st = proc.set_image(Image.open(IMAGES / "dog.jpg").convert("RGB"))
-    proc.set_text_prompt("dog", st)
-    st = proc.add_geometric_prompt(step["box_cxcywh_normalized"], True, st)
+    st = sam3_tiny_runs(torch.bfloat16)[1]["c_text_pos_neg_dog/s1"]
     out = st["_last_output"]
     assert out.pred_logits.dtype == torch.bfloat16 and out.pred_boxes.dtype == torch.float32
     _close(out.scores.float(), z["s1_scores"], 1e-2, "bf16 scores")
