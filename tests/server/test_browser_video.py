@@ -75,6 +75,7 @@ def test_click_track_scrub_download(vpage, tmp_path):
     )
     st = page.evaluate("[window.samkitVideo.state.numFrames, window.samkitVideo.state.width]")
     assert st == [N, W]
+    assert page.locator("#v-find-box").is_hidden()  # SAM 2 tracks clicks; Find is SAM 3's
 
     # click the red square on frame 0 (object 1)
     page.mouse.click(*_screen(page, *CLICK))
