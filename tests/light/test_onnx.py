@@ -10,6 +10,9 @@ measured: low-res logits within 2e-6 of torch, full-size logits within 3e-5, IoU
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +213,23 @@ def test_light_onnx_refusals(exported: dict[str, Path], hq_pair: tuple, tmp_path
             },
             (64, 64),
         )
+
+
+def test_light_onnx_predictors_run_without_torch(exported: dict[str, Path]) -> None:
+    """The HQ-SAM and EfficientTAM onnxruntime paths (set_image, predict) import no torch."""
+    code = f"""
+import json, sys
+import numpy as np
+from samkit.export.ort_efficienttam import OnnxEfficientTamPredictor
+from samkit.export.ort_sam_hq import OnnxSamHQPredictor
+image = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+out = []
+for cls, d in ((OnnxSamHQPredictor, {str(exported["hq"])!r}), (OnnxEfficientTamPredictor, {str(exported["et"])!r})):
+    p = cls(d + "/encoder.onnx", d + "/decoder.onnx")
+    p.set_image(image)
+    out.append(p.predict(np.array([[30.0, 20.0]]), np.array([1]))[0].shape)
+print(json.dumps({{"torch": "torch" in sys.modules, "shapes": out}}))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    res = json.loads(run.stdout.strip().splitlines()[-1])
+    assert res == {"torch": False, "shapes": [[1, 60, 80], [3, 60, 80]]}

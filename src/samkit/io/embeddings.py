@@ -1,16 +1,18 @@
 """Image embedding files: what `samkit embed` writes and `SamPredictor.set_embedding` loads.
 
-A file is a safetensors archive with the image encoder's output (SAM 1: `image_embedding`,
-1xCxhxw; SAM 2: `image_embedding` = the predictor's `image_embed`, plus `high_res_feats_0` and
-`high_res_feats_1`; SAM 3: `image_embedding` = the detector's 72x72 level, plus the other levels
-`backbone_fpn_0/1` and the interactive head's `sam2_backbone_fpn_0/1/2`, see
-`samkit.amg.sam3.sam3_image_features`), and string metadata:
+A file is a safetensors archive with the image encoder's output (SAM 1, MobileSAM:
+`image_embedding`, 1xCxhxw; HQ-SAM: plus `interm_embedding`, 1xVxhxw, the early encoder feature
+its decoder fuses; SAM 2: `image_embedding` = the predictor's `image_embed`, plus
+`high_res_feats_0` and `high_res_feats_1` (EfficientTAM: `image_embedding` alone); SAM 3:
+`image_embedding` = the detector's 72x72 level, plus the other levels `backbone_fpn_0/1` and the
+interactive head's `sam2_backbone_fpn_0/1/2`, see `samkit.amg.sam3.sam3_image_features`), and
+string metadata:
 
 | key | meaning |
 |---|---|
 | `format` | `samkit.embedding/1` |
 | `variant` | the model (variant name or config path) that computed it |
-| `family` | `sam1`, `sam2` or `sam3` |
+| `family` | the registry family: `sam1`, `sam2`, `sam3`, `mobile_sam`, `sam_hq`, ... |
 | `original_size` | `H,W` of the image |
 | `input_size` | `H,W` of the resized image before padding (the model input frame) |
 | `img_size` | the encoder's input side (1024 for the official models) |
