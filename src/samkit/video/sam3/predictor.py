@@ -37,8 +37,9 @@ frames that have arrived and returns the outputs the hotstart delay releases; ea
 iterator ends, or `max_frame_num_to_track` frames ran) the held-back outputs follow. The outputs
 equal `propagate_in_video` over the same frames of a video of at least
 `max_obj_ptrs_in_encoder` (16) frames (shorter videos scale the tracker's pointer positions by
-their length, which a live stream does not know). Prompts may be added on any arrived frame the
-source still holds: a text / box prompt restarts the pass there; clicks answer as on a video
+their length, which a live stream does not know). A `LiveFrames` holds only its last
+`cache_frames` frames: run `propagate_in_video` before more than that many arrive unprocessed.
+Prompts may be added on any arrived frame the source still holds: a text / box prompt restarts the pass there; clicks answer as on a video
 and the open pass goes on with the loop (all objects, detections) on the next frames.
 
 Memory is bounded (`samkit.video.sam3.engine`): frames are decoded when used, tracked outputs
