@@ -5,7 +5,8 @@ Public API (imported lazily, so `import samkit` does no work):
 `SamAutomaticMaskGenerator`, `Sam2AutomaticMaskGenerator`; SAM 2 video:
 `build_sam2_video_predictor`, `Sam2VideoPredictor`; SAM 3: `build_sam3_image_model`,
 `Sam3Processor`; MobileSAM and HQ-SAM: `build_mobile_sam`, `build_sam_hq`, `SamHQPredictor`;
-EfficientTAM: `build_efficienttam`, `build_efficienttam_video_predictor`.
+EfficientTAM: `build_efficienttam`, `build_efficienttam_video_predictor`; EdgeTAM:
+`build_edgetam`, `build_edgetam_video_predictor`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ _EXPORTS = {
     "SamHQPredictor": "samkit.predict.sam_hq",
     "build_efficienttam": "samkit.build.efficienttam",
     "build_efficienttam_video_predictor": "samkit.video.efficienttam",
+    "build_edgetam": "samkit.build.edgetam",
+    "build_edgetam_video_predictor": "samkit.video.edgetam",
 }
 
 __all__ = [
@@ -41,6 +44,8 @@ __all__ = [
     "SamAutomaticMaskGenerator",
     "SamHQPredictor",
     "SamPredictor",
+    "build_edgetam",
+    "build_edgetam_video_predictor",
     "build_efficienttam",
     "build_efficienttam_video_predictor",
     "build_mobile_sam",
@@ -54,6 +59,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from samkit.amg import Sam2AutomaticMaskGenerator, SamAutomaticMaskGenerator
+    from samkit.build.edgetam import build_edgetam
     from samkit.build.efficienttam import build_efficienttam
     from samkit.build.light import build_mobile_sam, build_sam_hq
     from samkit.build.sam import build_sam, sam_model_registry
@@ -64,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from samkit.predict.sam3 import Sam3Processor
     from samkit.predict.sam_hq import SamHQPredictor
     from samkit.video.build import build_sam2_video_predictor
+    from samkit.video.edgetam import build_edgetam_video_predictor
     from samkit.video.efficienttam import build_efficienttam_video_predictor
     from samkit.video.predictor import Sam2VideoPredictor
 
