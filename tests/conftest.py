@@ -125,20 +125,29 @@ def sam1_shapes():
     return build_sam(d / "config.json", checkpoint=d / "sam1_shapes.pth")
 
 
-@pytest.fixture(scope="session")
-def sam3_tiny_runs():
-    """`benchmarks.sam3_pipeline.run_fixture_cases` per dtype, once per session: `get(dtype)` ->
-    (arrays per step, the `keep` dict). The float32 run is checked against the official recording
-    (tests/predict/test_parity_sam3.py) and is the bfloat16 run's reference
-    (tests/paths/test_sam3_paths.py); the bfloat16 run is also checked against the recording."""
-    from benchmarks.sam3_pipeline import run_fixture_cases
+class Sam3Runs:
+    """`benchmarks.sam3_pipeline.run_fixture_cases` per dtype, each run once: `runs(dtype)` ->
+    (arrays per step, the `keep` dict); `release()` forgets them (a few hundred MB)."""
 
-    runs: dict[torch.dtype, tuple[dict, dict]] = {}
+    def __init__(self) -> None:
+        self._runs: dict[torch.dtype, tuple[dict, dict]] = {}
 
-    def get(dtype: torch.dtype) -> tuple[dict, dict]:
-        if dtype not in runs:
+    def __call__(self, dtype: torch.dtype) -> tuple[dict, dict]:
+        from benchmarks.sam3_pipeline import run_fixture_cases
+
+        if dtype not in self._runs:
             keep: dict = {}
-            runs[dtype] = (run_fixture_cases(dtype, keep), keep)
-        return runs[dtype]
+            self._runs[dtype] = (run_fixture_cases(dtype, keep), keep)
+        return self._runs[dtype]
 
-    return get
+    def release(self) -> None:
+        self._runs.clear()
+
+
+@pytest.fixture(scope="session")
+def sam3_tiny_runs() -> Sam3Runs:
+    """The SAM 3 fixture cases replayed once per dtype for the session: the float32 run is
+    checked against the official recording (tests/predict/test_parity_sam3.py, which releases
+    them when done) and is the bfloat16 run's reference (tests/paths/test_sam3_paths.py, the
+    module just before it); the bfloat16 run is also checked against the recording."""
+    return Sam3Runs()

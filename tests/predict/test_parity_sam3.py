@@ -13,6 +13,8 @@ images (raw outputs per image).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -45,9 +47,11 @@ def _close(mine, ref, atol: float, what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def kept(sam3_tiny_runs) -> dict:
-    """The float32 replay's states and outputs (`run_fixture_cases(..., keep)`)."""
-    return sam3_tiny_runs(torch.float32)[1]
+def kept(sam3_tiny_runs) -> Iterator[dict]:
+    """The float32 replay's states and outputs (`run_fixture_cases(..., keep)`); the session's
+    replays are released after this module (the last one using them)."""
+    yield sam3_tiny_runs(torch.float32)[1]
+    sam3_tiny_runs.release()
 
 
 def check_raw(out, b: int, z, p: str) -> None:
