@@ -101,8 +101,6 @@ class InferenceSession:
         removed_obj_ids: ids removed with `remove_object` (refused until `reset`).
         features: image features of recent frames by frame index (least recent first).
         maskmem_pos_enc: 1xC_memxhxw memory position encoding (the same for every frame).
-        key_cache: the memory attention's key parts of the memories the last tracked frame
-            read (`samkit.modeling.memory_keys`; 16 MiB per memory and object in float32).
     """
 
     frames: Any
@@ -118,8 +116,17 @@ class InferenceSession:
     removed_obj_ids: set[Hashable] = field(default_factory=set)
     features: OrderedDict[int, FrameFeatures] = field(default_factory=OrderedDict)
     maskmem_pos_enc: Tensor | None = None
-    key_cache: MemoryKeyCache = field(default_factory=MemoryKeyCache, repr=False)
     _index: dict[Hashable, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # a cache, not state: deliberately not a field (snapshots and comparisons skip it)
+        self._key_cache = MemoryKeyCache()
+
+    @property
+    def key_cache(self) -> MemoryKeyCache:
+        """The memory attention's key parts of the memories the last tracked frame read
+        (`samkit.modeling.memory_keys`; 16 MiB per memory and object in float32)."""
+        return self._key_cache
 
     @classmethod
     def open(
@@ -251,7 +258,8 @@ class InferenceSession:
                 del non_cond[t]
 
     def nbytes(self) -> int:
-        """Bytes of the distinct tensors the session holds (outputs, prompts, features)."""
+        """Bytes of the distinct tensors the session holds (outputs, prompts, features, the
+        kept memory keys)."""
         seen: set[int] = set()
         total = 0
 
@@ -268,8 +276,6 @@ class InferenceSession:
             elif isinstance(x, (list, tuple)):
                 for v in x:
                     visit(v)
-            elif isinstance(x, MemoryKeyCache):
-                visit(x.tensors())
             elif hasattr(x, "__dataclass_fields__"):
                 for f in fields(x):
                     visit(getattr(x, f.name))
@@ -277,4 +283,5 @@ class InferenceSession:
         for f in fields(self):
             if f.name != "frames":
                 visit(getattr(self, f.name))
+        visit(self.key_cache.tensors())
         return total
