@@ -1,6 +1,6 @@
 """OnnxSam2VideoPredictor (the exported video parts on onnxruntime) against the torch
-Sam2VideoPredictor and the official recordings of ../shared/fixtures/sam2_video (and EfficientTAM's
-tests/fixtures/efficienttam).
+Sam2VideoPredictor and the official recordings of ../shared/fixtures/sam2_video (and of
+tests/fixtures/efficienttam and tests/fixtures/edgetam).
 
 Measured (2026-12-06, sam2_tiny fixture model, every sam2_video session call by call): video
 logits ORT vs torch <= 6.3e-7, ORT vs the official recording <= 7.1e-7 (the fixture's own

@@ -17,7 +17,9 @@ the adapter, so which memories and pointers a frame reads cannot differ from the
 predictor. What stays in torch on the host: the tracker's bookkeeping, resizing and hole
 filling, and the parameter-free glue of the torch methods (adding `no_mem_embed`, the +-10 mask
 logits of a mask prompt and its no-object pointer); memories are stored in bfloat16 on the host
-as the torch predictor stores them. Needs the `onnx` extra (onnxruntime) and torch.
+as the torch predictor stores them. `OnnxEdgeTamVideoPredictor` is `EdgeTamVideoPredictor`
+(the batched predictor's rules) on an EdgeTAM export. Needs the `onnx` extra (onnxruntime) and
+torch.
 
 Numbers: the same as the torch predictor within the tolerances of the `sam2_video` fixtures
 (tests/export/test_ort_video.py measures them). Refused with a ValueError: files that are not a
