@@ -3,9 +3,9 @@ Sam2VideoPredictor and the official recordings of ../shared/fixtures/sam2_video 
 tests/fixtures/efficienttam and tests/fixtures/edgetam).
 
 Measured (2026-12-06, sam2_tiny fixture model, every sam2_video session call by call): video
-logits ORT vs torch <= 6.3e-7, ORT vs the official recording <= 5.4e-7 (torch: 4.2e-7) (the fixture's own
-tolerance is 1e-4, which the bfloat16 rounding of stored memories needs); the parts on random
-inputs <= 2.3e-6 (image encoder; memory attention 1.2e-6, memory encoder 1.0e-6).
+logits ORT vs torch <= 6.3e-7, ORT vs the official recording <= 5.4e-7 (torch: 4.2e-7; the
+fixture's own tolerance is 1e-4, which the bfloat16 rounding of stored memories needs); the
+parts on random inputs <= 2.3e-6 (image encoder; memory attention 1.2e-6, memory encoder 1.0e-6).
 """
 
 from __future__ import annotations
