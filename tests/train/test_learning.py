@@ -47,7 +47,10 @@ class Learning:
 
 
 LEARNING = {
-    "sam1": Learning(small_sam_config, 350, "2e-3", "miou_1pt", eval_needs_config=False),
+    # SAM 1: 200 steps clear every assertion below with a margin (held-out mIoU 0.836 with the
+    # tests' 2 threads, 0.850 with 1; baselines 0.086 whole image, 0.694 tight box); 350 took
+    # 1.8x the time. SAM 2 keeps 300: at 220 its oracle mIoU (0.770) came within 0.02 of 0.75.
+    "sam1": Learning(small_sam_config, 200, "2e-3", "miou_1pt", eval_needs_config=False),
     "sam2": Learning(
         lambda: small_sam2_config(128, 64, window_spec=(8, 4, 4, 2)),
         300,
