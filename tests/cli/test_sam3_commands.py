@@ -198,11 +198,21 @@ def model():
     return build_sam3_image_model(checkpoint_path=CKPT)
 
 
-@pytest.mark.slow
-def test_segment_text_and_exemplars_write_every_instance(tmp_path, capsys, model):
+@pytest.fixture(scope="module")
+def truck(model, tmp_path_factory):
+    """(the small truck PNG, the `Sam3Processor` state of its image): the official-API side of
+    the runs below, its image encoded once for the module (each test prompts a copy)."""
     from samkit.predict.sam3 import Sam3Processor
 
-    img = small_image(tmp_path)
+    img = small_image(tmp_path_factory.mktemp("truck"))
+    return img, Sam3Processor(model).set_image(np.array(Image.open(img)))
+
+
+@pytest.mark.slow
+def test_segment_text_and_exemplars_write_every_instance(tmp_path, capsys, model, truck):
+    from samkit.predict.sam3 import Sam3Processor, Sam3State
+
+    img, encoded = truck
     out = tmp_path / "out"
     boxes = ["--box", "10,10,60,50", "--box", "70,20,100,60,0"]
     argv = ["segment", str(img), "--out", str(out), *MODEL, "--threshold", str(THRESHOLD)]
@@ -236,7 +246,7 @@ def test_segment_text_and_exemplars_write_every_instance(tmp_path, capsys, model
 
     # The same instances as the official API: both concepts, then the two exemplars one by one.
     proc = Sam3Processor(model, confidence_threshold=THRESHOLD)
-    state = proc.set_image(np.array(Image.open(img)))
+    state = Sam3State(encoded)  # = proc.set_image(np.array(Image.open(img)))
     proc.set_text_prompts(["truck", "wheel"], state)
     proc.add_geometric_prompt([10, 10, 60, 50], True, state, box_format="xyxy")
     proc.add_geometric_prompt([70, 20, 100, 60], False, state, box_format="xyxy")
@@ -251,17 +261,17 @@ def test_segment_text_and_exemplars_write_every_instance(tmp_path, capsys, model
 
 
 @pytest.mark.slow
-def test_segment_clicks_on_sam3_go_through_the_interactive_head(tmp_path, capsys, model):
-    from samkit.predict.sam3 import Sam3Processor
+def test_segment_clicks_on_sam3_go_through_the_interactive_head(tmp_path, capsys, model, truck):
+    from samkit.predict.sam3 import Sam3Processor, Sam3State
 
-    img = small_image(tmp_path)
+    img, encoded = truck
     out = tmp_path / "out"
     argv = ["segment", str(img), "--out", str(out), *MODEL, "--point", "80,50", "--multimask"]
     assert main(argv) == 0
     doc = json.loads((out / "truck.json").read_text())
     assert [m["file"] for m in doc["masks"]] == [f"truck_mask_{i}.png" for i in range(3)]
     proc = Sam3Processor(model)
-    state = proc.set_image(np.array(Image.open(img)))
+    state = Sam3State(encoded)  # = proc.set_image(np.array(Image.open(img)))
     masks, scores, _ = proc.predict_inst(
         state, point_coords=np.array([[80.0, 50.0]]), point_labels=np.array([1])
     )
