@@ -22,22 +22,27 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationW
 FX = FIXTURES / "sam3_tiny"
 MODEL = ["--model", str(FX / "config.json"), "--checkpoint", str(FX / "sam3_tiny.pt")]
 TEXT = ["--text", "car", "--text", "person", "--threshold", str(THRESHOLD)]
+# One model worker, with all the CPUs of the 2-CPU test instance (tests/distributed/conftest.py)
+# as torch threads (samkit.distributed.run._sizing): a second actor would cost its own start-up
+# for one or two images (several workers are covered by test_ray_runs.py's auto run).
+ONE_WORKER = ["--num-workers", "1"]
+WORKER_THREADS = 2
 
 
 def test_auto_text_on_ray_writes_the_single_process_bytes(tmp_path, ray_address, capsys):
     src = tmp_path / "in"
     names = _images(src, n_generated=1, long_side=120, shared=1)
     one, dist = tmp_path / "one", tmp_path / "ray"
-    # 2 workers of 1 torch thread each: the single-process run uses 1 thread too (float sums,
-    # and so scores, can differ in the last bit with another thread count)
+    # the single-process run uses the worker's thread count (float sums, and so scores, can
+    # differ in the last bit with another thread count)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(WORKER_THREADS)
     try:
         assert main(["auto", str(src), "--out", str(one), *MODEL, *TEXT, "--quiet"]) == 0
     finally:
         torch.set_num_threads(threads)
     capsys.readouterr()
-    argv = ["auto", str(src), "--out", str(dist), *MODEL, *TEXT, "--ray", "--num-workers", "2"]
+    argv = ["auto", str(src), "--out", str(dist), *MODEL, *TEXT, "--ray", *ONE_WORKER]
     assert main([*argv, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert f"{len(names)} images segmented, 0 skipped" in out, out
@@ -63,12 +68,12 @@ def test_embed_on_ray_writes_the_single_process_bytes(tmp_path, ray_address, cap
     _images(src, n_generated=0, long_side=120, shared=1)
     one, dist = tmp_path / "one", tmp_path / "ray"
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(WORKER_THREADS)
     try:
         assert main(["embed", str(src), "--out", str(one), *MODEL]) == 0
     finally:
         torch.set_num_threads(threads)
-    argv = ["embed", str(src), "--out", str(dist), *MODEL, "--ray", "--num-workers", "2"]
+    argv = ["embed", str(src), "--out", str(dist), *MODEL, "--ray", *ONE_WORKER]
     assert main(argv) == 0
     capsys.readouterr()
     expected = _files(one)
