@@ -193,7 +193,9 @@ class Sam3VideoEngine:
         self, s: Sam3VideoSession, buffer: list, removed: set[int], flush: bool
     ) -> Iterator[dict[str, Any]]:
         """Yield the buffered frames the hotstart delay releases (all of them on `flush`)."""
-        n = len(buffer) if flush else max(0, len(buffer) - self.settings.hotstart_delay + 1)
+        # a delay of 0 releases each frame at once, as a delay of 1 does (official buffer)
+        delay = max(1, self.settings.hotstart_delay)
+        n = len(buffer) if flush else max(0, len(buffer) - delay + 1)
         for _ in range(n):
             g, r = buffer.pop(0)
             hidden = removed | r.suppressed
