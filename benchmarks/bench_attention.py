@@ -29,6 +29,8 @@ CPU time does not (cache sharing still slows it), so the ratios stay meaningful 
     python benchmarks/bench_attention.py --cpu-time --video   # loaded machine: 1 thread, CPU time
     python benchmarks/bench_attention.py --cpu-time --video --no-kernels --video-switch memory \
         --objects 1 3 --frames 1                              # objects batched + keys kept
+    python benchmarks/bench_attention.py --cpu-time --no-kernels --memory-step 3 --rounds 2
+                                       # one frame's memory attention: batched / kept keys
 """
 
 from __future__ import annotations
@@ -225,6 +227,61 @@ def extra_object_costs(video: list[dict]) -> list[dict]:
     return rows
 
 
+def memory_step(dtype: str, n_obj: int, rounds: int) -> dict:
+    """One frame's memory attention for `n_obj` objects at a full bank in steady state (each
+    step one new memory per object enters, the others stay): one by one or batched, keys
+    recomputed or kept (`MemoryKeyCache`); best time per path over `rounds` after a warm-up."""
+    from samkit import build_sam2_video_predictor
+    from samkit.modeling.memory_keys import MemoryKeyCache
+
+    torch.manual_seed(0)
+    m = build_sam2_video_predictor("sam2.1_hiera_t", dtype=DTYPES[dtype], fill_hole_area=0).model
+    g = torch.Generator().manual_seed(0)
+    pix, pos = torch.randn(2, 1, 256, 64, 64, generator=g)
+    mpos = torch.randn(1, 64, 64, 64, generator=g)
+
+    def new() -> torch.Tensor:
+        return torch.randn(1, 64, 64, 64, generator=g).to(torch.bfloat16)
+
+    objs = [[(0, new())] + [(t, new()) for t in range(1, 7)] for _ in range(n_obj)]
+    ptrs = [[(k, torch.randn(1, 256, generator=g)) for k in range(1, 17)] for _ in range(n_obj)]
+    cache = MemoryKeyCache()
+
+    def step(batched: bool, keep: bool) -> None:
+        for o in objs:  # the newest memory enters slot 1, the oldest leaves
+            o[1:] = [(1, new())] + [(t + 1, x) for t, x in o[1:-1]]
+        kw = {"key_cache": cache} if keep else {}
+        if batched:
+            mems = []
+            for i in range(7):
+                parts = [o[i][1] for o in objs]
+                cat = torch.cat(parts)
+                if keep:
+                    cache.register_batch(cat, parts)
+                mems.append((objs[0][i][0], cat, mpos.expand(n_obj, -1, -1, -1)))
+            pt = [(ptrs[0][k][0], torch.cat([p[k][1] for p in ptrs])) for k in range(16)]
+            b = (n_obj, -1, -1, -1)
+            m.condition_on_memory(pix.expand(b), pos.expand(b), mems, pt, 16, **kw)
+        else:
+            for o, p in zip(objs, ptrs, strict=True):
+                m.condition_on_memory(pix, pos, [(t, x, mpos) for t, x in o], p, 16, **kw)
+        if keep:
+            cache.end_frame()
+
+    paths = {
+        "one by one": (False, False),
+        "one by one + keys": (False, True),
+        "batched": (True, False),
+        "batched + keys": (True, True),
+    }
+    with torch.inference_mode():
+        step(False, True)  # fill the cache
+        times = alternate([lambda b=b, k=k: step(b, k) for b, k in paths.values()], rounds)
+    row = {"dtype": dtype, "objects": n_obj, **dict(zip(paths, times, strict=True))}
+    print(row, flush=True)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -241,6 +298,12 @@ def main() -> None:
         help="what the video's before frames turn off",
     )
     ap.add_argument("--no-kernels", action="store_true", help="skip the kernel table")
+    ap.add_argument(
+        "--memory-step",
+        type=int,
+        default=0,
+        help="time one frame's memory attention for this many objects (batched / keys)",
+    )
     ap.add_argument("--cpu-time", action="store_true", help="1 thread, process CPU time")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -287,6 +350,7 @@ def main() -> None:
         for dname in args.dtypes:
             for n_obj in args.objects:
                 video.append(video_row(dname, n_obj, args.frames, args.video_switch))
+    steps = [memory_step(d, args.memory_step, args.rounds) for d in args.dtypes if args.memory_step]
     info["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     write_json(
         "bench_attention",
@@ -297,6 +361,7 @@ def main() -> None:
             "kernels": rows,
             "video": video,
             "extra_object": extra_object_costs(video),
+            "memory_step": steps,
         },
         args.out,
     )
