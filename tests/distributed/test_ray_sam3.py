@@ -22,9 +22,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationW
 FX = FIXTURES / "sam3_tiny"
 MODEL = ["--model", str(FX / "config.json"), "--checkpoint", str(FX / "sam3_tiny.pt")]
 TEXT = ["--text", "car", "--text", "person", "--threshold", str(THRESHOLD)]
-# One model worker, with all the CPUs of the 2-CPU test instance (tests/distributed/conftest.py)
-# as torch threads (samkit.distributed.run._sizing): a second actor would cost its own start-up
-# for one or two images (several workers are covered by test_ray_runs.py's auto run).
+# The embed run has one image: one model worker, with all the CPUs of the 2-CPU test instance
+# (tests/distributed/conftest.py) as torch threads (samkit.distributed.run._sizing); a second
+# actor would only start up.
 ONE_WORKER = ["--num-workers", "1"]
 WORKER_THREADS = 2
 
@@ -33,16 +33,17 @@ def test_auto_text_on_ray_writes_the_single_process_bytes(tmp_path, ray_address,
     src = tmp_path / "in"
     names = _images(src, n_generated=1, long_side=120, shared=1)
     one, dist = tmp_path / "one", tmp_path / "ray"
-    # the single-process run uses the worker's thread count (float sums, and so scores, can
-    # differ in the last bit with another thread count)
+    # 2 workers of 1 torch thread each (one image each: one worker with 2 threads took longer):
+    # the single-process run uses 1 thread too (float sums, and so scores, can differ in the
+    # last bit with another thread count)
     threads = torch.get_num_threads()
-    torch.set_num_threads(WORKER_THREADS)
+    torch.set_num_threads(1)
     try:
         assert main(["auto", str(src), "--out", str(one), *MODEL, *TEXT, "--quiet"]) == 0
     finally:
         torch.set_num_threads(threads)
     capsys.readouterr()
-    argv = ["auto", str(src), "--out", str(dist), *MODEL, *TEXT, "--ray", *ONE_WORKER]
+    argv = ["auto", str(src), "--out", str(dist), *MODEL, *TEXT, "--ray", "--num-workers", "2"]
     assert main([*argv, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert f"{len(names)} images segmented, 0 skipped" in out, out
