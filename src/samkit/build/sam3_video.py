@@ -28,6 +28,7 @@ from samkit.modeling.sam3.tracker import (
     Sam3Tracker,
     official_to_samkit_key,
 )
+from samkit.runtime.precision import autocast_decoder
 
 
 def _count(state: dict[str, torch.Tensor], pattern: str) -> int:
@@ -133,3 +134,27 @@ def build_sam3_tracker(
     model.pixel_mean = torch.full((3, 1, 1), 0.5)
     model.pixel_std = torch.full((3, 1, 1), 0.5)
     return model.to(dev).eval()
+
+
+def tracker_to_dtype(tracker: Sam3Tracker, dtype: torch.dtype | None) -> Sam3Tracker:
+    """Run the tracker's memory attention and memory encoder in `dtype` and its mask decoder
+    under `torch.autocast(dtype)`, as samkit's SAM 2 video predictor does
+    (`samkit.video.build.video_predictor_for`); None or float32 leaves it in float32.
+
+    Inputs are cast to those modules' dtype where they enter; the pointers, scores, mask
+    logits and the outputs stay float32 (the memories are stored in bfloat16 either way, as
+    the official tracker stores them).
+
+    Raises:
+        ValueError: a dtype other than float32, bfloat16 or float16.
+    """
+    if dtype is None or dtype == torch.float32:
+        return tracker
+    if dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(
+            f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}"
+        )
+    tracker.memory_attention.to(dtype)
+    tracker.memory_encoder.to(dtype)
+    autocast_decoder(tracker, dtype)
+    return tracker

@@ -64,6 +64,7 @@ class ResizingMaskDownSampler(MaskDownSampler):
         self.interpol_size = tuple(interpol_size)
 
     def forward(self, x: Tensor) -> Tensor:
+        dtype = next(self.encoder.parameters()).dtype
         if tuple(x.shape[-2:]) != self.interpol_size:
             x = F.interpolate(
                 x.float(),
@@ -72,7 +73,7 @@ class ResizingMaskDownSampler(MaskDownSampler):
                 align_corners=False,
                 antialias=True,
             )
-        return self.encoder(x)
+        return self.encoder(x.to(dtype))  # resized in float32, run in the weights' dtype
 
 
 @dataclass(eq=False)

@@ -7,6 +7,9 @@ and the video tracker (`samkit.build.sam3_video.build_sam3_tracker`). The offici
 are the defaults; keyword arguments override them by their official names
 (`score_threshold_detection`, `det_nms_thresh`, `new_det_thresh`, `assoc_iou_thresh`,
 `trk_assoc_iou_thresh`, `fill_hole_area`, `hotstart_delay`, ... : `Sam3VideoSettings`).
+samkit adds `dtype` (as `build_sam3_image_model(dtype=...)`): bfloat16 runs the detector in
+bfloat16 and the tracker's memory modules in bfloat16 with its decoder under autocast
+(`samkit.build.sam3_video.tracker_to_dtype`); outputs and postprocessing stay float32.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import torch
 
 from samkit.build.sam3 import build_sam3_image_model
-from samkit.build.sam3_video import build_sam3_tracker
+from samkit.build.sam3_video import build_sam3_tracker, tracker_to_dtype
 from samkit.checkpoint import read_state_dict
 from samkit.video.sam3.predictor import Sam3VideoPredictor, Sam3VideoSettings
 
@@ -27,13 +30,18 @@ def build_sam3_video_predictor(
     checkpoint_path: str | os.PathLike,
     bpe_path: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
+    *,
+    dtype: torch.dtype | None = None,
     **settings: Any,
 ) -> Sam3VideoPredictor:
     """The SAM 3 video predictor (official request API) on an official checkpoint.
 
+    Args:
+        dtype: float32 (default), `torch.bfloat16` or `torch.float16` (see the module doc).
+
     Raises:
-        ValueError: no checkpoint, a checkpoint without the tracker's tensors, or an unknown
-            setting name.
+        ValueError: no checkpoint, a checkpoint without the tracker's tensors, an unknown
+            setting name, or another dtype.
     """
     if checkpoint_path is None:
         raise ValueError("build_sam3_video_predictor needs checkpoint_path (an official sam3.pt)")
@@ -46,6 +54,8 @@ def build_sam3_video_predictor(
         device=device,
         checkpoint_path=checkpoint_path,
         enable_inst_interactivity=True,
+        dtype=dtype,
     )
     tracker = build_sam3_tracker(read_state_dict(checkpoint_path), device=device)
+    tracker = tracker_to_dtype(tracker, dtype)
     return Sam3VideoPredictor(model, tracker, Sam3VideoSettings(**settings))

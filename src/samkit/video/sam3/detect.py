@@ -144,10 +144,13 @@ class FrameDetector:
         out = m.forward_grounding(
             vis["backbone_fpn"], vis["vision_pos_enc"][-1], feats, mask, geometric_prompt
         )
+        # the loop and the postprocess run in float32 whatever the detector's dtype
+        presence = out.presence_logit_dec[0].float()
+        boxes = out.pred_boxes_xyxy[0].float()
         joint = inverse_sigmoid(
-            out.pred_logits[0, :, 0].sigmoid() * out.presence_logit_dec[0].sigmoid()
+            out.pred_logits[0, :, 0].float().sigmoid() * presence.sigmoid()
         ).clamp(-10.0, 10.0)
-        masks = out.pred_masks[0]
+        masks = out.pred_masks[0].float()
         probs = joint.sigmoid()
         if self.nms_threshold > 0:
             keep = nms_masks(probs, masks, self.score_threshold, self.nms_threshold)
@@ -160,11 +163,11 @@ class FrameDetector:
         tracker_fpn, tracker_pos = self._tracker_levels(vis)
         return FrameDetections(
             query_logits=joint,
-            presence_logit=out.presence_logit_dec[0],
-            query_boxes_xyxy=out.pred_boxes_xyxy[0],
+            presence_logit=presence,
+            query_boxes_xyxy=boxes,
             nms_keep=keep,
             scores=probs[pos],
-            boxes_xyxy=out.pred_boxes_xyxy[0][pos],
+            boxes_xyxy=boxes[pos],
             mask_logits=masks[pos],
             tracker_fpn=tracker_fpn,
             tracker_pos=tracker_pos,
@@ -175,7 +178,9 @@ class FrameDetector:
         sam2 = vis["sam2_backbone_out"]
         fpn = [f.to(torch.bfloat16).to(m.dtype) for f in sam2["backbone_fpn"]]
         dec = m.tracker.sam_mask_decoder
-        return [dec.conv_s0(fpn[0]), dec.conv_s1(fpn[1]), fpn[2]], sam2["vision_pos_enc"][-1]
+        levels = [dec.conv_s0(fpn[0]), dec.conv_s1(fpn[1]), fpn[2]]
+        # the tracker takes float32 features and casts them where its modules run lower
+        return [f.float() for f in levels], sam2["vision_pos_enc"][-1].float()
 
     def tracker_features(self, frame: Tensor) -> tuple[list[Tensor], Tensor]:
         """The tracker's levels and position encoding of one (3, R, R) frame (the backbone
