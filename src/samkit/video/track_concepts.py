@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from samkit.build.sam3_video import build_sam3_tracker
+from samkit.build.sam3_video import build_sam3_tracker, tracker_to_dtype
 from samkit.checkpoint import read_state_dict
 from samkit.video.frames.sources import open_video
 from samkit.video.sam3.build import build_sam3_video_predictor
@@ -381,21 +381,22 @@ def build_concept_tracker(
         spec: the model name (`sam3`) or None; the architecture comes from the checkpoint.
         checkpoint: an official `sam3.pt` with the detector and tracker tensors.
         device: torch device (default CPU).
-        dtype: None / float32 only (the SAM 3 video predictor computes in float32).
+        dtype: None / float32, or bfloat16 / float16 (a torch dtype or its name; see
+            `build_sam3_video_predictor`).
         keep_outputs: keep every tracked frame's masks (`ConceptTrackState.last`).
         settings: `Sam3VideoSettings` by their official names (e.g. `new_det_thresh`).
 
     Raises:
-        ValueError: no checkpoint, a dtype other than float32, or an unknown setting.
+        ValueError: no checkpoint, another dtype, or an unknown setting.
     """
     if checkpoint is None:
         raise ValueError(
             "SAM 3 video tracking needs a checkpoint with the tracker (an official sam3.pt): "
             "random weights have no video model here"
         )
-    if dtype not in (None, torch.float32, "float32"):
-        raise ValueError(f"the SAM 3 video predictor runs in float32, not {dtype}")
-    predictor = build_sam3_video_predictor(checkpoint, device=device, **settings)
+    if isinstance(dtype, str) and dtype in ("float32", "bfloat16", "float16"):
+        dtype = getattr(torch, dtype)
+    predictor = build_sam3_video_predictor(checkpoint, device=device, dtype=dtype, **settings)
     return ConceptTracker(predictor, keep_outputs)
 
 
@@ -415,5 +416,6 @@ def concept_tracker_on(
         raise ValueError(f"unknown SAM 3 video settings {unknown}; known: {sorted(known)}")
     device = next(model.parameters()).device
     tracker = build_sam3_tracker(read_state_dict(checkpoint), device=device)
+    tracker = tracker_to_dtype(tracker, next(model.parameters()).dtype)  # as the detector
     predictor = Sam3VideoPredictor(model, tracker, Sam3VideoSettings(**settings))
     return ConceptTracker(predictor, keep_outputs)
