@@ -84,8 +84,8 @@ SLOTS: dict[str, dict[str, str]] = {
         "exporter": "works",
         "onnx_predictor": "works",
         "video_predictor": "works",
-        "video_exporter": "pending: EfficientTAM models have no ONNX export of video tracking",
-        "onnx_video_predictor": "pending: EfficientTAM models have no onnxruntime video predictor",
+        "video_exporter": "works",
+        "onnx_video_predictor": "works",
     },
 }
 POINT = (np.array([[40.0, 30.0]]), np.array([1]))
