@@ -41,6 +41,8 @@ def pred():
 
 
 def test_objects_with_the_same_memory_frames_are_tracked_in_one_batch(pred, monkeypatch):
+    # default: batched off the CPU only (no faster on a CPU, BENCHMARKS.md issue 21)
+    assert pred.tracker.batch_objects is None
     frames = moving_shapes(6)
     one, one_sizes = _track(pred, frames, monkeypatch, batched=False)
     many, many_sizes = _track(pred, frames, monkeypatch, batched=True)

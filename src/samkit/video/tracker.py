@@ -40,9 +40,10 @@ class Sam2Tracker:
         self.non_overlap_masks = non_overlap_masks
         self.clear_non_cond_mem_around_input = clear_non_cond_mem_around_input
         self.add_all_frames_to_correct_as_cond = add_all_frames_to_correct_as_cond
-        # track objects whose memories are on the same frames in one batch (`batches`); False
-        # tracks them one by one (the official order; benchmarks compare the two)
-        self.batch_objects = True
+        # track objects whose memories are on the same frames in one batch (`batches`): True
+        # always, False never (the official order), None (default) off the CPU only: on a CPU
+        # the batch was no faster (BENCHMARKS.md, issue 21: batch-3 activations miss the caches)
+        self.batch_objects: bool | None = None
         # keep the memories' frame-independent key parts between frames
         # (`samkit.modeling.memory_keys`); False recomputes every key every frame
         self.cache_memory_keys = True
@@ -181,8 +182,8 @@ class Sam2Tracker:
         """Track all objects on one frame (prompted objects reuse their stored output);
         returns Ox1xHxW video-res logits.
 
-        Objects whose memories sit on the same frames are tracked in one batch (`track_objects`):
-        the same numbers as one by one (up to float rounding), in fewer, larger calls."""
+        Objects whose memories sit on the same frames may be tracked in one batch (`batches`,
+        `track_objects`): the same numbers as one by one (up to float rounding)."""
         per_obj: list[Tensor | None] = [None] * len(s.objects)
         todo = []
         for i, obj in enumerate(s.objects):
@@ -212,9 +213,13 @@ class Sam2Tracker:
 
         Objects are batched when their memories within `memory_window` of the frame (and their
         conditioning frames) are on the same frames, so the memory selection picks the same
-        frames for each. One by one with `batch_objects` False, or for a model with
-        `non_overlap_masks_for_mem_enc` (its memory encoder couples the objects of a batch)."""
-        if not self.batch_objects or getattr(self.model, "non_overlap_masks_for_mem_enc", False):
+        frames for each. One by one with `batch_objects` False (or None on a CPU), or for a
+        model with `non_overlap_masks_for_mem_enc` (its memory encoder couples the objects of a
+        batch)."""
+        batch = self.batch_objects
+        if batch is None:
+            batch = self.model.device.type != "cpu"
+        if not batch or getattr(self.model, "non_overlap_masks_for_mem_enc", False):
             return [[i] for i in objs]
         window = memory_window(self.model)
         groups: dict[tuple, list[int]] = {}
