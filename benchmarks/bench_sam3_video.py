@@ -5,9 +5,11 @@ SAM 3: `Sam3VideoPredictor` through its requests only (`handle_request` /
 `handle_stream_request`). Exactly N objects: a text prompt on frame 0 with the detection and
 new-object thresholds set between the N-th and the (N+1)-th query score of that frame (a first
 prompt with threshold 0 reads them), mask NMS off (`det_nms_thresh` 1.0), association IoU 0 (every
-later detection matches a track, so no new object starts) and `hotstart_delay` 1 (no hotstart
-removal, frames yielded as they are tracked). A tracked frame then costs one detector pass plus
-N tracker steps, as in a real clip with N instances. Models: `tiny` (the sam3_tiny fixture
+later detection matches a track, so no new object starts), `hotstart_delay` 1 (frames yielded as
+they are tracked) and no hotstart removal (`hotstart_unmatch_thresh` / `hotstart_dup_thresh`
+10**6: with IoU 0 every detection matches every track, and the official duplicate rule, one
+count per detection and frame, removed 9 of 10 objects on the first tracked frame). A tracked
+frame then costs one detector pass plus N tracker steps, as in a real clip with N instances. Models: `tiny` (the sam3_tiny fixture
 checkpoint: small heads, but the full 1008 px ViT input) and `full` (the official architecture,
 random weights; `--full`). SAM 2.1 hiera_t: random weights, N clicks on frame 0,
 `propagate_in_video`. Seconds per frame: mean wall and CPU seconds (all threads of the process)
@@ -103,6 +105,8 @@ def sam3_predictor(model, tracker, threshold: float):
         det_nms_thresh=1.0,
         assoc_iou_thresh=0.0,
         hotstart_delay=1,
+        hotstart_unmatch_thresh=10**6,
+        hotstart_dup_thresh=10**6,
     )
     return Sam3VideoPredictor(model, tracker, settings)
 
