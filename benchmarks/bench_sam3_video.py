@@ -10,8 +10,9 @@ they are tracked) and no hotstart removal (`hotstart_unmatch_thresh` / `hotstart
 10**6: with IoU 0 every detection matches every track, and the official duplicate rule, one
 count per detection and frame, removed 9 of 10 objects on the first tracked frame). A tracked
 frame then costs one detector pass plus N tracker steps, as in a real clip with N instances.
-Models: `tiny` (the sam3_tiny fixture checkpoint: small heads, but the full 1008 px ViT input) and `full` (the official architecture,
-random weights; `--full`). SAM 2.1 hiera_t: random weights, N clicks on frame 0,
+Models: `tiny` (the sam3_tiny fixture checkpoint: small heads, but the full 1008 px ViT input)
+and `full` (the official architecture, random weights; `--full`). SAM 2.1 hiera_t: random
+weights, N clicks on frame 0,
 `propagate_in_video`. Seconds per frame: mean wall and CPU seconds (all threads of the process)
 over the frames after the prompt frame; on a loaded machine compare CPU seconds and ratios.
 Frames: synthetic 960x540 (a gradient, noise and a moving square).
