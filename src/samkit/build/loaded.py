@@ -45,10 +45,15 @@ def official_checkpoint(
     file, else the official checkpoint of the variant `spec` (cached, downloaded if missing).
 
     Raises:
-        ValueError: `spec` is no registered variant.  CheckpointUnavailableError: offline.
+        ValueError: `spec` is no registered variant or family.  CheckpointUnavailableError:
+            offline.
     """
     if checkpoint is not None or random_weights or spec is None or is_config_path(spec):
         return checkpoint
+    from samkit.build.registry import families
+
+    if any(f.name == spec for f in families()):  # a family's own name (`sam3`): no download,
+        return checkpoint  # its loader finds the file or says where to get it
     from samkit.checkpoint import fetch_checkpoint
 
     return fetch_checkpoint(spec)

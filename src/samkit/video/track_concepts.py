@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from samkit.build.sam3_models import cached_sam3_checkpoint
 from samkit.build.sam3_video import build_sam3_tracker, tracker_to_dtype
 from samkit.checkpoint import read_state_dict
 from samkit.video.frames.sources import open_video
@@ -387,13 +388,11 @@ def build_concept_tracker(
         settings: `Sam3VideoSettings` by their official names (e.g. `new_det_thresh`).
 
     Raises:
-        ValueError: no checkpoint, another dtype, or an unknown setting.
+        ValueError: no checkpoint given or cached (the message says where to get sam3.pt),
+            another dtype, or an unknown setting.
     """
-    if checkpoint is None:
-        raise ValueError(
-            "SAM 3 video tracking needs a checkpoint with the tracker (an official sam3.pt): "
-            "random weights have no video model here"
-        )
+    if checkpoint is None:  # the cached sam3.pt, or where to get it (Meta gates the weights)
+        checkpoint = cached_sam3_checkpoint()
     if isinstance(dtype, str) and dtype in ("float32", "bfloat16", "float16"):
         dtype = getattr(torch, dtype)
     predictor = build_sam3_video_predictor(checkpoint, device=device, dtype=dtype, **settings)
