@@ -4,7 +4,7 @@ Public API (imported lazily, so `import samkit` does no work):
 `build_sam`, `build_sam2`, `sam_model_registry`, `SamPredictor`, `Sam2ImagePredictor`,
 `SamAutomaticMaskGenerator`, `Sam2AutomaticMaskGenerator`; SAM 2 video:
 `build_sam2_video_predictor`, `Sam2VideoPredictor`; SAM 3: `build_sam3_image_model`,
-`Sam3Processor`; MobileSAM and HQ-SAM: `build_mobile_sam`, `build_sam_hq`, `SamHQPredictor`;
+`Sam3Processor`, `build_sam3_video_predictor`, `Sam3VideoPredictor`; MobileSAM and HQ-SAM: `build_mobile_sam`, `build_sam_hq`, `SamHQPredictor`;
 EfficientTAM: `build_efficienttam`, `build_efficienttam_video_predictor`; EdgeTAM:
 `build_edgetam`, `build_edgetam_video_predictor`.
 """
@@ -34,6 +34,8 @@ _EXPORTS = {
     "build_efficienttam_video_predictor": "samkit.video.efficienttam",
     "build_edgetam": "samkit.build.edgetam",
     "build_edgetam_video_predictor": "samkit.video.edgetam",
+    "build_sam3_video_predictor": "samkit.video.sam3.build",
+    "Sam3VideoPredictor": "samkit.video.sam3.predictor",
 }
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "Sam2ImagePredictor",
     "Sam2VideoPredictor",
     "Sam3Processor",
+    "Sam3VideoPredictor",
     "SamAutomaticMaskGenerator",
     "SamHQPredictor",
     "SamPredictor",
@@ -53,6 +56,7 @@ __all__ = [
     "build_sam2",
     "build_sam2_video_predictor",
     "build_sam3_image_model",
+    "build_sam3_video_predictor",
     "build_sam_hq",
     "sam_model_registry",
 ]
@@ -73,6 +77,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from samkit.video.edgetam import build_edgetam_video_predictor
     from samkit.video.efficienttam import build_efficienttam_video_predictor
     from samkit.video.predictor import Sam2VideoPredictor
+    from samkit.video.sam3.build import build_sam3_video_predictor
+    from samkit.video.sam3.predictor import Sam3VideoPredictor
 
 
 def __getattr__(name: str) -> Any:
