@@ -80,6 +80,12 @@ def test_bad_session_object_and_propagation_requests(predictor, sid) -> None:
         req({"type": "explode"})
     with pytest.raises(ValueError, match="a dict with a 'type'"):
         req(["start_session"])
+    with pytest.raises(ValueError, match=r"add_prompt has no field\(s\) \['txt'\]; its fields"):
+        req({"type": "add_prompt", "session_id": sid, "frame_index": 0, "txt": "person"})
+    with pytest.raises(ValueError, match=r"add_prompt needs the field\(s\) \['frame_index'\]"):
+        req({"type": "add_prompt", "session_id": sid, "text": "person"})
+    with pytest.raises(ValueError, match=r"start_session needs the field\(s\) \['resource_path'\]"):
+        req({"type": "start_session"})
     with pytest.raises(ValueError, match="already exists"):
         req({"type": "start_session", "resource_path": rec.frames(), "session_id": sid})
     with pytest.raises(ValueError, match=r"not a folder of frames|no such"):

@@ -51,6 +51,7 @@ frames' outputs (a request that needs a dropped frame's outputs raises a ValueEr
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -146,7 +147,17 @@ class Sam3VideoPredictor:
         kind = request["type"]
         if kind not in _REQUESTS:
             raise ValueError(f"unknown request type {kind!r}; expected one of {list(_REQUESTS)}")
-        return kind, {k: v for k, v in request.items() if k != "type"}
+        args = {k: v for k, v in request.items() if k != "type"}
+        params = inspect.signature(getattr(self, kind)).parameters
+        unknown = sorted(set(args) - set(params))
+        if unknown:
+            raise ValueError(f"{kind} has no field(s) {unknown}; its fields: {list(params)}")
+        missing = [
+            n for n, p in params.items() if p.default is inspect.Parameter.empty and n not in args
+        ]
+        if missing:
+            raise ValueError(f"{kind} needs the field(s) {missing}")
+        return kind, args
 
     def start_session(self, resource_path: Any, session_id: str | None = None) -> dict[str, str]:
         """Open a session on a video: a frame folder, a video file, a list of PIL images /
