@@ -1,4 +1,4 @@
-"""Every light family (MobileSAM, HQ-SAM, EfficientTAM) in every slot of the house: "a user
+"""Every light family (MobileSAM, HQ-SAM, EfficientTAM, EdgeTAM) in every slot of the house: "a user
 changes one name". What each slot does for each family is the table `SLOTS`; the tests below
 run each working slot through the shared code (the same predictors, automatic masks, embedding
 files, int8 / bf16, the web app's engine, Ray's model resolution and job code, the CLI) and
@@ -6,8 +6,9 @@ check each missing one is refused with a ValueError / CLI error naming what to u
 
 ONNX export and fine-tuning, which need more than a smoke run, have their own modules
 (tests/light/test_onnx.py: onnxruntime vs torch; tests/light/test_finetune.py: losses fall).
-Models: the tiny random-weight ones of tests/light/tiny_models.py, and the fixtures' official-
-format checkpoints where a file is loaded (loader, CLI, int8 / bf16).
+Models: the tiny random-weight ones of tests/light/tiny_models.py (EdgeTAM: its fixture
+checkpoint), and the fixtures' official-format checkpoints where a file is loaded (loader, CLI,
+int8 / bf16).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from PIL import Image
 
 from samkit.amg.select import mask_generator_for
+from samkit.build.edgetam import build_edgetam
 from samkit.build.family import checkpoint_family
 from samkit.build.loaded import load_family_model
 from samkit.build.registry import SLOT_FOLDERS, family_of, get_family
@@ -46,8 +48,14 @@ CHECKPOINTS: dict[str, tuple[str | None, Path]] = {
         str(FIX / "efficienttam" / "config.json"),
         FIX / "efficienttam" / "efficienttam_tiny.pt",
     ),
+    "edgetam": (None, FIX / "edgetam" / "edgetam_tiny.pt"),
 }
-TINY = {"mobile_sam": tiny_mobile_sam, "sam_hq": tiny_sam_hq, "efficienttam": tiny_efficienttam}
+TINY = {
+    "mobile_sam": tiny_mobile_sam,
+    "sam_hq": tiny_sam_hq,
+    "efficienttam": tiny_efficienttam,
+    "edgetam": lambda: build_edgetam(checkpoint=CHECKPOINTS["edgetam"][1]).eval(),
+}
 FAMILIES = list(CHECKPOINTS)
 
 # family x registry slot: "works" (a test here or in test_onnx / test_finetune runs it), the
@@ -83,6 +91,17 @@ SLOTS: dict[str, dict[str, str]] = {
         "trainer": "works",
         "exporter": "works",
         "onnx_predictor": "works",
+        "video_predictor": "works",
+        "video_exporter": "works",
+        "onnx_video_predictor": "works",
+    },
+    "edgetam": {
+        "predictor": "works",
+        "amg_generator": "works",
+        "concepts": "EdgeTAM models have no text-concept search",
+        "trainer": "EdgeTAM models have no fine-tuning",
+        "exporter": "EdgeTAM models have no ONNX export",
+        "onnx_predictor": "EdgeTAM models have no onnxruntime predictor",
         "video_predictor": "works",
         "video_exporter": "works",
         "onnx_video_predictor": "works",
@@ -140,7 +159,11 @@ def test_predictor_amg_and_trainer_slots(tiny: tuple[str, Any], image: np.ndarra
     assert records and all(r["segmentation"].shape == (96, 128) for r in records)
     auto = make_generator(model, family, dict(NO_FILTERS))  # samkit auto's and Ray's
     assert len(auto.generate(image)) == len(records)
-    assert isinstance(family_ops(model), get_family(family).load("trainer"))
+    if SLOTS[family]["trainer"] == "works":
+        assert isinstance(family_ops(model), get_family(family).load("trainer"))
+    else:
+        with pytest.raises(ValueError, match=SLOTS[family]["trainer"]):
+            family_ops(model)
 
 
 def test_embedding_file_round_trip(
@@ -185,6 +208,10 @@ def test_int8_and_bf16_keep_the_masks(family: str, mode: str) -> None:
     ref_p = make_predictor(load_family_model(family, spec, ckpt), family)
     ref_p.set_image(img)
     ref = ref_p.predict(*pt, multimask_output=False)
+    if mode == "int8" and family == "edgetam":  # RepViT: convolutions only
+        with pytest.raises(ValueError, match=r"has none \(a convolutional encoder"):
+            optimize(load_family_model(family, spec, ckpt), int8=True)
+        return
     if mode == "int8":
         model = optimize(load_family_model(family, spec, ckpt), int8=True)
         assert is_int8(model.image_encoder)

@@ -55,13 +55,19 @@ def quantize_encoder_int8(model: nn.Module, engine: str | None = None) -> nn.Mod
         `model`, changed in place.
 
     Raises:
-        ValueError: a model that is not float32, not on the CPU, or an unsupported engine.
+        ValueError: a model that is not float32, not on the CPU, an encoder without Linear
+            layers (nothing to quantise), or an unsupported engine.
     """
     encoder = image_encoder(model)
     if param_dtype(encoder) != torch.float32:
         raise ValueError("int8 quantisation needs a float32 model (quantise before casting)")
     if any(p.device.type != "cpu" for p in encoder.parameters()):
         raise ValueError("int8 dynamic quantisation runs on the CPU only: move the model first")
+    if not any(isinstance(m, nn.Linear) for m in encoder.modules()):
+        raise ValueError(
+            f"int8 quantises the image encoder's Linear layers and {type(encoder).__name__} "
+            "has none (a convolutional encoder, e.g. EdgeTAM's RepViT): use bfloat16 instead"
+        )
     engine = engine or pick_int8_engine()
     if engine not in torch.backends.quantized.supported_engines:
         raise ValueError(
