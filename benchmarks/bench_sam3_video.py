@@ -44,6 +44,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.common import write_json  # noqa: E402
+from samkit.build.sam3_video import tracker_to_dtype  # noqa: E402
+from samkit.runtime.precision import autocast_decoder  # noqa: E402
 
 CKPT = ROOT.parent / "shared" / "fixtures" / "sam3_tiny" / "sam3_tiny.pt"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -238,7 +240,7 @@ def main() -> None:
             thresholds = sam3_thresholds(model, tracker, frames, args.objects)
             for dname in args.dtypes:
                 dt = DTYPES[dname]
-                m, trk = model.to(dt), tracker.to(dt)
+                m, trk = model.to(dt), tracker_to_dtype(tracker, dt)  # as the predictor's dtype=
                 s2 = sam2_predictor(dt if dname != "float32" else None)
                 for n in args.objects:  # A B A B: SAM 3, SAM 2 with the same object count
                     row = {"dtype": dname, "objects": n}
@@ -253,6 +255,7 @@ def main() -> None:
                     row["sam2.1_hiera_t_s_per_frame"] = spf2
                     print(json.dumps(row), flush=True)
                     doc["speed"].append(row)
+                autocast_decoder(tracker, None)
                 model, tracker = model.float(), tracker.float()
     for n in args.rss:
         for model_name in args.rss_models:
