@@ -399,7 +399,9 @@ def _train_only(
     model: nn.Module, freeze: str, peft: bool, prefixes: tuple[str, ...], rule: str
 ) -> tuple[int, int]:
     if peft or any(".lora_" in n or ".adapter." in n for n, _ in model.named_parameters()):
-        raise ValueError(f"{rule}; LoRA and adapters do not apply: drop --lora-rank / --adapter-dim")
+        raise ValueError(
+            f"{rule}; LoRA and adapters do not apply: drop --lora-rank / --adapter-dim"
+        )
     if freeze != "none":
         raise ValueError(f"{rule}; --freeze {freeze} does not apply: leave --freeze at none")
     for name, p in model.named_parameters():
