@@ -146,3 +146,17 @@ def test_video_commands_take_sam3_by_name_and_say_where_its_weights_are(
         assert code == 2, argv
         assert "sam3.pt" in err and "pass --checkpoint" in err, err
         assert "unknown samkit variant" not in err
+
+
+def test_official_checkpoint_fetches_variants_even_when_a_family_has_the_same_name(monkeypatch):
+    """`edgetam` is a variant and a family: its official file is fetched (never random weights
+    in silence); `sam3` is only a family: its loader says where the gated file is."""
+    import samkit.checkpoint as ckpt
+    from samkit.build.loaded import official_checkpoint
+
+    fetched: list[str] = []
+    monkeypatch.setattr(ckpt, "fetch_checkpoint", lambda spec: fetched.append(spec) or "x.pt")
+    assert official_checkpoint("edgetam", None, False) == "x.pt"
+    assert official_checkpoint("sam2.1_hiera_t", None, False) == "x.pt"
+    assert official_checkpoint("sam3", None, False) is None
+    assert fetched == ["edgetam", "sam2.1_hiera_t"]

@@ -51,9 +51,10 @@ def official_checkpoint(
     if checkpoint is not None or random_weights or spec is None or is_config_path(spec):
         return checkpoint
     from samkit.build.registry import families
+    from samkit.configs.sam import variant_names
 
-    if any(f.name == spec for f in families()):  # a family's own name (`sam3`): no download,
-        return checkpoint  # its loader finds the file or says where to get it
+    if spec not in variant_names() and any(f.name == spec for f in families()):
+        return checkpoint  # a family's own name (`sam3`): its loader finds the file or says where
     from samkit.checkpoint import fetch_checkpoint
 
     return fetch_checkpoint(spec)
