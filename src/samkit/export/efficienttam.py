@@ -22,7 +22,6 @@ import os
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from samkit import __version__
@@ -35,7 +34,7 @@ from samkit.export.sam import (
     _export,
     export_prompt_decoder,
 )
-from samkit.export.sam2 import LOW_RES_CLAMP, Sam2OnnxDecoder
+from samkit.export.sam2 import Sam2OnnxDecoder
 from samkit.io.provenance import of_model
 from samkit.modeling.efficienttam import EfficientTam
 from samkit.runtime.accel import plain_float32_copy
@@ -109,20 +108,15 @@ class EfficientTamOnnxDecoder(Sam2OnnxDecoder):
         has_mask_input: Tensor,
         orig_im_size: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        pe = self.model.sam_prompt_encoder
-        masks, iou = self.model.sam_mask_decoder.predict_masks(
-            image_embeddings=image_embed,
-            image_pe=pe.get_dense_pe(),
-            sparse_prompt_embeddings=self._embed_points(point_coords, point_labels),
-            dense_prompt_embeddings=self._embed_masks(mask_input, has_mask_input),
-            repeat_image=True,
-            high_res_features=None,
-        )[:2]
-        if self.return_single_mask:
-            masks, iou = self._select_single(masks, iou)
-        hw = orig_im_size.to(torch.int64)
-        full = F.interpolate(masks, size=(hw[0], hw[1]), mode="bilinear", align_corners=False)
-        return full, iou, torch.clamp(masks, -LOW_RES_CLAMP, LOW_RES_CLAMP)
+        return self._decode(
+            image_embed,
+            None,
+            point_coords,
+            point_labels,
+            mask_input,
+            has_mask_input,
+            orig_im_size,
+        )
 
 
 def decoder_example_inputs(

@@ -199,6 +199,27 @@ class Sam2OnnxDecoder(nn.Module):
         orig_im_size: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """See the module docstring for the shapes; returns (masks, iou_predictions, low_res)."""
+        return self._decode(
+            image_embed,
+            [high_res_feats_0, high_res_feats_1],
+            point_coords,
+            point_labels,
+            mask_input,
+            has_mask_input,
+            orig_im_size,
+        )
+
+    def _decode(
+        self,
+        image_embed: Tensor,
+        high_res_features: list[Tensor] | None,
+        point_coords: Tensor,
+        point_labels: Tensor,
+        mask_input: Tensor,
+        has_mask_input: Tensor,
+        orig_im_size: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The decoder graph, with the high-res features or without them (None: EfficientTAM)."""
         pe = self.model.sam_prompt_encoder
         masks, iou = self.model.sam_mask_decoder.predict_masks(
             image_embeddings=image_embed,
@@ -206,7 +227,7 @@ class Sam2OnnxDecoder(nn.Module):
             sparse_prompt_embeddings=self._embed_points(point_coords, point_labels),
             dense_prompt_embeddings=self._embed_masks(mask_input, has_mask_input),
             repeat_image=True,
-            high_res_features=[high_res_feats_0, high_res_feats_1],
+            high_res_features=high_res_features,
         )[:2]
         if self.return_single_mask:
             masks, iou = self._select_single(masks, iou)
