@@ -120,7 +120,7 @@ def test_commands_that_cannot_use_sam3_refuse_it_by_name(capsys):
         command="track", model="sam3", checkpoint=None, random_weights=True, dtype=None
     )
     ns.device = None
-    with pytest.raises(ValueError, match="SAM 3 video tracking needs a checkpoint"):
+    with pytest.raises(CliError, match="SAM 3 video tracking needs a checkpoint"):
         load_video_predictor(ns)
 
 

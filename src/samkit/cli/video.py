@@ -210,6 +210,12 @@ def load_video_predictor(args: argparse.Namespace, **settings: Any) -> Any:
     config = model is not None and is_config_path(model)
     if config and checkpoint is None and not random_weights:
         raise CliError(f"--model {model} is a config file: also pass --checkpoint PATH")
+    if random_weights and fam.has("concepts"):  # its tracker is read off the checkpoint only
+        raise CliError(
+            f"{fam.display} video tracking needs a checkpoint with the tracker's weights "
+            "(sam3.pt): --random-weights builds only the image model, for `samkit segment` / "
+            "`samkit auto --text` smoke tests; pass --checkpoint PATH instead"
+        )
     checkpoint = official_checkpoint(model, checkpoint, random_weights)
     if random_weights:
         print(RANDOM_WARNING, file=sys.stderr, flush=True)
