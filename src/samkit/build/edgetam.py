@@ -18,7 +18,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from samkit.build.loaded import official_checkpoint
 from samkit.build.pipeline import (
     build_model,
     read_checkpoint,
@@ -276,20 +275,6 @@ def build_edgetam(
     )
 
 
-def load_edgetam(
-    spec: EdgeTamConfigLike,
-    checkpoint: str | os.PathLike | None = None,
-    random_weights: bool = False,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
-) -> Sam2:
-    """The EdgeTAM loader of `samkit.build.registry`: `build_edgetam`, with the official
-    checkpoint fetched into the cache when no checkpoint is given (and weights are wanted)."""
-    name = spec if isinstance(spec, str) else None
-    checkpoint = official_checkpoint(name, checkpoint, random_weights)
-    return build_edgetam(spec, checkpoint=checkpoint, device=device, dtype=dtype)
-
-
 def is_edgetam_config_file(raw: Any) -> bool:
     """Registry `config_match`: an official EdgeTAM config (spatial perceiver + timm trunk)."""
     return is_edgetam_config(raw)
@@ -324,6 +309,5 @@ __all__ = [
     "build_edgetam",
     "edgetam_from_config",
     "infer_edgetam_config",
-    "load_edgetam",
     "resolve_edgetam_config",
 ]

@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from samkit.build.loaded import official_checkpoint
 from samkit.build.pipeline import (
     build_model,
     read_checkpoint,
@@ -218,20 +217,6 @@ def build_efficienttam(
     )
 
 
-def load_efficienttam(
-    spec: EfficientTamConfigLike,
-    checkpoint: str | os.PathLike | None = None,
-    random_weights: bool = False,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
-) -> Sam2:
-    """The EfficientTAM loader of `samkit.build.registry`: `build_efficienttam`, with a variant's
-    official checkpoint fetched into the cache when no checkpoint is given (and weights are wanted)."""
-    name = spec if isinstance(spec, str) else None
-    checkpoint = official_checkpoint(name, checkpoint, random_weights)
-    return build_efficienttam(spec, checkpoint=checkpoint, device=device, dtype=dtype)
-
-
 def is_efficienttam_config_file(raw: Any) -> bool:
     """Registry `config_match`: an official EfficientTAM config (ViTDetNeck) or `"family"`."""
     return is_efficienttam_config(raw)
@@ -263,6 +248,5 @@ __all__ = [
     "build_efficienttam",
     "efficienttam_from_config",
     "infer_efficienttam_variant",
-    "load_efficienttam",
     "resolve_efficienttam_config",
 ]

@@ -7,7 +7,7 @@ slots and how the shared code calls each piece:
 | slot | what it is | called as |
 |---|---|---|
 | `model` | the nn.Module class | `isinstance` / documentation |
-| `loader` | checkpoint -> model | `(spec, checkpoint, random_weights, device, dtype) -> model` |
+| `loader` | checkpoint -> model (the builder) | `(spec, checkpoint=, device=, dtype=) -> model`; with `loader_finds_checkpoint`: `(spec, checkpoint, random_weights, device, dtype)` |
 | `predictor` | image predictor class | `(model) -> predictor` (the surface in `samkit.build.registry`) |
 | `amg_generator` | automatic mask generator class | `(model_or_predictor, **settings)` |
 | `trainer` | fine-tuning steps (`samkit.train.families.FamilyOps`) | `(model) -> ops` |
@@ -78,6 +78,10 @@ class Family:
         checkpoint_markers: key prefixes a checkpoint must have for this family to be a
             candidate at all (MobileSAM: a TinyViT encoder; HQ-SAM: the HQ token), for families
             whose other keys are another family's (SAM 1's).
+        loader_finds_checkpoint: the loader takes `random_weights` and finds its checkpoint
+            itself (or says where to get it: SAM 3's gated `sam3.pt`); False (every other
+            family): `samkit.build.loaded.load_family_model` passes the loader the given
+            checkpoint or the variant's official file, fetched into the cache.
     """
 
     name: str
@@ -99,6 +103,7 @@ class Family:
     names: tuple[str, ...] = ()
     default_model: str = ""
     checkpoint_markers: tuple[str, ...] = ()
+    loader_finds_checkpoint: bool = False
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def has(self, slot: str) -> bool:

@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from samkit.build.loaded import official_checkpoint
 from samkit.build.pipeline import (
     build_model,
     read_checkpoint,
@@ -310,34 +309,6 @@ def build_sam_hq(
     """Build HQ-SAM (`sam_hq_vit_b` / `_l` / `_h` / `sam_hq_vit_tiny`); arguments as
     `build_mobile_sam` (official checkpoints `sam_hq_vit_*.pth`)."""
     return _build("sam_hq", variant_or_config, checkpoint, device, dtype)
-
-
-def load_mobile_sam(
-    spec: Any,
-    checkpoint: Any = None,
-    random_weights: bool = False,
-    device: Any = None,
-    dtype: Any = None,
-) -> MobileSam:
-    """The MobileSAM loader of `samkit.build.registry` (official checkpoint fetched if needed)."""
-    checkpoint = official_checkpoint(
-        spec if isinstance(spec, str) else None, checkpoint, random_weights
-    )
-    return build_mobile_sam(spec, checkpoint=checkpoint, device=device, dtype=dtype)
-
-
-def load_sam_hq(
-    spec: Any,
-    checkpoint: Any = None,
-    random_weights: bool = False,
-    device: Any = None,
-    dtype: Any = None,
-) -> SamHQ:
-    """The HQ-SAM loader of `samkit.build.registry` (official checkpoint fetched if needed)."""
-    checkpoint = official_checkpoint(
-        spec if isinstance(spec, str) else None, checkpoint, random_weights
-    )
-    return build_sam_hq(spec, checkpoint=checkpoint, device=device, dtype=dtype)
 
 
 def _reset_buffers(model: nn.Module, cfg: LightConfig) -> None:

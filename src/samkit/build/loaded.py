@@ -2,9 +2,9 @@
 
 `LoadedModel` is what the command line (`samkit.cli.common.load_model`), the web app and the
 Ray runs (`samkit.distributed.models.resolve_model`) pass around; `load_family_model` is the one
-build step they share (the family's registry `loader`, the official checkpoint of a variant
-fetched into the cache when none is given). Its predictor comes from a higher layer
-(`samkit.jobs.make_predictor`), as a predictor is no part of this one.
+build step of every family (the official checkpoint of a variant fetched into the cache when
+none is given, then the family's registry `loader`, its builder). Its predictor comes from a
+higher layer (`samkit.jobs.make_predictor`), as a predictor is no part of this one.
 """
 
 from __future__ import annotations
@@ -62,25 +62,42 @@ def official_checkpoint(
 
 def load_family_model(
     family: str,
-    spec: str | None,
+    spec: Any,
     checkpoint: str | os.PathLike[str] | None = None,
     random_weights: bool = False,
     device: Any = None,
     dtype: Any = None,
 ) -> Any:
-    """Build a model of `family` with its registry loader (eval mode).
+    """Build a model of `family` with its registry `loader` (eval mode).
+
+    The one loading step of every family: the checkpoint is `checkpoint` when given, none with
+    `random_weights` or a config file, else the official file of the variant `spec` (fetched
+    into the cache, `official_checkpoint`); the loader (the family's builder, `build_sam` ...)
+    then builds and loads it. A family whose entry sets `loader_finds_checkpoint` (SAM 3: its
+    gated `sam3.pt`) is handed `checkpoint` and `random_weights` as they are.
 
     Args:
         family: a registered family name.
-        spec: a variant name, the family's own name (`sam3`), a config.json path, or None (the
-            architecture from `checkpoint`).
+        spec: a variant name, the family's own name (`sam3`), a config.json path, a config
+            object, or None (the architecture from `checkpoint`).
         checkpoint, random_weights: the weights, or none at all (smoke tests).
         device: torch device (default CPU).
         dtype: a torch dtype or its name ("bfloat16"); None is float32.
+
+    Raises:
+        ValueError: an unknown family or variant, or what the family's builder raises.
+        CheckpointUnavailableError: the official checkpoint is not cached and cannot be fetched.
     """
     if isinstance(dtype, str):
         import torch
 
         dtype = getattr(torch, dtype)
-    loader = get_family(family).load("loader")
-    return loader(spec, checkpoint, random_weights, device, dtype).eval()
+    entry = get_family(family)
+    loader = entry.load("loader")
+    if entry.loader_finds_checkpoint:
+        model = loader(spec, checkpoint, random_weights, device, dtype)
+    else:
+        name = spec if isinstance(spec, str) else None
+        checkpoint = official_checkpoint(name, checkpoint, random_weights)
+        model = loader(spec, checkpoint=checkpoint, device=device, dtype=dtype)
+    return model.eval()

@@ -9,7 +9,6 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
-from samkit.build.loaded import official_checkpoint
 from samkit.build.pipeline import (
     build_model,
     read_checkpoint,
@@ -234,20 +233,6 @@ def build_sam(
         device=device,
         dtype=dtype,
     )
-
-
-def load_sam(
-    spec: ConfigLike,
-    checkpoint: str | os.PathLike | None = None,
-    random_weights: bool = False,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
-) -> Sam:
-    """The SAM 1 loader of `samkit.build.registry`: `build_sam`, with a variant's official
-    checkpoint fetched into the cache when no checkpoint is given (and weights are wanted)."""
-    name = spec if isinstance(spec, str) else None
-    checkpoint = official_checkpoint(name, checkpoint, random_weights)
-    return build_sam(spec, checkpoint=checkpoint, device=device, dtype=dtype)
 
 
 @torch.no_grad()

@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from samkit.build.loaded import official_checkpoint
 from samkit.build.pipeline import (
     build_model,
     read_checkpoint,
@@ -269,20 +268,6 @@ def build_sam2(
         device=device,
         dtype=dtype,
     )
-
-
-def load_sam2(
-    spec: Sam2ConfigLike,
-    checkpoint: str | os.PathLike | None = None,
-    random_weights: bool = False,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
-) -> Sam2:
-    """The SAM 2 loader of `samkit.build.registry`: `build_sam2`, with a variant's official
-    checkpoint fetched into the cache when no checkpoint is given (and weights are wanted)."""
-    name = spec if isinstance(spec, str) else None
-    checkpoint = official_checkpoint(name, checkpoint, random_weights)
-    return build_sam2(spec, checkpoint=checkpoint, device=device, dtype=dtype)
 
 
 def with_postprocessing(cfg: ConfigT, apply_postprocessing: bool | None) -> ConfigT:
