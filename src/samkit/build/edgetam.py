@@ -16,15 +16,13 @@ import re
 from typing import Any
 
 import torch
-from torch import nn
 
-from samkit.build.pipeline import (
-    build_model,
-    read_checkpoint,
-    require_spec,
-    reset_pixel_normalization,
+from samkit.build.sam2 import (
+    VIDEO_KEY_PREFIXES,
+    build_sam2_family,
+    init_sam2_weights,
+    sam2_from_config,
 )
-from samkit.build.sam2 import VIDEO_KEY_PREFIXES, sam2_from_config, with_postprocessing
 from samkit.configs.common import PromptEncoderConfig
 from samkit.configs.edgetam import (
     EdgeTamConfig,
@@ -35,7 +33,6 @@ from samkit.configs.edgetam import (
 )
 from samkit.configs.sam import get_variant, load_config_json
 from samkit.configs.sam2 import FpnNeckConfig, Sam2Config, sam2_mask_decoder_config
-from samkit.layers import LayerNorm2d
 from samkit.layers.sine_position import PositionEmbeddingSine
 from samkit.modeling.edgetam import EdgeTam, EdgeTamImage
 from samkit.modeling.edgetam_attention import RoPEAttentionV2
@@ -254,24 +251,19 @@ def build_edgetam(
         ValueError: no variant and no checkpoint, an unknown variant, or a checkpoint of another
             family / size.
     """
-    require_spec("build_edgetam", variant_or_config, checkpoint)
-    state_dict = read_checkpoint(checkpoint, "edgetam")
-    if variant_or_config is None:
-        assert state_dict is not None
-        cfg = infer_edgetam_config(state_dict)
-    else:
-        cfg, _ = resolve_edgetam_config(variant_or_config)
-    cfg = with_postprocessing(cfg, apply_postprocessing)
-    video = state_dict is None or any(k.startswith(_VIDEO_PREFIXES) for k in state_dict)
-    return build_model(
-        lambda: edgetam_from_config(cfg, video=video),
-        state_dict,
+    return build_sam2_family(
+        "build_edgetam",
+        "edgetam",
+        variant_or_config,
         checkpoint,
-        reset_buffers=lambda m: reset_pixel_normalization(m, cfg),
-        init_weights=lambda m: _init_weights(m, cfg),
-        user=f"the model of build_edgetam({variant_or_config!r})",
-        device=device,
-        dtype=dtype,
+        device,
+        dtype,
+        apply_postprocessing,
+        infer=infer_edgetam_config,
+        resolve=resolve_edgetam_config,
+        construct=edgetam_from_config,
+        init_weights=functools.partial(init_sam2_weights, video_init=_init_perceiver),
+        video_prefixes=_VIDEO_PREFIXES,
     )
 
 
@@ -280,29 +272,12 @@ def is_edgetam_config_file(raw: Any) -> bool:
     return is_edgetam_config(raw)
 
 
-@torch.no_grad()
-def _init_weights(model: Sam2, cfg: EdgeTamConfig) -> None:
-    """Random initialisation for a model built without a checkpoint (meta-built modules are empty)."""
-    for m in model.modules():
-        if isinstance(m, LayerNorm2d):
-            m.weight.fill_(1.0)
-            m.bias.zero_()
-        elif hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-    nn.init.trunc_normal_(model.no_mem_embed, std=0.02)
-    if isinstance(model, Sam2Video):
-        for p in (model.maskmem_tpos_enc, model.no_mem_pos_enc):
-            nn.init.trunc_normal_(p, std=0.02)
-        if hasattr(model, "no_obj_ptr"):
-            nn.init.trunc_normal_(model.no_obj_ptr, std=0.02)
-        for m in model.memory_encoder.fuser.layers:
-            if m.gamma is not None:
-                m.gamma.fill_(cfg.memory.fuser_layer_scale_init_value)
-        perceiver = getattr(model, "spatial_perceiver", None)
-        for name in ("latents", "latents_2d"):
-            if perceiver is not None and hasattr(perceiver, name):
-                getattr(perceiver, name).normal_()
-    model.sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.normal_()
+def _init_perceiver(model: Sam2Video) -> None:
+    """Random latents of the spatial perceiver (the rest: `init_sam2_weights`)."""
+    perceiver = getattr(model, "spatial_perceiver", None)
+    for name in ("latents", "latents_2d"):
+        if perceiver is not None and hasattr(perceiver, name):
+            getattr(perceiver, name).normal_()
 
 
 __all__ = [

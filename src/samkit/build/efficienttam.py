@@ -13,15 +13,8 @@ import os
 from typing import Any
 
 import torch
-from torch import nn
 
-from samkit.build.pipeline import (
-    build_model,
-    read_checkpoint,
-    require_spec,
-    reset_pixel_normalization,
-)
-from samkit.build.sam2 import sam2_from_config, with_postprocessing
+from samkit.build.sam2 import build_sam2_family, init_sam2_weights, sam2_from_config
 from samkit.configs.common import VARIANTS
 from samkit.configs.efficienttam import (
     EfficientTamConfig,
@@ -30,14 +23,12 @@ from samkit.configs.efficienttam import (
 )
 from samkit.configs.sam import get_variant, load_config_json
 from samkit.configs.sam2 import FpnNeckConfig, Sam2Config
-from samkit.layers import LayerNorm2d
 from samkit.layers.rope import RoPEAttention
 from samkit.layers.sine_position import PositionEmbeddingSine
 from samkit.modeling.efficienttam import EfficientTam, EfficientTamImage
 from samkit.modeling.efficienttam_attention import EfficientRoPEAttention
 from samkit.modeling.neck import ImageEncoder
 from samkit.modeling.sam2 import Sam2
-from samkit.modeling.sam2_video import Sam2Video
 from samkit.modeling.vitdet import ViTDet, ViTDetNeck
 
 EfficientTamConfigLike = str | os.PathLike | EfficientTamConfig | None
@@ -197,50 +188,25 @@ def build_efficienttam(
         ValueError: no variant and no checkpoint, an unknown variant, or a checkpoint of another
             family / size.
     """
-    require_spec("build_efficienttam", variant_or_config, checkpoint)
-    state_dict = read_checkpoint(checkpoint, "efficienttam")
-    if variant_or_config is None:
-        variant_or_config = infer_efficienttam_variant(state_dict)
-    cfg, _ = resolve_efficienttam_config(variant_or_config)
-    cfg = with_postprocessing(cfg, apply_postprocessing)
-    video = state_dict is None or any(k.startswith(_VIDEO_PREFIXES) for k in state_dict)
-
-    return build_model(
-        lambda: efficienttam_from_config(cfg, video=video),
-        state_dict,
+    return build_sam2_family(
+        "build_efficienttam",
+        "efficienttam",
+        variant_or_config,
         checkpoint,
-        reset_buffers=lambda m: reset_pixel_normalization(m, cfg),
-        init_weights=lambda m: _init_weights(m, cfg),
-        user=f"the model of build_efficienttam({variant_or_config!r})",
-        device=device,
-        dtype=dtype,
+        device,
+        dtype,
+        apply_postprocessing,
+        infer=infer_efficienttam_variant,
+        resolve=resolve_efficienttam_config,
+        construct=efficienttam_from_config,
+        init_weights=functools.partial(init_sam2_weights, trunk_embeds=("pos_embed",)),
+        video_prefixes=_VIDEO_PREFIXES,
     )
 
 
 def is_efficienttam_config_file(raw: Any) -> bool:
     """Registry `config_match`: an official EfficientTAM config (ViTDetNeck) or `"family"`."""
     return is_efficienttam_config(raw)
-
-
-def _init_weights(model: Sam2, cfg: EfficientTamConfig) -> None:
-    """Random initialisation for a model built without a checkpoint (meta-built modules are empty)."""
-    for m in model.modules():
-        if isinstance(m, LayerNorm2d):
-            m.weight.fill_(1.0)
-            m.bias.zero_()
-        elif hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-    nn.init.trunc_normal_(model.image_encoder.trunk.pos_embed, std=0.02)
-    nn.init.trunc_normal_(model.no_mem_embed, std=0.02)
-    if isinstance(model, Sam2Video):
-        for p in (model.maskmem_tpos_enc, model.no_mem_pos_enc):
-            nn.init.trunc_normal_(p, std=0.02)
-        if hasattr(model, "no_obj_ptr"):
-            nn.init.trunc_normal_(model.no_obj_ptr, std=0.02)
-        for m in model.memory_encoder.fuser.layers:
-            if m.gamma is not None:
-                m.gamma.fill_(cfg.memory.fuser_layer_scale_init_value)
-    model.sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.normal_()
 
 
 __all__ = [

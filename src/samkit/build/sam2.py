@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -30,6 +31,7 @@ from samkit.modeling.sam2 import Sam2
 from samkit.modeling.sam2_video import Sam2Video
 
 ConfigT = TypeVar("ConfigT")
+_HIERA_EMBEDS = ("pos_embed", "pos_embed_window")
 
 Sam2ConfigLike = str | os.PathLike | Sam2Config | None
 
@@ -250,21 +252,71 @@ def build_sam2(
     Returns:
         The model in eval mode (`Sam2Video`, or `Sam2` for an image-only checkpoint).
     """
-    require_spec("build_sam2", variant_or_config, checkpoint)
-    state_dict = read_checkpoint(checkpoint, "sam2")
-    if variant_or_config is None:
-        variant_or_config = infer_sam2_variant(state_dict)
-    cfg, _ = resolve_sam2_config(variant_or_config)
+    return build_sam2_family(
+        "build_sam2",
+        "sam2",
+        variant_or_config,
+        checkpoint,
+        device,
+        dtype,
+        apply_postprocessing,
+        infer=infer_sam2_variant,
+        resolve=resolve_sam2_config,
+        construct=sam2_from_config,
+        init_weights=functools.partial(init_sam2_weights, trunk_embeds=_HIERA_EMBEDS),
+    )
+
+
+def build_sam2_family(
+    builder: str,
+    family: str,
+    spec: Any,
+    checkpoint: str | os.PathLike | None,
+    device: str | torch.device | None,
+    dtype: torch.dtype | None,
+    apply_postprocessing: bool | None,
+    *,
+    infer: Callable[[dict[str, torch.Tensor]], Any],
+    resolve: Callable[[Any], tuple[Any, str | None]],
+    construct: Callable[[Any, bool], Sam2],
+    init_weights: Callable[[Sam2, Any], None],
+    video_prefixes: tuple[str, ...] = VIDEO_KEY_PREFIXES,
+) -> Sam2:
+    """The build of SAM 2 and of the families on its model (EfficientTAM, EdgeTAM): config from
+    `spec` (or from the checkpoint's tensors), construct, load, cast (`build_model`).
+
+    Args:
+        builder, family: the public builder's name (for messages) and the family whose
+            checkpoint is expected (`read_checkpoint`).
+        spec, checkpoint, device, dtype, apply_postprocessing: as `build_sam2`'s.
+        infer: checkpoint tensors -> what `resolve` takes (a variant name or a config), when
+            `spec` is None.
+        resolve: spec -> (config, variant name or None).
+        construct: (config, video) -> an uninitialised model; `video` is False for a
+            checkpoint without any tensor under `video_prefixes` (the image-only model).
+        init_weights: (model, config) -> random weights (no checkpoint).
+
+    Raises:
+        ValueError: no spec and no checkpoint, or what `resolve`, `infer` and `build_model` raise.
+    """
+    require_spec(builder, spec, checkpoint)
+    state_dict = read_checkpoint(checkpoint, family)
+    shown = spec  # what provenance messages name: the spec, or the variant inferred
+    if spec is None:
+        assert state_dict is not None  # require_spec
+        spec = infer(state_dict)
+        shown = spec if isinstance(spec, str) else None
+    cfg, _ = resolve(spec)
     cfg = with_postprocessing(cfg, apply_postprocessing)
-    # An image-only checkpoint (no memory tensors at all) builds the image-only `Sam2`.
-    video = state_dict is None or any(k.startswith(VIDEO_KEY_PREFIXES) for k in state_dict)
+    # An image-only checkpoint (no memory tensors at all) builds the image-only model.
+    video = state_dict is None or any(k.startswith(video_prefixes) for k in state_dict)
     return build_model(
-        lambda: sam2_from_config(cfg, video=video),
+        lambda: construct(cfg, video),
         state_dict,
         checkpoint,
         reset_buffers=lambda m: reset_pixel_normalization(m, cfg),
-        init_weights=lambda m: _init_weights(m, cfg),
-        user=f"the model of build_sam2({variant_or_config!r})",
+        init_weights=lambda m: init_weights(m, cfg),
+        user=f"the model of {builder}({shown!r})",
         device=device,
         dtype=dtype,
     )
@@ -288,8 +340,23 @@ def is_sam2_config(raw: Mapping[str, Any]) -> bool:
 
 
 @torch.no_grad()
-def _init_weights(model: Sam2, cfg: Sam2Config) -> None:
-    """Random initialisation for a model built without a checkpoint (meta-built modules are empty)."""
+def init_sam2_weights(
+    model: Sam2,
+    cfg: Any,
+    trunk_embeds: tuple[str, ...] = (),
+    video_init: Callable[[Sam2Video], None] | None = None,
+) -> None:
+    """Random weights for a model of the SAM 2 layout built without a checkpoint (meta-built
+    modules are empty): each module's own `reset_parameters`, LayerNorm2d to identity, the
+    learned embeddings truncated normal (std 0.02), memory fuser layer scales to their init value.
+
+    Args:
+        model: a `Sam2` / `Sam2Video` (or a family's subclass) allocated on its device.
+        cfg: its config (`memory.fuser_layer_scale_init_value` for the fuser's layer scales).
+        trunk_embeds: the trunk's position-embedding parameters (Hiera: `pos_embed`,
+            `pos_embed_window`; the ViT: `pos_embed`).
+        video_init: initialises a video model's further modules (EdgeTAM's perceiver).
+    """
     for m in model.modules():
         if isinstance(m, LayerNorm2d):
             m.weight.fill_(1.0)
@@ -297,8 +364,8 @@ def _init_weights(model: Sam2, cfg: Sam2Config) -> None:
         elif hasattr(m, "reset_parameters"):
             m.reset_parameters()
     trunk = model.image_encoder.trunk
-    nn.init.trunc_normal_(trunk.pos_embed, std=0.02)
-    nn.init.trunc_normal_(trunk.pos_embed_window, std=0.02)
+    for name in trunk_embeds:
+        nn.init.trunc_normal_(getattr(trunk, name), std=0.02)
     nn.init.trunc_normal_(model.no_mem_embed, std=0.02)
     if isinstance(model, Sam2Video):
         for p in (model.maskmem_tpos_enc, model.no_mem_pos_enc, model.no_obj_embed_spatial):
@@ -309,5 +376,6 @@ def _init_weights(model: Sam2, cfg: Sam2Config) -> None:
         for m in model.memory_encoder.fuser.layers:
             if m.gamma is not None:
                 m.gamma.fill_(cfg.memory.fuser_layer_scale_init_value)
+        if video_init is not None:
+            video_init(model)
     model.sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.normal_()
-    reset_pixel_normalization(model, cfg)
