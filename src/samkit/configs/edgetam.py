@@ -11,12 +11,18 @@ attention 2 layers; everything else is the SAM 2 layout of `Sam2MemoryConfig`.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from samkit.configs.common import MaskDecoderConfig, PromptEncoderConfig, Variant, register
+from samkit.configs.official import (
+    is_official_config,
+    model_mapping,
+    target_name,
+    video_flags,
+    with_decoder_extra_args,
+)
 from samkit.configs.sam2 import sam2_mask_decoder_config
 from samkit.configs.sam2_memory import Sam2MemoryConfig, memory_config_from_official
 
@@ -110,10 +116,6 @@ register(
 )
 
 
-def _target_name(d: Any) -> str:
-    return str(d.get("_target_", "")).rsplit(".", 1)[-1] if isinstance(d, dict) else ""
-
-
 def edgetam_config_from_official(
     cfg: dict[str, Any], trunk: RepVitConfig | None = None
 ) -> EdgeTamConfig:
@@ -127,14 +129,13 @@ def edgetam_config_from_official(
         ValueError: not an EdgeTAM config (another trunk / neck / attention class, an unknown
             timm name, or a missing field).
     """
-    if "model" in cfg and isinstance(cfg["model"], dict):
-        cfg = cfg["model"]
+    cfg = model_mapping(cfg)
     try:
         enc = cfg["image_encoder"]
         t, neck = enc["trunk"], enc["neck"]
-        if _target_name(t) != "TimmBackbone" or _target_name(neck) not in ("FpnNeck", ""):
+        if target_name(t) != "TimmBackbone" or target_name(neck) not in ("FpnNeck", ""):
             raise ValueError(
-                f"image_encoder is {_target_name(t)} + {_target_name(neck)}; an EdgeTAM config "
+                f"image_encoder is {target_name(t)} + {target_name(neck)}; an EdgeTAM config "
                 "has the TimmBackbone (RepViT) trunk and the FpnNeck"
             )
         if trunk is None:
@@ -150,32 +151,18 @@ def edgetam_config_from_official(
         image_size = int(cfg.get("image_size", 1024))
         stride = int(cfg.get("backbone_stride", 16))
         ca = cfg["memory_attention"]["layer"]["cross_attention"]
-        if _target_name(ca) != "RoPEAttentionv2":
+        if target_name(ca) != "RoPEAttentionv2":
             raise ValueError(
-                f"memory_attention.layer.cross_attention._target_ is {_target_name(ca)!r}; "
+                f"memory_attention.layer.cross_attention._target_ is {target_name(ca)!r}; "
                 "EdgeTAM uses RoPEAttentionv2"
             )
         sp = cfg["spatial_perceiver"]
         if bool(sp.get("concat_kv_latents", False)):
             raise ValueError("spatial_perceiver.concat_kv_latents=True is not supported")
-        plain = copy.deepcopy(cfg)
-        plain["memory_attention"]["layer"]["cross_attention"]["_target_"] = "RoPEAttention"
-        extra = cfg.get("sam_mask_decoder_extra_args") or {}
-        dec = dataclasses.replace(
-            sam2_mask_decoder_config(d_model),
-            dynamic_multimask_via_stability=bool(
-                extra.get("dynamic_multimask_via_stability", False)
-            ),
-            dynamic_multimask_stability_delta=float(
-                extra.get("dynamic_multimask_stability_delta", 0.05)
-            ),
-            dynamic_multimask_stability_thresh=float(
-                extra.get("dynamic_multimask_stability_thresh", 0.98)
-            ),
-        )
         grid = image_size // stride
         memory = dataclasses.replace(
-            memory_config_from_official(plain), attn_feat_sizes=(grid, grid)
+            memory_config_from_official(cfg, cross_attentions=("RoPEAttentionv2",)),
+            attn_feat_sizes=(grid, grid),
         )
         return EdgeTamConfig(
             trunk=trunk,
@@ -189,12 +176,8 @@ def edgetam_config_from_official(
                 image_embedding_size=(grid, grid),
                 input_image_size=(image_size, image_size),
             ),
-            mask_decoder=dec,
-            directly_add_no_mem_embed=bool(cfg.get("directly_add_no_mem_embed", False)),
-            no_obj_embed_spatial=bool(cfg.get("no_obj_embed_spatial", False)),
-            proj_tpos_enc_in_obj_ptrs=bool(cfg.get("proj_tpos_enc_in_obj_ptrs", False)),
-            use_signed_tpos_enc_to_obj_ptrs=bool(cfg.get("use_signed_tpos_enc_to_obj_ptrs", False)),
-            add_tpos_enc_to_obj_ptrs=bool(cfg.get("add_tpos_enc_to_obj_ptrs", True)),
+            mask_decoder=with_decoder_extra_args(sam2_mask_decoder_config(d_model), cfg),
+            **video_flags(cfg),
             memory=memory,
             perceiver=PerceiverConfig(
                 depth=int(sp["depth"]),
@@ -215,14 +198,10 @@ def edgetam_config_from_official(
 def is_edgetam_config(raw: Any) -> bool:
     """Whether a parsed config.json is an official EdgeTAM one (a `spatial_perceiver` and the
     timm trunk), or says `"family": "edgetam"`."""
-    if not isinstance(raw, dict):
-        return False
-    if raw.get("family") == "edgetam":
-        return True
-    model = raw.get("model", raw)
-    try:
-        return "spatial_perceiver" in model and (
-            _target_name(model["image_encoder"]["trunk"]) == "TimmBackbone"
-        )
-    except (KeyError, TypeError):
-        return False
+    return is_official_config(
+        raw,
+        "edgetam",
+        lambda m: (
+            "spatial_perceiver" in m and target_name(m["image_encoder"]["trunk"]) == "TimmBackbone"
+        ),
+    )

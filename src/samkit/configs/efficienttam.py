@@ -12,12 +12,18 @@ SAM 2.1 flag (no `no_obj_embed_spatial`, no temporal encoding of object pointers
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from samkit.configs.common import MaskDecoderConfig, PromptEncoderConfig, Variant, register
+from samkit.configs.official import (
+    is_official_config,
+    model_mapping,
+    target_name,
+    video_flags,
+    with_decoder_extra_args,
+)
 from samkit.configs.sam2 import sam2_mask_decoder_config
 from samkit.configs.sam2_memory import Sam2MemoryConfig, memory_config_from_official
 
@@ -124,10 +130,6 @@ for _size, (_dim, _heads) in _SIZES.items():
         )
 
 
-def _target_name(d: dict[str, Any]) -> str:
-    return str(d.get("_target_", "")).rsplit(".", 1)[-1]
-
-
 def efficienttam_config_from_official(cfg: dict[str, Any]) -> EfficientTamConfig:
     """An `EfficientTamConfig` from an official hydra-resolved EfficientTAM model config (the
     `model` mapping, or a dict holding it under `"model"`, the fixture `config.json` format).
@@ -136,14 +138,13 @@ def efficienttam_config_from_official(cfg: dict[str, Any]) -> EfficientTamConfig
         ValueError: not an EfficientTAM config (another trunk / neck / attention class, or a
             missing field).
     """
-    if "model" in cfg and isinstance(cfg["model"], dict):
-        cfg = cfg["model"]
+    cfg = model_mapping(cfg)
     try:
         enc = cfg["image_encoder"]
         trunk, neck = enc["trunk"], enc["neck"]
-        if _target_name(trunk) not in ("ViT", "") or _target_name(neck) not in ("ViTDetNeck", ""):
+        if target_name(trunk) not in ("ViT", "") or target_name(neck) not in ("ViTDetNeck", ""):
             raise ValueError(
-                f"image_encoder is {_target_name(trunk)} + {_target_name(neck)}; an EfficientTAM "
+                f"image_encoder is {target_name(trunk)} + {target_name(neck)}; an EfficientTAM "
                 "config has the ViT trunk and the ViTDetNeck"
             )
         if bool(trunk.get("use_rel_pos", False)):
@@ -166,27 +167,12 @@ def efficienttam_config_from_official(cfg: dict[str, Any]) -> EfficientTamConfig
         image_size = int(cfg.get("image_size", 512))
         stride = int(cfg.get("backbone_stride", 16))
         ca = cfg["memory_attention"]["layer"]["cross_attention"]
-        name = _target_name(ca)
+        name = target_name(ca)
         if name not in _CROSS_TARGETS:
             raise ValueError(
                 f"memory_attention.layer.cross_attention._target_ is {name!r}; EfficientTAM "
                 f"uses one of {', '.join(_CROSS_TARGETS)}"
             )
-        plain = copy.deepcopy(cfg)
-        plain["memory_attention"]["layer"]["cross_attention"]["_target_"] = "RoPEAttention"
-        extra = cfg.get("sam_mask_decoder_extra_args") or {}
-        dec = dataclasses.replace(
-            _decoder(d_model),
-            dynamic_multimask_via_stability=bool(
-                extra.get("dynamic_multimask_via_stability", False)
-            ),
-            dynamic_multimask_stability_delta=float(
-                extra.get("dynamic_multimask_stability_delta", 0.05)
-            ),
-            dynamic_multimask_stability_thresh=float(
-                extra.get("dynamic_multimask_stability_thresh", 0.98)
-            ),
-        )
         return EfficientTamConfig(
             trunk=vit,
             d_model=d_model,
@@ -198,13 +184,9 @@ def efficienttam_config_from_official(cfg: dict[str, Any]) -> EfficientTamConfig
                 image_embedding_size=(image_size // stride, image_size // stride),
                 input_image_size=(image_size, image_size),
             ),
-            mask_decoder=dec,
-            directly_add_no_mem_embed=bool(cfg.get("directly_add_no_mem_embed", False)),
-            no_obj_embed_spatial=bool(cfg.get("no_obj_embed_spatial", False)),
-            proj_tpos_enc_in_obj_ptrs=bool(cfg.get("proj_tpos_enc_in_obj_ptrs", False)),
-            use_signed_tpos_enc_to_obj_ptrs=bool(cfg.get("use_signed_tpos_enc_to_obj_ptrs", False)),
-            add_tpos_enc_to_obj_ptrs=bool(cfg.get("add_tpos_enc_to_obj_ptrs", True)),
-            memory=memory_config_from_official(plain),
+            mask_decoder=with_decoder_extra_args(_decoder(d_model), cfg),
+            **video_flags(cfg),
+            memory=memory_config_from_official(cfg, cross_attentions=tuple(_CROSS_TARGETS)),
         )
     except (KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"not an EfficientTAM model config: missing or malformed field {e}") from e
@@ -212,12 +194,6 @@ def efficienttam_config_from_official(cfg: dict[str, Any]) -> EfficientTamConfig
 
 def is_efficienttam_config(raw: Any) -> bool:
     """Whether a parsed config.json is an official EfficientTAM one (ViT trunk + ViTDetNeck)."""
-    if not isinstance(raw, dict):
-        return False
-    if raw.get("family") == "efficienttam":
-        return True
-    model = raw.get("model", raw)
-    try:
-        return _target_name(model["image_encoder"]["neck"]) == "ViTDetNeck"
-    except (KeyError, TypeError):
-        return False
+    return is_official_config(
+        raw, "efficienttam", lambda m: target_name(m["image_encoder"]["neck"]) == "ViTDetNeck"
+    )

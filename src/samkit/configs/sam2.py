@@ -24,6 +24,7 @@ from samkit.configs.common import (
     Variant,
     register,
 )
+from samkit.configs.official import model_mapping, video_flags, with_decoder_extra_args
 from samkit.configs.sam2_memory import Sam2MemoryConfig, memory_config_from_official
 
 
@@ -243,8 +244,7 @@ def sam2_config_from_official(cfg: dict[str, Any]) -> Sam2Config:
     official constructors' defaults. Memory-module settings are ignored except the video-only
     flags recorded in `Sam2Config`.
     """
-    if "model" in cfg and isinstance(cfg["model"], dict):
-        cfg = cfg["model"]
+    cfg = model_mapping(cfg)
     try:
         _target(cfg, "model", _MODEL_TARGETS)
         enc = cfg["image_encoder"]
@@ -288,26 +288,15 @@ def sam2_config_from_official(cfg: dict[str, Any]) -> Sam2Config:
         )
         image_size = int(cfg.get("image_size", 512))
         stride = int(cfg.get("backbone_stride", 16))
-        extra = cfg.get("sam_mask_decoder_extra_args") or {}
-        dec = sam2_mask_decoder_config(d_model)
         dec = dataclasses.replace(
-            dec,
+            sam2_mask_decoder_config(d_model),
             use_high_res_features=bool(cfg.get("use_high_res_features_in_sam", False)),
             pred_obj_scores=bool(cfg.get("pred_obj_scores", False)),
             pred_obj_scores_mlp=bool(cfg.get("pred_obj_scores_mlp", False)),
             use_multimask_token_for_obj_ptr=bool(cfg.get("use_multimask_token_for_obj_ptr", False)),
             iou_prediction_use_sigmoid=bool(cfg.get("iou_prediction_use_sigmoid", False)),
-            dynamic_multimask_via_stability=bool(
-                extra.get("dynamic_multimask_via_stability", False)
-            ),
-            dynamic_multimask_stability_delta=float(
-                extra.get("dynamic_multimask_stability_delta", 0.05)
-            ),
-            dynamic_multimask_stability_thresh=float(
-                extra.get("dynamic_multimask_stability_thresh", 0.98)
-            ),
         )
-        v21 = bool(cfg.get("no_obj_embed_spatial", False))
+        flags = video_flags(cfg)
         return Sam2Config(
             trunk=hiera,
             neck=fpn,
@@ -320,13 +309,9 @@ def sam2_config_from_official(cfg: dict[str, Any]) -> Sam2Config:
                 input_image_size=(image_size, image_size),
                 mask_in_chans=16,
             ),
-            mask_decoder=dec,
-            directly_add_no_mem_embed=bool(cfg.get("directly_add_no_mem_embed", False)),
-            version="sam2.1" if v21 else "sam2",
-            no_obj_embed_spatial=v21,
-            proj_tpos_enc_in_obj_ptrs=bool(cfg.get("proj_tpos_enc_in_obj_ptrs", False)),
-            use_signed_tpos_enc_to_obj_ptrs=bool(cfg.get("use_signed_tpos_enc_to_obj_ptrs", False)),
-            add_tpos_enc_to_obj_ptrs=bool(cfg.get("add_tpos_enc_to_obj_ptrs", True)),
+            mask_decoder=with_decoder_extra_args(dec, cfg),
+            version="sam2.1" if flags["no_obj_embed_spatial"] else "sam2",
+            **flags,
             memory=memory_config_from_official(cfg),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:

@@ -59,8 +59,13 @@ class Sam2MemoryConfig:
     use_mlp_for_obj_ptr_proj: bool = True
 
 
-def memory_config_from_official(cfg: dict[str, Any]) -> Sam2MemoryConfig:
+def memory_config_from_official(
+    cfg: dict[str, Any], cross_attentions: tuple[str, ...] = ("RoPEAttention",)
+) -> Sam2MemoryConfig:
     """A `Sam2MemoryConfig` from the `model` mapping of an official SAM 2 config.
+
+    `cross_attentions`: the memory cross-attention classes the caller builds (SAM 2's
+    `RoPEAttention`; EfficientTAM's and EdgeTAM's variants take the same arguments).
 
     `binarize_mask_from_pts_for_mem_enc` defaults to True: the official
     `build_sam2_video_predictor(..., apply_postprocessing=True)` (its default) switches it on.
@@ -74,14 +79,14 @@ def memory_config_from_official(cfg: dict[str, Any]) -> Sam2MemoryConfig:
     ds = me.get("mask_downsampler") or {}
     fuser = me.get("fuser") or {}
     cx = fuser.get("layer") or {}
-    for where, sub, name in (
-        ("memory_attention.layer.self_attention", sa, "RoPEAttention"),
-        ("memory_attention.layer.cross_attention", ca, "RoPEAttention"),
-        ("memory_encoder.fuser.layer", cx, "CXBlock"),
+    for where, sub, names in (
+        ("memory_attention.layer.self_attention", sa, ("RoPEAttention",)),
+        ("memory_attention.layer.cross_attention", ca, cross_attentions),
+        ("memory_encoder.fuser.layer", cx, ("CXBlock",)),
     ):
         target = str(sub.get("_target_", ""))
-        if target and target.rsplit(".", 1)[-1] != name:
-            raise ValueError(f"{where}._target_ is {target!r}; samkit supports {name}")
+        if target and target.rsplit(".", 1)[-1] not in names:
+            raise ValueError(f"{where}._target_ is {target!r}; samkit supports {', '.join(names)}")
     if int(sa.get("downsample_rate", 1)) != int(ca.get("downsample_rate", 1)):
         raise ValueError("memory attention: self and cross attention downsample rates differ")
     if int(sa.get("num_heads", 1)) != int(ca.get("num_heads", 1)):
