@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from samkit.build.family import resolve_family_config
 from samkit.build.sam2 import (
     VIDEO_KEY_PREFIXES,
     build_sam2_family,
@@ -31,7 +32,6 @@ from samkit.configs.edgetam import (
     edgetam_config_from_official,
     is_edgetam_config,
 )
-from samkit.configs.sam import get_variant, load_config_json
 from samkit.configs.sam2 import FpnNeckConfig, Sam2Config, sam2_mask_decoder_config
 from samkit.layers.sine_position import PositionEmbeddingSine
 from samkit.modeling.edgetam import EdgeTam, EdgeTamImage
@@ -127,28 +127,7 @@ def resolve_edgetam_config(spec: EdgeTamConfigLike) -> tuple[EdgeTamConfig, str 
     Raises:
         ValueError: an unknown name, a variant of another family, or an unreadable config.
     """
-    if isinstance(spec, EdgeTamConfig):
-        return spec, None
-    if isinstance(spec, os.PathLike) or (
-        isinstance(spec, str) and (spec.endswith(".json") or os.sep in spec)
-    ):
-        raw = load_config_json(spec)
-        if not isinstance(raw, dict):
-            raise ValueError(f"{spec}: expected a JSON object")
-        if raw.get("family", "edgetam") != "edgetam":
-            raise ValueError(f"{spec}: a {raw['family']} config, not an EdgeTAM one")
-        return edgetam_config_from_official(raw), None
-    if isinstance(spec, str):
-        variant = get_variant(spec)
-        if variant.family != "edgetam":
-            raise ValueError(
-                f"{spec!r} is a {variant.family} variant; the EdgeTAM variant is edgetam"
-            )
-        return variant.config, variant.name
-    raise ValueError(
-        "expected the EdgeTAM variant name 'edgetam', an EdgeTamConfig or a config.json path; "
-        f"got {type(spec).__name__}"
-    )
+    return resolve_family_config(spec, "edgetam", EdgeTamConfig, edgetam_config_from_official)
 
 
 def _count(keys: list[str], pattern: str) -> int:

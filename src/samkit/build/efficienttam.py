@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from samkit.build.family import resolve_family_config
 from samkit.build.sam2 import build_sam2_family, init_sam2_weights, sam2_from_config
 from samkit.configs.common import VARIANTS
 from samkit.configs.efficienttam import (
@@ -21,7 +22,7 @@ from samkit.configs.efficienttam import (
     efficienttam_config_from_official,
     is_efficienttam_config,
 )
-from samkit.configs.sam import get_variant, load_config_json
+from samkit.configs.sam import get_variant
 from samkit.configs.sam2 import FpnNeckConfig, Sam2Config
 from samkit.layers.rope import RoPEAttention
 from samkit.layers.sine_position import PositionEmbeddingSine
@@ -101,28 +102,8 @@ def resolve_efficienttam_config(
     Raises:
         ValueError: an unknown name, a variant of another family, or an unreadable config.
     """
-    if isinstance(spec, EfficientTamConfig):
-        return spec, None
-    if isinstance(spec, os.PathLike) or (
-        isinstance(spec, str) and (spec.endswith(".json") or os.sep in spec)
-    ):
-        raw = load_config_json(spec)
-        if not isinstance(raw, dict):
-            raise ValueError(f"{spec}: expected a JSON object")
-        if raw.get("family", "efficienttam") != "efficienttam":
-            raise ValueError(f"{spec}: a {raw['family']} config, not an EfficientTAM one")
-        return efficienttam_config_from_official(raw), None
-    if isinstance(spec, str):
-        variant = get_variant(spec)
-        if variant.family != "efficienttam":
-            raise ValueError(
-                f"{spec!r} is a {variant.family} variant; EfficientTAM variants are "
-                f"{', '.join(efficienttam_variant_names())}"
-            )
-        return variant.config, variant.name
-    raise ValueError(
-        "expected an EfficientTAM variant name (e.g. 'efficienttam_s'), an EfficientTamConfig "
-        f"or a config.json path; got {type(spec).__name__}"
+    return resolve_family_config(
+        spec, "efficienttam", EfficientTamConfig, efficienttam_config_from_official
     )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
+from samkit.build.family import resolve_family_config
 from samkit.build.pipeline import (
     build_model,
     read_checkpoint,
@@ -21,7 +22,6 @@ from samkit.configs.sam import (
     SamConfig,
     TwoWayTransformerConfig,
     ViTConfig,
-    resolve_config,
     sam_config_from_official,
 )
 from samkit.modeling.mask_decoder import MaskDecoder
@@ -191,7 +191,7 @@ def infer_sam_config(sd: Mapping[str, Tensor]) -> SamConfig:
 
 def resolve_sam_config(variant_or_config: ConfigLike) -> tuple[SamConfig, str | None]:
     """(config, default checkpoint variant name or None) from a name, config, or JSON path."""
-    return resolve_config(variant_or_config, "sam1", SamConfig, sam_config_from_official, "vit_b")
+    return resolve_family_config(variant_or_config, "sam1", SamConfig, sam_config_from_official)
 
 
 def build_sam(

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from samkit.build.family import resolve_family_config
 from samkit.build.pipeline import (
     build_model,
     read_checkpoint,
@@ -18,7 +19,7 @@ from samkit.build.pipeline import (
     reset_pixel_normalization,
 )
 from samkit.build.sam import build_mask_decoder, build_prompt_encoder
-from samkit.configs.sam import get_variant, resolve_config, variant_names
+from samkit.configs.sam import get_variant, variant_names
 from samkit.configs.sam2 import Sam2Config, sam2_config_from_official
 from samkit.layers import LayerNorm2d
 from samkit.layers.rope import RoPEAttention
@@ -188,9 +189,7 @@ def _hiera_encoder(cfg: Sam2Config) -> ImageEncoder:
 
 def resolve_sam2_config(variant_or_config: Sam2ConfigLike) -> tuple[Sam2Config, str | None]:
     """(config, variant name or None) from a variant name, a `Sam2Config` or a config.json path."""
-    return resolve_config(
-        variant_or_config, "sam2", Sam2Config, sam2_config_from_official, "sam2.1_hiera_s"
-    )
+    return resolve_family_config(variant_or_config, "sam2", Sam2Config, sam2_config_from_official)
 
 
 def infer_sam2_variant(state_dict: dict[str, torch.Tensor]) -> str:

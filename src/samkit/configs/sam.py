@@ -215,51 +215,11 @@ def sam_config_from_official(cfg: dict[str, Any]) -> SamConfig:
         raise ValueError(f"not a SAM 1 constructor config: missing or malformed field {e}") from e
 
 
-_FAMILY_NAMES = {"sam1": "SAM 1", "sam2": "SAM 2"}
-
-
-def resolve_config(
-    variant_or_config: Any,
-    family: Family,
-    config_type: type,
-    from_official: Any,
-    example: str,
-) -> tuple[Any, str | None]:
-    """(config, registered variant name or None) from a variant name, a config object of
-    `config_type`, or the path of a fixture-style config.json (parsed with `from_official`)."""
-    other = "build_sam" if family == "sam2" else "build_sam2"
-    if isinstance(variant_or_config, config_type):
-        return variant_or_config, None
-    variant_or_config = _official_yaml_to_variant(variant_or_config, family)
-    if isinstance(variant_or_config, os.PathLike) or (
-        isinstance(variant_or_config, str)
-        and (variant_or_config.endswith(".json") or os.sep in variant_or_config)
-    ):
-        raw = load_config_json(variant_or_config)
-        if not isinstance(raw, dict):
-            raise ValueError(f"{variant_or_config}: expected a JSON object")
-        if raw.get("family", family) != family:
-            raise ValueError(f"{variant_or_config}: a {raw['family']} config; use samkit.{other}")
-        return from_official(raw), None
-    if isinstance(variant_or_config, str):
-        variant = get_variant(variant_or_config)
-        if variant.family != family:
-            raise ValueError(
-                f"{variant_or_config!r} is a {_FAMILY_NAMES[variant.family]} variant; "
-                f"use samkit.{other}"
-            )
-        return variant.config, variant.name
-    raise ValueError(
-        f"expected a {_FAMILY_NAMES[family]} variant name (e.g. {example!r}), a "
-        f"{config_type.__name__}, or a config.json "
-        f"path; got {type(variant_or_config).__name__}"
-    )
-
-
-def _official_yaml_to_variant(variant_or_config: Any, family: Family) -> Any:
+def official_yaml_to_variant(variant_or_config: Any, family: Family, example: str) -> Any:
     """The variant name of an official hydra config name such as
     `configs/sam2.1/sam2.1_hiera_t.yaml` (what official `build_sam2` calls take); anything that
-    is not a `.yaml` / `.yml` name is returned unchanged.
+    is not a `.yaml` / `.yml` name is returned unchanged. `example`: a variant of `family`,
+    for the message.
 
     Raises:
         ValueError: a YAML name that is no registered variant, or a YAML file that exists (samkit
@@ -270,10 +230,7 @@ def _official_yaml_to_variant(variant_or_config: Any, family: Family) -> Any:
     path = Path(variant_or_config)
     if path.suffix.lower() not in (".yaml", ".yml"):
         return variant_or_config
-    expected = (
-        f"pass a variant name (e.g. {'sam2.1_hiera_t' if family == 'sam2' else 'vit_b'!r}) "
-        "or a resolved config.json"
-    )
+    expected = f"pass a variant name (e.g. {example!r}) or a resolved config.json"
     try:
         name = get_variant(path.stem).name
     except ValueError:
