@@ -135,9 +135,12 @@ class FrameDetector:
         text: str,
         geometric_prompt: GeometricPrompt | None,
         allow_new_detections: bool = True,
+        score_threshold: float | None = None,
     ) -> FrameDetections:
-        """Detections of one (3, R, R) normalised frame (any float dtype)."""
+        """Detections of one (3, R, R) normalised frame (any float dtype); `score_threshold`
+        replaces the detector's own for this frame (a session's threshold)."""
         m = self.model
+        thr = self.score_threshold if score_threshold is None else float(score_threshold)
         x = frame[None].to(m.device, m.dtype)
         vis = m.backbone.forward_image(x)
         feats, mask = self.text_features(text)
@@ -153,13 +156,13 @@ class FrameDetector:
         masks = out.pred_masks[0].float()
         probs = joint.sigmoid()
         if self.nms_threshold > 0:
-            keep = nms_masks(probs, masks, self.score_threshold, self.nms_threshold)
+            keep = nms_masks(probs, masks, thr, self.nms_threshold)
             probs = (joint - NMS_SUPPRESSED * (~keep).float()).sigmoid()
         else:
-            keep = probs > self.score_threshold
+            keep = probs > thr
         if not allow_new_detections:
             probs = probs - NO_DETECTION
-        pos = probs > self.score_threshold
+        pos = probs > thr
         tracker_fpn, tracker_pos = self._tracker_levels(vis)
         return FrameDetections(
             query_logits=joint,

@@ -11,6 +11,7 @@ outputs a later frame can attend to are kept (`tracking.prune_memory`, the SAM 2
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,9 +72,13 @@ class Sam3VideoEngine:
         (started at `anchor`) can read is dropped."""
         allow = s.text is not None or f in s.geometric_prompts
         gp = s.detector_prompt(f, reverse)
-        det = self.detector.detect(s.frames[f], s.detector_text, gp, allow)
+        own = {} if s.score_threshold is None else {"score_threshold": s.score_threshold}
+        det = self.detector.detect(s.frames[f], s.detector_text, gp, allow, **own)
         self._keep_features(s, f, tracking.frame_features(det))
-        result = det_track_one_frame(self.tracker, s, det, f, reverse, self.settings)
+        settings = self.settings
+        if s.new_det_thresh is not None:
+            settings = dataclasses.replace(settings, new_det_thresh=s.new_det_thresh)
+        result = det_track_one_frame(self.tracker, s, det, f, reverse, settings)
         for st in s.states:
             tracking.prune_memory(self.tracker, st, f, anchor, self.window)
         s.mark_output(f)

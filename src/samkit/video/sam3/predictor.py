@@ -159,13 +159,31 @@ class Sam3VideoPredictor:
             raise ValueError(f"{kind} needs the field(s) {missing}")
         return kind, args
 
-    def start_session(self, resource_path: Any, session_id: str | None = None) -> dict[str, str]:
+    def start_session(
+        self,
+        resource_path: Any,
+        session_id: str | None = None,
+        score_threshold_detection: float | None = None,
+        new_det_thresh: float | None = None,
+    ) -> dict[str, str]:
         """Open a session on a video: a frame folder, a video file, a list of PIL images /
         HxWx3 uint8 arrays, an iterator of frames or a `LiveFrames` (live: see the module doc).
 
+        `score_threshold_detection` / `new_det_thresh` (samkit, not official fields): this
+        session's detection and new-object thresholds, probabilities in [0, 1]; None keeps
+        the predictor's settings.
+
         Raises:
-            ValueError: an unreadable or empty video, a bad or duplicate session id.
+            ValueError: an unreadable or empty video, a bad or duplicate session id, a
+                threshold that is not a number in [0, 1].
         """
+        thresholds = {
+            name: _check_probability(value, name)
+            for name, value in (
+                ("score_threshold_detection", score_threshold_detection),
+                ("new_det_thresh", new_det_thresh),
+            )
+        }
         if session_id is None:
             session_id = str(uuid.uuid4())
         if not isinstance(session_id, str) or not session_id:
@@ -174,6 +192,8 @@ class Sam3VideoPredictor:
             raise ValueError(f"session {session_id!r} already exists")
         frames = load_frames(resource_path, self.detector.image_size)
         s = Sam3VideoSession(session_id, frames, cached_masks=self._output_cache())
+        s.score_threshold = thresholds["score_threshold_detection"]
+        s.new_det_thresh = thresholds["new_det_thresh"]
         if frames.is_live:  # the pointer window cannot depend on an unknown length
             s.min_track_len = self.tracker.max_obj_ptrs_in_encoder
         self._sessions[session_id] = s
@@ -318,3 +338,16 @@ class Sam3VideoPredictor:
                 f"(open: {sorted(self._sessions)})"
             )
         return self._sessions[session_id]
+
+
+def _check_probability(value: Any, name: str) -> float | None:
+    """`value` as a float in [0, 1] (None stays None).
+
+    Raises:
+        ValueError: a bool, a non-number, NaN or a number outside [0, 1].
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return float(value)

@@ -98,6 +98,9 @@ class Sam3VideoSession:
         min_track_len: the video length the tracker assumes at least (live sources: the
             pointer window, as their length is unknown; 0 for files).
         live_pass: the open forward pass of a live session (`LivePass`), or None.
+        score_threshold: this session's detection threshold (`score_threshold_detection`),
+            None for the predictor's; new_det_thresh: likewise (samkit: one predictor serves
+            sessions with different thresholds, e.g. the web app's finds).
     """
 
     session_id: str
@@ -113,6 +116,8 @@ class Sam3VideoSession:
     detector_buffer: dict[int, GeometricPrompt | None] = field(default_factory=dict)
     min_track_len: int = 0
     live_pass: LivePass | None = None
+    score_threshold: float | None = None
+    new_det_thresh: float | None = None
 
     @property
     def num_frames(self) -> int:
