@@ -40,6 +40,7 @@ from samkit.checkpoint import read_state_dict
 from samkit.video.frames.sources import open_video
 from samkit.video.sam3.build import build_sam3_video_predictor
 from samkit.video.sam3.predictor import Sam3VideoPredictor, Sam3VideoSettings
+from samkit.video.track_concepts_checks import check_clicks, check_frame, check_threshold, xywh_norm
 from samkit.video.track_concepts_state import MAX_TRACK_ID, ConceptTrackState
 
 
@@ -101,22 +102,17 @@ class ConceptTracker:
             self._req(type="close_session", session_id=sid)
         state.sessions = []
 
-    def _new_session(self, state: ConceptTrackState, text: str | None, box: bool) -> int:
-        sid = self._req(type="start_session", resource_path=state.frames)["session_id"]
+    def _new_session(
+        self, state: ConceptTrackState, text: str | None, box: bool, threshold: float | None = None
+    ) -> int:
+        names = ("score_threshold_detection", "new_det_thresh") if threshold is not None else ()
+        own = dict.fromkeys(names, threshold)
+        sid = self._req(type="start_session", resource_path=state.frames, **own)["session_id"]
         state.sessions.append(sid)
         state.concepts.append(text)
         state.exemplars.append(box)
         state.prompt_frames.append(-1)
         return len(state.sessions) - 1
-
-    def _check_frame(self, state: ConceptTrackState, frame: Any) -> int:
-        if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
-            raise ValueError(f"frame index must be an int, got {frame!r}")
-        if not 0 <= int(frame) < state.num_frames:
-            raise ValueError(
-                f"frame {frame} is outside the video (frames 0..{state.num_frames - 1})"
-            )
-        return int(frame)
 
     # ------------------------------------------------------------------ prompts
     def find(
@@ -126,18 +122,23 @@ class ConceptTracker:
         text: str | None = None,
         box: Sequence[float] | None = None,
         box_label: int = 1,
+        threshold: float | None = None,
     ) -> tuple[int, list[int], torch.Tensor]:
         """Start a track for every instance of `text` (and / or the exemplar `box`, XYXY
         pixels) detected on `frame_idx`; a new concept (its own session and category).
+        `threshold` (a probability in (0, 1); None: the predictor's settings) is this
+        concept's detection and new-object threshold on every frame (`score_threshold_detection`
+        and `new_det_thresh`, as `samkit track --threshold`).
 
         Returns:
             `(frame_idx, track ids, (K, 1, H, W) bool masks)` of that frame, every concept.
 
         Raises:
             ValueError: an empty text and no box, a frame outside the video, a box outside the
-                frame or with no area, a label other than 0 / 1.
+                frame or with no area, a label other than 0 / 1, a threshold not in (0, 1).
         """
-        f = self._check_frame(state, frame_idx)
+        f = check_frame(state, frame_idx)
+        threshold = check_threshold(threshold)
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise ValueError(f"text must be a non-empty noun phrase, got {text!r}")
         if text is None and box is None:
@@ -146,9 +147,10 @@ class ConceptTracker:
         if text is not None:
             request["text"] = text.strip()
         if box is not None:
-            request["bounding_boxes"] = [self._xywh_norm(state, box)]
+            request["bounding_boxes"] = [xywh_norm(state, box)]
             request["bounding_box_labels"] = [int(box_label)]
-        k = self._new_session(state, None if text is None else text.strip(), box is not None)
+        concept = None if text is None else text.strip()
+        k = self._new_session(state, concept, box is not None, threshold)
         state.prompt_frames[k] = f
         state.prompted.add(f)
         try:
@@ -159,20 +161,6 @@ class ConceptTracker:
                 lst.pop()
             raise
         return self._merge_frame(state, f, {k: out["outputs"]}, remember=True)
-
-    @staticmethod
-    def _xywh_norm(state: ConceptTrackState, box: Sequence[float]) -> list[float]:
-        b = np.asarray(box, dtype=np.float64).reshape(-1)
-        if b.shape != (4,) or not np.isfinite(b).all():
-            raise ValueError(f"a box is 4 finite numbers X0, Y0, X1, Y1 in pixels, got {box!r}")
-        x0, y0, x1, y1 = b
-        w, h = state.video_width, state.video_height
-        if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
-            raise ValueError(
-                f"box {list(map(float, b))} must satisfy 0 <= X0 < X1 <= {w} and "
-                f"0 <= Y0 < Y1 <= {h} (pixels of the {w}x{h} video)"
-            )
-        return [x0 / w, y0 / h, (x1 - x0) / w, (y1 - y0) / h]
 
     def add_new_points_or_box(
         self,
@@ -193,20 +181,13 @@ class ConceptTracker:
                 removed id, a frame outside the video, or clicks the predictor cannot take.
         """
         s = inference_state
-        f = self._check_frame(s, frame_idx)
+        f = check_frame(s, frame_idx)
         if box is not None:
             raise ValueError(
                 "a SAM 3 video model reads a box as a visual exemplar of a concept, not as one "
                 "object's box: give it to find (samkit track --exemplar, the web app's Find)"
             )
-        if points is None or len(points) == 0:
-            raise ValueError("give at least one click (points with labels 1 / 0)")
-        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-        labs = np.asarray(labels, dtype=np.int64).reshape(-1)
-        if labs.shape[0] != pts.shape[0] or not np.isin(labs, (0, 1)).all():
-            raise ValueError(f"labels must be one 0 / 1 per point, got {labels!r}")
-        if not np.isfinite(pts).all():
-            raise ValueError("points must be finite pixel coordinates")
+        pts, labs = check_clicks(points, labels)
         oid = int(obj_id)
         if oid in s.removed:
             raise ValueError(f"object {oid} was removed: use a new object id")
@@ -296,7 +277,7 @@ class ConceptTracker:
         if start_frame_idx is None:
             start = (max if reverse else min)(s.prompted)
         else:
-            start = self._check_frame(s, start_frame_idx)
+            start = check_frame(s, start_frame_idx)
         if max_frame_num_to_track is not None and int(max_frame_num_to_track) < 0:
             raise ValueError(f"max_frame_num_to_track must be >= 0, got {max_frame_num_to_track}")
         s.pinned.add(start)  # its outputs start a later reverse pass from it
