@@ -13,6 +13,10 @@ Route (registered by `samkit.server.app.create_app` on every server):
   404 for an unknown image id, then 413 / 415 / 422 for a bad body (`samkit.server.validation`):
   422 for an empty phrase, one longer than `MAX_PHRASE_CHARS`, or a threshold outside [0, 1].
 
+The video mode's `POST /api/videos/{id}/find` (`samkit.server.video_routes`) checks its
+optional `threshold` with `check_video_find_threshold` and says what to try when a find starts
+no track (`video_find_message`).
+
 The image's features come from the web app's cache (`samkit.server.engine.Entry`, the layout of
 `samkit.amg.sam3.sam3_image_features`): a new phrase on an uploaded image runs only the text
 encoder and the detector heads, never the backbone. The work runs on the engine's decoding
@@ -42,6 +46,7 @@ from samkit.build.sam3_models import sam3_img_size
 from samkit.io.masks import mask_records
 from samkit.predict.sam3 import Sam3Processor
 from samkit.server.validation import parse_json_body
+from samkit.video.track_concepts_checks import check_threshold
 
 MAX_PHRASE_CHARS = 200  # a noun phrase; the tokenizer keeps 32 tokens anyway
 
@@ -83,6 +88,25 @@ def check_find(body: FindIn) -> tuple[str, float]:
             f"{MAX_PHRASE_CHARS} characters, e.g. 'yellow school bus')"
         )
     return text, check_confidence_threshold(body.threshold)
+
+
+def check_video_find_threshold(threshold: Any) -> float | None:
+    """A video find's detection score threshold: None (the server's), or a number strictly
+    between 0 and 1 (`samkit.video.track_concepts_checks.check_threshold`).
+
+    Raises:
+        ValueError: a string, a bool, NaN or a number outside (0, 1), saying what is expected.
+    """
+    return check_threshold(threshold)
+
+
+def video_find_message(text: str, frame: int, threshold: float | None) -> str:
+    """What to try when a video find started no track."""
+    at = "the detection threshold" if threshold is None else f"the threshold {threshold:g}"
+    return (
+        f"no instance of {text!r} on frame {frame} scored above {at}: lower the threshold, try "
+        "another phrase (a short noun phrase, e.g. 'person', 'red car') or another frame"
+    )
 
 
 def sam3_feature_bytes(model: Any) -> int:

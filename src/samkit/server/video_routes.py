@@ -16,12 +16,15 @@ API (JSON unless said; coordinates in video pixels; frames numbered from 0):
   object's prompts on that frame (new object ids create objects); answers the frame's objects
   (`obj_id`, COCO RLE `segmentation`, `area`, `bbox`). 422 for prompts that make no sense, 409
   while tracking.
-- `POST /api/videos/{id}/find`, body `{frame, text}` (a SAM 3 model: `finds_concepts` in the
-  session): every instance of the phrase found on that frame starts a track (a concept: its own
-  category in annotations.json); answers `found` (the new object ids) and the frame's objects.
-  Tracking then finds new instances on later frames too. 422 for an empty phrase (or one over
-  `MAX_PHRASE_CHARS`) or a frame outside the video, 409 on a model that cannot find phrases and
-  while tracking. Clicks (`prompts`) refine found objects or start new ones as for SAM 2.
+- `POST /api/videos/{id}/find`, body `{frame, text, threshold}` (a SAM 3 model: `finds_concepts`
+  in the session): every instance of the phrase found on that frame starts a track (a concept: its
+  own category in annotations.json); answers `found` (the new object ids), the frame's objects,
+  `threshold` and, when nothing was found, `message` (what to try). `threshold` (optional, a
+  number in (0, 1); default the server's, 0.5 / 0.7 official) is the concept's detection score
+  threshold on every frame, as `samkit track --threshold`. Tracking then finds new instances on
+  later frames too. 422 for an empty phrase (or one over `MAX_PHRASE_CHARS`), a frame outside
+  the video or a threshold that is not a number in (0, 1), 409 on a model that cannot find
+  phrases and while tracking. Clicks (`prompts`) refine found objects or start new ones as for SAM 2.
 - `DELETE /api/videos/{id}/objects/{obj_id}`: removes an object (404 if unknown, 409 while
   tracking, as the other edits).
 - `POST /api/videos/{id}/track`, body `{direction: forward|reverse|both, start_frame, max_frames}`:
@@ -55,7 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from samkit.build.registry import FAMILY_NAMES, family_names, get_family
 from samkit.modeling.sam2_video import Sam2Video
-from samkit.server.sam3_find import MAX_PHRASE_CHARS
+from samkit.server.sam3_find import MAX_PHRASE_CHARS, check_video_find_threshold
 from samkit.server.validation import check_prompt_fields
 from samkit.server.video_manager import VideoManager, VideoSlotsFull
 from samkit.server.video_session import VideoBusyError, VideoLimits, VideoSession
@@ -78,6 +81,7 @@ class FindIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     frame: int
     text: str
+    threshold: Any = None  # checked by check_video_find_threshold (a reason, not pydantic's)
 
 
 class TrackIn(BaseModel):
@@ -272,9 +276,13 @@ def add_video_routes(
             raise HTTPException(
                 422, f"frame {body.frame} is outside the video (frames 0..{s.num_frames - 1})"
             )
+        try:
+            threshold = check_video_find_threshold(body.threshold)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
         if s.tracking:
             raise HTTPException(409, "the video is being tracked: wait for it or cancel it")
-        out = await job(s.find, body.frame, text)
+        out = await job(s.find, body.frame, text, threshold)
         return {**out, "objects_in_video": s.obj_ids}
 
     @app.delete("/api/videos/{video_id}/objects/{obj_id}")

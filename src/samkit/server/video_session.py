@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from samkit.server.sam3_find import video_find_message
 from samkit.video.formats import VisRecorder, label_map, read_label_png, write_palette_png
 from samkit.video.frames.pyav import FileFrames
 from samkit.video.session import InferenceSession
@@ -250,13 +251,14 @@ class VideoSession:
         self._store(frame, ids, logits)
         return {"frame": frame, "objects": self.frame_result(frame)}
 
-    def find(self, frame: int, text: str) -> dict[str, Any]:
+    def find(self, frame: int, text: str, threshold: float | None = None) -> dict[str, Any]:
         """Start a track for every instance of the phrase on the frame (a concept tracker's
-        `find`); that frame's objects and the ids the find started.
+        `find`, at detection score `threshold`; None: the predictor's); that frame's objects,
+        the ids the find started and, when it started none, a `message` saying what to try.
 
         Raises:
             ValueError: a model that cannot find phrases, an empty phrase, a frame outside the
-                video.  VideoBusyError: while tracking.
+                video, a threshold not in (0, 1).  VideoBusyError: while tracking.
         """
         if self.tracking:
             raise VideoBusyError("the video is being tracked: wait for it or cancel it")
@@ -264,12 +266,19 @@ class VideoSession:
             raise ValueError(
                 "this model tracks the objects you click; finding a phrase needs SAM 3"
             )
-        _, ids, masks = self.predictor.find(self.state, frame, text)
+        _, ids, masks = self.predictor.find(self.state, frame, text, threshold=threshold)
         before = set(self.found)
         self._store(frame, ids, masks)
         new = sorted(set(self.found) - before)
         self.finds.append({"frame": frame, "text": text, "objects": new})
-        return {"frame": frame, "text": text, "found": new, "objects": self.frame_result(frame)}
+        return {
+            "frame": frame,
+            "text": text,
+            "found": new,
+            "threshold": threshold,
+            "message": None if new else video_find_message(text, frame, threshold),
+            "objects": self.frame_result(frame),
+        }
 
     def remove_object(self, obj_id: int) -> None:
         """Drop an object: its prompts, its results on every frame."""

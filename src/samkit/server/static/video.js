@@ -325,11 +325,18 @@
     const text = $("v-find-text").value.trim();
     if (!text || vs.phase === "tracking") return;
     const t = vs.current;
+    const thresholdText = $("v-find-threshold").value.trim();
+    const threshold = thresholdText === "" ? null : Number(thresholdText);
+    if (threshold !== null && !(threshold > 0 && threshold < 1)) {
+      setStatus("error", `The score threshold must be a number between 0 and 1 (e.g. 0.3), got “${thresholdText}”; leave it empty for the server's.`);
+      return;
+    }
     vs.pending += 1;
     setStatus("prompting", `Finding “${text}” on frame ${t}…`);
     try {
+      const body = threshold === null ? { frame: t, text } : { frame: t, text, threshold };
       const out = await api("/find", {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ frame: t, text }),
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
       });
       vs.lastResponse = out;
       vs.finds.push({ frame: t, text, found: out.found });
@@ -343,7 +350,7 @@
       if (vs.current === out.frame) drawMasks();
       const n = out.found.length;
       setStatus("ready", n ? `Found ${n} × “${text}” on frame ${t} (objects ${out.found.join(", ")}). Track to follow them; new instances are found while tracking.`
-        : `No “${text}” found on frame ${t}. Try another phrase or frame.`);
+        : (out.message || `No “${text}” found on frame ${t}. Try a lower threshold, another phrase or frame.`));
     } catch (e) {
       setStatus("error", `Find failed: ${e.message}`);
     } finally {
@@ -490,6 +497,7 @@
   $("v-find").addEventListener("click", find);
   $("v-find-text").addEventListener("input", updateButtons);
   $("v-find-text").addEventListener("keydown", (e) => { if (e.key === "Enter") find(); });
+  $("v-find-threshold").addEventListener("keydown", (e) => { if (e.key === "Enter") find(); });
   $("v-track").addEventListener("click", track);
   $("v-cancel").addEventListener("click", () => api("/track", { method: "DELETE" }).catch(() => {}));
   $("v-play").addEventListener("click", play);
