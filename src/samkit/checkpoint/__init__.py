@@ -8,13 +8,8 @@ from samkit.checkpoint.download import (
     fetch_checkpoint,
     sha256_file,
 )
-from samkit.checkpoint.load import (
-    LoadReport,
-    load_state_dict_into,
-    read_metadata,
-    read_state_dict,
-    save_checkpoint,
-)
+from samkit.checkpoint.load import LoadReport, load_state_dict_into, save_checkpoint
+from samkit.checkpoint.read import read_metadata, read_state_dict
 
 __all__ = [
     "CheckpointUnavailableError",
