@@ -241,3 +241,8 @@ def check_click_prompt(
             if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
                 raise ValueError(f"the box {list(box)} is outside the {w}x{h} frame")
     return p
+
+
+class ImageNotSetError(ValueError, RuntimeError):
+    """Predicting before an image is set (a ValueError like samkit's other bad input, and the
+    RuntimeError the official predictor raises)."""

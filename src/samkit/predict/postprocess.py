@@ -7,6 +7,8 @@ same components and areas on any device; the generators' small-region removal us
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -130,3 +132,22 @@ def postprocess_masks(
         masks.float(), mask_threshold, max_hole_area, max_sprinkle_area
     )
     return F.interpolate(masks, tuple(orig_hw), mode="bilinear", align_corners=False)
+
+
+def check_postprocess_settings(
+    mask_threshold: float, max_hole_area: float, max_sprinkle_area: float
+) -> None:
+    """The predictors' mask post-processing settings (official `SAM2Transforms` arguments).
+
+    Raises:
+        ValueError: a value that is not a finite number, or a negative area.
+    """
+    for name, v in (
+        ("mask_threshold", mask_threshold),
+        ("max_hole_area", max_hole_area),
+        ("max_sprinkle_area", max_sprinkle_area),
+    ):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {v!r}")
+    if max_hole_area < 0 or max_sprinkle_area < 0:
+        raise ValueError("max_hole_area and max_sprinkle_area must be >= 0 (0 = off)")

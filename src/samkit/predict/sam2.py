@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Any
 
@@ -13,37 +12,15 @@ from torch import Tensor
 
 from samkit.modeling.sam2 import Sam2
 from samkit.predict.embedding_file import EmbeddingFiles
+from samkit.predict.inputs import ImageNotSetError as ImageNotSetError
 from samkit.predict.inputs import as_rgb_uint8, validate_prompts
+from samkit.predict.postprocess import check_postprocess_settings as check_postprocess_settings
 from samkit.predict.postprocess import postprocess_masks, require_scipy
 from samkit.predict.sam import FEATURE_KEY
-from samkit.predict.transforms import threshold_masks
+from samkit.predict.transforms import sam2_input_coords, threshold_masks
 from samkit.runtime.decoding import PromptDecoder
 
 _Prompts = tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]
-
-
-class ImageNotSetError(ValueError, RuntimeError):
-    """Predicting before an image is set (a ValueError like samkit's other bad input, and the
-    RuntimeError the official predictor raises)."""
-
-
-def check_postprocess_settings(
-    mask_threshold: float, max_hole_area: float, max_sprinkle_area: float
-) -> None:
-    """The predictors' mask post-processing settings (official `SAM2Transforms` arguments).
-
-    Raises:
-        ValueError: a value that is not a finite number, or a negative area.
-    """
-    for name, v in (
-        ("mask_threshold", mask_threshold),
-        ("max_hole_area", max_hole_area),
-        ("max_sprinkle_area", max_sprinkle_area),
-    ):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"{name} must be a finite number, got {v!r}")
-    if max_hole_area < 0 or max_sprinkle_area < 0:
-        raise ValueError("max_hole_area and max_sprinkle_area must be >= 0 (0 = off)")
 
 
 class Sam2ImagePredictor(EmbeddingFiles):
@@ -335,13 +312,8 @@ class Sam2ImagePredictor(EmbeddingFiles):
     def _transform_coords(
         self, coords: Tensor, normalize: bool, orig_hw: tuple[int, int]
     ) -> Tensor:
-        """...x2 (x, y) -> model input frame: divide by (W, H) when `normalize`, times S."""
-        if normalize:
-            h, w = orig_hw
-            coords = coords.clone()
-            coords[..., 0] = coords[..., 0] / w
-            coords[..., 1] = coords[..., 1] / h
-        return coords * self.model.image_size
+        """...x2 (x, y) -> model input frame (`sam2_input_coords`)."""
+        return sam2_input_coords(coords, orig_hw, self.model.image_size, normalize)
 
     @torch.inference_mode()
     def _predict(

@@ -74,6 +74,20 @@ class ResizeLongestSide:
         return get_preprocess_shape(old_h, old_w, long_side_length)
 
 
+def sam2_input_coords(
+    coords: Tensor, original_size: tuple[int, int], image_size: int, normalize: bool = True
+) -> Tensor:
+    """...x2 (x, y) pixel coordinates of an HxW image -> the SAM 2 model input frame: divided by
+    (W, H) when `normalize` (else already in [0, 1]), times the input side `image_size` (the
+    official `SAM2Transforms.transform_coords`; float32 in, float32 out)."""
+    if normalize:
+        h, w = original_size
+        coords = coords.clone()
+        coords[..., 0] = coords[..., 0] / w
+        coords[..., 1] = coords[..., 1] / h
+    return coords * image_size
+
+
 def threshold_masks(
     logits: Tensor, threshold: float, out: Tensor | None = None, dtype: torch.dtype = torch.bool
 ) -> Tensor:

@@ -32,7 +32,7 @@ from samkit.build.family import checkpoint_family
 from samkit.build.registry import DEFAULT_FAMILY, family_of, is_config_path, spec_family
 from samkit.configs.sam import load_config_json
 from samkit.predict.postprocess import postprocess_masks
-from samkit.predict.transforms import apply_coords
+from samkit.predict.transforms import apply_coords, sam2_input_coords
 from samkit.train.datasets import PreparedSample, Sample, prepare_sample
 
 
@@ -207,12 +207,8 @@ class Sam2Ops(FamilyOps):
         return low, iou, obj if self.has_object_scores else None
 
     def to_input_frame(self, coords: np.ndarray, prep: PreparedSample) -> Tensor:
-        # Sam2ImagePredictor._transform_coords: divide by (W, H) in float32, times S
-        h, w = prep.original_size
-        c = torch.as_tensor(coords, dtype=torch.float, device=self.model.device).clone()
-        c[..., 0] = c[..., 0] / w
-        c[..., 1] = c[..., 1] / h
-        return c * self.img_size
+        c = torch.as_tensor(coords, dtype=torch.float, device=self.model.device)
+        return sam2_input_coords(c, prep.original_size, self.img_size)
 
     def upscale(self, low: Tensor, prep: PreparedSample) -> Tensor:
         return postprocess_masks(low, prep.original_size, self.mask_threshold, 0.0, 0.0)
