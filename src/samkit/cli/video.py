@@ -356,8 +356,30 @@ def cmd_track(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         finds=finds,
     )
+    if finds and not result["objects"]:
+        print(_nothing_found_hint(finds, args.threshold, result["masks"]), file=sys.stderr)
     print(json.dumps(result, indent=1))
     return 0
+
+
+def _nothing_found_hint(finds: list, threshold: float | None, masks: str) -> str:
+    """What to try when the concepts of `samkit track --text / --exemplar` matched no object on
+    any frame (the outputs are still written, empty)."""
+    texts = [repr(c.text) for c in finds if c.text is not None]
+    what = " or ".join(texts) if texts else "the exemplar"
+    if len(texts) < len(finds) and texts:
+        what += " or the exemplar"
+    if threshold is None:
+        used = "default thresholds: detection score 0.5, 0.7 to start an instance"
+        lower = "a lower --threshold (e.g. 0.3)"
+    else:
+        used, lower = f"--threshold {threshold:g}", f"a --threshold below {threshold:g}"
+    return (
+        f"samkit track: found no instance of {what} on any frame ({used}); the outputs "
+        f"({masks}, annotations.json) are written but empty. Try {lower}, another phrase (a "
+        "short noun phrase such as 'person' or 'red car'), or --text-frame "
+        "on a frame where it is visible"
+    )
 
 
 def cmd_eval_video(args: argparse.Namespace) -> int:
