@@ -2,22 +2,30 @@
 4 frames of the SAM 2 video fixture: the files `samkit track` writes, against the SAM 3 video
 predictor's own answers to the same requests; and the refusals that need no model run.
 
-The detector runs at 1008 px whatever the weights: one end-to-end run (a find plus 4 tracked
-frames) and the direct replay share one built predictor (module fixture)."""
+The detector runs at 1008 px whatever the weights, so the model runs once: the end-to-end run
+(a find plus 4 tracked frames) records every request `samkit track` sends to the SAM 3 video
+predictor and its answers. The requests must be the official ones for the clip (start_session
+on the clip's frames, add_prompt with the text on frame 0, a forward propagate_in_video from
+frame 0) and the frames sent the ones the predictor reads from the clip folder itself; then the
+recorded answers are the predictor's own answers to those requests (it is deterministic), and
+the written files are compared with them."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 
 import av
 import numpy as np
 import pytest
+import torch
 from pycocotools import mask as mask_utils
 
 import samkit.cli.video as video_cli
 from samkit.cli import main
 from samkit.video.formats import read_label_png
+from samkit.video.sam3.frames import load_frames
 from tests.conftest import FIXTURES
 
 CKPT = FIXTURES / "sam3_tiny" / "sam3_tiny.pt"
@@ -43,12 +51,29 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tracked(clip, tmp_path_factory):
-    """`samkit track CLIP --text person` (end to end), and the predictor it built."""
-    built = []
+    """`samkit track CLIP --text person` (end to end), the predictor it built, and every
+    request it sent to the SAM 3 video predictor with the answer (a copy of the outputs)."""
+    built, sent = [], []
     real = video_cli.load_video_predictor
 
     def spy(args, **settings):
         built.append(real(args, **settings))
+        sam3 = built[-1].predictor
+        handle, stream = sam3.handle_request, sam3.handle_stream_request
+
+        def record(request):
+            response = handle(request)
+            sent.append((request, copy.deepcopy(response)))
+            return response
+
+        def record_stream(request):
+            answers = []
+            sent.append((request, answers))
+            for r in stream(request):
+                answers.append(copy.deepcopy(r))
+                yield r
+
+        sam3.handle_request, sam3.handle_stream_request = record, record_stream
         return built[-1]
 
     out = tmp_path_factory.mktemp("sam3track") / "out"
@@ -60,26 +85,34 @@ def tracked(clip, tmp_path_factory):
         assert main(argv) == 0
     finally:
         mp.undo()
-    return out, built[0]
+        for sam3 in (b.predictor for b in built):
+            del sam3.handle_request, sam3.handle_stream_request
+    return out, sent
 
 
-def _official(predictor, clip) -> dict[int, dict]:
-    """The SAM 3 video predictor's own outputs for the same requests, per frame."""
-    sam3 = predictor.predictor
-    sid = sam3.handle_request({"type": "start_session", "resource_path": str(clip)})["session_id"]
-    try:
-        sam3.handle_request(
-            {"type": "add_prompt", "session_id": sid, "frame_index": 0, "text": "person"}
-        )
-        request = {"type": "propagate_in_video", "session_id": sid}
-        request |= {"propagation_direction": "forward", "start_frame_index": 0}
-        return {r["frame_index"]: r["outputs"] for r in sam3.handle_stream_request(request)}
-    finally:
-        sam3.handle_request({"type": "close_session", "session_id": sid})
+def _official(sent: list, clip) -> dict[int, dict]:
+    """The SAM 3 video predictor's own outputs per frame, from the requests `samkit track` sent:
+    they must be the official requests of the clip (else its answers are not the reference)."""
+    kinds = [r["type"] for r, _ in sent]
+    assert kinds[:3] == ["start_session", "add_prompt", "propagate_in_video"], kinds
+    assert set(kinds[3:]) <= {"close_session"}, kinds
+    (start, started), (prompt, _), (propagate, stream) = sent[:3]
+    # the frames sent are those the predictor reads from the clip folder itself
+    given, own = load_frames(start["resource_path"]), load_frames(str(clip))
+    assert len(given) == len(own) == N
+    assert (given.video_height, given.video_width) == (own.video_height, own.video_width)
+    for t in range(N):
+        assert torch.equal(given[t], own[t]), t
+    sid = started["session_id"]
+    assert prompt == {"type": "add_prompt", "session_id": sid, "frame_index": 0, "text": "person"}
+    assert propagate["session_id"] == sid and propagate["start_frame_index"] == 0
+    assert propagate["propagation_direction"] == "forward"
+    assert propagate.get("max_frame_num_to_track") in (None, N - 1), propagate
+    return {r["frame_index"]: r["outputs"] for r in stream}
 
 
 def test_track_text_writes_the_sam2_outputs_with_the_predictors_ids(tracked, clip):
-    out, predictor = tracked
+    out, sent = tracked
     assert sorted(p.name for p in (out / "masks").iterdir()) == [f"{i:05d}.png" for i in range(N)]
     doc = json.loads((out / "annotations.json").read_text())
     # YouTube-VIS: one video, one category for the concept, one annotation per track
@@ -87,7 +120,7 @@ def test_track_text_writes_the_sam2_outputs_with_the_predictors_ids(tracked, cli
     (video,) = doc["videos"]
     assert video["length"] == N and (video["height"], video["width"]) == (540, 960)
     assert video["file_names"] == [f"clip/{i:05d}.jpg" for i in range(N)]
-    official = _official(predictor, clip)
+    official = _official(sent, clip)
     assert sorted(official) == list(range(N))
     ids = sorted({int(o) for out_t in official.values() for o in out_t["out_obj_ids"]})
     assert len(ids) >= 2, "the fixture threshold finds several instances"
