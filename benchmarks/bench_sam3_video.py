@@ -23,6 +23,17 @@ every frame as a float16 1008x1008 tensor; SAM 2: `init_state`, frames decoded l
 
     python benchmarks/bench_sam3_video.py --quick              # tiny, 1/3/10 objects, fp32 + bf16
     python benchmarks/bench_sam3_video.py --rss 100 1000       # peak RSS per clip length
+    python benchmarks/bench_sam3_video.py --long 400 --at 25 50 100 200 400   # RSS along a clip
+    python benchmarks/bench_sam3_video.py --long 100 --unbounded              # ... as the official
+
+Long clip (`--long N`): the `sam3_tiny` predictor (detector at 1008 px) tracks `--long-objects`
+objects of a text prompt through N synthetic frames pulled one at a time from a generator (a live
+source: `start_session` on an iterator, one forward `propagate_in_video`), printing at each `--at`
+frame the process's current and peak RSS and what the session holds (tracked outputs, decoded
+frames, cached output masks). `--unbounded` keeps what the official session keeps: every tracked
+output (samkit's `tracking.prune_memory` off) and every decoded 1008 px float16 frame (the frame
+cache unlimited); its output masks stay run-length encoded (the official keeps them as bool
+arrays, 0.5 MB per object and frame at 960x540, not emulated).
 """
 
 from __future__ import annotations
@@ -51,14 +62,18 @@ CKPT = ROOT.parent / "shared" / "fixtures" / "sam3_tiny" / "sam3_tiny.pt"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def synthetic_frames(n: int, h: int = 540, w: int = 960) -> list[np.ndarray]:
-    rng = np.random.default_rng(0)
+def synthetic_frames(
+    n: int, h: int = 540, w: int = 960, seed: int = 0, shift: int = 0
+) -> list[np.ndarray]:
+    """n frames: a gradient, noise and a red square moving 4 px per frame (from `shift`)."""
+    rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
     base = np.stack([xx % 256, yy % 256, (xx + yy) % 256], -1).astype(np.float32)
     out = []
-    for t in range(n):
+    for t in range(shift, shift + n):
         img = base + rng.normal(0, 6, base.shape)
-        img[200:340, 300 + 4 * t : 460 + 4 * t] = (220, 40, 40)
+        x = 300 + 4 * (t % 100)
+        img[200:340, x : x + 160] = (220, 40, 40)
         out.append(np.clip(img, 0, 255).astype(np.uint8))
     return out
 
@@ -171,6 +186,58 @@ def time_sam2(pred, frames, n_obj: int) -> tuple[dict, int, list]:
 
 
 # ---------------------------------------------------------------------------------- RSS
+def rss_mib() -> tuple[float, float]:
+    """(current, peak since the last `reset_peak`) resident set size in MiB (Linux)."""
+    status = Path("/proc/self/status").read_text()
+    return tuple(int(status.split(k)[1].split()[0]) / 1024 for k in ("VmRSS:", "VmHWM:"))
+
+
+def reset_peak() -> None:
+    """Restart the peak RSS count (VmHWM) here, so loading the checkpoint is left out."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def long_run(n: int, at: list[int], dtype: str, objects: int, unbounded: bool) -> list[dict]:
+    """Track `objects` objects through `n` frames of a live source; a row per frame in `at`."""
+    from samkit.video.sam3 import tracking
+
+    if unbounded:  # what the official session keeps: every tracked output
+        tracking.prune_memory = lambda *a, **k: None
+    model, tracker = sam3_parts("tiny")
+    model, tracker = model.to(DTYPES[dtype]), tracker_to_dtype(tracker, DTYPES[dtype])
+    frame0 = synthetic_frames(1)
+    threshold = sam3_thresholds(model, tracker, frame0, [objects])[objects]
+    p = sam3_predictor(model, tracker, threshold)
+    src = (synthetic_frames(1, seed=t, shift=t)[0] for t in range(n))
+    sid = p.handle_request({"type": "start_session", "resource_path": src})["session_id"]
+    s = p._sessions[sid]
+    if unbounded:  # and every decoded frame, as the official loader holds the whole clip
+        s.frames.cache_frames = 10**9
+    rows, clock = [], Clock()
+    reset_peak()
+    print(json.dumps({"frame": 0, "rss_mib": round(rss_mib()[0], 1)}), flush=True)
+    with torch.inference_mode():
+        out = p.handle_request(
+            {"type": "add_prompt", "session_id": sid, "frame_index": 0, "text": "object"}
+        )
+        got = len(out["outputs"]["out_obj_ids"])
+        req = {"type": "propagate_in_video", "session_id": sid, "propagation_direction": "forward"}
+        for k, r in enumerate(p.handle_stream_request(req), start=1):
+            if k not in at:
+                continue
+            cur, peak = rss_mib()
+            held = [len(st.memory.non_cond_frame_outputs) for st in s.states]
+            row = {"frame": k, "rss_mib": round(cur, 1), "peak_rss_mib": round(peak, 1),
+                   "cpu_s": round(clock.lap()[1], 1), "objects": got,
+                   "objects_shown": len(r["outputs"]["out_obj_ids"]),
+                   "tracked_outputs_held": held, "decoded_frames_held": len(s.frames._cache),
+                   "features_held": len(s.features), "output_frames": len(s.cached_masks),
+                   "output_mask_bytes": s.cached_masks.nbytes()}  # fmt: skip
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
 def rss_child(model: str, n: int, track: int) -> None:
     """Runs in a subprocess: open an n-frame clip, track `track` frames, print peak RSS."""
     torch.set_num_threads(1)
@@ -219,12 +286,24 @@ def main() -> None:
     ap.add_argument("--rss-track", type=int, default=3, help="frames tracked in the RSS runs")
     ap.add_argument("--rss-models", nargs="+", default=["sam3", "sam2"], choices=["sam3", "sam2"])
     ap.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--long", type=int, default=0, metavar="FRAMES", help="long live clip")
+    ap.add_argument("--at", type=int, nargs="+", default=[25, 50, 100, 200, 400, 1000])
+    ap.add_argument("--long-objects", type=int, default=3)
+    ap.add_argument("--long-dtype", default="float32", choices=DTYPES)
+    ap.add_argument("--unbounded", action="store_true", help="keep what the official keeps")
     ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/)")
     args = ap.parse_args()
     if args.rss_child:
         rss_child(args.rss_child[0], int(args.rss_child[1]), int(args.rss_child[2]))
         return
     torch.set_num_threads(args.threads)
+    if args.long:
+        at = sorted({a for a in args.at if a <= args.long} | {args.long})
+        rows = long_run(args.long, at, args.long_dtype, args.long_objects, args.unbounded)
+        doc = {"machine": f"{os.cpu_count()} CPUs (shared)", "threads": args.threads,
+               "dtype": args.long_dtype, "unbounded": args.unbounded, "long": rows}  # fmt: skip
+        write_json("sam3_video_long" + ("_unbounded" if args.unbounded else ""), doc, args.out)
+        return
     doc: dict = {
         "machine": f"{os.cpu_count()} CPUs (shared with other jobs: loaded; compare ratios)",
         "threads": args.threads,
