@@ -12,6 +12,10 @@ two must compute the same thing for the timing to mean anything).
     PYTHONPATH=<sam2 sources> <venv>/bin/python tools/reference/official_timing/time_official.py \
         --objects 1 3 --frames 2 --cpu-time --samkit-dtypes float32 bfloat16
 
+`--parts` also prints where each frame's time goes in both (forward hooks on the submodules
+both models name alike: image_encoder, memory_attention, memory_encoder, sam_mask_decoder, ...;
+the rest of the frame is "other").
+
 With `--cpu-time` every time is process CPU time on one thread (a loaded machine: wall time
 counts waiting for a core). `--official-autocast` also times the official predictor under
 `torch.autocast("cpu", torch.bfloat16)`, the official way to run it in bfloat16.
@@ -76,6 +80,43 @@ def build_pair(workdir: Path, samkit_dtype: torch.dtype):
     return official, ours
 
 
+PARTS = (
+    "image_encoder",
+    "memory_attention",
+    "memory_encoder",
+    "sam_prompt_encoder",
+    "sam_mask_decoder",
+    "obj_ptr_proj",
+    "mask_downsample",
+)
+
+
+class PartClock:
+    """Time spent inside each named submodule (outermost calls only), on the frames it is on."""
+
+    def __init__(self, model: torch.nn.Module, clock) -> None:
+        self.clock, self.on, self.totals = clock, False, dict.fromkeys(PARTS, 0.0)
+        self._start: dict[str, float] = {}
+        for name in PARTS:
+            mod = getattr(model, name, None)
+            if mod is not None:
+                mod.register_forward_pre_hook(self._pre(name))
+                mod.register_forward_hook(self._post(name))
+
+    def _pre(self, name: str):
+        def hook(*_):
+            self._start[name] = self.clock()
+
+        return hook
+
+    def _post(self, name: str):
+        def hook(*_):
+            if self.on:
+                self.totals[name] += self.clock() - self._start[name]
+
+        return hook
+
+
 def clicks(n_obj: int) -> list[tuple[int, list[list[float]]]]:
     return [(k + 1, [[380.0 + 150 * k, 270.0]]) for k in range(n_obj)]
 
@@ -95,6 +136,10 @@ def run(args, frames: Path, n_frames: int, n_obj: int, dtype: str, clock) -> dic
             for obj_id, pts in clicks(n_obj):
                 pred.add_new_points_or_box(state, 0, obj_id, points=pts, labels=[1])
         gens[name] = pred.propagate_in_video(state)
+    parts = {
+        "official": PartClock(official, clock),
+        "samkit": PartClock(ours.model, clock),
+    }
     warm = ours.model.num_maskmem
     times: dict[str, list[float]] = {"official": [], "samkit": []}
     masks: dict[str, dict[int, torch.Tensor]] = {"official": {}, "samkit": {}}
@@ -102,6 +147,7 @@ def run(args, frames: Path, n_frames: int, n_obj: int, dtype: str, clock) -> dic
         order = ("official", "samkit") if i % 2 == 0 else ("samkit", "official")
         for name in order:
             ctx = official_ctx() if name == "official" else contextlib.nullcontext()
+            parts[name].on = i > warm
             t0 = clock()
             with torch.inference_mode(), ctx:
                 f, _, m = next(gens[name])
@@ -126,6 +172,12 @@ def run(args, frames: Path, n_frames: int, n_obj: int, dtype: str, clock) -> dic
         "mask_iou_min": min(agree),
         "timed_frames": len(times["samkit"]),
     }
+    if args.parts:
+        n = len(times["samkit"])
+        for name in ("official", "samkit"):
+            per = {k: v / n for k, v in parts[name].totals.items() if v > 0}
+            per["other"] = float(np.mean(times[name])) - sum(per.values())
+            row[f"{name}_parts_s"] = {k: round(v, 4) for k, v in per.items()}
     print(json.dumps(row), flush=True)
     return row
 
@@ -136,6 +188,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=2, help="timed frames per implementation")
     ap.add_argument("--samkit-dtypes", nargs="+", default=["float32"], choices=list(DTYPES))
     ap.add_argument("--official-autocast", action="store_true")
+    ap.add_argument("--parts", action="store_true", help="per-submodule seconds per frame")
     ap.add_argument("--cpu-time", action="store_true", help="1 thread, process CPU time")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", default="/tmp/samkit_official_timing")
