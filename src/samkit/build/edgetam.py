@@ -32,7 +32,7 @@ from samkit.configs.edgetam import (
     edgetam_config_from_official,
     is_edgetam_config,
 )
-from samkit.configs.sam2 import FpnNeckConfig, Sam2Config, sam2_mask_decoder_config
+from samkit.configs.sam2 import as_sam2_config, sam2_mask_decoder_config
 from samkit.layers.sine_position import PositionEmbeddingSine
 from samkit.modeling.edgetam import EdgeTam, EdgeTamImage
 from samkit.modeling.edgetam_attention import RoPEAttentionV2
@@ -75,23 +75,7 @@ def edgetam_from_config(cfg: EdgeTamConfig, video: bool = True) -> Sam2:
         position_encoding=PositionEmbeddingSine(m.mem_dim, 10000.0, True, None),
         use_self_attn=p.use_self_attn,
     )
-    sam2_cfg = Sam2Config(
-        neck=FpnNeckConfig(d_model=cfg.d_model),
-        scalp=cfg.scalp,
-        image_size=cfg.image_size,
-        backbone_stride=cfg.backbone_stride,
-        prompt_encoder=cfg.prompt_encoder,
-        mask_decoder=cfg.mask_decoder,
-        directly_add_no_mem_embed=cfg.directly_add_no_mem_embed,
-        pixel_mean=cfg.pixel_mean,
-        pixel_std=cfg.pixel_std,
-        version="sam2",
-        no_obj_embed_spatial=cfg.no_obj_embed_spatial,
-        proj_tpos_enc_in_obj_ptrs=cfg.proj_tpos_enc_in_obj_ptrs,
-        use_signed_tpos_enc_to_obj_ptrs=cfg.use_signed_tpos_enc_to_obj_ptrs,
-        add_tpos_enc_to_obj_ptrs=cfg.add_tpos_enc_to_obj_ptrs,
-        memory=m,
-    )
+    sam2_cfg = as_sam2_config(cfg, scalp=cfg.scalp)
     video_cls: Any = functools.partial(EdgeTam, spatial_perceiver=perceiver)
     return sam2_from_config(
         sam2_cfg,

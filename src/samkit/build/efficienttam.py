@@ -23,7 +23,7 @@ from samkit.configs.efficienttam import (
     is_efficienttam_config,
 )
 from samkit.configs.sam import get_variant
-from samkit.configs.sam2 import FpnNeckConfig, Sam2Config
+from samkit.configs.sam2 import as_sam2_config
 from samkit.layers.rope import RoPEAttention
 from samkit.layers.sine_position import PositionEmbeddingSine
 from samkit.modeling.efficienttam import EfficientTam, EfficientTamImage
@@ -68,23 +68,7 @@ def efficienttam_from_config(cfg: EfficientTamConfig, video: bool = True) -> Sam
     cross: Any = RoPEAttention
     if cfg.cross_attention != "rope":
         cross = functools.partial(EfficientRoPEAttention, variant=int(cfg.cross_attention[-1]))
-    sam2_cfg = Sam2Config(
-        neck=FpnNeckConfig(d_model=cfg.d_model),
-        scalp=0,
-        image_size=cfg.image_size,
-        backbone_stride=cfg.backbone_stride,
-        prompt_encoder=cfg.prompt_encoder,
-        mask_decoder=cfg.mask_decoder,
-        directly_add_no_mem_embed=cfg.directly_add_no_mem_embed,
-        pixel_mean=cfg.pixel_mean,
-        pixel_std=cfg.pixel_std,
-        version="sam2",
-        no_obj_embed_spatial=cfg.no_obj_embed_spatial,
-        proj_tpos_enc_in_obj_ptrs=cfg.proj_tpos_enc_in_obj_ptrs,
-        use_signed_tpos_enc_to_obj_ptrs=cfg.use_signed_tpos_enc_to_obj_ptrs,
-        add_tpos_enc_to_obj_ptrs=cfg.add_tpos_enc_to_obj_ptrs,
-        memory=cfg.memory,
-    )
+    sam2_cfg = as_sam2_config(cfg, scalp=0)
     return sam2_from_config(
         sam2_cfg,
         video=video,

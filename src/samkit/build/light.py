@@ -19,21 +19,26 @@ from samkit.build.pipeline import (
     require_spec,
     reset_pixel_normalization,
 )
-from samkit.build.sam import build_mask_decoder, build_prompt_encoder, infer_sam_config
+from samkit.build.registry import get_family
+from samkit.build.sam import (
+    build_mask_decoder,
+    build_prompt_encoder,
+    infer_sam_config,
+    vit_from_config,
+)
 from samkit.configs.common import MaskDecoderConfig, PromptEncoderConfig, TwoWayTransformerConfig
 from samkit.configs.light import MobileSamConfig, SamHQConfig, TinyViTConfig
-from samkit.configs.sam import ViTConfig, get_variant
+from samkit.configs.sam import get_variant
 from samkit.io.provenance import from_metadata, read_file_metadata
 from samkit.modeling.mobile_sam import MobileSam
 from samkit.modeling.sam_hq import MaskDecoderHQ, SamHQ
 from samkit.modeling.tiny_vit import TinyViT
 from samkit.modeling.two_way_transformer import TwoWayTransformer
-from samkit.modeling.vit import ImageEncoderViT
 
 LightConfig = MobileSamConfig | SamHQConfig
 
 
-def tiny_vit_from_config(cfg: TinyViTConfig) -> TinyViT:
+def tinyvit_from_config(cfg: TinyViTConfig) -> TinyViT:
     return TinyViT(
         img_size=cfg.img_size,
         in_chans=cfg.in_chans,
@@ -46,25 +51,6 @@ def tiny_vit_from_config(cfg: TinyViTConfig) -> TinyViT:
         local_conv_size=cfg.local_conv_size,
         num_classes=cfg.num_classes,
         out_chans=cfg.out_chans,
-    )
-
-
-def _vit_from_config(e: ViTConfig) -> ImageEncoderViT:
-    return ImageEncoderViT(
-        img_size=e.img_size,
-        patch_size=e.patch_size,
-        in_chans=e.in_chans,
-        embed_dim=e.embed_dim,
-        depth=e.depth,
-        num_heads=e.num_heads,
-        mlp_ratio=e.mlp_ratio,
-        out_chans=e.out_chans,
-        qkv_bias=e.qkv_bias,
-        norm_eps=e.norm_eps,
-        use_abs_pos=e.use_abs_pos,
-        use_rel_pos=e.use_rel_pos,
-        window_size=e.window_size,
-        global_attn_indexes=e.global_attn_indexes,
     )
 
 
@@ -89,7 +75,7 @@ def _hq_decoder(cfg: MaskDecoderConfig, vit_dim: int) -> MaskDecoderHQ:
 def model_from_config(cfg: LightConfig) -> MobileSam | SamHQ:
     """An (uninitialised-weights) `MobileSam` or `SamHQ` from its config."""
     e = cfg.image_encoder
-    encoder = tiny_vit_from_config(e) if isinstance(e, TinyViTConfig) else _vit_from_config(e)
+    encoder = tinyvit_from_config(e) if isinstance(e, TinyViTConfig) else vit_from_config(e)
     pe = build_prompt_encoder(cfg.prompt_encoder)
     common: dict[str, Any] = dict(
         pixel_mean=cfg.pixel_mean, pixel_std=cfg.pixel_std, mask_threshold=cfg.mask_threshold
@@ -248,12 +234,12 @@ def resolve_light_config(spec: str | LightConfig, family: str) -> LightConfig:
 
 def _build(
     family: str,
+    builder: str,
     spec: str | LightConfig | None,
     checkpoint: str | os.PathLike | None,
     device: str | torch.device | None,
     dtype: torch.dtype | None,
 ) -> Any:
-    builder = "build_sam_hq" if family == "sam_hq" else "build_mobile_sam"
     require_spec(builder, spec, checkpoint)
     sd = read_checkpoint(checkpoint, family)  # another family's file: say which
     if spec is None:
@@ -263,7 +249,7 @@ def _build(
     if cfg.family != family:
         raise ValueError(
             f"{checkpoint} holds a {cfg.family} model; load it with "
-            + ("build_sam_hq" if cfg.family == "sam_hq" else "build_mobile_sam")
+            f"{get_family(cfg.family).builder_hint}"
         )
     return build_model(
         lambda: model_from_config(cfg),
@@ -297,7 +283,7 @@ def build_mobile_sam(
     Raises:
         ValueError: no name and no checkpoint, an HQ-SAM or SAM 1 checkpoint, mismatched keys.
     """
-    return _build("mobile_sam", variant_or_config, checkpoint, device, dtype)
+    return _build("mobile_sam", "build_mobile_sam", variant_or_config, checkpoint, device, dtype)
 
 
 def build_sam_hq(
@@ -308,7 +294,7 @@ def build_sam_hq(
 ) -> SamHQ:
     """Build HQ-SAM (`sam_hq_vit_b` / `_l` / `_h` / `sam_hq_vit_tiny`); arguments as
     `build_mobile_sam` (official checkpoints `sam_hq_vit_*.pth`)."""
-    return _build("sam_hq", variant_or_config, checkpoint, device, dtype)
+    return _build("sam_hq", "build_sam_hq", variant_or_config, checkpoint, device, dtype)
 
 
 def _reset_buffers(model: nn.Module, cfg: LightConfig) -> None:

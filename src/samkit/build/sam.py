@@ -70,10 +70,9 @@ def build_prompt_encoder(cfg: PromptEncoderConfig) -> PromptEncoder:
     )
 
 
-def sam_from_config(cfg: SamConfig) -> Sam:
-    """An (uninitialised-weights) `Sam` from a `SamConfig`."""
-    e = cfg.image_encoder
-    encoder = ImageEncoderViT(
+def vit_from_config(e: ViTConfig) -> ImageEncoderViT:
+    """SAM 1's ViT image encoder (also HQ-SAM's) from its config."""
+    return ImageEncoderViT(
         img_size=e.img_size,
         patch_size=e.patch_size,
         in_chans=e.in_chans,
@@ -89,8 +88,12 @@ def sam_from_config(cfg: SamConfig) -> Sam:
         window_size=e.window_size,
         global_attn_indexes=e.global_attn_indexes,
     )
+
+
+def sam_from_config(cfg: SamConfig) -> Sam:
+    """An (uninitialised-weights) `Sam` from a `SamConfig`."""
     return Sam(
-        encoder,
+        vit_from_config(cfg.image_encoder),
         build_prompt_encoder(cfg.prompt_encoder),
         build_mask_decoder(cfg.mask_decoder),
         pixel_mean=cfg.pixel_mean,

@@ -223,6 +223,33 @@ for _version in ("sam2", "sam2.1"):
 # --------------------------------------------------------------------------------------------
 # official (hydra-resolved) configs
 
+# the fields a model on SAM 2's layout (EfficientTAM, EdgeTAM) shares with `Sam2Config`
+_SHARED_FIELDS = (
+    "image_size",
+    "backbone_stride",
+    "prompt_encoder",
+    "mask_decoder",
+    "directly_add_no_mem_embed",
+    "pixel_mean",
+    "pixel_std",
+    "no_obj_embed_spatial",
+    "proj_tpos_enc_in_obj_ptrs",
+    "use_signed_tpos_enc_to_obj_ptrs",
+    "add_tpos_enc_to_obj_ptrs",
+    "memory",
+)
+
+
+def as_sam2_config(cfg: Any, scalp: int) -> Sam2Config:
+    """The `Sam2Config` of a model on SAM 2's layout with another image encoder (EfficientTAM,
+    EdgeTAM): `cfg`'s heads, pixel normalisation, video flags and memory, an FPN neck config of
+    its `d_model` (the memory modules read its width), `scalp`, the SAM 2.0 pointer version."""
+    shared = {name: getattr(cfg, name) for name in _SHARED_FIELDS}
+    return Sam2Config(
+        neck=FpnNeckConfig(d_model=cfg.d_model), scalp=scalp, version="sam2", **shared
+    )
+
+
 _MODEL_TARGETS = ("SAM2Base", "SAM2ImagePredictor", "SAM2VideoPredictor", "SAM2Train")
 
 
