@@ -23,6 +23,7 @@ from samkit.build.registry import get_family
 from samkit.build.sam import (
     build_mask_decoder,
     build_prompt_encoder,
+    build_two_way_transformer,
     infer_sam_config,
     vit_from_config,
 )
@@ -33,12 +34,11 @@ from samkit.io.provenance import from_metadata, read_file_metadata
 from samkit.modeling.mobile_sam import MobileSam
 from samkit.modeling.sam_hq import MaskDecoderHQ, SamHQ
 from samkit.modeling.tiny_vit import TinyViT
-from samkit.modeling.two_way_transformer import TwoWayTransformer
 
 LightConfig = MobileSamConfig | SamHQConfig
 
 
-def tinyvit_from_config(cfg: TinyViTConfig) -> TinyViT:
+def tiny_vit_from_config(cfg: TinyViTConfig) -> TinyViT:
     return TinyViT(
         img_size=cfg.img_size,
         in_chans=cfg.in_chans,
@@ -55,16 +55,9 @@ def tinyvit_from_config(cfg: TinyViTConfig) -> TinyViT:
 
 
 def _hq_decoder(cfg: MaskDecoderConfig, vit_dim: int) -> MaskDecoderHQ:
-    t = cfg.transformer
     return MaskDecoderHQ(
         transformer_dim=cfg.transformer_dim,
-        transformer=TwoWayTransformer(
-            depth=t.depth,
-            embedding_dim=t.embedding_dim,
-            num_heads=t.num_heads,
-            mlp_dim=t.mlp_dim,
-            attention_downsample_rate=t.attention_downsample_rate,
-        ),
+        transformer=build_two_way_transformer(cfg.transformer),
         vit_dim=vit_dim,
         num_multimask_outputs=cfg.num_multimask_outputs,
         iou_head_depth=cfg.iou_head_depth,
@@ -75,7 +68,7 @@ def _hq_decoder(cfg: MaskDecoderConfig, vit_dim: int) -> MaskDecoderHQ:
 def model_from_config(cfg: LightConfig) -> MobileSam | SamHQ:
     """An (uninitialised-weights) `MobileSam` or `SamHQ` from its config."""
     e = cfg.image_encoder
-    encoder = tinyvit_from_config(e) if isinstance(e, TinyViTConfig) else vit_from_config(e)
+    encoder = tiny_vit_from_config(e) if isinstance(e, TinyViTConfig) else vit_from_config(e)
     pe = build_prompt_encoder(cfg.prompt_encoder)
     common: dict[str, Any] = dict(
         pixel_mean=cfg.pixel_mean, pixel_std=cfg.pixel_std, mask_threshold=cfg.mask_threshold

@@ -33,19 +33,23 @@ from samkit.modeling.vit import ImageEncoderViT
 ConfigLike = str | os.PathLike | SamConfig | None
 
 
+def build_two_way_transformer(t: TwoWayTransformerConfig) -> TwoWayTransformer:
+    """The mask decoder's `TwoWayTransformer` from its config (every family's decoder)."""
+    return TwoWayTransformer(
+        depth=t.depth,
+        embedding_dim=t.embedding_dim,
+        num_heads=t.num_heads,
+        mlp_dim=t.mlp_dim,
+        attention_downsample_rate=t.attention_downsample_rate,
+        mlp_keys=t.mlp_keys,
+    )
+
+
 def build_mask_decoder(cfg: MaskDecoderConfig, sam2_outputs: bool = False) -> MaskDecoder:
     """A `MaskDecoder` (with its two-way transformer) from its config."""
-    t = cfg.transformer
     return MaskDecoder(
         transformer_dim=cfg.transformer_dim,
-        transformer=TwoWayTransformer(
-            depth=t.depth,
-            embedding_dim=t.embedding_dim,
-            num_heads=t.num_heads,
-            mlp_dim=t.mlp_dim,
-            attention_downsample_rate=t.attention_downsample_rate,
-            mlp_keys=t.mlp_keys,
-        ),
+        transformer=build_two_way_transformer(cfg.transformer),
         num_multimask_outputs=cfg.num_multimask_outputs,
         iou_head_depth=cfg.iou_head_depth,
         iou_head_hidden_dim=cfg.iou_head_hidden_dim,
