@@ -1,14 +1,15 @@
 """The FastAPI app of `samkit serve`: a static page and a small JSON API.
 
 API (all JSON; coordinates in original-image pixels):
-- `POST /api/images`, body = the image file's bytes: encodes it (once per distinct file) and
+- `POST /api/images`, body = the image file's bytes (or a multipart form with one file field,
+  `samkit.server.app_uploads`): encodes it (once per distinct file) and
   returns `{image_id, width, height, cached, encode_ms}`. 413 over the size limit, 400 for data
   that is not an image or has too many pixels.
 - `GET /api/images/{image_id}`: the image's size, 404 if unknown (never uploaded, or evicted).
 - `POST /api/images/{image_id}/predict`, body `{points: [[x, y], ...], labels: [1|0, ...],
   box: [x0, y0, x1, y1] | null, multimask: bool, png: bool}`: the candidate masks with `score`,
   `area`, `bbox` (XYWH), `segmentation` (COCO RLE) and optionally `png` (base64). 422 with the
-  reason for malformed prompts.
+  reason for malformed prompts, naming the JSON fields.
   Both POST routes answer 404 for an unknown id whatever the body, then 413 / 415 / 422 for a bad
   body (`samkit.server.validation`); no error answer echoes the input.
 - `POST /api/images/{image_id}/everything`, body: generator settings
@@ -44,10 +45,11 @@ from samkit.build.registry import FAMILY_NAMES, family_names, family_of, get_fam
 from samkit.io.masks import ImageDecodeError
 from samkit.predict.inputs import click_label
 from samkit.predict.prompt_bounds import prompt_warnings
+from samkit.server.app_uploads import read_upload
 from samkit.server.engine import Engine, Entry
 from samkit.server.everything import EverythingIn, settings_for_page
 from samkit.server.sam3_find import add_find_route
-from samkit.server.validation import install_error_handlers, parse_json_body
+from samkit.server.validation import check_json_prompt, install_error_handlers, parse_json_body
 from samkit.server.video_routes import add_video_routes
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
@@ -75,9 +77,9 @@ class PromptIn(BaseModel):
 def _prompt_warnings(p: PromptIn, entry: Entry) -> list[str]:
     """Warnings for prompts outside the image (valid input for the model: used as given).
 
-    Prompts that make no sense (no prompt, labels not one per point, x1 < x0, ...) are refused
-    by the predictor itself (`samkit.predict.inputs.validate_prompts`): its ValueError is the
-    422 of the predict route, so the rules and messages are written once.
+    Prompts that make no sense (no prompt, labels not one per point, x1 < x0, ...) get a 422
+    from `samkit.server.validation.check_json_prompt` (the predictors' rules, named as the
+    request's JSON fields) before the predictor runs.
     """
     h, w = entry.original_size
     return prompt_warnings(p.points, [p.box] if p.box is not None else None, h, w)
@@ -96,27 +98,6 @@ def _no_everything(family: str) -> str | None:
         else ""
     )
     return f"segment everything needs a {takers} model{instead}"
-
-
-async def _form_file(request: Request) -> bytes:
-    """The bytes of the one file field of a multipart/form-data upload (b"" when it has none).
-
-    Raises:
-        HTTPException: 400 for a body that is not a readable multipart form, 422 for a form with
-            more than one file field.
-    """
-    try:
-        form = await request.form()
-    except Exception as e:  # python-multipart's parse errors, a bad boundary, ...
-        raise HTTPException(400, f"the upload is not a readable multipart form ({e})") from None
-    files = [v for v in form.values() if not isinstance(v, str)]
-    if len(files) > 1:
-        raise HTTPException(
-            422,
-            f"a multipart upload needs exactly one file field (e.g. curl -F file=@photo.jpg), "
-            f"got {len(files)}; or send the image file's bytes as the request body",
-        )
-    return await files[0].read() if files else b""
 
 
 def create_app(
@@ -212,30 +193,7 @@ def create_app(
 
     @app.post("/api/images")
     async def upload(request: Request) -> dict[str, Any]:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_upload_bytes:
-            raise HTTPException(
-                413, f"the upload is {int(length):,} bytes; the limit is {max_upload_bytes:,}"
-            )
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            body = await _form_file(request)  # curl -F file=@photo.jpg, an HTML form
-        else:
-            body = bytearray()
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > max_upload_bytes:
-                    raise HTTPException(
-                        413, f"the upload is over the limit of {max_upload_bytes:,} bytes"
-                    )
-        if len(body) > max_upload_bytes:
-            raise HTTPException(413, f"the upload is over the limit of {max_upload_bytes:,} bytes")
-        if not body:
-            raise HTTPException(
-                400,
-                "empty upload: send the image file's bytes as the request body (curl "
-                "--data-binary @photo.jpg) or one file field of a multipart form (curl -F "
-                "file=@photo.jpg)",
-            )
+        body = (await read_upload(request, max_upload_bytes, "image", "photo.jpg")).data
         image_id, fut = engine.submit_image(bytes(body))
         try:
             entry, cached = await asyncio.wrap_future(fut)
@@ -263,6 +221,7 @@ def create_app(
     async def predict(image_id: str, request: Request) -> dict[str, Any]:
         entry = entry_or_404(image_id)  # 404 first, whatever the body
         prompt = await parse_json_body(request, PromptIn)
+        check_json_prompt(prompt.points, prompt.labels, prompt.box)  # 422 naming JSON fields
         warnings = _prompt_warnings(prompt, entry)
         try:
             out = await asyncio.wrap_future(

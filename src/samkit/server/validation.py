@@ -5,13 +5,20 @@ cannot carry, such as NaN).
 Order of checks for a JSON route (after the route's own 404 for an unknown image id):
 413 over `MAX_JSON_BYTES`; 415 for a Content-Type other than JSON; 422 for an empty body, bytes
 that are not UTF-8 JSON, NaN / Infinity / overflowing numbers, nesting too deep, a non-object, or
-fields the route's pydantic model refuses (each error summarised as `location: message`).
+fields the route's pydantic model refuses (each error summarised as `location: message`). Every
+answer about the body as a whole says what the route takes (`body_shape`: its JSON fields).
+
+Prompt errors name the request's JSON fields (`points`, `labels`, `box`), never the predictors'
+Python arguments (`check_json_prompt`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import types
+import typing
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request
@@ -19,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from samkit.predict.inputs import check_click_prompt
+from samkit.predict.inputs import CLICK_LABELS, check_click_prompt
 
 MAX_JSON_BYTES = 1 << 20  # prompts and generator settings are a few hundred bytes
 MAX_ERRORS = 5
@@ -48,15 +55,49 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON: numbers must be finite")
 
 
+def _type_text(annotation: Any) -> str:
+    """A JSON reader's name for a field type: `int`, `[number, ...]`, `[number, number]`, ..."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_text(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_text(a) for a in args)
+    if origin in (list, tuple) and args:
+        if origin is list or (len(args) == 2 and args[1] is Ellipsis):
+            return f"[{_type_text(args[0])}, ...]"
+        return "[" + ", ".join(_type_text(a) for a in args) + "]"
+    names = {int: "int", float: "number", str: "string", bool: "true | false", type(None): "null"}
+    return names.get(annotation, "any")
+
+
+def body_shape(model: type[BaseModel]) -> str:
+    """The JSON object `model` reads, for error messages: its `JSON_SHAPE` class attribute when it
+    has one, else its fields with their JSON types (optional ones marked), e.g.
+    `{"frame": int, "text": string, "threshold": any (optional)}`."""
+    shape = getattr(model, "JSON_SHAPE", None)
+    if isinstance(shape, str):
+        return shape
+    parts = [
+        f'"{name}": {_type_text(f.annotation)}' + ("" if f.is_required() else " (optional)")
+        for name, f in model.model_fields.items()
+    ]
+    text = "{" + ", ".join(parts) + "}"
+    return text if len(text) <= 600 else text[:590] + ", ...}"
+
+
 async def parse_json_body(request: Request, model: type[M]) -> M:
-    """Read, bound, parse and validate a JSON request body as `model` (HTTP 4xx if it is bad)."""
+    """Read, bound, parse and validate a JSON request body as `model` (HTTP 4xx if it is bad;
+    answers about the body as a whole say what it must be: `body_shape(model)`)."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_JSON_BYTES:
         raise HTTPException(413, f"the JSON body is over the limit of {MAX_JSON_BYTES:,} bytes")
+    shape = body_shape(model)
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype and ctype != "application/json" and not ctype.endswith("+json"):
         raise HTTPException(
-            415, f"expected Content-Type: application/json, got {ctype[:60]!r} (send a JSON object)"
+            415,
+            f"the body must be JSON (Content-Type: application/json), got Content-Type "
+            f"{ctype[:60]!r}; expected a JSON object {shape}",
         )
     body = bytearray()
     async for chunk in request.stream():
@@ -64,19 +105,32 @@ async def parse_json_body(request: Request, model: type[M]) -> M:
         if len(body) > MAX_JSON_BYTES:
             raise HTTPException(413, f"the JSON body is over the limit of {MAX_JSON_BYTES:,} bytes")
     if not body.strip():
-        raise HTTPException(422, "empty body: send a JSON object (it may be {})")
+        raise HTTPException(422, f"empty body: the body must be a JSON object {shape}")
     try:
         data = json.loads(bytes(body), parse_float=_finite_float, parse_constant=_no_constants)
     except RecursionError:
         raise HTTPException(422, "the JSON body is nested too deeply") from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, the checks above
+    except UnicodeDecodeError:
+        raise HTTPException(422, f"the body must be JSON (UTF-8 text): {shape}") from None
+    except json.JSONDecodeError as e:
+        raise HTTPException(
+            422, f"the body must be JSON: {shape} (it is not valid JSON: {e.msg[:80]} at {e.pos})"
+        ) from None
+    except ValueError as e:  # the number checks above
         raise HTTPException(422, f"the body is not valid JSON: {str(e)[:200]}") from None
     if not isinstance(data, dict):
-        raise HTTPException(422, f"expected a JSON object, got a JSON {type(data).__name__}")
+        raise HTTPException(
+            422, f"the body must be a JSON object {shape}, got a JSON {_json_kind(data)}"
+        )
     try:
         return model.model_validate(data)
     except ValidationError as e:
         raise HTTPException(422, summarize_errors(e.errors())) from None
+
+
+def _json_kind(data: Any) -> str:
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if data is None else kinds.get(type(data), type(data).__name__)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -88,20 +142,54 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
 
 
-def check_prompt_fields(
+# the predictors' argument names (in `samkit.predict.inputs` messages) -> the JSON fields
+_JSON_NAMES = (
+    (re.compile(r"\bpoint_coords\b"), "points"),
+    (re.compile(r"\bpoint_labels\b"), "labels"),
+    (re.compile(r"\bboxes must be \(x0, y0, x1, y1\)"), "box must be [x0, y0, x1, y1]"),
+    (re.compile(r"\bboxes\b"), "box"),
+)
+
+
+def json_field_names(message: str) -> str:
+    """A predictor's prompt message with its Python argument names as the JSON fields."""
+    for pattern, name in _JSON_NAMES:
+        message = pattern.sub(name, message)
+    return message
+
+
+def check_json_prompt(
     points: Any, labels: Any, box: Any, refuse_outside: tuple[int, int] | None = None
 ) -> None:
-    """422 with the predictors' own message for click / box prompts they would refuse.
+    """422 naming the request's JSON fields for click / box prompts the predictors would refuse.
 
-    The rules are `samkit.predict.inputs.check_click_prompt` (the predictors' `validate_prompts`,
-    labels 1 / 0, and with `refuse_outside` = (width, height) the frame bounds); this only maps
-    its ValueError to HTTP 422. For prompts checked before a predictor runs (the video mode
-    queues them); the image mode lets the predictor check (`samkit.server.app`).
+    The JSON body's own rules first (`labels`: one 1 / 0 per point; `points` or a `box`), then
+    `samkit.predict.inputs.check_click_prompt` (the predictors' `validate_prompts`, and with
+    `refuse_outside` = (width, height) the frame bounds), whose messages get the JSON names.
 
     Raises:
         HTTPException(422).
     """
+    n, m = len(points), len(labels)
+    if m and not n:
+        raise HTTPException(
+            422, f"labels were given without points: send one [x, y] in points per label ({m})"
+        )
+    if n != m:
+        raise HTTPException(
+            422,
+            f"labels must have one label per point (1 foreground, 0 background): got {n} "
+            f"point{'s' * (n != 1)} and {m} label{'s' * (m != 1)}",
+        )
+    if not n and box is None:
+        raise HTTPException(
+            422,
+            "no prompt: send points [[x, y], ...] with one label each, or a box [x0, y0, x1, y1]",
+        )
+    for i, lab in enumerate(labels):
+        if lab not in CLICK_LABELS:
+            raise HTTPException(422, f"labels[{i}] is {lab}: 1 = foreground, 0 = background")
     try:
         check_click_prompt(points, labels, box, refuse_outside)
     except ValueError as e:
-        raise HTTPException(422, str(e)) from None
+        raise HTTPException(422, json_field_names(str(e))) from None

@@ -2,9 +2,12 @@
 
 API (JSON unless said; coordinates in video pixels; frames numbered from 0):
 - `GET /api/videos`: whether video works with this model (`available`, `reason`) and the limits.
-- `POST /api/videos?name=NAME`, body = the video file's bytes: decodes and checks it and returns
-  `{video_id, num_frames, width, height, fps, ..., closed_sessions}`. 413 over the size limit; 400
-  for data that is not a decodable video, or too many frames, seconds or pixels per frame. At most
+- `POST /api/videos?name=NAME`, body = the video file's bytes, or a multipart/form-data form
+  with one file field (`curl -F file=@clip.mp4`; NAME defaults to its file name;
+  `samkit.server.app_uploads`): decodes and checks it and returns `{video_id, num_frames, width,
+  height, fps, ..., closed_sessions}`. 413 over the size limit; 400 for data that is not a
+  decodable video, a single image (a still JPEG / PNG / ...: the image mode takes those; a clip
+  of one frame cannot be tracked), or too many frames, seconds or pixels per frame. At most
   `max_sessions` videos are open (`samkit serve --max-video-sessions`): when all are, the least
   recently used one idle for `idle_s` seconds is closed for the new one and named in
   `closed_sessions` (`[{video_id, name, idle_s}]`; later requests for it get a 404 saying so), else
@@ -34,6 +37,9 @@ API (JSON unless said; coordinates in video pixels; frames numbered from 0):
   `GET .../track?since=N`: progress (`status`, `done`, `total`, `frames_per_s`, `eta_s`) and the
   frames tracked after the first N (poll it to receive results as they come). `DELETE .../track`
   cancels.
+- The JSON bodies (`samkit.server.video_bodies`) are read by `samkit.server.validation`: 415 for
+  another Content-Type, 422 for a body that is not a JSON object (saying the object the route
+  takes) or fields it refuses; prompt errors name the JSON fields (`points`, `labels`, `box`).
 - `GET /api/videos/{id}/masks/{t}`: the objects on frame t in the latest results.
 - `GET /api/videos/{id}/download/masks.zip | annotations.json | overlay.mp4`: the `samkit track`
   outputs (palette PNGs, YouTube-VIS JSON, overlay video); 409 before any result.
@@ -54,55 +60,18 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from samkit.build.registry import FAMILY_NAMES, family_names, get_family
 from samkit.modeling.sam2_video import Sam2Video
+from samkit.server.app_uploads import read_upload
 from samkit.server.sam3_find import MAX_PHRASE_CHARS, check_video_find_threshold
-from samkit.server.validation import check_prompt_fields
+from samkit.server.validation import parse_json_body
+from samkit.server.video_bodies import FindIn, TrackIn, VideoPromptIn, check_video_prompt
 from samkit.server.video_manager import VideoManager, VideoSlotsFull
 from samkit.server.video_session import VideoBusyError, VideoLimits, VideoSession
 from samkit.video.predictor import Sam2VideoPredictor
 
-MAX_POINTS = 64
 _VID = re.compile(r"^[0-9a-f]{32}$")
-
-
-class VideoPromptIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    frame: int
-    obj_id: int
-    points: list[tuple[float, float]] = Field(default_factory=list, max_length=MAX_POINTS)
-    labels: list[int] = Field(default_factory=list, max_length=MAX_POINTS)
-    box: tuple[float, float, float, float] | None = None
-
-
-class FindIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    frame: int
-    text: str
-    threshold: Any = None  # checked by check_video_find_threshold (a reason, not pydantic's)
-
-
-class TrackIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    direction: str = "forward"
-    start_frame: int | None = None
-    max_frames: int | None = None  # >= 1, checked by VideoSession.start_track
-
-
-def _check_prompt(p: VideoPromptIn, s: VideoSession) -> None:
-    """422 naming the problem for prompts that parse but make no sense for this video."""
-    w, h = s.width, s.height
-    if not 0 <= p.frame < s.num_frames:
-        raise HTTPException(
-            422, f"frame {p.frame} is outside the video (frames 0..{s.num_frames - 1})"
-        )
-    if not 1 <= p.obj_id <= 255:
-        raise HTTPException(422, f"obj_id {p.obj_id}: object ids are 1..255")
-    if p.obj_id in s.removed:
-        raise HTTPException(422, f"object {p.obj_id} was removed: use a new object id")
-    check_prompt_fields(p.points, p.labels, p.box, refuse_outside=(w, h))
 
 
 def video_manager(
@@ -203,31 +172,19 @@ def add_video_routes(
         }
 
     @app.post("/api/videos")
-    async def open_video(request: Request, name: str = Query("video", max_length=200)) -> Any:
+    async def open_video(request: Request, name: str = Query("", max_length=200)) -> Any:
         m = need_manager()
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limits.max_bytes:
-            raise HTTPException(
-                413, f"the video is {int(length):,} bytes; the limit is {limits.max_bytes:,}"
-            )
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limits.max_bytes:
-                raise HTTPException(
-                    413, f"the video is over the limit of {limits.max_bytes:,} bytes"
-                )
-        if not body:
-            raise HTTPException(
-                400, "empty upload: send the video file's bytes as the request body"
-            )
+        upload = await read_upload(request, limits.max_bytes, "video", "clip.mp4")
+        name = (
+            name or (upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1][:200] or "video"
+        )
         try:
             closed = m.reserve()
         except VideoSlotsFull as e:
             retry = {"Retry-After": str(round(e.retry_after_s))}
             raise HTTPException(503, str(e), headers=retry) from None
         try:
-            s = await asyncio.wrap_future(m.submit(m.open, bytes(body), name))
+            s = await asyncio.wrap_future(m.submit(m.open, upload.data, name))
         except ValueError as e:
             raise HTTPException(400, f"{name}: {e}".replace("<video bytes>: ", "")) from None
         finally:
@@ -250,21 +207,23 @@ def add_video_routes(
         return Response(s.jpegs[frame_or_404(s, t)], media_type="image/jpeg")
 
     @app.post("/api/videos/{video_id}/prompts")
-    async def add_prompt(video_id: str, p: VideoPromptIn) -> dict[str, Any]:
+    async def add_prompt(video_id: str, request: Request) -> dict[str, Any]:
         s = session_or_404(video_id)
-        _check_prompt(p, s)
+        p = await parse_json_body(request, VideoPromptIn)
+        check_video_prompt(p, s)
         if s.tracking:
             raise HTTPException(409, "the video is being tracked: wait for it or cancel it")
         out = await job(s.add_prompt, p.frame, p.obj_id, list(p.points), list(p.labels), p.box)
         return {**out, "objects_in_video": s.obj_ids}
 
     @app.post("/api/videos/{video_id}/find")
-    async def find(video_id: str, body: FindIn) -> dict[str, Any]:
+    async def find(video_id: str, request: Request) -> dict[str, Any]:
         s = session_or_404(video_id)
         if not s.finds_concepts:
             raise HTTPException(
                 409, "this model tracks the objects you click: finding a phrase needs a SAM 3 model"
             )
+        body = await parse_json_body(request, FindIn)
         text = body.text.strip()
         if not text:
             raise HTTPException(422, "empty text: give a noun phrase to find, e.g. 'person'")
@@ -296,8 +255,9 @@ def add_video_routes(
         return {"objects": s.obj_ids}
 
     @app.post("/api/videos/{video_id}/track", status_code=202)
-    async def track(video_id: str, body: TrackIn) -> dict[str, Any]:
+    async def track(video_id: str, request: Request) -> dict[str, Any]:
         s = session_or_404(video_id)
+        body = await parse_json_body(request, TrackIn)
         try:
             s.start_track(body.start_frame, body.max_frames, body.direction)
         except VideoBusyError as e:

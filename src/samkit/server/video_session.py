@@ -18,7 +18,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from samkit.server.sam3_find import video_find_message
+from samkit.server.video_progress import TrackJob
 from samkit.video.formats import VisRecorder, label_map, read_label_png, write_palette_png
 from samkit.video.frames.pyav import FileFrames
 from samkit.video.session import InferenceSession
@@ -70,36 +71,6 @@ class VideoBusyError(RuntimeError):
     """The session is tracking: prompts, removals and another track must wait (HTTP 409)."""
 
 
-@dataclass
-class TrackJob:
-    """Progress of one tracking run (read by the polling route while the job thread writes)."""
-
-    total: int
-    direction: str
-    status: str = "running"  # running | done | error | cancelled
-    order: list[int] = field(default_factory=list)  # frames in the order they were tracked
-    error: str | None = None
-    t0: float = field(default_factory=time.perf_counter)
-    seconds: float = 0.0
-    cancel: bool = False
-
-    def summary(self, since: int = 0) -> dict[str, Any]:
-        done = len(self.order)
-        elapsed = self.seconds if self.status != "running" else time.perf_counter() - self.t0
-        rate = done / elapsed if elapsed > 0 else 0.0
-        return {
-            "status": self.status,
-            "direction": self.direction,
-            "done": done,
-            "total": self.total,
-            "frames": self.order[max(0, since) :],
-            "seconds": elapsed,
-            "frames_per_s": rate,
-            "eta_s": (self.total - done) / rate if rate > 0 and self.status == "running" else 0.0,
-            "error": self.error,
-        }
-
-
 class VideoSession:
     """One clip: frames, predictor state, prompts and results (see the module docstring)."""
 
@@ -107,6 +78,7 @@ class VideoSession:
         self.id = secrets.token_hex(16)
         self.name = name
         self.predictor = predictor
+        _refuse_still_image(data)
         frames = FileFrames(data, predictor.image_size, cache_frames=4)  # ValueError: not a video
         try:
             n, h, w = len(frames), int(frames.video_height), int(frames.video_width)
@@ -318,10 +290,11 @@ class VideoSession:
         # (reverse, start frame) of each pass: as `samkit track`, reverse from the last prompt
         self._passes = [(r, start_frame_for(pframes, start_frame, r)) for r in passes]
         self._count = count
-        total = sum(
-            frames_to_track(self.num_frames, pframes, start, count, r) for r, start in self._passes
-        )
-        self.job = TrackJob(total, direction)
+        expected = [
+            ("reverse" if r else "forward", frames_to_track(self.num_frames, pframes, s, count, r))
+            for r, s in self._passes
+        ]
+        self.job = TrackJob(expected, direction)
 
     def track(self) -> None:
         """Run the job made by `start_track`: propagate and store every frame as it comes."""
@@ -332,7 +305,8 @@ class VideoSession:
                 for t in list(self.results):
                     self.results.pop(t).unlink(missing_ok=True)
                 self.recorder = VisRecorder(self.num_frames, self.height, self.width)
-            for reverse, start in self._passes:
+            for i, (reverse, start) in enumerate(self._passes):
+                job.start_pass(i)
                 for t, ids, logits in self.predictor.propagate_in_video(
                     self.state,
                     start_frame_idx=start,
@@ -340,15 +314,14 @@ class VideoSession:
                     reverse=reverse,
                 ):
                     self._store(t, ids, logits)
-                    job.order.append(t)
+                    job.add(t)
                     if job.cancel:
-                        job.status = "cancelled"
+                        job.finish("cancelled")
                         return
-            job.status = "done"
+            job.finish("done")
         except Exception as e:  # reported to the client through the job
-            job.status, job.error = "error", f"{type(e).__name__}: {e}"
+            job.finish("error", f"{type(e).__name__}: {e}")
         finally:
-            job.seconds = time.perf_counter() - job.t0
             self.version += 1
             if self._close_after:
                 self._release()
@@ -389,3 +362,20 @@ def _jpeg(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
+
+
+def _refuse_still_image(data: bytes) -> None:
+    """ValueError for a still image uploaded as a video: FFmpeg would decode a JPEG / PNG as a
+    clip of one frame, which cannot be tracked (the image mode segments single images, and
+    `samkit track` refuses image files the same way). Animated GIF / WebP / PNG stay videos."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            kind, frames = f"{im.format} " if im.format else "", int(getattr(im, "n_frames", 1))
+    except Exception:  # not an image Pillow reads: a video file, or data FileFrames refuses
+        return
+    if frames <= 1:
+        raise ValueError(
+            f"a single {kind}image, not a video: the video mode takes a video file (.mp4, .mov, "
+            ".webm, an animated GIF, ...); segment one image in the image mode (POST "
+            "/api/images), or track a folder of frames with `samkit track FOLDER`"
+        )
