@@ -87,10 +87,23 @@ SLOW = (
 )
 
 
+# With pytest-xdist (`-n 2 --dist loadgroup`, the README's test command) a file's tests run in one
+# worker, so its module-scoped models are built once. The Ray tests share one worker (one local Ray
+# instance at a time), and so do the two files that read `sam3_tiny_runs` (computed once).
+XDIST_GROUPS = {
+    "tests/distributed/": "ray",
+    "tests/predict/test_parity_sam3.py": "sam3_tiny_runs",
+    "tests/paths/test_sam3_paths.py": "sam3_tiny_runs",
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.nodeid.startswith(SLOW) and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.slow)
+        path = item.nodeid.split("::", 1)[0]
+        group = next((g for p, g in XDIST_GROUPS.items() if path.startswith(p)), path)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def load_rgb(name: str) -> np.ndarray:

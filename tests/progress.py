@@ -10,6 +10,9 @@ With this plugin (registered by tests/conftest.py), a test that is still running
       ... tests/amg/test_parity_sam2.py::test_amg2_matches_official[amg2_dog] took 24.3 s
     .....
 
+With pytest-xdist the plugin runs in the controller, which replays each worker's log hooks: several
+tests can be running at once, each named on its own.
+
 The time is the whole test (setup, call and teardown). Lines come from a timer thread, under a
 lock that the terminal reporter's per-test writes also take, so they never cut into its output.
 The summary lists tests that took longer than `--progress-after` seconds but are not marked
@@ -37,8 +40,10 @@ class Progress:
         self.every = every
         self.lock = threading.RLock()
         self.wake = threading.Condition(self.lock)
-        self.current: tuple[str, float] | None = None  # (nodeid, start)
-        self.due = after  # seconds into the current test of the next line
+        # node id -> [start, seconds into the test of its next line]; several at once with
+        # pytest-xdist, whose controller replays each worker's logstart / logfinish here
+        self.running: dict[str, list[float]] = {}
+        self.slow: set[str] = set()  # node ids whose reports carry the `slow` marker
         self.unmarked_slow: list[tuple[str, float]] = []
         self.stopped = False
         try:  # the terminal as it is now, before any test's capture redirects it
@@ -83,50 +88,49 @@ class Progress:
     def _watch(self) -> None:
         with self.lock:
             while not self.stopped:
-                if self.current is None:
+                if not self.running:
                     self.wake.wait()
                     continue
-                nodeid, start = self.current
-                elapsed = time.monotonic() - start
-                if elapsed < self.due:
-                    self.wake.wait(self.due - elapsed)
-                    continue
-                self._line(f"  ... {nodeid} running for {elapsed:.0f} s")
-                self.due = elapsed + self.every
+                now = time.monotonic()
+                wait = self.every
+                for nodeid, timing in self.running.items():
+                    elapsed = now - timing[0]
+                    if elapsed >= timing[1]:
+                        self._line(f"  ... {nodeid} running for {elapsed:.0f} s")
+                        timing[1] = elapsed + self.every
+                    wait = min(wait, timing[1] - elapsed)
+                self.wake.wait(max(wait, 0.05))
 
     # ------------------------------------------------------------------ hooks
+    # logstart / logreport / logfinish run in the process that runs the tests, and in the xdist
+    # controller for its workers' tests; the terminal reporter writes in them, under the lock.
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> Iterator[None]:
+    def pytest_runtest_logstart(self, nodeid: str) -> Iterator[None]:
         with self.lock:
-            self.current = (item.nodeid, time.monotonic())
-            self.due = self.after
+            self.running[nodeid] = [time.monotonic(), self.after]
             self.wake.notify_all()
-        yield
-        with self.lock:
-            nodeid, start = self.current or (item.nodeid, time.monotonic())
-            self.current = None
-            took = time.monotonic() - start
-            if took >= self.after:
-                self._line(f"  ... {nodeid} took {took:.1f} s")
-                if item.get_closest_marker("slow") is None:
-                    self.unmarked_slow.append((nodeid, took))
-
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_logstart(self) -> Iterator[None]:
-        with self.lock:
             yield
             self._flush()
 
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_logreport(self) -> Iterator[None]:
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Iterator[None]:
         with self.lock:
+            if "slow" in report.keywords:
+                self.slow.add(report.nodeid)
             yield
             self._flush()
 
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_logfinish(self) -> Iterator[None]:
+    def pytest_runtest_logfinish(self, nodeid: str) -> Iterator[None]:
         with self.lock:
             yield
+            timing = self.running.pop(nodeid, None)
+            if timing is not None:
+                took = time.monotonic() - timing[0]
+                if took >= self.after:
+                    self._line(f"  ... {nodeid} took {took:.1f} s")
+                    if nodeid not in self.slow:
+                        self.unmarked_slow.append((nodeid, took))
             self._flush()
 
     def pytest_terminal_summary(self, terminalreporter) -> None:

@@ -8,10 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_a_long_test_is_named_while_it_runs_and_when_it_ends(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist"])
+def test_a_long_test_is_named_while_it_runs_and_when_it_ends(
+    tmp_path: Path, workers: list[str]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
     (tmp_path / "conftest.py").write_text(
         "from tests.progress import Progress\n\n"
         "def pytest_configure(config):\n"
@@ -27,7 +34,7 @@ def test_a_long_test_is_named_while_it_runs_and_when_it_ends(tmp_path: Path) -> 
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    slow: slow\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_x.py"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *workers, "test_x.py"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
