@@ -115,6 +115,9 @@ def test_readme_gives_the_offline_path_and_two_setup_commands():
     assert "--demo" in setup and "out/demo_shapes_overlay.png" in setup
     # a quick subset next to the full run, and the progress lines
     assert 'python -m pytest -q -m "not slow"' in setup and "--progress-after" in setup
+    # CI runs the README's test command
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert commands[1].replace("python ", "python3 ", 1).strip() in ci, (commands[1], ci)
 
 
 def test_quickstart_writes_mask_and_overlay(tmp_path, sam1_tiny, capsys):
