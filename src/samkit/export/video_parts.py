@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from samkit.layers.attention import sdpa
 from samkit.layers.rope import RoPEAttention, rotate
+from samkit.modeling.hiera import Hiera
 from samkit.modeling.memory_conditioning import sine_pe_1d
 from samkit.modeling.sam2_video import NO_OBJ_SCORE, Sam2Video
 from samkit.runtime.accel import plain_float32_copy
@@ -69,16 +70,48 @@ class _TraceableRoPE(RoPEAttention):
 
 
 class VideoImageEncoder(nn.Module):
-    """`image` -> (image_embed, image_pos, *high-res features): `Sam2.forward_image`'s levels."""
+    """`image` -> (image_embed, image_pos, *high-res features): `Sam2.forward_image`'s levels.
+
+    A Hiera trunk's position embedding (a bicubic resize and a tiling that depend only on the
+    weights and the fixed input size) is computed once in torch and stored as a constant, as
+    `samkit.export.sam2.Sam2OnnxEncoder` does: traced, `Tensor.tile` becomes an If whose branch
+    outputs differ in length (5 / 4), which onnxruntime warns about on every load ("Error merging
+    shape info for output '/image_encoder/trunk/Concat_3_output_0'").
+    """
 
     def __init__(self, model: Sam2Video) -> None:
         super().__init__()
         self.model = model
+        trunk = model.image_encoder.trunk
+        pos = None
+        if isinstance(trunk, Hiera):
+            proj = trunk.patch_embed.proj
+            grid = (model.image_size + 2 * proj.padding[0] - proj.kernel_size[0]) // proj.stride[
+                0
+            ] + 1
+            with torch.no_grad():
+                pos = trunk._get_pos_embed((grid, grid))  # (1, S/4, S/4, C)
+        self.register_buffer("trunk_pos_embed", pos, persistent=False)  # None: another trunk
 
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
-        out = self.model.forward_image(image)
-        fpn, pos = out["backbone_fpn"], out["vision_pos_enc"]
-        n = self.model.num_feature_levels
+        model, encoder = self.model, self.model.image_encoder
+        if self.trunk_pos_embed is None:
+            out = model.forward_image(image)
+            fpn, pos = out["backbone_fpn"], out["vision_pos_enc"]
+        else:  # Hiera.forward, ImageEncoder.forward and Sam2.forward_image
+            trunk = encoder.trunk
+            x = trunk.patch_embed(image) + self.trunk_pos_embed
+            stages = []
+            for i, block in enumerate(trunk.blocks):
+                x = block(x)
+                if i in trunk.stage_ends:
+                    stages.append(x.permute(0, 3, 1, 2))
+            fpn, pos = encoder.neck(stages, num_levels=len(stages) - encoder.scalp)
+            if model.use_high_res_features_in_sam:
+                fpn = list(fpn)
+                fpn[0] = model.sam_mask_decoder.conv_s0(fpn[0])
+                fpn[1] = model.sam_mask_decoder.conv_s1(fpn[1])
+        n = model.num_feature_levels
         return (fpn[-1], pos[-1], *fpn[-n:-1])
 
 
