@@ -14,13 +14,12 @@ import torch
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from samkit import Sam2ImagePredictor, build_sam2  # noqa: E402
+from samkit import Sam2ImagePredictor  # noqa: E402
 from samkit.export.ort_sam2 import (  # noqa: E402
     OnnxSam2Predictor,
     preprocess_sam2,
     select_single_mask,
 )
-from samkit.export.sam2 import export_sam2_decoder, export_sam2_onnx  # noqa: E402
 from tests.conftest import FIXTURES, ROOT, load_rgb, manifest  # noqa: E402
 from tests.predict.test_predictors import model_input  # noqa: E402
 
@@ -35,16 +34,19 @@ FULL_ATOL = 5e-5  # full-size logits (ORT's vs torch's bilinear resize; measured
 
 
 @pytest.fixture(scope="module")
-def model():
-    return build_sam2(D / "config.json", checkpoint=D / "sam2_tiny.pt")
+def model(sam2_tiny_model):
+    return sam2_tiny_model
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, model):
-    root = tmp_path_factory.mktemp("ort_sam2")
-    paths = export_sam2_onnx(model, root)
-    paths["single"] = export_sam2_decoder(model, root / "single.onnx", return_single_mask=True)
-    return paths
+def files(sam2_onnx_dir):
+    """The encoder, 4-mask and single-mask decoders of tests/export/conftest.py's export (the
+    Python API's, and the single-mask decoder of `samkit export onnx --return-single-mask`)."""
+    return {
+        "encoder": sam2_onnx_dir / "api" / "encoder.onnx",
+        "decoder": sam2_onnx_dir / "api" / "decoder.onnx",
+        "single": sam2_onnx_dir / "cli" / "decoder.onnx",
+    }
 
 
 @pytest.fixture(scope="module")

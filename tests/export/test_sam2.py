@@ -14,7 +14,6 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from samkit import Sam2ImagePredictor, build_sam2  # noqa: E402
-from samkit.cli import main  # noqa: E402
 from samkit.export.sam import export_decoder  # noqa: E402
 from samkit.export.sam2 import (  # noqa: E402
     DECODER_INPUTS,
@@ -37,26 +36,15 @@ FEAT_ATOL = 2e-5  # ORT vs torch features (measured <= 3.1e-6 for |x| <= 2.7)
 
 
 @pytest.fixture(scope="module")
-def model():
-    return build_sam2(D / "config.json", checkpoint=D / "sam2_tiny.pt")
+def model(sam2_tiny_model):
+    return sam2_tiny_model
 
 
 @pytest.fixture(scope="module")
-def onnx_dir(tmp_path_factory, model):
-    """`api`: Python API, encoder + 4-mask decoder; `cli`: the command, single-mask decoder."""
-
-    root = tmp_path_factory.mktemp("onnx_sam2")
-    paths = export_sam2_onnx(model, root / "api")
-    assert paths == {
-        "encoder": root / "api" / "encoder.onnx",
-        "decoder": root / "api" / "decoder.onnx",
-    }
-    args = ["--model", str(D / "config.json"), "--checkpoint", str(D / "sam2_tiny.pt")]
-    rc = main(
-        ["export", "onnx", *args, "--out", str(root / "cli"), "--return-single-mask", "--quiet"]
-    )
-    assert rc == 0
-    return root
+def onnx_dir(sam2_onnx_dir):
+    """`api`: Python API, encoder + 4-mask decoder; `cli`: the command, single-mask decoder
+    (tests/export/conftest.py: one export for this module and tests/export/test_ort_sam2.py)."""
+    return sam2_onnx_dir
 
 
 def _session(path) -> ort.InferenceSession:
