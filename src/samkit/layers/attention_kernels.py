@@ -48,9 +48,12 @@ SCORE_BLOCK_BYTES = 8 * 2**20
 # wants more than oneDNN's bf16 one (SAM 2's full bank, late values, float32: 256 rows 1.19x
 # faster than 128).
 MIN_ROWS = {torch.float32: 256, torch.bfloat16: 128}
-# bf16 windows with fewer keys (Hiera's 4x4 windows) stay with SDPA: many tiny matmuls. Hiera's
-# 8x8 windows (64 keys) measured 0.85x SDPA's CPU time blocked.
-MIN_KEYS = 64
+# bf16 windows with fewer keys stay with SDPA: many tiny matmuls. Hiera's 8x8 windows (64 keys,
+# the qkv layout Hiera passes, one thread CPU time) took 1.17-1.39x SDPA's time blocked, and its
+# pooling block's (16 queries x 64 keys, 2 heads) 2.0-2.3x; its 14x14 windows (196 keys)
+# 0.76-0.87x. sam2.1_hiera_t's bf16 trunk: 2.75 s blocked from 64 keys, the first two blocks'
+# attention 0.37 s of it against 0.24 s with SDPA.
+MIN_KEYS = 128
 
 _state = {"blocked": True}
 
