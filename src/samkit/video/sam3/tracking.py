@@ -3,7 +3,10 @@ memory updates (official `Sam3VideoBase` + `Sam3TrackerPredictor`, sam3 0.1.4).
 
 Objects are grouped as the official code groups them: one `TrackerState` per batch of new
 detections on a frame (and, later, one per click-added object). Memory selection scores are per
-state (the mean over its objects), so the grouping changes the numbers and is kept.
+state (the mean over its objects), so the grouping changes the numbers and is kept. States
+are not merged into larger batches as `samkit.video.tracker.Sam2Tracker.batches` can for SAM 2:
+on a CPU a batch of 3 full-size objects took 0.99x the time of 3 one by one (BENCHMARKS.md,
+"SAM 3: several objects' memory reads"), and separate states start on different frames.
 
 * `start_objects` (`Base._tracker_add_new_objects` -> `Tracker.add_new_mask` ->
   `propagate_in_video_preflight`): each detection's 288x288 logits, bilinear to 1152 and > 0, is
