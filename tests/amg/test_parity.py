@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from samkit.amg import rle_to_mask
+from samkit.modeling.mask_decoder import one_image_side
 from tests.conftest import FIXTURES, IMAGES, load_rgb
 from tests.families import FAMILIES, Family
 
@@ -61,38 +62,66 @@ def _digest(a: np.ndarray | torch.Tensor | None) -> bytes:
     return hashlib.sha1(a.tobytes()).digest() + str(a.shape).encode()
 
 
-# Encoder features per (model, crop) and decoder answers per (model, crop, prompts), kept across
-# the runs: test speed only (the same inputs give the same outputs; SAM 2's mask-to-mask runs
-# start with the plain pass).
+# Encoder features per (model, crop), and the mask decoder's answers for prompts without a mask
+# input per (model, crop, prompts), kept across the runs: test speed only (the same inputs give
+# the same outputs). The decoder is cached at `predict_masks`, before the multimask / single-mask
+# choice of `MaskDecoder.forward`, so SAM 2's single-mask run and the plain pass of its
+# mask-to-mask run reuse the multimask run's decoding; mask-to-mask refinements (a mask input per
+# prompt) are computed as usual. Decoder answers are kept for one model at a time (~300 MB).
 _FEATURES: dict[tuple, dict[str, torch.Tensor]] = {}
-_DECODES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+_MASKS: dict[tuple, tuple[torch.Tensor, ...]] = {}
+_CURRENT_IMAGE: dict[int, tuple] = {}  # id(model) -> key of the image its predictor holds
 
 
-def cached(gen: Any) -> Any:
-    """`gen` with its predictor's encoder and decoder answered from the caches above (through
-    the predictor's public `get_image_features` / `set_image_features` / `decode_low_res`)."""
+def _cache_decoder(model: torch.nn.Module, decoder: torch.nn.Module) -> None:
+    """Answer `decoder.predict_masks` (the mask decoder of `model`) from `_MASKS` when every
+    prompt has the same dense embedding (no mask input)."""
+    if "predict_masks" in vars(decoder):
+        return
+    predict_masks = decoder.predict_masks
+
+    def predict_masks_cached(
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+        repeat_image: bool = True,
+        high_res: list[torch.Tensor] | None = None,
+        prepared: Any = None,
+    ) -> tuple[torch.Tensor, ...]:
+        args = (image_embeddings, image_pe, sparse, dense, repeat_image, high_res, prepared)
+        if not one_image_side(image_embeddings, dense):
+            return predict_masks(*args)
+        key = (id(model), _CURRENT_IMAGE[id(model)], _digest(sparse), _digest(dense[:1]))
+        key = (*key, repeat_image, high_res is None)
+        if key not in _MASKS:
+            if any(k[0] != id(model) for k in _MASKS):
+                _MASKS.clear()  # another model's answers: not asked for again
+            _MASKS[key] = tuple(t.clone() for t in predict_masks(*args))
+        return tuple(t.clone() for t in _MASKS[key])
+
+    decoder.predict_masks = predict_masks_cached
+
+
+def cached(gen: Any, family: Family) -> Any:
+    """`gen` with its predictor's encoder answered from `_FEATURES` (through the predictor's
+    public `get_image_features` / `set_image_features`) and its mask decoder from `_MASKS`."""
     adapter = gen.adapter
     predictor = adapter.predictor
-    set_image, decode_low_res = adapter.set_image, predictor.decode_low_res
-    current: dict[str, tuple] = {}
+    model = predictor.model
+    set_image = adapter.set_image
+    _cache_decoder(model, family.mask_decoder(model))
 
     def set_image_cached(image: np.ndarray) -> None:
-        key = (id(predictor.model), _digest(image))
-        current["image"] = key
+        key = (id(model), _digest(image))
+        _CURRENT_IMAGE[id(model)] = key
         if key in _FEATURES:
             predictor.set_image_features(_FEATURES[key], tuple(image.shape[:2]))
         else:
             set_image(image)
             _FEATURES[key] = predictor.get_image_features()
 
-    def decode_cached(point_coords, point_labels, mask_input=None, multimask_output=True):
-        key = (current["image"], *map(_digest, (point_coords, point_labels, mask_input)))
-        key = (*key, multimask_output)
-        if key not in _DECODES:
-            _DECODES[key] = decode_low_res(point_coords, point_labels, mask_input, multimask_output)
-        return _DECODES[key]
-
-    adapter.set_image, predictor.decode_low_res = set_image_cached, decode_cached
+    adapter.set_image = set_image_cached
     return gen
 
 
@@ -133,7 +162,7 @@ def test_amg_matches_official(folder: Path, entry: dict) -> None:
     family = _family(entry)
     image_path = folder / entry["image"]
     image = load_rgb(str(image_path if image_path.exists() else IMAGES / entry["image"]))
-    gen = cached(family.generator(_model(folder, family.name), **entry["params"]))
+    gen = cached(family.generator(_model(folder, family.name), **entry["params"]), family)
     records = gen.generate(image)
     ref = np.load(folder / entry["file"])
     h, w = (int(v) for v in ref["image_hw"])
