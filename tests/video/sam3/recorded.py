@@ -170,10 +170,13 @@ def check_logits(mine, stored: np.ndarray, what: str) -> None:
     assert not bad.any(), f"{what}: {int(bad.sum())} logits outside rtol 1e-2 / atol 2e-4"
 
 
-def replay_with_tracker_events(predictor, name: str, keys: list[str], monkeypatch) -> list[str]:
-    """`replay`, and per call the click path's low-res logits and object scores against its
-    `tracker_points` events and every frame's tracker logits (hole-filled, all tracked objects
-    in state order) and object scores against its `track` events."""
+def replay_with_tracker_events(
+    predictor, name: str, keys: list[str], monkeypatch, detections: bool = False
+) -> list[str]:
+    """`replay` (with `detections`, its detector passes too), and per call the click path's
+    low-res logits and object scores against its `tracker_points` events and every frame's
+    tracker logits (hole-filled, all tracked objects in state order; their largest magnitude
+    within rtol 1e-3) and object scores against its `track` events."""
     import torch
 
     from samkit.video.sam3 import clicks, tracking
@@ -199,7 +202,7 @@ def replay_with_tracker_events(predictor, name: str, keys: list[str], monkeypatc
     for key in keys:
         clicked.clear()
         tracked.clear()
-        done += replay(predictor, name, [key])
+        done += replay(predictor, name, [key], detections=detections)
         events = call(name, key).get("events", [])
         points = [e for e in events if e["kind"] == "tracker_points"]
         assert len(points) == len(clicked), (key, len(points), len(clicked))
@@ -225,6 +228,12 @@ def replay_with_tracker_events(predictor, name: str, keys: list[str], monkeypatc
             p = f"{key}_{e['key']}_"
             low = fill_holes_in_mask_scores(torch.cat(lows)[:, None], 16)[:, 0]
             check_logits(low, z[p + "trk_mask_logits"], p)
+            np.testing.assert_allclose(
+                low.abs().flatten(1).amax(1).numpy(),
+                z[p + "trk_mask_logits_absmax"],
+                rtol=1e-3,
+                err_msg=p,
+            )
             np.testing.assert_allclose(
                 torch.cat(scores).numpy(), z[p + "trk_obj_score_logits"], atol=2e-5, err_msg=p
             )

@@ -38,7 +38,10 @@ def test_text_forward_refine_remove_session_replays_call_by_call(predictor, monk
     """add_prompt text on frame 0 (one detection -> object 0), then a full forward
     propagation where every later detection starts a new object (frames 1-3 -> objects 1-5):
     every detector pass (pre-NMS logits, presence, boxes, NMS keeps, detections and their
-    288x288 logits) and every returned frame (ids, scores, boxes, masks). Then the click path:
+    288x288 logits), every tracker step (object 0 started from its frame-0 detection, its
+    conditioning output, memory and tracked frame 1; objects 1-4 on frames 2-3: hole-filled
+    logits, their largest magnitude and object scores) and every returned frame (ids, scores,
+    boxes, masks). Then the click path:
     two clicks refine object 4 on frame 2 (its click logits and object score as recorded; its
     new mask is empty, so frame 2 returns 0-3), a partial forward propagation from 2 tracks
     only the state of objects 3 and 4 (their hole-filled logits and scores on frames 2 and 3
@@ -46,7 +49,7 @@ def test_text_forward_refine_remove_session_replays_call_by_call(predictor, monk
     that only fetches the cached frames without object 5."""
     name = "text_forward_refine_remove"
     keys = ["c00", "c01", "c02"]
-    assert rec.replay(predictor, name, keys, detections=True) == keys
+    assert rec.replay_with_tracker_events(predictor, name, keys, monkeypatch, True) == keys
     later = ["c03", "c04", "c05", "c06", "c07"]
     assert rec.replay_with_tracker_events(predictor, name, later, monkeypatch) == later
 
