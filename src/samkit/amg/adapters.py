@@ -18,6 +18,7 @@ from torch import Tensor
 
 from samkit.amg.upsample import DirectUpsampler, MaskUpsampler
 from samkit.build.registry import family_names, family_of, get_family
+from samkit.io.provenance import with_article
 from samkit.predict.postprocess import fill_holes_and_remove_sprinkles, require_scipy
 
 
@@ -85,7 +86,10 @@ def adapter_predictor(model: Any, generator: str) -> Any:
             if family.amg_generator
             else "it has no automatic mask generator"
         )
-        raise ValueError(f"{generator} takes a {takers}; for a {family.display} model {hint}")
+        raise ValueError(
+            f"{generator} takes {with_article(takers)}; for {with_article(family.display)} model "
+            f"{hint}"
+        )
     return model if hasattr(model, "set_image") else family.load("predictor")(model)
 
 

@@ -23,6 +23,7 @@ from samkit.configs.sam import (
     official_yaml_to_variant,
     variant_names,
 )
+from samkit.io.provenance import with_article
 
 __all__ = [
     "FAMILY_NAMES",
@@ -65,7 +66,7 @@ def check_family(keys: Iterable[str], expected: str, source: str = "the checkpoi
     if found is None or found == expected:
         return  # nothing recognisable: the key report of the loader says more
     raise ValueError(
-        f"{source} is a {FAMILY_NAMES[found]} checkpoint, not a {FAMILY_NAMES[expected]} one: "
+        f"{source} is {_a(FAMILY_NAMES[found])} checkpoint, not {_a(FAMILY_NAMES[expected])} one: "
         f"load it with {get_family(found).builder_hint}"
     )
 
@@ -125,7 +126,7 @@ def resolve_family_config(
 
 def _a(display: str) -> str:
     """A name with its article, as read aloud: "a SAM 2", "an EdgeTAM", "an HQ-SAM"."""
-    return f"{'an' if display[:1] in 'AEIOUH' else 'a'} {display}"
+    return with_article(display)
 
 
 def _use_builder_of(family: Any) -> str:

@@ -24,6 +24,7 @@ from samkit.build.family import FAMILY_NAMES, state_dict_family
 from samkit.build.registry import get_family
 from samkit.checkpoint import load_state_dict_into, read_state_dict
 from samkit.configs.sam3 import SAM3_OFFICIAL, Sam3Config, sam3_config_from_state_dict
+from samkit.io.provenance import with_article
 from samkit.layers.sine_position import PositionEmbeddingSine
 from samkit.modeling.sam3.backbone import SAM3VLBackbone
 from samkit.modeling.sam3.decoder import TransformerDecoder
@@ -102,7 +103,7 @@ def _check_family(state_dict: dict[str, torch.Tensor], source: str) -> None:
     fam = state_dict_family(state_dict)
     if fam is not None:
         raise ValueError(
-            f"{source} is a {FAMILY_NAMES[fam]} checkpoint, not a SAM 3 one: load it with "
+            f"{source} is {with_article(FAMILY_NAMES[fam])} checkpoint, not a SAM 3 one: load it with "
             f"{get_family(fam).builder_hint}"
         )
     raise ValueError(

@@ -22,14 +22,13 @@ from samkit.cli.common import (
     _image_files,
     _model_from_args,
     _write_json,
-    checked_embedding,
     families_taking,
     families_with,
-    model_from_embedding,
     out_folder,
     takes_setting,
 )
 from samkit.cli.distributed import run_on_ray
+from samkit.cli.embedding_args import checked_embedding, model_from_embedding
 from samkit.cli.imageopts import image_max_pixels, image_stretch
 from samkit.cli.sam3_commands import auto_concept_kwargs, segment_concepts, segment_family
 from samkit.cli.video import serve_video_predictor

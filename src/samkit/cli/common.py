@@ -23,6 +23,8 @@ from samkit.build.registry import (
     is_config_path,
     spec_family,
 )
+from samkit.cli import model_errors
+from samkit.io.provenance import with_article
 
 # --dtype choices -> torch dtype names (torch is imported only when a model is built).
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
@@ -107,13 +109,13 @@ def refuse_family(family: str, families: tuple[str, ...] | None, command: str | 
     examples = " or ".join(m for m in (get_family(f).default_model for f in families) if m)
     if fam.has("concepts") and not fam.has("amg_generator"):
         raise CliError(
-            f"{what} cannot use a {fam.display} model: {fam.display} works with `samkit "
+            f"{what} cannot use {with_article(fam.display)} model: {fam.display} works with `samkit "
             "segment` (--text, --box exemplars, --point clicks) and `samkit auto --text`; use a "
             f"{' / '.join(FAMILY_NAMES[f] for f in families)} model here"
             + (f" (e.g. --model {examples})" if examples else "")
         )
     raise CliError(
-        f"{what} needs a {' or '.join(FAMILY_NAMES[f] for f in families)} model, "
+        f"{what} needs {with_article(' or '.join(FAMILY_NAMES[f] for f in families))} model, "
         f"not {FAMILY_NAMES.get(family, family)}"
     )
 
@@ -157,6 +159,9 @@ def load_model(
     refuse_family(family, families, command)
     if model is not None:
         model = get_family(family).canonical_name(model) or model
+        unread = model_errors.is_readable_config(family, model)
+        if unread is not None:  # before asking for a checkpoint that would not help
+            raise CliError(model_errors.config_message(model, unread))
         if is_config_path(model) and checkpoint is None and not random_weights:
             raise CliError(
                 f"--model {model} is a config file: also pass --checkpoint PATH (or "
@@ -169,11 +174,13 @@ def load_model(
     try:
         net = load_family_model(family, model, checkpoint, random_weights, device, dtype)
     except ValueError as e:
-        if checkpoint is None or model is None or "does not fit" not in str(e):
+        if checkpoint is None or model is None:
             raise
-        from samkit.cli.info import checkpoint_hint
-
-        raise CliError(f"{e}\n{checkpoint_hint(checkpoint, model)}") from None
+        if "does not fit" in str(e):
+            raise CliError(model_errors.fit_message(family, model, checkpoint, e)) from None
+        if is_config_path(model) and " checkpoint, not " in str(e):  # another family's file
+            raise CliError(model_errors.family_message(family, model, checkpoint, e)) from None
+        raise
     return LoadedModel(net, family, model or str(checkpoint), random_weights)
 
 
@@ -223,74 +230,6 @@ def _check_device(device: str | None) -> None:
             f"--device {device}: this torch build ({torch.__version__}) sees no CUDA device; "
             "use --device cpu"
         )
-
-
-def checked_embedding(args: argparse.Namespace, lm: Any, image: Any) -> Any:
-    """The `samkit embed` file of `--embedding`, checked against the model's family and the
-    decoded HxWx3 image (size and pixels); CliError naming what differs."""
-    from samkit.io.embeddings import load_embedding, rgb_sha256
-
-    emb = load_embedding(args.embedding)
-    if emb.family != lm.family:
-        raise CliError(
-            f"--embedding {args.embedding} is a {FAMILY_NAMES.get(emb.family, emb.family)} "
-            f"embedding, but the model ({lm.name}) is {FAMILY_NAMES.get(lm.family, lm.family)}: "
-            "embed the image with the same model, or pass that model's --model"
-        )
-    if emb.original_size != image.shape[:2]:
-        raise CliError(
-            f"--embedding {args.embedding} is for a {emb.original_size} image, "
-            f"{args.image} is {image.shape[:2]}"
-        )
-    if emb.image_sha256 and emb.image_sha256 != rgb_sha256(image):
-        raise CliError(f"--embedding {args.embedding} was computed for a different image")
-    return emb
-
-
-def model_from_embedding(args: argparse.Namespace) -> None:
-    """`--embedding FILE` names the model that computed it (`samkit embed`): without `--model`
-    and `--checkpoint` that model is used (a variant, or a config file, which then needs
-    `--checkpoint` as always), with a note on stderr; a `--model` naming another variant is
-    refused. Sets `args.model` or `args.checkpoint`.
-
-    Raises:
-        CliError: the names conflict, or the file names no model this samkit can find.
-        ValueError / FileNotFoundError: not a readable embedding file (`load_embedding`).
-    """
-    path = getattr(args, "embedding", None)
-    if not path:
-        return
-    from samkit.cli.info import canonical_model
-    from samkit.io.embeddings import load_embedding
-
-    made_by = load_embedding(path).variant
-    named = canonical_model(made_by)
-    what = f"samkit {getattr(args, 'command', 'segment')}"
-    if args.model is None and args.checkpoint is None:
-        if named is None and not Path(made_by).is_file():
-            raise CliError(
-                f"--embedding {path} was computed by {made_by!r}, which is no known variant and "
-                "no existing file: pass the --model (and --checkpoint) that computed it"
-            )
-        if named is None and not made_by.endswith(".json"):
-            args.checkpoint = made_by  # computed by a checkpoint alone (`--checkpoint PATH`)
-        else:
-            args.model = named or made_by
-        print(
-            f"{what}: using {args.model or args.checkpoint}, the model --embedding {path} was "
-            "computed with",
-            file=sys.stderr,
-            flush=True,
-        )
-        return
-    mine = canonical_model(args.model) if args.model is not None else None
-    if named is not None and mine is not None and named != mine:
-        raise CliError(
-            f"--embedding {path} was computed by {named}, but --model is {mine}: pass --model "
-            f"{named} (or no --model, to use it), or embed the image again with {mine}"
-        )
-    if args.model is None and made_by.endswith(".json") and Path(made_by).is_file():
-        args.model = made_by  # --checkpoint alone: the config that computed the embedding
 
 
 def _model_from_args(

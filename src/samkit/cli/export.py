@@ -1,23 +1,15 @@
-"""`samkit export onnx`: write encoder.onnx and decoder.onnx for a SAM 1 or SAM 2 / 2.1 model.
+"""`samkit export onnx`: write a model as ONNX files for onnxruntime.
 
-samkit export onnx --model vit_b --out onnx_vit_b
-samkit export onnx --model sam2.1_hiera_t --out onnx_sam2.1_t
-samkit export onnx --model cfg.json --checkpoint sam.pth --out DIR --return-single-mask
-samkit export onnx --model sam2.1_hiera_t --video --out onnx_video   # video tracking parts
-
-With --video, a SAM 2-style video model (SAM 2 / 2.1, EfficientTAM) is written as its tracking
-parts and a video.json manifest for samkit.export.ort_video.OnnxSam2VideoPredictor (see
-samkit.export.sam2_video).
-
-SAM 1 decoders have the official segment_anything ONNX interface; SAM 2 decoders the community
-SAM 2 one (image_embed, high_res_feats_0, high_res_feats_1 from the encoder; no padding point
-to append). See samkit.export.sam and samkit.export.sam2.
+What each family exports is read off its registry entry (`samkit.build.registry`: the
+`exporter` / `onnx_predictor` and `video_exporter` / `onnx_video_predictor` slots), so `--help`
+lists the families as they are registered (`export_help`).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import Any
 
 from samkit.build.registry import get_family
@@ -84,15 +76,56 @@ def _export_video(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(slot: str, runner: str) -> list[str]:
+    """ "SAM 1 (OnnxSamPredictor; e.g. --model vit_b)" for each family with `slot`."""
+    out = []
+    for f in families_with(slot):
+        fam = get_family(f)
+        cls = str(getattr(fam, runner) or "").rpartition(":")[2]
+        example = f"; e.g. --model {fam.default_model}" if fam.default_model else ""
+        out.append(f"{fam.display} ({cls}{example})" if cls else fam.display)
+    return out
+
+
+def export_help() -> str:
+    """The description of `samkit export onnx --help`, from the registry's export slots."""
+    image = "\n".join(f"  {n}" for n in _names("exporter", "onnx_predictor"))
+    video = "\n".join(f"  {n}" for n in _names("video_exporter", "onnx_video_predictor"))
+    notes = (
+        "SAM 1-style decoders (OnnxSamPredictor, OnnxSamHQPredictor) have the official "
+        "segment_anything ONNX interface; SAM 2-style ones the community SAM 2 one (image_embed "
+        "and, where the model uses them, high_res_feats_0 / high_res_feats_1 from the encoder; "
+        "no padding point to append). See samkit.export.sam, samkit.export.sam2 and "
+        "samkit.export.sam2_video."
+    )
+    return (
+        "`samkit export onnx`: write a model as ONNX files for onnxruntime.\n\n"
+        "Image models: encoder.onnx + decoder.onnx, for the onnxruntime predictor named:\n"
+        f"{image}\n"
+        + textwrap.fill(
+            "With --video, a video model's tracking parts (image encoder, mask decoder, memory "
+            "attention, memory encoder) and video.json:",
+            88,
+        )
+        + f"\n{video}\n\n"
+        "samkit export onnx --model vit_b --out onnx_vit_b\n"
+        "samkit export onnx --model sam2.1_hiera_t --out onnx_sam2.1_t\n"
+        "samkit export onnx --model cfg.json --checkpoint sam.pth --out DIR --return-single-mask\n"
+        "samkit export onnx --model sam2.1_hiera_t --video --out onnx_video\n\n"
+        + textwrap.fill(notes, 88)
+    )
+
+
 def add_parser(subparsers: Any) -> None:
     """Add `export onnx` to the `samkit` command's subparsers."""
     export = subparsers.add_parser("export", help="export a model (onnx)")
     sub = export.add_subparsers(dest="export_format", metavar="FORMAT", required=True)
+    image = " / ".join(get_family(f).display for f in families_with("exporter"))
+    video = " / ".join(get_family(f).display for f in families_with("video_exporter"))
     p = sub.add_parser(
         "onnx",
-        help="encoder.onnx + decoder.onnx (SAM 1: official ONNX decoder interface; SAM 2: "
-        "the community SAM 2 decoder interface)",
-        description=__doc__,
+        help=f"encoder.onnx + decoder.onnx ({image}); --video: the tracking parts ({video})",
+        description=export_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_model_args(p)
@@ -100,9 +133,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--return-single-mask",
         action="store_true",
-        help="decoder outputs one mask instead of all 4 (SAM 1, official rule: the single-mask "
+        help="decoder outputs one mask instead of all 4 (SAM 1-style, official rule: the single-mask "
         "token with more than 2 points, else the best multimask output by predicted IoU, so "
-        "OnnxSamPredictor refuses one point or a box alone with it; SAM 2: what "
+        "OnnxSamPredictor refuses one point or a box alone with it; SAM 2-style: what "
         "predict(multimask_output=False) returns, with its stability-based choice)",
     )
     p.add_argument(
@@ -116,7 +149,7 @@ def add_parser(subparsers: Any) -> None:
         "--video",
         action="store_true",
         help="export the video tracking parts (image encoder, mask decoder, memory attention, "
-        "memory encoder) and video.json for OnnxSam2VideoPredictor (SAM 2 / EfficientTAM)",
+        f"memory encoder) and video.json for onnxruntime ({video})",
     )
     p.add_argument("--quiet", action="store_true", help="print only the written paths")
     p.set_defaults(func=cmd_export_onnx)

@@ -35,10 +35,10 @@ from samkit.cli.common import (
     FAMILY_NAMES,
     CliError,
     _model_from_args,
-    checked_embedding,
     families_with,
     model_family,
 )
+from samkit.cli.embedding_args import checked_embedding
 from samkit.cli.imageopts import image_max_pixels, image_stretch
 from samkit.cli.sam3opts import OFFICIAL_THRESHOLD
 from samkit.io.atomic import atomic_write_bytes

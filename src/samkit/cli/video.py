@@ -25,6 +25,7 @@ from samkit.cli.common import (
     refuse_family,
 )
 from samkit.cli.sam3opts import text_prompt, threshold
+from samkit.io.provenance import with_article
 
 # samkit.runtime / samkit.video (torch; video.eval also scipy) are imported inside the command
 # functions: `samkit.cli.parser` imports this module to build the parser, and `--help` imports
@@ -204,8 +205,8 @@ def load_video_predictor(args: argparse.Namespace, **settings: Any) -> Any:
         given = f"--checkpoint {checkpoint}" if model is None else f"--model {model}"
         example = " or ".join(m for m in (get_family(f).default_model for f in video) if m)
         raise CliError(
-            f"{given}: video tracking needs a {' or '.join(FAMILY_NAMES[f] for f in video)} "
-            f"{what or 'variant'} (e.g. --model {example}), not a {fam.display} one"
+            f"{given}: video tracking needs {with_article(' or '.join(FAMILY_NAMES[f] for f in video))} "
+            f"{what or 'variant'} (e.g. --model {example}), not {with_article(fam.display)} one"
         )
     config = model is not None and is_config_path(model)
     if config and checkpoint is None and not random_weights:

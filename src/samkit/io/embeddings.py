@@ -52,6 +52,7 @@ from samkit.io.provenance import (
     from_metadata,
     of_model,
     to_metadata,
+    with_article,
 )
 
 FORMAT = "samkit.embedding/1"
@@ -113,7 +114,7 @@ class ImageEmbedding:
             if mine is None or mine == self.family:
                 raise
             raise ValueError(
-                f"this is a {display_name(self.family)} embedding ({self.variant}), "
+                f"this is {with_article(display_name(self.family))} embedding ({self.variant}), "
                 f"but the predictor is {display_name(mine)}: embed the image with a model of "
                 f"the same family ({e})"
             ) from None

@@ -48,6 +48,17 @@ def display_name(family: str) -> str:
     return _DISPLAY_NAMES.get(family, family)
 
 
+# initialisms read letter by letter whose first letter's name starts with a vowel sound
+_SPELLED_OUT = ("HQ",)
+
+
+def with_article(name: str) -> str:
+    """A name with its indefinite article as read aloud: "a SAM 2", "a MobileSAM", "an EdgeTAM",
+    "an EfficientTAM", "an HQ-SAM" (said "aitch-cue"); "a SAM 1 or SAM 2" for a list."""
+    an = name[:1].upper() in "AEIOU" or name.startswith(_SPELLED_OUT)
+    return f"{'an' if an else 'a'} {name}"
+
+
 @dataclass(frozen=True)
 class Provenance:
     """The model a file was made with.

@@ -43,6 +43,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from samkit.build.registry import FAMILY_NAMES, family_names, family_of, get_family
 from samkit.io.masks import ImageDecodeError
+from samkit.io.provenance import with_article
 from samkit.predict.inputs import click_label
 from samkit.predict.prompt_bounds import prompt_warnings
 from samkit.server.app_uploads import read_upload
@@ -97,7 +98,7 @@ def _no_everything(family: str) -> str | None:
         if fam.has("concepts")
         else ""
     )
-    return f"segment everything needs a {takers} model{instead}"
+    return f"segment everything needs {with_article(takers)} model{instead}"
 
 
 def create_app(

@@ -62,6 +62,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from samkit.build.registry import FAMILY_NAMES, family_names, get_family
+from samkit.io.provenance import with_article
 from samkit.modeling.sam2_video import Sam2Video
 from samkit.server.app_uploads import read_upload
 from samkit.server.sam3_find import MAX_PHRASE_CHARS, check_video_find_threshold
@@ -85,12 +86,12 @@ def video_manager(
     if not get_family(family).has("video_predictor"):
         trackers = " or ".join(FAMILY_NAMES[f] for f in family_names("video_predictor"))
         return None, (
-            f"video tracking needs a {trackers} model; this server runs a "
-            f"{FAMILY_NAMES.get(family, family)} model"
+            f"video tracking needs {with_article(trackers)} model; this server runs "
+            f"{with_article(FAMILY_NAMES.get(family, family))} model"
         )
     if get_family(family).has("concepts"):
         return None, (
-            f"video tracking with a {FAMILY_NAMES.get(family, family)} model needs its video "
+            f"video tracking with {with_article(FAMILY_NAMES.get(family, family))} model needs its video "
             "predictor (the checkpoint's tracker): start samkit serve with the model's checkpoint"
         )
     if not isinstance(model, Sam2Video):
