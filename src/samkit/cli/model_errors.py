@@ -82,6 +82,20 @@ def key_summary(expected: dict[str, tuple], found: dict[str, tuple]) -> list[str
     return lines
 
 
+def _expected_file(family: str, model: str) -> str:
+    """ "SAM 1, the official sam_vit_b_01ec64.pth" for a variant; the family for a config."""
+    from samkit.configs.sam import get_variant
+
+    name = FAMILY_NAMES.get(family, family)
+    if is_config_path(model):
+        return name
+    try:
+        file = get_variant(model).filename
+    except ValueError:
+        return name
+    return f"{name}, the official {file}" if file else name
+
+
 def fit_message(family: str, model: str, checkpoint: str, error: ValueError) -> str:
     """The "does not fit" error of `--model model --checkpoint checkpoint`: what the model
     expected, what the file has (summarised), and what to do (checked)."""
@@ -96,7 +110,7 @@ def fit_message(family: str, model: str, checkpoint: str, error: ValueError) -> 
     what = f"the config {model}" if is_config_path(model) else f"--model {model}"
     lines = [
         head,
-        f"  {what} expects {len(expected)} tensors ({FAMILY_NAMES.get(family, family)}); "
+        f"  {what} expects {len(expected)} tensors ({_expected_file(family, model)}); "
         f"--checkpoint {checkpoint} has {len(found)}:",
         *(f"  {line}" for line in key_summary(expected, found)),
     ]
