@@ -186,4 +186,6 @@ def is_readable_config(family: str, model: str) -> Exception | None:
             load_family_model(family, model, None, True, "meta")
     except (ValueError, KeyError, TypeError) as e:
         return e
+    except Exception:  # not buildable on the meta device: the real build says what is wrong
+        return None
     return None
