@@ -413,7 +413,8 @@
       vs.job = st;
       const rate = st.frames_per_s ? `, ${st.frames_per_s.toFixed(2)} frames/s, ETA ${st.eta_s.toFixed(0)} s` : "";
       if (st.status === "running") {
-        setStatus("tracking", `Tracking: ${st.done} / ${st.total} frames${rate}`, st.done / Math.max(st.total, 1));
+        const pass = st.pass && st.pass.count > 1 ? ` (pass ${st.pass.index} of ${st.pass.count}, ${st.pass.direction}: ${st.pass.done} / ${st.pass.total})` : "";
+        setStatus("tracking", `Tracking: ${st.done} / ${st.total} frames${pass}${rate}`, st.done / Math.max(st.total, 1));
         await new Promise((r) => setTimeout(r, 150));
         continue;
       }
