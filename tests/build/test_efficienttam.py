@@ -1,6 +1,6 @@
 """EfficientTAM configs, builder, architecture inference and its two new modules (the ViT trunk and
 the pooled memory cross-attention); parity with the official outputs is in
-tests/predict/test_parity_efficienttam.py and tests/video/test_parity_efficienttam.py."""
+tests/predict/test_parity_efficienttam.py and tests/video/test_parity.py (the video sessions)."""
 
 from __future__ import annotations
 

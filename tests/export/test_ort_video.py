@@ -20,18 +20,13 @@ import torch
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-import tests.video.test_parity_edgetam as edgetam_parity  # noqa: E402
-import tests.video.test_parity_efficienttam as etam_parity  # noqa: E402
 from samkit.build.registry import get_family  # noqa: E402
 from samkit.cli import main  # noqa: E402
 from samkit.export.ort_video import OnnxEdgeTamVideoPredictor, OnnxSam2VideoPredictor  # noqa: E402
 from samkit.export.sam2_video import MANIFEST_FILE, export_sam2_video_onnx  # noqa: E402
 from samkit.modeling.video_memory import Clicks  # noqa: E402
-from samkit.video.build import build_sam2_video_predictor  # noqa: E402
-from samkit.video.edgetam import build_edgetam_video_predictor  # noqa: E402
-from tests.video.conftest import CKPT, CONFIG, VIDEO, fixture_arrays, manifest  # noqa: E402
-from tests.video.test_parity import Checker, _obj_scores  # noqa: E402
-from tests.video.test_parity import test_session_matches_official as replay_official  # noqa: E402
+from tests.video import replay as rp  # noqa: E402
+from tests.video.conftest import CKPT, CONFIG, fixture_arrays, manifest  # noqa: E402
 
 SETTINGS = manifest()["predictor_settings"]
 KW = {
@@ -41,16 +36,19 @@ KW = {
 PART_ATOL = 1e-5  # the parts vs torch on random inputs (measured <= 2.3e-6)
 VS_TORCH_ATOL = 1e-5  # video logits vs the torch predictor (measured <= 6.3e-7)
 SCORE_ATOL = 1e-6  # object scores vs torch
-# By default the cheapest session replays through the ORT predictor against the official
-# recording (~140 s CPU time on the loaded 2-core machine, one thread); every session side by
-# side with the torch predictor is `slow` (twice that per session).
+# Every session replays through the ORT predictor next to the torch one (tests/video/replay.py;
+# the torch replay is the one tests/video/test_parity compares with the recording, made once per
+# test process); the cheapest in the quick run, the others `slow`.
 CHEAP = "mask_prompt_reverse"
-SESSIONS = [pytest.param(s, id=s["name"]) for s in manifest()["sessions"]]
+SESSIONS = [
+    pytest.param(s, id=s["name"], marks=() if s["name"] == CHEAP else pytest.mark.slow)
+    for s in manifest()["sessions"]
+]
 
 
 @pytest.fixture(scope="module")
 def torch_predictor():
-    return build_sam2_video_predictor(CONFIG, CKPT, **KW)
+    return rp.torch_predictor("sam2")
 
 
 @pytest.fixture(scope="module")
@@ -141,102 +139,57 @@ def test_parts_match_the_torch_modules(torch_predictor, onnx_predictor):
             close(x, y)
 
 
-def _calls(predictor, state, call, frames):
-    """Run one fixture call; yields (key, frame_idx, obj_ids, masks) for what it returns."""
-    op, key = call["op"], call["key"]
-    if op == "add_new_points_or_box":
-        kw = {k: call[k] for k in ("points", "labels", "box", "clear_old_points") if k in call}
-        yield (
-            key,
-            *predictor.add_new_points_or_box(state, call["frame_idx"], call["obj_id"], **kw),
-        )
-    elif op == "add_new_mask":
-        x0, y0, x1, y1 = call["rect"]
-        m = np.zeros(frames[0].shape[:2], dtype=bool)
-        m[y0:y1, x0:x1] = True
-        yield (key, *predictor.add_new_mask(state, call["frame_idx"], call["obj_id"], m))
-    elif op == "propagate_in_video":
-        names = ("start_frame_idx", "max_frame_num_to_track", "reverse")
-        kw = {k: call[k] for k in names if k in call}
-        for f, ids, masks in predictor.propagate_in_video(state, **kw):
-            yield (f"{key}_f{f:03d}", f, ids, masks)
-    elif op == "remove_object":
-        predictor.remove_object(state, call["obj_id"])
-    elif op == "reset_state":
-        predictor.reset_state(state)
-
-
-def test_cheapest_session_matches_official(onnx_predictor):
-    """The default run's replay: the ORT predictor alone, as tests/video/test_parity replays
-    the torch one (same calls, same checks and tolerances)."""
-    session = next(s for s in manifest()["sessions"] if s["name"] == CHEAP)
-    replay_official(onnx_predictor, fixture_arrays(), session)
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("session", SESSIONS)
-def test_session_matches_torch_and_official(torch_predictor, onnx_predictor, session):
-    """Call by call next to the torch predictor: the same frames, ids and logits (1e-5), the
-    same stored object scores, and the official recording within the fixture's tolerances."""
-    frames = fixture_arrays()
-    ref = np.load(VIDEO / session["file"])
-    check = Checker(ref, manifest()["logit_stride"])
-    ts = torch_predictor.init_state(str(VIDEO / "frames"))
-    os_ = onnx_predictor.init_state(str(VIDEO / "frames"))
-    for call in session["calls"]:
-        got = list(_calls(onnx_predictor, os_, call, frames))
-        want = list(_calls(torch_predictor, ts, call, frames))
-        assert [g[:3] for g in got] == [w[:3] for w in want], call["key"]
-        for (key, f, ids, masks), (_, _, _, tmasks) in zip(got, want, strict=True):
-            torch.testing.assert_close(masks, tmasks, rtol=0, atol=VS_TORCH_ATOL, msg=key)
-            check.masks(key, f, ids, masks)
-        if call["op"] == "propagate_in_video":
-            scores, tscores = _obj_scores(os_), _obj_scores(ts)
-            assert scores.keys() == tscores.keys()
-            for k, v in tscores.items():
-                assert abs(scores[k] - v) <= SCORE_ATOL, (call["key"], k)
-            check.checked.update(k for k in ref.files if k.startswith(f"{call['key']}_objscore_"))
-        if call["op"] == "add_new_mask":
-            check.checked.add(f"{call['key']}_input_mask")
-    assert check.checked == set(ref.files), set(ref.files) - check.checked
+def test_session_matches_torch_and_official(onnx_predictor, session):
+    """The torch predictor's replay of a recorded session (compared with the recording), then
+    the ORT predictor's: the official recording within the fixture's tolerances, and next to
+    the torch outputs the same frames and ids, logits within 1e-5, the same object scores
+    (1e-6) after every propagation and the same frames kept in each object's memory bank."""
+    want = rp.torch_replay("sam2", session["name"], keep=True)
+
+    def next_to_torch(i, key, f, ids, masks):
+        wkey, wf, wids, wmasks = want.outputs[i]
+        assert (key, f, ids) == (wkey, wf, wids), key
+        torch.testing.assert_close(masks, wmasks, rtol=0, atol=VS_TORCH_ATOL, msg=key)
+
+    got = rp.replay(onnx_predictor, "sam2", session, on_output=next_to_torch)
+    assert len(got.outputs) == len(want.outputs)
+    assert got.scores.keys() == want.scores.keys()
+    for call, scores in want.scores.items():
+        assert got.scores[call].keys() == scores.keys(), call
+        for k, v in scores.items():
+            assert abs(got.scores[call][k] - v) <= SCORE_ATOL, (call, k)
     # the memory bank is the torch predictor's: the same frames kept per object
-    for o, t in zip(os_.objects, ts.objects, strict=True):
-        assert o.memory.non_cond_frame_outputs.keys() == t.memory.non_cond_frame_outputs.keys()
+    assert got.tracked == want.tracked
 
 
 @pytest.mark.slow  # exports the EfficientTAM fixture model (two memory-attention graphs)
-def test_efficienttam_session_matches_official(tmp_path, monkeypatch):
+def test_efficienttam_session_matches_official(tmp_path):
     """EfficientTAM's pooled cross-attention: `memory_attention_1.onnx` serves one memory frame;
     the recorded official session replays through the ORT predictor."""
-    session = next(s for s in etam_parity.SESSIONS if s["name"] == CHEAP)
+    session = rp.RECORDINGS["efficienttam"].session(CHEAP)
     assert session["cross_attention"].endswith("EfficientRoPEAttention1")
-    torch_pred = etam_parity._predictor(session["cross_attention"])
-    files = export_sam2_video_onnx(torch_pred.model, tmp_path)
+    files = export_sam2_video_onnx(rp.torch_predictor("efficienttam", session).model, tmp_path)
     assert "memory_attention_1" in files
     pred = OnnxSam2VideoPredictor(tmp_path, fill_hole_area=0)
     pred.tracker.add_all_frames_to_correct_as_cond = False
-    monkeypatch.setitem(etam_parity._PREDICTORS, "efficient1", pred)
-    etam_parity.test_session_matches_official(session)
+    rp.replay(pred, "efficienttam", session)
 
 
 @pytest.mark.slow  # exports the EdgeTAM fixture model
 def test_edgetam_session_matches_official(tmp_path):
     """EdgeTAM: the perceiver-compressed memories (memory_encoder.onnx ends with the perceiver,
     memory_attention.onnx takes 1 x N latent memories) and the batched predictor's rules."""
-    settings = edgetam_parity._manifest()["predictor_settings"]
-    torch_pred = build_edgetam_video_predictor(
-        checkpoint=edgetam_parity.FIX / "edgetam_tiny.pt", fill_hole_area=0
-    )
-    export_sam2_video_onnx(torch_pred.model, tmp_path)
+    rec = rp.RECORDINGS["edgetam"]
+    export_sam2_video_onnx(rp.torch_predictor("edgetam").model, tmp_path)
     with pytest.raises(ValueError, match="EdgeTAM export; open it with OnnxEdgeTamVideoPredictor"):
         OnnxSam2VideoPredictor(tmp_path)
     pred = OnnxEdgeTamVideoPredictor(
         tmp_path,
-        fill_hole_area=settings["fill_hole_area"],
+        fill_hole_area=rec.manifest()["predictor_settings"]["fill_hole_area"],
         add_all_frames_to_correct_as_cond=False,
     )
-    session = next(s for s in edgetam_parity._manifest()["sessions"] if s["name"] == CHEAP)
-    edgetam_parity.test_session_matches_official(pred, session)
+    rp.replay(pred, "edgetam", rec.session(CHEAP))
 
 
 def test_refusals(tmp_path, export_dir, onnx_predictor):

@@ -1,5 +1,5 @@
 """The batched (sam2 1.0-era) predictor rules of EdgeTAM's official video predictor, on the tiny
-EdgeTAM of tests/fixtures/edgetam (tests/video/test_parity_edgetam replays the recorded sessions;
+EdgeTAM of tests/fixtures/edgetam (tests/video/test_parity replays the recorded sessions;
 these check the rules those sessions do not reach, with propagations of one frame)."""
 
 from __future__ import annotations
