@@ -9,6 +9,7 @@ import torch
 
 from samkit.video.sam3.build import build_sam3_video_predictor
 from samkit.video.sam3.frames import load_frames
+from samkit.video.sam3.predictor import Sam3VideoPredictor, Sam3VideoSettings
 from tests.video.sam3 import recorded as rec
 
 pytestmark = [
@@ -74,13 +75,14 @@ def test_text_both_ways_session_replays_call_by_call(predictor) -> None:
     assert rec.replay(predictor, name, keys, detections=True) == keys
 
 
-def test_exemplar_box_session_replays_call_by_call() -> None:
+def test_exemplar_box_session_replays_call_by_call(predictor) -> None:
     """add_prompt with one exemplar box (no text): the detector reads "visual" with the box on
     frame 0 and detects nothing on later frames; propagate forward for 2 frames; reset. Every
     detector pass is compared, frame 1's too: the official detector computed it ahead while on
     frame 0, with frame 0's box (its look-ahead buffer), and samkit does the same."""
     name = "exemplar_box"
     th = rec.session(name)["thresholds"]
-    predictor = build_sam3_video_predictor(checkpoint_path=rec.CHECKPOINT, **th)
+    # the built model and tracker of the module's predictor, with this session's thresholds
+    exemplar = Sam3VideoPredictor(predictor.model, predictor.tracker, Sam3VideoSettings(**th))
     keys = [c["key"] for c in rec.session(name)["calls"]]
-    assert rec.replay(predictor, name, keys, detections=True) == keys
+    assert rec.replay(exemplar, name, keys, detections=True) == keys
