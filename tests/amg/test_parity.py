@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,16 @@ def _digest(a: np.ndarray | torch.Tensor | None) -> bytes:
 _FEATURES: dict[tuple, dict[str, torch.Tensor]] = {}
 _MASKS: dict[tuple, tuple[torch.Tensor, ...]] = {}
 _CURRENT_IMAGE: dict[int, tuple] = {}  # id(model) -> key of the image its predictor holds
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_caches() -> Iterator[None]:
+    """Forget the cached features, decoder answers and models when the module is done."""
+    yield
+    _FEATURES.clear()
+    _MASKS.clear()
+    _CURRENT_IMAGE.clear()
+    _model.cache_clear()
 
 
 def _cache_decoder(model: torch.nn.Module, decoder: torch.nn.Module) -> None:
