@@ -66,7 +66,6 @@ SLOW = (
     "tests/video/test_cli_video.py::test_interrupted_track_leaves_no_partial_file",
     "tests/video/test_cli_video.py::test_track_reverse_both_and_bounded",
     "tests/video/test_eval_later_objects.py::test_first_frame_only_videos_keep_the_joint_pass",
-    "tests/video/test_parity.py::test_session_matches_official",
     "tests/distributed/",  # each test starts a local Ray instance
     "tests/server/test_browser",  # Chromium
     "tests/server/test_video_api.py::test_reverse_starts_at_the_last_prompted_frame",
