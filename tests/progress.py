@@ -31,6 +31,11 @@ from typing import TextIO
 import pytest
 
 
+def shown(nodeid: str) -> str:
+    """The node id without the `@group` suffix that xdist's `--dist loadgroup` appends."""
+    return nodeid.rsplit("@", 1)[0] if "@" in nodeid.rsplit("::", 1)[-1] else nodeid
+
+
 class Progress:
     """The plugin object: one per session."""
 
@@ -107,7 +112,7 @@ class Progress:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_logstart(self, nodeid: str) -> Iterator[None]:
         with self.lock:
-            self.running[nodeid] = [time.monotonic(), self.after]
+            self.running[shown(nodeid)] = [time.monotonic(), self.after]
             self.wake.notify_all()
             yield
             self._flush()
@@ -116,7 +121,7 @@ class Progress:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> Iterator[None]:
         with self.lock:
             if "slow" in report.keywords:
-                self.slow.add(report.nodeid)
+                self.slow.add(shown(report.nodeid))
             yield
             self._flush()
 
@@ -124,6 +129,7 @@ class Progress:
     def pytest_runtest_logfinish(self, nodeid: str) -> Iterator[None]:
         with self.lock:
             yield
+            nodeid = shown(nodeid)
             timing = self.running.pop(nodeid, None)
             if timing is not None:
                 took = time.monotonic() - timing[0]
