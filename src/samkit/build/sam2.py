@@ -12,12 +12,14 @@ import torch
 from torch import nn
 
 from samkit.build.family import resolve_family_config
+from samkit.build.misfit import AdviceError, misfit_error
 from samkit.build.pipeline import (
     build_model,
     read_checkpoint,
     require_spec,
     reset_pixel_normalization,
 )
+from samkit.build.registry import get_family
 from samkit.build.sam import build_mask_decoder, build_prompt_encoder
 from samkit.configs.sam import get_variant, variant_names
 from samkit.configs.sam2 import Sam2Config, sam2_config_from_official
@@ -210,12 +212,16 @@ def infer_sam2_variant(state_dict: dict[str, torch.Tensor]) -> str:
             model = sam2_from_config(get_variant(name).config, video=False)
         if {k: tuple(v.shape) for k, v in model.state_dict().items()} == shapes:
             return name
-    raise ValueError(
+    why = (
         "the SAM 2 checkpoint matches no official SAM 2 / 2.1 image model (compared "
         f"{len(shapes)} image-path tensors), and a custom SAM 2 architecture needs its config: "
         "head counts, attention windows and global-attention blocks cannot be read from tensor "
-        "shapes. Pass the config (variant name, Sam2Config or official config.json) as the "
-        "first argument (CLI: --model CONFIG.json)"
+        "shapes. "
+    )
+    raise AdviceError(
+        why + "Pass the config (variant name, Sam2Config or official config.json) as "
+        "variant_or_config (CLI: --model CONFIG.json)",
+        why + "Pass the config.json it was made with: --model CONFIG.json",
     )
 
 
@@ -301,6 +307,7 @@ def build_sam2_family(
     require_spec(builder, spec, checkpoint)
     state_dict = read_checkpoint(checkpoint, family)
     shown = spec  # what provenance messages name: the spec, or the variant inferred
+    given = spec is not None
     if spec is None:
         assert state_dict is not None  # require_spec
         spec = infer(state_dict)
@@ -309,16 +316,22 @@ def build_sam2_family(
     cfg = with_postprocessing(cfg, apply_postprocessing)
     # An image-only checkpoint (no memory tensors at all) builds the image-only model.
     video = state_dict is None or any(k.startswith(video_prefixes) for k in state_dict)
-    return build_model(
-        lambda: construct(cfg, video),
-        state_dict,
-        checkpoint,
-        reset_buffers=lambda m: reset_pixel_normalization(m, cfg),
-        init_weights=lambda m: init_weights(m, cfg),
-        user=f"the model of {builder}({shown!r})",
-        device=device,
-        dtype=dtype,
-    )
+    try:
+        return build_model(
+            lambda: construct(cfg, video),
+            state_dict,
+            checkpoint,
+            reset_buffers=lambda m: reset_pixel_normalization(m, cfg),
+            init_weights=lambda m: init_weights(m, cfg),
+            user=f"the model of {builder}({shown!r})",
+            device=device,
+            dtype=dtype,
+        )
+    except ValueError as e:
+        if state_dict is None or not given:  # an inferred architecture: no other advice
+            raise
+        loader = get_family(family).load("loader")
+        raise misfit_error(e, loader, builder, spec, state_dict, checkpoint, infer) from None
 
 
 def with_postprocessing(cfg: ConfigT, apply_postprocessing: bool | None) -> ConfigT:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from samkit.build.loaded import LoadedModel, load_family_model
+from samkit.build.misfit import AdviceError
 from samkit.build.registry import (
     DEFAULT_FAMILY,
     FAMILY_NAMES,
@@ -175,11 +176,12 @@ def load_model(
         net = load_family_model(family, model, checkpoint, random_weights, device, dtype)
     except ValueError as e:
         if checkpoint is None or model is None:
-            raise
+            raise ValueError(e.cli) if isinstance(e, AdviceError) else e from None
         if "does not fit" in str(e):
             raise CliError(model_errors.fit_message(family, model, checkpoint, e)) from None
-        if is_config_path(model) and " checkpoint, not " in str(e):  # another family's file
-            raise CliError(model_errors.family_message(family, model, checkpoint, e)) from None
+        if " checkpoint, not " in str(e):  # another family's file
+            error = CliError if is_config_path(model) else ValueError
+            raise error(model_errors.family_message(family, model, checkpoint, e)) from None
         raise
     return LoadedModel(net, family, model or str(checkpoint), random_weights)
 

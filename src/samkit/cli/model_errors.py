@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from samkit.build.loaded import load_family_model
+from samkit.build.misfit import AdviceError
 from samkit.build.registry import DEFAULT_FAMILY, FAMILY_NAMES, families, is_config_path
 from samkit.io.provenance import with_article
 
@@ -104,12 +105,15 @@ def fit_message(family: str, model: str, checkpoint: str, error: ValueError) -> 
 
     expected = _shapes(family, model, None)
     found = {k: tuple(v.shape) for k, v in read_state_dict(checkpoint).items()}
-    head = str(error).split("\n")[0]
+    advice = isinstance(error, AdviceError)  # the builder's checked advice, first
+    report = str(error).split("\n", 1)[1] if advice else str(error)
+    first = [error.cli] if isinstance(error, AdviceError) else []
     if expected is None:  # cannot summarise: the loader's own report
-        return str(error)
+        return "\n".join([*first, report])
     what = f"the config {model}" if is_config_path(model) else f"--model {model}"
     lines = [
-        head,
+        *first,
+        report.split("\n")[0],
         f"  {what} expects {len(expected)} tensors ({_expected_file(family, model)}); "
         f"--checkpoint {checkpoint} has {len(found)}:",
         *(f"  {line}" for line in key_summary(expected, found)),
@@ -143,11 +147,12 @@ def family_message(family: str, model: str, checkpoint: str, error: ValueError) 
     from samkit.cli.info import checkpoint_lookalikes
 
     found = checkpoint_family(checkpoint)
-    head = (
-        f"{str(error).split(': load it with')[0]}\n  --model {model} was read as "
-        f"{with_article(FAMILY_NAMES[family])} config (samkit reads the config.json of "
-        f"{config_list()} models)"
-    )
+    head = str(error).split(": load it with")[0]
+    if is_config_path(model):
+        head += (
+            f"\n  --model {model} was read as {with_article(FAMILY_NAMES[family])} config "
+            f"(samkit reads the config.json of {config_list()} models)"
+        )
     if checkpoint_alone_builds(checkpoint) is not None:
         return (
             f"{head}. Leave --model out: --checkpoint {checkpoint} alone builds its "

@@ -1,0 +1,69 @@
+"""Messages found by the session-8 fresh-user trial: a variant given with a checkpoint of another
+size says first what the checkpoint is and what builds it (checked: following it works), no
+advice that fails when followed, and no Python wording in command-line errors. Runs on the tiny
+fixture checkpoints (a small image)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from samkit import build_sam, build_sam2
+from samkit.build.misfit import AdviceError
+from tests.cli.conftest import run_cli
+from tests.conftest import FIXTURES
+
+IMAGE = str(FIXTURES / "sam1_shapes" / "shapes_1.png")
+SAM1 = str(FIXTURES / "sam1_tiny" / "sam1_tiny.pth")
+SAM2 = str(FIXTURES / "sam2_tiny" / "sam2_tiny.pt")
+SAM2_CONFIG = str(FIXTURES / "sam2_tiny" / "config.json")
+
+
+def _segment(args: list[str], out: Path, capsys) -> tuple[int, str]:
+    code, _, err = run_cli(["segment", IMAGE, "--point", "20,20", *args, "--out", str(out)], capsys)
+    return code, err
+
+
+def test_sam1_variant_with_a_smaller_checkpoint_says_what_it_is_first():
+    with pytest.raises(AdviceError) as e:
+        build_sam("vit_b", checkpoint=SAM1, device="meta")
+    first = str(e.value).split("\n")[0]
+    assert first.startswith("this checkpoint is a 64-wide, 4-block ViT, not 'vit_b'"), first
+    assert "build_sam(checkpoint=...) without a variant (CLI: leave --model out)" in first
+    assert "112 missing keys" in str(e.value)  # the key report follows
+    build_sam(checkpoint=SAM1, device="meta")  # the advice works
+
+
+def test_sam2_variant_with_a_custom_checkpoint_asks_for_its_config():
+    with pytest.raises(AdviceError) as e:
+        build_sam2("sam2.1_hiera_t", SAM2, device="meta")
+    first = str(e.value).split("\n")[0]
+    assert "a 16-wide, 7-block Hiera of no registered size, not 'sam2.1_hiera_t'" in first, first
+    assert "build_sam2('CONFIG.json', checkpoint=...)" in first
+    assert "without a variant" not in first  # no variant-less advice: it fails for this file
+    with pytest.raises(ValueError, match="custom SAM 2 architecture needs its config"):
+        build_sam2(checkpoint=SAM2, device="meta")
+    build_sam2(SAM2_CONFIG, SAM2, device="meta")  # the advice works
+
+
+def test_cli_variant_with_a_smaller_checkpoint_leads_with_advice_that_works(tmp_path, capsys):
+    code, err = _segment(["--model", "vit_b", "--checkpoint", SAM1], tmp_path / "a.png", capsys)
+    assert code == 2
+    first = err.split("error: ")[1].split("\n")[0]
+    assert first.startswith("this checkpoint is a 64-wide, 4-block ViT, not 'vit_b': leave --model")
+    assert "build_sam" not in err and "112 tensors missing" in err
+    code, err = _segment(["--checkpoint", SAM1], tmp_path / "b.png", capsys)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("model", ["vit_b", "sam2.1_hiera_t", None])
+def test_cli_no_advice_that_fails_for_a_custom_sam2_checkpoint(model, tmp_path, capsys):
+    args = ["--model", model] if model else []
+    code, err = _segment([*args, "--checkpoint", SAM2], tmp_path / "a.png", capsys)
+    assert code == 2
+    assert "or no --model" not in err and "leave --model out" not in err.lower(), err
+    assert "first argument" not in err and "variant_or_config" not in err, err
+    assert "config.json" in err and ("made with as --model" in err or "--model CONFIG" in err), err
+    code, err = _segment(["--model", SAM2_CONFIG, "--checkpoint", SAM2], tmp_path / "b.png", capsys)
+    assert code == 0, err
