@@ -80,7 +80,7 @@ def test_threshold_is_the_concepts_threshold(served, tracker) -> None:
         r = c.post(f"/api/videos/{vid}/find", json={"frame": 0, "text": "person"})
         assert r.status_code == 200, r.text
         out = r.json()  # the server's thresholds (official 0.5 / 0.7): none of ~0.23
-        assert out["found"] == [] and out["threshold"] is None
+        assert out["found"] == [] and out["threshold"] == 0.5  # the one used: the server's
         assert "lower the threshold" in out["message"] and "another phrase" in out["message"]
 
         r = c.post(f"/api/videos/{vid}/find", json={"frame": 0, "text": "person", "threshold": LOW})

@@ -22,6 +22,8 @@ API (all JSON; coordinates in original-image pixels):
   `find` and `everything` (the same for the Find box and "segment everything"),
   limits, and the page's "segment everything" fields with their defaults (`everything_settings`).
 - `GET /api/stats`: cache statistics.
+- `GET /docs` (Swagger UI, loaded from a CDN) and `GET /openapi.json`: every route with its JSON
+  body's schema.
 - `/api/videos...`: the video mode (SAM 2 models), listed in `samkit.server.video_routes`.
 
 Static files are read once from the package when the app is created; no path taken from a request
@@ -50,7 +52,12 @@ from samkit.server.app_uploads import read_upload
 from samkit.server.engine import Engine, Entry
 from samkit.server.everything import EverythingIn, settings_for_page
 from samkit.server.sam3_find import add_find_route
-from samkit.server.validation import check_json_prompt, install_error_handlers, parse_json_body
+from samkit.server.validation import (
+    check_json_prompt,
+    install_error_handlers,
+    json_body_doc,
+    parse_json_body,
+)
 from samkit.server.video_routes import add_video_routes
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
@@ -154,9 +161,9 @@ def create_app(
         if app.state.video is not None:
             app.state.video.close()
 
-    app = FastAPI(
-        title="samkit", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
-    )
+    # /docs (Swagger UI: its script comes from a CDN, so the page needs the browser online) and
+    # /openapi.json (offline): every route with its JSON body (`json_body_doc`)
+    app = FastAPI(title="samkit", redoc_url=None, lifespan=lifespan)
     app.state.engine = engine
     install_error_handlers(app)
     app.state.video = add_video_routes(app, model, family, video_limits, video_predictor)
@@ -218,7 +225,7 @@ def create_app(
             "height": entry.original_size[0],
         }
 
-    @app.post("/api/images/{image_id}/predict")
+    @app.post("/api/images/{image_id}/predict", openapi_extra=json_body_doc(PromptIn))
     async def predict(image_id: str, request: Request) -> dict[str, Any]:
         entry = entry_or_404(image_id)  # 404 first, whatever the body
         prompt = await parse_json_body(request, PromptIn)
@@ -247,7 +254,7 @@ def create_app(
             "warnings": warnings,
         }
 
-    @app.post("/api/images/{image_id}/everything")
+    @app.post("/api/images/{image_id}/everything", openapi_extra=json_body_doc(EverythingIn))
     async def everything(image_id: str, request: Request) -> dict[str, Any]:
         entry = entry_or_404(image_id)  # 404 first, whatever the body
         if not info["everything"]["available"]:

@@ -5,8 +5,9 @@ cannot carry, such as NaN).
 Order of checks for a JSON route (after the route's own 404 for an unknown image id):
 413 over `MAX_JSON_BYTES`; 415 for a Content-Type other than JSON; 422 for an empty body, bytes
 that are not UTF-8 JSON, NaN / Infinity / overflowing numbers, nesting too deep, a non-object, or
-fields the route's pydantic model refuses (each error summarised as `location: message`). Every
-answer about the body as a whole says what the route takes (`body_shape`: its JSON fields).
+fields the route's pydantic model refuses (each error summarised as `location: message`, an
+unknown field with the closest field name the route takes, `difflib`). Every 422 about the body
+says what the route takes (`body_shape`: its JSON fields).
 
 Prompt errors name the request's JSON fields (`points`, `labels`, `box`), never the predictors'
 Python arguments (`check_json_prompt`).
@@ -14,6 +15,7 @@ Python arguments (`check_json_prompt`).
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -33,12 +35,19 @@ MAX_ERRORS = 5
 M = TypeVar("M", bound=BaseModel)
 
 
-def summarize_errors(errors: Any) -> str:
-    """`loc: msg; ...` for at most `MAX_ERRORS` pydantic / FastAPI errors, without their inputs."""
+def summarize_errors(errors: Any, fields: Any = (), synonyms: dict[str, str] | None = None) -> str:
+    """`loc: msg; ...` for at most `MAX_ERRORS` pydantic / FastAPI errors, without their inputs;
+    an unknown top-level field gets its name in `synonyms` or the closest name in `fields`
+    (`did you mean 'points'?`)."""
     parts = []
     for err in list(errors)[:MAX_ERRORS]:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")[:100]
+        path = [p for p in err.get("loc", ()) if p != "body"]
+        loc = ".".join(str(p) for p in path)[:100]
         msg = str(err.get("msg", "invalid"))[:200]
+        if err.get("type") == "extra_forbidden" and len(path) == 1:
+            close = [synonyms[path[0]]] if path[0] in (synonyms or {}) else []
+            close = close or difflib.get_close_matches(str(path[0]), list(fields), n=1, cutoff=0.6)
+            msg = f"unknown field (did you mean {close[0]!r}?)" if close else "unknown field"
         parts.append(f"{loc}: {msg}" if loc else msg)
     more = len(list(errors)) - MAX_ERRORS
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
@@ -125,7 +134,18 @@ async def parse_json_body(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise HTTPException(422, summarize_errors(e.errors())) from None
+        synonyms = getattr(model, "FIELD_SYNONYMS", None)  # e.g. {"phrase": "text"}
+        why = summarize_errors(e.errors(), model.model_fields, synonyms)
+        raise HTTPException(422, f"{why}; expected a JSON object {shape}") from None
+
+
+def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its body with `parse_json_body`: the body's JSON
+    schema in /openapi.json and /docs (FastAPI cannot see a body read from the request)."""
+    schema = model.model_json_schema()
+    schema["description"] = body_shape(model)
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 def _json_kind(data: Any) -> str:

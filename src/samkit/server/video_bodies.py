@@ -31,14 +31,23 @@ class VideoPromptIn(BaseModel):
 
 
 class FindIn(BaseModel):
-    """`POST /api/videos/{id}/find`: a phrase to find on one frame (SAM 3)."""
+    """`POST /api/videos/{id}/find`: a phrase and / or an exemplar box to find on one frame
+    (SAM 3: `samkit.video.track_concepts.ConceptTracker.find`, as `samkit track --exemplar`)."""
 
     model_config = ConfigDict(extra="forbid")
     JSON_SHAPE: ClassVar[str] = (
-        '{"frame": int, "text": "a noun phrase", "threshold": number in (0, 1) (optional)}'
+        '{"frame": int, "text": "a noun phrase", "box": [x0, y0, x1, y1] | null (optional: an '
+        'exemplar of the concept, pixels), "threshold": number in (0, 1) exclusive (optional)} '
+        "(a text, a box, or both)"
     )
+    FIELD_SYNONYMS: ClassVar[dict[str, str]] = {
+        "phrase": "text",
+        "prompt": "text",
+        "exemplar": "box",
+    }
     frame: int
-    text: str
+    text: str = ""
+    box: tuple[float, float, float, float] | None = None
     threshold: Any = None  # checked by check_video_find_threshold (a reason, not pydantic's)
 
 

@@ -17,12 +17,15 @@ API (JSON unless said; coordinates in video pixels; frames numbered from 0):
 - `GET /api/videos/{id}/frames/{t}`: frame t as JPEG (404 outside the video).
 - `POST /api/videos/{id}/prompts`, body `{frame, obj_id, points, labels, box}`: sets that
   object's prompts on that frame (new object ids create objects); answers the frame's objects
-  (`obj_id`, COCO RLE `segmentation`, `area`, `bbox`). 422 for prompts that make no sense, 409
-  while tracking.
-- `POST /api/videos/{id}/find`, body `{frame, text, threshold}` (a SAM 3 model: `finds_concepts`
-  in the session): every instance of the phrase found on that frame starts a track (a concept: its
-  own category in annotations.json); answers `found` (the new object ids), the frame's objects,
-  `threshold` and, when nothing was found, `message` (what to try). `threshold` (optional, a
+  (`obj_id`, COCO RLE `segmentation`, `area`, `bbox`) and `message` (None, or why the object
+  has no visible mask there: its object score < 0, and what to add). 422 for prompts that make
+  no sense, 409 while tracking.
+- `POST /api/videos/{id}/find`, body `{frame, text, box, threshold}` (a SAM 3 model:
+  `finds_concepts` in the session): every instance of the phrase (and / or like the optional
+  exemplar `box` [x0, y0, x1, y1], pixels, as `samkit track --exemplar`) found on that frame
+  starts a track (a concept: its own category in annotations.json); answers `found` (the new
+  object ids), the frame's objects, `threshold` (the detection threshold used) and `thresholds`
+  (`detection`, `new_object`) and, when nothing was found, `message` (what to try). `threshold` (optional, a
   number in (0, 1); default the server's, 0.5 / 0.7 official) is the concept's detection score
   threshold on every frame, as `samkit track --threshold`. Tracking then finds new instances on
   later frames too. 422 for an empty phrase (or one over `MAX_PHRASE_CHARS`), a frame outside
@@ -66,7 +69,7 @@ from samkit.io.provenance import with_article
 from samkit.modeling.sam2_video import Sam2Video
 from samkit.server.app_uploads import read_upload
 from samkit.server.sam3_find import MAX_PHRASE_CHARS, check_video_find_threshold
-from samkit.server.validation import parse_json_body
+from samkit.server.validation import json_body_doc, parse_json_body
 from samkit.server.video_bodies import FindIn, TrackIn, VideoPromptIn, check_video_prompt
 from samkit.server.video_manager import VideoManager, VideoSlotsFull
 from samkit.server.video_session import VideoBusyError, VideoLimits, VideoSession
@@ -176,9 +179,7 @@ def add_video_routes(
     async def open_video(request: Request, name: str = Query("", max_length=200)) -> Any:
         m = need_manager()
         upload = await read_upload(request, limits.max_bytes, "video", "clip.mp4")
-        name = (
-            name or (upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1][:200] or "video"
-        )
+        name = name or (upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1][:200]
         try:
             closed = m.reserve()
         except VideoSlotsFull as e:
@@ -187,7 +188,8 @@ def add_video_routes(
         try:
             s = await asyncio.wrap_future(m.submit(m.open, upload.data, name))
         except ValueError as e:
-            raise HTTPException(400, f"{name}: {e}".replace("<video bytes>: ", "")) from None
+            why = str(e).replace("<video bytes>: ", "")
+            raise HTTPException(400, f"{name}: {why}" if name else why) from None
         finally:
             m.release()
         return {**s.info(), "closed_sessions": closed}
@@ -207,7 +209,7 @@ def add_video_routes(
         s = session_or_404(video_id)
         return Response(s.jpegs[frame_or_404(s, t)], media_type="image/jpeg")
 
-    @app.post("/api/videos/{video_id}/prompts")
+    @app.post("/api/videos/{video_id}/prompts", openapi_extra=json_body_doc(VideoPromptIn))
     async def add_prompt(video_id: str, request: Request) -> dict[str, Any]:
         s = session_or_404(video_id)
         p = await parse_json_body(request, VideoPromptIn)
@@ -217,7 +219,7 @@ def add_video_routes(
         out = await job(s.add_prompt, p.frame, p.obj_id, list(p.points), list(p.labels), p.box)
         return {**out, "objects_in_video": s.obj_ids}
 
-    @app.post("/api/videos/{video_id}/find")
+    @app.post("/api/videos/{video_id}/find", openapi_extra=json_body_doc(FindIn))
     async def find(video_id: str, request: Request) -> dict[str, Any]:
         s = session_or_404(video_id)
         if not s.finds_concepts:
@@ -226,8 +228,12 @@ def add_video_routes(
             )
         body = await parse_json_body(request, FindIn)
         text = body.text.strip()
-        if not text:
-            raise HTTPException(422, "empty text: give a noun phrase to find, e.g. 'person'")
+        if not text and body.box is None:
+            raise HTTPException(
+                422,
+                "empty text: give a noun phrase to find, e.g. 'person', and / or an exemplar "
+                "box [x0, y0, x1, y1]",
+            )
         if len(text) > MAX_PHRASE_CHARS:
             raise HTTPException(
                 422, f"the phrase has {len(text)} characters; the limit is {MAX_PHRASE_CHARS}"
@@ -242,7 +248,7 @@ def add_video_routes(
             raise HTTPException(422, str(e)) from None
         if s.tracking:
             raise HTTPException(409, "the video is being tracked: wait for it or cancel it")
-        out = await job(s.find, body.frame, text, threshold)
+        out = await job(s.find, body.frame, text, threshold, body.box)
         return {**out, "objects_in_video": s.obj_ids}
 
     @app.delete("/api/videos/{video_id}/objects/{obj_id}")
@@ -255,7 +261,7 @@ def add_video_routes(
         await job(s.remove_object, obj_id)
         return {"objects": s.obj_ids}
 
-    @app.post("/api/videos/{video_id}/track", status_code=202)
+    @app.post("/api/videos/{video_id}/track", status_code=202, openapi_extra=json_body_doc(TrackIn))
     async def track(video_id: str, request: Request) -> dict[str, Any]:
         s = session_or_404(video_id)
         body = await parse_json_body(request, TrackIn)

@@ -27,6 +27,12 @@ import torch
 from PIL import Image
 
 from samkit.server.sam3_find import video_find_message
+from samkit.server.video_answers import (
+    find_thresholds,
+    hidden_object_message,
+    not_video_message,
+    refuse_still_image,
+)
 from samkit.server.video_progress import TrackJob
 from samkit.video.formats import VisRecorder, label_map, read_label_png, write_palette_png
 from samkit.video.frames.pyav import FileFrames
@@ -76,10 +82,13 @@ class VideoSession:
 
     def __init__(self, predictor: Any, data: bytes, name: str, limits: VideoLimits, root: Path):
         self.id = secrets.token_hex(16)
-        self.name = name
+        self.name = name or f"upload-{self.id[:8]}"  # names the downloads
         self.predictor = predictor
-        _refuse_still_image(data)
-        frames = FileFrames(data, predictor.image_size, cache_frames=4)  # ValueError: not a video
+        refuse_still_image(data)
+        try:
+            frames = FileFrames(data, predictor.image_size, cache_frames=4)
+        except ValueError as e:  # a zip, a JSON body, text, ...: not PyAV's text alone
+            raise ValueError(not_video_message(str(e))) from None
         try:
             n, h, w = len(frames), int(frames.video_height), int(frames.video_width)
             fps = frames.fps
@@ -221,12 +230,25 @@ class VideoSession:
         pts = [(float(x), float(y), int(lab)) for (x, y), lab in zip(points, labels)]
         self.prompts[(frame, obj_id)] = VideoPrompt(frame, obj_id, pts, box)
         self._store(frame, ids, logits)
-        return {"frame": frame, "objects": self.frame_result(frame)}
+        objects = self.frame_result(frame)
+        message = None
+        if all(o["obj_id"] != obj_id for o in objects):  # hidden: the click shows nothing
+            score = self.recorder.scores.get(obj_id, {}).get(frame)
+            message = hidden_object_message(obj_id, frame, score, not self.finds_concepts)
+        return {"frame": frame, "objects": objects, "message": message}
 
-    def find(self, frame: int, text: str, threshold: float | None = None) -> dict[str, Any]:
-        """Start a track for every instance of the phrase on the frame (a concept tracker's
-        `find`, at detection score `threshold`; None: the predictor's); that frame's objects,
-        the ids the find started and, when it started none, a `message` saying what to try.
+    def find(
+        self,
+        frame: int,
+        text: str,
+        threshold: float | None = None,
+        box: tuple[float, float, float, float] | None = None,
+    ) -> dict[str, Any]:
+        """Start a track for every instance of the phrase (and / or like the exemplar `box`,
+        XYXY pixels; `text` "" for a box alone) on the frame (a concept tracker's `find`, at
+        detection score `threshold`; None: the predictor's); that frame's objects, the ids the
+        find started, the `thresholds` used (`threshold`: the detection one) and, when it
+        started none, a `message` saying what to try.
 
         Raises:
             ValueError: a model that cannot find phrases, an empty phrase, a frame outside the
@@ -238,17 +260,30 @@ class VideoSession:
             raise ValueError(
                 "this model tracks the objects you click; finding a phrase needs SAM 3"
             )
-        _, ids, masks = self.predictor.find(self.state, frame, text, threshold=threshold)
+        _, ids, masks = self.predictor.find(
+            self.state, frame, text or None, box=box, threshold=threshold
+        )
         before = set(self.found)
         self._store(frame, ids, masks)
         new = sorted(set(self.found) - before)
         self.finds.append({"frame": frame, "text": text, "objects": new})
+        if box is not None:  # an exemplar box (kept out of text-only finds' records)
+            self.finds[-1]["box"] = list(box)
+        used = find_thresholds(self.predictor, threshold)
+        message = None if new else video_find_message(text or "the box", frame, threshold)
+        if message and threshold is None and None not in used.values():
+            message += (
+                f" (the defaults: detection score {used['detection']:g}, "
+                f'{used["new_object"]:g} to start a track; e.g. "threshold": 0.3)'
+            )
         return {
             "frame": frame,
             "text": text,
+            "box": box,
             "found": new,
-            "threshold": threshold,
-            "message": None if new else video_find_message(text, frame, threshold),
+            "threshold": used["detection"],
+            "thresholds": used,
+            "message": message,
             "objects": self.frame_result(frame),
         }
 
@@ -362,20 +397,3 @@ def _jpeg(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
-
-
-def _refuse_still_image(data: bytes) -> None:
-    """ValueError for a still image uploaded as a video: FFmpeg would decode a JPEG / PNG as a
-    clip of one frame, which cannot be tracked (the image mode segments single images, and
-    `samkit track` refuses image files the same way). Animated GIF / WebP / PNG stay videos."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            kind, frames = f"{im.format} " if im.format else "", int(getattr(im, "n_frames", 1))
-    except Exception:  # not an image Pillow reads: a video file, or data FileFrames refuses
-        return
-    if frames <= 1:
-        raise ValueError(
-            f"a single {kind}image, not a video: the video mode takes a video file (.mp4, .mov, "
-            ".webm, an animated GIF, ...); segment one image in the image mode (POST "
-            "/api/images), or track a folder of frames with `samkit track FOLDER`"
-        )
