@@ -302,7 +302,9 @@
       vs.lastResponse = out;
       vs.results.set(out.frame, labelsOf(out.objects));
       if (vs.current === out.frame) drawMasks();
-      setStatus("ready", `Object ${obj} on frame ${t}. Add clicks, another object, or Track.`);
+      setStatus("ready", out.message  // e.g. the object is hidden there (object score < 0)
+        ? `${out.message.charAt(0).toUpperCase()}${out.message.slice(1)}.`
+        : `Object ${obj} on frame ${t}. Add clicks, another object, or Track.`);
     } catch (e) {
       setStatus("error", `Prompt failed: ${e.message}`);
     } finally {
