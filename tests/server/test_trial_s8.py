@@ -194,6 +194,9 @@ def test_video_find_takes_a_box_and_answers_the_thresholds_used(sam3) -> None:
     detail = _detail(c.post(f"/api/videos/{vid}/find", json={"frame": 0, "phrase": "dog"}), 422)
     assert detail.startswith("phrase: unknown field (did you mean 'text'?)"), detail
     assert detail.endswith(f"expected a JSON object {FindIn.JSON_SHAPE}"), detail
+    body = {"frame": 0, "text": "dog", "threshold": 1}
+    one = _detail(c.post(f"/api/videos/{vid}/find", json=body), 422)
+    assert "between 0 and 1 (exclusive)" in one and "1 none" in one, one
     empty = _detail(c.post(f"/api/videos/{vid}/find", json={"frame": 0}), 422)
     assert "exemplar box" in empty, empty
 

@@ -244,8 +244,9 @@ def add_video_routes(
             )
         try:
             threshold = check_video_find_threshold(body.threshold)
-        except ValueError as e:
-            raise HTTPException(422, str(e)) from None
+        except ValueError as e:  # SAM 3 keeps a detection whose score is > the threshold
+            why = "a detection counts when its score is above it: 0 would keep every query, 1 none"
+            raise HTTPException(422, f"{e} ({why})") from None
         if s.tracking:
             raise HTTPException(409, "the video is being tracked: wait for it or cancel it")
         out = await job(s.find, body.frame, text, threshold, body.box)
