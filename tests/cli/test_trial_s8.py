@@ -67,3 +67,26 @@ def test_cli_no_advice_that_fails_for_a_custom_sam2_checkpoint(model, tmp_path, 
     assert "config.json" in err and ("made with as --model" in err or "--model CONFIG" in err), err
     code, err = _segment(["--model", SAM2_CONFIG, "--checkpoint", SAM2], tmp_path / "b.png", capsys)
     assert code == 0, err
+
+
+MOBILE = Path(__file__).resolve().parents[1] / "fixtures" / "mobile_sam"
+
+
+def test_light_model_advice_is_consistent_and_works(tmp_path, capsys):
+    from samkit import build_mobile_sam
+    from samkit.build.registry import get_family
+
+    tiny = str(MOBILE / "mobile_sam_tiny.pt")
+    with pytest.raises(ValueError, match="takes a variant name") as e:
+        build_mobile_sam(str(MOBILE / "config.json"), checkpoint=tiny)
+    assert "unknown samkit variant" not in str(e.value)
+    assert "build_mobile_sam(checkpoint=...)" in str(e.value)
+    with pytest.raises(AdviceError, match=r"^this checkpoint is a MobileSAM of another size"):
+        build_mobile_sam("mobile_sam", checkpoint=tiny, device="meta")
+    assert "another size: leave --model out" in get_family("mobile_sam").builder_hint
+    for model in ("mobile_sam", str(MOBILE / "config.json")):
+        code, err = _segment(["--model", model, "--checkpoint", tiny], tmp_path / "a.png", capsys)
+        assert code == 2 and "leave --model out" in err.lower(), err
+        assert "config.json as --model" not in err and "pass --model mobile_sam" not in err, err
+    code, err = _segment(["--checkpoint", tiny], tmp_path / "b.png", capsys)
+    assert code == 0, err

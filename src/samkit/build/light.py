@@ -13,13 +13,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from samkit.build.misfit import misfit_error
 from samkit.build.pipeline import (
     build_model,
     read_checkpoint,
     require_spec,
     reset_pixel_normalization,
 )
-from samkit.build.registry import get_family
+from samkit.build.registry import get_family, is_config_path
 from samkit.build.sam import (
     build_mask_decoder,
     build_prompt_encoder,
@@ -211,6 +212,15 @@ def resolve_light_config(spec: str | LightConfig, family: str) -> LightConfig:
     """
     if isinstance(spec, (MobileSamConfig, SamHQConfig)):
         cfg = spec
+    elif isinstance(spec, str | os.PathLike) and is_config_path(spec):
+        entry = get_family(family)
+        builder = entry.builder_hint.split(" (")[0]
+        raise ValueError(
+            f"{spec}: {entry.display} takes a variant name ({builder}({entry.default_model!r})) "
+            "or a config object, not a config.json; for a checkpoint of another size leave the "
+            f"variant out: {builder}(checkpoint=...) reads its architecture from its tensors "
+            "(CLI: leave --model out)"
+        )
     elif isinstance(spec, str):
         cfg = get_variant(spec).config
     else:
@@ -244,16 +254,28 @@ def _build(
             f"{checkpoint} holds a {cfg.family} model; load it with "
             f"{get_family(cfg.family).builder_hint}"
         )
-    return build_model(
-        lambda: model_from_config(cfg),
-        sd,
-        checkpoint,
-        reset_buffers=lambda m: _reset_buffers(m, cfg),
-        init_weights=_init_weights,
-        user=f"the model of {builder}({spec!r})",
-        device=device,
-        dtype=dtype,
-    )
+    try:
+        return build_model(
+            lambda: model_from_config(cfg),
+            sd,
+            checkpoint,
+            reset_buffers=lambda m: _reset_buffers(m, cfg),
+            init_weights=_init_weights,
+            user=f"the model of {builder}({spec!r})",
+            device=device,
+            dtype=dtype,
+        )
+    except ValueError as e:
+        if sd is None or spec is None:
+            raise
+
+        def alone(_: None, checkpoint: Any, device: Any) -> Any:
+            return _build(family, builder, None, checkpoint, device, None)
+
+        display = get_family(family).display
+        raise misfit_error(
+            e, alone, builder, spec, sd, checkpoint, infer_light_config, display
+        ) from None
 
 
 def build_mobile_sam(

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from samkit.build.registry import is_config_path
+from samkit.io.provenance import with_article
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -64,6 +65,7 @@ def misfit_error(
     state: Mapping[str, Tensor],
     checkpoint: str | os.PathLike,
     infer: Callable[[Any], Any],
+    display: str = "model",
 ) -> ValueError:
     """`error` (the loader's "does not fit" report) with a first line saying what the checkpoint
     is and what builds it; `error` itself for any other error.
@@ -76,6 +78,8 @@ def misfit_error(
         state, checkpoint: the checkpoint's tensors and its path.
         infer: the builder's checkpoint -> architecture step (a variant name or a config); a
             ValueError when the architecture cannot be read from the tensors.
+        display: the family's name ("MobileSAM"), for an encoder `describe_encoder` cannot
+            describe.
 
     Returns:
         An `AdviceError` (message: the Python advice; `cli`: the flags), or `error`.
@@ -91,7 +95,7 @@ def misfit_error(
             builder(None, checkpoint=checkpoint, device="meta")
         except (ValueError, RuntimeError, TypeError, KeyError):
             inferred = None
-    what = describe_encoder(state) or "a model of another size"
+    what = describe_encoder(state) or f"{with_article(display)} of another size"
     given = repr(spec) if isinstance(spec, str) else "the config given"
     if isinstance(inferred, str):  # a registered variant of the checkpoint's layout
         head = f"this checkpoint is {inferred} ({what}), not {given}"

@@ -93,7 +93,7 @@ def checkpoint_hint(checkpoint: str, model: str) -> str:
     return (
         f"  --checkpoint {checkpoint} has the layout of no samkit variant (known: "
         f"{', '.join(variant_list())}): leave --model out (the architecture is read from the "
-        "checkpoint) or pass the model's config.json as --model"
+        "checkpoint; a custom SAM 2 checkpoint needs the config.json it was made with as --model)"
     )
 
 

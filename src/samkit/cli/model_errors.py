@@ -173,9 +173,10 @@ def config_list() -> str:
 def config_message(model: str, error: Exception) -> str:
     """`--model CONFIG.json` that no family's loader reads: what samkit reads, and instead."""
     return (
-        f"--model {model}: {error}. samkit reads the config.json of {config_list()} models; for "
-        "another model pass its --checkpoint alone (the architecture is read from the tensors) "
-        "or a variant name (samkit info)"
+        f"--model {model}: {error}. samkit reads the config.json of {config_list()} models; "
+        "another model (light ones included) takes a variant name (samkit info) or no --model: "
+        "leave --model out and pass its --checkpoint alone (the architecture is read from the "
+        "tensors)"
     )
 
 
