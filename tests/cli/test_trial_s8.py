@@ -90,3 +90,22 @@ def test_light_model_advice_is_consistent_and_works(tmp_path, capsys):
         assert "config.json as --model" not in err and "pass --model mobile_sam" not in err, err
     code, err = _segment(["--checkpoint", tiny], tmp_path / "b.png", capsys)
     assert code == 0, err
+
+
+@pytest.mark.parametrize("bad", ["0", "1", "1.5", "nan"])
+def test_track_threshold_range_matches_the_video_code(bad, tmp_path, capsys):
+    from samkit.video.track_concepts_checks import check_threshold
+
+    with pytest.raises(ValueError):
+        check_threshold(float(bad))  # what the SAM 3 video code and the web video find refuse
+    with pytest.raises(SystemExit):  # refused by the parser: before any model or video is read
+        run_cli(
+            ["track", IMAGE, "--text", "person", "--threshold", bad, "--out", str(tmp_path)], capsys
+        )
+    assert "between 0 and 1, exclusive" in capsys.readouterr().err
+
+
+def test_track_on_an_image_names_the_video_once(tmp_path, capsys):
+    code, _, err = run_cli(["track", IMAGE, "--point", "0:10,10", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "is a single image" in err and "VIDEO video:" not in err, err
+    assert f"VIDEO {IMAGE} is a single image" in err

@@ -52,6 +52,22 @@ def threshold(text: str) -> float:
     return t
 
 
+def detection_threshold(text: str) -> float:
+    """`samkit track --threshold T`: the detection score a new instance needs, strictly between
+    0 and 1 (what the SAM 3 video code and the web page's video find accept: 0 would start a
+    track for every detector query, 1 for none; `samkit.video.track_concepts_checks`)."""
+    try:
+        t = float(text)
+    except ValueError:
+        t = math.nan
+    if not 0.0 < t < 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the detection score threshold is a number between 0 and 1, exclusive "
+            "(e.g. 0.3; official 0.5 to detect, 0.7 to start an instance)"
+        )
+    return t
+
+
 def add_sam3_args(p: argparse.ArgumentParser) -> None:
     """Add `--text` (repeatable) and `--threshold` (a SAM 3 model; `--text` alone means
     `--model sam3`)."""

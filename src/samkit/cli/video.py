@@ -24,7 +24,7 @@ from samkit.cli.common import (
     model_family,
     refuse_family,
 )
-from samkit.cli.sam3opts import text_prompt, threshold
+from samkit.cli.sam3opts import detection_threshold, text_prompt
 from samkit.io.provenance import with_article
 
 # samkit.runtime / samkit.video (torch; video.eval also scipy) are imported inside the command
@@ -87,10 +87,10 @@ def _add_concept_args(p: Any) -> None:
     )
     g.add_argument(
         "--threshold",
-        type=threshold,
+        type=detection_threshold,
         default=None,
         metavar="T",
-        help="detection score threshold in [0, 1] for new instances (official "
+        help="detection score threshold in (0, 1), exclusive, for new instances (official "
         "score_threshold_detection 0.5 and new_det_thresh 0.7 by default)",
     )
 
@@ -319,7 +319,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     try:
         src = open_video(path)  # checks the video before the model is loaded
     except (ValueError, ImportError) as e:
-        raise CliError(f"VIDEO {e}") from None
+        raise CliError(f"VIDEO {str(e).removeprefix('video: ')}") from None
     n, h, w = len(src), src.video_height, src.video_width
     prompts = _prompts_from_args(args, n, h, w)
     finds = _concept_prompts(args, n, prompts)
