@@ -109,3 +109,26 @@ def test_track_on_an_image_names_the_video_once(tmp_path, capsys):
     code, _, err = run_cli(["track", IMAGE, "--point", "0:10,10", "--out", str(tmp_path)], capsys)
     assert code == 2 and "is a single image" in err and "VIDEO video:" not in err, err
     assert f"VIDEO {IMAGE} is a single image" in err
+
+
+def test_info_says_which_model_is_the_default(capsys):
+    from samkit.build.registry import DEFAULT_FAMILY, get_family
+
+    code, out, _ = run_cli(["info"], capsys)
+    default = get_family(DEFAULT_FAMILY).default_model
+    assert code == 0 and default == "vit_b"  # what every --help says
+    assert f"default model (no --model, no --checkpoint): {default}" in out.splitlines()[0]
+    assert "sam_vit_h, default (official registry name)" in out
+    assert "vit_h (sam_vit_h, default)" not in out
+    code, out, _ = run_cli(["info", "--json"], capsys)
+    assert '"default_model": "vit_b"' in out
+
+
+def test_top_help_lists_every_command():
+    from samkit.cli.parser import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert {"track", "eval-video", "segment"} <= set(sub.choices)
+    for name in sub.choices:
+        assert name in parser.description, name

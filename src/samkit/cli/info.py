@@ -13,7 +13,13 @@ import json
 from pathlib import Path
 
 from samkit.build.loaded import load_family_model
-from samkit.build.registry import families, is_config_path, spec_family
+from samkit.build.registry import (
+    DEFAULT_FAMILY,
+    families,
+    get_family,
+    is_config_path,
+    spec_family,
+)
 
 
 def variant_aliases() -> dict[str, list[str]]:
@@ -125,17 +131,24 @@ def cmd_info(args: argparse.Namespace) -> int:
         "torch": torch.__version__,
         "cuda": torch.cuda.is_available(),
         "cache_dir": str(cache),
+        "default_model": get_family(DEFAULT_FAMILY).default_model,  # no --model, no checkpoint
         "variants": rows,
     }
     if args.json:
         print(json.dumps(info, indent=1))
         return 0
-    print(f"samkit {info['samkit']}  torch {info['torch']}  cuda {'yes' if info['cuda'] else 'no'}")
+    print(
+        f"samkit {info['samkit']}  torch {info['torch']}  cuda {'yes' if info['cuda'] else 'no'}"
+        f"  default model (no --model, no --checkpoint): {info['default_model']}"
+    )
     print(f"checkpoint cache: {cache}  (set SAMKIT_CACHE to change it)")
     table = [("variant", "family", "checkpoint", "present", "also named")]
     for r in rows:
         present = "yes" if r["present"] else "no"
-        table.append((r["name"], r["family"], r["file"] or "-", present, ", ".join(r["aliases"])))
+        aliases = [
+            a if a != "default" else "default (official registry name)" for a in r["aliases"]
+        ]
+        table.append((r["name"], r["family"], r["file"] or "-", present, ", ".join(aliases)))
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
         cells = [c.ljust(w) for c, w in zip(row, widths)] + [row[4]]

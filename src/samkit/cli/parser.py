@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     from samkit.cli.video import add_parsers as add_video  # track, eval-video
 
     add_video(sub)
+    parser.description = f"Segment Anything (SAM 1 / SAM 2 / SAM 3): {', '.join(sub.choices)}."
     return parser
 
 
