@@ -77,11 +77,22 @@ def _run(args: argparse.Namespace) -> int:
     image = decode_image(args.image)
     x, y = _parse_point(args.point, *image.shape[:2])
     if args.checkpoint is not None:  # any SAM 1 checkpoint: the architecture comes from it
-        sam = build_sam(checkpoint=args.checkpoint)
+        try:
+            sam = build_sam(checkpoint=args.checkpoint)
+        except ValueError as e:
+            if " checkpoint, not a SAM 1 one" not in str(e):
+                raise
+            raise ValueError(
+                f"{str(e).split(': load it with')[0]}. This example is SAM 1 only; "
+                "`samkit segment` runs every family (samkit segment --help)"
+            ) from None
     else:
         variant = get_variant(args.model)  # an unknown name says which names exist
         if variant.family != "sam1":
-            raise ValueError(f"--model {args.model}: this example uses SAM 1 (vit_b, vit_l, vit_h)")
+            raise ValueError(
+                f"--model {args.model}: this example is SAM 1 only (vit_b, vit_l, vit_h); "
+                "`samkit segment` runs every family (samkit segment --help)"
+            )
         if args.random_weights:
             print(
                 "warning: --random-weights: the mask is MEANINGLESS (smoke test)", file=sys.stderr

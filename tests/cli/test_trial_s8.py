@@ -132,3 +132,41 @@ def test_top_help_lists_every_command():
     assert {"track", "eval-video", "segment"} <= set(sub.choices)
     for name in sub.choices:
         assert name in parser.description, name
+
+
+def test_blank_text_prompt_is_named_plainly():
+    from samkit.predict.sam3 import Sam3Processor
+
+    processor = Sam3Processor.__new__(Sam3Processor)  # the check runs before any model is used
+    processor._check_image_set = lambda *a: None  # type: ignore[method-assign]
+    with pytest.raises(ValueError) as e:
+        processor.set_text_prompt("   ", {})
+    assert str(e.value) == "the text prompt is blank ('   '); give a noun phrase such as 'dog'"
+    with pytest.raises(ValueError, match=r"text prompt 1 is blank \(' '\)"):
+        processor.set_text_prompts(["dog", " "], {})
+
+
+def test_segment_without_a_prompt_mentions_text(tmp_path, capsys):
+    shapes = FIXTURES / "sam1_shapes"
+    model = [
+        "--model",
+        str(shapes / "config.json"),
+        "--checkpoint",
+        str(shapes / "sam1_shapes.pth"),
+    ]
+    code, _, err = run_cli(["segment", IMAGE, *model, "--out", str(tmp_path)], capsys)
+    assert code == 2 and "--point" in err and "--text PHRASE" in err and "(SAM 3)" in err, err
+
+
+def test_quickstart_with_a_sam2_checkpoint_says_it_is_sam1_only(tmp_path, capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
+    spec = importlib.util.spec_from_file_location("quickstart_s8", path)
+    quickstart = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quickstart)
+    code = quickstart.main([IMAGE, "--checkpoint", SAM2, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "This example is SAM 1 only" in err and "CLI: --model" not in err, err
+    code = quickstart.main([IMAGE, "--model", "sam2.1_hiera_t", "--out", str(tmp_path)])
+    assert code == 2 and "SAM 1 only" in capsys.readouterr().err

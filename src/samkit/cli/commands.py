@@ -56,7 +56,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if family in families_with("concepts") and not args.point:
         return segment_concepts(args)  # --text / exemplar boxes: every instance
     if not args.point and not args.box:
-        raise CliError("give at least one --point X,Y[,LABEL] or --box X0,Y0,X1,Y1")
+        raise CliError(
+            "give at least one --point X,Y[,LABEL] or --box X0,Y0,X1,Y1, or --text PHRASE to "
+            "find every instance of a noun phrase (SAM 3)"
+        )
     image = decode_image(args.image, max_pixels=image_max_pixels(args), stretch=image_stretch(args))
     out = out_folder(args.out, make=False)  # an existing file is refused before the model loads
     print_warnings("segment", prompt_warnings(args.point, args.box, *image.shape[:2]))

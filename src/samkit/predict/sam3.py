@@ -183,6 +183,10 @@ class Sam3Processor(InstanceClicks):
             return state
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a string, got {type(prompt).__name__}")
+        if not prompt.strip():
+            raise ValueError(
+                f"the text prompt is blank ({prompt!r}); give a noun phrase such as 'dog'"
+            )
         state = _as_state(state)
         self._text([prompt])  # validates (tokenizer) before the state changes
         state.pop("_concepts", None)
@@ -204,9 +208,13 @@ class Sam3Processor(InstanceClicks):
         self._check_image_set(state, "set_text_prompts")
         if isinstance(prompts, str) or not isinstance(prompts, Sequence) or len(prompts) == 0:
             raise ValueError("prompts must be a non-empty list of strings")
-        for p in prompts:
+        for i, p in enumerate(prompts):
             if not isinstance(p, str):
                 raise ValueError(f"every prompt must be a string, got {type(p).__name__}")
+            if not p.strip():
+                raise ValueError(
+                    f"text prompt {i} is blank ({p!r}); give a noun phrase such as 'dog'"
+                )
         state = _as_state(state)
         if "original_heights" in state:
             raise ValueError("set_text_prompts works on one image (set_image); call it per image")
