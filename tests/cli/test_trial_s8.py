@@ -170,3 +170,25 @@ def test_quickstart_with_a_sam2_checkpoint_says_it_is_sam1_only(tmp_path, capsys
     assert code == 2 and "This example is SAM 1 only" in err and "CLI: --model" not in err, err
     code = quickstart.main([IMAGE, "--model", "sam2.1_hiera_t", "--out", str(tmp_path)])
     assert code == 2 and "SAM 1 only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("builder", "variant", "fixture", "says"),
+    [
+        ("efficienttam", "efficienttam_s", "efficienttam_tiny.pt", "a 64-wide, 4-block ViT of no"),
+        ("edgetam", "edgetam", "edgetam_tiny.pt", "an EdgeTAM of another size"),
+    ],
+)
+def test_sam2_style_families_say_what_the_checkpoint_is(builder, variant, fixture, says):
+    import importlib
+
+    build = getattr(importlib.import_module(f"samkit.build.{builder}"), f"build_{builder}")
+    checkpoint = MOBILE.parent / builder / fixture
+    with pytest.raises(AdviceError) as e:
+        build(variant, checkpoint, device="meta")
+    first = str(e.value).split("\n")[0]
+    assert first.startswith("this checkpoint is " + says) and f"not {variant!r}" in first, first
+    if "without a variant" in first:  # the advice works
+        build(None, checkpoint, device="meta")
+    else:
+        build(str(checkpoint.parent / "config.json"), checkpoint, device="meta")

@@ -53,6 +53,8 @@ def describe_encoder(state: Mapping[str, Tensor]) -> str | None:
         if patch in state:
             rx = re.compile(blocks)
             depth = len({m.group(1) for k in state if (m := rx.match(k))})
+            if name == "Hiera" and "image_encoder.trunk.pos_embed_window" not in state:
+                name = "ViT"  # EfficientTAM's trunk
             return f"a {state[patch].shape[0]}-wide, {depth}-block {name}"
     return None
 

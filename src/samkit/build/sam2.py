@@ -330,8 +330,10 @@ def build_sam2_family(
     except ValueError as e:
         if state_dict is None or not given:  # an inferred architecture: no other advice
             raise
-        loader = get_family(family).load("loader")
-        raise misfit_error(e, loader, builder, spec, state_dict, checkpoint, infer) from None
+        entry = get_family(family)
+        raise misfit_error(
+            e, entry.load("loader"), builder, spec, state_dict, checkpoint, infer, entry.display
+        ) from None
 
 
 def with_postprocessing(cfg: ConfigT, apply_postprocessing: bool | None) -> ConfigT:
