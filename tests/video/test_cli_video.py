@@ -286,7 +286,7 @@ def test_track_max_frames_writes_exactly_that_many_frames(shapes_clip, tmp_path,
     argv = ["track", str(shapes_clip["folder"]), "--out", str(out), "--max-frames", "3"]
     code, stdout, err = run([*argv, "--point", "0:1:30,40", "--no-overlay", *MODEL], capsys)
     assert code == 0, err
-    assert "(3 frames per pass)" in err
+    assert "(3 frames per pass)" in err and ", 1 object, tracking" in err, err
     assert json.loads(stdout)["frames"] == 3
     assert sorted(p.name for p in (out / "masks").iterdir()) == [
         "00000.png",

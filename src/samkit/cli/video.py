@@ -335,8 +335,9 @@ def cmd_track(args: argparse.Namespace) -> int:
     if not args.quiet:
         pframes = [p.frame for p in prompts] + [f.frame for f in finds]
         total = frames_to_track(n, pframes, args.start_frame, after_start, reverse)
-        what = f"{len({p.obj_id for p in prompts})} objects" + (
-            f", {len(finds)} concepts" if finds else ""
+        n_obj = len({p.obj_id for p in prompts})
+        what = f"{n_obj} object{'s' * (n_obj != 1)}" + (
+            f", {len(finds)} concept{'s' * (len(finds) != 1)}" if finds else ""
         )
         print(
             f"{path.name}: {n} frames {w}x{h}, {what}, tracking {direction} "
