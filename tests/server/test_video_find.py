@@ -20,6 +20,7 @@ from samkit.server.video_session import VideoLimits
 from tests.conftest import FIXTURES
 from tests.server.conftest import coco_decode, live_server
 from tests.video.clips import encode_video, moving_shapes
+from tests.video.conftest import fixture_arrays
 
 CKPT = FIXTURES / "sam3_tiny" / "sam3_tiny.pt"
 N, H, W = 2, 540, 960
@@ -32,8 +33,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
-    d = FIXTURES / "sam2_video" / "frames"
-    return [np.asarray(Image.open(d / f"{i:05d}.jpg").convert("RGB")) for i in range(N)]
+    return fixture_arrays()[:N]  # the SAM 2 video fixture's first N frames
 
 
 @pytest.fixture(scope="module")

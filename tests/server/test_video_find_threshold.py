@@ -10,13 +10,13 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
 
 from samkit.server.app import create_app
 from samkit.server.video_session import VideoLimits
 from tests.conftest import FIXTURES
 from tests.server.conftest import live_server
 from tests.video.clips import encode_video
+from tests.video.conftest import fixture_arrays
 
 CKPT = FIXTURES / "sam3_tiny" / "sam3_tiny.pt"
 N, H, W = 2, 540, 960
@@ -29,8 +29,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
-    d = FIXTURES / "sam2_video" / "frames"
-    return [np.asarray(Image.open(d / f"{i:05d}.jpg").convert("RGB")) for i in range(N)]
+    return fixture_arrays()[:N]  # the SAM 2 video fixture's first N frames
 
 
 @pytest.fixture(scope="module")
