@@ -102,6 +102,34 @@ def _checked_float32(model: Sam2, what: str) -> Sam2:
     return plain_float32_copy(model)
 
 
+def hiera_pos_embed(model: Sam2) -> Tensor:
+    """The Hiera trunk's position embedding at the model's fixed input size, 1 x S/4 x S/4 x C
+    (a bicubic resize and a tiling that depend only on the weights), for an export to store as a
+    constant: traced, `Tensor.tile` becomes an If whose branch outputs differ in length (5 / 4),
+    which onnxruntime warns about on every load."""
+    trunk = model.image_encoder.trunk
+    proj = trunk.patch_embed.proj
+    grid = (model.image_size + 2 * proj.padding[0] - proj.kernel_size[0]) // proj.stride[0] + 1
+    with torch.no_grad():
+        return trunk._get_pos_embed((grid, grid))
+
+
+def hiera_levels(
+    model: Sam2, image: Tensor, trunk_pos_embed: Tensor
+) -> tuple[list[Tensor], list[Tensor]]:
+    """`Hiera.forward` + `ImageEncoder.forward` with the trunk's position embedding given
+    (`hiera_pos_embed`): the neck's (feature levels, position encodings), finest first."""
+    encoder, trunk = model.image_encoder, model.image_encoder.trunk
+    x = trunk.patch_embed(image) + trunk_pos_embed  # (1, S/4, S/4, C)
+    stages = []
+    for i, block in enumerate(trunk.blocks):
+        x = block(x)
+        if i in trunk.stage_ends:
+            stages.append(x.permute(0, 3, 1, 2))
+    fpn, pos = encoder.neck(stages, num_levels=len(stages) - encoder.scalp)
+    return list(fpn), list(pos)
+
+
 class Sam2OnnxEncoder(nn.Module):
     """`image` (1x3xSxS normalised) -> (`image_embed`, `high_res_feats_0`, `high_res_feats_1`).
 
@@ -114,22 +142,11 @@ class Sam2OnnxEncoder(nn.Module):
     def __init__(self, model: Sam2) -> None:
         super().__init__()
         self.model = model
-        proj = model.image_encoder.trunk.patch_embed.proj
-        grid = (model.image_size + 2 * proj.padding[0] - proj.kernel_size[0]) // proj.stride[0] + 1
-        with torch.no_grad():
-            pos = model.image_encoder.trunk._get_pos_embed((grid, grid))  # (1, grid, grid, C)
-        self.register_buffer("trunk_pos_embed", pos, persistent=False)
+        self.register_buffer("trunk_pos_embed", hiera_pos_embed(model), persistent=False)
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         model = self.model
-        encoder, trunk = model.image_encoder, model.image_encoder.trunk
-        x = trunk.patch_embed(image) + self.trunk_pos_embed  # (1, S/4, S/4, C)
-        stages = []
-        for i, block in enumerate(trunk.blocks):
-            x = block(x)
-            if i in trunk.stage_ends:
-                stages.append(x.permute(0, 3, 1, 2))
-        fpn, _ = encoder.neck(stages, num_levels=len(stages) - encoder.scalp)
+        fpn, _ = hiera_levels(model, image, self.trunk_pos_embed)
         # Sam2.forward_image, then encode_image's choice of levels
         fpn = list(fpn)
         fpn[0] = model.sam_mask_decoder.conv_s0(fpn[0])

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from samkit.export.sam2 import hiera_levels, hiera_pos_embed
 from samkit.layers.attention import sdpa
 from samkit.layers.rope import RoPEAttention, rotate
 from samkit.modeling.hiera import Hiera
@@ -82,33 +83,17 @@ class VideoImageEncoder(nn.Module):
     def __init__(self, model: Sam2Video) -> None:
         super().__init__()
         self.model = model
-        trunk = model.image_encoder.trunk
-        pos = None
-        if isinstance(trunk, Hiera):
-            proj = trunk.patch_embed.proj
-            grid = (model.image_size + 2 * proj.padding[0] - proj.kernel_size[0]) // proj.stride[
-                0
-            ] + 1
-            with torch.no_grad():
-                pos = trunk._get_pos_embed((grid, grid))  # (1, S/4, S/4, C)
+        pos = hiera_pos_embed(model) if isinstance(model.image_encoder.trunk, Hiera) else None
         self.register_buffer("trunk_pos_embed", pos, persistent=False)  # None: another trunk
 
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
-        model, encoder = self.model, self.model.image_encoder
+        model = self.model
         if self.trunk_pos_embed is None:
             out = model.forward_image(image)
             fpn, pos = out["backbone_fpn"], out["vision_pos_enc"]
-        else:  # Hiera.forward, ImageEncoder.forward and Sam2.forward_image
-            trunk = encoder.trunk
-            x = trunk.patch_embed(image) + self.trunk_pos_embed
-            stages = []
-            for i, block in enumerate(trunk.blocks):
-                x = block(x)
-                if i in trunk.stage_ends:
-                    stages.append(x.permute(0, 3, 1, 2))
-            fpn, pos = encoder.neck(stages, num_levels=len(stages) - encoder.scalp)
+        else:  # Sam2.forward_image
+            fpn, pos = hiera_levels(model, image, self.trunk_pos_embed)
             if model.use_high_res_features_in_sam:
-                fpn = list(fpn)
                 fpn[0] = model.sam_mask_decoder.conv_s0(fpn[0])
                 fpn[1] = model.sam_mask_decoder.conv_s1(fpn[1])
         n = model.num_feature_levels
