@@ -164,3 +164,13 @@ def sam3_tiny_runs() -> Sam3Runs:
     them when done) and is the bfloat16 run's reference (tests/paths/test_sam3_paths.py, the
     module just before it); the bfloat16 run is also checked against the recording."""
     return Sam3Runs()
+
+
+@pytest.fixture(scope="session")
+def sam3_small(tmp_path_factory) -> Path:
+    """A 336 px SAM 3 checkpoint (the sam3_tiny weights with their RoPE tables for 24x24 tokens;
+    tests/fixtures/sam3_small.py), written once per session (per xdist worker): for the product
+    tests whose claim is not parity with the official recordings. Its config.json is beside it."""
+    from tests.fixtures.sam3_small import write_small_sam3
+
+    return write_small_sam3(tmp_path_factory.mktemp("sam3_small"))

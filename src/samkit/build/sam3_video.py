@@ -18,6 +18,7 @@ import re
 
 import torch
 
+from samkit.configs.sam3 import SAM3_OFFICIAL, sam3_config_from_state_dict
 from samkit.layers.rope import RoPEAttention
 from samkit.layers.sine_position import PositionEmbeddingSine
 from samkit.modeling.memory_attention import MemoryAttention, MemoryAttentionLayer
@@ -93,6 +94,15 @@ def sam3_tracker_from_sizes(
     )
 
 
+def _input_side(checkpoint_state: dict[str, torch.Tensor]) -> int:
+    """The detector's input side, read off the same checkpoint's tensors (the tracker reads the
+    detector's features, so it runs at that side); 1008 (the official) for tracker tensors
+    alone, which do not fix it."""
+    if not any(k.startswith("detector.") for k in checkpoint_state):
+        return SAM3_OFFICIAL.img_size
+    return sam3_config_from_state_dict(checkpoint_state).img_size
+
+
 def build_sam3_tracker(
     checkpoint_state: dict[str, torch.Tensor], device: str | torch.device | None = None
 ) -> Sam3Tracker:
@@ -118,7 +128,9 @@ def build_sam3_tracker(
             "memory encoder (maskmem_backbone.*): not an official SAM 3 tracker"
         )
     with torch.device("meta"):
-        model = sam3_tracker_from_sizes(n_layers, int(ffn.shape[0]), n_fuser)
+        model = sam3_tracker_from_sizes(
+            n_layers, int(ffn.shape[0]), n_fuser, image_size=_input_side(checkpoint_state)
+        )
     mapped = {official_to_samkit_key(k): v for k, v in state.items()}
     own = model.state_dict()
     missing = sorted(set(own) - set(mapped))
