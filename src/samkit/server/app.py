@@ -22,8 +22,8 @@ API (all JSON; coordinates in original-image pixels):
   `find` and `everything` (the same for the Find box and "segment everything"),
   limits, and the page's "segment everything" fields with their defaults (`everything_settings`).
 - `GET /api/stats`: cache statistics.
-- `GET /docs` (Swagger UI, loaded from a CDN) and `GET /openapi.json`: every route with its JSON
-  body's schema.
+- `GET /docs` (Swagger UI, its files served by the app: it works offline, `samkit.server.docs`)
+  and `GET /openapi.json`: every route with its JSON body's schema.
 - `/api/videos...`: the video mode (SAM 2 models), listed in `samkit.server.video_routes`.
 
 Static files are read once from the package when the app is created; no path taken from a request
@@ -49,6 +49,7 @@ from samkit.io.provenance import with_article
 from samkit.predict.inputs import click_label
 from samkit.predict.prompt_bounds import prompt_warnings
 from samkit.server.app_uploads import read_upload
+from samkit.server.docs import add_docs_route
 from samkit.server.engine import Engine, Entry
 from samkit.server.everything import EverythingIn, settings_for_page
 from samkit.server.sam3_find import add_find_route
@@ -161,9 +162,10 @@ def create_app(
         if app.state.video is not None:
             app.state.video.close()
 
-    # /docs (Swagger UI: its script comes from a CDN, so the page needs the browser online) and
-    # /openapi.json (offline): every route with its JSON body (`json_body_doc`)
-    app = FastAPI(title="samkit", redoc_url=None, lifespan=lifespan)
+    # /docs (Swagger UI from the app's own routes: `add_docs_route`) and /openapi.json: every
+    # route with its JSON body (`json_body_doc`)
+    app = FastAPI(title="samkit", docs_url=None, redoc_url=None, lifespan=lifespan)
+    add_docs_route(app)
     app.state.engine = engine
     install_error_handlers(app)
     app.state.video = add_video_routes(app, model, family, video_limits, video_predictor)
