@@ -1,6 +1,6 @@
 """Where a tracked EdgeTAM frame spends its CPU time, next to SAM 2.1 hiera_t (random weights).
 
-    python benchmarks/bench_edgetam_parts.py [--models edgetam sam2.1_hiera_t]
+    python benchmarks/bench_edgetam_parts.py [--models edgetam sam2.1_hiera_t efficienttam_ti_1]
                                              [--dtypes float32 bfloat16] [--threads 1]
                                              [--frames 5] [--fuse]
 
@@ -84,11 +84,18 @@ def gflops(model: Any) -> dict[str, float]:
 def run(model_name: str, dtype_name: str, threads: int, frames: int, fuse: bool) -> dict:
     from samkit.video.build import build_sam2_video_predictor
     from samkit.video.edgetam import build_edgetam_video_predictor
+    from samkit.video.efficienttam import build_efficienttam_video_predictor
 
     torch.set_num_threads(threads)
     dtype = getattr(torch, dtype_name)
     edge = model_name == "edgetam"
-    build = build_edgetam_video_predictor if edge else build_sam2_video_predictor
+    build = (
+        build_edgetam_video_predictor
+        if edge
+        else build_efficienttam_video_predictor
+        if model_name.startswith("efficienttam")
+        else build_sam2_video_predictor
+    )
     vp = build(model_name, dtype=dtype, fill_hole_area=0)
     if fuse and edge:
         vp.model.image_encoder.trunk.fuse_()

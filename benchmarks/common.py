@@ -17,15 +17,22 @@ from torch.utils.flop_counter import FlopCounterMode
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def median_time(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> dict[str, float]:
-    """Median / min / max wall time of `fn()` in seconds over `repeats` runs after `warmup`."""
+def median_time(
+    fn: Callable[[], Any],
+    repeats: int = 5,
+    warmup: int = 1,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
+    """Median / min / max time of `fn()` in seconds over `repeats` runs after `warmup`: wall time,
+    or with `clock=time.process_time` the process's CPU time (steady on a shared machine when
+    torch runs one thread)."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return {
         "median_s": statistics.median(times),
         "min_s": min(times),
