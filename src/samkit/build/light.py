@@ -13,7 +13,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from samkit.build.misfit import misfit_error
 from samkit.build.pipeline import (
     build_model,
     read_checkpoint,
@@ -254,28 +253,19 @@ def _build(
             f"{checkpoint} holds a {cfg.family} model; load it with "
             f"{get_family(cfg.family).builder_hint}"
         )
-    try:
-        return build_model(
-            lambda: model_from_config(cfg),
-            sd,
-            checkpoint,
-            reset_buffers=lambda m: _reset_buffers(m, cfg),
-            init_weights=_init_weights,
-            user=f"the model of {builder}({spec!r})",
-            device=device,
-            dtype=dtype,
-        )
-    except ValueError as e:
-        if sd is None or spec is None:
-            raise
-
-        def alone(_: None, checkpoint: Any, device: Any) -> Any:
-            return _build(family, builder, None, checkpoint, device, None)
-
-        display = get_family(family).display
-        raise misfit_error(
-            e, alone, builder, spec, sd, checkpoint, infer_light_config, display
-        ) from None
+    return build_model(
+        lambda: model_from_config(cfg),
+        sd,
+        checkpoint,
+        reset_buffers=lambda m: _reset_buffers(m, cfg),
+        init_weights=_init_weights,
+        user=f"the model of {builder}({spec!r})",
+        family=family,
+        spec=spec,
+        infer=infer_light_config,
+        device=device,
+        dtype=dtype,
+    )
 
 
 def build_mobile_sam(

@@ -8,6 +8,10 @@ no weights are made). The loader's key report follows.
 
 `AdviceError` carries both wordings of such advice: the Python one in its message and the
 command line's in `cli` (the CLI shows that one, with no Python call in it).
+
+Where it is given: once, in the one build pipeline (`samkit.build.pipeline.build_model` calls
+`family_misfit` when strict loading fails for a variant or config the caller named), so every
+family built there, a registered one included, gets it without code of its own.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from samkit.build.registry import is_config_path
+from samkit.build.registry import get_family, is_config_path
 from samkit.io.provenance import with_article
 
 if TYPE_CHECKING:
@@ -122,3 +126,46 @@ def misfit_error(
     report = str(error)
     flags = cli.split(" (")[0]
     return AdviceError(f"{head}: {python} (CLI: {flags})\n{report}", f"{head}: {cli}")
+
+
+def family_misfit(
+    error: ValueError,
+    family: str,
+    spec: Any,
+    state: Mapping[str, Tensor],
+    checkpoint: str | os.PathLike,
+    infer: Callable[[Any], Any] | None,
+) -> ValueError:
+    """`misfit_error` for a registered family: its registry `loader` checks the advice (the
+    checkpoint alone, on the meta device), the loader's name words it (`build_sam`, ...), its
+    display name names an encoder of an unknown layout.
+
+    Args:
+        error, spec, state, checkpoint: as `misfit_error`'s.
+        family: the registered family whose model `state` did not fit.
+        infer: the family's tensors -> architecture step; None: its checkpoints do not tell
+            their architecture (the advice is then the config.json the file was made with).
+
+    Returns:
+        An `AdviceError`, or `error` when it is no "does not fit" report.
+    """
+    entry = get_family(family)
+    loader = entry.load("loader")
+    if entry.loader_finds_checkpoint:  # its own signature (`samkit.build.family_entry`)
+
+        def alone(_: None, checkpoint: Any, device: Any) -> Any:
+            return loader(None, checkpoint, False, device, None)
+
+    else:
+
+        def alone(_: None, checkpoint: Any, device: Any) -> Any:
+            return loader(None, checkpoint=checkpoint, device=device)
+
+    name = entry.loader.rpartition(":")[2]  # the public builder ("build_sam2")
+    return misfit_error(
+        error, alone, name, spec, state, checkpoint, infer or _unknown, entry.display
+    )
+
+
+def _unknown(state: Any) -> Any:
+    raise ValueError("the architecture cannot be read from the tensors")

@@ -2,12 +2,14 @@
 
     state = read_checkpoint(checkpoint, family)          # tensors, refused if another family's
     model = build_model(construct, state, checkpoint,    # meta build -> empty -> buffers ->
-                        reset_buffers=..., init_weights=..., user=..., device=..., dtype=...)
+                        reset_buffers=..., init_weights=...,  # load (or init) -> dtype -> eval
+                        user=..., family=..., spec=..., infer=..., device=..., dtype=...)
 
 A family's builder (`build/sam.py`, `sam2.py`, `light.py`, `efficienttam.py`) only says how to
 get its config (variant name, config file, or the shapes of `state`) and how to construct,
 reset and randomly initialise its model; reading, the family check, the provenance check of
-samkit-written files, strict loading, precision and eval mode are here, once.
+samkit-written files, strict loading (with the advice of `samkit.build.misfit` when a checkpoint
+does not fit the variant or config given), precision and eval mode are here, once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from samkit.build.family import check_family
+from samkit.build.misfit import family_misfit
 from samkit.checkpoint import load_state_dict_into, read_state_dict
 from samkit.io.provenance import check_file
 from samkit.runtime.accel import low_precision
@@ -61,6 +64,9 @@ def build_model(
     reset_buffers: Callable[[nn.Module], None],
     init_weights: Callable[[nn.Module], None],
     user: str,
+    family: str,
+    spec: object,
+    infer: Callable[[dict[str, Tensor]], object] | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
 ) -> nn.Module:
@@ -75,11 +81,21 @@ def build_model(
             checkpoints and are garbage after a meta build.
         init_weights: random initialisation of an allocated model (no checkpoint).
         user: who uses the file, for the provenance message, e.g. "the model of build_sam('vit_b')".
+        family: the registered family being built (its registry `loader` checks the advice
+            given when `state` does not fit, `samkit.build.misfit.family_misfit`).
+        spec: the variant name, config or config.json path the builder was given; None when
+            the architecture was read from `state` (a misfit then has no other advice than the
+            loader's key report).
+        infer: the family's checkpoint tensors -> architecture step (a variant name or a
+            config; a ValueError when the tensors do not tell), for that advice; None: the
+            architecture of a checkpoint cannot be read from its tensors.
         dtype: None / float32, or a low precision (`samkit.runtime.accel.low_precision`).
 
     Raises:
         ValueError: a samkit-written file made by another model (`samkit.io.provenance`), or any
-            missing, unexpected or misshaped tensor (`samkit.checkpoint.load_state_dict_into`).
+            missing, unexpected or misshaped tensor (`samkit.checkpoint.load_state_dict_into`);
+            with a `spec`, an `AdviceError` whose first line says what the checkpoint is and
+            what builds it.
     """
     with torch.device("meta"):
         model = construct()
@@ -88,7 +104,12 @@ def build_model(
         reset_buffers(model)
         if state is not None:
             check_file(checkpoint, model, user)
-            load_state_dict_into(model, state, source=str(checkpoint))
+            try:
+                load_state_dict_into(model, state, source=str(checkpoint))
+            except ValueError as e:
+                if spec is None:  # an architecture read from `state`: no other advice
+                    raise
+                raise family_misfit(e, family, spec, state, checkpoint, infer) from None
         else:
             init_weights(model)
     if dtype is not None:

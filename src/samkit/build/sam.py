@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from samkit.build.family import resolve_family_config
-from samkit.build.misfit import misfit_error
 from samkit.build.pipeline import (
     build_model,
     read_checkpoint,
@@ -231,23 +230,19 @@ def build_sam(
         cfg = infer_sam_config(state_dict)
     else:
         cfg, _ = resolve_sam_config(variant_or_config)
-    try:
-        return build_model(
-            lambda: sam_from_config(cfg),
-            state_dict,
-            checkpoint,
-            reset_buffers=lambda m: reset_pixel_normalization(m, cfg),
-            init_weights=lambda m: _init_weights(m, cfg),
-            user=f"the model of build_sam({variant_or_config!r})",
-            device=device,
-            dtype=dtype,
-        )
-    except ValueError as e:
-        if state_dict is None or variant_or_config is None:
-            raise
-        raise misfit_error(
-            e, build_sam, "build_sam", variant_or_config, state_dict, checkpoint, infer_sam_config
-        ) from None
+    return build_model(
+        lambda: sam_from_config(cfg),
+        state_dict,
+        checkpoint,
+        reset_buffers=lambda m: reset_pixel_normalization(m, cfg),
+        init_weights=lambda m: _init_weights(m, cfg),
+        user=f"the model of build_sam({variant_or_config!r})",
+        family="sam1",
+        spec=variant_or_config,
+        infer=infer_sam_config,
+        device=device,
+        dtype=dtype,
+    )
 
 
 @torch.no_grad()

@@ -12,14 +12,13 @@ import torch
 from torch import nn
 
 from samkit.build.family import resolve_family_config
-from samkit.build.misfit import AdviceError, misfit_error
+from samkit.build.misfit import AdviceError
 from samkit.build.pipeline import (
     build_model,
     read_checkpoint,
     require_spec,
     reset_pixel_normalization,
 )
-from samkit.build.registry import get_family
 from samkit.build.sam import build_mask_decoder, build_prompt_encoder
 from samkit.configs.sam import get_variant, variant_names
 from samkit.configs.sam2 import Sam2Config, sam2_config_from_official
@@ -316,24 +315,19 @@ def build_sam2_family(
     cfg = with_postprocessing(cfg, apply_postprocessing)
     # An image-only checkpoint (no memory tensors at all) builds the image-only model.
     video = state_dict is None or any(k.startswith(video_prefixes) for k in state_dict)
-    try:
-        return build_model(
-            lambda: construct(cfg, video),
-            state_dict,
-            checkpoint,
-            reset_buffers=lambda m: reset_pixel_normalization(m, cfg),
-            init_weights=lambda m: init_weights(m, cfg),
-            user=f"the model of {builder}({shown!r})",
-            device=device,
-            dtype=dtype,
-        )
-    except ValueError as e:
-        if state_dict is None or not given:  # an inferred architecture: no other advice
-            raise
-        entry = get_family(family)
-        raise misfit_error(
-            e, entry.load("loader"), builder, spec, state_dict, checkpoint, infer, entry.display
-        ) from None
+    return build_model(
+        lambda: construct(cfg, video),
+        state_dict,
+        checkpoint,
+        reset_buffers=lambda m: reset_pixel_normalization(m, cfg),
+        init_weights=lambda m: init_weights(m, cfg),
+        user=f"the model of {builder}({shown!r})",
+        family=family,
+        spec=spec if given else None,  # an inferred architecture: no other advice
+        infer=infer,
+        device=device,
+        dtype=dtype,
+    )
 
 
 def with_postprocessing(cfg: ConfigT, apply_postprocessing: bool | None) -> ConfigT:
