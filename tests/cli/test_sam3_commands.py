@@ -142,8 +142,9 @@ def test_bad_sam3_options_are_usage_errors_without_torch(tmp_path):
     for row in report:
         assert row["loaded"] == [] and row["code"] == 2, row
     assert "noun phrase" in report[0]["err"] and "noun phrase" in report[1]["err"]
-    assert "[0, 1]" in report[2]["err"] and "[0, 1]" in report[3]["err"]
-    assert "LABEL must be 1" in report[4]["err"] and "[0, 1]" in report[5]["err"]
+    within = "between 0 and 1 (exclusive)"  # the web app's Find words too (sam3_thresholds)
+    assert within in report[2]["err"] and within in report[3]["err"]
+    assert "LABEL must be 1" in report[4]["err"] and within in report[5]["err"]
 
 
 @pytest.mark.parametrize(

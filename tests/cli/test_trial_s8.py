@@ -102,7 +102,7 @@ def test_track_threshold_range_matches_the_video_code(bad, tmp_path, capsys):
         run_cli(
             ["track", IMAGE, "--text", "person", "--threshold", bad, "--out", str(tmp_path)], capsys
         )
-    assert "between 0 and 1, exclusive" in capsys.readouterr().err
+    assert "between 0 and 1 (exclusive)" in capsys.readouterr().err
 
 
 def test_track_on_an_image_names_the_video_once(tmp_path, capsys):

@@ -95,7 +95,9 @@ def test_find_returns_every_instance_as_the_processor(client, image_id, referenc
 
 
 def test_find_above_every_score_says_why(client, image_id):
-    out = client.post(f"/api/images/{image_id}/find", json={"text": "truck", "threshold": 1}).json()
+    out = client.post(
+        f"/api/images/{image_id}/find", json={"text": "truck", "threshold": 0.99}
+    ).json()
     assert out["instances"] == []
     assert "0 instances of 'truck'" in out["message"] and "lower the threshold" in out["message"]
 
@@ -106,8 +108,9 @@ def test_find_above_every_score_says_why(client, image_id):
         ({"text": ""}, "non-empty phrase"),
         ({"text": "   "}, "non-empty phrase"),
         ({"text": "dog " * 60}, "at most 200 characters"),
-        ({"text": "dog", "threshold": 1.5}, "must be in [0, 1], got 1.5"),
-        ({"text": "dog", "threshold": -0.1}, "must be in [0, 1]"),
+        ({"text": "dog", "threshold": 1.5}, "between 0 and 1 (exclusive): SAM 3 keeps a"),
+        ({"text": "dog", "threshold": -0.1}, "between 0 and 1 (exclusive)"),
+        ({"text": "dog", "threshold": 1}, "so 0 would keep every query and 1 none; got 1"),
         ({"text": "dog", "threshold": "high"}, "threshold"),
         ({"threshold": 0.5}, "text"),
         ({"text": "dog", "colour": "red"}, "colour"),

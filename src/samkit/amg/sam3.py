@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from samkit.build.sam3_models import sam3_img_size
+from samkit.configs.sam3_thresholds import OFFICIAL_CONFIDENCE_THRESHOLD, check_score_threshold
 from samkit.io.embeddings import ImageEmbedding, load_embedding
 from samkit.io.rle import area_from_rle, to_coco_rle
 from samkit.modeling.sam3.sam3_image import GeometricPrompt, Sam3Image
 from samkit.predict.inputs import as_rgb_uint8
 from samkit.predict.sam3 import Sam3Processor, Sam3State
 
-OFFICIAL_CONFIDENCE_THRESHOLD = 0.5  # official Sam3Processor default
 VISUAL_CATEGORY = "visual"  # the official text of a query made of exemplar boxes only
 CONCEPT_OPTIONS = ("text_prompts", "confidence_threshold")  # make_generator's SAM 3 keywords
 
@@ -48,17 +48,14 @@ def check_text_prompts(prompts: Any) -> list[str]:
 
 
 def check_confidence_threshold(threshold: Any) -> float:
-    """A threshold in [0, 1] as a float.
+    """A threshold strictly between 0 and 1 as a float (the one rule of every SAM 3 threshold a
+    user gives, `samkit.configs.sam3_thresholds.check_score_threshold`: the web app's Find and
+    `samkit track` take the same range).
 
     Raises:
-        ValueError: not a number, NaN, or outside [0, 1].
+        ValueError: not a number, NaN, or outside (0, 1).
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)):
-        raise ValueError(f"the confidence threshold must be a number in [0, 1], got {threshold!r}")
-    t = float(threshold)
-    if not 0.0 <= t <= 1.0:  # NaN fails too
-        raise ValueError(f"the confidence threshold must be in [0, 1], got {t}")
-    return t
+    return check_score_threshold(threshold, "confidence_threshold")
 
 
 def check_exemplar_boxes(

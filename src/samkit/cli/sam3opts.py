@@ -2,17 +2,22 @@
 exemplar label of `--box`.
 
 Standard library only: the parser is built from these without importing torch (usage errors
-such as an empty `--text` or a threshold outside [0, 1] answer at once).
+such as an empty `--text` or a threshold outside (0, 1) answer at once).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+from typing import Any
 
 from samkit.cli.common import _box
+from samkit.configs.sam3_thresholds import (
+    OFFICIAL_CONFIDENCE_THRESHOLD,
+    THRESHOLD_RANGE,
+    check_score_threshold,
+)
 
-OFFICIAL_THRESHOLD = 0.5  # the official Sam3Processor's confidence_threshold
+OFFICIAL_THRESHOLD = OFFICIAL_CONFIDENCE_THRESHOLD  # the official Sam3Processor's
 
 
 def labelled_box(text: str) -> tuple[float, ...]:
@@ -39,33 +44,20 @@ def text_prompt(text: str) -> str:
 
 
 def threshold(text: str) -> float:
-    """`--threshold T`: SAM 3's confidence threshold, a number in [0, 1]."""
+    """`--threshold T` of `segment` / `auto` / `track` (SAM 3): a number strictly between 0 and
+    1, checked by `samkit.configs.sam3_thresholds.check_score_threshold`, the rule (and words)
+    of the web app's image and video Find."""
     try:
-        t = float(text)
+        value: Any = float(text)
     except ValueError:
-        t = math.nan
-    if not 0.0 <= t <= 1.0:  # NaN fails too
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: the confidence threshold is a number in [0, 1] (official "
-            f"{OFFICIAL_THRESHOLD})"
-        )
-    return t
+        value = text  # named as typed
+    try:
+        return check_score_threshold(value, "the threshold")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def detection_threshold(text: str) -> float:
-    """`samkit track --threshold T`: the detection score a new instance needs, strictly between
-    0 and 1 (what the SAM 3 video code and the web page's video find accept: 0 would start a
-    track for every detector query, 1 for none; `samkit.video.track_concepts_checks`)."""
-    try:
-        t = float(text)
-    except ValueError:
-        t = math.nan
-    if not 0.0 < t < 1.0:  # NaN fails too
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: the detection score threshold is a number between 0 and 1, exclusive "
-            "(e.g. 0.3; official 0.5 to detect, 0.7 to start an instance)"
-        )
-    return t
+detection_threshold = threshold  # `samkit track --threshold`: the same rule
 
 
 def add_sam3_args(p: argparse.ArgumentParser) -> None:
@@ -87,6 +79,6 @@ def add_sam3_args(p: argparse.ArgumentParser) -> None:
         type=threshold,
         default=None,
         metavar="T",
-        help=f"SAM 3: keep instances whose score is above T, in [0, 1] (default "
+        help=f"SAM 3: keep instances whose score is above T, {THRESHOLD_RANGE} (default "
         f"{OFFICIAL_THRESHOLD}, the official)",
     )

@@ -25,6 +25,7 @@ from samkit.cli.common import (
     refuse_family,
 )
 from samkit.cli.sam3opts import detection_threshold, text_prompt
+from samkit.configs.sam3_thresholds import best_candidate_note
 from samkit.io.provenance import with_article
 
 # samkit.runtime / samkit.video (torch; video.eval also scipy) are imported inside the command
@@ -359,14 +360,15 @@ def cmd_track(args: argparse.Namespace) -> int:
         finds=finds,
     )
     if finds and not result["objects"]:
-        print(_nothing_found_hint(finds, args.threshold, result["masks"]), file=sys.stderr)
+        hint = _nothing_found_hint(finds, args.threshold, result["masks"], result.get("best_score"))
+        print(hint, file=sys.stderr)
     print(json.dumps(result, indent=1))
     return 0
 
 
-def _nothing_found_hint(finds: list, threshold: float | None, masks: str) -> str:
+def _nothing_found_hint(finds: list, threshold: float | None, masks: str, best: Any) -> str:
     """What to try when the concepts of `samkit track --text / --exemplar` matched no object on
-    any frame (the outputs are still written, empty)."""
+    any frame (the outputs are still written, empty); `best`: the best detection score seen."""
     texts = [repr(c.text) for c in finds if c.text is not None]
     what = " or ".join(texts) if texts else "the exemplar"
     if len(texts) < len(finds) and texts:
@@ -376,6 +378,8 @@ def _nothing_found_hint(finds: list, threshold: float | None, masks: str) -> str
         lower = "a lower --threshold (e.g. 0.3)"
     else:
         used, lower = f"--threshold {threshold:g}", f"a --threshold below {threshold:g}"
+    note = best_candidate_note(best, *((0.5, 0.7) if threshold is None else (threshold,)))
+    used += f"; {note}" if note else ""
     return (
         f"samkit track: found no instance of {what} on any frame ({used}); the outputs "
         f"({masks}, annotations.json) are written but empty. Try {lower}, another phrase (a "

@@ -11,11 +11,17 @@ Route (registered by `samkit.server.app.create_app` on every server):
   saying why and what to change.
   Errors: 409 on a server whose model is not SAM 3 (SAM 1 / SAM 2 cannot read a phrase), then
   404 for an unknown image id, then 413 / 415 / 422 for a bad body (`samkit.server.validation`):
-  422 for an empty phrase, one longer than `MAX_PHRASE_CHARS`, or a threshold outside [0, 1].
+  422 for an empty phrase, one longer than `MAX_PHRASE_CHARS`, or a threshold that is not a
+  number strictly between 0 and 1 (the message names the field, the value and the range).
+
+Thresholds: the image Find and the video Find take the same range, checked by the one rule
+`samkit.configs.sam3_thresholds.check_score_threshold` (the official code keeps a detection
+whose score is strictly above the threshold: 0 would keep all 200 queries, 1 none), as the CLI's
+`--threshold` of `segment`, `auto` and `track` does.
 
 The video mode's `POST /api/videos/{id}/find` (`samkit.server.video_routes`) checks its
 optional `threshold` with `check_video_find_threshold` and says what to try when a find starts
-no track (`video_find_message`).
+no track (`video_find_message`, with how close the best candidate came).
 
 The image's features come from the web app's cache (`samkit.server.engine.Entry`, the layout of
 `samkit.amg.sam3.sam3_image_features`): a new phrase on an uploaded image runs only the text
@@ -28,25 +34,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict
 
-from samkit.amg.sam3 import (
-    OFFICIAL_CONFIDENCE_THRESHOLD,
-    check_confidence_threshold,
-    check_text_prompts,
-    sam3_state_from_features,
-)
+from samkit.amg.sam3 import check_text_prompts, sam3_state_from_features
 from samkit.amg.sam3 import sam3_feature_bytes as feature_bytes
 from samkit.build.registry import FAMILY_NAMES, family_names, get_family
 from samkit.build.sam3_models import sam3_img_size
+from samkit.configs.sam3_thresholds import (
+    OFFICIAL_CONFIDENCE_THRESHOLD,
+    best_candidate_note,
+    check_score_threshold,
+)
 from samkit.io.masks import mask_records
 from samkit.predict.sam3 import Sam3Processor
 from samkit.server.validation import parse_json_body
-from samkit.video.track_concepts_checks import check_threshold
 
 MAX_PHRASE_CHARS = 200  # a noun phrase; the tokenizer keeps 32 tokens anyway
 
@@ -55,8 +60,12 @@ class FindIn(BaseModel):
     """The body of `POST /api/images/{id}/find`."""
 
     model_config = ConfigDict(extra="forbid")
+    JSON_SHAPE: ClassVar[str] = (
+        '{"text": "a noun phrase", "threshold": number in (0, 1) exclusive (optional, default '
+        f"{OFFICIAL_CONFIDENCE_THRESHOLD:g})}}"
+    )
     text: str
-    threshold: float = OFFICIAL_CONFIDENCE_THRESHOLD
+    threshold: Any = OFFICIAL_CONFIDENCE_THRESHOLD  # check_score_threshold: the video Find's words
 
 
 def find_unavailable_reason(family: str) -> str | None:
@@ -78,7 +87,7 @@ def check_find(body: FindIn) -> tuple[str, float]:
 
     Raises:
         ValueError: a blank phrase, one over `MAX_PHRASE_CHARS` characters, or a threshold
-            outside [0, 1].
+            that is not a number strictly between 0 and 1 (`check_score_threshold`).
     """
     (text,) = check_text_prompts([body.text])
     text = text.strip()
@@ -87,26 +96,50 @@ def check_find(body: FindIn) -> tuple[str, float]:
             f"the phrase has {len(text)} characters; give a short noun phrase (at most "
             f"{MAX_PHRASE_CHARS} characters, e.g. 'yellow school bus')"
         )
-    return text, check_confidence_threshold(body.threshold)
+    return text, check_score_threshold(body.threshold)
 
 
 def check_video_find_threshold(threshold: Any) -> float | None:
     """A video find's detection score threshold: None (the server's), or a number strictly
-    between 0 and 1 (`samkit.video.track_concepts_checks.check_threshold`).
+    between 0 and 1 (`check_score_threshold`, the image Find's rule too).
 
     Raises:
         ValueError: a string, a bool, NaN or a number outside (0, 1), saying what is expected.
     """
-    return check_threshold(threshold)
+    return None if threshold is None else check_score_threshold(threshold)
 
 
-def video_find_message(text: str, frame: int, threshold: float | None) -> str:
-    """What to try when a video find started no track."""
+def video_find_message(
+    text: str,
+    frame: int,
+    threshold: float | None,
+    used: dict[str, float | None],
+    best: float | None = None,
+) -> str:
+    """What to try when a video find started no track: how close its best candidate came
+    (`best`, a probability, `best_candidate_note`) and, when the request gave no threshold, the
+    server's.
+
+    Args:
+        threshold: the request's threshold (None: the server's).
+        used: the thresholds the find ran at, `{"detection", "new_object"}`
+            (`samkit.server.video_answers.find_thresholds`; None where the predictor does not
+            say).
+    """
+    det, new = used["detection"], used["new_object"]
+    note = "" if det is None else best_candidate_note(best, det, new)
     at = "the detection threshold" if threshold is None else f"the threshold {threshold:g}"
-    return (
-        f"no instance of {text!r} on frame {frame} scored above {at}: lower the threshold, try "
-        "another phrase (a short noun phrase, e.g. 'person', 'red car') or another frame"
+    head = f"started a track ({note}); " if note else f"scored above {at}: "
+    message = (
+        f"no instance of {text!r} on frame {frame} {head}lower the threshold, try another "
+        "phrase (a short noun phrase, e.g. 'person', 'red car') or another frame"
     )
+    if threshold is None and det is not None and new is not None:
+        message += (
+            f" (the defaults: detection score {det:g}, {new:g} to start a track; e.g. "
+            '"threshold": 0.3)'
+        )
+    return message
 
 
 def sam3_feature_bytes(model: Any) -> int:
@@ -144,10 +177,11 @@ class Sam3Finder:
         best = float(all_scores.max()) if all_scores.numel() else None
         message = None
         if not records:
-            best_text = "" if best is None else f" (best {best:.3f})"
+            note = best_candidate_note(best, threshold)
             message = (
-                f"0 instances of {text!r}: no query scored above the threshold "
-                f"{threshold:g}{best_text}; lower the threshold to see more"
+                f"0 instances of {text!r}: "
+                f"{note or f'no query scored above the threshold {threshold:g}'}; lower the "
+                "threshold to see more"
             )
         return {
             "instances": records,

@@ -25,8 +25,10 @@ API (JSON unless said; coordinates in video pixels; frames numbered from 0):
   exemplar `box` [x0, y0, x1, y1], pixels, as `samkit track --exemplar`) found on that frame
   starts a track (a concept: its own category in annotations.json); answers `found` (the new
   object ids), the frame's objects, `threshold` (the detection threshold used) and `thresholds`
-  (`detection`, `new_object`) and, when nothing was found, `message` (what to try). `threshold` (optional, a
-  number in (0, 1); default the server's, 0.5 / 0.7 official) is the concept's detection score
+  (`detection`, `new_object`), `best_score` (the best detection score the concept's detector
+  saw, kept or not; None when unknown) and, when nothing was found, `message` (what to try and
+  how close the best candidate came). `threshold` (optional, a number in (0, 1), the image
+  Find's range; default the server's, 0.5 / 0.7 official) is the concept's detection score
   threshold on every frame, as `samkit track --threshold`. Tracking then finds new instances on
   later frames too. 422 for an empty phrase (or one over `MAX_PHRASE_CHARS`), a frame outside
   the video or a threshold that is not a number in (0, 1), 409 on a model that cannot find
@@ -242,11 +244,10 @@ def add_video_routes(
             raise HTTPException(
                 422, f"frame {body.frame} is outside the video (frames 0..{s.num_frames - 1})"
             )
-        try:
+        try:  # the image Find's rule and words (a field, its value, the range and why)
             threshold = check_video_find_threshold(body.threshold)
-        except ValueError as e:  # SAM 3 keeps a detection whose score is > the threshold
-            why = "a detection counts when its score is above it: 0 would keep every query, 1 none"
-            raise HTTPException(422, f"{e} ({why})") from None
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
         if s.tracking:
             raise HTTPException(409, "the video is being tracked: wait for it or cancel it")
         out = await job(s.find, body.frame, text, threshold, body.box)

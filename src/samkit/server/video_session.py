@@ -247,8 +247,9 @@ class VideoSession:
         """Start a track for every instance of the phrase (and / or like the exemplar `box`,
         XYXY pixels; `text` "" for a box alone) on the frame (a concept tracker's `find`, at
         detection score `threshold`; None: the predictor's); that frame's objects, the ids the
-        find started, the `thresholds` used (`threshold`: the detection one) and, when it
-        started none, a `message` saying what to try.
+        find started, the `thresholds` used (`threshold`: the detection one), `best_score`
+        (the best detection score of the find, kept or not; None when unknown) and, when it
+        started none, a `message` saying what to try and how close the best candidate came.
 
         Raises:
             ValueError: a model that cannot find phrases, an empty phrase, a frame outside the
@@ -270,12 +271,11 @@ class VideoSession:
         if box is not None:  # an exemplar box (kept out of text-only finds' records)
             self.finds[-1]["box"] = list(box)
         used = find_thresholds(self.predictor, threshold)
-        message = None if new else video_find_message(text or "the box", frame, threshold)
-        if message and threshold is None and None not in used.values():
-            message += (
-                f" (the defaults: detection score {used['detection']:g}, "
-                f'{used["new_object"]:g} to start a track; e.g. "threshold": 0.3)'
-            )
+        best_of = getattr(self.predictor, "best_score", None)  # a ConceptTracker's
+        best = None if best_of is None else best_of(self.state, -1)
+        message = (
+            None if new else video_find_message(text or "the box", frame, threshold, used, best)
+        )
         return {
             "frame": frame,
             "text": text,
@@ -283,6 +283,7 @@ class VideoSession:
             "found": new,
             "threshold": used["detection"],
             "thresholds": used,
+            "best_score": best,
             "message": message,
             "objects": self.frame_result(frame),
         }

@@ -170,7 +170,8 @@ def track_video(
 
     Returns:
         A summary: frames tracked, objects, output paths, seconds (all of the tracking) and
-        frames/s (of the propagation).
+        frames/s (of the propagation); with `finds` on a concept tracker, `best_score` (the
+        best detection score any concept's detector saw, kept or not: `ConceptTracker.best_score`).
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
@@ -224,6 +225,9 @@ def track_video(
         "seconds": end - t0,  # init_state, prompts and propagation
         "frames_per_s": total / (end - t1) if end > t1 else 0.0,  # propagation only
     }
+    best_of = getattr(predictor, "best_score", None)  # a concept tracker's (SAM 3)
+    if finds and best_of is not None:
+        result["best_score"] = best_of(state)
     if overlay:
         result["overlay"] = str(write_overlay(out / "overlay.mp4", src, written, prompts, fps))
     return result

@@ -283,7 +283,7 @@ class ConceptTracker:
         s.pinned.add(start)  # its outputs start a later reverse pass from it
         if reverse:
             if start in s.last:  # never tracked or prompted: the official pass starts before it
-                first = {k: self._kept(s, k, start) for k in live}
+                first = {k: s.concept_outputs(k, start) for k in live}
                 yield self._merge_frame(s, start, first, remember=True)
             if start == 0 or max_frame_num_to_track == 0:
                 return
@@ -312,40 +312,24 @@ class ConceptTracker:
     def _has(self, s: ConceptTrackState, k: int) -> bool:
         return any(key[0] == k for key in s.track_of)
 
-    def _kept(self, s: ConceptTrackState, k: int, t: int) -> dict[str, Any]:
-        """Concept k's outputs on frame t from the kept outputs (empty when none)."""
-        masks = s.kept(t)
-        ids = [o for o in sorted(masks) if s.key_of[o][0] == k]
-        hw = (0, s.video_height, s.video_width)
-        return {
-            "tracks": ids,
-            "masks": np.stack([masks[o] for o in ids]) if ids else np.zeros(hw, bool),
-        }
-
     def _merge_frame(
         self, s: ConceptTrackState, t: int, outputs: dict[int, dict[str, Any]], remember: bool
     ) -> tuple[int, list[int], torch.Tensor]:
-        """Merge per-concept outputs of frame t (official output dicts, or kept tracks) with the
-        kept outputs of the other concepts; track ids ascending."""
-        masks: dict[int, np.ndarray] = {}
-        for k, out in outputs.items():
-            if "tracks" in out:
-                masks.update(zip(out["tracks"], out["masks"]))
-                continue
-            for i, official in enumerate(out["out_obj_ids"].tolist()):
-                tid = s.track_id(k, official)
-                masks[tid] = np.asarray(out["out_binary_masks"][i], dtype=bool)
-                s.scores[tid] = float(out["out_probs"][i])
-        if any(k not in outputs for k in range(len(s.sessions))):
-            for tid, m in s.kept(t).items():  # the other concepts' outputs there
-                if s.key_of[tid][0] not in outputs and tid not in s.removed:
-                    masks[tid] = m
-        if remember and (s.keep_outputs or t in s.prompted or t in s.pinned):
-            s.keep(t, masks)
-        ids = sorted(masks)
-        h, w = s.video_height, s.video_width
-        stack = np.stack([masks[i] for i in ids]) if ids else np.zeros((0, h, w), bool)
-        return t, ids, torch.from_numpy(stack).reshape(len(ids), 1, h, w)
+        """`ConceptTrackState.merge` as the SAM 2 surface answers: (t, ids, (K, 1, H, W))."""
+        ids, stack = s.merge(t, outputs, remember)
+        hw = (s.video_height, s.video_width)
+        return t, ids, torch.from_numpy(stack).reshape(len(ids), 1, *hw)
+
+    def best_score(self, state: ConceptTrackState, concept: int | None = None) -> float | None:
+        """The best detection score (a probability, kept or not) a concept's detector saw on
+        the frames it ran since its find (`Sam3VideoPredictor.best_detection_score`): concept
+        index `concept` (-1: the latest find), or the best of every concept (None); None when
+        no detector ran or the predictor does not say. What a find or `samkit track --text` that
+        found nothing reports."""
+        best_of = getattr(self.predictor, "best_detection_score", None)
+        sessions = state.sessions if concept is None else [state.sessions[concept]]
+        scores = [] if best_of is None else [best_of(sid) for sid in sessions]
+        return max((x for x in scores if x is not None), default=None)
 
 
 def build_concept_tracker(

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from samkit.configs.sam3_thresholds import check_score_threshold
 from samkit.video.track_concepts_state import ConceptTrackState
 
 
@@ -61,18 +62,11 @@ def check_clicks(points: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_threshold(threshold: Any) -> float | None:
-    """A find's detection score threshold: None, or a number strictly between 0 and 1 (a
-    probability; 0 would start a track for every one of the detector's queries, 1 for none).
+    """A find's detection score threshold: None (the predictor's settings), or a number strictly
+    between 0 and 1 (`samkit.configs.sam3_thresholds.check_score_threshold`, the one rule of
+    every SAM 3 threshold a user gives: the web app's image and video Find, the CLI).
 
     Raises:
         ValueError: a bool, a non-number, NaN, or a number outside (0, 1).
     """
-    if threshold is None:
-        return None
-    ok = isinstance(threshold, (int, float, np.floating, np.integer))
-    if isinstance(threshold, bool) or not ok or not 0 < float(threshold) < 1:
-        raise ValueError(
-            f"threshold must be a number between 0 and 1 (exclusive), the detection score a "
-            f"new instance needs (e.g. 0.5), got {threshold!r}"
-        )
-    return float(threshold)
+    return None if threshold is None else check_score_threshold(threshold)

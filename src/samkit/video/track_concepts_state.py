@@ -102,3 +102,39 @@ class ConceptTrackState:
                 )
             self.track_of[key], self.key_of[new] = new, key
         return self.track_of[key]
+
+    def concept_outputs(self, k: int, t: int) -> dict[str, Any]:
+        """Concept k's kept outputs on frame t, `{"tracks", "masks"}` (empty when none): the
+        start frame of a reverse pass."""
+        masks = self.kept(t)
+        ids = [o for o in sorted(masks) if self.key_of[o][0] == k]
+        hw = (0, self.video_height, self.video_width)
+        return {
+            "tracks": ids,
+            "masks": np.stack([masks[o] for o in ids]) if ids else np.zeros(hw, bool),
+        }
+
+    def merge(
+        self, t: int, outputs: dict[int, dict[str, Any]], remember: bool
+    ) -> tuple[list[int], np.ndarray]:
+        """Merge per-concept outputs of frame t (official output dicts, or `concept_outputs`)
+        with the kept outputs of the other concepts: track ids ascending and their (K, H, W)
+        bool masks; with `remember`, kept as `last` (see the class doc)."""
+        masks: dict[int, np.ndarray] = {}
+        for k, out in outputs.items():
+            if "tracks" in out:
+                masks.update(zip(out["tracks"], out["masks"]))
+                continue
+            for i, official in enumerate(out["out_obj_ids"].tolist()):
+                tid = self.track_id(k, official)
+                masks[tid] = np.asarray(out["out_binary_masks"][i], dtype=bool)
+                self.scores[tid] = float(out["out_probs"][i])
+        if any(k not in outputs for k in range(len(self.sessions))):
+            for tid, m in self.kept(t).items():  # the other concepts' outputs there
+                if self.key_of[tid][0] not in outputs and tid not in self.removed:
+                    masks[tid] = m
+        if remember and (self.keep_outputs or t in self.prompted or t in self.pinned):
+            self.keep(t, masks)
+        ids = sorted(masks)
+        hw = (0, self.video_height, self.video_width)
+        return ids, np.stack([masks[i] for i in ids]) if ids else np.zeros(hw, bool)

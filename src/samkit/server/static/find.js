@@ -104,8 +104,8 @@
     if (st.imageId === null) return;
     if (!text) { app().setStatus("error", "Find: type a phrase first (e.g. dog)"); return; }
     const threshold = $("find-threshold").valueAsNumber;
-    if (!(threshold >= 0 && threshold <= 1)) {
-      app().setStatus("error", "Find: the threshold must be a number from 0 to 1");
+    if (!(threshold > 0 && threshold < 1)) {  // as the server (and the video Find) take it
+      app().setStatus("error", "Find: the threshold must be a number between 0 and 1 (exclusive), e.g. 0.5");
       return;
     }
     const seq = ++find.seq;

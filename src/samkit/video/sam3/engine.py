@@ -74,6 +74,8 @@ class Sam3VideoEngine:
         gp = s.detector_prompt(f, reverse)
         own = {} if s.score_threshold is None else {"score_threshold": s.score_threshold}
         det = self.detector.detect(s.frames[f], s.detector_text, gp, allow, **own)
+        if allow and det.query_logits.numel():  # the best candidate, kept or not
+            s.note_best_score(float(det.query_logits.max().sigmoid()))
         self._keep_features(s, f, tracking.frame_features(det))
         settings = self.settings
         if s.new_det_thresh is not None:

@@ -330,6 +330,17 @@ class Sam3VideoPredictor:
         del self._sessions[session_id]
         return {"is_success": True}
 
+    def best_detection_score(self, session_id: str) -> float | None:
+        """samkit, not a request: the best detection probability any query reached in the session
+        since its last text / box prompt (before the threshold and NMS; the outputs are the
+        official ones, unchanged), or None before the loop ran. What a find that kept nothing
+        reports (how close the best candidate came).
+
+        Raises:
+            ValueError: an unknown session.
+        """
+        return self._session(session_id).best_score
+
     # ------------------------------------------------------------------ internals
     def _session(self, session_id: Any) -> Sam3VideoSession:
         if session_id not in self._sessions:

@@ -101,6 +101,9 @@ class Sam3VideoSession:
         score_threshold: this session's detection threshold (`score_threshold_detection`),
             None for the predictor's; new_det_thresh: likewise (samkit: one predictor serves
             sessions with different thresholds, e.g. the web app's finds).
+        best_score: the best detection probability of any query (before the threshold and NMS)
+            on the frames the loop ran with new detections allowed since the last text / box
+            prompt; None before any (samkit: what a find that kept nothing reports).
     """
 
     session_id: str
@@ -118,6 +121,7 @@ class Sam3VideoSession:
     live_pass: LivePass | None = None
     score_threshold: float | None = None
     new_det_thresh: float | None = None
+    best_score: float | None = None
 
     @property
     def num_frames(self) -> int:
@@ -169,6 +173,12 @@ class Sam3VideoSession:
         self.history = []
         self.live_pass = None
         self.detector_buffer = {}
+        self.best_score = None
+
+    def note_best_score(self, score: float) -> None:
+        """Keep `score` (a frame's best query probability) if it is the best so far."""
+        if self.best_score is None or score > self.best_score:
+            self.best_score = score
 
     def check_frame(self, frame_index: object, what: str = "frame_index") -> int:
         """`frame_index` as an int in [0, num_frames).
