@@ -165,6 +165,7 @@ def build_sam3_image_model(
     *,
     dtype: torch.dtype | None = None,
     config: Sam3Config | None = None,
+    checkpoint_state: dict[str, torch.Tensor] | None = None,
 ) -> Sam3Image:
     """Build the SAM 3 image model (official signature, see the module doc).
 
@@ -184,6 +185,9 @@ def build_sam3_image_model(
         dtype: float32 (default) or `torch.bfloat16` / `torch.float16` for the whole model.
         config: the architecture; by default read off the checkpoint's tensor shapes
             (`samkit.configs.sam3.sam3_config_from_state_dict`).
+        checkpoint_state: the tensors of `checkpoint_path` already read (`read_state_dict`),
+            so that a caller that needs them too reads the file once (the video predictor's
+            tracker); `checkpoint_path` then only names the file in messages.
 
     Returns:
         A `Sam3Image` in eval mode.
@@ -214,8 +218,12 @@ def build_sam3_image_model(
     device = _check_device(device)
 
     state_dict = None
+    if checkpoint_state is not None and checkpoint_path is None:
+        raise ValueError("checkpoint_state needs the checkpoint_path it was read from")
     if checkpoint_path is not None:
-        state_dict = read_state_dict(checkpoint_path)
+        state_dict = (
+            read_state_dict(checkpoint_path) if checkpoint_state is None else checkpoint_state
+        )
         _check_family(state_dict, str(checkpoint_path))
         if config is None:
             config = sam3_config_from_state_dict(state_dict)

@@ -3,10 +3,11 @@
 `build_sam3_video_predictor` has the official name and `checkpoint_path` keyword
 (`sam3.model_builder.build_sam3_video_predictor`, sam3 0.1.4); the checkpoint loads unchanged:
 `detector.*` into the detector (`build_sam3_image_model`), `tracker.*` into the interactive heads
-and the video tracker (`samkit.build.sam3_video.build_sam3_tracker`). The official heuristics
-are the defaults; keyword arguments override them by their official names
-(`score_threshold_detection`, `det_nms_thresh`, `new_det_thresh`, `assoc_iou_thresh`,
-`trk_assoc_iou_thresh`, `fill_hole_area`, `hotstart_delay`, ... : `Sam3VideoSettings`).
+and the video tracker (`samkit.build.sam3_video.build_sam3_tracker`), the file read once for
+both. The official heuristics are the defaults; keyword arguments override them by their
+official names (`score_threshold_detection`, `det_nms_thresh`, `new_det_thresh`,
+`assoc_iou_thresh`, `trk_assoc_iou_thresh`, `fill_hole_area`, `hotstart_delay`, ... :
+`Sam3VideoSettings`).
 samkit adds `dtype` (as `build_sam3_image_model(dtype=...)`): bfloat16 runs the detector in
 bfloat16 and the tracker's memory modules in bfloat16 with its decoder under autocast
 (`samkit.build.sam3_video.tracker_to_dtype`); outputs and postprocessing stay float32.
@@ -49,13 +50,15 @@ def build_sam3_video_predictor(
     unknown = sorted(set(settings) - known)
     if unknown:
         raise ValueError(f"unknown SAM 3 video settings {unknown}; known: {sorted(known)}")
+    state = read_state_dict(checkpoint_path)
     model = build_sam3_image_model(
         bpe_path=bpe_path,
         device=device,
         checkpoint_path=checkpoint_path,
         enable_inst_interactivity=True,
         dtype=dtype,
+        checkpoint_state=state,
     )
-    tracker = build_sam3_tracker(read_state_dict(checkpoint_path), device=device)
+    tracker = build_sam3_tracker(state, device=device)
     tracker = tracker_to_dtype(tracker, dtype)
     return Sam3VideoPredictor(model, tracker, Sam3VideoSettings(**settings))
