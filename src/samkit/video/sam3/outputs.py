@@ -36,11 +36,12 @@ class OutputCache:
     Args:
         max_frames: keep only this many frames (the most recently written); None keeps all
             (the official behaviour).
+        name: the setting `max_frames` comes from, for the message of a bad value.
     """
 
-    def __init__(self, max_frames: int | None = None) -> None:
+    def __init__(self, max_frames: int | None = None, name: str = "max_output_frames") -> None:
         if max_frames is not None and (isinstance(max_frames, bool) or int(max_frames) < 1):
-            raise ValueError(f"max_output_frames must be None or an int >= 1, got {max_frames!r}")
+            raise ValueError(f"{name} must be None or an int >= 1, got {max_frames!r}")
         self.max_frames = None if max_frames is None else int(max_frames)
         self._frames: OrderedDict[int, dict[int, np.ndarray]] = OrderedDict()
         self._hw: tuple[int, int] | None = None
@@ -79,8 +80,9 @@ class OutputCache:
         if frame in self.dropped:
             raise ValueError(
                 f"the outputs of frame {frame} are no longer kept (the session keeps the last "
-                f"{self.max_frames} output frames: max_output_frames); propagate over it again "
-                "from a text prompt, or raise max_output_frames"
+                f"{self.max_frames} output frames: max_output_frames, or live_output_frames on "
+                "a live source); propagate over it again from a text prompt, or raise that "
+                "setting"
             )
         stored = self._frames.get(frame)
         if not stored or self._hw is None:

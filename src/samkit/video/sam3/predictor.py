@@ -45,7 +45,8 @@ and the open pass goes on with the loop (all objects, detections) on the next fr
 Memory is bounded (`samkit.video.sam3.engine`): frames are decoded when used, tracked outputs
 are dropped once no later frame of the pass (or of its other direction) can attend to them,
 and cached outputs are run-length encoded; the `max_output_frames` setting keeps only the last
-frames' outputs (a request that needs a dropped frame's outputs raises a ValueError).
+frames' outputs, and a live session keeps only its last `live_output_frames` (300) by default (a
+request that needs a dropped frame's outputs raises a ValueError).
 """
 
 from __future__ import annotations
@@ -79,15 +80,24 @@ _REQUESTS = (
 )
 
 
+LIVE_OUTPUT_FRAMES = 300  # a live session's cached outputs by default: 10 s at 30 frames/s
+
+
 @dataclasses.dataclass(frozen=True)
 class Sam3VideoSettings(LoopSettings):
     """The detector thresholds and the loop's heuristics (official defaults), and samkit's
-    `max_output_frames`: keep the cached outputs of only this many frames (the most recently
-    written; None keeps every frame, as the official session does, run-length encoded)."""
+    bounds on the cached outputs (run-length encoded masks, a few KB per object and frame):
+    `max_output_frames` keeps those of only the most recently written this many frames in every
+    session (None: every frame, as the official session does); `live_output_frames` is the
+    bound of a live session (an iterator or `LiveFrames` source, whose length has no end) when
+    `max_output_frames` is None: by default the last `LIVE_OUTPUT_FRAMES` (300) frames, so that
+    a stream runs in bounded memory; None keeps every frame of a stream too. Clicks on a frame
+    whose outputs were dropped raise a ValueError saying so."""
 
     score_threshold_detection: float = 0.5
     det_nms_thresh: float = 0.1
     max_output_frames: int | None = None
+    live_output_frames: int | None = LIVE_OUTPUT_FRAMES
 
 
 class Sam3VideoPredictor:
@@ -117,7 +127,8 @@ class Sam3VideoPredictor:
             if model is None:
                 raise ValueError("Sam3VideoPredictor needs a model or a detector")
             detector = FrameDetector(model, s.score_threshold_detection, s.det_nms_thresh)
-        OutputCache(s.max_output_frames)  # checks the setting
+        OutputCache(s.max_output_frames)  # checks the settings
+        OutputCache(s.live_output_frames, "live_output_frames")
         self.detector = detector
         self.engine = Sam3VideoEngine(tracker, detector, s)
         self._sessions: dict[str, Sam3VideoSession] = {}
@@ -191,7 +202,7 @@ class Sam3VideoPredictor:
         if session_id in self._sessions:
             raise ValueError(f"session {session_id!r} already exists")
         frames = load_frames(resource_path, self.detector.image_size)
-        s = Sam3VideoSession(session_id, frames, cached_masks=self._output_cache())
+        s = Sam3VideoSession(session_id, frames, cached_masks=self._output_cache(frames.is_live))
         s.score_threshold = thresholds["score_threshold_detection"]
         s.new_det_thresh = thresholds["new_det_thresh"]
         if frames.is_live:  # the pointer window cannot depend on an unknown length
@@ -199,8 +210,12 @@ class Sam3VideoPredictor:
         self._sessions[session_id] = s
         return {"session_id": session_id}
 
-    def _output_cache(self) -> OutputCache:
-        return OutputCache(self.settings.max_output_frames)
+    def _output_cache(self, live: bool) -> OutputCache:
+        """The cached outputs of a new session (`Sam3VideoSettings` says which bound)."""
+        bound = self.settings.max_output_frames
+        if bound is None and live:
+            bound = self.settings.live_output_frames
+        return OutputCache(bound)
 
     def add_prompt(
         self,
