@@ -74,7 +74,7 @@ def test_find_track_download_remove(url, clip, tracker, frames, monkeypatch):
     real = tracker.find
 
     def spy(state, *args, **kwargs):
-        held = [np.array(f) for f in state.frames]
+        held = [np.array(state.rgb(t)) for t in range(state.num_frames)]
         found.append((held, args, kwargs, real(state, *args, **kwargs)))
         return found[-1][-1]
 

@@ -98,7 +98,8 @@ def _official(sent: list, clip) -> dict[int, dict]:
     assert set(kinds[3:]) <= {"close_session"}, kinds
     (start, started), (prompt, _), (propagate, stream) = sent[:3]
     # the frames sent are those the predictor reads from the clip folder itself
-    given, own = load_frames(start["resource_path"]), load_frames(str(clip))
+    side = getattr(start["resource_path"], "image_size", 1008)  # the clip's VideoFrames: its own
+    given, own = load_frames(start["resource_path"], side), load_frames(str(clip), side)
     assert len(given) == len(own) == N
     assert (given.video_height, given.video_width) == (own.video_height, own.video_width)
     for t in range(N):

@@ -9,6 +9,14 @@ that has been idle for `VideoLimits.idle_s` seconds and is not tracking is close
 answer names it, and later requests for it get a 404 saying why it was closed); when none is that
 idle, the new video is refused (`VideoSlotsFull`, HTTP 503) with the limit, the way to free a slot
 and when the next one frees itself.
+
+Memory: every session is an uploaded file of at most `VideoLimits.max_frames` frames of at most
+`max_pixels` pixels, so what it holds is bounded by the limits: its bytes, a JPEG per frame, the
+latest masks as COCO RLE, and the predictor's state, which decodes frames when it needs them
+(with SAM 3: the official cached outputs and the concept tracker's kept masks, both run-length
+encoded, a few KB per object and tracked frame). Live sources, whose length has no bound, are a
+feature of the SAM 3 video predictor, which keeps the outputs of only their last
+`Sam3VideoSettings.live_output_frames` (300) frames by default; the web app opens none.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ import torch
 from samkit.build.sam3_models import cached_sam3_checkpoint
 from samkit.build.sam3_video import build_sam3_tracker, tracker_to_dtype
 from samkit.checkpoint import read_state_dict
+from samkit.video.frames.folder import VideoFrames
 from samkit.video.frames.sources import open_video
 from samkit.video.sam3.build import build_sam3_video_predictor
 from samkit.video.sam3.predictor import Sam3VideoPredictor, Sam3VideoSettings
@@ -71,21 +72,31 @@ class ConceptTracker:
 
     # ------------------------------------------------------------------ state
     def init_state(self, video: Any, keep_outputs: bool | None = None) -> ConceptTrackState:
-        """Read every frame of a `VideoFrames` (anything with `len` and `rgb(t)`), a list of
-        HxWx3 uint8 RGB arrays, or a frame folder / video file path.
+        """The state of a video: a `VideoFrames` (anything with `len` and `rgb(t)`), a list of
+        HxWx3 uint8 RGB arrays, or a frame folder / video file path. A finished `VideoFrames`
+        at the model's side (what `samkit.video.open_video` gives) is kept and decoded when a
+        session needs a frame, so memory does not grow with the video; other sources are read
+        whole (a live one: the frames arrived so far).
 
         Raises:
             ValueError: a video that cannot be read (from `samkit.video.open_video`).
         """
         if isinstance(video, (list, tuple)):
-            frames = [np.asarray(f) for f in video]
+            frames: Any = [np.asarray(f) for f in video]
         else:
             if not hasattr(video, "rgb"):
                 video = open_video(video, self.image_size)
-            frames = [np.asarray(video.rgb(t)) for t in range(len(video))]
-        if not frames:
+            whole = isinstance(video, VideoFrames) and not video.is_live
+            if whole and video.image_size == self.image_size:
+                frames = video
+            else:
+                frames = [np.asarray(video.rgb(t)) for t in range(len(video))]
+        if not len(frames):
             raise ValueError("the video has no frames")
-        h, w = frames[0].shape[:2]
+        if isinstance(frames, list):
+            h, w = frames[0].shape[:2]
+        else:
+            h, w = frames.video_height, frames.video_width
         keep = self.keep_outputs if keep_outputs is None else keep_outputs
         return ConceptTrackState(frames, int(h), int(w), keep)
 

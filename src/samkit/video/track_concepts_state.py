@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from samkit.io.rle import mask_runs
+
 MAX_TRACK_ID = 255  # palette PNGs
 
 
@@ -16,7 +18,8 @@ class ConceptTrackState:
     """The state of one video (the SAM 2 state's `num_frames`, `video_height`, `video_width`).
 
     Attributes:
-        frames: the video's HxWx3 uint8 RGB frames (what each session is started on).
+        frames: the video (what each session is started on): a `VideoFrames`, decoded when a
+            session needs a frame, or a list of HxWx3 uint8 RGB arrays.
         concepts: per concept index, its text (None: objects started by clicks; "" never).
         exemplars: per concept index, whether an exemplar box was part of its prompt.
         sessions: per concept index, the predictor's session id.
@@ -24,14 +27,15 @@ class ConceptTrackState:
         prompted: every frame a prompt (find or click) was given on.
         pinned: start frames of passes (their outputs are kept, as prompt frames').
         track_of: (concept index, official obj id) -> track id; `key_of` the inverse.
-        last: frame -> track id -> the latest output mask, bit-packed (`kept` / `keep`), for
-            the start frame of a reverse pass and for merging a click's frame with the other
-            concepts' outputs; prompt frames always, every tracked frame with `keep_outputs`
-            (the web app: clicks after tracking; H * W / 8 bytes per object and frame).
+        last: frame -> track id -> the latest output mask, run-length encoded (`kept` /
+            `keep`: a few KB for a real object, where a bit per pixel takes H * W / 8 bytes;
+            bit-packed when that is smaller), for the start frame of a reverse pass and for merging
+            a click's frame with the other concepts' outputs; prompt frames always, every
+            tracked frame with `keep_outputs` (the web app: clicks after tracking).
         scores: track id -> the official `out_probs` (its detection score; 1.0 for clicks).
     """
 
-    frames: list[np.ndarray]
+    frames: Any
     video_height: int
     video_width: int
     keep_outputs: bool = True
@@ -51,16 +55,17 @@ class ConceptTrackState:
     def num_frames(self) -> int:
         return len(self.frames)
 
+    def rgb(self, t: int) -> np.ndarray:
+        """Frame t as the sessions read it: HxWx3 uint8 RGB (decoded now from a `VideoFrames`)."""
+        return np.asarray(self.frames[t] if isinstance(self.frames, list) else self.frames.rgb(t))
+
     def kept(self, t: int) -> dict[int, np.ndarray]:
         """track id -> (H, W) bool mask kept for frame t."""
-        n, hw = self.video_height * self.video_width, (self.video_height, self.video_width)
-        return {
-            o: np.unpackbits(p, count=n).reshape(hw).astype(bool)
-            for o, p in self.last.get(t, {}).items()
-        }
+        hw = (self.video_height, self.video_width)
+        return {o: _decode(r, hw) for o, r in self.last.get(t, {}).items()}
 
     def keep(self, t: int, masks: dict[int, np.ndarray]) -> None:
-        self.last[t] = {o: np.packbits(m.reshape(-1)) for o, m in masks.items()}
+        self.last[t] = {o: _encode(m) for o, m in masks.items()}
 
     def __getitem__(self, key: str) -> Any:  # the official dict-style keys
         if key in ("num_frames", "video_height", "video_width"):
@@ -138,3 +143,20 @@ class ConceptTrackState:
         ids = sorted(masks)
         hw = (0, self.video_height, self.video_width)
         return ids, np.stack([masks[i] for i in ids]) if ids else np.zeros(hw, bool)
+
+
+def _encode(mask: np.ndarray) -> np.ndarray:
+    """An (H, W) bool mask as its row-major run lengths (int32, zeros first: `mask_runs` of the
+    transpose, read without a copy), or bit-packed (uint8) when that is smaller (a mask of
+    many tiny pieces): never more than H * W / 8 bytes and a few."""
+    m = np.asarray(mask, dtype=bool)
+    runs = mask_runs(m.T)
+    if 4 * runs.size < m.size / 8:
+        return runs.astype(np.int32)
+    return np.packbits(m.reshape(-1))
+
+
+def _decode(code: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    if code.dtype == np.uint8:
+        return np.unpackbits(code, count=hw[0] * hw[1]).reshape(hw).astype(bool)
+    return np.repeat((np.arange(code.size) % 2).astype(bool), code).reshape(hw)
