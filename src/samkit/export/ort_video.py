@@ -17,7 +17,11 @@ the adapter, so which memories and pointers a frame reads cannot differ from the
 predictor. What stays in torch on the host: the tracker's bookkeeping, resizing and hole
 filling, and the parameter-free glue of the torch methods (adding `no_mem_embed`, the +-10 mask
 logits of a mask prompt and its no-object pointer); memories are stored in bfloat16 on the host
-as the torch predictor stores them. `OnnxEdgeTamVideoPredictor` is `EdgeTamVideoPredictor`
+as the torch predictor stores them. Like the torch tracker, the adapter keeps each memory's
+key projections while frames read it (`memory_keys.onnx` once per memory, then
+`memory_attention_keys.onnx`: `samkit.export.video_keys`) where the export has those graphs
+(SAM 2 / 2.1 exports of this samkit); older exports still run, projecting every memory's keys
+every frame in `memory_attention.onnx`. `OnnxEdgeTamVideoPredictor` is `EdgeTamVideoPredictor`
 (the batched predictor's rules) on an EdgeTAM export. Needs the `onnx` extra (onnxruntime) and
 torch.
 
@@ -29,7 +33,6 @@ graphs) and settings the graphs do not serve.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -43,12 +46,10 @@ from samkit.build.registry import get_family
 from samkit.export.ort_sam import _require_ort
 from samkit.export.sam2_video import (
     DECODER_OUTPUTS,
-    FILES,
-    MANIFEST_FILE,
-    MANIFEST_FORMAT,
     MEMORY_ENCODER_OUTPUTS,
-    SETTINGS,
+    read_manifest,
 )
+from samkit.export.video_keys import KEYS_FILES, MemoryKeyStore
 from samkit.modeling.sam2_video import Sam2Video, SamHeads
 from samkit.modeling.video_memory import Clicks, FrameFeatures, FrameOutput, ObjectMemory
 from samkit.video.edgetam import EdgeTamVideoPredictor
@@ -64,39 +65,6 @@ def _np(x: Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.detach().cpu().numpy())
 
 
-def read_manifest(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    """(folder, manifest) of an export folder or its `video.json`.
-
-    Raises:
-        FileNotFoundError: no such folder or manifest.
-        ValueError: not a samkit video manifest of this format, or a listed part is missing.
-    """
-    p = Path(path)
-    manifest = p / MANIFEST_FILE if p.is_dir() else p
-    if not manifest.is_file():
-        raise FileNotFoundError(
-            f"{manifest}: no video manifest; export one with samkit.export.sam2_video."
-            "export_sam2_video_onnx or `samkit export onnx --video`"
-        )
-    try:
-        m = json.loads(manifest.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{manifest}: not a JSON video manifest ({e})") from None
-    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
-        raise ValueError(
-            f"{manifest}: manifest format {m.get('format') if isinstance(m, dict) else None!r}, "
-            f"expected {MANIFEST_FORMAT} (re-export with this samkit)"
-        )
-    files = m.get("files", {})
-    missing = [k for k in FILES if k != "mask_downsample" and k not in files]
-    if missing or any(k not in m.get("settings", {}) for k in SETTINGS):
-        raise ValueError(f"{manifest}: incomplete manifest (missing {missing or 'settings'})")
-    for part, name in files.items():
-        if not (manifest.parent / name).is_file():
-            raise ValueError(f"{manifest}: part {part!r} ({name}) is missing from the folder")
-    return manifest.parent, m
-
-
 class OrtSam2VideoModel:
     """The torch `Sam2Video` methods the tracker calls, backed by onnxruntime sessions.
 
@@ -104,6 +72,14 @@ class OrtSam2VideoModel:
         folder: the export folder; manifest: its `video.json` (see `read_manifest`).
         providers: onnxruntime execution providers (default: CPU).
         threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+
+    Attributes:
+        memory_keys: the memories' kept keys (`samkit.export.video_keys.MemoryKeyStore`,
+            L x nh x h*w x hs float32 per memory and object), None without the key graphs.
+        reuse_memory_keys: use them (default: where the export has the key graphs).
+
+    Raises:
+        ValueError: graphs that do not match the manifest, a key graph missing.
     """
 
     device = torch.device("cpu")
@@ -148,6 +124,28 @@ class OrtSam2VideoModel:
         ptr = manifest.get("no_obj_ptr")
         self.no_obj_ptr = None if ptr is None else torch.tensor(ptr).reshape(1, c)
         self.mask_input_size = tuple(manifest["mask_input_size"])
+        # the memories' keys kept between frames (samkit.export.video_keys); an export without
+        # the key graphs (older samkit, EfficientTAM, EdgeTAM) projects them every frame
+        self.memory_keys: MemoryKeyStore | None = None
+        key_files = manifest.get("memory_key_files") or {}
+        if key_files:
+            if set(key_files) != set(KEYS_FILES):
+                raise ValueError(
+                    f"{folder}: memory_key_files {sorted(key_files)}, expected {sorted(KEYS_FILES)}"
+                )
+            for part, name in key_files.items():
+                if not (folder / name).is_file():
+                    raise ValueError(f"{folder}: part {part!r} ({name}) is missing from the folder")
+                self.sessions[part] = ort.InferenceSession(
+                    str(folder / name), opts, providers=providers
+                )
+            self.memory_keys = MemoryKeyStore(self._memory_key_parts)
+        # False: every frame runs memory_attention.onnx on the whole bank (as before the key graphs)
+        self.reuse_memory_keys = self.memory_keys is not None
+
+    def _memory_key_parts(self, memory: Tensor, pos: Tensor) -> Tensor:
+        feeds = {"memory": memory, "memory_pos": pos}
+        return self._run("memory_keys", ["memory_keys"], feeds)[0]
 
     def eval(self) -> OrtSam2VideoModel:
         return self
@@ -245,8 +243,10 @@ class OrtSam2VideoModel:
         pointers: list[tuple[int, Tensor]],
         max_ptrs: int,
     ) -> Tensor:
-        """As `Sam2Video.condition_on_memory` (the memory attention graph; one memory frame
-        runs `memory_attention_1.onnx` where the export has it)."""
+        """As `Sam2Video.condition_on_memory`: `memory_attention_keys.onnx` on the memories' kept
+        keys for one object when the export has the key graphs and `reuse_memory_keys`, else
+        the memory attention graph (one memory frame runs `memory_attention_1.onnx` where the
+        export has it)."""
         b, c = feat.shape[:2]
         if not memories:
             raise ValueError("memory attention needs at least one memory frame")
@@ -254,7 +254,6 @@ class OrtSam2VideoModel:
             "feat": feat,
             "feat_pos": pos,
             "memory": torch.stack([mm.float() for _, mm, _ in memories], dim=1),
-            "memory_pos": torch.stack([mp.float() for _, _, mp in memories], dim=1),
             "memory_tpos_index": torch.tensor([self.num_maskmem - t - 1 for t, _, _ in memories]),
         }
         if pointers:
@@ -264,9 +263,15 @@ class OrtSam2VideoModel:
         else:
             feeds["obj_ptrs"] = torch.zeros(b, 0, c)
             feeds["obj_ptr_pos"] = torch.zeros(0)
-        part = "memory_attention"
-        if len(memories) == 1 and "memory_attention_1" in self.sessions:
-            part = "memory_attention_1"
+        # kept keys serve single objects (a batch of objects is a new tensor every frame)
+        if self.reuse_memory_keys and self.memory_keys is not None and b == 1:
+            part = "memory_attention_keys"
+            feeds["memory_keys"] = self.memory_keys.keys(memories)
+        else:
+            part = "memory_attention"
+            if len(memories) == 1 and "memory_attention_1" in self.sessions:
+                part = "memory_attention_1"
+            feeds["memory_pos"] = torch.stack([mp.float() for _, _, mp in memories], dim=1)
         (out,) = self._run(part, ["conditioned"], feeds)
         return out
 
@@ -307,6 +312,8 @@ class OrtSam2VideoModel:
         prev_sam_mask_logits: Tensor | None = None,
     ) -> FrameOutput:
         """`Sam2Video.track_step` on this adapter (arguments and returns there)."""
+        if self.memory_keys is not None:
+            self.memory_keys.new_frame(frame_idx)
         return Sam2Video.track_step(
             self,  # type: ignore[arg-type]
             frame_idx,

@@ -28,6 +28,12 @@ model's own `encode_new_memory` (with EdgeTAM's perceiver), click masks (`is_mas
 gives its pointer. F, P, N and B are dynamic axes (the memory bank grows to
 `num_maskmem` frames and `max_obj_ptrs_in_encoder` pointers).
 
+A model whose torch tracker keeps its memories' keys between frames (SAM 2 / 2.1: see
+`samkit.export.video_keys`) also gets `memory_keys.onnx` (run once per stored memory) and
+`memory_attention_keys.onnx` (the attention on those keys), listed under the manifest's
+`memory_key_files`; without them (EfficientTAM, EdgeTAM, exports of an older samkit) the
+predictor runs `memory_attention.onnx`, which every export has.
+
 A model whose memory attention takes another path for one memory frame than for several
 (EfficientTAM's pooled cross-attention pools only from two frames on) gets a second graph,
 `memory_attention_1.onnx`, traced with one frame: the exporter traces both and keeps the
@@ -50,6 +56,13 @@ from torch import Tensor, nn
 
 from samkit import __version__
 from samkit.export.sam import DEFAULT_OPSET, _add_metadata, _check_opset, _export
+from samkit.export.video_keys import (
+    KEYS_FILES,
+    VideoKeyedMemoryAttention,
+    VideoMemoryKeys,
+    example_key_inputs,
+    reuses_memory_keys,
+)
 from samkit.export.video_parts import (
     HIGH_RES_NAMES,
     MaskDownsample,
@@ -137,6 +150,39 @@ def _manifest(model: Sam2Video, files: dict[str, str], opset: int) -> dict[str, 
     }
 
 
+def _export_key_graphs(
+    model: Sam2Video,
+    out: Path,
+    att: dict[str, Tensor],
+    att_axes: dict[str, dict[int, str]],
+    meta: dict[str, str],
+    opset: int,
+) -> dict[str, Path]:
+    """`memory_keys.onnx` and `memory_attention_keys.onnx` (samkit.export.video_keys)."""
+    ex = example_key_inputs(model, att)
+    batch = {0: "objects"}
+    keys_axes = {"memory": batch, "memory_pos": batch, "memory_keys": {1: "objects"}}
+    keyed_axes = {k: v for k, v in att_axes.items() if k != "memory_pos"}
+    keyed_axes["memory_keys"] = {1: "objects", 3: "memory_tokens"}
+    jobs = [
+        ("memory_keys", VideoMemoryKeys(model), ex["keys"], ["memory_keys"], keys_axes),
+        (
+            "memory_attention_keys",
+            VideoKeyedMemoryAttention(model),
+            ex["attention"],
+            ["conditioned"],
+            keyed_axes,
+        ),
+    ]
+    paths = {}
+    for part, module, inputs, outputs, axes in jobs:
+        path = out / KEYS_FILES[part]
+        _export(module, tuple(inputs.values()), path, list(inputs), outputs, axes, opset)
+        _add_metadata(path, {**meta, "samkit_component": json.dumps(part)})
+        paths[part] = path
+    return paths
+
+
 def export_sam2_video_onnx(
     model: Sam2Video, out_dir: str | os.PathLike, opset: int = DEFAULT_OPSET
 ) -> dict[str, Path]:
@@ -155,6 +201,7 @@ def export_sam2_video_onnx(
         ValueError: not a video model, `non_overlap_masks_for_mem_enc` set, or a bad opset.
     """
     _check_opset(opset)
+    keyed = isinstance(model, Sam2Video) and reuses_memory_keys(model)
     model = traceable_copy(model)
     out = Path(out_dir)
     ex = example_inputs(model)
@@ -202,7 +249,10 @@ def export_sam2_video_onnx(
         single = out / SINGLE_FRAME_ATTENTION_FILE
         module = VideoMemoryAttention(model)
         _export(module, tuple(one.values()), single, list(one), ["conditioned"], att_axes, opset)
-    files = {part: p.name for part, p in paths.items()}
+        if keyed:
+            paths.update(_export_key_graphs(model, out, att, att_axes, meta, opset))
+    files = {part: p.name for part, p in paths.items() if part not in KEYS_FILES}
+    key_files = {part: p.name for part, p in paths.items() if part in KEYS_FILES}
     if _node_types(single) != _node_types(paths["memory_attention"]):
         _add_metadata(single, {**meta, "samkit_component": json.dumps("memory_attention_1")})
         files["memory_attention_1"] = single.name
@@ -210,6 +260,42 @@ def export_sam2_video_onnx(
     else:
         single.unlink()
     manifest = out / MANIFEST_FILE
-    atomic_write_text(manifest, json.dumps(_manifest(model, files, opset), indent=1))
+    data = _manifest(model, files, opset)
+    if key_files:
+        data["memory_key_files"] = key_files
+    atomic_write_text(manifest, json.dumps(data, indent=1))
     paths["manifest"] = manifest
     return paths
+
+
+def read_manifest(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """(folder, manifest) of an export folder or its `video.json`.
+
+    Raises:
+        FileNotFoundError: no such folder or manifest.
+        ValueError: not a samkit video manifest of this format, or a listed part is missing.
+    """
+    p = Path(path)
+    manifest = p / MANIFEST_FILE if p.is_dir() else p
+    if not manifest.is_file():
+        raise FileNotFoundError(
+            f"{manifest}: no video manifest; export one with samkit.export.sam2_video."
+            "export_sam2_video_onnx or `samkit export onnx --video`"
+        )
+    try:
+        m = json.loads(manifest.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{manifest}: not a JSON video manifest ({e})") from None
+    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
+        raise ValueError(
+            f"{manifest}: manifest format {m.get('format') if isinstance(m, dict) else None!r}, "
+            f"expected {MANIFEST_FORMAT} (re-export with this samkit)"
+        )
+    files = m.get("files", {})
+    missing = [k for k in FILES if k != "mask_downsample" and k not in files]
+    if missing or any(k not in m.get("settings", {}) for k in SETTINGS):
+        raise ValueError(f"{manifest}: incomplete manifest (missing {missing or 'settings'})")
+    for part, name in files.items():
+        if not (manifest.parent / name).is_file():
+            raise ValueError(f"{manifest}: part {part!r} ({name}) is missing from the folder")
+    return manifest.parent, m

@@ -178,20 +178,7 @@ class VideoMemoryAttention(nn.Module):
         tpos = m.maskmem_tpos_enc.reshape(m.num_maskmem, cm)[memory_tpos_index]  # (F, C_mem)
         mem_pos = memory_pos + tpos.reshape(1, -1, cm, 1, 1)
         mem_pos = mem_pos.permute(0, 1, 3, 4, 2).reshape(b, -1, cm)
-        n_ptr = obj_ptrs.shape[1]
-        if m.add_tpos_enc_to_obj_ptrs:
-            tpos_dim = c if m.proj_tpos_enc_in_obj_ptrs else cm
-            ppos = sine_pe_1d(obj_ptr_pos, tpos_dim)
-            if isinstance(m.obj_ptr_tpos_proj, nn.Linear):
-                ppos = m.obj_ptr_tpos_proj(ppos)
-            ppos = ppos.unsqueeze(0).expand(b, -1, -1)
-        else:
-            ppos = obj_ptrs.new_zeros(b, n_ptr, cm)
-        ptrs = obj_ptrs
-        if cm < c:  # each pointer becomes C / C_mem tokens
-            split = c // cm
-            ptrs = ptrs.reshape(b, n_ptr * split, cm)
-            ppos = ppos.repeat_interleave(split, dim=1)
+        ptrs, ppos = pointer_tokens(m, obj_ptrs, obj_ptr_pos)
         tokens = m.memory_attention(
             feat.flatten(2).transpose(1, 2),
             torch.cat([mem, ptrs], dim=1),
@@ -200,6 +187,27 @@ class VideoMemoryAttention(nn.Module):
             num_obj_ptr_tokens=ptrs.shape[1],
         )
         return tokens.transpose(1, 2).reshape(b, c, h, w)
+
+
+def pointer_tokens(m: Sam2Video, obj_ptrs: Tensor, obj_ptr_pos: Tensor) -> tuple[Tensor, Tensor]:
+    """BxPxC object pointers and their (P,) normalised offsets -> (BxMxC_mem tokens, BxMxC_mem
+    encodings), M = P x C / C_mem (`memory_conditioning.object_pointer_tokens` on tensors)."""
+    b, n_ptr = obj_ptrs.shape[:2]
+    c, cm = m.hidden_dim, m.mem_dim
+    if m.add_tpos_enc_to_obj_ptrs:
+        tpos_dim = c if m.proj_tpos_enc_in_obj_ptrs else cm
+        ppos = sine_pe_1d(obj_ptr_pos, tpos_dim)
+        if isinstance(m.obj_ptr_tpos_proj, nn.Linear):
+            ppos = m.obj_ptr_tpos_proj(ppos)
+        ppos = ppos.unsqueeze(0).expand(b, -1, -1)
+    else:
+        ppos = obj_ptrs.new_zeros(b, n_ptr, cm)
+    ptrs = obj_ptrs
+    if cm < c:  # each pointer becomes C / C_mem tokens
+        split = c // cm
+        ptrs = ptrs.reshape(b, n_ptr * split, cm)
+        ppos = ppos.repeat_interleave(split, dim=1)
+    return ptrs, ppos
 
 
 class VideoMemoryEncoder(nn.Module):
