@@ -7,7 +7,8 @@ restructured for speed without changing any result:
 * each surviving mask is upsampled alone into reused buffers with the exact official arithmetic,
   its stability score, binary mask and box computed while it is in cache;
 * masks are stored cropped to their box, as torch bool tensors, through NMS and crop merging;
-* RLE / binary outputs are produced only for the final masks, from the box crops.
+* RLE / binary outputs are produced only for the final masks, from the box crops
+  (`samkit.amg.records`).
 
 The model-specific steps (encode a crop, decode prompts, upsample) are behind
 `samkit.amg.adapters`; `SamAutomaticMaskGenerator` and `Sam2AutomaticMaskGenerator` only choose the
@@ -31,12 +32,11 @@ from samkit.amg.crops import generate_crop_boxes, is_box_near_crop_edge
 from samkit.amg.grid import build_all_layer_point_grids
 from samkit.amg.masks import batched_mask_to_box, remove_small_regions, stability_and_mask
 from samkit.amg.nms import batched_nms, box_area
+from samkit.amg.records import OUTPUT_MODES as OUTPUT_MODES
+from samkit.amg.records import mask_records, mask_tensors
 from samkit.amg.report import empty_reason, new_filter_counts
 from samkit.amg.runtime import ProgressFn, make_progress
-from samkit.io.rle import coco_encode_rle, crop_mask_to_rle
 from samkit.predict.inputs import as_rgb_uint8
-
-OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
 
 class MaskGeneratorBase:
@@ -142,32 +142,8 @@ class MaskGeneratorBase:
             ValueError: an image the rule refuses (a wrong shape or dtype, NaN, an empty array).
         """
         t0 = time.perf_counter()
-        data, (h, w) = self._generate(image)
-        records = []
-        for i in range(len(data)):
-            box = [int(v) for v in data.boxes[i].tolist()]
-            crop = data.crop(i)
-            area = int(crop.sum())
-            if self.output_mode == "binary_mask":
-                seg: Any = np.zeros((h, w), dtype=bool)
-                if area:
-                    seg[box[1] : box[3] + 1, box[0] : box[2] + 1] = crop.cpu().numpy()
-            else:
-                seg = crop_mask_to_rle(crop.cpu(), box, h, w)
-                if self.output_mode == "coco_rle":
-                    seg = coco_encode_rle(seg)
-            cb = data.crop_boxes[i]
-            records.append(
-                {
-                    "segmentation": seg,
-                    "area": area,
-                    "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
-                    "predicted_iou": float(data.iou[i]),
-                    "point_coords": [data.points[i].tolist()],
-                    "stability_score": float(data.stability[i]),
-                    "crop_box": [cb[0], cb[1], cb[2] - cb[0], cb[3] - cb[1]],
-                }
-            )
+        data, size = self._generate(image)
+        records = mask_records(data, size, self.output_mode)
         self._finish_timings(t0, len(records))
         self.filter_counts["kept"] = len(records)
         return records
@@ -182,26 +158,11 @@ class MaskGeneratorBase:
             `crop_boxes` Nx4 int64 XYXY.
         """
         t0 = time.perf_counter()
-        data, (h, w) = self._generate(image)
-        device = self.adapter.device
-        n = len(data)
-        masks = torch.zeros((n, h, w), dtype=torch.bool, device=device)
-        boxes = data.box_tensor().to(device)
-        for i, b in enumerate(boxes.tolist()):
-            crop = data.crop(i)
-            if crop.any():
-                masks[i, b[1] : b[3] + 1, b[0] : b[2] + 1] = crop
-        self._finish_timings(t0, n)
-        self.filter_counts["kept"] = n
-        return {
-            "masks": masks,
-            "boxes": boxes,
-            "area": masks.flatten(1).sum(1),
-            "predicted_iou": torch.stack(data.iou) if n else torch.zeros(0),
-            "stability_score": torch.stack(data.stability) if n else torch.zeros(0),
-            "point_coords": torch.as_tensor(np.array(data.points).reshape(n, 2)),
-            "crop_boxes": torch.as_tensor(data.crop_boxes, dtype=torch.int64).reshape(n, 4),
-        }
+        data, size = self._generate(image)
+        out = mask_tensors(data, size, self.adapter.device)
+        self._finish_timings(t0, len(data))
+        self.filter_counts["kept"] = len(data)
+        return out
 
     # ----------------------------------------------------------------------------- pipeline
 
