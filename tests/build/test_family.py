@@ -62,7 +62,7 @@ def test_builders_name_the_other_family():
 
 
 def test_custom_sam2_checkpoint_alone_asks_for_its_config(capsys):
-    with pytest.raises(ValueError, match=r"custom SAM 2 architecture needs its config") as e:
+    with pytest.raises(CliError, match=r"custom SAM 2 architecture needs its config") as e:
         load_model(None, str(SAM2))
     assert "--model CONFIG.json" in str(e.value) and "SAM 1" not in str(e.value)
     code = main(
@@ -75,9 +75,9 @@ def test_custom_sam2_checkpoint_alone_asks_for_its_config(capsys):
 
 
 def test_cli_model_and_checkpoint_of_different_families():
-    with pytest.raises(ValueError, match="is a SAM 2 checkpoint, not a SAM 1 one"):
+    with pytest.raises(CliError, match="is a SAM 2 checkpoint, not a SAM 1 one"):
         load_model("vit_b", str(SAM2))
-    with pytest.raises((ValueError, CliError), match="is a SAM 1 checkpoint, not a SAM 2 one"):
+    with pytest.raises(CliError, match="is a SAM 1 checkpoint, not a SAM 2 one"):
         load_model("sam2.1_hiera_t", str(SAM1))
 
 

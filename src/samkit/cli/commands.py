@@ -25,6 +25,7 @@ from samkit.cli.common import (
     families_taking,
     families_with,
     out_folder,
+    refuse_video,
     takes_setting,
 )
 from samkit.cli.distributed import run_on_ray
@@ -51,6 +52,7 @@ from samkit.server.video_session import VideoLimits
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
+    refuse_video(args.image)  # before a model loads: `samkit track` segments videos
     model_from_embedding(args)  # no --model: the one the --embedding file names
     family = segment_family(args)  # SAM 3 options checked against the model family
     if family in families_with("concepts") and not args.point:

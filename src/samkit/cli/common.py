@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from samkit.build.loaded import LoadedModel, load_family_model
-from samkit.build.misfit import AdviceError
 from samkit.build.registry import (
     DEFAULT_FAMILY,
     FAMILY_NAMES,
@@ -145,6 +144,12 @@ def load_model(
             (`refuse_family`) before it is built. Default: those with the whole image toolkit
             (`TOOLKIT`: SAM 1 and SAM 2).
         command: the command's name, for that message.
+
+    Raises:
+        CliError: a bad flag or file, a family the command cannot use, or a model its loader
+            refuses (`samkit.cli.model_errors.load_message`: the command-line wording, key
+            reports summarised); `samkit` prints it after `samkit COMMAND: error:`, no
+            traceback, exit status 2.
     """
     from samkit.runtime.accel import tune_malloc
 
@@ -174,15 +179,8 @@ def load_model(
         print(RANDOM_WARNING, file=sys.stderr, flush=True)
     try:
         net = load_family_model(family, model, checkpoint, random_weights, device, dtype)
-    except ValueError as e:
-        if checkpoint is None or model is None:
-            raise ValueError(e.cli) if isinstance(e, AdviceError) else e from None
-        if "does not fit" in str(e):
-            raise CliError(model_errors.fit_message(family, model, checkpoint, e)) from None
-        if " checkpoint, not " in str(e):  # another family's file
-            error = CliError if is_config_path(model) else ValueError
-            raise error(model_errors.family_message(family, model, checkpoint, e)) from None
-        raise
+    except ValueError as e:  # what the loader refused, in the command line's words
+        raise CliError(model_errors.load_message(family, model, checkpoint, e)) from None
     return LoadedModel(net, family, model or str(checkpoint), random_weights)
 
 
@@ -286,24 +284,53 @@ def _box(text: str) -> tuple[float, float, float, float]:
     return v[0], v[1], v[2], v[3]
 
 
+def _video_suffixes() -> tuple[str, ...]:
+    from samkit.video.frames.folder import VIDEO_SUFFIXES
+
+    return VIDEO_SUFFIXES
+
+
+def refuse_video(path: str | Path) -> None:
+    """CliError for a video file (by its suffix) given where images are read: what the command
+    takes and how a video is segmented (`samkit track`)."""
+    from samkit.io.images import IMAGE_SUFFIXES
+
+    if Path(path).suffix.lower() in _video_suffixes():
+        raise CliError(
+            f"{path} is a video; this command reads images ({', '.join(IMAGE_SUFFIXES)}): "
+            f"segment a video with `samkit track {path}` (--point FRAME:OBJ:X,Y, or --text "
+            "PHRASE with SAM 3), or pass a folder of its frames"
+        )
+
+
 def _image_files(inputs: list[str]) -> list[Path]:
-    """Image files from files and folders (a folder's images, sorted, not recursive)."""
+    """Image files from files and folders (a folder's images, sorted, not recursive).
+
+    Raises:
+        CliError: a missing path, a video file, no image at all (naming the videos found)."""
     from samkit.io.masks import IMAGE_SUFFIXES
 
     files: list[Path] = []
+    videos: list[str] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
             files.extend(
                 sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
             )
+            videos += sorted(f.name for f in p.iterdir() if f.suffix.lower() in _video_suffixes())
         elif p.is_file():
+            refuse_video(item)
             files.append(p)
         else:
             raise CliError(f"{item}: no such file or folder")
     if not files:
+        found = ""
+        if videos:
+            shown = ", ".join(videos[:3]) + (", ..." if len(videos) > 3 else "")
+            found = f"; it holds videos ({shown}): segment a video with `samkit track VIDEO`"
         raise CliError(
-            f"no image files in {' '.join(inputs)} (looked for {', '.join(IMAGE_SUFFIXES)})"
+            f"no image files in {' '.join(inputs)} (looked for {', '.join(IMAGE_SUFFIXES)})" + found
         )
     stems: dict[str, Path] = {}
     for f in files:

@@ -97,9 +97,24 @@ def _expected_file(family: str, model: str) -> str:
     return f"{name}, the official {file}" if file else name
 
 
+def load_message(family: str, model: str | None, checkpoint: str | None, error: ValueError) -> str:
+    """What the command line says when the family's loader refuses `--model model --checkpoint
+    checkpoint` (`error`): a checkpoint that does not fit the model (`fit_message`), one of
+    another family (`family_message`), else the loader's own message, in its command-line
+    wording when it has one (`samkit.build.misfit.AdviceError.cli`)."""
+    if model is not None and checkpoint is not None:
+        if "does not fit" in str(error):
+            return fit_message(family, model, checkpoint, error)
+        if " checkpoint, not " in str(error):  # another family's file
+            return family_message(family, model, checkpoint, error)
+    return error.cli if isinstance(error, AdviceError) else str(error)
+
+
 def fit_message(family: str, model: str, checkpoint: str, error: ValueError) -> str:
     """The "does not fit" error of `--model model --checkpoint checkpoint`: what the model
-    expected, what the file has (summarised), and what to do (checked)."""
+    expected, what the file has (summarised), and what to do (checked), said once: the
+    builder's advice (`samkit.build.misfit.AdviceError`) leads and the last line then only
+    names the checkpoint's layout; without it the last line gives the advice."""
     from samkit.checkpoint.load import read_state_dict
     from samkit.cli.info import checkpoint_lookalikes, variant_list
 
@@ -119,6 +134,10 @@ def fit_message(family: str, model: str, checkpoint: str, error: ValueError) -> 
         *(f"  {line}" for line in key_summary(expected, found)),
     ]
     like = checkpoint_lookalikes(checkpoint)
+    if advice:  # the first line said what to do
+        layout = " / ".join(like) if like else "no samkit variant"
+        lines.append(f"  --checkpoint {checkpoint} has the layout of {layout}")
+        return "\n".join(lines)
     alone = checkpoint_alone_builds(checkpoint)
     if like:
         lines.append(

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from samkit.build.loaded import load_family_model
-from samkit.build.registry import get_family
+from samkit.cli.common import CliError, families_with, refuse_family
 from samkit.cli.imageopts import add_image_args, image_max_pixels, image_stretch
+from samkit.cli.model_errors import load_message
 from samkit.io.atomic import atomic_write_text
 
 # samkit.train (torch; train.evaluate also scipy) is imported inside the command functions:
@@ -139,19 +140,35 @@ def add_parsers(subparsers: Any) -> None:
     ev.set_defaults(func=run_eval)
 
 
-def _load_model(args: argparse.Namespace) -> Any:
-    """A model of a family that fine-tunes (registry slot `trainer`: SAM 1 `build_sam`, SAM 2
-    `build_sam2`); without --checkpoint, random weights."""
+def _checked_inputs(args: argparse.Namespace) -> str:
+    """The checks before anything is read or printed: --data exists, and the family of --model /
+    --checkpoint fine-tunes (registry slot `trainer`: SAM 1, SAM 2, ...). Returns the family.
+
+    Raises:
+        CliError: what is missing or refused, and what is expected."""
     from samkit.train.families import model_family
 
+    if not Path(args.data).exists():
+        raise CliError(
+            f"--data {args.data}: dataset not found; expected a DATA folder (images/ + masks/) "
+            "or a COCO .json"
+        )
     if args.model is None and args.checkpoint is None:
-        raise ValueError("give --model (variant or config.json) and / or --checkpoint")
-    if args.checkpoint is not None and not Path(args.checkpoint).exists():
-        raise FileNotFoundError(f"checkpoint not found: {args.checkpoint}")
+        raise CliError("give --model (variant or config.json) and / or --checkpoint")
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
+        raise CliError(f"--checkpoint {args.checkpoint}: no such file")
     family = model_family(args.model, args.checkpoint)
-    get_family(family).load("trainer")  # ValueError: "SAM 3 models have no fine-tuning; ..."
+    refuse_family(family, families_with("trainer"), args.command)
+    return family
+
+
+def _load_model(args: argparse.Namespace, family: str) -> Any:
+    """The model of `family` (`_checked_inputs`); without --checkpoint, random weights."""
     random_weights = args.checkpoint is None
-    return load_family_model(family, args.model, args.checkpoint, random_weights, args.device)
+    try:
+        return load_family_model(family, args.model, args.checkpoint, random_weights, args.device)
+    except ValueError as e:  # as `samkit segment` words it (key reports summarised)
+        raise CliError(load_message(family, args.model, args.checkpoint, e)) from None
 
 
 def _splits(args: argparse.Namespace) -> tuple[Any, list[str], list[str]]:
@@ -178,6 +195,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     from samkit.train.optim import init_tied_qk
 
     torch.manual_seed(args.seed)
+    family = _checked_inputs(args)  # before the data is read
     ds, train_names, val_names = _splits(args)
     if args.checkpoint is None:
         print(
@@ -193,7 +211,7 @@ def run_finetune(args: argparse.Namespace) -> int:
             f"{args.lr * args.steps / max(1, args.warmup_steps):.3g})",
             file=sys.stderr,
         )
-    model = _load_model(args)
+    model = _load_model(args, family)
     if args.init_tied_qk:
         init_tied_qk(model, args.init_tied_qk)
     if args.lora_rank:
@@ -250,6 +268,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from samkit.train.evaluate import evaluate, plot_miou_curve
     from samkit.train.lora import load_adapters
 
+    family = _checked_inputs(args)  # before the data is read
     ds, train_names, val_names = _splits(args)
     names = {"val": val_names, "train": train_names, "all": ds.names}[args.split]
     if not names:
@@ -262,7 +281,7 @@ def run_eval(args: argparse.Namespace) -> int:
             f"{args.model} (pass --checkpoint PATH to evaluate trained weights)",
             file=sys.stderr,
         )
-    model = _load_model(args)
+    model = _load_model(args, family)
     if args.adapters:
         load_adapters(model, args.adapters)
     metrics = evaluate(model, Subset(ds, names), args.clicks, progress=not args.no_progress)

@@ -24,7 +24,8 @@ from samkit.cli.common import (
     model_family,
     refuse_family,
 )
-from samkit.cli.sam3opts import detection_threshold, text_prompt
+from samkit.cli.model_errors import load_message
+from samkit.cli.sam3opts import add_track_concept_args
 from samkit.configs.sam3_thresholds import best_candidate_note
 from samkit.io.provenance import with_article
 
@@ -42,58 +43,6 @@ def _sam2_model_help(p: Any) -> None:
                 "also --checkpoint), or sam3 (concepts: --text); optional with --checkpoint of "
                 "an official size (inferred)"
             )
-
-
-def _exemplar(text: str) -> tuple[int, tuple[float, ...], int]:
-    """`--exemplar FRAME:X0,Y0,X1,Y1[,LABEL]` -> (frame, box, label)."""
-    frame, sep, rest = text.partition(":")
-    parts = rest.split(",")
-    try:
-        if not sep or len(parts) not in (4, 5):
-            raise ValueError
-        f, box = int(frame), tuple(float(v) for v in parts[:4])
-        label = int(parts[4]) if len(parts) == 5 else 1
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected FRAME:X0,Y0,X1,Y1[,LABEL] (pixels; LABEL 1 positive, 0 negative)"
-        ) from None
-    if label not in (0, 1) or f < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: FRAME must be >= 0 and LABEL 0 or 1")
-    return f, box, label
-
-
-def _add_concept_args(p: Any) -> None:
-    g = p.add_argument_group(
-        "concepts (a SAM 3 model: every instance of a phrase or exemplar starts a track)"
-    )
-    g.add_argument(
-        "--text",
-        action="append",
-        type=text_prompt,
-        default=[],
-        metavar="PHRASE",
-        help="track every instance of this noun phrase found on --text-frame; repeatable, one "
-        "YouTube-VIS category per phrase",
-    )
-    g.add_argument(
-        "--text-frame", type=int, default=0, metavar="FRAME", help="frame of --text (default 0)"
-    )
-    g.add_argument(
-        "--exemplar",
-        action="append",
-        type=_exemplar,
-        default=[],
-        metavar="FRAME:X0,Y0,X1,Y1[,LABEL]",
-        help="track every instance like the object in this box (a visual exemplar); repeatable",
-    )
-    g.add_argument(
-        "--threshold",
-        type=detection_threshold,
-        default=None,
-        metavar="T",
-        help="detection score threshold in (0, 1), exclusive, for new instances (official "
-        "score_threshold_detection 0.5 and new_det_thresh 0.7 by default)",
-    )
 
 
 def add_parsers(sub: Any) -> None:
@@ -154,7 +103,7 @@ def add_parsers(sub: Any) -> None:
         help="overlay frame rate (default: the video's, 24 for frame folders)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
-    _add_concept_args(p)
+    add_track_concept_args(p)
     _add_model_args(p)
     _sam2_model_help(p)
     p.set_defaults(func=cmd_track)
@@ -225,7 +174,10 @@ def load_video_predictor(args: argparse.Namespace, **settings: Any) -> Any:
 
     build = fam.load("video_predictor")
     dtype = None if args.dtype is None else getattr(torch, DTYPES[args.dtype])
-    return build(model, checkpoint=checkpoint, device=args.device, dtype=dtype, **settings)
+    try:
+        return build(model, checkpoint=checkpoint, device=args.device, dtype=dtype, **settings)
+    except ValueError as e:  # worded as `samkit segment` words it (key reports summarised)
+        raise CliError(load_message(fam.name, model, checkpoint, e)) from None
 
 
 def serve_video_predictor(args: argparse.Namespace, loaded: Any) -> Any:
