@@ -102,3 +102,30 @@ def test_training_commands_refuse_before_reading_data_or_warning(command, tmp_pa
     assert _error(err).strip() == (
         "--data nope: dataset not found; expected a DATA folder (images/ + masks/) or a COCO .json"
     ), err
+
+
+@pytest.mark.parametrize("given", ["image", "missing", "other"])
+def test_an_embedding_that_is_none_says_what_embedding_takes(given, tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    path = {
+        "image": str(IMAGES / "dog.jpg"),
+        "missing": str(tmp_path / "nope.safetensors"),
+        "other": str(tmp_path / "w.safetensors"),
+    }[given]
+    save_file({"weight": torch.zeros(2)}, str(tmp_path / "w.safetensors"))
+    argv = ["segment", str(IMAGES / "dog.jpg"), "--point", "1,1", "--embedding", path]
+    code, _, err = run_cli([*argv, "--checkpoint", SAM1, "--out", str(tmp_path / "o")], capsys)
+    assert code == 2, err
+    message = _error(err).strip()
+    assert message.startswith(f"--embedding {path}: "), err
+    assert message.endswith(
+        "; expected the .safetensors file `samkit embed IMAGE --out DIR` writes for this image"
+    ), err
+    says = {
+        "image": "not a safetensors file",
+        "missing": "no such file",
+        "other": "not a samkit embedding",
+    }
+    assert says[given] in message and "\n" not in message, err

@@ -16,12 +16,30 @@ from samkit.cli.common import CliError
 from samkit.io.provenance import display_name, with_article
 
 
+def read_embedding(path: str) -> Any:
+    """The `samkit embed` file `--embedding path` names (`samkit.io.embeddings.load_embedding`).
+
+    Raises:
+        CliError: no such file, or another file (an image, another safetensors file), saying
+            what `--embedding` takes."""
+    from samkit.io.embeddings import load_embedding
+
+    try:
+        return load_embedding(path)
+    except (ValueError, FileNotFoundError) as e:
+        what = "no such file" if isinstance(e, FileNotFoundError) else str(e)
+        raise CliError(
+            f"--embedding {path}: {what.removeprefix(f'{Path(path)}: ')}; expected the "
+            ".safetensors file `samkit embed IMAGE --out DIR` writes for this image"
+        ) from None
+
+
 def checked_embedding(args: argparse.Namespace, lm: Any, image: Any) -> Any:
     """The `samkit embed` file of `--embedding`, checked against the model's family and the
     decoded HxWx3 image (size and pixels); CliError naming what differs."""
-    from samkit.io.embeddings import load_embedding, rgb_sha256
+    from samkit.io.embeddings import rgb_sha256
 
-    emb = load_embedding(args.embedding)
+    emb = read_embedding(args.embedding)
     if emb.family != lm.family:
         raise CliError(
             f"--embedding {args.embedding} is {with_article(display_name(emb.family))} "
@@ -45,16 +63,15 @@ def model_from_embedding(args: argparse.Namespace) -> None:
     refused. Sets `args.model` or `args.checkpoint`.
 
     Raises:
-        CliError: the names conflict, or the file names no model this samkit can find.
-        ValueError / FileNotFoundError: not a readable embedding file (`load_embedding`).
+        CliError: the names conflict, the file names no model this samkit can find, or it is
+            no readable embedding file (`read_embedding`).
     """
     path = getattr(args, "embedding", None)
     if not path:
         return
     from samkit.cli.info import canonical_model
-    from samkit.io.embeddings import load_embedding
 
-    made_by = load_embedding(path).variant
+    made_by = read_embedding(path).variant
     named = canonical_model(made_by)
     what = f"samkit {getattr(args, 'command', 'segment')}"
     if args.model is None and args.checkpoint is None:
