@@ -1,10 +1,15 @@
-"""SAM 3 in the command line, on the `sam3_tiny` fixture model: `samkit segment --text / --box /
---point`, `samkit auto --text` (one COCO dataset, a category per concept), model naming
-(`--model sam3`, a SAM 3 config.json, a sam3.pt alone) and the errors for what does not fit.
+"""SAM 3 in the command line: `samkit segment --text / --box / --point`, `samkit auto --text`
+(one COCO dataset, a category per concept), model naming (`--model sam3`, a SAM 3 config.json, a
+sam3.pt alone) and the errors for what does not fit.
 
-The fixture's weights are random: its scores are about 0.2-0.27 (README), so the runs pass a
-low --threshold; masks are noise, but files, counts, categories, COCO loading and the equality
-with the `Sam3Processor` / `Sam3Processor.predict_inst` API are checked exactly.
+Naming and errors use the `sam3_tiny` fixture model. The runs use the 336 px SAM 3 checkpoint of
+the product tests (the `sam3_small` fixture, tests/fixtures/sam3_small.py: the sam3_tiny weights
+at 24x24 tokens instead of 72x72, a ninth of the work): their claim is the command line against
+samkit's own API on the same model, not parity with the official recording (that is
+tests/predict/test_parity_sam3.py). The weights are random: scores are about 0.2-0.27 (the
+fixture README; the same range at 336 px), so the runs pass a low --threshold; masks are noise,
+but files, counts, categories, COCO loading and the equality with the `Sam3Processor` /
+`Sam3Processor.predict_inst` API are checked exactly.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from samkit.configs.sam3 import SAM3_OFFICIAL, sam3_config_from_state_dict
 from samkit.jobs import DATASET_NAME
 from tests.cli.test_parser import _probe
 from tests.conftest import FIXTURES, IMAGES
+from tests.fixtures.sam3_small import IMG_SIZE
 
 mu = pytest.importorskip("pycocotools.mask")
 coco_mod = pytest.importorskip("pycocotools.coco")
@@ -200,23 +206,39 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def truck(model, tmp_path_factory):
+def small(sam3_small) -> list[str]:
+    """The command-line options of the 336 px checkpoint (its config.json and sam3_small.pt)."""
+    return ["--model", str(sam3_small.parent / "config.json"), "--checkpoint", str(sam3_small)]
+
+
+@pytest.fixture(scope="module")
+def small_model(sam3_small):
+    from samkit.build.sam3 import build_sam3_image_model
+
+    return build_sam3_image_model(checkpoint_path=sam3_small)
+
+
+@pytest.fixture(scope="module")
+def truck(small_model, tmp_path_factory):
     """(the small truck PNG, the `Sam3Processor` state of its image): the official-API side of
     the runs below, its image encoded once for the module (each test prompts a copy)."""
     from samkit.predict.sam3 import Sam3Processor
 
     img = small_image(tmp_path_factory.mktemp("truck"))
-    return img, Sam3Processor(model).set_image(np.array(Image.open(img)))
+    proc = Sam3Processor(small_model, resolution=IMG_SIZE)
+    return img, proc.set_image(np.array(Image.open(img)))
 
 
 @pytest.mark.slow
-def test_segment_text_and_exemplars_write_every_instance(tmp_path, capsys, model, truck):
+def test_segment_text_and_exemplars_write_every_instance(
+    tmp_path, capsys, small, small_model, truck
+):
     from samkit.predict.sam3 import Sam3Processor, Sam3State
 
     img, encoded = truck
     out = tmp_path / "out"
     boxes = ["--box", "10,10,60,50", "--box", "70,20,100,60,0"]
-    argv = ["segment", str(img), "--out", str(out), *MODEL, "--threshold", str(THRESHOLD)]
+    argv = ["segment", str(img), "--out", str(out), *small, "--threshold", str(THRESHOLD)]
     assert main([*argv, "--text", "truck", "--text", "wheel", *boxes]) == 0
     printed = capsys.readouterr().out
 
@@ -246,7 +268,7 @@ def test_segment_text_and_exemplars_write_every_instance(tmp_path, capsys, model
         assert mask[label == i + 1].all()
 
     # The same instances as the official API: both concepts, then the two exemplars one by one.
-    proc = Sam3Processor(model, confidence_threshold=THRESHOLD)
+    proc = Sam3Processor(small_model, resolution=IMG_SIZE, confidence_threshold=THRESHOLD)
     state = Sam3State(encoded)  # = proc.set_image(np.array(Image.open(img)))
     proc.set_text_prompts(["truck", "wheel"], state)
     proc.add_geometric_prompt([10, 10, 60, 50], True, state, box_format="xyxy")
@@ -262,16 +284,18 @@ def test_segment_text_and_exemplars_write_every_instance(tmp_path, capsys, model
 
 
 @pytest.mark.slow
-def test_segment_clicks_on_sam3_go_through_the_interactive_head(tmp_path, capsys, model, truck):
+def test_segment_clicks_on_sam3_go_through_the_interactive_head(
+    tmp_path, capsys, small, small_model, truck
+):
     from samkit.predict.sam3 import Sam3Processor, Sam3State
 
     img, encoded = truck
     out = tmp_path / "out"
-    argv = ["segment", str(img), "--out", str(out), *MODEL, "--point", "80,50", "--multimask"]
+    argv = ["segment", str(img), "--out", str(out), *small, "--point", "80,50", "--multimask"]
     assert main(argv) == 0
     doc = json.loads((out / "truck.json").read_text())
     assert [m["file"] for m in doc["masks"]] == [f"truck_mask_{i}.png" for i in range(3)]
-    proc = Sam3Processor(model)
+    proc = Sam3Processor(small_model, resolution=IMG_SIZE)
     state = Sam3State(encoded)  # = proc.set_image(np.array(Image.open(img)))
     masks, scores, _ = proc.predict_inst(
         state, point_coords=np.array([[80.0, 50.0]]), point_labels=np.array([1])
@@ -282,12 +306,12 @@ def test_segment_clicks_on_sam3_go_through_the_interactive_head(tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_auto_text_labels_a_folder_into_one_coco_dataset(tmp_path, capsys):
+def test_auto_text_labels_a_folder_into_one_coco_dataset(tmp_path, capsys, small):
     src = tmp_path / "in"
     small_image(src, "truck")
     small_image(src, "dog", long_side=120)
     out = tmp_path / "out"
-    argv = ["auto", str(src), "--out", str(out), *MODEL, "--text", "car", "--text", "person"]
+    argv = ["auto", str(src), "--out", str(out), *small, "--text", "car", "--text", "person"]
     assert main([*argv, "--threshold", str(THRESHOLD), "--quiet"]) == 0
     assert "2 images segmented, 0 skipped" in capsys.readouterr().out
     path = out / DATASET_NAME
@@ -329,15 +353,15 @@ def test_auto_text_labels_a_folder_into_one_coco_dataset(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_embed_then_segment_from_the_embedding(tmp_path, capsys):
+def test_embed_then_segment_from_the_embedding(tmp_path, capsys, small):
     from samkit.io.embeddings import load_embedding
 
     img = small_image(tmp_path)
     emb_dir = tmp_path / "emb"
-    assert main(["embed", str(img), "--out", str(emb_dir), *MODEL]) == 0
+    assert main(["embed", str(img), "--out", str(emb_dir), *small]) == 0
     emb = load_embedding(emb_dir / "truck.safetensors")
     assert emb.family == "sam3" and emb.original_size == (107, 160)
-    assert emb.provenance.embedding_shape == (256, 72, 72)
+    assert emb.provenance.embedding_shape == (256, 24, 24)  # 336 px / 14
     assert emb.provenance.arch == "SAM 3 ViT 64 wide x 4 blocks"
     assert sorted(emb.tensors) == sorted(
         ["image_embedding", "backbone_fpn_0", "backbone_fpn_1"]
@@ -345,7 +369,7 @@ def test_embed_then_segment_from_the_embedding(tmp_path, capsys):
     )
     # text and clicks from the file give the bytes of a run that encodes the image
     for prompt in (["--text", "truck", "--threshold", str(THRESHOLD)], ["--point", "80,50"]):
-        base = ["segment", str(img), *MODEL, *prompt]
+        base = ["segment", str(img), *small, *prompt]
         with_emb, plain = tmp_path / "with", tmp_path / "plain"
         emb_args = ["--embedding", str(emb_dir / "truck.safetensors")]
         assert main([*base, "--out", str(with_emb), *emb_args]) == 0

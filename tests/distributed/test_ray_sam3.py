@@ -1,6 +1,11 @@
 """`samkit auto --text ... --ray` with a SAM 3 model on a real local Ray instance
 (tests/distributed/conftest.py): the same per-image code as single-process `samkit auto --text`,
-so the same files and bytes, the COCO dataset with one category per concept included."""
+so the same files and bytes, the COCO dataset with one category per concept included.
+
+The model is the 336 px SAM 3 checkpoint of the product tests (tests/fixtures/sam3_small.py:
+the sam3_tiny weights, 24x24 tokens instead of 72x72); the claim is Ray = one process, not parity
+with the official recording, and its scores are in the fixture's range, so THRESHOLD still keeps
+some instances and not all."""
 
 from __future__ import annotations
 
@@ -12,15 +17,12 @@ import torch
 from samkit.cli import main
 from samkit.jobs import DATASET_NAME
 from tests.cli.test_sam3_commands import THRESHOLD
-from tests.conftest import FIXTURES
 from tests.distributed.test_ray_runs import _files, _images, _manifest
 
 pytest.importorskip("ray")
 pytest.importorskip("pyarrow.parquet")
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-FX = FIXTURES / "sam3_tiny"
-MODEL = ["--model", str(FX / "config.json"), "--checkpoint", str(FX / "sam3_tiny.pt")]
 TEXT = ["--text", "car", "--text", "person", "--threshold", str(THRESHOLD)]
 # The embed run has one image: one model worker, with all the CPUs of the 2-CPU test instance
 # (tests/distributed/conftest.py) as torch threads (samkit.distributed.run._sizing); a second
@@ -29,7 +31,14 @@ ONE_WORKER = ["--num-workers", "1"]
 WORKER_THREADS = 2
 
 
-def test_auto_text_on_ray_writes_the_single_process_bytes(tmp_path, ray_address, capsys):
+@pytest.fixture(scope="module")
+def model_args(sam3_small) -> list[str]:
+    return ["--model", str(sam3_small.parent / "config.json"), "--checkpoint", str(sam3_small)]
+
+
+def test_auto_text_on_ray_writes_the_single_process_bytes(
+    tmp_path, ray_address, capsys, model_args
+):
     src = tmp_path / "in"
     names = _images(src, n_generated=1, long_side=120, shared=1)
     one, dist = tmp_path / "one", tmp_path / "ray"
@@ -39,11 +48,11 @@ def test_auto_text_on_ray_writes_the_single_process_bytes(tmp_path, ray_address,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        assert main(["auto", str(src), "--out", str(one), *MODEL, *TEXT, "--quiet"]) == 0
+        assert main(["auto", str(src), "--out", str(one), *model_args, *TEXT, "--quiet"]) == 0
     finally:
         torch.set_num_threads(threads)
     capsys.readouterr()
-    argv = ["auto", str(src), "--out", str(dist), *MODEL, *TEXT, "--ray", "--num-workers", "2"]
+    argv = ["auto", str(src), "--out", str(dist), *model_args, *TEXT, "--ray", "--num-workers", "2"]
     assert main([*argv, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert f"{len(names)} images segmented, 0 skipped" in out, out
@@ -64,17 +73,17 @@ def test_auto_text_on_ray_writes_the_single_process_bytes(tmp_path, ray_address,
     assert _files(dist) == expected
 
 
-def test_embed_on_ray_writes_the_single_process_bytes(tmp_path, ray_address, capsys):
+def test_embed_on_ray_writes_the_single_process_bytes(tmp_path, ray_address, capsys, model_args):
     src = tmp_path / "in"
     _images(src, n_generated=0, long_side=120, shared=1)
     one, dist = tmp_path / "one", tmp_path / "ray"
     threads = torch.get_num_threads()
     torch.set_num_threads(WORKER_THREADS)
     try:
-        assert main(["embed", str(src), "--out", str(one), *MODEL]) == 0
+        assert main(["embed", str(src), "--out", str(one), *model_args]) == 0
     finally:
         torch.set_num_threads(threads)
-    argv = ["embed", str(src), "--out", str(dist), *MODEL, "--ray", *ONE_WORKER]
+    argv = ["embed", str(src), "--out", str(dist), *model_args, "--ray", *ONE_WORKER]
     assert main(argv) == 0
     capsys.readouterr()
     expected = _files(one)

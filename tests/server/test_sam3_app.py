@@ -1,5 +1,10 @@
 """The web app with a SAM 3 model: "find" a phrase (every instance) and clicks through the
-interactive head, answered from the cached image features; the model's limits said as 4xx."""
+interactive head, answered from the cached image features; the model's limits said as 4xx.
+
+The model is the 336 px SAM 3 checkpoint of the product tests (the `sam3_small` fixture,
+tests/fixtures/sam3_small.py: the sam3_tiny random weights at 24x24 tokens instead of 72x72,
+scoring as the fixture does): the claim is the server against `Sam3Processor` on the same model,
+not parity with the official recording (tests/predict/test_parity_sam3.py)."""
 
 from __future__ import annotations
 
@@ -9,20 +14,19 @@ from fastapi.testclient import TestClient
 from pycocotools import mask as mask_utils
 
 from samkit.server.app import create_app
-from tests.conftest import FIXTURES, IMAGES, load_rgb
+from tests.conftest import IMAGES, load_rgb
 from tests.server.conftest import coco_decode
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-SAM3 = FIXTURES / "sam3_tiny"
 IMAGE = IMAGES / "truck.jpg"
 LOW = 0.1  # the tiny fixture's scores are about 0.2 (random-like weights)
 
 
 @pytest.fixture(scope="module")
-def sam3_model():
+def sam3_model(sam3_small):
     from samkit import build_sam3_image_model
 
-    return build_sam3_image_model(checkpoint_path=str(SAM3 / "sam3_tiny.pt"), device="cpu")
+    return build_sam3_image_model(checkpoint_path=str(sam3_small), device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,10 @@
 """The video Find box's detection score threshold on a real uvicorn server with SAM 3 (the
-sam3_tiny random-weight checkpoint, whose queries score about 0.23): `POST /api/videos/{id}/find`
-with `threshold` detects and starts objects at that threshold, without it at the
-server's (official 0.5 / 0.7: nothing here, with a message saying what to try), and a threshold
-that is not a number in (0, 1) gets a 422 with the reason before any model work. Two
-detector passes in all (2 frames of the SAM 2 video fixture, encoded losslessly)."""
+sam3_tiny random weights, whose queries score about 0.23, as the 336 px checkpoint of the product
+tests: the `sam3_small` fixture, tests/fixtures/sam3_small.py, 24x24 tokens instead of 72x72):
+`POST /api/videos/{id}/find` with `threshold` detects and starts objects at that threshold,
+without it at the server's (official 0.5 / 0.7: nothing here, with a message saying what to try),
+and a threshold that is not a number in (0, 1) gets a 422 with the reason before any model work.
+Two detector passes in all (2 frames of the SAM 2 video fixture, encoded losslessly)."""
 
 from __future__ import annotations
 
@@ -33,10 +34,10 @@ def frames() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def tracker():
+def tracker(sam3_small):
     from samkit.video.track_concepts import build_concept_tracker
 
-    return build_concept_tracker(checkpoint=CKPT, keep_outputs=True)  # official thresholds
+    return build_concept_tracker(checkpoint=sam3_small, keep_outputs=True)  # official thresholds
 
 
 @pytest.fixture(scope="module")
