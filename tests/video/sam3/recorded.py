@@ -3,10 +3,15 @@ samkit's answers with them at the tolerances of that folder's README."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from tests.conftest import ROOT
@@ -41,6 +46,43 @@ def arrays(name: str) -> dict[str, np.ndarray]:
 def frames() -> list[Image.Image]:
     """The recorded clip: the first frames of the SAM 2 video fixture, as PIL images."""
     return [Image.open(FRAMES_DIR / f["file"]) for f in MANIFEST["frames"]]
+
+
+def _fresh(value: Any) -> Any:
+    """New dicts and lists around the same tensors (a caller may add or drop entries)."""
+    if isinstance(value, dict):
+        return {k: _fresh(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fresh(v) for v in value]
+    return value
+
+
+@contextmanager
+def backbone_memo(model: Any) -> Iterator[None]:
+    """Every session replays frames of the same 4-frame clip: while it lasts, the SAM 3 model's
+    `backbone.forward_image` (a pure function of the input frame) answers an input it has seen,
+    bit for bit, from its earlier output instead of running the ViT and necks again; the
+    detector's grounding, the tracker and everything after them run as in any other call (as
+    tests/video/replay.py does for the SAM 2-style sessions). A changed output would show in the
+    comparisons with the recording."""
+    backbone = model.backbone
+    encode = backbone.forward_image
+    seen: dict[bytes, dict] = {}
+
+    def forward_image(x):
+        t = x.detach().cpu().contiguous()
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes()  # any dtype, bfloat16 too
+        key = hashlib.sha256(raw).digest() + str((t.shape, t.dtype)).encode()
+        if key not in seen:
+            seen[key] = encode(x)
+        return _fresh(seen[key])
+
+    backbone.forward_image = forward_image
+    try:
+        yield
+    finally:
+        del backbone.forward_image
+        seen.clear()
 
 
 def unpack_masks(packed: np.ndarray) -> np.ndarray:
@@ -177,8 +219,6 @@ def replay_with_tracker_events(
     low-res logits and object scores against its `tracker_points` events and every frame's
     tracker logits (hole-filled, all tracked objects in state order; their largest magnitude
     within rtol 1e-3) and object scores against its `track` events."""
-    import torch
-
     from samkit.video.sam3 import clicks, tracking
     from samkit.video.sam3.postprocess import fill_holes_in_mask_scores
 

@@ -23,8 +23,13 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def predictor():
+    """The module's predictor; its backbone encodes each of the clip's 4 frames once for the
+    module (`recorded.backbone_memo`: the sessions replay the same frames, 17 backbone passes
+    otherwise), every other part runs in each call."""
     th = rec.session("text_forward_refine_remove")["thresholds"]
-    return build_sam3_video_predictor(checkpoint_path=rec.CHECKPOINT, **th)
+    pred = build_sam3_video_predictor(checkpoint_path=rec.CHECKPOINT, **th)
+    with rec.backbone_memo(pred.model):
+        yield pred
 
 
 def test_frames_are_loaded_as_the_official_video_loader_does() -> None:
