@@ -42,6 +42,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "dist", None) == "loadgroup":
+        # the work units go out in the order the workers collected them, which
+        # pytest_collection_modifyitems below makes the most expensive first (xdist's default
+        # reorders them by test count: the few-test, minute-long groups went last and one
+        # worker finished them alone)
+        config.option.loadscopereorder = False
     after = config.getoption("--progress-after")
     if after and after > 0 and not hasattr(config, "workerinput"):  # not in an xdist worker
         from tests.progress import Progress
@@ -88,22 +94,46 @@ SLOW = (
 
 # With pytest-xdist (`-n 2 --dist loadgroup`, the README's test command) a file's tests run in one
 # worker, so its module-scoped models are built once. The Ray tests share one worker (one local Ray
-# instance at a time), and so do the two files that read `sam3_tiny_runs` (computed once).
+# instance at a time), and so do the two files that read `sam3_tiny_runs` (computed once), and the
+# two that replay the SAM 2 video sessions with torch (tests/video/replay.py compares a session
+# with the recording once per process: test_ort_video, collected first, keeps the torch outputs
+# and test_parity then has the comparison already; in two workers both replayed them).
 XDIST_GROUPS = {
     "tests/distributed/": "ray",
     "tests/predict/test_parity_sam3.py": "sam3_tiny_runs",
     "tests/paths/test_sam3_paths.py": "sam3_tiny_runs",
+    "tests/export/test_ort_video.py": "sam2_video_replays",
+    "tests/video/test_parity.py": "sam2_video_replays",
 }
 
 
+# What a test is taken to cost when the xdist work units are ordered (seconds on 2 idle cores, a
+# rough mean: slow-marked tests take about 4-90 s, the others mostly well under a second). Only
+# the order depends on it: the largest estimated units first, so that the last ones to start are
+# small and the two workers finish together (longest-processing-time-first scheduling).
+SLOW_TEST_COST = 15.0
+TEST_COST = 0.5
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups off the items
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    groups = []
     for item in items:
         if item.nodeid.startswith(SLOW) and item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.slow)
         path = item.nodeid.split("::", 1)[0]
         group = next((g for p, g in XDIST_GROUPS.items() if path.startswith(p)), path)
         item.add_marker(pytest.mark.xdist_group(group))
+        groups.append(group)
+    if hasattr(config, "workerinput"):  # an xdist worker: its collection order is the queue's
+        cost: dict[str, float] = {}
+        first: dict[str, int] = {}
+        for i, (item, group) in enumerate(zip(items, groups)):
+            slow = item.get_closest_marker("slow") is not None
+            cost[group] = cost.get(group, 0.0) + (SLOW_TEST_COST if slow else TEST_COST)
+            first.setdefault(group, i)
+        order = sorted(range(len(items)), key=lambda i: (-cost[groups[i]], first[groups[i]], i))
+        items[:] = [items[i] for i in order]
 
 
 def load_rgb(name: str) -> np.ndarray:
