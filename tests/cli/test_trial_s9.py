@@ -129,3 +129,20 @@ def test_an_embedding_that_is_none_says_what_embedding_takes(given, tmp_path, ca
         "other": "not a samkit embedding",
     }
     assert says[given] in message and "\n" not in message, err
+
+
+def test_download_of_sam3_says_where_to_get_its_gated_file(tmp_path, capsys):
+    code, out, err = run_cli(["download", "SAM3", "--cache-dir", str(tmp_path)], capsys)
+    assert code == 2 and "unknown samkit variant" not in err, err
+    assert _error(err).strip() == (
+        "SAM3: samkit does not download sam3.pt (Meta gates it): request access at "
+        f"https://huggingface.co/facebook/sam3, download sam3.pt and put it at {tmp_path / 'sam3.pt'}"
+        ", or pass its path as --checkpoint PATH"
+    ), err
+    (tmp_path / "sam3.pt").write_bytes(b"")  # in the cache: download prints its path
+    code, out, err = run_cli(["download", "sam3", "--cache-dir", str(tmp_path)], capsys)
+    assert code == 0 and out.strip() == str(tmp_path / "sam3.pt"), err
+    code, out, _ = run_cli(["info", "--cache-dir", str(tmp_path)], capsys)
+    assert code == 0 and any(
+        line.split()[:4] == ["sam3", "sam3", "sam3.pt", "yes"] for line in out.splitlines()
+    ), out

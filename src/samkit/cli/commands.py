@@ -12,7 +12,7 @@ import numpy as np
 
 from samkit.amg.io import render_overlay
 from samkit.amg.report import cli_flag
-from samkit.checkpoint import CheckpointUnavailableError, fetch_checkpoint
+from samkit.checkpoint import CheckpointUnavailableError, default_cache_dir, fetch_checkpoint
 from samkit.checkpoint.download import download_advice
 from samkit.cli.amgopts import AMG_OPTIONS as _AMG_OPTIONS
 from samkit.cli.argparsing import print_warnings, prompt_warnings
@@ -31,6 +31,7 @@ from samkit.cli.common import (
 from samkit.cli.distributed import run_on_ray
 from samkit.cli.embedding_args import checked_embedding, model_from_embedding
 from samkit.cli.imageopts import image_max_pixels, image_stretch
+from samkit.cli.info import family_checkpoint
 from samkit.cli.sam3_commands import auto_concept_kwargs, segment_concepts, segment_family
 from samkit.cli.video import serve_video_predictor
 from samkit.io.images import decode_image
@@ -253,6 +254,18 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
+    own = family_checkpoint(args.variant)  # a family named as a whole (sam3): a gated file
+    if own is not None:
+        file, url = own
+        path = Path(args.cache_dir or default_cache_dir()) / file
+        if not path.is_file():
+            raise CliError(
+                f"{args.variant}: samkit does not download {file} (Meta gates it): request "
+                f"access at {url}, download {file} and put it at {path}, or pass its path as "
+                "--checkpoint PATH"
+            )
+        print(path)
+        return 0
     try:
         path = fetch_checkpoint(args.variant, args.cache_dir, progress=True)
     except CheckpointUnavailableError as e:  # its advice (--random-weights) is for other commands

@@ -103,13 +103,23 @@ def checkpoint_hint(checkpoint: str, model: str) -> str:
     )
 
 
+def family_checkpoint(name: str) -> tuple[str, str] | None:
+    """(file, url) of the checkpoint of a family named as a whole (`sam3`: the gated `sam3.pt`,
+    which samkit does not download); None for any other name."""
+    from samkit.build.sam3_models import SAM3_CHECKPOINT_FILE, SAM3_WEIGHTS_URL
+    from samkit.configs.sam import variant_names
+
+    if name in variant_names() or not any(f.canonical_name(name) for f in families()):
+        return None
+    return SAM3_CHECKPOINT_FILE, SAM3_WEIGHTS_URL
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """`samkit info`: versions, the checkpoint cache, and per model name its family, checkpoint
     file, whether that file is in the cache, and its other names (`--json`: all of it)."""
     import torch
 
     import samkit
-    from samkit.build.sam3_models import SAM3_CHECKPOINT_FILE, SAM3_WEIGHTS_URL
     from samkit.checkpoint import default_cache_dir
     from samkit.configs.sam import get_variant, variant_names
 
@@ -120,7 +130,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             v = get_variant(name)
             family, file, url = v.family, v.filename, v.url
         else:  # a family named as a whole (sam3): its own checkpoint file
-            family, file, url = spec_family(name), SAM3_CHECKPOINT_FILE, SAM3_WEIGHTS_URL
+            family, (file, url) = spec_family(name), family_checkpoint(name) or ("", "")
         present = bool(file) and (cache / file).is_file()
         rows.append(
             {"name": name, "aliases": aliases, "family": family}
