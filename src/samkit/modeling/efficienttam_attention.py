@@ -14,17 +14,21 @@ which the official code accounts for with a `2 log 2` (= log 4) term:
   by `2 log 2 * sum(q)`), what the official code computes.
 
 With one frame of memory (or fewer rotated keys than queries) both are plain `RoPEAttention`.
-The state-dict keys are those of `RoPEAttention`.
+The state-dict keys are those of `RoPEAttention`. On the CPU fast path (no gradient, autocast or
+export) the 64-wide memory values are pooled and weighed before the value projection, as
+`RoPEAttention` weighs SAM 2's: exact, 4x fewer multiplications with the probabilities.
 """
 
 from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from samkit.layers.attention import sdpa
+from samkit.layers.attention_kernels import fast_path_allowed
 from samkit.layers.rope import RoPEAttention, rotate
 
 _POOL = 2  # the official s_kernel_size
@@ -56,7 +60,15 @@ class EfficientRoPEAttention(RoPEAttention):
             return super().forward(q, k, v, num_k_exclude_rope)
         q = self._separate_heads(self.q_proj(q))  # (B, nh, Nq, hs)
         k = self._separate_heads(self.k_proj(k))  # (B, nh, Nk, hs)
-        v = self._separate_heads(self.v_proj(v))
+        nh, hs = self.num_heads, self.internal_dim // self.num_heads
+        # Narrow values weighed before their projection, as `RoPEAttention` does: the 2x2 mean
+        # and the softmax rows both sum to 1, so pool(V W^T + b) = pool(V) W^T + b and
+        # P (V W^T + b) = (P V) W^T + b (exact math, float rounding only).
+        late_v = self.kv_in_dim < hs and fast_path_allowed(q, k, v, self.v_proj.weight)
+        if late_v:
+            v = v.unsqueeze(1)  # (B, 1, Nk, C_kv): one copy shared by the heads
+        else:
+            v = self._separate_heads(self.v_proj(v))
         if n_rope % nq != 0 or not self.rope_k_repeat:
             raise ValueError(f"{n_rope} rotated keys for {nq} queries; expected a multiple")
         cos2, sin2 = self.rope_tables(nq, q.device)
@@ -72,18 +84,21 @@ class EfficientRoPEAttention(RoPEAttention):
             v_cat_parts.append(v[:, :, n_rope:])
         k_all = k_cat_parts[0] if len(k_cat_parts) == 1 else _cat(k_cat_parts)
         v_all = v_cat_parts[0] if len(v_cat_parts) == 1 else _cat(v_cat_parts)
+        if late_v:
+            v_all = v_all.expand(-1, nh, -1, -1)  # (B, nh, Nk', C_kv)
         bias = None
         if self.variant == 1:
             bias = q.new_zeros(1, 1, 1, k_all.shape[2])
             bias[..., :n_land] = _LOG_POOL
-        out = sdpa(q, k_all, v_all, bias)  # (B, nh, Nq, hs)
-        b, nh, n, hs = out.shape
+        out = sdpa(q, k_all, v_all, bias)  # (B, nh, Nq, hs), or (B, nh, Nq, C_kv) with late_v
+        if late_v:
+            w = self.v_proj.weight.view(nh, hs, self.kv_in_dim)
+            out = torch.einsum("bhnc,hdc->bhnd", out, w) + self.v_proj.bias.view(nh, 1, hs)
+        b, _, n, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, nh * hs))
 
 
 def _cat(parts: list[Tensor]) -> Tensor:
-    import torch
-
     return torch.cat(parts, dim=2)
 
 
