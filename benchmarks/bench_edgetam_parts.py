@@ -67,7 +67,7 @@ def gflops(model: Any) -> dict[str, float]:
     n_ptr = 16 * (c // cm)
     mem = torch.rand(1, 7 * per_memory + n_ptr, cm, dtype=dt)
     feat = torch.rand(1, 64 * 64, c, dtype=dt)
-    x = torch.rand(1, 3, 1024, 1024, dtype=model.image_encoder.neck.convs[0].conv.weight.dtype)
+    x = torch.rand(1, 3, 1024, 1024, dtype=next(model.image_encoder.parameters()).dtype)
     out = {}
     with torch.no_grad():
         for name, fn in (
