@@ -18,6 +18,8 @@ from samkit.predict.sam3 import Sam3Processor, Sam3State, _normalise_box
 from tests.conftest import IMAGES, manifest
 from tests.fixtures.sam3_small import IMG_SIZE
 
+KEEP_ALL = 1e-6  # keeps every query (thresholds are strictly between 0 and 1; was 0.0)
+
 
 class Counter:
     """Wraps a bound method and counts its calls."""
@@ -45,7 +47,7 @@ def image() -> Image.Image:
 @pytest.fixture(scope="module")
 def ready(model, image):
     """(processor, state with the image set, backbone / text / grounding call counters)."""
-    proc = Sam3Processor(model, resolution=IMG_SIZE, confidence_threshold=0.0)
+    proc = Sam3Processor(model, resolution=IMG_SIZE, confidence_threshold=KEEP_ALL)
     counts = {
         "image": Counter(model.backbone, "forward_image"),
         "text": Counter(model.backbone, "forward_tokens"),
@@ -67,7 +69,7 @@ def test_prompts_reuse_the_image_features_and_cached_text(ready) -> None:
     assert counts["image"].n == n_img  # the backbone ran only in set_image
     assert counts["text"].n == n_txt
     assert isinstance(st, Sam3State) and st.scores is st["scores"]
-    assert st["scores"].shape == (16,)  # threshold 0 keeps all queries
+    assert st["scores"].shape == (16,)  # KEEP_ALL keeps all queries
     assert st["masks"].shape == (16, 1, 120, 160) and st["masks"].dtype == torch.bool
     assert st["boxes"].shape == (16, 4) and st["masks_logits"].shape == (16, 1, 120, 160)
     assert st["scores"].is_inference()
@@ -96,7 +98,7 @@ def test_several_concepts_in_one_pass_equal_one_call_each(ready) -> None:
         torch.testing.assert_close(r["scores"], single["scores"], rtol=0, atol=1e-5)
         torch.testing.assert_close(r["boxes"], single["boxes"], rtol=0, atol=1e-3)
         torch.testing.assert_close(r["masks_logits"], single["masks_logits"], rtol=0, atol=1e-4)
-    proc.set_confidence_threshold(0.0)
+    proc.set_confidence_threshold(KEEP_ALL)
 
 
 def test_rethreshold_filters_the_last_pass_without_running_the_model(ready, model) -> None:
@@ -113,7 +115,7 @@ def test_rethreshold_filters_the_last_pass_without_running_the_model(ready, mode
     fresh = Sam3Processor(model, resolution=IMG_SIZE, confidence_threshold=thr)
     st2 = fresh.set_text_prompt("dog", dict(st))
     torch.testing.assert_close(st2["masks_logits"], st["masks_logits"], rtol=0, atol=0)
-    proc.set_confidence_threshold(0.0)
+    proc.set_confidence_threshold(KEEP_ALL)
 
 
 def test_box_only_prompt_uses_the_visual_text(ready) -> None:
@@ -184,7 +186,7 @@ def test_bad_input_everywhere(ready, model, image) -> None:
         proc.set_text_prompt(["dog", 1], st)  # a list is several concepts
     with pytest.raises(ValueError, match="label must be True"):
         proc.add_geometric_prompt([0.5, 0.5, 0.1, 0.1], 1, st)
-    for thr in (-0.1, 1.5, float("nan"), "0.5", True):
+    for thr in (-0.1, 0, 0.0, 1, 1.0, 1.5, float("nan"), "0.5", True):
         with pytest.raises(ValueError, match="confidence_threshold"):
             proc.set_confidence_threshold(thr)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="confidence_threshold"):

@@ -11,8 +11,9 @@ sigmoid(class logit) * sigmoid(presence logit)) is strictly above the threshold:
 `Sam3Processor._forward_grounding` keeps `out_probs > confidence_threshold`, and the video model
 keeps `pred_probs > score_threshold_detection` (`Sam3VideoBase`). A threshold of 0 would keep
 every one of the detector's queries and 1 would keep none, so a threshold a user gives is a
-number strictly between 0 and 1. (The official-API classes `Sam3Processor` and
-`Sam3VideoPredictor` still take [0, 1], as the official ones take any number.)
+number strictly between 0 and 1, in the Python API too (`Sam3Processor(confidence_threshold=)`,
+`set_confidence_threshold`, `Sam3VideoPredictor.start_session`'s thresholds), so that a
+threshold that works in a notebook works on the command line and in the web app.
 """
 
 from __future__ import annotations
@@ -75,3 +76,17 @@ def best_candidate_note(
             "the score that starts a track"
         )
     return f"{score}, above the thresholds, but the tracker did not keep its track"
+
+
+def suggested_threshold(best: float | None) -> float | None:
+    """A threshold that would keep the best candidate of a find that kept nothing: `best`
+    rounded down to 2 decimals, less 0.01 (0.207 -> 0.19), so strictly below `best`; None when
+    there was no candidate or that would not be above 0 (best under 0.02).
+
+    Args:
+        best: the best score of any query (a probability), kept or not.
+    """
+    if best is None or math.isnan(best):
+        return None
+    value = round(math.floor(best * 100) / 100 - 0.01, 2)
+    return value if 0.0 < value < best else None

@@ -48,11 +48,11 @@ class Sam3Processor(InstanceClicks):
         model: a `Sam3Image` with a backbone (`build_sam3_image_model`).
         resolution: the square input size; must be the model's (1008 for the official model).
         device: where inputs go (default: the model's device).
-        confidence_threshold: keep instances scoring above this, in [0, 1].
+        confidence_threshold: keep instances scoring above this, strictly between 0 and 1.
 
     Raises:
         ValueError: a model without a backbone, a resolution the model was not built for, or a
-            threshold outside [0, 1].
+            threshold not strictly between 0 and 1.
     """
 
     def __init__(
@@ -269,7 +269,12 @@ class Sam3Processor(InstanceClicks):
 
     @torch.inference_mode()
     def set_confidence_threshold(self, threshold: float, state: dict | None = None) -> dict | None:
-        """Set the threshold; with a state that has results, re-filter its last pass."""
+        """Set the threshold; with a state that has results, re-filter its last pass.
+
+        Raises:
+            ValueError: a threshold that is not a number strictly between 0 and 1 (the rule the
+                CLI and the web app apply: `samkit.configs.sam3_thresholds`).
+        """
         self.confidence_threshold = _check_threshold(threshold)
         if state is not None and "_last_output" in state:
             self._store(_as_state(state), state["_last_output"])

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from samkit.configs.sam3_thresholds import check_score_threshold
+
 RESULT_KEYS = ("masks", "masks_logits", "boxes", "scores")  # what a grounding pass sets
 
 
@@ -32,18 +34,15 @@ class Sam3State(dict):
         return self["scores"]
 
 
-def check_threshold(threshold: float) -> float:
-    """A confidence threshold as a float in [0, 1].
+def check_threshold(threshold: Any) -> float:
+    """A confidence threshold as a float strictly between 0 and 1: the one rule of every SAM 3
+    threshold (`samkit.configs.sam3_thresholds.check_score_threshold`, as the CLI and the web
+    app check theirs).
 
     Raises:
-        ValueError: not a number, or outside [0, 1].
+        ValueError: not a number, NaN, or outside (0, 1).
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.floating)):
-        raise ValueError(f"confidence_threshold must be a number in [0, 1], got {threshold!r}")
-    t = float(threshold)
-    if not (0.0 <= t <= 1.0):
-        raise ValueError(f"confidence_threshold must be in [0, 1], got {t}")
-    return t
+    return check_score_threshold(threshold, "confidence_threshold")
 
 
 def as_state(state: Any) -> Any:

@@ -76,11 +76,14 @@ def test_session_thresholds_equal_predictor_settings(tracker) -> None:
 @pytest.mark.parametrize(
     "bad",
     [{"score_threshold_detection": 1.5}, {"new_det_thresh": -0.1}, {"new_det_thresh": "0.5"},
-     {"score_threshold_detection": True}, {"score_threshold_detection": float("nan")}],
+     {"score_threshold_detection": True}, {"score_threshold_detection": float("nan")},
+     {"score_threshold_detection": 0}, {"new_det_thresh": 1.0}],
     ids=repr,
 )  # fmt: skip
 def test_bad_session_thresholds(tracker, bad) -> None:
     p = _predictor(tracker, 0.5, 0.7)
     name = next(iter(bad))
-    with pytest.raises(ValueError, match=f"{name} must be a probability in \\[0, 1\\]"):
+    with pytest.raises(
+        ValueError, match=f"{name} must be a number between 0 and 1 \\(exclusive\\)"
+    ):
         p.handle_request({"type": "start_session", "resource_path": tiny.frames(1), **bad})

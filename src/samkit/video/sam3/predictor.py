@@ -59,6 +59,7 @@ from typing import Any
 
 import torch
 
+from samkit.configs.sam3_thresholds import check_score_threshold
 from samkit.modeling.sam3.sam3_image import Sam3Image
 from samkit.modeling.sam3.tracker import Sam3Tracker
 from samkit.video.sam3 import history
@@ -181,12 +182,13 @@ class Sam3VideoPredictor:
         HxWx3 uint8 arrays, an iterator of frames or a `LiveFrames` (live: see the module doc).
 
         `score_threshold_detection` / `new_det_thresh` (samkit, not official fields): this
-        session's detection and new-object thresholds, probabilities in [0, 1]; None keeps
-        the predictor's settings.
+        session's detection and new-object thresholds, numbers strictly between 0 and 1 (the
+        rule of every SAM 3 threshold: `samkit.configs.sam3_thresholds`); None keeps the
+        predictor's settings.
 
         Raises:
             ValueError: an unreadable or empty video, a bad or duplicate session id, a
-                threshold that is not a number in [0, 1].
+                threshold that is not a number strictly between 0 and 1.
         """
         thresholds = {
             name: _check_probability(value, name)
@@ -367,13 +369,10 @@ class Sam3VideoPredictor:
 
 
 def _check_probability(value: Any, name: str) -> float | None:
-    """`value` as a float in [0, 1] (None stays None).
+    """`value` as a SAM 3 threshold strictly between 0 and 1 (None stays None):
+    `check_score_threshold`, the rule the CLI and the web app apply.
 
     Raises:
-        ValueError: a bool, a non-number, NaN or a number outside [0, 1].
+        ValueError: a bool, a non-number, NaN or a number outside (0, 1).
     """
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-    return float(value)
+    return None if value is None else check_score_threshold(value, name)
