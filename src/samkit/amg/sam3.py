@@ -17,7 +17,11 @@ import numpy as np
 import torch
 
 from samkit.build.sam3_models import sam3_img_size
-from samkit.configs.sam3_thresholds import OFFICIAL_CONFIDENCE_THRESHOLD, check_score_threshold
+from samkit.configs.sam3_thresholds import (
+    OFFICIAL_CONFIDENCE_THRESHOLD,
+    check_score_threshold,
+    suggested_threshold,
+)
 from samkit.io.embeddings import ImageEmbedding, load_embedding
 from samkit.io.rle import area_from_rle, to_coco_rle
 from samkit.modeling.sam3.sam3_image import GeometricPrompt, Sam3Image
@@ -204,9 +208,14 @@ class Sam3ConceptGenerator:
         if self._best_score is None:
             return ""
         flag = "--threshold" if cli_flag else "confidence_threshold"
+        guess = suggested_threshold(self._best_score)  # below the best score: keeps it
+        example = (
+            f" (e.g. {guess:g})" if guess is not None and guess < self.confidence_threshold else ""
+        )
         return (
             f"0 instances: no query scored above the confidence threshold "
-            f"{self.confidence_threshold:g} (best {self._best_score:.3f}); lower {flag} to see more"
+            f"{self.confidence_threshold:g} (best {self._best_score:.3f}); lower {flag}{example} "
+            "to see more"
         )
 
 

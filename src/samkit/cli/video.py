@@ -26,7 +26,7 @@ from samkit.cli.common import (
 )
 from samkit.cli.model_errors import load_message
 from samkit.cli.sam3opts import add_track_concept_args
-from samkit.configs.sam3_thresholds import best_candidate_note
+from samkit.configs.sam3_thresholds import best_candidate_note, suggested_threshold
 from samkit.io.provenance import with_article
 
 # samkit.runtime / samkit.video (torch; video.eval also scipy) are imported inside the command
@@ -325,11 +325,13 @@ def _nothing_found_hint(finds: list, threshold: float | None, masks: str, best: 
     what = " or ".join(texts) if texts else "the exemplar"
     if len(texts) < len(finds) and texts:
         what += " or the exemplar"
+    guess = suggested_threshold(best)  # below the best score: it would keep that candidate
+    example = f" (e.g. {guess:g})" if guess is not None else ""
     if threshold is None:
         used = "default thresholds: detection score 0.5, 0.7 to start an instance"
-        lower = "a lower --threshold (e.g. 0.3)"
+        lower = f"a lower --threshold{example}"
     else:
-        used, lower = f"--threshold {threshold:g}", f"a --threshold below {threshold:g}"
+        used, lower = f"--threshold {threshold:g}", f"a --threshold below {threshold:g}{example}"
     note = best_candidate_note(best, *((0.5, 0.7) if threshold is None else (threshold,)))
     used += f"; {note}" if note else ""
     return (

@@ -48,6 +48,7 @@ from samkit.configs.sam3_thresholds import (
     OFFICIAL_CONFIDENCE_THRESHOLD,
     best_candidate_note,
     check_score_threshold,
+    suggested_threshold,
 )
 from samkit.io.masks import mask_records
 from samkit.predict.sam3 import Sam3Processor
@@ -135,10 +136,11 @@ def video_find_message(
         "phrase (a short noun phrase, e.g. 'person', 'red car') or another frame"
     )
     if threshold is None and det is not None and new is not None:
-        message += (
-            f" (the defaults: detection score {det:g}, {new:g} to start a track; e.g. "
-            '"threshold": 0.3)'
-        )
+        message += f" (the defaults: detection score {det:g}, {new:g} to start a track)"
+    guess = suggested_threshold(best)  # below the best score: it would keep that candidate
+    if guess is not None and (threshold is None or guess < threshold):
+        message += f'; e.g. "threshold": {guess:g}'
+
     return message
 
 
@@ -183,6 +185,10 @@ class Sam3Finder:
                 f"{note or f'no query scored above the threshold {threshold:g}'}; lower the "
                 "threshold to see more"
             )
+            guess = suggested_threshold(best)  # below the best score: keeps that candidate
+            if guess is not None and guess < threshold:
+                message += f' (e.g. "threshold": {guess:g})'
+
         return {
             "instances": records,
             "best_score": best,
