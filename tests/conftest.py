@@ -103,6 +103,7 @@ XDIST_GROUPS = {
     "tests/predict/test_parity_sam3.py": "sam3_tiny_runs",
     "tests/paths/test_sam3_paths.py": "sam3_tiny_runs",
     "tests/export/test_ort_video.py": "sam2_video_replays",
+    "tests/export/test_ort_video_keys_s9.py": "sam2_video_replays",
     "tests/video/test_parity.py": "sam2_video_replays",
 }
 
