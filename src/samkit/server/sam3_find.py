@@ -51,6 +51,7 @@ from samkit.configs.sam3_thresholds import (
     suggested_threshold,
 )
 from samkit.io.masks import mask_records
+from samkit.io.provenance import with_article
 from samkit.predict.sam3 import Sam3Processor
 from samkit.server.validation import parse_json_body
 
@@ -62,8 +63,8 @@ class FindIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     JSON_SHAPE: ClassVar[str] = (
-        '{"text": "a noun phrase", "threshold": number in (0, 1) exclusive (optional, default '
-        f"{OFFICIAL_CONFIDENCE_THRESHOLD:g})}}"
+        '{"text": "a noun phrase", "threshold": number in (0, 1) exclusive (optional: '
+        f"{OFFICIAL_CONFIDENCE_THRESHOLD:g} when left out or null)}}"
     )
     text: str
     threshold: Any = OFFICIAL_CONFIDENCE_THRESHOLD  # check_score_threshold: the video Find's words
@@ -77,9 +78,10 @@ def find_unavailable_reason(family: str) -> str | None:
     finders = family_names("concepts")
     example = " or ".join(f"--model {get_family(f).default_model}" for f in finders)
     return (
-        f"finding a phrase needs a {' or '.join(FAMILY_NAMES[f] for f in finders)} model "
-        f"(samkit serve {example} --checkpoint sam3.pt); this server runs a "
-        f"{FAMILY_NAMES.get(family, family)} model, which answers clicks and boxes only"
+        f"finding a phrase needs {with_article(' or '.join(FAMILY_NAMES[f] for f in finders))} "
+        f"model (samkit serve {example} --checkpoint sam3.pt); this server runs "
+        f"{with_article(FAMILY_NAMES.get(family, family))} model, which answers clicks and boxes "
+        "only"
     )
 
 
@@ -88,7 +90,8 @@ def check_find(body: FindIn) -> tuple[str, float]:
 
     Raises:
         ValueError: a blank phrase, one over `MAX_PHRASE_CHARS` characters, or a threshold
-            that is not a number strictly between 0 and 1 (`check_score_threshold`).
+            that is not a number strictly between 0 and 1 (`check_score_threshold`); a null
+            threshold is the default, `OFFICIAL_CONFIDENCE_THRESHOLD` (0.5).
     """
     (text,) = check_text_prompts([body.text])
     text = text.strip()
@@ -97,6 +100,8 @@ def check_find(body: FindIn) -> tuple[str, float]:
             f"the phrase has {len(text)} characters; give a short noun phrase (at most "
             f"{MAX_PHRASE_CHARS} characters, e.g. 'yellow school bus')"
         )
+    if body.threshold is None:  # an explicit JSON null means the default, as leaving it out
+        return text, OFFICIAL_CONFIDENCE_THRESHOLD
     return text, check_score_threshold(body.threshold)
 
 
