@@ -179,7 +179,7 @@ def test_segment_errors_name_what_to_do(tmp_path, capsys, extra, words):
 @pytest.mark.parametrize(
     "extra, words",
     [
-        (["--model", "vit_b", "--text", "dog"], "need a SAM 3 model"),
+        (["--model", "vit_b", "--text", "dog"], "--text needs a SAM 3 model"),
         ([*MODEL], "a SAM 3 model labels concepts: give --text"),
         ([*MODEL, "--text", "dog", "--points-per-side", "8"], "--points-per-side: SAM 1 / SAM 2"),
         ([*MODEL, "--text", "dog", "--use-m2m"], "--use-m2m: SAM 1 / SAM 2"),

@@ -75,3 +75,37 @@ def test_auto_text_suggests_a_threshold_under_the_best_score(tmp_path, capsys, s
     assert m, err
     best, hint = float(m.group(1)), float(m.group(2))
     assert 0 < hint < best and hint == suggested_threshold(best), err
+
+
+def test_track_threshold_with_edgetam_says_an_edgetam(tmp_path, capsys) -> None:
+    """The refusal names the model with its article (`with_article`): "an EdgeTAM model", refused
+    before any checkpoint is read."""
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    Image.new("RGB", (32, 24)).save(clip / "0.jpg")
+    argv = ["track", str(clip), "--out", str(tmp_path / "o"), "--model", "edgetam"]
+    assert main([*argv, "--point", "0:1:5,5", "--threshold", "0.3"]) == 2
+    err = capsys.readouterr().err
+    assert "--threshold needs a model that finds concepts" in err, err
+    assert "an EdgeTAM model tracks the objects you click" in err and "a EdgeTAM" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("given", "words"),
+    [
+        (["--threshold", "0.3"], "--threshold needs a SAM 3 model (SAM 3's text-prompt score "),
+        (["--text", "dog"], "--text needs a SAM 3 model ("),
+        (["--text", "dog", "--threshold", "0.3"], "--text / --threshold need a SAM 3 model ("),
+    ],
+)
+def test_auto_with_a_sam1_model_names_only_what_was_given(tmp_path, capsys, given, words):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (32, 24)).save(folder / "a.jpg")
+    argv = ["auto", str(folder), "--out", str(tmp_path / "o"), "--model", "vit_b", *given]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err, err
+    drop = " and ".join(g for g in given if g.startswith("--"))
+    assert err.rstrip().endswith(f"drop {drop}"), err
+    assert not (tmp_path / "o").exists()

@@ -121,11 +121,15 @@ def auto_concept_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
     fit the model."""
     family = _name_family(args)
     if family not in families_with("concepts"):
-        if args.text or args.threshold is not None:
+        flags = (("--text", bool(args.text)), ("--threshold", args.threshold is not None))
+        given = [flag for flag, on in flags if on]
+        if given:  # name only what was given: --threshold alone is not "drop --text"
+            what = f"{given[0]} needs" if len(given) == 1 else f"{' / '.join(given)} need"
+            why = " (SAM 3's text-prompt score threshold)" if given == ["--threshold"] else ""
             raise CliError(
-                f"--text / --threshold need a SAM 3 model ({_USE_SAM3}); "
+                f"{what} a SAM 3 model{why} ({_USE_SAM3}); "
                 f"{FAMILY_NAMES.get(family, family)} models label everything without a prompt: "
-                "drop --text"
+                f"drop {' and '.join(given)}"
             )
         return None
     if not args.text:

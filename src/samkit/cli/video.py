@@ -232,18 +232,20 @@ def _concept_prompts(args: argparse.Namespace, n: int, prompts: list) -> list:
             names = " / ".join(FAMILY_NAMES[f] for f in concepts) or "a concept model"
             raise CliError(
                 f"{flag} needs a model that finds concepts ({names}, e.g. --model "
-                f"{get_family(concepts[0]).default_model if concepts else 'sam3'}); a "
-                f"{fam.display} model tracks the objects you click (--point / --box / --mask)"
+                f"{get_family(concepts[0]).default_model if concepts else 'sam3'}); "
+                f"{with_article(fam.display)} model tracks the objects you click (--point / --box "
+                "/ --mask)"
             )
         return []
     if any(p.box is not None for p in prompts):
         raise CliError(
-            f"--box: a {fam.display} video model reads a box as an exemplar of a concept, not "
-            "as one object: use --exemplar FRAME:X0,Y0,X1,Y1 (every instance like it is tracked)"
+            f"--box: {with_article(fam.display)} video model reads a box as an exemplar of a "
+            "concept, not as one object: use --exemplar FRAME:X0,Y0,X1,Y1 (every instance like "
+            "it is tracked)"
         )
     if any(p.mask is not None for p in prompts):
         raise CliError(
-            f"--mask: a {fam.display} video model takes no "
+            f"--mask: {with_article(fam.display)} video model takes no "
             "mask prompts (official add_prompt: text, exemplar boxes, clicks); use --text, "
             "--exemplar or --point"
         )
