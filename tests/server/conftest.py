@@ -49,3 +49,29 @@ def shapes_predictor(sam1_shapes):
     from samkit import SamPredictor
 
     return SamPredictor(sam1_shapes)
+
+
+@pytest.fixture(scope="module")
+def sam3_served(sam3_small, tmp_path_factory):
+    """(client, image id, video id) on a uvicorn SAM 3 server (the 336 px `sam3_small` model, the
+    official thresholds) with truck.jpg and a 2-frame 960 x 540 clip (the SAM 2 video fixture's
+    frames) uploaded."""
+    import httpx
+
+    from samkit.server.app import create_app
+    from samkit.server.video_session import VideoLimits
+    from samkit.video.track_concepts import build_concept_tracker
+    from tests.conftest import IMAGES
+    from tests.video.clips import encode_video
+    from tests.video.conftest import fixture_arrays
+
+    tracker = build_concept_tracker(checkpoint=sam3_small, keep_outputs=True)
+    clip = encode_video(tmp_path_factory.mktemp("clip") / "street.mp4", fixture_arrays()[:2])
+    limits = VideoLimits(max_bytes=64 * 2**20, max_frames=4, max_pixels=960 * 540)
+    app = create_app(tracker.model, video_limits=limits, video_predictor=tracker)
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=600) as c:
+        r = c.post("/api/videos?name=street.mp4", content=clip.read_bytes())
+        assert r.status_code == 200, r.text
+        image = c.post("/api/images", content=(IMAGES / "truck.jpg").read_bytes())
+        assert image.status_code == 200, image.text
+        yield c, image.json()["image_id"], r.json()["video_id"]

@@ -20,19 +20,12 @@ import os
 import subprocess
 import sys
 
-import httpx
 import numpy as np
 import pytest
 
 from samkit.configs.sam3_thresholds import THRESHOLD_RANGE
-from samkit.server.app import create_app
-from samkit.server.video_session import VideoLimits
 from tests.conftest import FIXTURES, IMAGES, ROOT
-from tests.server.conftest import live_server
-from tests.video.clips import encode_video
-from tests.video.conftest import fixture_arrays
 
-N, H, W = 2, 540, 960
 pytestmark = [
     pytest.mark.skipif(
         not (FIXTURES / "sam3_tiny" / "sam3_tiny.pt").is_file(),
@@ -44,20 +37,9 @@ WORDS = f"must be {THRESHOLD_RANGE}: SAM 3 keeps a detection scoring above it"
 
 
 @pytest.fixture(scope="module")
-def served(sam3_small, tmp_path_factory):
-    """(client, image id, video id) on a SAM 3 server with the official thresholds."""
-    from samkit.video.track_concepts import build_concept_tracker
-
-    tracker = build_concept_tracker(checkpoint=sam3_small, keep_outputs=True)
-    clip = encode_video(tmp_path_factory.mktemp("clip") / "street.mp4", fixture_arrays()[:N])
-    limits = VideoLimits(max_bytes=64 * 2**20, max_frames=4, max_pixels=W * H)
-    app = create_app(tracker.model, video_limits=limits, video_predictor=tracker)
-    with live_server(app) as url, httpx.Client(base_url=url, timeout=600) as c:
-        r = c.post("/api/videos?name=street.mp4", content=clip.read_bytes())
-        assert r.status_code == 200, r.text
-        image = c.post("/api/images", content=(IMAGES / "truck.jpg").read_bytes())
-        assert image.status_code == 200, image.text
-        yield c, image.json()["image_id"], r.json()["video_id"]
+def served(sam3_served):
+    """(client, image id, video id): `tests/server/conftest.sam3_served`."""
+    return sam3_served
 
 
 BAD = ["0", "1", "0.0", "1.0", "-0.2", "1.5", '"0.3"', "true", "[0.3]", "NaN"]  # JSON texts
