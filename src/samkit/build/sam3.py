@@ -41,20 +41,25 @@ from samkit.modeling.sam3.vit import Sam3ViT
 _BUNDLED_VOCAB = Path(__file__).resolve().parents[1] / "text" / "bpe_simple_vocab_16e6.txt.gz"
 
 
+def sam3_vit_from_config(cfg: Sam3Config) -> Sam3ViT:
+    """The randomly initialised ViT trunk of SAM 3's detector with the sizes of `cfg`."""
+    return Sam3ViT(
+        img_size=cfg.img_size,
+        patch_size=cfg.patch_size,
+        embed_dim=cfg.vit_embed_dim,
+        depth=cfg.vit_depth,
+        num_heads=cfg.vit_num_heads,
+        mlp_ratio=cfg.vit_mlp_ratio,
+        window_size=cfg.vit_window_size,
+        global_att_blocks=cfg.vit_global_att_blocks,
+        pretrain_img_size=cfg.pretrain_img_size,
+    )
+
+
 def sam3_from_config(cfg: Sam3Config, device: torch.device | str | None = None) -> Sam3Image:
     """A randomly initialised `Sam3Image` with the sizes of `cfg` (float32, on `device`)."""
     with torch.device(device or "cpu"):
-        trunk = Sam3ViT(
-            img_size=cfg.img_size,
-            patch_size=cfg.patch_size,
-            embed_dim=cfg.vit_embed_dim,
-            depth=cfg.vit_depth,
-            num_heads=cfg.vit_num_heads,
-            mlp_ratio=cfg.vit_mlp_ratio,
-            window_size=cfg.vit_window_size,
-            global_att_blocks=cfg.vit_global_att_blocks,
-            pretrain_img_size=cfg.pretrain_img_size,
-        )
+        trunk = sam3_vit_from_config(cfg)
         neck = Sam3DualViTDetNeck(
             trunk,
             PositionEmbeddingSine(cfg.d_model),
