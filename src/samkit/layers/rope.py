@@ -144,7 +144,7 @@ class RoPEAttention(Attention):
         # Narrow values (SAM 2's 64-wide memory, 256-wide heads): weigh them first and project
         # after, P (V W^T + b) = (P V) W^T + b as each row of P sums to 1; the probabilities
         # then multiply 64 channels instead of 256 (exact math, float rounding only).
-        late_v = self.kv_in_dim < hs and fast_path_allowed(q, k, v, self.v_proj.weight)
+        late_v = self.late_values(q, k, v)
         if late_v:
             v = v.unsqueeze(1).expand(-1, nh, -1, -1)  # (B, nh, Nk, C_kv)
         else:
@@ -172,10 +172,21 @@ class RoPEAttention(Attention):
             k = rotate(k, cos2, sin2)
         out = sdpa(q, k, v)  # (B, nh, Nq, hs), or (B, nh, Nq, C_kv) with late_v
         if late_v:
-            w = self.v_proj.weight.view(nh, hs, self.kv_in_dim)
-            out = torch.einsum("bhnc,hdc->bhnd", out, w) + self.v_proj.bias.view(nh, 1, hs)
+            out = self.project_weighed_values(out)
         b, _, n, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, nh * hs))
+
+    def late_values(self, q: Tensor, k: Tensor, v: Tensor) -> bool:
+        """Whether to weigh the narrow values before their projection (see `forward`): values
+        narrower than a head, on the CPU fast path (`attention_kernels.fast_path_allowed`)."""
+        hs = self.internal_dim // self.num_heads
+        return self.kv_in_dim < hs and fast_path_allowed(q, k, v, self.v_proj.weight)
+
+    def project_weighed_values(self, out: Tensor) -> Tensor:
+        """(P V) W_v^T + b_v per head: (B, nh, Nq, C_kv) -> (B, nh, Nq, hs)."""
+        nh, hs = self.num_heads, self.internal_dim // self.num_heads
+        w = self.v_proj.weight.view(nh, hs, self.kv_in_dim)
+        return torch.einsum("bhnc,hdc->bhnd", out, w) + self.v_proj.bias.view(nh, 1, hs)
 
     # Keys of a stored memory: rotate(W (m + p + t) + b) = rotate(W (m + p)) + rotate(W t + b)
     # (projection and rotation are linear), where m + p (memory + its position encoding) stays

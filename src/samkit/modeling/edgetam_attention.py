@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from samkit.layers.attention import sdpa
-from samkit.layers.attention_kernels import fast_path_allowed
 from samkit.layers.rope import RoPEAttention, axial_rope_tables, interleave_tables, rotate
 
 
@@ -81,7 +80,7 @@ class RoPEAttentionV2(RoPEAttention):
         q = self._separate_heads(self.q_proj(q))  # (B, nh, Nq, hs)
         k = self._separate_heads(self.k_proj(k))  # (B, nh, Nk, hs)
         nh, hs = self.num_heads, self.internal_dim // self.num_heads
-        late_v = self.kv_in_dim < hs and fast_path_allowed(q, k, v, self.v_proj.weight)
+        late_v = self.late_values(q, k, v)
         if late_v:  # weigh the narrow values first, project after (see RoPEAttention)
             v = v.unsqueeze(1).expand(-1, nh, -1, -1)
         else:
@@ -100,7 +99,6 @@ class RoPEAttentionV2(RoPEAttention):
             k = torch.cat([mem, k[:, :, n_rope:]], dim=2) if num_k_exclude_rope else mem
         out = sdpa(q, k, v)
         if late_v:
-            w = self.v_proj.weight.view(nh, hs, self.kv_in_dim)
-            out = torch.einsum("bhnc,hdc->bhnd", out, w) + self.v_proj.bias.view(nh, 1, hs)
+            out = self.project_weighed_values(out)
         n = out.shape[2]
         return self.out_proj(out.transpose(1, 2).reshape(b, n, nh * hs))

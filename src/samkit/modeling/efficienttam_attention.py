@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from samkit.layers.attention import sdpa
-from samkit.layers.attention_kernels import fast_path_allowed
 from samkit.layers.rope import RoPEAttention, rotate
 
 _POOL = 2  # the official s_kernel_size
@@ -64,7 +63,7 @@ class EfficientRoPEAttention(RoPEAttention):
         # Narrow values weighed before their projection, as `RoPEAttention` does: the 2x2 mean
         # and the softmax rows both sum to 1, so pool(V W^T + b) = pool(V) W^T + b and
         # P (V W^T + b) = (P V) W^T + b (exact math, float rounding only).
-        late_v = self.kv_in_dim < hs and fast_path_allowed(q, k, v, self.v_proj.weight)
+        late_v = self.late_values(q, k, v)
         if late_v:
             v = v.unsqueeze(1)  # (B, 1, Nk, C_kv): one copy shared by the heads
         else:
@@ -92,8 +91,7 @@ class EfficientRoPEAttention(RoPEAttention):
             bias[..., :n_land] = _LOG_POOL
         out = sdpa(q, k_all, v_all, bias)  # (B, nh, Nq, hs), or (B, nh, Nq, C_kv) with late_v
         if late_v:
-            w = self.v_proj.weight.view(nh, hs, self.kv_in_dim)
-            out = torch.einsum("bhnc,hdc->bhnd", out, w) + self.v_proj.bias.view(nh, 1, hs)
+            out = self.project_weighed_values(out)
         b, _, n, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, nh * hs))
 
