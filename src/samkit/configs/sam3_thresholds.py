@@ -27,6 +27,16 @@ OFFICIAL_DETECTION_THRESHOLD = 0.5  # the video model's score_threshold_detectio
 OFFICIAL_NEW_OBJECT_THRESHOLD = 0.7  # new_det_thresh of the official video build
 THRESHOLD_RANGE = "a number between 0 and 1 (exclusive)"
 _WHY = "SAM 3 keeps a detection scoring above it, so 0 would keep every query and 1 none"
+IOU_RANGE = "a number from 0 to 1 (inclusive)"
+# `Sam3VideoSettings` fields: detection scores (`check_score_threshold`) and mask IoUs
+# (`check_iou_threshold`; official `_associate_det_trk`, `det_nms_thresh` of the detector's NMS)
+VIDEO_SCORE_THRESHOLDS = ("score_threshold_detection", "new_det_thresh")
+VIDEO_IOU_THRESHOLDS = (
+    "det_nms_thresh",
+    "assoc_iou_thresh",
+    "trk_assoc_iou_thresh",
+    "occlusion_iou_thresh",
+)
 
 
 def check_score_threshold(value: Any, name: str = "threshold") -> float:
@@ -47,6 +57,49 @@ def check_score_threshold(value: Any, name: str = "threshold") -> float:
     if not ok or not 0.0 < float(value) < 1.0:  # NaN fails the comparison too
         raise ValueError(f"{name} must be {THRESHOLD_RANGE}: {_WHY}; got {value!r:.40}")
     return float(value)
+
+
+def check_iou_threshold(value: Any, name: str) -> float:
+    """`value` as a mask-IoU threshold of SAM 3's video loop: a real number from 0 to 1.
+
+    An IoU lies in [0, 1], so both ends mean something (0: any overlap, 1: identical masks);
+    a number outside never or always passes, which is no setting.
+
+    Args:
+        value: the threshold (an int or float, Python or numpy; bools and strings refused).
+        name: what the message calls it.
+
+    Returns:
+        The threshold as a float.
+
+    Raises:
+        ValueError: not a number, NaN, or outside [0, 1]; the message names `name`, the value
+            and the range.
+    """
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not ok or not 0.0 <= float(value) <= 1.0:  # NaN fails the comparison too
+        raise ValueError(f"{name} must be {IOU_RANGE} (a mask IoU); got {value!r:.40}")
+    return float(value)
+
+
+def check_video_thresholds(settings: Any, owner: str = "Sam3VideoSettings") -> None:
+    """Check the thresholds of SAM 3's video settings (`Sam3VideoSettings`, built by a Python
+    user or from `samkit track` / the web app): the detection scores by the rule of every SAM 3
+    threshold (`check_score_threshold`, strictly between 0 and 1), the mask IoUs from 0 to 1
+    (`check_iou_threshold`).
+
+    Args:
+        settings: an object with the `VIDEO_SCORE_THRESHOLDS` and `VIDEO_IOU_THRESHOLDS`
+            attributes.
+        owner: the class the message names with the field (`Sam3VideoSettings.new_det_thresh`).
+
+    Raises:
+        ValueError: the first threshold out of its range, named with its class.
+    """
+    for name in VIDEO_SCORE_THRESHOLDS:
+        check_score_threshold(getattr(settings, name), f"{owner}.{name}")
+    for name in VIDEO_IOU_THRESHOLDS:
+        check_iou_threshold(getattr(settings, name), f"{owner}.{name}")
 
 
 def best_candidate_note(

@@ -42,7 +42,8 @@ def build_sam3_video_predictor(
 
     Raises:
         ValueError: no checkpoint, a checkpoint without the tracker's tensors, an unknown
-            setting name, or another dtype.
+            setting name, a threshold out of its range (`Sam3VideoSettings`), or another
+            dtype.
     """
     if checkpoint_path is None:
         raise ValueError("build_sam3_video_predictor needs checkpoint_path (an official sam3.pt)")
@@ -50,6 +51,7 @@ def build_sam3_video_predictor(
     unknown = sorted(set(settings) - known)
     if unknown:
         raise ValueError(f"unknown SAM 3 video settings {unknown}; known: {sorted(known)}")
+    video_settings = Sam3VideoSettings(**settings)  # thresholds checked before the file is read
     state = read_state_dict(checkpoint_path)
     model = build_sam3_image_model(
         bpe_path=bpe_path,
@@ -61,4 +63,4 @@ def build_sam3_video_predictor(
     )
     tracker = build_sam3_tracker(state, device=device)
     tracker = tracker_to_dtype(tracker, dtype)
-    return Sam3VideoPredictor(model, tracker, Sam3VideoSettings(**settings))
+    return Sam3VideoPredictor(model, tracker, video_settings)

@@ -59,7 +59,7 @@ from typing import Any
 
 import torch
 
-from samkit.configs.sam3_thresholds import check_score_threshold
+from samkit.configs.sam3_thresholds import check_score_threshold, check_video_thresholds
 from samkit.modeling.sam3.sam3_image import Sam3Image
 from samkit.modeling.sam3.tracker import Sam3Tracker
 from samkit.video.sam3 import history
@@ -93,12 +93,21 @@ class Sam3VideoSettings(LoopSettings):
     bound of a live session (an iterator or `LiveFrames` source, whose length has no end) when
     `max_output_frames` is None: by default the last `LIVE_OUTPUT_FRAMES` (300) frames, so that
     a stream runs in bounded memory; None keeps every frame of a stream too. Clicks on a frame
-    whose outputs were dropped raise a ValueError saying so."""
+    whose outputs were dropped raise a ValueError saying so.
+
+    Raises:
+        ValueError: a detection score threshold (`score_threshold_detection`,
+            `new_det_thresh`) not strictly between 0 and 1, or a mask-IoU threshold
+            (`det_nms_thresh`, `*_iou_thresh`) outside [0, 1]
+            (`samkit.configs.sam3_thresholds.check_video_thresholds`)."""
 
     score_threshold_detection: float = 0.5
     det_nms_thresh: float = 0.1
     max_output_frames: int | None = None
     live_output_frames: int | None = LIVE_OUTPUT_FRAMES
+
+    def __post_init__(self) -> None:
+        check_video_thresholds(self)
 
 
 class Sam3VideoPredictor:
