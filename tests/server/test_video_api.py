@@ -159,8 +159,8 @@ def test_bad_input(client, clip, tmp_path):
     assert "unknown video" in detail(client.get(f"/api/videos/{unknown}"), 404)
     assert "unknown video" in detail(client.get("/api/videos/nonsense/frames/0"), 404)
     vid = client.post("/api/videos", content=clip.read_bytes()).json()["video_id"]
-    assert "outside the video" in detail(client.get(f"/api/videos/{vid}/frames/{N}"), 404)
-    assert "outside the video" in detail(client.get(f"/api/videos/{vid}/masks/-1"), 404)
+    assert "outside the video" in detail(client.get(f"/api/videos/{vid}/frames/{N}"), 422)
+    assert "outside the video" in detail(client.get(f"/api/videos/{vid}/masks/-1"), 422)
     base = {"frame": 0, "obj_id": 1, "points": [[10.0, 10.0]], "labels": [1]}
     for change, words in [
         ({"frame": N}, "frame 4 is outside"),

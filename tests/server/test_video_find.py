@@ -152,7 +152,7 @@ def test_find_track_download_remove(url, clip, tracker, frames, monkeypatch):
                 422,
                 "frame 7 is outside the video",
             ),
-            (c.get(f"/api/videos/{vid}/masks/{N}"), 404, "outside the video"),
+            (c.get(f"/api/videos/{vid}/masks/{N}"), 422, "outside the video"),
         ]  # fmt: skip
         for r, code, reason in bad:
             assert r.status_code == code and reason in r.json()["detail"], r.text

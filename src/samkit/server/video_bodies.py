@@ -65,14 +65,27 @@ class TrackIn(BaseModel):
     max_frames: int | None = None  # >= 1, checked by VideoSession.start_track
 
 
+def frame_or_422(s: VideoSession, t: int, name: str = "frame") -> int:
+    """`t` when it is a frame of the video, else 422, in every video route: the body's `frame`
+    (prompts, find), `start_frame` (track) and the `{t}` of a frame's address (frames, masks).
+
+    The video exists (an unknown video id is a 404); an index outside it is a bad value of a
+    request parameter, which FastAPI answers with 422 (a `{t}` that is not an int, a body
+    field of the wrong type), as the image routes answer a point outside the image.
+
+    Raises:
+        HTTPException: 422 naming `name`, the value and the video's frames.
+    """
+    if not 0 <= t < s.num_frames:
+        raise HTTPException(422, f"{name} {t} is outside the video (frames 0..{s.num_frames - 1})")
+    return t
+
+
 def check_video_prompt(p: VideoPromptIn, s: VideoSession) -> None:
     """422 naming the problem (and the JSON field) for prompts that parse but make no sense for
     this video: a frame outside it, an object id outside 1..255 or removed, points / box outside
     the frame, labels not one 1 / 0 per point (`check_json_prompt`)."""
-    if not 0 <= p.frame < s.num_frames:
-        raise HTTPException(
-            422, f"frame {p.frame} is outside the video (frames 0..{s.num_frames - 1})"
-        )
+    frame_or_422(s, p.frame)
     if not 1 <= p.obj_id <= 255:
         raise HTTPException(422, f"obj_id {p.obj_id}: object ids are 1..255")
     if p.obj_id in s.removed:

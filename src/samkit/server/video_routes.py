@@ -14,7 +14,9 @@ API (JSON unless said; coordinates in video pixels; frames numbered from 0):
   503 with a Retry-After header and what to do (`samkit.server.video_manager`).
 - `GET /api/videos/{id}`: the session (objects, prompts, tracked frames, tracking job); 404 if
   unknown. `DELETE` closes it.
-- `GET /api/videos/{id}/frames/{t}`: frame t as JPEG (404 outside the video).
+- `GET /api/videos/{id}/frames/{t}`: frame t as JPEG (422 outside the video: a frame index
+  outside the video is a 422 in every route, in the address or the body, `frame_or_422`; 404
+  is for an unknown video or object id).
 - `POST /api/videos/{id}/prompts`, body `{frame, obj_id, points, labels, box}`: sets that
   object's prompts on that frame (new object ids create objects); answers the frame's objects
   (`obj_id`, COCO RLE `segmentation`, `area`, `bbox`) and `message` (None, or why the object
@@ -45,7 +47,8 @@ API (JSON unless said; coordinates in video pixels; frames numbered from 0):
 - The JSON bodies (`samkit.server.video_bodies`) are read by `samkit.server.validation`: 415 for
   another Content-Type, 422 for a body that is not a JSON object (saying the object the route
   takes) or fields it refuses; prompt errors name the JSON fields (`points`, `labels`, `box`).
-- `GET /api/videos/{id}/masks/{t}`: the objects on frame t in the latest results.
+- `GET /api/videos/{id}/masks/{t}`: the objects on frame t in the latest results (422 outside
+  the video).
 - `GET /api/videos/{id}/download/masks.zip | annotations.json | overlay.mp4`: the `samkit track`
   outputs (palette PNGs, YouTube-VIS JSON, overlay video); 409 before any result.
 
@@ -72,7 +75,13 @@ from samkit.modeling.sam2_video import Sam2Video
 from samkit.server.app_uploads import read_upload
 from samkit.server.sam3_find import MAX_PHRASE_CHARS, check_video_find_threshold
 from samkit.server.validation import json_body_doc, parse_json_body
-from samkit.server.video_bodies import FindIn, TrackIn, VideoPromptIn, check_video_prompt
+from samkit.server.video_bodies import (
+    FindIn,
+    TrackIn,
+    VideoPromptIn,
+    check_video_prompt,
+    frame_or_422,
+)
 from samkit.server.video_manager import VideoManager, VideoSlotsFull
 from samkit.server.video_session import VideoBusyError, VideoLimits, VideoSession
 from samkit.video.predictor import Sam2VideoPredictor
@@ -145,13 +154,6 @@ def add_video_routes(
             )
         return s
 
-    def frame_or_404(s: VideoSession, t: int) -> int:
-        if not 0 <= t < s.num_frames:
-            raise HTTPException(
-                404, f"frame {t} is outside the video (frames 0..{s.num_frames - 1})"
-            )
-        return t
-
     async def job(fn: Any, *args: Any) -> Any:
         m = need_manager()
         try:
@@ -209,7 +211,7 @@ def add_video_routes(
     @app.get("/api/videos/{video_id}/frames/{t}")
     async def frame_jpeg(video_id: str, t: int) -> Response:
         s = session_or_404(video_id)
-        return Response(s.jpegs[frame_or_404(s, t)], media_type="image/jpeg")
+        return Response(s.jpegs[frame_or_422(s, t)], media_type="image/jpeg")
 
     @app.post("/api/videos/{video_id}/prompts", openapi_extra=json_body_doc(VideoPromptIn))
     async def add_prompt(video_id: str, request: Request) -> dict[str, Any]:
@@ -240,10 +242,7 @@ def add_video_routes(
             raise HTTPException(
                 422, f"the phrase has {len(text)} characters; the limit is {MAX_PHRASE_CHARS}"
             )
-        if not 0 <= body.frame < s.num_frames:
-            raise HTTPException(
-                422, f"frame {body.frame} is outside the video (frames 0..{s.num_frames - 1})"
-            )
+        frame_or_422(s, body.frame)
         try:  # the image Find's rule and words (a field, its value, the range and why)
             threshold = check_video_find_threshold(body.threshold)
         except ValueError as e:
@@ -293,7 +292,7 @@ def add_video_routes(
     @app.get("/api/videos/{video_id}/masks/{t}")
     async def frame_masks(video_id: str, t: int) -> dict[str, Any]:
         s = session_or_404(video_id)
-        frame_or_404(s, t)
+        frame_or_422(s, t)
         return {"frame": t, "has_result": t in s.results, "objects": s.frame_result(t)}
 
     def need_results(s: VideoSession) -> None:
