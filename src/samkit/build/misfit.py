@@ -3,8 +3,9 @@
 A list of missing keys and shape mismatches says that a checkpoint does not fit, not what it is
 or what to do. `misfit_error` puts one line first: what the checkpoint is (its encoder's width
 and block count read from its tensors, and the registered variant of its layout when there is
-one) and a call that builds it, checked before it is given (the builder run on the meta device:
-no weights are made). The loader's key report follows.
+one: "this checkpoint is vit_l (...), not 'vit_b': ... --model vit_l") and a call that builds
+it, checked before it is given (the builder run on the meta device: no weights are made). The
+loader's key report follows.
 
 `AdviceError` carries both wordings of such advice: the Python one in its message and the
 command line's in `cli` (the CLI shows that one, with no Python call in it).
@@ -18,10 +19,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from samkit.build.registry import get_family, is_config_path
+from samkit.configs.sam import variant_names
 from samkit.io.provenance import with_article
 
 if TYPE_CHECKING:
@@ -72,6 +74,7 @@ def misfit_error(
     checkpoint: str | os.PathLike,
     infer: Callable[[Any], Any],
     display: str = "model",
+    variants: Sequence[str] = (),
 ) -> ValueError:
     """`error` (the loader's "does not fit" report) with a first line saying what the checkpoint
     is and what builds it; `error` itself for any other error.
@@ -86,6 +89,9 @@ def misfit_error(
             ValueError when the architecture cannot be read from the tensors.
         display: the family's name ("MobileSAM"), for an encoder `describe_encoder` cannot
             describe.
+        variants: the family's registered variant names; when `infer` gives a config (SAM 1,
+            the light families), the variant whose model (`builder(name, checkpoint=None,
+            device="meta")`) has the checkpoint's tensor names and shapes is named instead.
 
     Returns:
         An `AdviceError` (message: the Python advice; `cli`: the flags), or `error`.
@@ -101,6 +107,8 @@ def misfit_error(
             builder(None, checkpoint=checkpoint, device="meta")
         except (ValueError, RuntimeError, TypeError, KeyError):
             inferred = None
+    if inferred is not None and not isinstance(inferred, str):
+        inferred = variant_of_layout(builder, variants, state) or inferred
     what = describe_encoder(state) or f"{with_article(display)} of another size"
     given = repr(spec) if isinstance(spec, str) else "the config given"
     if isinstance(inferred, str):  # a registered variant of the checkpoint's layout
@@ -128,6 +136,29 @@ def misfit_error(
     return AdviceError(f"{head}: {python} (CLI: {flags})\n{report}", f"{head}: {cli}")
 
 
+def variant_of_layout(
+    builder: Callable[..., Any], variants: Sequence[str], state: Mapping[str, Tensor]
+) -> str | None:
+    """The first of `variants` whose model has exactly the tensors of `state` (names and
+    shapes), built on the meta device (`builder(name, checkpoint=None, device="meta")`: no
+    weights are made); None when none has.
+
+    Args:
+        builder: the family's builder, as `misfit_error` calls it.
+        variants: registered variant names of the family.
+        state: the checkpoint's tensors.
+    """
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    for name in variants:
+        try:
+            model = builder(name, checkpoint=None, device="meta")
+        except (ValueError, RuntimeError, TypeError, KeyError, NotImplementedError):
+            continue
+        if {k: tuple(v.shape) for k, v in model.state_dict().items()} == found:
+            return name
+    return None
+
+
 def family_misfit(
     error: ValueError,
     family: str,
@@ -153,17 +184,18 @@ def family_misfit(
     loader = entry.load("loader")
     if entry.loader_finds_checkpoint:  # its own signature (`samkit.build.family_entry`)
 
-        def alone(_: None, checkpoint: Any, device: Any) -> Any:
-            return loader(None, checkpoint, False, device, None)
+        def alone(spec: Any, checkpoint: Any, device: Any) -> Any:
+            return loader(spec, checkpoint, checkpoint is None, device, None)
 
     else:
 
-        def alone(_: None, checkpoint: Any, device: Any) -> Any:
-            return loader(None, checkpoint=checkpoint, device=device)
+        def alone(spec: Any, checkpoint: Any, device: Any) -> Any:
+            return loader(spec, checkpoint=checkpoint, device=device)
 
     name = entry.loader.rpartition(":")[2]  # the public builder ("build_sam2")
+    variants = variant_names(family)
     return misfit_error(
-        error, alone, name, spec, state, checkpoint, infer or _unknown, entry.display
+        error, alone, name, spec, state, checkpoint, infer or _unknown, entry.display, variants
     )
 
 
