@@ -15,6 +15,7 @@ from samkit.amg.report import cli_flag
 from samkit.checkpoint import CheckpointUnavailableError, default_cache_dir, fetch_checkpoint
 from samkit.checkpoint.download import download_advice
 from samkit.cli.amgopts import AMG_OPTIONS as _AMG_OPTIONS
+from samkit.cli.amgopts import crop_layers_warnings
 from samkit.cli.argparsing import print_warnings, prompt_warnings
 from samkit.cli.common import (
     FAMILY_NAMES,
@@ -152,6 +153,9 @@ class _AutoProgress(Progress):
 def cmd_auto(args: argparse.Namespace) -> int:
     concepts = auto_concept_kwargs(args)  # SAM 3 --text: its settings instead of the AMG's
     amg_kwargs = concepts or {name: getattr(args, name) for name, *_ in _AMG_OPTIONS}
+    if not concepts:  # a negative count refused, a costly one said, before the model loads
+        crops = (args.crop_n_layers, args.points_per_side, args.crop_n_points_downscale_factor)
+        print_warnings("auto", crop_layers_warnings(*crops))
     if getattr(args, "use_m2m", False):
         amg_kwargs["use_m2m"] = True
     if getattr(args, "ray", False):
