@@ -20,6 +20,7 @@ from samkit.build.registry import (
     is_config_path,
     spec_family,
 )
+from samkit.cli.common import CliError
 
 
 def variant_aliases() -> dict[str, list[str]]:
@@ -116,11 +117,23 @@ def family_checkpoint(name: str) -> tuple[str, str] | None:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """`samkit info`: versions, the checkpoint cache, and per model name its family, checkpoint
-    file, whether that file is in the cache, and its other names (`--json`: all of it)."""
+    file, whether that file is in the cache, and its other names (`--json`: all of it).
+
+    Raises:
+        CliError: `--cache-dir` names no folder (the default cache folder may not exist yet:
+            `samkit download` makes it, and the listing says so).
+    """
     import torch
 
     import samkit
     from samkit.checkpoint import default_cache_dir
+
+    if args.cache_dir and not Path(args.cache_dir).is_dir():
+        what = "not a folder" if Path(args.cache_dir).exists() else "no such folder"
+        raise CliError(
+            f"--cache-dir {args.cache_dir}: {what} (samkit download --cache-dir FOLDER makes "
+            "one and fills it; leave --cache-dir out for the default cache)"
+        )
     from samkit.configs.sam import get_variant, variant_names
 
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
@@ -151,7 +164,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"samkit {info['samkit']}  torch {info['torch']}  cuda {'yes' if info['cuda'] else 'no'}"
         f"  default model (no --model, no --checkpoint): {info['default_model']}"
     )
-    print(f"checkpoint cache: {cache}  (set SAMKIT_CACHE to change it)")
+    made = "" if cache.is_dir() else ", not made yet: samkit download VARIANT makes it"
+    print(f"checkpoint cache: {cache}  (set SAMKIT_CACHE to change it{made})")
     table = [("variant", "family", "checkpoint", "present", "also named")]
     for r in rows:
         present = "yes" if r["present"] else "no"
