@@ -20,7 +20,6 @@ from samkit.build.registry import (
     is_config_path,
     spec_family,
 )
-from samkit.cli.common import CliError
 
 
 def variant_aliases() -> dict[str, list[str]]:
@@ -120,8 +119,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     file, whether that file is in the cache, and its other names (`--json`: all of it).
 
     Raises:
-        CliError: `--cache-dir` names no folder (the default cache folder may not exist yet:
-            `samkit download` makes it, and the listing says so).
+        FileNotFoundError, NotADirectoryError: `--cache-dir` names no folder, or a file (the
+            default cache folder may not exist yet: `samkit download` makes it, and the listing
+            says so). `samkit.cli.main` prints them as a `CliError` (`samkit info: error: ...`,
+            exit status 2); this module cannot import `cli.common`, which imports it.
     """
     import torch
 
@@ -129,10 +130,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     from samkit.checkpoint import default_cache_dir
 
     if args.cache_dir and not Path(args.cache_dir).is_dir():
-        what = "not a folder" if Path(args.cache_dir).exists() else "no such folder"
-        raise CliError(
-            f"--cache-dir {args.cache_dir}: {what} (samkit download --cache-dir FOLDER makes "
-            "one and fills it; leave --cache-dir out for the default cache)"
+        is_file = Path(args.cache_dir).exists()
+        error = NotADirectoryError if is_file else FileNotFoundError
+        raise error(
+            f"--cache-dir {args.cache_dir}: {'not a folder' if is_file else 'no such folder'} "
+            "(samkit download --cache-dir FOLDER makes one and fills it; leave --cache-dir out "
+            "for the default cache)"
         )
     from samkit.configs.sam import get_variant, variant_names
 
