@@ -10,6 +10,7 @@ higher layer (`samkit.jobs.make_predictor`), as a predictor is no part of this o
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,7 @@ def load_family_model(
     random_weights: bool = False,
     device: Any = None,
     dtype: Any = None,
+    checkpoint_state: Mapping[str, Any] | None = None,
 ) -> Any:
     """Build a model of `family` with its registry `loader` (eval mode).
 
@@ -83,6 +85,9 @@ def load_family_model(
         checkpoint, random_weights: the weights, or none at all (smoke tests).
         device: torch device (default CPU).
         dtype: a torch dtype or its name ("bfloat16"); None is float32.
+        checkpoint_state: the tensors of `checkpoint` already read, handed to a loader that
+            finds its checkpoint (SAM 3's `checkpoint_state`: `samkit serve` builds the video
+            tracker from the same tensors, so the file is read once); others read the file.
 
     Raises:
         ValueError: an unknown family or variant, or what the family's builder raises.
@@ -95,7 +100,8 @@ def load_family_model(
     entry = get_family(family)
     loader = entry.load("loader")
     if entry.loader_finds_checkpoint:
-        model = loader(spec, checkpoint, random_weights, device, dtype)
+        read = {} if checkpoint_state is None else {"checkpoint_state": checkpoint_state}
+        model = loader(spec, checkpoint, random_weights, device, dtype, **read)
     else:
         name = spec if isinstance(spec, str) else None
         checkpoint = official_checkpoint(name, checkpoint, random_weights)

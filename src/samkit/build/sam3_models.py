@@ -225,6 +225,7 @@ def build_sam3(
     random_weights: bool = False,
     device: Any = None,
     dtype: Any = None,
+    checkpoint_state: dict[str, Any] | None = None,
 ) -> Any:
     """A `Sam3Image` in eval mode for a model named as in the module docstring.
 
@@ -232,7 +233,8 @@ def build_sam3(
         spec: `sam3`, a SAM 3 config.json path, or None (architecture from `checkpoint`).
         checkpoint: an official-layout `sam3.pt` (or `.safetensors` with the same keys).
         random_weights: no weights (smoke tests only).
-        device, dtype: as `build_sam3_image_model`'s.
+        device, dtype, checkpoint_state: as `build_sam3_image_model`'s (`checkpoint_state`:
+            the tensors of the checkpoint already read).
 
     Raises:
         ValueError, FileNotFoundError: see `sam3_build_kwargs` and `build_sam3_image_model`.
@@ -240,7 +242,9 @@ def build_sam3(
     from samkit.build.sam3 import build_sam3_image_model
 
     kwargs = sam3_build_kwargs(spec, checkpoint, random_weights)
-    return build_sam3_image_model(device=device, dtype=dtype, **kwargs)
+    return build_sam3_image_model(
+        device=device, dtype=dtype, checkpoint_state=checkpoint_state, **kwargs
+    )
 
 
 def sam3_img_size(model: Any) -> int:

@@ -34,7 +34,7 @@ from samkit.cli.embedding_args import checked_embedding, model_from_embedding
 from samkit.cli.imageopts import image_max_pixels, image_stretch
 from samkit.cli.info import family_checkpoint
 from samkit.cli.sam3_commands import auto_concept_kwargs, segment_concepts, segment_family
-from samkit.cli.video import serve_video_predictor
+from samkit.cli.video import serve_models
 from samkit.io.images import decode_image
 from samkit.io.masks import atomic_write_bytes, mask_png_bytes, mask_records, png_bytes
 from samkit.io.overlay import draw_prompts
@@ -295,8 +295,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         # Built off the main thread, so that only the app's decoding thread keeps torch threads.
         # SAM 3: clicks through its interactive head and the Find box (phrases)
-        lm = run_in_fresh_thread(_model_from_args, args, families_with("predictor"))
-        video = run_in_fresh_thread(serve_video_predictor, args, lm)  # SAM 3: + its tracker
+        # SAM 3: + its tracker, from the same read of the checkpoint
+        lm, video = run_in_fresh_thread(serve_models, args, families_with("predictor"))
         app = create_app(
             lm,
             video_predictor=video,

@@ -22,6 +22,7 @@ from samkit.build.registry import (
     get_family,
     is_config_path,
     spec_family,
+    state_dict_family,
 )
 from samkit.cli import model_errors
 from samkit.io.provenance import with_article
@@ -128,6 +129,7 @@ def load_model(
     dtype: str | None = None,
     families: tuple[str, ...] | None = None,
     command: str | None = None,
+    checkpoint_state: dict[str, Any] | None = None,
 ) -> LoadedModel:
     """Build the model named on the command line (its family's registry loader).
 
@@ -144,6 +146,10 @@ def load_model(
             (`refuse_family`) before it is built. Default: those with the whole image toolkit
             (`TOOLKIT`: SAM 1 and SAM 2).
         command: the command's name, for that message.
+        checkpoint_state: the tensors of the checkpoint (`checkpoint`, or the cached file of a
+            family named as a whole) already read: the family of a checkpoint alone is read off
+            them, and a loader that takes them builds from them (`load_family_model`), so that
+            `samkit serve` reads a SAM 3 file once for the model and its video tracker.
 
     Raises:
         CliError: a bad flag or file, a family the command cannot use, or a model its loader
@@ -161,7 +167,10 @@ def load_model(
         raise CliError(f"--checkpoint {checkpoint}: no such file")
     if model is None and checkpoint is None:
         model = get_family(DEFAULT_FAMILY).default_model
-    family = model_family(model, checkpoint)
+    if model is None and checkpoint_state is not None:  # the tensors were read: no sniffing
+        family = state_dict_family(checkpoint_state.keys()) or DEFAULT_FAMILY
+    else:
+        family = model_family(model, checkpoint)
     refuse_family(family, families, command)
     if model is not None:
         model = get_family(family).canonical_name(model) or model
@@ -178,7 +187,9 @@ def load_model(
     if random_weights:
         print(RANDOM_WARNING, file=sys.stderr, flush=True)
     try:
-        net = load_family_model(family, model, checkpoint, random_weights, device, dtype)
+        net = load_family_model(
+            family, model, checkpoint, random_weights, device, dtype, checkpoint_state
+        )
     except ValueError as e:  # what the loader refused, in the command line's words
         raise CliError(model_errors.load_message(family, model, checkpoint, e)) from None
     return LoadedModel(net, family, model or str(checkpoint), random_weights)
@@ -233,7 +244,9 @@ def _check_device(device: str | None) -> None:
 
 
 def _model_from_args(
-    args: argparse.Namespace, families: tuple[str, ...] | None = None
+    args: argparse.Namespace,
+    families: tuple[str, ...] | None = None,
+    checkpoint_state: dict[str, Any] | None = None,
 ) -> LoadedModel:
     _check_device(args.device)
     return load_model(
@@ -244,6 +257,7 @@ def _model_from_args(
         getattr(args, "dtype", None),
         families=families,
         command=getattr(args, "command", None),
+        checkpoint_state=checkpoint_state,
     )
 
 

@@ -20,6 +20,7 @@ from samkit.cli.common import (
     RANDOM_WARNING,
     CliError,
     _add_model_args,
+    _model_from_args,
     families_with,
     model_family,
     refuse_family,
@@ -180,18 +181,57 @@ def load_video_predictor(args: argparse.Namespace, **settings: Any) -> Any:
         raise CliError(load_message(fam.name, model, checkpoint, e)) from None
 
 
-def serve_video_predictor(args: argparse.Namespace, loaded: Any) -> Any:
-    """The video predictor `samkit serve` gives the web app when its family's is not built on
-    the served model alone: a family with concepts and a video predictor (SAM 3) gets a
-    `ConceptTracker` on the served model plus the checkpoint's tracker; None otherwise (SAM 2's
-    is made from the model by the app) and for random weights (no tracker to load)."""
-    fam = get_family(loaded.family)
-    if not (fam.has("concepts") and fam.has("video_predictor")) or loaded.random_weights:
-        return None
+def serve_models(args: argparse.Namespace, families: tuple[str, ...]) -> tuple[Any, Any]:
+    """The model `samkit serve` serves (a `LoadedModel`) and the video predictor it gives the
+    web app when its family's is not built on the served model alone: a family with concepts
+    and a video predictor (SAM 3) gets a `ConceptTracker` on the served model plus the
+    checkpoint's tracker, both built from one read of the checkpoint (`--checkpoint`, or the
+    cached file of `--model sam3`); None otherwise (SAM 2's is made from the model by the app)
+    and for random weights (no tracker to load).
+
+    Raises:
+        CliError: as `samkit.cli.common.load_model`.
+    """
+    path, state = _served_checkpoint(args)
+    loaded = _model_from_args(args, families, checkpoint_state=state)
+    if not _tracks_concepts(loaded.family) or loaded.random_weights:
+        return loaded, None
     from samkit.video.track_concepts import concept_tracker_on
 
-    checkpoint = official_checkpoint(args.model, args.checkpoint, False)
-    return concept_tracker_on(loaded.model, checkpoint)
+    return loaded, concept_tracker_on(loaded.model, path, state=state)
+
+
+def _tracks_concepts(family: str | None) -> bool:
+    fam = None if family is None else get_family(family)
+    return fam is not None and fam.has("concepts") and fam.has("video_predictor")
+
+
+def _served_checkpoint(args: argparse.Namespace) -> tuple[Path | None, dict[str, Any] | None]:
+    """(the checkpoint file, its tensors read once) when `samkit serve` builds a video tracker
+    from it too, or a checkpoint alone (read for its family, as `model_family` would;
+    `.safetensors`: its key names first); no tensors otherwise or when the file cannot be
+    read (`load_model` then says why)."""
+    from samkit.build.family import checkpoint_family
+    from samkit.checkpoint import default_cache_dir, read_state_dict
+    from samkit.cli.info import family_checkpoint
+
+    if args.random_weights:
+        return None, None
+    path = None if args.checkpoint is None else Path(args.checkpoint)
+    if args.model is not None:
+        if not _tracks_concepts(model_family(args.model)):
+            return path, None
+        named = family_checkpoint(args.model)  # `sam3`: its file in the cache
+        if path is None and named is not None:
+            path = default_cache_dir() / named[0]
+    if path is None or not path.is_file():
+        return path, None
+    if path.suffix.lower() == ".safetensors" and not _tracks_concepts(checkpoint_family(path)):
+        return path, None
+    try:
+        return path, read_state_dict(path)
+    except ValueError:
+        return path, None
 
 
 def _prompts_from_args(args: argparse.Namespace, n: int, h: int, w: int) -> list:

@@ -376,11 +376,12 @@ def build_concept_tracker(
 
 
 def concept_tracker_on(
-    model: Any, checkpoint: Any, keep_outputs: bool = True, **settings: Any
+    model: Any, checkpoint: Any, keep_outputs: bool = True, state: Any = None, **settings: Any
 ) -> ConceptTracker:
     """A `ConceptTracker` on an already built SAM 3 image model (with its interactive heads, as
     `build_sam3_image_model` builds them from a checkpoint with tracker tensors) plus the
-    checkpoint's tracker: what `samkit serve` uses, so the detector is in memory once.
+    checkpoint's tracker: what `samkit serve` uses, so the detector is in memory once (and,
+    given `state`, the checkpoint's tensors already read, the file is read once).
 
     Raises:
         ValueError: a checkpoint without tracker tensors, or an unknown setting.
@@ -390,7 +391,7 @@ def concept_tracker_on(
     if unknown:
         raise ValueError(f"unknown SAM 3 video settings {unknown}; known: {sorted(known)}")
     device = next(model.parameters()).device
-    tracker = build_sam3_tracker(read_state_dict(checkpoint), device=device)
+    tracker = build_sam3_tracker(read_state_dict(checkpoint) if state is None else state, device)
     tracker = tracker_to_dtype(tracker, next(model.parameters()).dtype)  # as the detector
     predictor = Sam3VideoPredictor(model, tracker, Sam3VideoSettings(**settings))
     return ConceptTracker(predictor, keep_outputs)
