@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from samkit.layers.fused_linear import linear_act
+
 
 class MLPBlock(nn.Module):
     """Two linear layers with an activation: keys `lin1`, `lin2` (SAM 1 ViT, two-way transformer)."""
@@ -16,7 +18,7 @@ class MLPBlock(nn.Module):
         self.act = act()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.lin2(self.act(self.lin1(x)))
+        return self.lin2(linear_act(x, self.lin1, self.act))
 
 
 class MLP(nn.Module):
@@ -46,5 +48,5 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         for i, layer in enumerate(self.layers):
-            x = self.act(layer(x)) if i < self.num_layers - 1 else layer(x)
+            x = linear_act(x, layer, self.act) if i < self.num_layers - 1 else layer(x)
         return F.sigmoid(x) if self.sigmoid_output else x

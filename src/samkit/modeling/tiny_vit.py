@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from samkit.layers import LayerNorm2d, window_partition, window_unpartition
+from samkit.layers.fused_linear import linear_act
 
 # The official PatchMerging keeps the resolution (stride 1) when its output width is one of these:
 # it is how MobileSAM's last stage stays at 1/16 of the input (`tiny_vit_sam.py`, PatchMerging).
@@ -180,7 +181,7 @@ class TinyViTMlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(self.norm(x))))
+        return self.fc2(linear_act(self.norm(x), self.fc1, self.act))
 
 
 class TinyViTBlock(nn.Module):

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from samkit.layers.attention import sdpa
+from samkit.layers.fused_linear import linear_act
 from samkit.layers.rope import axial_rope_tables, interleave_tables, rotate
 from samkit.layers.window import window_partition, window_unpartition
 
@@ -113,7 +114,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(linear_act(x, self.fc1, self.act))
 
 
 class Block(nn.Module):
