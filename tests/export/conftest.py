@@ -1,5 +1,7 @@
 """The SAM 2 fixture model and its ONNX export, shared by tests/export/test_sam2.py and
-tests/export/test_ort_sam2.py (one export per test run: the encoder graph takes the longest)."""
+tests/export/test_ort_sam2.py (one export per test run: the encoder graph takes the longest),
+and its video export, shared by tests/export/test_ort_video.py and test_ort_video_keys_s9.py
+(one xdist group, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -39,3 +41,15 @@ def sam2_onnx_dir(tmp_path_factory, sam2_tiny_model) -> Path:
     )
     assert rc == 0
     return root
+
+
+@pytest.fixture(scope="session")
+def sam2_video_onnx_dir(tmp_path_factory) -> Path:
+    """The sam2_tiny fixture model exported with `samkit export onnx --video` (read only)."""
+    from samkit.cli import main
+
+    out = tmp_path_factory.mktemp("ort_video") / "sam2"
+    args = ["export", "onnx", "--video", "--model", str(SAM2_TINY / "config.json")]
+    args += ["--checkpoint", str(SAM2_TINY / "sam2_tiny.pt")]
+    assert main([*args, "--out", str(out)]) == 0
+    return out

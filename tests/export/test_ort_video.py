@@ -26,7 +26,7 @@ from samkit.export.ort_video import OnnxEdgeTamVideoPredictor, OnnxSam2VideoPred
 from samkit.export.sam2_video import MANIFEST_FILE, export_sam2_video_onnx  # noqa: E402
 from samkit.modeling.video_memory import Clicks  # noqa: E402
 from tests.video import replay as rp  # noqa: E402
-from tests.video.conftest import CKPT, CONFIG, fixture_arrays, manifest  # noqa: E402
+from tests.video.conftest import fixture_arrays, manifest  # noqa: E402
 
 SETTINGS = manifest()["predictor_settings"]
 KW = {
@@ -52,12 +52,10 @@ def torch_predictor():
 
 
 @pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
-    """The sam2_tiny fixture model exported with `samkit export onnx --video`."""
-    out = tmp_path_factory.mktemp("ort_video") / "sam2"
-    args = ["export", "onnx", "--video", "--model", str(CONFIG), "--checkpoint", str(CKPT)]
-    assert main([*args, "--out", str(out)]) == 0
-    return out
+def export_dir(sam2_video_onnx_dir):
+    """The sam2_tiny fixture model exported with `samkit export onnx --video`
+    (tests/export/conftest.py; test_ort_video_keys_s9 reads the same folder)."""
+    return sam2_video_onnx_dir
 
 
 @pytest.fixture(scope="module")
@@ -142,17 +140,35 @@ def test_parts_match_the_torch_modules(torch_predictor, onnx_predictor):
 @pytest.mark.parametrize("session", SESSIONS)
 def test_session_matches_torch_and_official(onnx_predictor, session):
     """The torch predictor's replay of a recorded session (compared with the recording), then
-    the ORT predictor's: the official recording within the fixture's tolerances, and next to
-    the torch outputs the same frames and ids, logits within 1e-5, the same object scores
-    (1e-6) after every propagation and the same frames kept in each object's memory bank."""
+    the ORT predictor's, which keeps its memories' keys (the export's key graphs): the official
+    recording within the fixture's tolerances, and next to the torch outputs the same frames and
+    ids, logits within 1e-5, the same object scores (1e-6) after every propagation and the same
+    frames kept in each object's memory bank; the key graph ran once per stored memory read, not
+    once per frame (test_ort_video_keys_s9 tests the key graphs themselves)."""
     want = rp.torch_replay("sam2", session["name"], keep=True)
+    o = onnx_predictor.model
+    assert o.reuse_memory_keys
+    reads = []
+    run_attention = o.condition_on_memory
+
+    def counting(feat, pos, memories, pointers, max_ptrs):
+        reads.append(len(memories) if feat.shape[0] == 1 else 0)
+        return run_attention(feat, pos, memories, pointers, max_ptrs)
 
     def next_to_torch(i, key, f, ids, masks):
         wkey, wf, wids, wmasks = want.outputs[i]
         assert (key, f, ids) == (wkey, wf, wids), key
         torch.testing.assert_close(masks, wmasks, rtol=0, atol=VS_TORCH_ATOL, msg=key)
 
-    got = rp.replay(onnx_predictor, "sam2", session, on_output=next_to_torch)
+    runs = o.memory_keys.runs
+    o.condition_on_memory = counting
+    try:
+        # the sessions replay the same frames: the ORT image-encoder graph encodes each once for
+        # all of them (tests/video/replay.py), every other part runs in each call
+        with rp.encoder_memo(o):
+            got = rp.replay(onnx_predictor, "sam2", session, on_output=next_to_torch)
+    finally:
+        del o.condition_on_memory
     assert len(got.outputs) == len(want.outputs)
     assert got.scores.keys() == want.scores.keys()
     for call, scores in want.scores.items():
@@ -161,6 +177,8 @@ def test_session_matches_torch_and_official(onnx_predictor, session):
             assert abs(got.scores[call][k] - v) <= SCORE_ATOL, (call, k)
     # the memory bank is the torch predictor's: the same frames kept per object
     assert got.tracked == want.tracked
+    if sum(reads) > 1:
+        assert 0 < o.memory_keys.runs - runs < sum(reads)
 
 
 @pytest.mark.slow  # exports the EfficientTAM fixture model (two memory-attention graphs)

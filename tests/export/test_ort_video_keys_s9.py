@@ -1,6 +1,7 @@
 """The ONNX video predictor keeps its memories' keys (samkit.export.video_keys): the key graphs
 against the torch key cache and the full memory-attention graph, the kept-key store, exports
-without the key graphs, and the fixture sessions next to the torch predictor."""
+without the key graphs (the fixture sessions next to the torch predictor, with kept keys, are
+replayed in tests/export/test_ort_video.py)."""
 
 from __future__ import annotations
 
@@ -35,10 +36,9 @@ KW = {
     "add_all_frames_to_correct_as_cond": SETTINGS["add_all_frames_to_correct_as_cond"],
 }
 PART_ATOL = 1e-5  # as tests/export/test_ort_video.py (the parts vs torch on random inputs)
-VS_TORCH_ATOL = 1e-5  # video logits vs the torch predictor (test_ort_video.py)
-SCORE_ATOL = 1e-6
-# One session here (with the key-graph run counts); tests/export/test_ort_video.py replays
-# every session through the same predictor, which keeps keys by default.
+# The recorded sessions through the ORT predictor with kept keys (the official recording, the
+# torch outputs, the key-graph run counts) are tests/export/test_ort_video.py's session test:
+# its predictor keeps keys by default. EfficientTAM's cheapest session names its cross-attention.
 CHEAP = "mask_prompt_reverse"
 
 
@@ -48,10 +48,10 @@ def torch_predictor():
 
 
 @pytest.fixture(scope="module")
-def export_dir(tmp_path_factory, torch_predictor):
-    out = tmp_path_factory.mktemp("ort_video_keys") / "sam2"
-    export_sam2_video_onnx(torch_predictor.model, out)
-    return out
+def export_dir(sam2_video_onnx_dir):
+    # the export of tests/export/test_ort_video.py (tests/export/conftest.py), the same
+    # sam2_tiny fixture model as torch_predictor's
+    return sam2_video_onnx_dir
 
 
 @pytest.fixture(scope="module")
@@ -177,40 +177,6 @@ def test_store_keeps_what_the_last_frame_read():
     assert len(store.tensors()) == 1 and store.runs == 5
     store.clear()
     assert store.tensors() == []
-
-
-def test_session_with_kept_keys_matches_torch(onnx_predictor):
-    """A recorded session through the ORT predictor with kept keys: the official recording
-    within the fixture's tolerances, the torch outputs within 1e-5, the same object scores and
-    memory banks; the key graph ran once per stored memory read, not once per frame."""
-    session = rp.RECORDINGS["sam2"].session(CHEAP)
-    want = rp.torch_replay("sam2", CHEAP, keep=True)
-    o = onnx_predictor.model
-    reads = []
-    run_attention = o.condition_on_memory
-
-    def counting(feat, pos, memories, pointers, max_ptrs):
-        reads.append(len(memories) if feat.shape[0] == 1 else 0)
-        return run_attention(feat, pos, memories, pointers, max_ptrs)
-
-    def next_to_torch(i, key, f, ids, masks):
-        wkey, wf, wids, wmasks = want.outputs[i]
-        assert (key, f, ids) == (wkey, wf, wids), key
-        torch.testing.assert_close(masks, wmasks, rtol=0, atol=VS_TORCH_ATOL, msg=key)
-
-    runs = o.memory_keys.runs
-    o.condition_on_memory = counting
-    try:
-        got = rp.replay(onnx_predictor, "sam2", session, on_output=next_to_torch)
-    finally:
-        del o.condition_on_memory
-    assert len(got.outputs) == len(want.outputs)
-    for call, scores in want.scores.items():
-        for k, v in scores.items():
-            assert abs(got.scores[call][k] - v) <= SCORE_ATOL, (call, k)
-    assert got.tracked == want.tracked
-    if sum(reads) > 1:
-        assert 0 < o.memory_keys.runs - runs < sum(reads)
 
 
 def test_export_without_key_graphs_still_runs(tmp_path, export_dir, torch_predictor):

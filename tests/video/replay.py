@@ -141,19 +141,25 @@ def torch_predictor(family: str, session: dict | None = None) -> Any:
     return built
 
 
-_ENCODED: dict[int, dict[bytes, dict]] = {}  # id(model) -> its outputs by input; one model
+# id(model) -> (the model, kept alive so that its id is not reused; its outputs by input), for
+# the last MEMO_MODELS models used, oldest first: the torch and the ORT SAM 2 predictors
+# alternate session by session in tests/export/test_ort_video
+MEMO_MODELS = 2
+_ENCODED: dict[int, tuple[Any, dict[bytes, dict]]] = {}
 
 
 @contextmanager
-def _encoder_memo(model: Any) -> Iterator[None]:
+def encoder_memo(model: Any) -> Iterator[None]:
     """Every session replays the same 10 frames: while it lasts, the model's `forward_image` (a
-    pure function of the input image) answers an input it has seen, bit for bit, from its
-    earlier output instead of encoding it again (the session's own feature cache and all that
-    follows the encoder run as in any other call). The outputs of one model are kept (about
-    16 MB a frame, the image-independent position encodings once)."""
-    for other in [k for k in _ENCODED if k != id(model)]:
-        del _ENCODED[other]
-    seen = _ENCODED.setdefault(id(model), {})
+    pure function of the input image: the torch encoder, or the ORT predictor's image-encoder
+    graph) answers an input it has seen, bit for bit, from its earlier output instead of
+    encoding it again (the session's own feature cache and all that follows the encoder run as
+    in any other call). The outputs of the last `MEMO_MODELS` models are kept (about 16 MB a
+    frame each, the image-independent position encodings once)."""
+    _, seen = _ENCODED.pop(id(model), (model, {}))
+    while len(_ENCODED) >= MEMO_MODELS:
+        del _ENCODED[next(iter(_ENCODED))]
+    _ENCODED[id(model)] = (model, seen)
     encode = model.forward_image
 
     def forward_image(image: torch.Tensor) -> dict:
@@ -337,7 +343,7 @@ def torch_replay(family: str, name: str, keep: bool = False) -> Replayed | None:
     rec = RECORDINGS[family]
     session = rec.session(name)
     predictor = torch_predictor(family, session)
-    with _encoder_memo(predictor.model):
+    with encoder_memo(predictor.model):
         done = replay(predictor, family, session, keep=keep)
     _COMPARED.add((family, name))
     return done
