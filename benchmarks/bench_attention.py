@@ -15,8 +15,8 @@ between everything on and a "before" path, so both are timed on the same state i
 process. `--video-switch` says what the before path turns off: `attention` (default) the blocked
 kernels (`blocked_attention(False)`: SDPA everywhere and the value projection first), `objects`
 the batching of objects per frame, `keys` the memory keys kept between frames, `memory` both of
-those, `all` everything. With several object counts, the cost of each object beyond the first is
-printed for both paths. (Alternating frames, the after path's key cache lacks the memories of the
+those, `fused` the MLPs' fused Linear + activation, `all` everything. With several object
+counts, the cost of each object beyond the first is printed for both paths. (Alternating frames, the after path's key cache lacks the memories of the
 two frames before instead of one: it computes two memories' key parts per frame, one more than
 when every frame keeps the cache.)
 
@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import write_json
 from benchmarks.sam3_pipeline import machine
 from samkit.layers.attention_kernels import attention, blocked_attention
+from samkit.layers.fused_linear import fused_linear
 from samkit.layers.rel_pos import rel_pos_attention
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -161,7 +162,7 @@ def synthetic_frames(n: int, h: int = 540, w: int = 960) -> list[np.ndarray]:
 
 
 # --video-switch: what the "before" frames turn off (the "after" frames run everything on)
-SWITCHES = ("attention", "objects", "keys", "memory", "all")
+SWITCHES = ("attention", "objects", "keys", "memory", "fused", "all")
 
 
 @contextlib.contextmanager
@@ -169,14 +170,18 @@ def before_path(pred: Any, switch: str, before: bool) -> Iterator[None]:
     """Within the block, the predictor runs without the optimisation named by `switch` when
     `before`: "attention" the blocked attention kernels and late values (SDPA everywhere),
     "objects" the batching of objects per frame (one by one, as the official), "keys" the
-    memory keys kept between frames (recomputed every frame), "memory" objects and keys, "all"
-    every one of them."""
+    memory keys kept between frames (recomputed every frame), "memory" objects and keys,
+    "fused" the oneDNN Linear + activation of the MLPs (`fused_linear(False)`), "all" every one
+    of them."""
     tracker = pred.tracker
     old = tracker.batch_objects, tracker.cache_memory_keys
     tracker.batch_objects = not (before and switch in ("objects", "memory", "all"))
     tracker.cache_memory_keys = not (before and switch in ("keys", "memory", "all"))
     try:
-        with blocked_attention(not (before and switch in ("attention", "all"))):
+        with (
+            blocked_attention(not (before and switch in ("attention", "all"))),
+            fused_linear(not (before and switch in ("fused", "all"))),
+        ):
             yield
     finally:
         tracker.batch_objects, tracker.cache_memory_keys = old

@@ -1,16 +1,16 @@
 """`act(linear(x))` as one oneDNN primitive on the CPU: the activation applied as the matmul's
 output is written, instead of a second pass over a fresh (..., hidden) buffer.
 
-The MLPs of every encoder (ViT, Hiera, SAM 3's ViT: Linear -> GELU -> Linear) and SAM 2's memory
-attention (Linear -> ReLU) spend a third of their first layer's time on that second pass and on
-page-faulting its buffer in: one thread here, sam2.1_hiera_t's first-stage MLP (65536 x 96 ->
-384) took 149 ms float32 / 83 ms bfloat16 as `F.gelu(F.linear(...))` and 104 / 55 ms fused
-(`benchmarks/bench_fused_linear.py`).
+The MLPs of every encoder (ViT, Hiera, SAM 3's ViT, TinyViT: Linear -> GELU -> Linear) and SAM 2's
+memory attention (Linear -> ReLU) otherwise spend up to a third of their first layer's time on
+that pass and on page-faulting its buffer in: one thread on an AMD EPYC, sam2.1_hiera_t's
+first-stage MLP (65536 x 96 -> 384) took 166 ms float32 / 88 ms bfloat16 as `F.gelu(F.linear(...))`
+and 107 / 60 ms fused; whole encoders 0.90-0.95x in float32 (`benchmarks/bench_fused_linear.py`).
 
 The fused op is PyTorch's `torch.ops.mkldnn._linear_pointwise` (what inductor lowers Linear +
 pointwise to on x86). The activations are the exact ones: GELU's erf or tanh form as the
-module's `approximate` says, ReLU. It runs only where nothing can tell the difference but the
-clock: CPU tensors of float32 or bfloat16 matching the weight, no gradient, autocast, tracing,
+module's `approximate` says, ReLU; results equal the plain modules' up to rounding (float32
+within about 1e-6 relative). It runs only on CPU tensors of float32 or bfloat16 matching the weight, no gradient, autocast, tracing,
 export or compilation in play (`samkit.layers.attention_kernels.fast_path_allowed`), a plain
 `nn.Linear` (not a LoRA or quantised replacement) and activation with no hooks. Everywhere else
 it is `act(linear(x))`.

@@ -18,9 +18,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from samkit.layers.fused_linear import linear_act
 from samkit.layers.mlp import MLP
 from samkit.modeling.sam3.encoder import MultiheadAttention, sine_encode
 from samkit.modeling.sam3.geometry_encoder import box_cxcywh_to_xyxy
@@ -62,6 +62,7 @@ class TransformerDecoderLayer(nn.Module):
         self.self_attn = MultiheadAttention(d_model, num_heads)
         self.norm2 = nn.LayerNorm(d_model)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.activation = nn.ReLU()
         self.linear2 = nn.Linear(dim_feedforward, d_model)
         self.norm3 = nn.LayerNorm(d_model)
 
@@ -91,7 +92,7 @@ class TransformerDecoderLayer(nn.Module):
         )
         x = self.cross_attn(tgt + query_pos, memory + memory_pos, memory, attn_bias=attn_bias)
         tgt = self.norm1(tgt + x)
-        return self.norm3(tgt + self.linear2(F.relu(self.linear1(tgt))))
+        return self.norm3(tgt + self.linear2(linear_act(tgt, self.linear1, self.activation)))
 
 
 class TransformerDecoder(nn.Module):

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from samkit.layers.fused_linear import linear_act
+
 
 def sine_encode(coords: Tensor, num_feats: int, temperature: float = 10000.0) -> Tensor:
     """Sine-cosine encoding of normalised coordinates (DETR / SAM 3 convention).
@@ -123,6 +125,7 @@ class TransformerEncoderLayer(nn.Module):
         self.self_attn = MultiheadAttention(d_model, num_heads)
         self.cross_attn_image = MultiheadAttention(d_model, num_heads)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.activation = nn.ReLU()
         self.linear2 = nn.Linear(dim_feedforward, d_model)
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
@@ -147,7 +150,7 @@ class TransformerEncoderLayer(nn.Module):
         k = memory + memory_pos if self.pos_at_cross_keys and memory_pos is not None else memory
         tgt = tgt + self.cross_attn_image(x, k, memory, key_padding_mask=memory_key_padding_mask)
         x = self.norm3(tgt)
-        return tgt + self.linear2(F.relu(self.linear1(x)))
+        return tgt + self.linear2(linear_act(x, self.linear1, self.activation))
 
 
 class TransformerEncoderFusion(nn.Module):
