@@ -12,11 +12,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+
+# torch is imported where it is used: the pytest run of tests/test_xdist_groups.py loads this
+# file in 3 processes that need no torch (about 2 s each)
+if TYPE_CHECKING:
+    import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -97,7 +102,10 @@ SLOW = (
 # instance at a time), and so do the two files that read `sam3_tiny_runs` (computed once), and the
 # two that replay the SAM 2 video sessions with torch (tests/video/replay.py compares a session
 # with the recording once per process: test_ort_video, collected first, keeps the torch outputs
-# and test_parity then has the comparison already; in two workers both replayed them).
+# and test_parity then has the comparison already; in two workers both replayed them; the two
+# ORT video files also read one video export, tests/export/conftest.py), and so do the two that
+# read that conftest's SAM 2 image export (in two workers each exported the model), and the two
+# browser files that open pages on one `samkit serve` of sam1_shapes (tests/server/conftest.py).
 XDIST_GROUPS = {
     "tests/distributed/": "ray",
     "tests/predict/test_parity_sam3.py": "sam3_tiny_runs",
@@ -105,6 +113,10 @@ XDIST_GROUPS = {
     "tests/export/test_ort_video.py": "sam2_video_replays",
     "tests/export/test_ort_video_keys_s9.py": "sam2_video_replays",
     "tests/video/test_parity.py": "sam2_video_replays",
+    "tests/export/test_sam2.py": "sam2_onnx_export",
+    "tests/export/test_ort_sam2.py": "sam2_onnx_export",
+    "tests/server/test_browser.py": "sam1_shapes_served",
+    "tests/server/test_browser_says.py": "sam1_shapes_served",
 }
 
 
@@ -114,6 +126,25 @@ XDIST_GROUPS = {
 # small and the two workers finish together (longest-processing-time-first scheduling).
 SLOW_TEST_COST = 15.0
 TEST_COST = 0.5
+# Unmarked tests known to take much longer than TEST_COST (node-id prefixes -> seconds, idle;
+# from the summary's "tests over 10 s not marked slow" of a loaded whole-suite run, halved):
+# estimated at TEST_COST, a file with one of them went last, and one worker ran it alone at the end
+# (tests/test_xdist_groups.py, 12 s, finished the 2026-12-06 runs).
+LONG_TESTS = {
+    "tests/test_xdist_groups.py::": 11.0,
+    "tests/test_progress.py::test_a_long_test_is_named_while_it_runs_and_when_it_ends[xdist]": 6.0,
+    "tests/runtime/test_accel.py::test_tune_malloc_page_faults_fewer_big_temporaries": 10.0,
+    "tests/runtime/test_accel.py::test_build_sam2_bf16_keeps_masks": 6.0,
+    "tests/light/test_onnx.py::test_mobile_sam_onnx_matches_torch": 6.0,
+    "tests/cli/test_load_errors_s9.py::test_the_real_cli_prints_one_error_line": 5.0,
+}
+
+
+def _cost(item: pytest.Item) -> float:
+    """The estimated seconds of `item` (for the order of the xdist work units only)."""
+    if item.get_closest_marker("slow") is not None:
+        return SLOW_TEST_COST
+    return next((c for p, c in LONG_TESTS.items() if item.nodeid.startswith(p)), TEST_COST)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker reads the groups off the items
@@ -130,8 +161,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         cost: dict[str, float] = {}
         first: dict[str, int] = {}
         for i, (item, group) in enumerate(zip(items, groups)):
-            slow = item.get_closest_marker("slow") is not None
-            cost[group] = cost.get(group, 0.0) + (SLOW_TEST_COST if slow else TEST_COST)
+            cost[group] = cost.get(group, 0.0) + _cost(item)
             first.setdefault(group, i)
         order = sorted(range(len(items)), key=lambda i: (-cost[groups[i]], first[groups[i]], i))
         items[:] = [items[i] for i in order]
@@ -150,6 +180,8 @@ def manifest(model_dir: str) -> dict:
 @pytest.fixture(autouse=True, scope="session")
 def _two_threads() -> None:
     # The fixtures were recorded with 2 intra-op threads.
+    import torch
+
     torch.set_num_threads(2)
 
 

@@ -44,6 +44,18 @@ def live_server(app) -> Iterator[str]:
         sock.close()
 
 
+@pytest.fixture(scope="session")
+def sam1_shapes_served() -> Iterator[str]:
+    """The URL of `samkit serve` with the sam1_shapes model, in a subprocess
+    (tests/server/test_browser.py's `running_server`): one server for test_browser.py and
+    test_browser_says.py (one xdist group, tests/conftest.py), whose pages each upload their own
+    images."""
+    from tests.server.test_browser import running_server
+
+    with running_server(SHAPES / "config.json", SHAPES / "sam1_shapes.pth") as url:
+        yield url
+
+
 @pytest.fixture(scope="module")
 def shapes_predictor(sam1_shapes):
     from samkit import SamPredictor

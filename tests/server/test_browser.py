@@ -78,9 +78,8 @@ def running_server(model: Path, checkpoint: Path, *options: str) -> Iterator[str
 
 
 @pytest.fixture(scope="module")
-def server_url():
-    with running_server(SHAPES / "config.json", SHAPES / "sam1_shapes.pth") as url:
-        yield url
+def server_url(sam1_shapes_served):
+    return sam1_shapes_served  # `samkit serve` with sam1_shapes (tests/server/conftest.py)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.server.conftest import SHAPES
-from tests.server.test_browser import ARTIFACTS, CHROMIUM, browser_page, running_server
+from tests.server.test_browser import ARTIFACTS, CHROMIUM, browser_page
 
 pytestmark = [
     pytest.mark.browser,
@@ -24,9 +24,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def sam1_url():
-    with running_server(SHAPES / "config.json", SHAPES / "sam1_shapes.pth") as url:
-        yield url
+def sam1_url(sam1_shapes_served):
+    return sam1_shapes_served  # `samkit serve` with sam1_shapes (tests/server/conftest.py)
 
 
 @pytest.fixture(scope="module")
