@@ -105,7 +105,9 @@ SLOW = (
 # and test_parity then has the comparison already; in two workers both replayed them; the two
 # ORT video files also read one video export, tests/export/conftest.py), and so do the two that
 # read that conftest's SAM 2 image export (in two workers each exported the model), and the two
-# browser files that open pages on one `samkit serve` of sam1_shapes (tests/server/conftest.py).
+# browser files that open pages on one `samkit serve` of sam1_shapes (tests/server/conftest.py),
+# and the two that read tests/paths/backends.py's reference models and ONNX exports (made once
+# per process; sam2_tiny's encoder graph takes the longest).
 XDIST_GROUPS = {
     "tests/distributed/": "ray",
     "tests/predict/test_parity_sam3.py": "sam3_tiny_runs",
@@ -117,6 +119,8 @@ XDIST_GROUPS = {
     "tests/export/test_ort_sam2.py": "sam2_onnx_export",
     "tests/server/test_browser.py": "sam1_shapes_served",
     "tests/server/test_browser_says.py": "sam1_shapes_served",
+    "tests/io/test_provenance.py": "paths_backends",
+    "tests/paths/test_paths_agree.py": "paths_backends",
 }
 
 
