@@ -237,6 +237,7 @@ CASES: list[tuple[str, str, Callable, str]] = [
     ),
     ("box_three_numbers", "tracked", _pts(frame_idx=3, obj_id=1, box=[1, 2, 3]), "4|x0, y0"),
     ("box_inf", "tracked", _pts(frame_idx=3, obj_id=1, box=[1, 2, np.inf, 4]), "infinite"),
+    ("box_inverted", "tracked", _pts(frame_idx=3, obj_id=1, box=[30, 30, 10, 10]), "x1 >= x0"),
     ("points_removed_object", "tracked", _pts(frame_idx=3, obj_id=3, **ONE), "was removed"),
     ("points_unhashable_object", "tracked", _pts(frame_idx=3, obj_id=[1], **ONE), "hashable"),
     (

@@ -271,7 +271,8 @@ class Sam2VideoPredictor:
 
         Raises:
             ValueError: frame outside the video, points without labels (or the reverse),
-                lengths that differ, no points and no box, a box with clear_old_points=False,
+                lengths that differ, no points and no box, a box with clear_old_points=False
+                or with x1 < x0 or y1 < y0,
                 non-finite coordinates, an object id removed with `remove_object` or not
                 hashable. The state is then unchanged.
         """

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from samkit.modeling.video_memory import Clicks
+from samkit.predict.inputs import check_boxes
 from samkit.video.session import InferenceSession
 
 
@@ -42,7 +43,8 @@ def point_input(
     Raises:
         ValueError: points without labels or the reverse, N different from the label count,
             points not Nx2, no points and no box, a box with clear_old_points=False, a box that
-            is not 4 numbers, labels other than 0/1, NaN or infinite values.
+            is not 4 numbers or has x1 < x0 or y1 < y0, labels other than 0/1, NaN or infinite
+            values.
     """
     if (points is None) != (labels is None):
         raise ValueError(
@@ -77,6 +79,7 @@ def point_input(
         b = _as_float_array(box, "box").reshape(-1)
         if b.shape[0] != 4:
             raise ValueError(f"box must be (x0, y0, x1, y1), got {b.shape[0]} numbers")
+        check_boxes(b)
         coords = np.concatenate([b.reshape(2, 2), coords], axis=0)
         labs = np.concatenate([np.array([2, 3]), labs])
     pts = torch.tensor(coords, dtype=torch.float32)[None]
