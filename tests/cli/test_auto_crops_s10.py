@@ -62,3 +62,17 @@ def test_no_warning_up_to_the_web_apps_limit(layers, tmp_path, capsys, monkeypat
     argv = ["auto", *MODEL, "--crop-n-layers", layers, "--out", str(tmp_path / "o")]
     assert main([*argv, str(SHAPES / "shapes_1.png")]) == 2
     assert capsys.readouterr().err == "samkit auto: error: stop here\n"
+
+
+def test_progress_within_an_image_names_the_crop_and_batch(tmp_path, capsys, monkeypatch) -> None:
+    # Off a terminal a line is written at most every heartbeat_s within an image (10 s); at 0
+    # every batch writes one, so the crop and batch counts of a one-image run can be read.
+    monkeypatch.setattr(commands._AutoProgress, "heartbeat_s", 0.0)
+    argv = ["auto", *MODEL, "--crop-n-layers", "1", "--points-per-side", "2"]
+    assert main([*argv, "--out", str(tmp_path / "o"), str(SHAPES / "shapes_1.png")]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    within = [ln for ln in lines if "shapes_1.png: crop" in ln]
+    assert [ln.split("shapes_1.png: ")[1] for ln in within[:1]] == ["crop 1/5, batch 1/5"]
+    assert within[-1].endswith("shapes_1.png: crop 5/5, batch 5/5"), within
+    assert all("0/1 images" in ln for ln in within), within
+    assert any(ln.startswith("auto: 1/1 images") for ln in lines), lines

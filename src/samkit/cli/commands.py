@@ -139,6 +139,8 @@ class _AutoProgress(Progress):
     """`samkit auto`'s progress: images done / total, images/s, ETA, and per image its masks,
     the masks so far and masks per second of work (the one reporter, `samkit.io.progress`)."""
 
+    heartbeat_s = 10.0  # off a terminal, the least seconds between two lines within an image
+
     def __init__(self, total: int, enabled: bool = True) -> None:
         super().__init__(total, "auto", "images", enabled=enabled)
         self.masks, self.busy_s = 0, 0.0
@@ -148,6 +150,17 @@ class _AutoProgress(Progress):
         self.busy_s += seconds
         rate = self.masks / self.busy_s if self.busy_s > 0 else 0.0
         self.update(1, f"{self.masks} masks | {rate:.1f} masks/s | {name}: {status}")
+
+    def within(self, name: str) -> Any:
+        """The generator's `progress(done, total, stage)` for image `name`: its crop and batch
+        shown while it runs (crops make one image take minutes)."""
+
+        def report(done: int, total: int, stage: str) -> None:
+            if stage != "done":
+                note = f"{self.masks} masks | {name}: {stage}, batch {done}/{total}"
+                self.working(note, self.heartbeat_s)
+
+        return report
 
 
 def cmd_auto(args: argparse.Namespace) -> int:
@@ -198,6 +211,8 @@ def cmd_auto(args: argparse.Namespace) -> int:
             progress.image_done(f.name, 0, 0.0, "done already, skipped")
             continue
         t = time.perf_counter()
+        if hasattr(generator, "progress"):
+            generator.progress = progress.within(f.name)
         try:
             n_masks = job.run(generator, f, f.name, ids[f.name])
         except (ValueError, OSError, RuntimeError) as e:

@@ -106,6 +106,20 @@ class Progress:
                 self.file.write(self.line() + "\n")
                 self.file.flush()
 
+    def working(self, note: str, every_s: float = 10.0) -> None:
+        """A note on the item in progress (e.g. "dog.jpg: crop 3/21, batch 40/84") without
+        counting it: a terminal's bar shows it at once; elsewhere a line is written at most
+        every `every_s` seconds, so a long item still shows that it moves."""
+        self.note = note
+        if self._bar is not None:
+            self._bar.set_postfix_str(note)
+        elif self.enabled:
+            now = time.perf_counter()
+            if now - (self._last_line if self._last_line is not None else self.t0) >= every_s:
+                self._last_line = now
+                self.file.write(self.line() + "\n")
+                self.file.flush()
+
     def line(self) -> str:
         """The plain progress line of now (what is written off a terminal)."""
         return tqdm.format_meter(
