@@ -66,7 +66,10 @@ def test_masks_binary_label_and_star(tmp_path):
 
 
 def test_prompts_json(tmp_path):
-    write_palette_png(tmp_path / "m.png", np.ones((H, W), np.uint8))
+    from PIL import Image
+
+    # a binary mask (one channel, one level): the object's, whatever its id
+    Image.fromarray(np.full((H, W), 255, np.uint8)).save(tmp_path / "m.png")
     doc = [
         {"frame": 0, "obj": 1, "point": [10, 10]},
         {"frame": 0, "obj": 1, "points": [[20, 20, 0]]},

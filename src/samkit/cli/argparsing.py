@@ -20,6 +20,10 @@ from samkit.predict.prompt_bounds import prompt_warnings  # noqa: F401  (the CLI
 COORDINATE_OPTIONS = ("--point", "--box")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _COORDS = re.compile(rf"^-{_NUMBER[len('[-+]?') :]}(?:,{_NUMBER})*$")
+# `samkit track`'s FRAME:... values: a negative FRAME is the option's value, refused by the
+# command with the video's frame range (as `--start-frame -1` is), not an unknown option "-1".
+FRAME_OPTIONS = ("--point", "--box", "--mask", "--exemplar")
+_NEGATIVE_FRAME = re.compile(r"^-\d+:")
 
 
 def join_negative_coordinates(argv: Sequence[str]) -> list[str]:
@@ -27,14 +31,19 @@ def join_negative_coordinates(argv: Sequence[str]) -> list[str]:
 
     argparse takes any word that starts with "-" and is not a plain negative number for an
     option, so `--point -10,-10` would fail with "expected one argument". A word right after
-    `--point` / `--box` that is a comma-separated list of numbers is the option's value.
+    `--point` / `--box` that is a comma-separated list of numbers is the option's value, and so
+    is a word `-N:...` right after `--point` / `--box` / `--mask` / `--exemplar` (`samkit
+    track`'s negative FRAME: no option starts with a minus and a digit).
     """
     out: list[str] = []
     i = 0
     while i < len(argv):
         word = argv[i]
-        if word in COORDINATE_OPTIONS and i + 1 < len(argv) and _COORDS.match(argv[i + 1]):
-            out.append(f"{word}={argv[i + 1]}")
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if (word in COORDINATE_OPTIONS and _COORDS.match(value)) or (
+            word in FRAME_OPTIONS and _NEGATIVE_FRAME.match(value)
+        ):
+            out.append(f"{word}={value}")
             i += 2
             continue
         out.append(word)

@@ -72,8 +72,8 @@ def add_parsers(sub: Any) -> None:
         action="append",
         default=[],
         metavar="FRAME:OBJ:PNG",
-        help="a mask PNG of the frame's size (binary, or a label PNG: pixels == OBJ; OBJ '*' "
-        "takes every id)",
+        help="a mask of the frame's size: a label PNG (palette; pixels == OBJ, one of its ids; "
+        "'*' takes every id) or a binary mask (one channel: 0 and one other value)",
     )
     g.add_argument("--prompts", metavar="JSON", help="a JSON list of prompts (see the README)")
     t = p.add_argument_group("tracking")
@@ -299,6 +299,7 @@ def _concept_prompts(args: argparse.Namespace, n: int, prompts: list) -> list:
 
 
 def cmd_track(args: argparse.Namespace) -> int:
+    from samkit.cli.track_notes import warn_hidden_prompts
     from samkit.video.frames.sources import open_video
     from samkit.video.track import frames_after_start, frames_to_track, track_video
 
@@ -356,6 +357,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     if finds and not result["objects"]:
         hint = _nothing_found_hint(finds, args.threshold, result["masks"], result.get("best_score"))
         print(hint, file=sys.stderr)
+    warn_hidden_prompts(result["annotations"], prompts, predictor)
     print(json.dumps(result, indent=1))
     return 0
 

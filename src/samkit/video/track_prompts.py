@@ -3,9 +3,11 @@
 Command-line forms (repeatable):
 - `--point FRAME:OBJ:X,Y[,LABEL]`: a click in frame pixels, LABEL 1 (foreground, default) or 0;
 - `--box FRAME:OBJ:X0,Y0,X1,Y1`: a box in frame pixels;
-- `--mask FRAME:OBJ:PNG`: a mask image of the frame's size. A binary PNG (values 0 and one
-  other value) is the object's mask; a label PNG (several ids, e.g. a DAVIS annotation) gives
-  the pixels equal to OBJ. `FRAME:*:PNG` takes every id of a label PNG as its own object.
+- `--mask FRAME:OBJ:PNG`: a mask image of the frame's size. A label PNG (indexed / palette,
+  e.g. a DAVIS annotation or samkit's own output, whatever ids it holds) gives the pixels equal
+  to OBJ, which must be one of its ids; any other image must be a binary mask (one channel, 0
+  and one other value), the object's mask; other images (photos, many grey levels) are refused.
+  `FRAME:*:PNG` takes every id of a label PNG as its own object.
 
 `--prompts prompts.json` holds the same as a list of objects, each with "frame", "obj" and one of
 "point" ([x, y] or [x, y, label]), "points" (a list of those), "box" ([x0, y0, x1, y1]) or
@@ -21,11 +23,9 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
-
-from samkit.video.formats import read_label_png
 
 
 @dataclass
@@ -164,19 +164,23 @@ def _mask_pixels(raw: _Raw, height: int, width: int) -> dict[int, np.ndarray]:
     path = Path(raw.value)
     if not path.is_file():
         raise ValueError(f"{raw.source}: no such file {path}")
-    lab = read_label_png(path) if _is_label_png(path, raw.source) else _grey(path, raw.source)
+    lab, labels = _read_mask(path, raw.source)
     if lab.shape != (height, width):
         raise ValueError(
             f"{raw.source}: the mask is {lab.shape[1]}x{lab.shape[0]}, the video {width}x{height}"
         )
     ids = [int(i) for i in np.unique(lab) if i != 0]
+    if not ids:
+        raise ValueError(f"{raw.source}: the mask is empty (all pixels are 0)")
     if raw.obj == "*":
-        if not ids:
-            raise ValueError(f"{raw.source}: the mask has no object (all pixels are 0)")
-        return {i: lab == i for i in ids if i != 255}
-    if len(ids) <= 1:  # binary: any nonzero value is the object
-        if not ids:
-            raise ValueError(f"{raw.source}: the mask is empty (all pixels are 0)")
+        objects = {i: lab == i for i in ids if i != 255}
+        if not labels or not objects:
+            raise ValueError(
+                f"{raw.source}: OBJ '*' takes every object id of a label PNG (palette, pixel = "
+                f"object id), and {path.name} has none (no id in 1..254): give the object's id"
+            )
+        return objects
+    if not labels:  # binary: any nonzero value is the object
         return {int(raw.obj): lab > 0}
     if int(raw.obj) not in ids:
         raise ValueError(
@@ -186,24 +190,43 @@ def _mask_pixels(raw: _Raw, height: int, width: int) -> dict[int, np.ndarray]:
     return {int(raw.obj): lab == int(raw.obj)}
 
 
-def _is_label_png(path: Path, source: str) -> bool:
+def _read_mask(path: Path, source: str) -> tuple[np.ndarray, bool]:
+    """(HxW pixels, whether they are object ids). A palette ("P") PNG is always a label map,
+    whatever ids it holds; any other image must be a binary mask: one channel (or grey colour
+    channels), 0 for the background and at most one other value. Anything else (a photo, a
+    grey image with more levels) is refused rather than read as a wrong mask."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
-            return im.mode in ("P", "L")
-    except OSError as e:  # PIL.UnidentifiedImageError included: not an image file
+            if im.mode == "P":
+                return np.array(im, dtype=np.uint8), True
+            a = np.array(im)
+            mode = im.mode
+    except (OSError, SyntaxError) as e:  # PIL.UnidentifiedImageError included: not an image
         raise ValueError(f"{source}: cannot read {path} as a mask image ({e})") from None
+    if a.ndim == 3:  # drop alpha; colour channels must be equal (a grey picture)
+        a = a[..., : 1 if mode in ("LA", "La") else min(3, a.shape[-1])]
+        if (a != a[..., :1]).any():
+            _not_a_mask(path, source, f"a colour ({mode}) image")
+        a = a[..., 0]
+    levels = np.unique(a)
+    if len(levels) > 2 or (len(levels) == 2 and levels[0] != 0):
+        _not_a_mask(path, source, f"a grey image with levels {_levels(levels)}")
+    return (a > 0).astype(np.uint8), False
 
 
-def _grey(path: Path, source: str) -> np.ndarray:
-    from PIL import Image
+def _levels(levels: np.ndarray) -> str:
+    shown = ", ".join(str(int(v)) for v in levels[:5])
+    return f"{shown}, ... ({len(levels)} levels)" if len(levels) > 5 else shown
 
-    try:
-        with Image.open(path) as im:
-            return np.array(im.convert("L"), dtype=np.uint8)
-    except OSError as e:
-        raise ValueError(f"{source}: cannot read {path} ({e})") from None
+
+def _not_a_mask(path: Path, source: str, what: str) -> NoReturn:
+    raise ValueError(
+        f"{source}: {path.name} is {what}, not a mask: a mask file is a label PNG (indexed / "
+        "palette, pixel = object id, as samkit track writes) or a binary mask (one channel, 0 "
+        "for the background and one other value, e.g. 0/255 or 0/1)"
+    )
 
 
 def resolve_prompts(
@@ -215,7 +238,8 @@ def resolve_prompts(
         ValueError: naming the argument: a frame outside the video, an object id outside 1..255,
             a label other than 0 / 1, a point or box outside the frame, an inverted box, two boxes
             or a mask with points for one frame and object, a mask file that is missing, empty, of
-            another size or without the requested object id.
+            another size, without the requested object id (a label PNG) or neither a label PNG
+            nor a binary mask.
     """
     if not raws:
         raise ValueError("no prompts: give --point, --box, --mask or --prompts")
