@@ -34,6 +34,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_attention import CLOCK, alternate, mm_gflops
+from benchmarks.bench_light import build_image_model
 from benchmarks.common import write_json
 from benchmarks.sam3_pipeline import machine
 from samkit.layers.fused_linear import fused_linear, linear_act
@@ -80,16 +81,13 @@ def shape_row(
 
 
 def _encoder(name: str, dtype: torch.dtype) -> tuple[nn.Module, torch.Tensor]:
-    from samkit import build_sam, build_sam2
-    from samkit.build.light import build_mobile_sam
+    from samkit import build_sam2
 
     torch.manual_seed(0)
-    if name == "vit_b":
-        model = build_sam("vit_b", dtype=dtype)
-    elif name == "mobile_sam":
-        model = build_mobile_sam("mobile_sam", dtype=dtype)
-    else:
+    if name.startswith("sam2"):
         model = build_sam2(name, dtype=dtype)
+    else:
+        model = build_image_model(name, dtype)
     return model.image_encoder, torch.randn(1, 3, 1024, 1024)
 
 

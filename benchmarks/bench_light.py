@@ -23,10 +23,23 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT.parent / "shared" / "images"
 MODELS = ("vit_b", "mobile_sam", "sam_hq_vit_tiny", "sam_hq_vit_b")
+
+
+def build_image_model(model_name: str, dtype: Any) -> Any:
+    """`model_name` (vit_b, mobile_sam or an HQ-SAM variant) with random weights in `dtype`."""
+    from samkit import build_sam
+    from samkit.build.light import build_mobile_sam, build_sam_hq
+
+    if model_name == "vit_b":
+        return build_sam("vit_b", dtype=dtype)
+    if model_name == "mobile_sam":
+        return build_mobile_sam("mobile_sam", dtype=dtype)
+    return build_sam_hq(model_name, dtype=dtype)
 
 
 def run_one(
@@ -39,8 +52,7 @@ def run_one(
 
     sys.path.insert(0, str(ROOT))
     from benchmarks.common import median_time
-    from samkit import SamPredictor, build_sam
-    from samkit.build.light import build_mobile_sam, build_sam_hq
+    from samkit import SamPredictor
     from samkit.predict.sam_hq import SamHQPredictor
 
     clock = time.process_time if cpu_time else time.perf_counter
@@ -48,12 +60,7 @@ def run_one(
     dtype = getattr(torch, dtype_name)
     image = np.array(Image.open(IMAGES / "truck.jpg").convert("RGB"))
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if model_name == "vit_b":
-        model = build_sam("vit_b", dtype=dtype)
-    elif model_name == "mobile_sam":
-        model = build_mobile_sam("mobile_sam", dtype=dtype)
-    else:
-        model = build_sam_hq(model_name, dtype=dtype)
+    model = build_image_model(model_name, dtype)
     params = sum(p.numel() for p in model.parameters())
     enc_params = sum(p.numel() for p in model.image_encoder.parameters())
     x = model.preprocess(torch.rand(1, 3, 1024, 1024) * 255)
