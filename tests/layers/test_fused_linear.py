@@ -141,6 +141,7 @@ def test_everything_else_runs_the_modules(case: str) -> None:
         assert seen, "the module's hook must still run"
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 def test_int8_quantised_linear_runs_its_own_kernel() -> None:
     lin = _layer(torch.float32)
     q = torch.ao.quantization.quantize_dynamic(nn.Sequential(lin), {nn.Linear}, torch.qint8)[0]
