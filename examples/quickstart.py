@@ -166,7 +166,9 @@ def _demo(out: Path, image_path: Path | None, point: str | None) -> int:
     print(f"demo image ({w}x{h}, three generated shapes) -> {image_path}")
     mask = _segment_and_write(model, sample.image, (x, y), out, sample.name)
     k = sample.shape_at(x, y)
-    if k is None:
+    if not (0 <= x < w and 0 <= y < h):
+        print(f"the point ({x:g}, {y:g}) is outside the {w}x{h} image (no shape to compare with)")
+    elif k is None:
         print(f"the point ({x:g}, {y:g}) is on the background (no shape to compare with)")
     else:
         truth = sample.masks[k]

@@ -87,8 +87,13 @@ def test_quickstart_demo_flag(tmp_path, capsys):
     assert f"IoU with the true shape under the point ({x}, {y}): {iou:.3f}" in (
         capsys.readouterr().out
     )
-    # on the background: no comparison, still a mask
+    # outside the image or on the background: no comparison, still a mask
     assert qs.main(["--demo", "--point=-5,-5", "--out", str(tmp_path / "c")]) == 0
+    assert "is outside the 512x384 image" in capsys.readouterr().out
+    bx, by = next(
+        (x, y) for y in range(0, 384, 8) for x in range(0, 512, 8) if sample.shape_at(x, y) is None
+    )
+    assert qs.main(["--demo", "--point", f"{bx},{by}", "--out", str(tmp_path / "c2")]) == 0
     assert "on the background" in capsys.readouterr().out
     # --demo IMAGE: the demo model on the user's image, with a note
     image = FIXTURES / "sam1_shapes" / "shapes_1.png"

@@ -76,3 +76,10 @@ def test_progress_within_an_image_names_the_crop_and_batch(tmp_path, capsys, mon
     assert within[-1].endswith("shapes_1.png: crop 5/5, batch 5/5"), within
     assert all("0/1 images" in ln for ln in within), within
     assert any(ln.startswith("auto: 1/1 images") for ln in lines), lines
+
+
+def test_generator_errors_name_the_flags(tmp_path, capsys) -> None:
+    argv = ["auto", *MODEL, "--points-per-side", "0", "--out", str(tmp_path / "o")]
+    assert main([*argv, str(SHAPES / "shapes_1.png")]) == 2
+    err = capsys.readouterr().err
+    assert err == "samkit auto: error: --points-per-side must be an int >= 1, got 0\n", err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -184,8 +185,9 @@ def cmd_auto(args: argparse.Namespace) -> int:
         )
     try:  # SamAutomaticMaskGenerator or Sam2AutomaticMaskGenerator, by model family
         generator = make_generator(lm.model, lm.family, amg_kwargs)
-    except ValueError as e:
-        raise CliError(str(e)) from None
+    except ValueError as e:  # the generator's words name its arguments; say the flags
+        names = "|".join(sorted(amg_kwargs, key=len, reverse=True))
+        raise CliError(re.sub(rf"\b({names})\b", lambda m: cli_flag(m[1]), str(e))) from None
     amg_kwargs = settled_amg_kwargs(generator, amg_kwargs)
     job = AutoJob.create(
         out,

@@ -337,7 +337,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         )
         print(
             f"{path.name}: {n} frames {w}x{h}, {what}, tracking {direction} "
-            f"({total} frames per pass)",
+            f"({total} frame{'s' * (total != 1)} per pass)",
             file=sys.stderr,
         )
     result = track_video(
